@@ -1,0 +1,821 @@
+"""Benchmark slidelearn's SLIDE training and inference against a PyTorch full softmax.
+
+The benchmark builds an Amazon-670K-shaped synthetic extreme classification
+problem with :func:`slidelearn.datasets.make_extreme_classification`
+(135,909 sparse features, 670,091 labels, about 75 non-zeros and 5 labels per
+row) and, for every requested thread count, runs in a fresh subprocess (so
+that the peak resident memory is that of one configuration):
+
+1. ``slidelearn``: :class:`slidelearn.SlideClassifier` with one hidden layer
+   of 128 ReLU units, trained for ``--epochs`` epochs (one ``partial_fit`` call
+   per epoch by default). It reports the training throughput (samples/s,
+   measured on training only: data generation and model initialisation are
+   excluded), the mean active-set size per sample, the peak RSS, and the
+   precision@1/@5 and throughput of top-5 inference on the test rows, over all
+   labels (``inference="exact"``) and over the labels that the hash tables
+   retrieve (``inference="lsh"``).
+2. A PyTorch peer with the same network and a *full* softmax:
+   ``EmbeddingBag(n_features, 128, mode="sum")`` weighted by the values of X,
+   plus a bias, ReLU, ``Linear(128, n_labels)``, a cross-entropy against soft
+   targets with mass ``1/|y|`` on each true label, Adam and batches of 128. A
+   full epoch would take hours, so a fixed number of batches is timed after a
+   few warm-up batches. Its top-5 inference is timed on a subset of the test
+   rows.
+
+Figures are printed as tables, with the ratios against the peer measured in the
+same run and the targets they are compared to; nothing is asserted. With
+``--out`` every figure is also written as JSON.
+
+Examples
+--------
+Smoke test on a tiny shape (well under a minute)::
+
+    PYTHONPATH=. python benchmarks/bench_slide.py --quick
+
+The Amazon-670K shape with 1 and 2 threads, results saved as JSON::
+
+    PYTHONPATH=. python benchmarks/bench_slide.py --threads 1 2 --out results.json
+"""
+import argparse
+import importlib.metadata
+import json
+import os
+import platform
+import resource
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import scipy.sparse as sp
+
+try:
+    import slidelearn  # noqa: F401
+except ImportError:  # running from a source checkout without PYTHONPATH
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# Shapes of the Amazon-670K data set of the Extreme Classification Repository.
+AMAZON_670K = {"n_features": 135909, "n_labels": 670091}
+
+# Defaults of the full run and of ``--quick``; explicit options override both.
+PRESETS = {
+    "full": {"n_features": AMAZON_670K["n_features"], "n_labels": AMAZON_670K["n_labels"],
+             "n_train": 50000, "n_test": 2000, "epochs": 2, "torch_batches": 20,
+             "torch_test_rows": 1024},
+    "quick": {"n_features": 5000, "n_labels": 20000, "n_train": 2500, "n_test": 500,
+              "epochs": 2, "torch_batches": 5, "torch_test_rows": 500},
+}
+
+# Targets of the issue this benchmark gives evidence for (printed, never asserted).
+TARGET_TRAIN_RATIO = 25.0       # slidelearn / torch training samples/s at TARGET_THREADS
+TARGET_THREADS = 2
+TARGET_LSH_SPEEDUP = 10.0       # lsh / exact top-5 inference rows/s
+TARGET_LSH_P1_DROP = 1.0        # at most this many points of P@1 lost by lsh
+
+TOP_K = 5
+
+
+# --------------------------------------------------------------------------- options
+def parse_args(argv=None):
+    """Parse the command line.
+
+    Parameters
+    ----------
+    argv : list of str or None, default=None
+        Arguments without the program name; None reads ``sys.argv[1:]``.
+
+    Returns
+    -------
+    args : argparse.Namespace
+        The options, with the shape defaults of ``--quick`` or of the full run
+        filled in where they were not given.
+    """
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g = p.add_argument_group("data and run")
+    g.add_argument("--quick", action="store_true",
+                   help="tiny shape for smoke testing (20k labels, 5k features, 3k rows)")
+    g.add_argument("--n-train", type=int, default=None,
+                   help="training rows (default 50000; 2500 with --quick)")
+    g.add_argument("--n-test", type=int, default=None,
+                   help="test rows (default 2000; 500 with --quick)")
+    g.add_argument("--n-features", type=int, default=None,
+                   help="features (default 135909, Amazon-670K; 5000 with --quick)")
+    g.add_argument("--n-labels", type=int, default=None,
+                   help="labels (default 670091, Amazon-670K; 20000 with --quick)")
+    g.add_argument("--n-nonzeros", type=int, default=75, help="mean non-zeros per row")
+    g.add_argument("--labels-per-sample", type=float, default=5.0, help="mean labels per row")
+    g.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                   help="thread counts; each one runs in fresh subprocesses")
+    g.add_argument("--epochs", type=int, default=None,
+                   help="slidelearn training epochs (default 2)")
+    g.add_argument("--train-api", choices=["partial_fit", "fit"], default="partial_fit",
+                   help="train slidelearn with one partial_fit call per epoch, or with one "
+                        "warm-started fit call (which rebuilds the hash tables from the final "
+                        "weights before LSH inference)")
+    g.add_argument("--inference-repeats", type=int, default=1,
+                   help="time each top-k inference this many times and keep the fastest")
+    g.add_argument("--seed", type=int, default=0, help="seed of the data and of the models")
+    g.add_argument("--skip-torch", action="store_true", help="do not run the PyTorch peer")
+    g.add_argument("--torch-batches", type=int, default=None,
+                   help="timed PyTorch training batches (default 20; 5 with --quick)")
+    g.add_argument("--torch-warmup", type=int, default=2,
+                   help="untimed PyTorch warm-up batches before the timed ones")
+    g.add_argument("--torch-test-rows", type=int, default=None,
+                   help="test rows for PyTorch top-k inference (default 1024; 500 with --quick)")
+    g.add_argument("--out", default=None, help="write every figure to this JSON file")
+
+    h = p.add_argument_group("network and SLIDE hyper-parameters (both libraries where they apply)")
+    h.add_argument("--hidden", type=int, default=128, help="hidden layer width")
+    h.add_argument("--batch-size", type=int, default=128, help="samples per batch")
+    h.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    h.add_argument("--hash-family", default="dwta", choices=["dwta", "wta", "simhash", "doph"])
+    h.add_argument("--n-tables", type=int, default=50, help="L, hash tables")
+    h.add_argument("--n-codes", type=int, default=6, help="K, codes per table")
+    h.add_argument("--bin-size", type=int, default=8, help="coordinates per (D)WTA code")
+    h.add_argument("--range-pow", type=int, default=18, help="log2 of the buckets per table")
+    h.add_argument("--bucket-size", type=int, default=128, help="neuron ids per bucket")
+    h.add_argument("--min-active", type=int, default=1000,
+                   help="active output neurons per training sample, at least")
+    h.add_argument("--active-threshold", type=int, default=1,
+                   help="tables a neuron must be retrieved from to be active in training")
+    h.add_argument("--inference-threshold", type=int, default=1,
+                   help="the same threshold for LSH inference")
+    h.add_argument("--rehash-interval", type=int, default=6400,
+                   help="samples between two rebuilds of the hash tables")
+    h.add_argument("--rebuild-interval", type=int, default=128000,
+                   help="samples between two draws of new hash functions")
+
+    # Internal: the parent runs each configuration as `--worker KIND`.
+    p.add_argument("--worker", choices=["slidelearn", "torch"], help=argparse.SUPPRESS)
+    p.add_argument("--worker-threads", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--data", help=argparse.SUPPRESS)
+    p.add_argument("--result", help=argparse.SUPPRESS)
+
+    args = p.parse_args(argv)
+    preset = PRESETS["quick" if args.quick else "full"]
+    for name, value in preset.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    for name in ("n_train", "n_test", "n_features", "n_labels", "epochs", "torch_batches",
+                 "torch_test_rows", "inference_repeats", "hidden", "batch_size"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    if any(t < 1 for t in args.threads):
+        p.error("--threads must be positive")
+    return args
+
+
+# ------------------------------------------------------------------ machine and memory
+def _proc_status_kib(field):
+    """A ``kB`` field of ``/proc/self/status`` in KiB, or None where unavailable."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def peak_rss_bytes():
+    """Peak resident set size of this process (``VmHWM``), in bytes.
+
+    Returns
+    -------
+    int
+        Bytes; falls back to ``getrusage`` where ``/proc`` is missing.
+    """
+    kib = _proc_status_kib("VmHWM")
+    if kib is None:
+        kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return kib * 1024
+
+
+def current_rss_bytes():
+    """Current resident set size of this process (``VmRSS``), in bytes, or None."""
+    kib = _proc_status_kib("VmRSS")
+    return None if kib is None else kib * 1024
+
+
+def _package_version(name):
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def machine_info():
+    """Describe the machine and the software versions.
+
+    Returns
+    -------
+    info : dict
+        CPU model, logical cores, usable cores (affinity mask), memory, OS,
+        and the versions of Python, NumPy, SciPy, PyTorch and slidelearn (with
+        the git revision of the checkout when there is one).
+    """
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem_total = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    mem_total = int(line.split()[1]) * 1024
+                    break
+    except OSError:
+        pass
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    import slidelearn
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        rev = subprocess.run(["git", "-C", repo, "describe", "--always", "--dirty"],
+                             capture_output=True, text=True, timeout=10).stdout.strip() or "none"
+    except (OSError, subprocess.SubprocessError):
+        rev = "none"
+    return {
+        "cpu": cpu,
+        "logical_cores": os.cpu_count(),
+        "usable_cores": usable,
+        "memory_gb": None if mem_total is None else mem_total / 1e9,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": _package_version("scipy"),
+        "torch": _package_version("torch"),
+        "slidelearn": getattr(slidelearn, "__version__", None),
+        "slidelearn_path": os.path.dirname(slidelearn.__file__),
+        "git_revision": rev,
+    }
+
+
+# ----------------------------------------------------------------------------- data
+def make_data(args, path):
+    """Generate the train and test sets once and save them for the workers.
+
+    Train and test rows come from one call of ``make_extreme_classification``
+    (so they share the label prototypes); the first ``n_train`` rows train.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed options (shape and seed).
+    path : str
+        ``.npz`` file to write.
+
+    Returns
+    -------
+    stats : dict
+        Shape, mean non-zeros and labels per row, distinct training labels and
+        the generation time.
+    """
+    from slidelearn.datasets import make_extreme_classification
+
+    t0 = time.perf_counter()
+    X, Y = make_extreme_classification(
+        n_samples=args.n_train + args.n_test, n_features=args.n_features,
+        n_labels=args.n_labels, n_nonzeros=args.n_nonzeros,
+        n_labels_per_sample=args.labels_per_sample, random_state=args.seed)
+    gen_s = time.perf_counter() - t0
+    X = sp.csr_matrix(X, dtype=np.float32)
+    Y = sp.csr_matrix(Y)
+    np.savez(path, X_data=X.data, X_indices=X.indices, X_indptr=X.indptr,
+             Y_indices=Y.indices, Y_indptr=Y.indptr, shape=np.array([*X.shape, Y.shape[1]]),
+             n_train=np.array(args.n_train))
+    Ytr = Y[:args.n_train]
+    return {
+        "n_train": args.n_train, "n_test": args.n_test,
+        "n_features": X.shape[1], "n_labels": Y.shape[1],
+        "mean_nonzeros": X.nnz / X.shape[0], "mean_labels": Y.nnz / Y.shape[0],
+        "distinct_train_labels": int(np.unique(Ytr.indices).size),
+        "generation_s": gen_s,
+    }
+
+
+def load_data(path):
+    """Load the data saved by :func:`make_data`.
+
+    Parameters
+    ----------
+    path : str
+        The ``.npz`` file.
+
+    Returns
+    -------
+    X_train, Y_train, X_test, Y_test : scipy.sparse.csr_matrix
+        Features (float32) and binary label indicators (int8).
+    """
+    with np.load(path) as d:
+        n_rows, n_features, n_labels = (int(v) for v in d["shape"])
+        n_train = int(d["n_train"])
+        X = sp.csr_matrix((d["X_data"], d["X_indices"], d["X_indptr"]),
+                          shape=(n_rows, n_features))
+        Y = sp.csr_matrix((np.ones(d["Y_indices"].shape[0], dtype=np.int8), d["Y_indices"],
+                           d["Y_indptr"]), shape=(n_rows, n_labels))
+    return X[:n_train], Y[:n_train], X[n_train:], Y[n_train:]
+
+
+def precisions(Y, labels):
+    """Precision at 1 and at ``TOP_K`` of ranked label indices.
+
+    Parameters
+    ----------
+    Y : scipy.sparse.csr_matrix of shape (n_rows, n_labels)
+        True label indicator.
+    labels : ndarray of shape (n_rows, TOP_K)
+        Predicted label indices, best first.
+
+    Returns
+    -------
+    p1, pk : float
+    """
+    from slidelearn.metrics import precision_at_k
+
+    labels = np.asarray(labels, dtype=np.int64)
+    return (float(precision_at_k(Y, labels, k=1)), float(precision_at_k(Y, labels, k=TOP_K)))
+
+
+# -------------------------------------------------------------------------- workers
+def run_slidelearn(args, threads, data):
+    """Train and evaluate :class:`slidelearn.SlideClassifier` in this process.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed options.
+    threads : int
+        ``n_jobs`` of the classifier.
+    data : tuple
+        ``(X_train, Y_train, X_test, Y_test)`` from :func:`load_data`.
+
+    Returns
+    -------
+    result : dict
+        Training throughput and losses, mean active set, exact and LSH
+        inference throughput and precisions.
+    """
+    from slidelearn import SlideClassifier
+
+    Xtr, Ytr, Xte, Yte = data
+    n_labels = Ytr.shape[1]
+    clf = SlideClassifier(
+        hidden_layer_sizes=(args.hidden,), hash_family=args.hash_family,
+        n_codes=args.n_codes, n_tables=args.n_tables, bin_size=args.bin_size,
+        range_pow=args.range_pow, bucket_size=args.bucket_size, min_active=args.min_active,
+        active_threshold=args.active_threshold, inference_threshold=args.inference_threshold,
+        rehash_interval=args.rehash_interval, rebuild_interval=args.rebuild_interval,
+        learning_rate=args.lr, batch_size=args.batch_size, max_iter=args.epochs,
+        n_iter_no_change=args.epochs + 1, warm_start=True, n_jobs=threads,
+        random_state=args.seed)
+
+    # Model initialisation (weights, Adam state, first hash tables, work buffers) happens
+    # on the first partial_fit call: make it one batch, timed apart from training.
+    t0 = time.perf_counter()
+    clf.partial_fit(Xtr[:args.batch_size], Ytr[:args.batch_size], classes=np.arange(n_labels))
+    init_s = time.perf_counter() - t0
+    rss_after_init = current_rss_bytes()
+
+    epoch_s, losses, active = [], [], []
+    if args.train_api == "partial_fit":
+        for epoch in range(args.epochs):
+            t0 = time.perf_counter()
+            clf.partial_fit(Xtr, Ytr)
+            epoch_s.append(time.perf_counter() - t0)
+            losses.append(float(clf.loss_curve_[-1]))
+            active.append(float(clf.mean_active_))
+            print(f"  [slidelearn x{threads}] epoch {epoch + 1}/{args.epochs}: "
+                  f"{Xtr.shape[0] / epoch_s[-1]:,.0f} samples/s, loss {losses[-1]:.4f}, "
+                  f"{active[-1]:.0f} active/sample", flush=True)
+        train_s = sum(epoch_s)
+    else:
+        n_before = len(clf.loss_curve_)
+        t0 = time.perf_counter()
+        clf.fit(Xtr, Ytr)
+        train_s = time.perf_counter() - t0
+        losses = [float(v) for v in clf.loss_curve_[n_before:]]
+        active.append(float(clf.mean_active_))
+        print(f"  [slidelearn x{threads}] fit, {len(losses)} epochs: "
+              f"{len(losses) * Xtr.shape[0] / train_s:,.0f} samples/s, loss {losses[-1]:.4f}",
+              flush=True)
+    n_epochs = len(losses)
+    result = {
+        "library": "slidelearn", "threads": threads, "train_api": args.train_api,
+        "init_s": init_s, "train_s": train_s, "epoch_s": epoch_s, "epochs": n_epochs,
+        "train_samples_per_s": n_epochs * Xtr.shape[0] / train_s,
+        "loss_curve": losses, "mean_active": active[-1], "mean_active_per_epoch": active,
+        "rss_after_init_bytes": rss_after_init,
+        "peak_rss_train_bytes": peak_rss_bytes(),
+        # Samples trained since the hash tables were last rebuilt from the weights
+        # (a private counter, read for this diagnostic only; None if it is gone).
+        "samples_since_rehash": getattr(clf, "_since_rehash", None),
+        "inference": {},
+    }
+
+    warm = Xte[:min(32, Xte.shape[0])]
+    for mode in ("exact", "lsh"):
+        clf.predict_topk(warm, k=TOP_K, inference=mode)  # first-call allocations
+        best = np.inf
+        for _ in range(args.inference_repeats):
+            t0 = time.perf_counter()
+            labels, _ = clf.predict_topk(Xte, k=TOP_K, inference=mode)
+            best = min(best, time.perf_counter() - t0)
+        p1, p5 = precisions(Yte, labels)
+        result["inference"][mode] = {"rows": Xte.shape[0], "seconds": best,
+                                     "rows_per_s": Xte.shape[0] / best, "p1": p1, "p5": p5}
+        print(f"  [slidelearn x{threads}] top-{TOP_K} {mode}: {Xte.shape[0] / best:,.0f} rows/s, "
+              f"P@1 {p1:.4f}, P@5 {p5:.4f}", flush=True)
+    result["peak_rss_bytes"] = peak_rss_bytes()
+    return result
+
+
+def run_torch(args, threads, data):
+    """Train a few batches of the full-softmax PyTorch peer and time its inference.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed options.
+    threads : int
+        ``torch.set_num_threads`` value.
+    data : tuple
+        ``(X_train, Y_train, X_test, Y_test)`` from :func:`load_data`.
+
+    Returns
+    -------
+    result : dict
+        Training throughput over the timed batches, their losses, inference
+        throughput and precisions on a subset of the test rows.
+    """
+    import torch
+    from torch import nn
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(args.seed)
+    Xtr, Ytr, Xte, Yte = data
+    n_features, n_labels, H = Xtr.shape[1], Ytr.shape[1], args.hidden
+
+    class FullSoftmaxNet(nn.Module):
+        """Sparse input layer (weighted bag of embeddings + bias), ReLU, dense output."""
+
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.EmbeddingBag(n_features, H, mode="sum")
+            self.bias = nn.Parameter(torch.zeros(H))
+            self.out = nn.Linear(H, n_labels)
+
+        def forward(self, indices, offsets, weights):
+            h = self.embed(indices, offsets, per_sample_weights=weights) + self.bias
+            return self.out(torch.relu(h))
+
+    def sparse_batch(X, rows):
+        sub = X[rows]
+        return (torch.from_numpy(sub.indices.astype(np.int64)),
+                torch.from_numpy(sub.indptr[:-1].astype(np.int64)),
+                torch.from_numpy(sub.data.astype(np.float32, copy=False)))
+
+    def soft_target(Y, rows):
+        sub = Y[rows]
+        counts = np.diff(sub.indptr)
+        target = torch.zeros(len(rows), n_labels)
+        r = torch.from_numpy(np.repeat(np.arange(len(rows)), counts))
+        c = torch.from_numpy(sub.indices.astype(np.int64))
+        w = torch.from_numpy(np.repeat(1.0 / np.maximum(counts, 1), counts).astype(np.float32))
+        target[r, c] = w
+        return target
+
+    model = FullSoftmaxNet()
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    rss_after_init = current_rss_bytes()
+
+    rng = np.random.default_rng(args.seed)
+    n_batches = args.torch_warmup + args.torch_batches
+    order = np.concatenate([rng.permutation(Xtr.shape[0])
+                            for _ in range(-(-n_batches * args.batch_size // Xtr.shape[0]))])
+
+    def train_step(b):
+        rows = order[b * args.batch_size:(b + 1) * args.batch_size]
+        indices, offsets, weights = sparse_batch(Xtr, rows)
+        target = soft_target(Ytr, rows)
+        logits = model(indices, offsets, weights)
+        loss = -(target * torch.log_softmax(logits, dim=1)).sum(dim=1).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    model.train()
+    for b in range(args.torch_warmup):
+        train_step(b)
+    losses = []
+    t0 = time.perf_counter()
+    for b in range(args.torch_warmup, n_batches):
+        losses.append(train_step(b))
+    train_s = time.perf_counter() - t0
+    n_samples = args.torch_batches * args.batch_size
+    print(f"  [torch x{threads}] {args.torch_batches} batches: {n_samples / train_s:,.1f} "
+          f"samples/s, loss {losses[0]:.4f} -> {losses[-1]:.4f}", flush=True)
+    peak_train = peak_rss_bytes()
+
+    n_rows = min(args.torch_test_rows, Xte.shape[0])
+    model.eval()
+    with torch.inference_mode():
+        model(*sparse_batch(Xte, np.arange(min(32, n_rows))))  # warm-up
+        best, labels = np.inf, None
+        for _ in range(args.inference_repeats):
+            t0 = time.perf_counter()
+            parts = []
+            for start in range(0, n_rows, args.batch_size):
+                rows = np.arange(start, min(start + args.batch_size, n_rows))
+                parts.append(torch.topk(model(*sparse_batch(Xte, rows)), TOP_K, dim=1).indices)
+            labels = torch.cat(parts).numpy()
+            best = min(best, time.perf_counter() - t0)
+    p1, p5 = precisions(Yte[:n_rows], labels)
+    print(f"  [torch x{threads}] top-{TOP_K} full softmax: {n_rows / best:,.0f} rows/s, "
+          f"P@1 {p1:.4f}, P@5 {p5:.4f} (after {n_batches} batches)", flush=True)
+    return {
+        "library": "torch", "threads": threads, "torch_version": torch.__version__,
+        "timed_batches": args.torch_batches, "warmup_batches": args.torch_warmup,
+        "train_s": train_s, "train_samples_per_s": n_samples / train_s, "losses": losses,
+        "rss_after_init_bytes": rss_after_init, "peak_rss_train_bytes": peak_train,
+        "inference": {"full": {"rows": n_rows, "seconds": best, "rows_per_s": n_rows / best,
+                               "p1": p1, "p5": p5}},
+        "peak_rss_bytes": peak_rss_bytes(),
+    }
+
+
+def worker_main(args):
+    """Entry point of a ``--worker`` subprocess: run one configuration, write its JSON."""
+    t0 = time.perf_counter()
+    data = load_data(args.data)
+    load_s = time.perf_counter() - t0
+    rss_data = current_rss_bytes()
+    run = run_slidelearn if args.worker == "slidelearn" else run_torch
+    result = run(args, args.worker_threads, data)
+    result["rss_after_data_bytes"] = rss_data
+    result["data_load_s"] = load_s
+    result["process_s"] = time.perf_counter() - t0
+    with open(args.result, "w") as f:
+        json.dump(result, f)
+
+
+def launch_worker(kind, threads, data_path, result_path):
+    """Run one configuration in a fresh Python process limited to ``threads`` threads.
+
+    Parameters
+    ----------
+    kind : {"slidelearn", "torch"}
+        Which library to run.
+    threads : int
+        Thread count; also exported as ``OMP_NUM_THREADS`` and the BLAS variables.
+    data_path, result_path : str
+        Data file from :func:`make_data` and the JSON file the worker writes.
+
+    Returns
+    -------
+    result : dict
+        The worker's figures, or ``{"library", "threads", "error"}`` if it failed.
+    """
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[var] = str(threads)
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, env.get("PYTHONPATH")) if p)
+    cmd = [sys.executable, os.path.abspath(__file__), *sys.argv[1:], "--worker", kind,
+           "--worker-threads", str(threads), "--data", data_path, "--result", result_path]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env)
+    if proc.returncode != 0 or not os.path.exists(result_path):
+        return {"library": kind, "threads": threads,
+                "error": f"worker exited with status {proc.returncode}"}
+    with open(result_path) as f:
+        result = json.load(f)
+    result["wall_s"] = time.perf_counter() - t0
+    return result
+
+
+# -------------------------------------------------------------------------- report
+def _gb(n):
+    return "-" if n is None else f"{n / 1e9:.2f}"
+
+
+def _target(ok):
+    return "met" if ok else "NOT met"
+
+
+def summarize(results, threads):
+    """Ratios against the peer and the targets, per thread count.
+
+    Parameters
+    ----------
+    results : list of dict
+        Worker results.
+    threads : list of int
+        Thread counts run.
+
+    Returns
+    -------
+    summary : dict
+        For each thread count: slidelearn/torch training speed ratio, LSH/exact
+        inference speed ratio, P@1 difference (points) and whether each target
+        is met.
+    """
+    def find(lib, t):
+        for r in results:
+            if r["library"] == lib and r["threads"] == t and "error" not in r:
+                return r
+        return None
+
+    out = {}
+    for t in threads:
+        s, tr = find("slidelearn", t), find("torch", t)
+        row = {}
+        if s is not None and tr is not None:
+            row["train_speed_ratio"] = s["train_samples_per_s"] / tr["train_samples_per_s"]
+            row["inference_speed_ratio_exact_vs_torch"] = (
+                s["inference"]["exact"]["rows_per_s"] / tr["inference"]["full"]["rows_per_s"])
+            if t == TARGET_THREADS:
+                row["train_target_met"] = row["train_speed_ratio"] >= TARGET_TRAIN_RATIO
+        if s is not None:
+            ex, lsh = s["inference"]["exact"], s["inference"]["lsh"]
+            row["lsh_speedup"] = lsh["rows_per_s"] / ex["rows_per_s"]
+            row["p1_diff_points"] = 100.0 * (lsh["p1"] - ex["p1"])
+            row["lsh_target_met"] = bool(row["lsh_speedup"] >= TARGET_LSH_SPEEDUP
+                                         and row["p1_diff_points"] >= -TARGET_LSH_P1_DROP)
+        out[str(t)] = row
+    return out
+
+
+def print_report(info, data_stats, results, summary, args, command):
+    """Print machine information, data statistics and the result tables."""
+    print("\n" + "=" * 100)
+    print("SLIDE benchmark: slidelearn (hash-sampled softmax) vs PyTorch (full softmax)")
+    print("=" * 100)
+    print(f"command     : {command}")
+    print(f"cpu         : {info['cpu']} ({info['logical_cores']} logical cores, "
+          f"{info['usable_cores']} usable, {info['memory_gb']:.1f} GB RAM)")
+    print(f"software    : Python {info['python']}, NumPy {info['numpy']}, SciPy {info['scipy']}, "
+          f"torch {info['torch']}, slidelearn {info['slidelearn']} "
+          f"(git {info['git_revision']}, {info['slidelearn_path']})")
+    print(f"data        : {data_stats['n_train']:,} train + {data_stats['n_test']:,} test rows, "
+          f"{data_stats['n_features']:,} features, {data_stats['n_labels']:,} labels, "
+          f"{data_stats['mean_nonzeros']:.1f} non-zeros and {data_stats['mean_labels']:.2f} labels "
+          f"per row, {data_stats['distinct_train_labels']:,} distinct training labels "
+          f"(generated in {data_stats['generation_s']:.1f} s)")
+    print(f"network     : sparse input -> {args.hidden} ReLU -> {data_stats['n_labels']:,} "
+          f"softmax, Adam lr={args.lr:g}, batch {args.batch_size}")
+    print(f"SLIDE       : {args.hash_family} K={args.n_codes} L={args.n_tables} "
+          f"bin={args.bin_size} range_pow={args.range_pow} bucket={args.bucket_size} "
+          f"min_active={args.min_active} active_threshold={args.active_threshold} "
+          f"inference_threshold={args.inference_threshold} rehash={args.rehash_interval} "
+          f"rebuild={args.rebuild_interval}; {args.epochs} epoch(s) via {args.train_api}")
+    if not args.skip_torch:
+        print(f"torch peer  : {args.torch_batches} timed batches after {args.torch_warmup} "
+              f"warm-up; inference on {min(args.torch_test_rows, args.n_test)} test rows")
+    over = [t for t in args.threads if t > (info["usable_cores"] or t)]
+    if over:
+        print(f"warning     : thread counts {over} exceed the {info['usable_cores']} usable cores")
+
+    errors = [r for r in results if "error" in r]
+    for r in errors:
+        print(f"FAILED      : {r['library']} x{r['threads']}: {r['error']}")
+
+    print("\nTraining")
+    hdr = (f"{'config':<12}{'threads':>8}{'samples/s':>14}{'mean active':>13}"
+           f"{'peak RSS GB':>13}{'x torch':>10}   target")
+    print(hdr)
+    print("-" * len(hdr) + "-" * 24)
+    for r in results:
+        if "error" in r:
+            continue
+        t = r["threads"]
+        ratio = summary[str(t)].get("train_speed_ratio")
+        if r["library"] == "slidelearn":
+            active = f"{r['mean_active']:,.0f}"
+            rtxt = "-" if ratio is None else f"{ratio:.1f}x"
+            tgt = ""
+            if ratio is not None and t == TARGET_THREADS:
+                met = _target(ratio >= TARGET_TRAIN_RATIO)
+                tgt = f">= {TARGET_TRAIN_RATIO:g}x at {t} threads: {met}"
+        else:
+            active, rtxt, tgt = f"{data_stats['n_labels']:,}", "1.0x", "(full softmax)"
+        print(f"{r['library']:<12}{t:>8}{r['train_samples_per_s']:>14,.1f}{active:>13}"
+              f"{_gb(r['peak_rss_bytes']):>13}{rtxt:>10}   {tgt}")
+
+    print(f"\nTop-{TOP_K} inference on {args.n_test:,} test rows (slidelearn)")
+    hdr = (f"{'threads':>7}{'exact rows/s':>14}{'lsh rows/s':>13}{'lsh/exact':>11}"
+           f"{'P@1 exact':>11}{'P@1 lsh':>10}{'diff pts':>10}{'P@5 exact':>11}{'P@5 lsh':>10}"
+           f"   target")
+    print(hdr)
+    print("-" * len(hdr) + "-" * 40)
+    for r in results:
+        if "error" in r or r["library"] != "slidelearn":
+            continue
+        ex, lsh = r["inference"]["exact"], r["inference"]["lsh"]
+        s = summary[str(r["threads"])]
+        print(f"{r['threads']:>7}{ex['rows_per_s']:>14,.0f}{lsh['rows_per_s']:>13,.0f}"
+              f"{s['lsh_speedup']:>10.1f}x{100 * ex['p1']:>11.2f}{100 * lsh['p1']:>10.2f}"
+              f"{s['p1_diff_points']:>+10.2f}{100 * ex['p5']:>11.2f}{100 * lsh['p5']:>10.2f}"
+              f"   >= {TARGET_LSH_SPEEDUP:g}x at <= {TARGET_LSH_P1_DROP:g} pt lower P@1: "
+              f"{_target(s['lsh_target_met'])}")
+        stale = r.get("samples_since_rehash")
+        if stale:
+            print(f"{'':>7}note: LSH inference used hash tables built {stale:,} training samples "
+                  f"before the end of training ({r['train_api']} does not rebuild them at the end; "
+                  f"compare --train-api fit)")
+
+    torch_rows = [r for r in results if r["library"] == "torch" and "error" not in r]
+    if torch_rows:
+        print(f"\nTop-{TOP_K} inference, PyTorch full softmax (after its short training; "
+              f"precision near chance is expected)")
+        hdr = (f"{'threads':>7}{'rows':>7}{'rows/s':>11}{'P@1':>8}{'P@5':>8}"
+               f"{'slidelearn exact / torch':>27}")
+        print(hdr)
+        print("-" * len(hdr))
+        for r in torch_rows:
+            inf = r["inference"]["full"]
+            ratio = summary[str(r["threads"])].get("inference_speed_ratio_exact_vs_torch")
+            rtxt = "-" if ratio is None else f"{ratio:.1f}x"
+            print(f"{r['threads']:>7}{inf['rows']:>7}{inf['rows_per_s']:>11,.0f}"
+                  f"{100 * inf['p1']:>8.2f}{100 * inf['p5']:>8.2f}{rtxt:>27}")
+
+    base = [r["rss_after_data_bytes"] for r in results
+            if "error" not in r and r.get("rss_after_data_bytes")]
+    print("\nNotes: timings exclude data generation and model initialisation (slidelearn's "
+          "first one-batch\npartial_fit call, timed as init_s in the JSON). Peak RSS is the "
+          "VmHWM of each configuration's own\nprocess, interpreter, libraries and data included "
+          f"({_gb(min(base) if base else None)} GB resident after loading the data). "
+          "Precisions are in percent.")
+
+
+# ----------------------------------------------------------------------------- main
+def main(argv=None):
+    """Run the benchmark: generate data, run every configuration, print and save.
+
+    Parameters
+    ----------
+    argv : list of str or None, default=None
+        Command line arguments; None reads ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        Exit status: 0, or 1 if a configuration failed.
+    """
+    args = parse_args(argv)
+    if args.worker:
+        worker_main(args)
+        return 0
+
+    command = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
+    info = machine_info()
+    print(f"Command: {command}")
+    print(f"Machine: {info['cpu']}, {info['usable_cores']} usable cores; torch {info['torch']}, "
+          f"slidelearn {info['slidelearn']}")
+    with tempfile.TemporaryDirectory(prefix="bench_slide_") as tmp:
+        data_path = os.path.join(tmp, "data.npz")
+        print(f"Generating {args.n_train + args.n_test:,} rows x {args.n_features:,} features, "
+              f"{args.n_labels:,} labels ...", flush=True)
+        data_stats = make_data(args, data_path)
+        results = []
+        kinds = ["slidelearn"] + ([] if args.skip_torch else ["torch"])
+        for t in args.threads:
+            for kind in kinds:
+                print(f"Running {kind} with {t} thread(s) in a fresh process ...", flush=True)
+                results.append(launch_worker(kind, t, data_path,
+                                             os.path.join(tmp, f"{kind}_{t}.json")))
+    summary = summarize(results, args.threads)
+    print_report(info, data_stats, results, summary, args, command)
+    if args.out:
+        payload = {
+            "command": command, "machine": info, "data": data_stats,
+            "options": {k: v for k, v in vars(args).items()
+                        if k not in ("worker", "worker_threads", "data", "result")},
+            "targets": {"train_speed_ratio": TARGET_TRAIN_RATIO, "at_threads": TARGET_THREADS,
+                        "lsh_speedup": TARGET_LSH_SPEEDUP, "lsh_max_p1_drop_points":
+                        TARGET_LSH_P1_DROP},
+            "results": results, "summary": summary,
+        }
+        with open(args.out, "w") as f:
+            json.dump(payload, f, indent=2)
+        print(f"\nWrote {args.out}")
+    return 1 if any("error" in r for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""Build script for slidelearn: cythonizes the kernels, with OpenMP when the
+compiler supports it and a serial fallback (with a warning) when it does not.
+
+Environment variables
+---------------------
+SLIDELEARN_NATIVE=1
+    Compile with ``-march=native`` (off by default so that builds are portable).
+SLIDELEARN_NO_OPENMP=1
+    Build without OpenMP even if the compiler supports it.
+SLIDELEARN_CYTHON_BOUNDSCHECK=1
+    Turn Cython bounds checking and wraparound back on (debugging).
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import warnings
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+EXTENSIONS = [
+    "slidelearn.utils._openmp_helpers",
+    "slidelearn._slide._hashing",
+    "slidelearn._slide._network",
+    "slidelearn.datasets._xc_format",
+]
+
+
+def _env_flag(name):
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _probe_openmp(compiler_cmd):
+    """Return True if the C compiler builds and runs a small OpenMP program."""
+    code = textwrap.dedent(
+        """
+        #include <omp.h>
+        #include <stdio.h>
+        int main(void) {
+            int n = 0;
+            #pragma omp parallel reduction(+:n)
+            n += 1;
+            printf("%d", n > 0);
+            return 0;
+        }
+        """
+    )
+    tmp = tempfile.mkdtemp()
+    try:
+        src = os.path.join(tmp, "probe.c")
+        exe = os.path.join(tmp, "probe")
+        with open(src, "w") as f:
+            f.write(code)
+        cmd = list(compiler_cmd) + ["-fopenmp", src, "-o", exe]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            return False
+        r = subprocess.run([exe], capture_output=True, text=True)
+        return r.returncode == 0 and r.stdout.strip() == "1"
+    except OSError:
+        return False
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class BuildExt(build_ext):
+    """build_ext that adds OpenMP and optimisation flags after probing the compiler."""
+
+    def build_extensions(self):
+        compiler_cmd = getattr(self.compiler, "compiler_so", None) or ["cc"]
+        compiler_cmd = [c for c in compiler_cmd if not c.startswith("-")][:1] or ["cc"]
+        use_openmp = not _env_flag("SLIDELEARN_NO_OPENMP") and self.compiler.compiler_type != "msvc"
+        if use_openmp and not _probe_openmp(compiler_cmd):
+            warnings.warn(
+                "slidelearn: the C compiler does not support OpenMP; building the serial "
+                "fallback. Training and inference will use a single thread. Install an "
+                "OpenMP-capable compiler (gcc, or clang with libomp) and rebuild for threads."
+            )
+            use_openmp = False
+        elif not use_openmp:
+            warnings.warn("slidelearn: building without OpenMP (serial fallback).")
+        compile_args = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd"]
+        link_args = []
+        if use_openmp:
+            compile_args.append("-fopenmp")
+            link_args.append("-fopenmp")
+        if _env_flag("SLIDELEARN_NATIVE"):
+            compile_args.append("-march=native")
+        for ext in self.extensions:
+            ext.extra_compile_args = list(ext.extra_compile_args or []) + compile_args
+            ext.extra_link_args = list(ext.extra_link_args or []) + link_args
+        print(f"slidelearn: OpenMP {'enabled' if use_openmp else 'disabled'}; flags {compile_args}")
+        super().build_extensions()
+
+
+def _extensions():
+    from Cython.Build import cythonize
+
+    bounds = _env_flag("SLIDELEARN_CYTHON_BOUNDSCHECK")
+    exts = [
+        Extension(name, [name.replace(".", os.sep) + ".pyx"], define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")])
+        for name in EXTENSIONS
+    ]
+    return cythonize(
+        exts,
+        compiler_directives={
+            "language_level": 3,
+            "boundscheck": bounds,
+            "wraparound": bounds,
+            "cdivision": True,
+            "initializedcheck": False,
+            "nonecheck": False,
+            "cpow": True,
+        },
+        quiet=True,
+    )
+
+
+setup(ext_modules=_extensions(), cmdclass={"build_ext": BuildExt})

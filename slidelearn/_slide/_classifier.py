@@ -1,0 +1,950 @@
+"""SlideClassifier: SLIDE (sub-linear deep learning) behind a scikit-learn estimator."""
+import time
+from numbers import Integral, Real
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import check_is_fitted, column_or_1d
+from threadpoolctl import threadpool_limits
+
+from slidelearn._slide import _hashing, _network
+from slidelearn.utils._openmp_helpers import effective_n_threads
+from slidelearn.utils.validation import check_csr_indices, validate_sparse_X
+
+__all__ = ["SlideClassifier"]
+
+# predict_proba / decision_function refuse dense outputs with more entries than this.
+_MAX_DENSE_OUTPUT = 2**27
+
+
+def _as_label_csr(Y):
+    """Indicator matrix -> CSR with int32 label indices and int64 indptr."""
+    Y = sp.csr_matrix(Y)
+    Y.sum_duplicates()
+    Y.eliminate_zeros()
+    check_csr_indices(Y, name="y")
+    data = Y.data
+    if data.size and not np.all((data == 1) | (data == 0)):
+        raise ValueError("A multi-label y must be a binary indicator matrix (entries 0 or 1).")
+    return (np.ascontiguousarray(Y.indptr, dtype=np.int64),
+            np.ascontiguousarray(Y.indices, dtype=np.int32))
+
+
+class SlideClassifier(ClassifierMixin, BaseEstimator):
+    """Neural network classifier for extreme multi-class and multi-label problems,
+    trained with SLIDE's hash-sampled softmax.
+
+    The network is a sparse input layer, dense ReLU hidden layers and one output
+    neuron per label. For every training sample, locality-sensitive hash tables
+    over the output weights retrieve the few output neurons likely to score
+    high for the sample's last hidden activation; the softmax, its gradient and
+    the Adam update are computed over that *active set* only (retrieved neurons,
+    the sample's true labels, and random neurons up to ``min_active``). The
+    samples of a batch are processed in parallel without locks (HOGWILD) by
+    ``n_jobs`` OpenMP threads. With a few hundred labels or fewer the active set
+    covers every label and training is an exact softmax.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : tuple of int, default=(128,)
+        Widths of the hidden ReLU layers; the first one is the sparse input layer.
+    hash_family : {"dwta", "wta", "simhash", "doph"}, default="dwta"
+        Hash family of the output-layer tables: densified winner-take-all,
+        winner-take-all, signed random projections, or densified one-permutation
+        minhash of the positive coordinates.
+    n_codes : int, default=6
+        K, hash codes concatenated into one bucket id per table.
+    n_tables : int, default=50
+        L, number of hash tables.
+    bin_size : int, default=8
+        Coordinates compared by one WTA / DWTA code (must not exceed the last
+        hidden width).
+    range_pow : int, default=18
+        At most ``2**range_pow`` buckets per table; larger code spaces are folded
+        by hashing.
+    bucket_size : int, default=128
+        Maximum neuron ids kept per bucket.
+    bucket_policy : {"fifo", "reservoir"}, default="fifo"
+        Which ids a full bucket keeps: the last inserted (neurons are inserted in
+        index order), or a uniform random sample.
+    min_active : int, default=1000
+        Random output neurons are added to each training sample's active set until
+        it has at least this many neurons (or all of them).
+    active_threshold : int, default=1
+        A retrieved neuron joins the active set only if it was found in at least
+        this many of the L tables (1 = union of the buckets).
+    inference_threshold : int, default=1
+        The same threshold for ``inference="lsh"``.
+    rehash_interval : int, default=6400
+        Samples between two rebuilds of the tables from the current weights.
+    rebuild_interval : int, default=128000
+        Samples between two draws of new hash functions.
+    interval_growth : float, default=1.0
+        Both intervals are multiplied by this factor after each use (> 1 rebuilds
+        less and less often as training settles).
+    learning_rate : float, default=1e-3
+        Adam step size.
+    learning_rate_decay : float, default=1.0
+        ``fit`` multiplies the step size by this factor after every epoch (epoch
+        ``e`` uses ``learning_rate * learning_rate_decay ** e``); ``partial_fit``
+        always uses ``learning_rate``.
+    beta_1, beta_2, epsilon : float, default=0.9, 0.999, 1e-8
+        Adam parameters. Only rows and neurons that received a gradient in a batch
+        are updated (lazy Adam, as PyTorch's ``SparseAdam``).
+    alpha : float, default=0.0
+        L2 penalty added to the gradient of each updated weight row.
+    batch_size : int, default=128
+        Samples per batch.
+    max_iter : int, default=10
+        Epochs of ``fit``.
+    tol : float, default=1e-4
+        Training stops when the loss (or, with ``early_stopping``, the validation
+        precision@1) has not improved by ``tol`` for ``n_iter_no_change`` epochs.
+    n_iter_no_change : int, default=3
+        See ``tol``.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the training rows, score P@1 on them
+        after each epoch, stop when it stops improving and keep the best weights.
+    validation_fraction : float, default=0.1
+        See ``early_stopping``.
+    shuffle : bool, default=True
+        Shuffle the rows at every epoch.
+    inference : {"exact", "lsh"}, default="exact"
+        How ``predict``, ``predict_topk`` and ``score`` rank labels: over all output
+        neurons (blocked matrix product with a running top-k) or over the neurons
+        the hash tables retrieve (sub-linear).
+    warm_start : bool, default=False
+        Continue from the current weights when ``fit`` is called again.
+    n_jobs : int, default=None
+        OpenMP threads. None uses all usable cores (honouring ``OMP_NUM_THREADS``
+        and the CPU affinity mask); negative values count back from the number of
+        usable cores. Results are reproducible with ``n_jobs=1``.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the weights, hash functions, shuffling and the per-thread random
+        streams.
+    verbose : int, default=0
+        Print loss, samples/s, active-set size, validation P@1 and time per epoch.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels (multi-class) or the column indices of the indicator
+        (multi-label).
+    n_features_in_ : int
+        Number of input features.
+    feature_names_in_ : ndarray of str
+        Names of the features, when X was a DataFrame with string column names.
+    multilabel_ : bool
+        Whether the model was fitted on a 2-D indicator y.
+    coefs_ : list of ndarray
+        Weights: the input layer (n_features, H0), the dense hidden layers
+        (H_{i-1}, H_i), and the output layer stored neuron-major (n_classes, H_last).
+    intercepts_ : list of ndarray
+        Biases of the hidden layers and of the output layer.
+    loss_curve_ : list of float
+        Mean sampled-softmax loss of every epoch.
+    validation_scores_ : list of float or None
+        Validation P@1 per epoch when ``early_stopping``.
+    best_validation_score_ : float or None
+        Best validation P@1 when ``early_stopping``.
+    n_iter_ : int
+        Epochs run (partial_fit counts one per call).
+    t_ : int
+        Training samples seen.
+    n_threads_ : int
+        Threads used by the last fit.
+    mean_active_ : float
+        Mean active-set size per sample during the last epoch.
+
+    See Also
+    --------
+    slidelearn.metrics.precision_at_k : The usual metric of extreme classification.
+
+    Notes
+    -----
+    ``predict`` for a multi-label model returns a ``scipy.sparse.csr_matrix``
+    indicator: label ``j`` is predicted for a row when its probability is at
+    least half that of the row's most probable label (``z_j >= z_max - log 2``
+    for the logits ``z``), among the row's ``max(10, 2 * m)`` best labels, where
+    ``m`` is the largest label count of a training row. Multi-class ``predict``
+    returns the most probable class. Rows without any label are skipped in
+    training.
+
+    Examples
+    --------
+    >>> from slidelearn import SlideClassifier
+    >>> from slidelearn.datasets import make_extreme_classification
+    >>> X, Y = make_extreme_classification(n_samples=2000, n_features=500, n_labels=100,
+    ...                                    random_state=0)
+    >>> clf = SlideClassifier(max_iter=5, random_state=0).fit(X[:1500], Y[:1500])
+    >>> labels, scores = clf.predict_topk(X[1500:], k=5)
+    >>> labels.shape
+    (500, 5)
+    >>> clf.score(X[1500:], Y[1500:]) > 0.5
+    True
+    """
+
+    _parameter_constraints = {
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "hash_family": [StrOptions({"dwta", "wta", "simhash", "doph"})],
+        "n_codes": [Interval(Integral, 1, 32, closed="both")],
+        "n_tables": [Interval(Integral, 1, None, closed="left")],
+        "bin_size": [Interval(Integral, 2, None, closed="left")],
+        "range_pow": [Interval(Integral, 1, 30, closed="both")],
+        "bucket_size": [Interval(Integral, 1, None, closed="left")],
+        "bucket_policy": [StrOptions({"fifo", "reservoir"})],
+        "min_active": [Interval(Integral, 0, None, closed="left")],
+        "active_threshold": [Interval(Integral, 1, None, closed="left")],
+        "inference_threshold": [Interval(Integral, 1, None, closed="left")],
+        "rehash_interval": [Interval(Integral, 1, None, closed="left")],
+        "rebuild_interval": [Interval(Integral, 1, None, closed="left")],
+        "interval_growth": [Interval(Real, 1.0, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "learning_rate_decay": [Interval(Real, 0, 1, closed="right")],
+        "beta_1": [Interval(Real, 0, 1, closed="left")],
+        "beta_2": [Interval(Real, 0, 1, closed="left")],
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "shuffle": ["boolean"],
+        "inference": [StrOptions({"exact", "lsh"})],
+        "warm_start": ["boolean"],
+        "n_jobs": [Integral, None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(128,),
+        *,
+        hash_family="dwta",
+        n_codes=6,
+        n_tables=50,
+        bin_size=8,
+        range_pow=18,
+        bucket_size=128,
+        bucket_policy="fifo",
+        min_active=1000,
+        active_threshold=1,
+        inference_threshold=1,
+        rehash_interval=6400,
+        rebuild_interval=128000,
+        interval_growth=1.0,
+        learning_rate=1e-3,
+        learning_rate_decay=1.0,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        alpha=0.0,
+        batch_size=128,
+        max_iter=10,
+        tol=1e-4,
+        n_iter_no_change=3,
+        early_stopping=False,
+        validation_fraction=0.1,
+        shuffle=True,
+        inference="exact",
+        warm_start=False,
+        n_jobs=None,
+        random_state=None,
+        verbose=0,
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.hash_family = hash_family
+        self.n_codes = n_codes
+        self.n_tables = n_tables
+        self.bin_size = bin_size
+        self.range_pow = range_pow
+        self.bucket_size = bucket_size
+        self.bucket_policy = bucket_policy
+        self.min_active = min_active
+        self.active_threshold = active_threshold
+        self.inference_threshold = inference_threshold
+        self.rehash_interval = rehash_interval
+        self.rebuild_interval = rebuild_interval
+        self.interval_growth = interval_growth
+        self.learning_rate = learning_rate
+        self.learning_rate_decay = learning_rate_decay
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.shuffle = shuffle
+        self.inference = inference
+        self.warm_start = warm_start
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ tags
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.classifier_tags.multi_label = True
+        return tags
+
+    # ------------------------------------------------------------- pickling
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_work", None)  # gradient buffers and scratch: zero between batches
+        return state
+
+    # ------------------------------------------------------------ utilities
+    def _hidden_sizes(self):
+        sizes = self.hidden_layer_sizes
+        if isinstance(sizes, Integral):
+            sizes = (sizes,)
+        sizes = tuple(sizes)
+        if len(sizes) == 0 or not all(isinstance(s, Integral) and s >= 1 for s in sizes):
+            raise ValueError(f"hidden_layer_sizes must be a non-empty sequence of positive "
+                             f"integers, got {self.hidden_layer_sizes!r}")
+        return tuple(int(s) for s in sizes)
+
+    @property
+    def coefs_(self):
+        check_is_fitted(self, "_model")
+        m = self._model
+        out = [m["W_in"]]
+        sizes = m["sizes"]
+        for i in range(1, len(sizes)):
+            off = m["w_off"][i]
+            out.append(m["dense"][off: off + sizes[i - 1] * sizes[i]].reshape(sizes[i - 1], sizes[i]))
+        out.append(m["W_out"])
+        return out
+
+    @property
+    def intercepts_(self):
+        check_is_fitted(self, "_model")
+        m = self._model
+        return [m["dense"][o: o + s] for o, s in zip(m["b_off"], m["sizes"])] + [m["b_out"]]
+
+    def _encode_y(self, y, classes=None, first=False):
+        """Return (indptr, indices) of the label sets, and set/check classes_."""
+        if sp.issparse(y) or (hasattr(y, "ndim") and y.ndim == 2 and np.asarray(y).shape[1] != 1) \
+                or (not hasattr(y, "ndim") and np.ndim(y) == 2 and np.shape(y)[1] != 1):
+            if not sp.issparse(y):
+                y_arr = np.asarray(y)
+                if type_of_target(y_arr) != "multilabel-indicator":
+                    raise ValueError(
+                        f"2-D y must be a binary label indicator matrix (multi-label); got "
+                        f"target type {type_of_target(y_arr)!r}. Unknown label type for this "
+                        f"estimator.")
+                y = y_arr
+            n_labels = y.shape[1]
+            if first:
+                if classes is None:
+                    classes = np.arange(n_labels)
+                classes = np.asarray(classes)
+                if classes.ndim != 1 or len(classes) != n_labels:
+                    raise ValueError(f"classes has {classes.size} entries but the indicator y has "
+                                     f"{n_labels} columns.")
+                self.classes_ = classes
+                self.multilabel_ = True
+            else:
+                if not self.multilabel_:
+                    raise ValueError("This model was fitted on 1-D class labels; got a 2-D indicator y.")
+                if n_labels != len(self.classes_):
+                    raise ValueError(f"y has {n_labels} label columns, the model has "
+                                     f"{len(self.classes_)} classes.")
+            return _as_label_csr(y)
+        y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
+        if first:
+            if classes is None:
+                classes = np.unique(y)
+            else:
+                classes = np.asarray(classes)
+                if classes.ndim != 1 or len(classes) == 0:
+                    raise ValueError("classes must be a non-empty 1-D array of labels.")
+                uniq = np.unique(classes)
+                if len(uniq) != len(classes):
+                    raise ValueError("classes contains duplicate labels.")
+                classes = uniq
+            self.classes_ = classes
+            self.multilabel_ = False
+        elif self.multilabel_:
+            raise ValueError("This model was fitted on a multi-label indicator y; got 1-D labels.")
+        classes = self.classes_
+        idx = np.searchsorted(classes, y)
+        idx_c = np.clip(idx, 0, len(classes) - 1)
+        unknown = classes[idx_c] != y
+        if np.any(unknown):
+            raise ValueError(f"y contains labels not in classes: {np.unique(y[unknown])[:10].tolist()}"
+                             f" (classes_ has {len(classes)} labels; pass all labels with "
+                             f"`classes=` on the first partial_fit call).")
+        return (np.arange(len(y) + 1, dtype=np.int64), np.ascontiguousarray(idx_c, dtype=np.int32))
+
+    # -------------------------------------------------------------- model
+    def _init_model(self, n_features, n_labels, rng):
+        sizes = self._hidden_sizes()
+        H = sizes[-1]
+        if self.hash_family in ("wta", "dwta") and self.bin_size > H:
+            raise ValueError(f"bin_size={self.bin_size} exceeds the width of the last hidden "
+                             f"layer ({H}).")
+        w_off = np.zeros(len(sizes), dtype=np.int64)
+        b_off = np.zeros(len(sizes), dtype=np.int64)
+        a_off = np.zeros(len(sizes), dtype=np.int64)
+        pos = 0
+        for i, s in enumerate(sizes):
+            if i > 0:
+                w_off[i] = pos
+                pos += sizes[i - 1] * s
+                a_off[i] = a_off[i - 1] + sizes[i - 1]
+            b_off[i] = pos
+            pos += s
+        dense = np.zeros(pos, dtype=np.float32)
+
+        def glorot(fan_in, fan_out, shape):
+            bound = np.sqrt(6.0 / (fan_in + fan_out))
+            return rng.uniform(-bound, bound, size=shape).astype(np.float32)
+
+        for i in range(1, len(sizes)):
+            dense[w_off[i]: w_off[i] + sizes[i - 1] * sizes[i]] = glorot(
+                sizes[i - 1], sizes[i], sizes[i - 1] * sizes[i])
+        self._model = {
+            "W_in": glorot(n_features, sizes[0], (n_features, sizes[0])),
+            "dense": dense,
+            "W_out": glorot(H, n_labels, (n_labels, H)),
+            "b_out": np.zeros(n_labels, dtype=np.float32),
+            "sizes": np.asarray(sizes, dtype=np.int64),
+            "w_off": w_off,
+            "b_off": b_off,
+            "a_off": a_off,
+        }
+        self._opt = {
+            "m_in": np.zeros((n_features, sizes[0]), dtype=np.float32),
+            "v_in": np.zeros((n_features, sizes[0]), dtype=np.float32),
+            "m_dense": np.zeros(pos, dtype=np.float32),
+            "v_dense": np.zeros(pos, dtype=np.float32),
+            "m_out": np.zeros((n_labels, H), dtype=np.float32),
+            "v_out": np.zeros((n_labels, H), dtype=np.float32),
+            "mb_out": np.zeros(n_labels, dtype=np.float32),
+            "vb_out": np.zeros(n_labels, dtype=np.float32),
+        }
+        self._label_counts = np.zeros(n_labels, dtype=np.int64)
+        self._max_labels = 1
+        self._step = 0
+        self._rng = rng
+        self._rehash_every = float(self.rehash_interval)
+        self._rebuild_every = float(self.rebuild_interval)
+        self._since_rehash = 0
+        self._since_rebuild = 0
+        self.t_ = 0
+        self.n_iter_ = 0
+        self.loss_curve_ = []
+        self.validation_scores_ = [] if self.early_stopping else None
+        self.best_validation_score_ = None
+        self._lsh = {"params": None}
+        self._new_hash_functions()
+        self._rehash(effective_n_threads(self.n_jobs))
+
+    def _new_hash_functions(self):
+        self._lsh["params"] = _hashing.draw_hash_functions(
+            self.hash_family, int(self._model["sizes"][-1]), self.n_codes, self.n_tables,
+            self.bin_size, self.range_pow, self._rng)
+
+    def _rehash(self, n_threads):
+        params = self._lsh["params"]
+        buckets = _hashing.hash_vectors(params, self._model["W_out"], n_threads)
+        offsets, ids = _hashing.build_tables(
+            buckets, params["n_buckets"], self.bucket_size, self.bucket_policy == "reservoir",
+            int(self._rng.integers(0, 2**63 - 1)), n_threads)
+        self._lsh["offsets"] = offsets
+        self._lsh["ids"] = ids
+        self._lsh["bucket_size"] = int(self.bucket_size)
+
+    def _get_work(self, n_threads, max_labels):
+        m = self._model
+        n_features, H0 = m["W_in"].shape
+        n_labels, H = m["W_out"].shape
+        sizes = m["sizes"]
+        L = self.n_tables
+        act_cap = int(min(n_labels, max_labels + L * self.bucket_size + self.min_active))
+        work = getattr(self, "_work", None)
+        if (work is not None and work["n_threads"] == n_threads and work["act_cap"] >= act_cap
+                and work["g_out"].shape == (n_labels, H) and work["g_in"].shape == (n_features, H0)
+                and work["key"] == (L, self.n_codes, self.bucket_size)):
+            return work
+        T = n_threads
+        work = {
+            "n_threads": T,
+            "act_cap": act_cap,
+            "key": (L, self.n_codes, self.bucket_size),
+            "acts": np.zeros((T, int(sizes.sum())), dtype=np.float32),
+            "delta": np.zeros((T, 2 * int(sizes.max())), dtype=np.float32),
+            "codes": np.zeros((T, self.n_codes * L), dtype=np.int32),
+            "buckets": np.zeros((T, L), dtype=np.uint32),
+            "act": np.zeros((T, act_cap), dtype=np.int32),
+            "logits": np.zeros((T, act_cap), dtype=np.float32),
+            "cand": np.zeros((T, max(1, L * self.bucket_size)), dtype=np.int32),
+            "mark": np.zeros((T, n_labels), dtype=np.int32),
+            "g_dense": np.zeros((T, m["dense"].shape[0]), dtype=np.float32),
+            "rng": np.zeros(T, dtype=np.uint64),
+            "out_list": np.zeros((T, n_labels), dtype=np.int32),
+            "out_count": np.zeros(T, dtype=np.int64),
+            "in_list": np.zeros((T, n_features), dtype=np.int32),
+            "in_count": np.zeros(T, dtype=np.int64),
+            "out_stamp": np.zeros(n_labels, dtype=np.int64),
+            "in_stamp": np.zeros(n_features, dtype=np.int64),
+            "uniq_out": np.zeros(n_labels, dtype=np.int32),
+            "uniq_in": np.zeros(n_features, dtype=np.int32),
+            "g_in": np.zeros((n_features, H0), dtype=np.float32),
+            "g_out": np.zeros((n_labels, H), dtype=np.float32),
+            "gb_out": np.zeros(n_labels, dtype=np.float32),
+            "tag": 0,
+        }
+        self._work = work
+        return work
+
+    def _train_batch(self, X, Y_indptr, Y_indices, rows, work, n_threads, lr):
+        tag = work["tag"] + 1
+        work["tag"] = tag + 1
+        seed = int(self._rng.integers(0, 2**63 - 1))
+        loss, n_active = _network.train_batch(
+            X.data, X.indices, X.indptr, Y_indptr, Y_indices, rows, self._model, self._lsh,
+            work, self.min_active, self.active_threshold, seed, tag, n_threads)
+        self._step += 1
+        _network.adam_update(self._model, self._opt, work, lr, self.beta_1,
+                             self.beta_2, self.epsilon, self.alpha, self._step, tag + 1, n_threads)
+        n = len(rows)
+        self.t_ += n
+        self._since_rehash += n
+        self._since_rebuild += n
+        if self._since_rehash >= self._rehash_every:
+            if self._since_rebuild >= self._rebuild_every:
+                self._new_hash_functions()
+                self._since_rebuild = 0
+                self._rebuild_every *= self.interval_growth
+            self._rehash(n_threads)
+            self._since_rehash = 0
+            self._rehash_every *= self.interval_growth
+        return loss, n_active
+
+    def _run_epoch(self, X, Y_indptr, Y_indices, rows, n_threads, lr):
+        work = self._get_work(n_threads, self._max_labels)
+        if self.shuffle:
+            rows = self._rng.permutation(rows)
+        total_loss = 0.0
+        total_active = 0
+        bs = self.batch_size
+        for start in range(0, len(rows), bs):
+            batch = np.ascontiguousarray(rows[start: start + bs], dtype=np.int64)
+            loss, n_active = self._train_batch(X, Y_indptr, Y_indices, batch, work, n_threads, lr)
+            total_loss += loss
+            total_active += n_active
+        n = max(len(rows), 1)
+        return total_loss / n, total_active / n
+
+    # ------------------------------------------------------------ fitting
+    def _fit(self, X, y, *, incremental, classes=None):
+        first = not hasattr(self, "_model") or not (incremental or self.warm_start)
+        X = validate_sparse_X(self, X, reset=first)
+        if first:
+            Y_indptr, Y_indices = self._encode_y(y, classes=classes, first=True)
+        else:
+            if classes is not None:
+                c = np.asarray(classes)
+                same = (c.shape == self.classes_.shape and np.array_equal(c, self.classes_)
+                        if self.multilabel_ else
+                        len(c) == len(self.classes_) and np.array_equal(np.unique(c), self.classes_))
+                if not same:
+                    raise ValueError(f"`classes={classes!r}` is not the same as on the first call "
+                                     f"to partial_fit, was: {self.classes_!r}")
+            Y_indptr, Y_indices = self._encode_y(y)
+        if Y_indptr.shape[0] - 1 != X.shape[0]:
+            raise ValueError(f"X has {X.shape[0]} samples but y has {Y_indptr.shape[0] - 1}.")
+        n_threads = effective_n_threads(self.n_jobs)
+        self.n_threads_ = n_threads
+        if first:
+            rng = np.random.default_rng(check_seed(self.random_state))
+            self._init_model(X.shape[1], len(self.classes_), rng)
+        counts = np.diff(Y_indptr)
+        self._label_counts += np.bincount(Y_indices, minlength=len(self.classes_))
+        self._max_labels = max(self._max_labels, int(counts.max(initial=1)))
+        rows = np.flatnonzero(counts > 0).astype(np.int64)
+        if rows.size == 0:
+            raise ValueError("Every row of y is empty: there is no label to learn from.")
+        if incremental:
+            t0 = time.perf_counter()
+            loss, active = self._run_epoch(X, Y_indptr, Y_indices, rows, n_threads,
+                                           self.learning_rate)
+            self.loss_curve_.append(loss)
+            self.mean_active_ = active
+            self.n_iter_ += 1
+            if self.verbose:
+                dt = time.perf_counter() - t0
+                print(f"partial_fit: loss {loss:.4f}, {len(rows) / max(dt, 1e-9):,.0f} samples/s, "
+                      f"{active:.0f} active neurons/sample, {dt:.2f} s")
+            return self
+
+        val_rows = None
+        if self.early_stopping:
+            perm = self._rng.permutation(rows)
+            n_val = max(1, int(round(self.validation_fraction * len(rows))))
+            if n_val >= len(rows):
+                raise ValueError("validation_fraction leaves no training rows.")
+            val_rows, rows = np.sort(perm[:n_val]), perm[n_val:]
+            best_state = None
+        best = -np.inf if self.early_stopping else np.inf
+        no_improve = 0
+        for epoch in range(self.max_iter):
+            t0 = time.perf_counter()
+            loss, active = self._run_epoch(X, Y_indptr, Y_indices, rows, n_threads,
+                                           self.learning_rate * self.learning_rate_decay ** epoch)
+            dt = time.perf_counter() - t0
+            self.loss_curve_.append(loss)
+            self.mean_active_ = active
+            self.n_iter_ += 1
+            msg = (f"Epoch {epoch + 1}/{self.max_iter}: loss {loss:.4f}, "
+                   f"{len(rows) / max(dt, 1e-9):,.0f} samples/s, {active:.0f} active neurons/sample")
+            if self.early_stopping:
+                Xv = X[val_rows]
+                labels, _ = self._topk_indices(Xv, 1, self.inference, n_threads)
+                Yv = sp.csr_matrix((np.ones(len(Y_indices), dtype=np.int8), Y_indices, Y_indptr),
+                                   shape=(X.shape[0], len(self.classes_)))[val_rows]
+                score = float(np.asarray(Yv[np.arange(len(val_rows)), labels[:, 0]]).mean())
+                self.validation_scores_.append(score)
+                msg += f", validation P@1 {score:.4f}"
+                if score > best + self.tol:
+                    best, no_improve = score, 0
+                    best_state = self._snapshot()
+                else:
+                    no_improve += 1
+                if score > (self.best_validation_score_ or -np.inf):
+                    self.best_validation_score_ = score
+            else:
+                if loss < best - self.tol:
+                    no_improve = 0
+                else:
+                    no_improve += 1
+                best = min(best, loss)
+            if self.verbose:
+                print(msg + f", {dt:.2f} s", flush=True)
+            if no_improve >= self.n_iter_no_change:
+                if self.verbose:
+                    print(f"Stopping: no improvement above tol={self.tol} for "
+                          f"{self.n_iter_no_change} epochs.")
+                break
+        if self.early_stopping and best_state is not None:
+            self._restore(best_state)
+        # Tables from the final weights, so that LSH inference sees the trained model.
+        self._rehash(n_threads)
+        self._since_rehash = 0
+        return self
+
+    def _snapshot(self):
+        return ({k: v.copy() for k, v in self._model.items()},
+                {k: v.copy() for k, v in self._opt.items()})
+
+    def _restore(self, state):
+        model, opt = state
+        for k, v in model.items():
+            self._model[k][...] = v
+        for k, v in opt.items():
+            self._opt[k][...] = v
+
+    def fit(self, X, y):
+        """Train the network on (X, y) for ``max_iter`` epochs.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Input features (CSR, CSC or COO sparse, or dense; float32 or float64,
+            converted once to CSR float32).
+        y : array-like of shape (n_samples,) or {array-like, sparse matrix} of shape (n_samples, n_classes)
+            Class labels of any type (multi-class), or a binary indicator matrix
+            (multi-label), e.g. from ``MultiLabelBinarizer(sparse_output=True)``.
+
+        Returns
+        -------
+        self : SlideClassifier
+            The fitted estimator.
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_iris
+        >>> from slidelearn import SlideClassifier
+        >>> X, y = load_iris(return_X_y=True)
+        >>> clf = SlideClassifier(max_iter=50, learning_rate=1e-2, random_state=0).fit(X, y)
+        >>> clf.score(X, y) > 0.9
+        True
+        """
+        self._validate_params()
+        return self._fit(X, y, incremental=False)
+
+    def partial_fit(self, X, y, classes=None):
+        """Train one epoch on (X, y), continuing from the current weights.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Input features.
+        y : array-like of shape (n_samples,) or (n_samples, n_classes)
+            Labels or indicator matrix, as for ``fit``.
+        classes : array-like of shape (n_classes,), default=None
+            Required on the first call: every class label that will ever appear
+            (multi-class), or one entry per indicator column (multi-label).
+            Later calls may omit it; if given it must equal ``classes_``.
+
+        Returns
+        -------
+        self : SlideClassifier
+            The updated estimator.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from slidelearn import SlideClassifier
+        >>> rng = np.random.RandomState(0)
+        >>> X = rng.rand(100, 20); y = (X[:, 0] > 0.5).astype(int)
+        >>> clf = SlideClassifier(random_state=0)
+        >>> for chunk in np.array_split(np.arange(100), 4):
+        ...     clf = clf.partial_fit(X[chunk], y[chunk], classes=[0, 1])
+        >>> clf.n_iter_
+        4
+        """
+        self._validate_params()
+        if not hasattr(self, "_model") and classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit.")
+        return self._fit(X, y, incremental=True, classes=classes)
+
+    # ------------------------------------------------------------ inference
+    def _hidden(self, X, n_threads):
+        return _network.forward_hidden(X.data, X.indices, X.indptr, self._model, n_threads)
+
+    def _topk_indices(self, X, k, mode, n_threads):
+        """Top-k label indices and scores of validated CSR X."""
+        Hm = self._hidden(X, n_threads)
+        if mode == "lsh":
+            order = np.argsort(-self._label_counts, kind="stable").astype(np.int32)
+            idx, scores, _ = _network.topk_lsh(Hm, self._model, self._lsh, k,
+                                               self.inference_threshold, order, n_threads)
+            return idx, scores
+        with threadpool_limits(limits=1, user_api="blas"):
+            return _network.topk_exact(Hm, self._model, k, n_threads)
+
+    def predict_topk(self, X, k=5, *, inference=None):
+        """The k best labels of each row, with their scores (logits).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Input features.
+        k : int, default=5
+            Labels per row (at most ``n_classes``).
+        inference : {"exact", "lsh"} or None, default=None
+            Rank all output neurons, or only those the hash tables retrieve
+            (sub-linear; rows with fewer than k candidates are completed with the
+            most frequent training labels). None uses the ``inference`` parameter.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples, k)
+            Labels from ``classes_``, best first.
+        scores : ndarray of shape (n_samples, k), dtype float32
+            Their logits (the softmax is monotone in them).
+
+        Examples
+        --------
+        >>> from slidelearn import SlideClassifier
+        >>> from slidelearn.datasets import make_extreme_classification
+        >>> X, Y = make_extreme_classification(n_samples=500, n_features=200, n_labels=50,
+        ...                                    random_state=0)
+        >>> clf = SlideClassifier(max_iter=3, random_state=0).fit(X, Y)
+        >>> labels, scores = clf.predict_topk(X[:4], k=3)
+        >>> labels.shape, bool((scores[:, 0] >= scores[:, 1]).all())
+        ((4, 3), True)
+        """
+        check_is_fitted(self, "_model")
+        if not isinstance(k, Integral) or isinstance(k, bool) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        mode = self.inference if inference is None else inference
+        if mode not in ("exact", "lsh"):
+            raise ValueError(f"inference must be 'exact' or 'lsh', got {mode!r}")
+        X = validate_sparse_X(self, X, reset=False)
+        k = min(int(k), len(self.classes_))
+        idx, scores = self._topk_indices(X, k, mode, effective_n_threads(self.n_jobs))
+        return self.classes_[idx], scores
+
+    def _check_dense_size(self, n_rows, what):
+        size = n_rows * len(self.classes_)
+        if size > _MAX_DENSE_OUTPUT:
+            raise ValueError(
+                f"{what} would return a dense {n_rows} x {len(self.classes_)} array "
+                f"({size * 4 / 2**30:.1f} GiB). Use predict_topk(X, k) for the k best labels "
+                f"and their scores, or call {what} on smaller batches of rows.")
+
+    def _logits(self, X):
+        n_threads = effective_n_threads(self.n_jobs)
+        Hm = self._hidden(X, n_threads)
+        return Hm @ self._model["W_out"].T + self._model["b_out"]
+
+    def decision_function(self, X):
+        """Logits of every class (before the softmax).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Input features.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples, n_classes), or (n_samples,) for a binary problem
+            For binary 1-D targets, the logit difference of ``classes_[1]`` over
+            ``classes_[0]``, as scikit-learn's convention. Refused with a
+            ``ValueError`` when the dense result would be too large: use
+            ``predict_topk``.
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_iris
+        >>> from slidelearn import SlideClassifier
+        >>> X, y = load_iris(return_X_y=True)
+        >>> clf = SlideClassifier(max_iter=5, random_state=0).fit(X, y)
+        >>> clf.decision_function(X[:2]).shape
+        (2, 3)
+        """
+        check_is_fitted(self, "_model")
+        X = validate_sparse_X(self, X, reset=False)
+        self._check_dense_size(X.shape[0], "decision_function")
+        z = self._logits(X)
+        if not self.multilabel_ and len(self.classes_) == 2:
+            return z[:, 1] - z[:, 0]
+        return z
+
+    def predict_proba(self, X):
+        """Softmax probability of every class.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Input features.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Rows sum to 1 (for multi-label models, the predicted share of the
+            label mass). Refused with a ``ValueError`` when the dense result
+            would be too large: use ``predict_topk``.
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_iris
+        >>> from slidelearn import SlideClassifier
+        >>> X, y = load_iris(return_X_y=True)
+        >>> clf = SlideClassifier(max_iter=5, random_state=0).fit(X, y)
+        >>> clf.predict_proba(X[:2]).sum(axis=1).round(4)
+        array([1., 1.])
+        """
+        check_is_fitted(self, "_model")
+        X = validate_sparse_X(self, X, reset=False)
+        self._check_dense_size(X.shape[0], "predict_proba")
+        z = self._logits(X).astype(np.float64)
+        z -= z.max(axis=1, keepdims=True)
+        np.exp(z, out=z)
+        z /= z.sum(axis=1, keepdims=True)
+        return z
+
+    def predict(self, X):
+        """Predict the class of each row, or the label set (multi-label).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Input features.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,) or scipy.sparse.csr_matrix of shape (n_samples, n_classes)
+            Multi-class: the most probable class. Multi-label: a sparse indicator
+            with the labels whose probability is at least half the row's best
+            (see Notes of the class).
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_iris
+        >>> from slidelearn import SlideClassifier
+        >>> X, y = load_iris(return_X_y=True)
+        >>> clf = SlideClassifier(max_iter=50, learning_rate=1e-2, random_state=0).fit(X, y)
+        >>> clf.predict(X[:3])
+        array([0, 0, 0])
+        """
+        check_is_fitted(self, "_model")
+        X = validate_sparse_X(self, X, reset=False)
+        n_threads = effective_n_threads(self.n_jobs)
+        if not self.multilabel_:
+            idx, _ = self._topk_indices(X, 1, self.inference, n_threads)
+            return self.classes_[idx[:, 0]]
+        k = min(len(self.classes_), max(10, 2 * self._max_labels))
+        idx, scores = self._topk_indices(X, k, self.inference, n_threads)
+        keep = (scores >= scores[:, :1] - np.log(2.0)) & (idx >= 0)
+        indptr = np.concatenate([[0], np.cumsum(keep.sum(axis=1))]).astype(np.int64)
+        indices = idx[keep]
+        data = np.ones(indices.shape[0], dtype=np.int8)
+        return sp.csr_matrix((data, indices, indptr), shape=(X.shape[0], len(self.classes_)))
+
+    def score(self, X, y, sample_weight=None):
+        """Precision@1: the fraction of rows whose top-ranked label is a true label.
+
+        For multi-class targets this is the accuracy.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Input features.
+        y : array-like of shape (n_samples,) or (n_samples, n_classes)
+            True labels or indicator matrix.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the rows in the mean.
+
+        Returns
+        -------
+        score : float
+            Mean precision@1.
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_iris
+        >>> from slidelearn import SlideClassifier
+        >>> X, y = load_iris(return_X_y=True)
+        >>> clf = SlideClassifier(max_iter=50, learning_rate=1e-2, random_state=0).fit(X, y)
+        >>> round(clf.score(X, y), 2) > 0.9
+        True
+        """
+        check_is_fitted(self, "_model")
+        labels, _ = self.predict_topk(X, k=1)
+        top = labels[:, 0]
+        if self.multilabel_:
+            Y = sp.csr_matrix(y) if not sp.issparse(y) else y.tocsr()
+            if Y.shape != (len(top), len(self.classes_)):
+                raise ValueError(f"y has shape {Y.shape}, expected {(len(top), len(self.classes_))}.")
+            col = np.searchsorted(self.classes_, top) if self.classes_.dtype.kind in "iu" else top
+            hits = np.asarray(Y[np.arange(len(top)), col]).ravel() != 0
+        else:
+            y = column_or_1d(y)
+            if len(y) != len(top):
+                raise ValueError(f"y has {len(y)} rows, X has {len(top)}.")
+            hits = top == y
+        return float(np.average(hits, weights=sample_weight))
+
+
+def check_seed(random_state):
+    """An int seed for numpy's Generator from a scikit-learn random_state."""
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(0, 2**31 - 1))
+    return int(np.random.RandomState(random_state).randint(0, 2**31 - 1))

@@ -1,0 +1,338 @@
+"""Locality-sensitive hashing kernels: hash families and bounded bucket tables.
+
+Hash families (for maximum-inner-product retrieval of output neurons):
+
+* ``simhash``: signed random projections, each over ``bin_size`` random dims
+  with random signs (sparse projections); one bit per code.
+* ``wta``: winner-take-all; each code is the position of the largest value
+  among ``bin_size`` dims of a random permutation.
+* ``dwta``: densified WTA; as WTA, but a bin with no positive value is empty
+  and takes the code of another, non-empty bin found by random probing.
+* ``doph``: densified one-permutation minhash of the set of positive dims;
+  per table, dims are split into K random bins, each code is the dim of minimum
+  random rank in its bin, empty bins are densified by probing.
+
+K codes make one bucket id per table: their concatenation when it fits in
+``n_buckets``, otherwise a multiplicative hash of it folded to ``n_buckets``.
+"""
+import numpy as np
+
+from cython.parallel import prange
+
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
+from libc.stdlib cimport malloc, free
+
+from slidelearn.utils._openmp_helpers cimport omp_get_thread_num
+
+FAMILIES = {"simhash": FAMILY_SIMHASH, "wta": FAMILY_WTA, "dwta": FAMILY_DWTA, "doph": FAMILY_DOPH}
+
+cdef int MAX_PROBES = 64
+
+
+cdef inline uint64_t splitmix64(uint64_t x) noexcept nogil:
+    x = x + <uint64_t>0x9E3779B97F4A7C15
+    x = (x ^ (x >> 30)) * <uint64_t>0xBF58476D1CE4E5B9
+    x = (x ^ (x >> 27)) * <uint64_t>0x94D049BB133111EB
+    return x ^ (x >> 31)
+
+
+cdef inline uint64_t rng_next(uint64_t* state) noexcept nogil:
+    # xorshift64*; the state must never be 0 (seeded through splitmix64 | 1).
+    cdef uint64_t x = state[0]
+    x ^= x >> 12
+    x ^= x << 25
+    x ^= x >> 27
+    state[0] = x
+    return x * <uint64_t>0x2545F4914F6CDD1D
+
+
+cdef inline uint32_t rng_below(uint64_t* state, uint32_t n) noexcept nogil:
+    return <uint32_t>(((rng_next(state) >> 32) * <uint64_t>n) >> 32)
+
+
+cdef void hash_vector(const HashFn* fn, const float* vec, int32_t* codes,
+                      uint32_t* buckets) noexcept nogil:
+    cdef int n_hashes = fn.n_codes * fn.n_tables
+    cdef int i, j, t, d, best_j, b
+    cdef float s, best
+    cdef const int32_t* dims
+    cdef const float* signs
+    cdef uint32_t r
+    cdef uint32_t* best_rank
+    cdef uint64_t key
+    if fn.family == FAMILY_SIMHASH:
+        for i in range(n_hashes):
+            dims = fn.dims + <int64_t>i * fn.bin_size
+            signs = fn.signs + <int64_t>i * fn.bin_size
+            s = 0
+            for j in range(fn.bin_size):
+                s = s + signs[j] * vec[dims[j]]
+            codes[i] = 1 if s >= 0 else 0
+    elif fn.family == FAMILY_WTA or fn.family == FAMILY_DWTA:
+        for i in range(n_hashes):
+            dims = fn.dims + <int64_t>i * fn.bin_size
+            best = vec[dims[0]]
+            best_j = 0
+            for j in range(1, fn.bin_size):
+                if vec[dims[j]] > best:
+                    best = vec[dims[j]]
+                    best_j = j
+            if fn.family == FAMILY_DWTA and not (best > 0):
+                codes[i] = -1
+            else:
+                codes[i] = best_j
+        if fn.family == FAMILY_DWTA:
+            # Probe over all K * L hashes; the marker is a snapshot of the codes before filling.
+            _densify(fn, codes, 0, n_hashes)
+    else:  # DOPH
+        for t in range(fn.n_tables):
+            for b in range(fn.n_codes):
+                codes[t * fn.n_codes + b] = -1
+            for d in range(fn.dim):
+                if vec[d] > 0:
+                    b = t * fn.n_codes + fn.doph_bin[<int64_t>t * fn.dim + d]
+                    r = fn.doph_rank[<int64_t>t * fn.dim + d]
+                    if codes[b] < 0 or r < fn.doph_rank[<int64_t>t * fn.dim + codes[b]]:
+                        codes[b] = d
+            _densify(fn, codes, t * fn.n_codes, fn.n_codes)
+    for t in range(fn.n_tables):
+        key = 0
+        for i in range(fn.n_codes):
+            key = key * fn.code_base + <uint64_t>codes[t * fn.n_codes + i]
+        if fn.exact_buckets:
+            buckets[t] = <uint32_t>key
+        else:
+            buckets[t] = <uint32_t>((key * <uint64_t>0x9E3779B97F4A7C15) >> (64 - fn.range_bits))
+
+
+cdef inline void _densify(const HashFn* fn, int32_t* codes, int first, int n) noexcept nogil:
+    # Empty codes (-1) of codes[first:first+n] take the code of a random non-empty one, found
+    # by up to MAX_PROBES deterministic probes (0 if none). Filled codes are written as
+    # -(code + 2) until the end so that probes only ever read codes that were non-empty.
+    cdef int i, a, j
+    cdef uint64_t h
+    for i in range(n):
+        if codes[first + i] != -1:
+            continue
+        codes[first + i] = -2
+        for a in range(1, MAX_PROBES + 1):
+            h = splitmix64(fn.seed ^ ((<uint64_t>(first + i) << 20) + <uint64_t>a))
+            j = <int>(h % <uint64_t>n)
+            if codes[first + j] >= 0:
+                codes[first + i] = -(codes[first + j] + 2)
+                break
+    for i in range(n):
+        if codes[first + i] < 0:
+            codes[first + i] = -codes[first + i] - 2
+
+
+# ---------------------------------------------------------------------------
+# Python-facing helpers: drawing hash functions, hashing many vectors, tables.
+# ---------------------------------------------------------------------------
+
+def draw_hash_functions(str family, int dim, int n_codes, int n_tables, int bin_size,
+                        int range_pow, rng):
+    """Draw the random parameters of L tables of K hash codes over ``dim``-vectors.
+
+    Returns a dict of numpy arrays and integers (picklable) understood by the
+    other kernels of this module.
+    """
+    if family not in FAMILIES:
+        raise ValueError(f"unknown hash family {family!r}; expected one of {sorted(FAMILIES)}")
+    n_hashes = n_codes * n_tables
+    dims = np.zeros((1, 1), dtype=np.int32)
+    signs = np.zeros((1, 1), dtype=np.float32)
+    doph_bin = np.zeros((1, 1), dtype=np.int32)
+    doph_rank = np.zeros((1, 1), dtype=np.uint32)
+    if family == "simhash":
+        width = max(1, -(-dim // 3))  # sparse projections, one dim in three
+        dims = np.empty((n_hashes, width), dtype=np.int32)
+        for i in range(n_hashes):
+            dims[i] = rng.choice(dim, size=width, replace=False)
+        signs = rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=(n_hashes, width))
+        code_base = 2
+    elif family in ("wta", "dwta"):
+        if bin_size < 2 or bin_size > dim:
+            raise ValueError(
+                f"bin_size must be in [2, {dim}] (the width of the hashed layer) for the "
+                f"{family!r} family, got {bin_size}"
+            )
+        width = bin_size
+        n_perm = -(-(n_hashes * bin_size) // dim)
+        flat = np.concatenate([rng.permutation(dim) for _ in range(n_perm)])
+        dims = np.ascontiguousarray(flat[: n_hashes * bin_size].reshape(n_hashes, bin_size), dtype=np.int32)
+        code_base = bin_size
+    else:  # doph
+        width = 1
+        doph_bin = rng.integers(0, n_codes, size=(n_tables, dim), dtype=np.int32)
+        doph_rank = rng.integers(0, 2**32 - 1, size=(n_tables, dim), dtype=np.uint32)
+        code_base = dim
+    total = float(code_base) ** n_codes
+    if total <= 2.0 ** range_pow:
+        n_buckets = int(round(total))
+        exact = 1
+    else:
+        n_buckets = 1 << range_pow
+        exact = 0
+    return {
+        "family": family,
+        "dim": int(dim),
+        "n_codes": int(n_codes),
+        "n_tables": int(n_tables),
+        "width": int(width),
+        "dims": np.ascontiguousarray(dims, dtype=np.int32),
+        "signs": np.ascontiguousarray(signs, dtype=np.float32),
+        "doph_bin": np.ascontiguousarray(doph_bin, dtype=np.int32),
+        "doph_rank": np.ascontiguousarray(doph_rank, dtype=np.uint32),
+        "code_base": int(code_base),
+        "n_buckets": int(n_buckets),
+        "exact_buckets": int(exact),
+        "range_bits": int(range_pow),
+        "seed": int(rng.integers(0, 2**63 - 1)),
+    }
+
+
+cdef HashFn make_hash_fn(dict p) except *:
+    """Fill a HashFn from the dict of draw_hash_functions (which keeps the arrays alive)."""
+    cdef HashFn fn
+    cdef const int32_t[:, ::1] dims = p["dims"]
+    cdef const float[:, ::1] signs = p["signs"]
+    cdef const int32_t[:, ::1] doph_bin = p["doph_bin"]
+    cdef const uint32_t[:, ::1] doph_rank = p["doph_rank"]
+    fn.family = FAMILIES[p["family"]]
+    fn.dim = p["dim"]
+    fn.n_codes = p["n_codes"]
+    fn.n_tables = p["n_tables"]
+    fn.bin_size = p["width"]
+    fn.dims = &dims[0, 0]
+    fn.signs = &signs[0, 0]
+    fn.doph_bin = &doph_bin[0, 0]
+    fn.doph_rank = &doph_rank[0, 0]
+    fn.code_base = p["code_base"]
+    fn.n_buckets = p["n_buckets"]
+    fn.exact_buckets = p["exact_buckets"]
+    fn.range_bits = p["range_bits"]
+    fn.seed = <uint64_t>p["seed"]
+    return fn
+
+
+cdef Tables make_tables(const int32_t[:, ::1] offsets, const int32_t[:, ::1] ids) noexcept:
+    cdef Tables tb
+    tb.n_tables = offsets.shape[0]
+    tb.n_buckets = offsets.shape[1] - 1
+    tb.stride = ids.shape[1]
+    tb.offsets = &offsets[0, 0]
+    tb.ids = &ids[0, 0]
+    return tb
+
+
+def hash_vectors(dict params, const float[:, ::1] V, int n_threads=1):
+    """Bucket ids of every row of ``V`` in every table, as a (L, n_rows) uint32 array."""
+    cdef HashFn fn = make_hash_fn(params)
+    if V.shape[1] != fn.dim:
+        raise ValueError(f"vectors have {V.shape[1]} dims, the hash functions expect {fn.dim}")
+    cdef Py_ssize_t n = V.shape[0], i
+    cdef int L = fn.n_tables, t, tid
+    cdef int n_hashes = fn.n_codes * fn.n_tables
+    out = np.empty((L, n), dtype=np.uint32)
+    cdef uint32_t[:, ::1] out_v = out
+    codes_np = np.empty((max(n_threads, 1), n_hashes), dtype=np.int32)
+    buckets_np = np.empty((max(n_threads, 1), L), dtype=np.uint32)
+    cdef int32_t[:, ::1] codes = codes_np
+    cdef uint32_t[:, ::1] buck = buckets_np
+    if n == 0:
+        return out
+    with nogil:
+        for i in prange(n, schedule="static", num_threads=n_threads):
+            tid = omp_get_thread_num()
+            hash_vector(&fn, &V[i, 0], &codes[tid, 0], &buck[tid, 0])
+            for t in range(L):
+                out_v[t, i] = buck[tid, t]
+    return out
+
+
+def hash_codes(dict params, const float[::1] vec):
+    """The K * L raw codes of one vector, before they are combined into buckets (for tests)."""
+    cdef HashFn fn = make_hash_fn(params)
+    if vec.shape[0] != fn.dim:
+        raise ValueError(f"vector has {vec.shape[0]} dims, the hash functions expect {fn.dim}")
+    codes = np.empty(fn.n_codes * fn.n_tables, dtype=np.int32)
+    buckets = np.empty(fn.n_tables, dtype=np.uint32)
+    cdef int32_t[::1] c = codes
+    cdef uint32_t[::1] b = buckets
+    hash_vector(&fn, &vec[0], &c[0], &b[0])
+    return codes, buckets
+
+
+def build_tables(const uint32_t[:, ::1] buckets, Py_ssize_t n_buckets, int bucket_size,
+                 bint reservoir, uint64_t seed, int n_threads=1):
+    """Build L bucket tables in CSR form from the (L, n_items) bucket ids of the items.
+
+    Items are inserted in index order into buckets that keep at most ``bucket_size``
+    ids: FIFO keeps the last ``bucket_size`` inserted, reservoir sampling keeps a
+    uniform random subset of that size. Only the ids kept are stored, so memory
+    is ``L * (n_buckets + 1 + n_items)`` integers however skewed the buckets are.
+
+    Returns ``offsets`` of shape (L, n_buckets + 1) and ``ids`` of shape
+    (L, n_items); bucket ``b`` of table ``t`` is ``ids[t, offsets[t, b]:offsets[t, b + 1]]``.
+    """
+    cdef Py_ssize_t L = buckets.shape[0], n = buckets.shape[1], i, b
+    cdef int t, tid, cap = bucket_size
+    cdef int32_t r, slot, c
+    cdef uint64_t state
+    if bucket_size < 1:
+        raise ValueError("bucket_size must be >= 1")
+    offsets_np = np.empty((L, n_buckets + 1), dtype=np.int32)
+    ids_np = np.empty((L, max(n, 1)), dtype=np.int32)
+    cdef int32_t[:, ::1] offsets = offsets_np
+    cdef int32_t[:, ::1] ids = ids_np
+    n_threads = max(1, min(n_threads, L))
+    scratch_np = np.empty((n_threads, 2, n_buckets), dtype=np.int32)
+    cdef int32_t[:, :, ::1] scratch = scratch_np
+    with nogil:
+        for t in prange(L, schedule="static", num_threads=n_threads):
+            tid = omp_get_thread_num()
+            for b in range(n_buckets):
+                scratch[tid, 0, b] = 0
+                scratch[tid, 1, b] = 0
+            for i in range(n):
+                if buckets[t, i] >= n_buckets:
+                    continue  # cannot happen with ids from hash_vectors
+                scratch[tid, 0, buckets[t, i]] += 1
+            offsets[t, 0] = 0
+            for b in range(n_buckets):
+                c = scratch[tid, 0, b]
+                offsets[t, b + 1] = offsets[t, b] + (c if c < cap else cap)
+            state = splitmix64(seed + <uint64_t>t) | 1
+            for i in range(n):
+                b = buckets[t, i]
+                if b >= n_buckets:
+                    continue
+                r = scratch[tid, 1, b]
+                scratch[tid, 1, b] = r + 1
+                c = scratch[tid, 0, b]
+                if not reservoir:
+                    if r < c - cap:
+                        continue
+                    slot = r - (c - cap if c > cap else 0)
+                else:
+                    if r < cap:
+                        slot = r
+                    else:
+                        slot = <int32_t>rng_below(&state, <uint32_t>(r + 1))
+                        if slot >= cap:
+                            continue
+                ids[t, offsets[t, b] + slot] = <int32_t>i
+    return offsets_np, ids_np
+
+
+def query_tables(dict params, const int32_t[:, ::1] offsets, const int32_t[:, ::1] ids,
+                 const float[::1] vec, int threshold=1):
+    """Ids found in at least ``threshold`` of the vector's L buckets, sorted (for tests)."""
+    codes, buckets = hash_codes(params, vec)
+    counts = {}
+    for t in range(offsets.shape[0]):
+        b = buckets[t]
+        for j in range(offsets[t, b], offsets[t, b + 1]):
+            counts[ids[t, j]] = counts.get(ids[t, j], 0) + 1
+    return np.array(sorted(i for i, c in counts.items() if c >= threshold), dtype=np.int64)

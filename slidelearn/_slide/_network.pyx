@@ -1,0 +1,665 @@
+"""SLIDE network kernels: sparse input layer, dense hidden layers, LSH-sampled
+softmax output layer, HOGWILD training over the samples of a batch, sparse Adam,
+and exact / LSH top-k inference.
+
+Layout (all float32, C-contiguous):
+
+* ``W_in`` (n_features, H0): the sparse input layer, one row per input feature.
+* ``dense``: flat vector with ``b0`` and, for every further hidden layer i,
+  ``W_i`` (H_{i-1}, H_i) then ``b_i``; offsets in ``w_off`` / ``b_off``.
+* ``W_out`` (n_labels, H_last) neuron-major, and ``b_out`` (n_labels,).
+
+Training accumulates batch-mean gradients into ``g_in`` / ``g_out`` / ``gb_out``
+(shared, lock-free) and per-thread dense gradients; ``adam_update`` then updates
+only the rows touched in the batch and clears their gradients.
+"""
+import numpy as np
+
+from cython.parallel import prange
+
+from libc.math cimport expf, logf, sqrt, INFINITY
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
+from libc.stdlib cimport malloc, free
+
+from scipy.linalg.cython_blas cimport sgemm
+
+from slidelearn._slide._hashing cimport (
+    HashFn, Tables, hash_vector, make_hash_fn, make_tables, splitmix64, rng_below,
+)
+from slidelearn.utils._openmp_helpers cimport omp_get_thread_num
+
+ctypedef fused index_t:
+    int32_t
+    int64_t
+
+cdef extern from "_vec.h" nogil:
+    float sl_dot(const float *a, const float *b, int n)
+    void sl_axpy(float alpha, const float *x, float *y, int n)
+    void sl_adam_row(float *w, float *m, float *v, float *g, int n,
+                     float lr_t, float b1, float b2, float eps, float alpha)
+
+cdef int32_t SENT = 1 << 30
+
+
+cdef struct Net:
+    int n_features
+    int n_labels
+    int n_layers            # hidden layers
+    int h_last              # width of the last hidden layer
+    int max_width           # widest hidden layer
+    const int64_t* sizes    # (n_layers,)
+    const int64_t* w_off    # (n_layers,) offset of W_i in dense (unused for i = 0)
+    const int64_t* b_off    # (n_layers,) offset of b_i in dense
+    const int64_t* a_off    # (n_layers,) offset of layer i in the activation buffer
+    float* W_in
+    float* dense
+    float* W_out
+    float* b_out
+
+
+cdef struct Work:
+    # per thread
+    float* acts
+    float* delta            # 2 * max width
+    int32_t* codes
+    uint32_t* buckets
+    int32_t* act
+    float* logits
+    int32_t* cand
+    int32_t* mark           # (n_labels,), all zero between samples
+    float* g_dense          # per-thread dense gradients
+    uint64_t* rng
+    int32_t* out_list
+    int64_t* out_count
+    int32_t* in_list
+    int64_t* in_count
+    # shared
+    int64_t* out_stamp
+    int64_t* in_stamp
+    float* g_in
+    float* g_out
+    float* gb_out
+
+
+cdef Net _make_net(dict model) except *:
+    cdef Net net
+    cdef float[:, ::1] W_in = model["W_in"]
+    cdef float[::1] dense = model["dense"]
+    cdef float[:, ::1] W_out = model["W_out"]
+    cdef float[::1] b_out = model["b_out"]
+    cdef const int64_t[::1] sizes = model["sizes"]
+    cdef const int64_t[::1] w_off = model["w_off"]
+    cdef const int64_t[::1] b_off = model["b_off"]
+    cdef const int64_t[::1] a_off = model["a_off"]
+    net.n_features = W_in.shape[0]
+    net.n_labels = W_out.shape[0]
+    net.n_layers = sizes.shape[0]
+    net.h_last = W_out.shape[1]
+    net.max_width = int(max(model["sizes"]))
+    net.sizes = &sizes[0]
+    net.w_off = &w_off[0]
+    net.b_off = &b_off[0]
+    net.a_off = &a_off[0]
+    net.W_in = &W_in[0, 0]
+    net.dense = &dense[0]
+    net.W_out = &W_out[0, 0]
+    net.b_out = &b_out[0]
+    return net
+
+
+cdef void _forward_hidden(const Net* net, const float* xd, const index_t* xi,
+                          index_t start, index_t end, float* acts) noexcept nogil:
+    """Hidden activations (ReLU) of one sparse row; layer i at acts + a_off[i]."""
+    cdef int H0 = <int>net.sizes[0], i, k, n_in, n_out
+    cdef index_t p
+    cdef float* a = acts
+    cdef const float* b = net.dense + net.b_off[0]
+    cdef float* prev
+    for k in range(H0):
+        a[k] = b[k]
+    for p in range(start, end):
+        sl_axpy(xd[p], net.W_in + <int64_t>xi[p] * H0, a, H0)
+    for k in range(H0):
+        if a[k] < 0:
+            a[k] = 0
+    for i in range(1, net.n_layers):
+        n_in = <int>net.sizes[i - 1]
+        n_out = <int>net.sizes[i]
+        prev = acts + net.a_off[i - 1]
+        a = acts + net.a_off[i]
+        b = net.dense + net.b_off[i]
+        for k in range(n_out):
+            a[k] = b[k]
+        for k in range(n_in):
+            if prev[k] != 0:
+                sl_axpy(prev[k], net.dense + net.w_off[i] + <int64_t>k * n_out, a, n_out)
+        for k in range(n_out):
+            if a[k] < 0:
+                a[k] = 0
+
+
+cdef int _active_set(const Net* net, const Tables* tb, Work* w, const int32_t* labels,
+                     int m, int min_active, int threshold) noexcept nogil:
+    """Fill w.act: true labels first, then retrieved neurons, then random ones."""
+    cdef int n_act = 0, q, t, nc = 0, target, s, start
+    cdef int32_t j, mk, n = net.n_labels
+    cdef int64_t p, lo, hi
+    cdef const int32_t* ids
+    for q in range(m):
+        j = labels[q]
+        if w.mark[j] == 0:
+            w.mark[j] = SENT
+            w.act[n_act] = j
+            n_act += 1
+    for t in range(tb.n_tables):
+        lo = tb.offsets[<int64_t>t * (tb.n_buckets + 1) + w.buckets[t]]
+        hi = tb.offsets[<int64_t>t * (tb.n_buckets + 1) + w.buckets[t] + 1]
+        ids = tb.ids + <int64_t>t * tb.stride
+        for p in range(lo, hi):
+            j = ids[p]
+            mk = w.mark[j]
+            if threshold <= 1:
+                if mk == 0:
+                    w.mark[j] = SENT
+                    w.act[n_act] = j
+                    n_act += 1
+            elif mk == 0:
+                w.cand[nc] = j
+                nc += 1
+                w.mark[j] = 1
+            elif mk < SENT:
+                w.mark[j] = mk + 1
+    if threshold > 1:
+        for q in range(nc):
+            j = w.cand[q]
+            if w.mark[j] >= threshold:
+                w.mark[j] = SENT
+                w.act[n_act] = j
+                n_act += 1
+            else:
+                w.mark[j] = 0
+    target = min_active if min_active < n else n
+    if n_act < target:
+        if 2 * target > n:
+            start = <int>rng_below(w.rng, <uint32_t>n)
+            for s in range(n):
+                j = (start + s) % n
+                if w.mark[j] == 0:
+                    w.mark[j] = SENT
+                    w.act[n_act] = j
+                    n_act += 1
+                    if n_act >= target:
+                        break
+        else:
+            while n_act < target:
+                j = <int32_t>rng_below(w.rng, <uint32_t>n)
+                if w.mark[j] == 0:
+                    w.mark[j] = SENT
+                    w.act[n_act] = j
+                    n_act += 1
+    return n_act
+
+
+cdef double _train_sample(const Net* net, const HashFn* fn, const Tables* tb, Work* w,
+                          const float* xd, const index_t* xi, index_t start, index_t end,
+                          const int32_t* labels, int m, int min_active, int threshold,
+                          float inv_batch, int64_t tag, int* n_act_out) noexcept nogil:
+    cdef int H = net.h_last, a, n_act, i, k, n_in, n_out, L = net.n_layers
+    cdef int32_t j
+    cdef index_t p
+    cdef float* h = w.acts + net.a_off[L - 1]
+    cdef float* dh = w.delta
+    cdef float* dprev
+    cdef float* prev
+    cdef float zmax, z, total, dz, inv_m = 1.0 / m
+    cdef double loss = 0
+    cdef const float* wrow
+    cdef float* grow
+
+    _forward_hidden(net, xd, xi, start, end, w.acts)
+    hash_vector(fn, h, w.codes, w.buckets)
+    n_act = _active_set(net, tb, w, labels, m, min_active, threshold)
+    n_act_out[0] = n_act
+
+    # Sampled softmax over the active neurons (true labels are act[0:m]).
+    zmax = -INFINITY
+    for a in range(n_act):
+        j = w.act[a]
+        z = net.b_out[j] + sl_dot(h, net.W_out + <int64_t>j * H, H)
+        w.logits[a] = z
+        if z > zmax:
+            zmax = z
+    total = 0
+    for a in range(n_act):
+        w.logits[a] = expf(w.logits[a] - zmax)
+        total = total + w.logits[a]
+    for a in range(m):
+        loss -= inv_m * logf(w.logits[a] / total)
+    for k in range(H):
+        dh[k] = 0
+    for a in range(n_act):
+        j = w.act[a]
+        dz = w.logits[a] / total
+        if a < m:
+            dz = dz - inv_m
+        dz = dz * inv_batch
+        wrow = net.W_out + <int64_t>j * H
+        grow = w.g_out + <int64_t>j * H
+        sl_axpy(dz, wrow, dh, H)
+        sl_axpy(dz, h, grow, H)
+        w.gb_out[j] += dz
+        w.mark[j] = 0
+        if w.out_stamp[j] != tag:
+            w.out_stamp[j] = tag
+            w.out_list[w.out_count[0]] = j
+            w.out_count[0] += 1
+
+    # Back through the hidden layers (ReLU); dh is d loss / d h for the current layer.
+    for k in range(H):
+        if h[k] <= 0:
+            dh[k] = 0
+    for i in range(L - 1, 0, -1):
+        n_in = <int>net.sizes[i - 1]
+        n_out = <int>net.sizes[i]
+        prev = w.acts + net.a_off[i - 1]
+        dprev = (w.delta + net.max_width) if dh == w.delta else w.delta
+        sl_axpy(1.0, dh, w.g_dense + net.b_off[i], n_out)
+        for k in range(n_in):
+            if prev[k] > 0:
+                sl_axpy(prev[k], dh, w.g_dense + net.w_off[i] + <int64_t>k * n_out, n_out)
+                dprev[k] = sl_dot(net.dense + net.w_off[i] + <int64_t>k * n_out, dh, n_out)
+            else:
+                dprev[k] = 0
+        dh = dprev
+    n_in = <int>net.sizes[0]
+    sl_axpy(1.0, dh, w.g_dense + net.b_off[0], n_in)
+    for p in range(start, end):
+        sl_axpy(xd[p], dh, w.g_in + <int64_t>xi[p] * n_in, n_in)
+        if w.in_stamp[xi[p]] != tag:
+            w.in_stamp[xi[p]] = tag
+            w.in_list[w.in_count[0]] = <int32_t>xi[p]
+            w.in_count[0] += 1
+    return loss
+
+
+def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
+                const index_t[::1] X_indptr, const int64_t[::1] Y_indptr,
+                const int32_t[::1] Y_indices, const int64_t[::1] rows,
+                dict model, dict lsh, dict work, int min_active, int threshold,
+                uint64_t seed, int64_t tag, int n_threads):
+    """Forward/backward of the samples ``rows`` in parallel (HOGWILD).
+
+    Batch-mean gradients are added to the gradient buffers in ``work``; the
+    rows they touch are listed per thread for ``adam_update``. Returns the
+    summed loss and the summed active-set size of the batch.
+    """
+    cdef Net net = _make_net(model)
+    cdef HashFn fn = make_hash_fn(lsh["params"])
+    cdef Tables tb = make_tables(lsh["offsets"], lsh["ids"])
+    cdef float[:, ::1] acts = work["acts"]
+    cdef float[:, ::1] delta = work["delta"]
+    cdef int32_t[:, ::1] codes = work["codes"]
+    cdef uint32_t[:, ::1] buckets = work["buckets"]
+    cdef int32_t[:, ::1] act = work["act"]
+    cdef float[:, ::1] logits = work["logits"]
+    cdef int32_t[:, ::1] cand = work["cand"]
+    cdef int32_t[:, ::1] mark = work["mark"]
+    cdef float[:, ::1] g_dense = work["g_dense"]
+    cdef uint64_t[::1] rng = work["rng"]
+    cdef int32_t[:, ::1] out_list = work["out_list"]
+    cdef int64_t[::1] out_count = work["out_count"]
+    cdef int32_t[:, ::1] in_list = work["in_list"]
+    cdef int64_t[::1] in_count = work["in_count"]
+    cdef int64_t[::1] out_stamp = work["out_stamp"]
+    cdef int64_t[::1] in_stamp = work["in_stamp"]
+    cdef float[:, ::1] g_in = work["g_in"]
+    cdef float[:, ::1] g_out = work["g_out"]
+    cdef float[::1] gb_out = work["gb_out"]
+    cdef Py_ssize_t n = rows.shape[0], r
+    cdef int tid, t, m, na
+    cdef int64_t i
+    cdef double loss = 0
+    cdef int64_t n_active = 0
+    cdef float inv_batch
+    cdef Work* works
+    if n == 0:
+        return 0.0, 0
+    if acts.shape[0] < n_threads:
+        raise ValueError("work buffers were sized for fewer threads")
+    inv_batch = 1.0 / n
+    for t in range(n_threads):
+        rng[t] = splitmix64(seed ^ splitmix64(<uint64_t>t + 1)) | 1
+    works = <Work*>malloc(n_threads * sizeof(Work))
+    if works == NULL:
+        raise MemoryError()
+    for t in range(n_threads):
+        works[t].acts = &acts[t, 0]
+        works[t].delta = &delta[t, 0]
+        works[t].codes = &codes[t, 0]
+        works[t].buckets = &buckets[t, 0]
+        works[t].act = &act[t, 0]
+        works[t].logits = &logits[t, 0]
+        works[t].cand = &cand[t, 0]
+        works[t].mark = &mark[t, 0]
+        works[t].g_dense = &g_dense[t, 0]
+        works[t].rng = &rng[t]
+        works[t].out_list = &out_list[t, 0]
+        works[t].out_count = &out_count[t]
+        works[t].in_list = &in_list[t, 0]
+        works[t].in_count = &in_count[t]
+        works[t].out_stamp = &out_stamp[0]
+        works[t].in_stamp = &in_stamp[0]
+        works[t].g_in = &g_in[0, 0]
+        works[t].g_out = &g_out[0, 0]
+        works[t].gb_out = &gb_out[0]
+    try:
+        with nogil:
+            for r in prange(n, schedule="dynamic", chunksize=4, num_threads=n_threads):
+                tid = omp_get_thread_num()
+                i = rows[r]
+                m = <int>(Y_indptr[i + 1] - Y_indptr[i])
+                loss += _train_sample(&net, &fn, &tb, &works[tid], &X_data[0], &X_indices[0],
+                                      X_indptr[i], X_indptr[i + 1],
+                                      &Y_indices[Y_indptr[i]], m, min_active, threshold,
+                                      inv_batch, tag, &na)
+                n_active += na
+    finally:
+        free(works)
+    return loss, n_active
+
+
+cdef inline void _adam_scalar(float* w, float* m, float* v, float* g, float lr_t,
+                              float b1, float b2, float eps) noexcept nogil:
+    cdef float gi = g[0]
+    m[0] = b1 * m[0] + (1 - b1) * gi
+    v[0] = b2 * v[0] + (1 - b2) * gi * gi
+    w[0] -= lr_t * m[0] / (<float>sqrt(v[0]) + eps)
+    g[0] = 0
+
+
+cdef int64_t _merge_lists(int32_t[:, ::1] lists, int64_t[::1] counts, int64_t[::1] stamp,
+                          int64_t tag, int32_t[::1] out) noexcept nogil:
+    cdef int64_t n = 0, q
+    cdef int t
+    cdef int32_t j
+    for t in range(lists.shape[0]):
+        for q in range(counts[t]):
+            j = lists[t, q]
+            if stamp[j] != tag:
+                stamp[j] = tag
+                out[n] = j
+                n += 1
+        counts[t] = 0
+    return n
+
+
+def adam_update(dict model, dict opt, dict work, float lr, float beta1, float beta2,
+                float eps, float alpha, int64_t step, int64_t tag, int n_threads):
+    """Adam step on the rows touched by the last ``train_batch`` (and the dense layers).
+
+    Rows that received no gradient keep their weights and moments unchanged (lazy
+    Adam, as PyTorch's SparseAdam); ``step`` is the global step used in the bias
+    correction; ``alpha`` is an L2 penalty applied to the updated rows. Returns
+    the number of output neurons and input rows updated.
+    """
+    cdef float[:, ::1] W_in = model["W_in"]
+    cdef float[::1] dense = model["dense"]
+    cdef float[:, ::1] W_out = model["W_out"]
+    cdef float[::1] b_out = model["b_out"]
+    cdef float[:, ::1] m_in = opt["m_in"]
+    cdef float[:, ::1] v_in = opt["v_in"]
+    cdef float[::1] m_dense = opt["m_dense"]
+    cdef float[::1] v_dense = opt["v_dense"]
+    cdef float[:, ::1] m_out = opt["m_out"]
+    cdef float[:, ::1] v_out = opt["v_out"]
+    cdef float[::1] mb_out = opt["mb_out"]
+    cdef float[::1] vb_out = opt["vb_out"]
+    cdef float[:, ::1] g_in = work["g_in"]
+    cdef float[:, ::1] g_out = work["g_out"]
+    cdef float[::1] gb_out = work["gb_out"]
+    cdef float[:, ::1] g_dense = work["g_dense"]
+    cdef int32_t[:, ::1] out_list = work["out_list"]
+    cdef int64_t[::1] out_count = work["out_count"]
+    cdef int32_t[:, ::1] in_list = work["in_list"]
+    cdef int64_t[::1] in_count = work["in_count"]
+    cdef int64_t[::1] out_stamp = work["out_stamp"]
+    cdef int64_t[::1] in_stamp = work["in_stamp"]
+    cdef int32_t[::1] uniq_out = work["uniq_out"]
+    cdef int32_t[::1] uniq_in = work["uniq_in"]
+    cdef int H = W_out.shape[1], H0 = W_in.shape[1], t
+    cdef int64_t n_out, n_in, q, k, n_dense = dense.shape[0]
+    cdef int32_t j
+    cdef float lr_t = lr * sqrt(1.0 - beta2 ** step) / (1.0 - beta1 ** step)
+    with nogil:
+        n_out = _merge_lists(out_list, out_count, out_stamp, tag, uniq_out)
+        n_in = _merge_lists(in_list, in_count, in_stamp, tag, uniq_in)
+        for q in prange(n_out, schedule="static", num_threads=n_threads):
+            j = uniq_out[q]
+            sl_adam_row(&W_out[j, 0], &m_out[j, 0], &v_out[j, 0], &g_out[j, 0], H,
+                        lr_t, beta1, beta2, eps, alpha)
+            _adam_scalar(&b_out[j], &mb_out[j], &vb_out[j], &gb_out[j], lr_t, beta1, beta2, eps)
+        for q in prange(n_in, schedule="static", num_threads=n_threads):
+            j = uniq_in[q]
+            sl_adam_row(&W_in[j, 0], &m_in[j, 0], &v_in[j, 0], &g_in[j, 0], H0,
+                        lr_t, beta1, beta2, eps, alpha)
+        for t in range(1, g_dense.shape[0]):
+            for k in range(n_dense):
+                g_dense[0, k] += g_dense[t, k]
+                g_dense[t, k] = 0
+        sl_adam_row(&dense[0], &m_dense[0], &v_dense[0], &g_dense[0, 0], <int>n_dense,
+                    lr_t, beta1, beta2, eps, 0.0)
+    return n_out, n_in
+
+
+# ---------------------------------------------------------------------------
+# Inference
+# ---------------------------------------------------------------------------
+
+def forward_hidden(const float[::1] X_data, const index_t[::1] X_indices,
+                   const index_t[::1] X_indptr, dict model, int n_threads):
+    """Activations of the last hidden layer for every row of a CSR matrix."""
+    cdef Net net = _make_net(model)
+    cdef Py_ssize_t n = X_indptr.shape[0] - 1, i
+    cdef int tid
+    cdef int64_t off = net.a_off[net.n_layers - 1]
+    total = int(np.sum(model["sizes"]))
+    out_np = np.empty((n, net.h_last), dtype=np.float32)
+    acts_np = np.empty((n_threads, total), dtype=np.float32)
+    cdef float[:, ::1] out = out_np
+    cdef float[:, ::1] acts = acts_np
+    cdef int k
+    if n == 0:
+        return out_np
+    with nogil:
+        for i in prange(n, schedule="static", num_threads=n_threads):
+            tid = omp_get_thread_num()
+            _forward_hidden(&net, &X_data[0], &X_indices[0], X_indptr[i], X_indptr[i + 1],
+                            &acts[tid, 0])
+            for k in range(net.h_last):
+                out[i, k] = acts[tid, off + k]
+    return out_np
+
+
+cdef inline bint _less(float sa, int32_t ia, float sb, int32_t ib) noexcept nogil:
+    # Heap order: lower score first; among equal scores the larger index is "lower",
+    # so that ties keep the smallest label index.
+    return sa < sb or (sa == sb and ia > ib)
+
+
+cdef inline void _sift_down(float* sc, int32_t* ix, int size, int pos) noexcept nogil:
+    cdef int c
+    cdef float s = sc[pos]
+    cdef int32_t i = ix[pos]
+    while True:
+        c = 2 * pos + 1
+        if c >= size:
+            break
+        if c + 1 < size and _less(sc[c + 1], ix[c + 1], sc[c], ix[c]):
+            c += 1
+        if not _less(sc[c], ix[c], s, i):
+            break
+        sc[pos] = sc[c]
+        ix[pos] = ix[c]
+        pos = c
+    sc[pos] = s
+    ix[pos] = i
+
+
+cdef inline void _heap_push(float* sc, int32_t* ix, int* size, int k, float s,
+                            int32_t j) noexcept nogil:
+    """Keep the k best (score, index) pairs in a min-heap of current size size[0]."""
+    cdef int pos, parent
+    if size[0] < k:
+        pos = size[0]
+        size[0] += 1
+        while pos > 0:
+            parent = (pos - 1) // 2
+            if not _less(s, j, sc[parent], ix[parent]):
+                break
+            sc[pos] = sc[parent]
+            ix[pos] = ix[parent]
+            pos = parent
+        sc[pos] = s
+        ix[pos] = j
+    elif _less(sc[0], ix[0], s, j):
+        sc[0] = s
+        ix[0] = j
+        _sift_down(sc, ix, k, 0)
+
+
+cdef inline void _heap_sort_desc(float* sc, int32_t* ix, int size) noexcept nogil:
+    """Turn a min-heap into an array sorted best first (heapsort)."""
+    cdef float s
+    cdef int32_t i
+    cdef int end
+    for end in range(size - 1, 0, -1):
+        s = sc[0]
+        i = ix[0]
+        sc[0] = sc[end]
+        ix[0] = ix[end]
+        sc[end] = s
+        ix[end] = i
+        _sift_down(sc, ix, end, 0)
+
+
+def topk_exact(const float[:, ::1] Hm, dict model, int k, int n_threads,
+               int row_block=64, int label_block=4096):
+    """Top-k output neurons of every row over all labels.
+
+    Scores are computed block by block (``row_block`` rows x ``label_block``
+    labels, one single-threaded sgemm each) and folded into a running top-k per
+    row, in parallel over row blocks: memory is O(threads * block), never
+    O(rows * labels). Returns (indices int32, scores float32), best first.
+    """
+    cdef float[:, ::1] W_out = model["W_out"]
+    cdef const float[::1] b_out = model["b_out"]
+    cdef int n = Hm.shape[0], d = Hm.shape[1], n_labels = W_out.shape[0]
+    cdef int n_blocks, blk, r0, nr, l0, nl, r, j, tid
+    cdef float one = 1.0, zero = 0.0
+    cdef char transa = b'T', transb = b'N'
+    if d != W_out.shape[1]:
+        raise ValueError("hidden width does not match the output layer")
+    k = min(k, n_labels)
+    idx_np = np.full((n, k), -1, dtype=np.int32)
+    sc_np = np.full((n, k), -np.inf, dtype=np.float32)
+    cdef int32_t[:, ::1] idx = idx_np
+    cdef float[:, ::1] sc = sc_np
+    buf_np = np.empty((max(n_threads, 1), row_block * label_block), dtype=np.float32)
+    sizes_np = np.zeros(n, dtype=np.intc)
+    cdef float[:, ::1] buf = buf_np
+    cdef int[::1] sizes = sizes_np
+    if n == 0 or k == 0:
+        return idx_np, sc_np
+    n_blocks = (n + row_block - 1) // row_block
+    with nogil:
+        for blk in prange(n_blocks, schedule="dynamic", num_threads=n_threads):
+            tid = omp_get_thread_num()
+            r0 = blk * row_block
+            nr = min(row_block, n - r0)
+            l0 = 0
+            while l0 < n_labels:
+                nl = min(label_block, n_labels - l0)
+                # buf (nr x nl, row-major) = H[r0:r0+nr] @ W_out[l0:l0+nl].T
+                sgemm(&transa, &transb, &nl, &nr, &d, &one, &W_out[l0, 0], &d,
+                      <float*>&Hm[r0, 0], &d, &zero, &buf[tid, 0], &nl)
+                for r in range(nr):
+                    for j in range(nl):
+                        _heap_push(&sc[r0 + r, 0], &idx[r0 + r, 0], &sizes[r0 + r], k,
+                                   buf[tid, r * nl + j] + b_out[l0 + j], l0 + j)
+                l0 = l0 + nl
+            for r in range(nr):
+                _heap_sort_desc(&sc[r0 + r, 0], &idx[r0 + r, 0], sizes[r0 + r])
+    return idx_np, sc_np
+
+
+def topk_lsh(const float[:, ::1] Hm, dict model, dict lsh, int k, int threshold,
+             const int32_t[::1] fallback, int n_threads):
+    """Top-k among the output neurons the hash tables retrieve for each row.
+
+    Rows with fewer than k candidates are completed from ``fallback`` (labels
+    in decreasing training frequency). Returns (indices, scores, n_candidates).
+    """
+    cdef Net net = _make_net(model)
+    cdef HashFn fn = make_hash_fn(lsh["params"])
+    cdef Tables tb = make_tables(lsh["offsets"], lsh["ids"])
+    cdef int n = Hm.shape[0], d = Hm.shape[1], n_labels = net.n_labels
+    cdef int i, tid, a, n_act, q, size
+    cdef int32_t j
+    cdef int64_t total_cand = 0
+    if d != net.h_last:
+        raise ValueError("hidden width does not match the output layer")
+    k = min(k, n_labels)
+    idx_np = np.full((n, k), -1, dtype=np.int32)
+    sc_np = np.full((n, k), -np.inf, dtype=np.float32)
+    cdef int32_t[:, ::1] idx = idx_np
+    cdef float[:, ::1] sc = sc_np
+    T = max(n_threads, 1)
+    L = tb.n_tables
+    cap = int(min(n_labels, L * lsh["bucket_size"])) + 1
+    codes_np = np.empty((T, fn.n_codes * L), dtype=np.int32)
+    buckets_np = np.empty((T, L), dtype=np.uint32)
+    act_np = np.empty((T, cap), dtype=np.int32)
+    cand_np = np.empty((T, max(cap, 1)), dtype=np.int32)
+    mark_np = np.zeros((T, n_labels), dtype=np.int32)
+    cdef int32_t[:, ::1] codes = codes_np
+    cdef uint32_t[:, ::1] buckets = buckets_np
+    cdef int32_t[:, ::1] act = act_np
+    cdef int32_t[:, ::1] cand = cand_np
+    cdef int32_t[:, ::1] mark = mark_np
+    cdef Work* works = <Work*>malloc(T * sizeof(Work))
+    if works == NULL:
+        raise MemoryError()
+    for tid in range(T):
+        works[tid].codes = &codes[tid, 0]
+        works[tid].buckets = &buckets[tid, 0]
+        works[tid].act = &act[tid, 0]
+        works[tid].cand = &cand[tid, 0]
+        works[tid].mark = &mark[tid, 0]
+        works[tid].rng = NULL
+    try:
+        with nogil:
+            for i in prange(n, schedule="dynamic", chunksize=8, num_threads=n_threads):
+                tid = omp_get_thread_num()
+                hash_vector(&fn, &Hm[i, 0], &codes[tid, 0], &buckets[tid, 0])
+                n_act = _active_set(&net, &tb, &works[tid], NULL, 0, 0, threshold)
+                total_cand += n_act
+                size = 0
+                for a in range(n_act):
+                    j = act[tid, a]
+                    mark[tid, j] = 0
+                    _heap_push(&sc[i, 0], &idx[i, 0], &size, k,
+                               net.b_out[j] + sl_dot(&Hm[i, 0], net.W_out + <int64_t>j * d, d), j)
+                q = 0
+                while size < k and q < fallback.shape[0]:
+                    j = fallback[q]
+                    q = q + 1
+                    for a in range(size):
+                        if idx[i, a] == j:
+                            break
+                    else:
+                        _heap_push(&sc[i, 0], &idx[i, 0], &size, k,
+                                   net.b_out[j] + sl_dot(&Hm[i, 0], net.W_out + <int64_t>j * d, d), j)
+                _heap_sort_desc(&sc[i, 0], &idx[i, 0], size)
+    finally:
+        free(works)
+    return idx_np, sc_np, total_cand

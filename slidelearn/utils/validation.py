@@ -1,0 +1,93 @@
+"""Input validation shared by the slidelearn estimators."""
+import numpy as np
+import scipy.sparse as sp
+from sklearn.utils.validation import validate_data
+
+__all__ = ["check_csr_indices", "validate_sparse_X"]
+
+
+def check_csr_indices(X, name="X"):
+    """Check that a CSR matrix's index arrays are consistent and in range.
+
+    scipy does not re-check matrices built from raw ``(data, indices, indptr)``
+    arrays, and a kernel reading such a matrix would read out of bounds; this
+    check turns that into a clear ``ValueError``.
+
+    Parameters
+    ----------
+    X : scipy.sparse CSR matrix or array
+        The matrix to check.
+    name : str, default="X"
+        Name used in error messages.
+
+    Raises
+    ------
+    ValueError
+        If ``indptr`` is not non-decreasing from 0 to ``nnz``, or if a column
+        index is negative or not smaller than ``X.shape[1]``.
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp
+    >>> from slidelearn.utils.validation import check_csr_indices
+    >>> X = sp.csr_matrix((np.ones(2), np.array([0, 5]), np.array([0, 1, 2])), shape=(2, 3))
+    >>> check_csr_indices(X)
+    Traceback (most recent call last):
+    ...
+    ValueError: X has a column index 5 out of range for 3 columns (row 1).
+    """
+    indptr, indices = X.indptr, X.indices
+    n_rows, n_cols = X.shape
+    if indptr.shape[0] != n_rows + 1 or indptr[0] != 0 or indptr[-1] > indices.shape[0]:
+        raise ValueError(f"{name} has a malformed CSR indptr array (expected {n_rows + 1} "
+                         f"non-decreasing offsets from 0 to at most {indices.shape[0]}).")
+    if n_rows and np.any(np.diff(indptr) < 0):
+        raise ValueError(f"{name} has a malformed CSR indptr array (offsets decrease).")
+    used = indices[: indptr[-1]]
+    if used.size:
+        lo, hi = used.min(), used.max()
+        if lo < 0:
+            row = int(np.searchsorted(indptr, int(np.argmax(used < 0)), side="right") - 1)
+            raise ValueError(f"{name} has a negative column index {int(lo)} (row {row}).")
+        if hi >= n_cols:
+            row = int(np.searchsorted(indptr, int(np.argmax(used >= n_cols)), side="right") - 1)
+            raise ValueError(f"{name} has a column index {int(hi)} out of range for "
+                             f"{n_cols} columns (row {row}).")
+
+
+def validate_sparse_X(estimator, X, *, reset):
+    """Validate X for a kernel: CSR float32 with int32/int64 indices, finite values.
+
+    Sparse (CSR/CSC/COO) and dense inputs, float32 or float64 (or integers), are
+    converted once to CSR float32; an input that is already CSR float32 is not
+    copied and never modified. ``reset`` is passed to ``validate_data`` (it sets
+    ``n_features_in_`` when True and checks it otherwise).
+
+    Returns
+    -------
+    X : scipy.sparse.csr_matrix of float32
+        Data, indices and indptr ready for the kernels (indices and indptr share
+        one dtype, int32 or int64).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.base import BaseEstimator
+    >>> from slidelearn.utils.validation import validate_sparse_X
+    >>> Xc = validate_sparse_X(BaseEstimator(), np.eye(3), reset=True)
+    >>> Xc.format, Xc.dtype
+    ('csr', dtype('float32'))
+    """
+    X = validate_data(estimator, X, accept_sparse=["csr", "csc", "coo"], dtype=np.float32,
+                      reset=reset, ensure_all_finite=True)
+    if not sp.issparse(X):
+        X = sp.csr_matrix(X)
+    elif X.format != "csr":
+        X = X.tocsr()
+    check_csr_indices(X)
+    if X.indices.dtype != X.indptr.dtype or X.indices.dtype not in (np.int32, np.int64):
+        X = sp.csr_matrix((X.data, X.indices.astype(np.int64), X.indptr.astype(np.int64)),
+                          shape=X.shape)
+    if not (X.data.flags.c_contiguous and X.indices.flags.c_contiguous and X.indptr.flags.c_contiguous):
+        X = X.copy()
+    return X

@@ -1,0 +1,581 @@
+"""Behaviour of SlideClassifier: targets, outputs, training controls, persistence,
+input validation and accuracy on a real data set."""
+import io
+import pickle
+
+import joblib
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.datasets import make_blobs
+from sklearn.exceptions import NotFittedError
+from sklearn.preprocessing import MultiLabelBinarizer
+
+import slidelearn._slide._classifier as classifier_module
+from slidelearn import SlideClassifier
+from slidelearn.datasets import make_extreme_classification
+
+
+def _clf(**params):
+    base = dict(hidden_layer_sizes=(32,), learning_rate=1e-2, max_iter=5, n_jobs=1,
+                random_state=0)
+    base.update(params)
+    return SlideClassifier(**base)
+
+
+def _assert_same_model(a, b):
+    assert len(a.coefs_) == len(b.coefs_)
+    for wa, wb in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+        np.testing.assert_array_equal(wa, wb)
+
+
+@pytest.fixture(scope="module")
+def multiclass_data():
+    X, y = make_blobs(n_samples=300, centers=3, n_features=8, cluster_std=1.5, random_state=0)
+    labels = np.array(["ant", "bee", "cat"])[y]
+    return X[:200], labels[:200], X[200:], labels[200:]
+
+
+@pytest.fixture(scope="module")
+def multilabel_data():
+    X, Y = make_extreme_classification(n_samples=600, n_features=200, n_labels=30,
+                                       n_nonzeros=15, n_labels_per_sample=3, random_state=0)
+    return X[:450], Y[:450], X[450:], Y[450:]
+
+
+@pytest.fixture(scope="module")
+def multilabel_model(multilabel_data):
+    Xtr, Ytr, _, _ = multilabel_data
+    return _clf(max_iter=8).fit(Xtr, Ytr)
+
+
+# --------------------------------------------------------------------------- targets
+def test_multiclass_string_labels(multiclass_data):
+    Xtr, ytr, Xte, yte = multiclass_data
+    clf = _clf(max_iter=20).fit(Xtr, ytr)
+    np.testing.assert_array_equal(clf.classes_, ["ant", "bee", "cat"])
+    assert clf.multilabel_ is False
+    assert clf.n_features_in_ == 8
+    pred = clf.predict(Xte)
+    assert isinstance(pred, np.ndarray) and pred.shape == (100,)
+    assert set(pred.tolist()) <= {"ant", "bee", "cat"}
+    assert np.mean(pred == yte) > 0.85
+    assert clf.score(Xte, yte) == pytest.approx(np.mean(pred == yte))
+    # score takes sample weights
+    w = (yte == pred).astype(float) + 1.0
+    assert clf.score(Xte, yte, sample_weight=w) == pytest.approx(np.average(pred == yte, weights=w))
+
+    proba = clf.predict_proba(Xte)
+    assert proba.shape == (100, 3)
+    assert np.all(proba >= 0)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-10)
+    np.testing.assert_array_equal(clf.classes_[proba.argmax(axis=1)], pred)
+
+    dec = clf.decision_function(Xte)
+    assert dec.shape == (100, 3)
+    np.testing.assert_array_equal(clf.classes_[dec.argmax(axis=1)], pred)
+    # softmax of the decision function is predict_proba
+    z = dec - dec.max(axis=1, keepdims=True)
+    np.testing.assert_allclose(np.exp(z) / np.exp(z).sum(axis=1, keepdims=True), proba,
+                               rtol=1e-5, atol=1e-7)
+
+    labels, scores = clf.predict_topk(Xte, k=2)
+    assert labels.shape == (100, 2) and scores.shape == (100, 2)
+    np.testing.assert_array_equal(labels[:, 0], pred)
+    assert labels.dtype == clf.classes_.dtype
+
+
+def test_binary_decision_function_is_1d():
+    rng = np.random.RandomState(0)
+    X = rng.rand(200, 6)
+    y = np.where(X[:, 0] + X[:, 1] > 1, "yes", "no")
+    clf = _clf(max_iter=20).fit(X, y)
+    dec = clf.decision_function(X)
+    assert dec.shape == (200,)
+    np.testing.assert_array_equal(np.where(dec > 0, clf.classes_[1], clf.classes_[0]),
+                                  clf.predict(X))
+    assert clf.predict_proba(X).shape == (200, 2)
+    assert clf.score(X, y) > 0.8
+
+
+def test_multilabel_dense_and_sparse_y_give_the_same_model(multilabel_data):
+    Xtr, Ytr, Xte, Yte = multilabel_data
+    sets = np.split(Ytr.indices, Ytr.indptr[1:-1])
+    mlb = MultiLabelBinarizer(classes=list(range(Ytr.shape[1])), sparse_output=True)
+    Y_mlb = mlb.fit_transform([s.tolist() for s in sets])
+    assert sp.issparse(Y_mlb)
+    a = _clf(max_iter=2).fit(Xtr, Y_mlb)
+    b = _clf(max_iter=2).fit(Xtr, Ytr.toarray())
+    assert a.multilabel_ and b.multilabel_
+    np.testing.assert_array_equal(a.classes_, np.arange(30))
+    _assert_same_model(a, b)
+
+
+def test_multilabel_predict_is_sparse_indicator(multilabel_model, multilabel_data):
+    _, _, Xte, Yte = multilabel_data
+    clf = multilabel_model
+    P = clf.predict(Xte)
+    assert sp.issparse(P) and P.format == "csr"
+    assert P.shape == (Xte.shape[0], 30)
+    assert np.all(P.data == 1)
+    assert np.all(np.diff(P.indptr) >= 1)  # the best label is always predicted
+    # Rule: label j is predicted iff it is among the row's max(10, 2m) best labels and
+    # z_j >= z_max - log 2.
+    z = clf.decision_function(Xte)
+    k = min(30, max(10, 2 * int(np.diff(multilabel_data[1].indptr).max())))
+    rank = np.argsort(np.argsort(-z, axis=1, kind="stable"), axis=1)
+    margin = z - z.max(axis=1, keepdims=True) + np.log(2.0)
+    Pd = P.toarray().astype(bool)
+    sure_in = (margin > 1e-4) & (rank < k)
+    sure_out = (margin < -1e-4) | (rank >= k + 1)
+    assert np.all(Pd[sure_in]) and not np.any(Pd[sure_out])
+    top1 = z.argmax(axis=1)
+    assert np.all(Pd[np.arange(len(top1)), top1])
+    # Reasonable quality: P@1 on held-out rows.
+    assert clf.score(Xte, Yte) > 0.6
+    assert clf.score(Xte, Yte.toarray()) == clf.score(Xte, Yte)
+
+
+def test_multilabel_outputs(multilabel_model, multilabel_data):
+    _, _, Xte, Yte = multilabel_data
+    clf = multilabel_model
+    proba = clf.predict_proba(Xte)
+    assert proba.shape == (Xte.shape[0], 30)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-10)
+    dec = clf.decision_function(Xte)
+    assert dec.shape == (Xte.shape[0], 30)  # multi-label: never 1-D
+    # score is precision@1 of the top label
+    top = dec.argmax(axis=1)
+    assert clf.score(Xte, Yte) == pytest.approx(np.mean(Yte.toarray()[np.arange(len(top)), top]))
+
+
+def test_multilabel_score_with_custom_classes(multilabel_data):
+    # classes given to partial_fit name the indicator columns (here not sorted and not
+    # range(n)); score must look up the column of the top label, not its name.
+    Xtr, Ytr, Xte, Yte = multilabel_data
+    names = np.arange(30)[::-1] * 10
+    a = _clf()
+    b = _clf()
+    a.partial_fit(Xtr, Ytr, classes=np.arange(30))
+    b.partial_fit(Xtr, Ytr, classes=names)
+    np.testing.assert_array_equal(b.classes_, names)
+    _assert_same_model(a, b)
+    la, _ = a.predict_topk(Xte, k=3)
+    lb, _ = b.predict_topk(Xte, k=3)
+    np.testing.assert_array_equal(names[la], lb)
+    assert b.score(Xte, Yte) == a.score(Xte, Yte)
+    c = _clf()
+    c.partial_fit(Xtr, Ytr, classes=np.array([f"tag{j}" for j in range(30)]))
+    assert c.score(Xte, Yte) == a.score(Xte, Yte)
+
+
+# --------------------------------------------------------------------------- predict_topk
+def test_predict_topk_exact_and_lsh(multilabel_model, multilabel_data):
+    _, _, Xte, _ = multilabel_data
+    clf = multilabel_model
+    z = clf.decision_function(Xte)
+    for k in (1, 5):
+        labels, scores = clf.predict_topk(Xte, k=k)
+        assert labels.shape == scores.shape == (Xte.shape[0], k)
+        assert scores.dtype == np.float32
+        assert np.all(np.diff(scores, axis=1) <= 0)
+        np.testing.assert_allclose(scores, np.take_along_axis(z, labels, axis=1), rtol=1e-5,
+                                   atol=1e-5)
+        ref = -np.sort(-z, axis=1)[:, :k]
+        np.testing.assert_allclose(scores, ref, rtol=1e-5, atol=1e-5)
+        lsh_labels, lsh_scores = clf.predict_topk(Xte, k=k, inference="lsh")
+        assert lsh_labels.shape == (Xte.shape[0], k)
+        assert np.all(np.isin(lsh_labels, clf.classes_))
+        for row in lsh_labels:
+            assert len(set(row.tolist())) == k
+        assert np.all(np.diff(lsh_scores, axis=1) <= 0)
+        np.testing.assert_allclose(lsh_scores, np.take_along_axis(z, lsh_labels, axis=1),
+                                   rtol=1e-5, atol=1e-5)
+        # LSH can only miss labels: its scores are at most the exact ones, rank by rank.
+        assert np.all(lsh_scores <= scores + 1e-5)
+    # k larger than the number of classes is clipped
+    labels, _ = clf.predict_topk(Xte[:3], k=100)
+    assert labels.shape == (3, 30)
+    np.testing.assert_array_equal(np.sort(labels, axis=1), np.tile(np.arange(30), (3, 1)))
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        clf.predict_topk(Xte, k=0)
+    with pytest.raises(ValueError, match="inference must be"):
+        clf.predict_topk(Xte, k=1, inference="approximate")
+
+
+def test_lsh_inference_parameter(multilabel_data):
+    Xtr, Ytr, Xte, Yte = multilabel_data
+    clf = _clf(max_iter=3, inference="lsh").fit(Xtr, Ytr)
+    a = clf.predict_topk(Xte, k=3)
+    b = clf.predict_topk(Xte, k=3, inference="lsh")
+    np.testing.assert_array_equal(a[0], b[0])
+    assert clf.score(Xte, Yte) > 0.3
+
+
+def test_dense_outputs_are_refused_when_too_large(multilabel_model, multilabel_data,
+                                                  monkeypatch):
+    _, _, Xte, _ = multilabel_data
+    monkeypatch.setattr(classifier_module, "_MAX_DENSE_OUTPUT", 100)
+    with pytest.raises(ValueError, match="predict_topk"):
+        multilabel_model.predict_proba(Xte[:10])
+    with pytest.raises(ValueError, match="predict_topk"):
+        multilabel_model.decision_function(Xte[:10])
+    assert multilabel_model.predict_proba(Xte[:3]).shape == (3, 30)  # 90 entries: allowed
+    labels, _ = multilabel_model.predict_topk(Xte[:10], k=2)
+    assert labels.shape == (10, 2)
+
+
+# --------------------------------------------------------------------------- determinism
+def test_fit_is_deterministic_with_one_thread(multilabel_data):
+    Xtr, Ytr, Xte, _ = multilabel_data
+    a = _clf(max_iter=2).fit(Xtr, Ytr)
+    b = _clf(max_iter=2).fit(Xtr, Ytr)
+    _assert_same_model(a, b)
+    assert a.loss_curve_ == b.loss_curve_
+    assert (a.predict(Xte) != b.predict(Xte)).nnz == 0
+    np.testing.assert_array_equal(a.predict_topk(Xte, 3, inference="lsh")[0],
+                                  b.predict_topk(Xte, 3, inference="lsh")[0])
+    c = _clf(max_iter=2, random_state=1).fit(Xtr, Ytr)
+    assert not np.array_equal(a.coefs_[0], c.coefs_[0])
+
+
+def test_two_threads(multilabel_data):
+    Xtr, Ytr, Xte, Yte = multilabel_data
+    clf = _clf(max_iter=8, n_jobs=2).fit(Xtr, Ytr)
+    assert clf.n_threads_ == 2
+    assert all(np.all(np.isfinite(w)) for w in clf.coefs_ + clf.intercepts_)
+    assert clf.loss_curve_[-1] < clf.loss_curve_[0]
+    assert clf.score(Xte, Yte) > 0.6
+    assert clf.predict(Xte).shape == Yte.shape
+
+
+def test_n_jobs_validation(multiclass_data):
+    Xtr, ytr, _, _ = multiclass_data
+    with pytest.raises(ValueError, match="n_jobs"):
+        _clf(n_jobs=0).fit(Xtr, ytr)
+    clf = _clf(n_jobs=-1, max_iter=1).fit(Xtr, ytr)
+    assert clf.n_threads_ >= 1
+
+
+# --------------------------------------------------------------------------- partial_fit
+def test_partial_fit_multiclass(multiclass_data):
+    Xtr, ytr, Xte, yte = multiclass_data
+    clf = _clf()
+    with pytest.raises(ValueError, match="classes must be passed"):
+        clf.partial_fit(Xtr, ytr)
+    # The first chunk lacks "cat": fine, since classes lists it.
+    first = ytr != "cat"
+    clf.partial_fit(Xtr[first], ytr[first], classes=["cat", "ant", "bee"])
+    np.testing.assert_array_equal(clf.classes_, ["ant", "bee", "cat"])
+    assert clf.n_iter_ == 1 and clf.t_ == first.sum()
+    w0 = clf.coefs_[-1].copy()
+    for i in range(2, 12):
+        clf.partial_fit(Xtr, ytr)
+        assert clf.n_iter_ == i
+        assert clf.t_ == first.sum() + (i - 1) * len(ytr)
+        assert len(clf.loss_curve_) == i
+    assert not np.array_equal(w0, clf.coefs_[-1])
+    assert clf.score(Xte, yte) > 0.8
+    clf.partial_fit(Xtr, ytr, classes=["bee", "cat", "ant"])  # same set, any order
+    with pytest.raises(ValueError, match="not in classes"):
+        clf.partial_fit(Xtr[:5], np.array(["ant", "dog", "cat", "ant", "bee"]))
+    with pytest.raises(ValueError, match="not the same as on the first call"):
+        clf.partial_fit(Xtr, ytr, classes=["ant", "bee", "cat", "dog"])
+    with pytest.raises(ValueError, match="not the same as on the first call"):
+        clf.partial_fit(Xtr, ytr, classes=["ant", "bee"])
+    with pytest.raises(ValueError, match="2-D indicator"):
+        clf.partial_fit(Xtr, np.eye(3, dtype=int)[np.searchsorted(clf.classes_, ytr)])
+    with pytest.raises(ValueError, match="expecting 8 features"):
+        clf.partial_fit(Xtr[:, :5], ytr)
+
+
+def test_partial_fit_unknown_labels_on_first_call():
+    X = np.random.RandomState(0).rand(10, 4)
+    y = np.array([0, 1] * 5)
+    with pytest.raises(ValueError, match=r"not in classes: \[1\]"):
+        _clf().partial_fit(X, y, classes=[0, 2])
+    with pytest.raises(ValueError, match="duplicate"):
+        _clf().partial_fit(X, y, classes=[0, 1, 1])
+
+
+def test_partial_fit_multilabel(multilabel_data):
+    Xtr, Ytr, _, _ = multilabel_data
+    clf = _clf()
+    with pytest.raises(ValueError, match="classes has 29 entries"):
+        clf.partial_fit(Xtr, Ytr, classes=np.arange(29))
+    clf = _clf()
+    clf.partial_fit(Xtr[:200], Ytr[:200], classes=np.arange(30))
+    t1 = clf.t_
+    clf.partial_fit(Xtr[200:], Ytr[200:])
+    assert clf.n_iter_ == 2 and clf.t_ == t1 + 250
+    with pytest.raises(ValueError, match="label columns"):
+        clf.partial_fit(Xtr, Ytr[:, :20])
+    with pytest.raises(ValueError, match="1-D labels"):
+        clf.partial_fit(Xtr, np.zeros(Xtr.shape[0], dtype=int))
+    with pytest.raises(ValueError, match="not the same as on the first call"):
+        clf.partial_fit(Xtr, Ytr, classes=np.arange(1, 31))
+
+
+def test_partial_fit_equals_fit_for_one_epoch(multilabel_data):
+    Xtr, Ytr, _, _ = multilabel_data
+    a = _clf(max_iter=1).fit(Xtr, Ytr)
+    b = _clf().partial_fit(Xtr, Ytr, classes=np.arange(30))
+    _assert_same_model(a, b)
+
+
+# --------------------------------------------------------------------------- fit controls
+def test_warm_start(multilabel_data):
+    Xtr, Ytr, _, _ = multilabel_data
+    cold = _clf(max_iter=2, tol=0).fit(Xtr, Ytr)
+    w_cold = [w.copy() for w in cold.coefs_]
+    cold.fit(Xtr, Ytr)  # warm_start=False: a fresh fit, identical to the first
+    assert cold.n_iter_ == 2 and cold.t_ == 2 * 450
+    for a, b in zip(w_cold, cold.coefs_):
+        np.testing.assert_array_equal(a, b)
+
+    warm = _clf(max_iter=2, tol=0, warm_start=True).fit(Xtr, Ytr)
+    for a, b in zip(w_cold, warm.coefs_):
+        np.testing.assert_array_equal(a, b)
+    warm.fit(Xtr, Ytr)
+    assert warm.n_iter_ == 4 and warm.t_ == 4 * 450 and len(warm.loss_curve_) == 4
+    assert not np.array_equal(warm.coefs_[-1], w_cold[-1])
+    assert warm.loss_curve_[3] < warm.loss_curve_[0]
+
+
+def test_tol_stops_training(multiclass_data):
+    Xtr, ytr, _, _ = multiclass_data
+    # With a huge tol no epoch counts as an improvement: stop after n_iter_no_change epochs.
+    clf = _clf(max_iter=50, tol=1e6, n_iter_no_change=2).fit(Xtr, ytr)
+    assert clf.n_iter_ == 2
+    clf = _clf(max_iter=4, tol=0.0).fit(Xtr, ytr)
+    assert clf.n_iter_ == 4
+
+
+def test_early_stopping(multilabel_data):
+    Xtr, Ytr, _, _ = multilabel_data
+    clf = _clf(max_iter=6, early_stopping=True, n_iter_no_change=10,
+               validation_fraction=0.2).fit(Xtr, Ytr)
+    assert clf.n_iter_ == 6
+    assert len(clf.validation_scores_) == 6
+    assert all(0.0 <= s <= 1.0 for s in clf.validation_scores_)
+    assert clf.best_validation_score_ == max(clf.validation_scores_)
+    assert clf.best_validation_score_ > 0.3
+    assert clf.t_ == 6 * (450 - 90)  # the validation rows are held out of training
+    plain = _clf(max_iter=1).fit(Xtr, Ytr)
+    assert plain.validation_scores_ is None and plain.best_validation_score_ is None
+    # Stopping on a stalled validation score.
+    stop = _clf(max_iter=30, early_stopping=True, n_iter_no_change=1, tol=1.0).fit(Xtr, Ytr)
+    assert stop.n_iter_ == 2 and len(stop.validation_scores_) == 2
+
+
+def test_verbose_prints_epoch_lines(capsys, multiclass_data):
+    Xtr, ytr, _, _ = multiclass_data
+    clf = _clf(max_iter=3, tol=0, verbose=1).fit(Xtr, ytr)
+    out = capsys.readouterr().out
+    lines = [ln for ln in out.splitlines() if ln.startswith("Epoch")]
+    assert len(lines) == clf.n_iter_ == 3
+    assert all("samples/s" in ln and "loss" in ln for ln in lines)
+    assert lines[0].startswith("Epoch 1/3")
+    clf.partial_fit(Xtr, ytr)
+    assert "samples/s" in capsys.readouterr().out
+    _clf(max_iter=3, verbose=0).fit(Xtr, ytr)
+    assert capsys.readouterr().out == ""
+
+
+def test_rows_without_labels_are_skipped(multilabel_data):
+    Xtr, Ytr, _, _ = multilabel_data
+    Y = Ytr.tolil()
+    Y[:50] = 0
+    Y = Y.tocsr()
+    clf = _clf(max_iter=2, tol=0).fit(Xtr, Y)
+    assert clf.t_ == 2 * 400
+
+
+# --------------------------------------------------------------------------- persistence
+@pytest.mark.parametrize("method", ["pickle", "joblib"])
+def test_persistence_round_trip(method, multilabel_data):
+    Xtr, Ytr, Xte, _ = multilabel_data
+    clf = _clf(max_iter=2).fit(Xtr, Ytr)
+    if method == "pickle":
+        copy = pickle.loads(pickle.dumps(clf))
+    else:
+        buf = io.BytesIO()
+        joblib.dump(clf, buf)
+        buf.seek(0)
+        copy = joblib.load(buf)
+    assert "_work" not in copy.__dict__  # scratch buffers are not stored
+    assert (copy.predict(Xte) != clf.predict(Xte)).nnz == 0
+    np.testing.assert_array_equal(copy.predict_proba(Xte), clf.predict_proba(Xte))
+    np.testing.assert_array_equal(copy.predict_topk(Xte, 3, inference="lsh")[0],
+                                  clf.predict_topk(Xte, 3, inference="lsh")[0])
+    # Training goes on identically from the copy and from the original.
+    copy.partial_fit(Xtr, Ytr)
+    clf.partial_fit(Xtr, Ytr)
+    _assert_same_model(copy, clf)
+    assert copy.t_ == clf.t_ and copy.n_iter_ == clf.n_iter_ == 3
+
+
+# --------------------------------------------------------------------------- validation
+@pytest.fixture
+def small_problem():
+    rng = np.random.RandomState(0)
+    X = rng.rand(40, 10)
+    y = (X[:, 0] > 0.5).astype(int)
+    return X, y
+
+
+@pytest.mark.parametrize("bad,match", [(np.nan, "NaN"), (np.inf, "infinity")])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_non_finite_X_is_rejected(small_problem, bad, match, sparse):
+    X, y = small_problem
+    X = X.copy()
+    X[3, 4] = bad
+    if sparse:
+        X = sp.csr_matrix(X)
+    with pytest.raises(ValueError, match=match):
+        _clf(max_iter=1).fit(X, y)
+    fitted = _clf(max_iter=1).fit(small_problem[0], y)
+    with pytest.raises(ValueError, match=match):
+        fitted.predict(X)
+
+
+def _csr_with_index(X, value):
+    Xs = sp.csr_matrix(X.astype(np.float32))
+    Xs.indices[Xs.indptr[2]] = value  # first stored entry of row 2
+    return Xs
+
+
+def test_bad_csr_indices_are_rejected(small_problem):
+    X, y = small_problem
+    with pytest.raises(ValueError, match=r"negative column index -1 \(row 2\)"):
+        _clf(max_iter=1).fit(_csr_with_index(X, -1), y)
+    with pytest.raises(ValueError, match=r"column index 10 out of range for 10 columns"):
+        _clf(max_iter=1).fit(_csr_with_index(X, 10), y)
+    fitted = _clf(max_iter=1).fit(X, y)
+    with pytest.raises(ValueError, match="out of range"):
+        fitted.predict(_csr_with_index(X, 12))
+    with pytest.raises(ValueError, match="negative column index"):
+        fitted.predict_topk(_csr_with_index(X, -3), k=1)
+    # built from raw arrays (scipy does not check the column range here)
+    Xb = sp.csr_matrix((np.ones(2, dtype=np.float32), np.array([0, 12]), np.array([0, 1, 2])),
+                       shape=(2, 10))
+    with pytest.raises(ValueError, match="out of range"):
+        fitted.predict(Xb)
+
+
+def test_other_bad_inputs(small_problem):
+    X, y = small_problem
+    fitted = _clf(max_iter=1).fit(X, y)
+    with pytest.raises(ValueError, match="X has 5 features, but SlideClassifier is expecting 10"):
+        fitted.predict(X[:, :5])
+    with pytest.raises(ValueError, match="X has 40 samples but y has 30"):
+        _clf().fit(X, y[:30])
+    with pytest.raises(ValueError, match="X has 40 samples but y has 30"):
+        _clf().fit(X, np.eye(2, dtype=int)[y[:30]])
+    with pytest.raises(ValueError, match="0 sample"):
+        _clf().fit(X[:0], y[:0])
+    with pytest.raises(ValueError, match="0 sample"):
+        fitted.predict(X[:0])
+    with pytest.raises(ValueError, match="Unknown label type"):
+        _clf().fit(X, np.random.RandomState(0).rand(40))
+    with pytest.raises(ValueError, match="Every row of y is empty"):
+        _clf().fit(X, np.zeros((40, 3), dtype=int))
+    with pytest.raises(ValueError, match="Every row of y is empty"):
+        _clf().fit(X, sp.csr_matrix((40, 3)))
+    with pytest.raises(ValueError, match="binary indicator"):
+        _clf().fit(X, sp.csr_matrix(np.eye(2)[y] * 2))
+    with pytest.raises(ValueError, match="y has 3 rows"):
+        fitted.score(X, y[:3])
+    with pytest.raises(ValueError, match="bin_size=8 exceeds"):
+        _clf(hidden_layer_sizes=(4,)).fit(X, y)
+    with pytest.raises(ValueError, match="hash_family"):
+        _clf(hash_family="minhash").fit(X, y)
+    with pytest.raises(ValueError, match="hidden_layer_sizes"):
+        _clf(hidden_layer_sizes=(16, 0)).fit(X, y)
+    with pytest.raises(NotFittedError):
+        _clf().predict(X)
+    with pytest.raises(NotFittedError):
+        _clf().predict_topk(X)
+
+
+# --------------------------------------------------------------------------- dtypes
+def test_float64_input_is_not_modified(small_problem):
+    X, y = small_problem
+    Xd = X.copy()
+    Xd[:, 5] = 0
+    Xs = sp.csr_matrix(Xd)
+    Xd_copy, Xs_copy = Xd.copy(), Xs.copy()
+    clf = _clf(max_iter=2).fit(Xd, y)
+    clf.predict(Xd)
+    clf.partial_fit(Xs, y)
+    clf.predict_topk(Xs, k=1)
+    np.testing.assert_array_equal(Xd, Xd_copy)
+    for attr in ("data", "indices", "indptr"):
+        np.testing.assert_array_equal(getattr(Xs, attr), getattr(Xs_copy, attr))
+    assert Xd.dtype == np.float64 and Xs.dtype == np.float64
+
+
+def test_float32_csr_input_is_not_modified(multilabel_data):
+    Xtr, Ytr, _, _ = multilabel_data
+    X = Xtr.copy()
+    before = (X.data.copy(), X.indices.copy(), X.indptr.copy())
+    _clf(max_iter=1).fit(X, Ytr).predict(X)
+    for a, b in zip(before, (X.data, X.indices, X.indptr)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_index_and_value_dtypes_and_formats_give_identical_models(multilabel_data):
+    Xtr, Ytr, Xte, _ = multilabel_data
+    X32 = Xtr.copy()
+    X32.indices = X32.indices.astype(np.int32)
+    X32.indptr = X32.indptr.astype(np.int32)
+    X64 = Xtr.copy()
+    X64.indices = X64.indices.astype(np.int64)
+    X64.indptr = X64.indptr.astype(np.int64)
+    ref = _clf(max_iter=1).fit(X32, Ytr)
+    for X in (X64, X32.astype(np.float64), X32.tocsc(), X32.tocoo(), X32.toarray()):
+        other = _clf(max_iter=1).fit(X, Ytr)
+        _assert_same_model(ref, other)
+    Xte64 = Xte.copy()
+    Xte64.indices = Xte64.indices.astype(np.int64)
+    Xte64.indptr = Xte64.indptr.astype(np.int64)
+    np.testing.assert_array_equal(ref.predict_topk(Xte, 3)[0], ref.predict_topk(Xte64, 3)[0])
+    np.testing.assert_array_equal(ref.predict_topk(Xte, 3)[0],
+                                  ref.predict_topk(Xte.toarray(), 3)[0])
+
+
+def test_mixed_index_dtypes_are_accepted(multilabel_data):
+    Xtr, Ytr, _, _ = multilabel_data
+    X = sp.csr_matrix((Xtr.data, Xtr.indices.astype(np.int32), Xtr.indptr.astype(np.int64)),
+                      shape=Xtr.shape)
+    X.indices = X.indices.astype(np.int32)
+    X.indptr = X.indptr.astype(np.int64)
+    a = _clf(max_iter=1).fit(X, Ytr)
+    b = _clf(max_iter=1).fit(Xtr, Ytr)
+    _assert_same_model(a, b)
+
+
+def test_coefs_and_intercepts_layout(multilabel_data):
+    Xtr, Ytr, _, _ = multilabel_data
+    clf = _clf(hidden_layer_sizes=(16, 12), max_iter=1).fit(Xtr, Ytr)
+    assert [w.shape for w in clf.coefs_] == [(200, 16), (16, 12), (30, 12)]
+    assert [b.shape for b in clf.intercepts_] == [(16,), (12,), (30,)]
+    assert all(w.dtype == np.float32 for w in clf.coefs_ + clf.intercepts_)
+    # forward pass from the public attributes reproduces decision_function
+    X = Xtr[:20].toarray().astype(np.float64)
+    W, b = clf.coefs_, clf.intercepts_
+    h = np.maximum(X @ W[0] + b[0], 0)
+    h = np.maximum(h @ W[1] + b[1], 0)
+    np.testing.assert_allclose(clf.decision_function(Xtr[:20]), h @ W[2].T + b[2],
+                               rtol=1e-4, atol=1e-4)
+
+
+# --------------------------------------------------------------------------- accuracy
+def test_bibtex_precision_at_1(shared_data):
+    from slidelearn.datasets import load_xc_repository
+
+    Xtr, Ytr = load_xc_repository(shared_data / "bibtex" / "train.txt")
+    Xte, Yte = load_xc_repository(shared_data / "bibtex" / "test.txt")
+    clf = SlideClassifier(random_state=0).fit(Xtr, Ytr)
+    p1 = clf.score(Xte, Yte)
+    assert p1 >= 0.62, f"Bibtex test precision@1 = {p1:.4f} < 0.62"

@@ -1,0 +1,22 @@
+"""Run the Examples sections of the public docstrings (they must stay runnable)."""
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "slidelearn._slide._classifier",
+    "slidelearn.metrics",
+    "slidelearn.datasets._xc_format_io",
+    "slidelearn.datasets._samples_generator",
+    "slidelearn.utils.validation",
+    "slidelearn.__main__",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0, f"{name} has no runnable examples"
+    assert result.failed == 0

@@ -1,0 +1,448 @@
+"""Tests of the SLIDE network kernels (slidelearn._slide._network) against numpy."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from slidelearn import SlideClassifier
+from slidelearn._slide import _network
+
+
+# --------------------------------------------------------------------------- helpers
+def _make_clf(n_features, n_labels, hidden=(8, 6), seed=0, **params):
+    """A SlideClassifier with an initialised model (random biases too)."""
+    params.setdefault("bin_size", 4)
+    params.setdefault("n_tables", 4)
+    params.setdefault("n_codes", 2)
+    clf = SlideClassifier(hidden_layer_sizes=hidden, n_jobs=1, random_state=seed, **params)
+    rng = np.random.default_rng(seed)
+    clf._init_model(n_features, n_labels, rng)
+    m = clf._model
+    for off, size in zip(m["b_off"], m["sizes"]):
+        m["dense"][off: off + size] = rng.uniform(-0.3, 0.3, size).astype(np.float32)
+    m["b_out"][:] = rng.uniform(-0.5, 0.5, n_labels).astype(np.float32)
+    return clf
+
+
+def _params64(model):
+    """(W_in, [b0, b1, ...], [W1, W2, ...], W_out, b_out) as float64 copies."""
+    sizes, dense = model["sizes"], model["dense"].astype(np.float64)
+    bs = [dense[o: o + s].copy() for o, s in zip(model["b_off"], sizes)]
+    Ws = [dense[model["w_off"][i]: model["w_off"][i] + sizes[i - 1] * sizes[i]]
+          .reshape(sizes[i - 1], sizes[i]).copy() for i in range(1, len(sizes))]
+    return (model["W_in"].astype(np.float64), bs, Ws, model["W_out"].astype(np.float64),
+            model["b_out"].astype(np.float64))
+
+
+def _forward64(params, X):
+    W_in, bs, Ws, W_out, b_out = params
+    hs = [np.maximum(X @ W_in + bs[0], 0)]
+    for W, b in zip(Ws, bs[1:]):
+        hs.append(np.maximum(hs[-1] @ W + b, 0))
+    return hs, hs[-1] @ W_out.T + b_out
+
+
+def _target(Y_lists, n_labels):
+    T = np.zeros((len(Y_lists), n_labels))
+    for i, labels in enumerate(Y_lists):
+        T[i, labels] = 1.0 / len(labels)
+    return T
+
+
+def _loss64(params, X, T):
+    """Per-sample loss sum_t -(1/|y|) log softmax(z)_t."""
+    _, z = _forward64(params, X)
+    z = z - z.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return -(T * logp).sum(axis=1)
+
+
+def _grads64(params, X, T):
+    """Analytic gradients of the batch-mean loss."""
+    W_in, bs, Ws, W_out, b_out = params
+    hs, z = _forward64(params, X)
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    dz = (p - T) / X.shape[0]
+    g = {"W_out": dz.T @ hs[-1], "b_out": dz.sum(axis=0), "Ws": [None] * len(Ws),
+         "bs": [None] * len(bs)}
+    dh = (dz @ W_out) * (hs[-1] > 0)
+    for i in range(len(Ws), 0, -1):
+        g["Ws"][i - 1] = hs[i - 1].T @ dh
+        g["bs"][i] = dh.sum(axis=0)
+        dh = (dh @ Ws[i - 1].T) * (hs[i - 1] > 0)
+    g["bs"][0] = dh.sum(axis=0)
+    g["W_in"] = X.T @ dh
+    return g
+
+
+def _random_batch(rng, n, n_features, n_labels, density=0.4, max_labels=3, index_dtype=np.int32):
+    X = sp.random(n, n_features, density=density, format="csr", dtype=np.float64,
+                  random_state=np.random.RandomState(int(rng.integers(1 << 30))))
+    X.data = rng.uniform(0.2, 1.5, X.nnz)
+    X = X.astype(np.float32)
+    X.indices = X.indices.astype(index_dtype)
+    X.indptr = X.indptr.astype(index_dtype)
+    Y = [sorted(rng.choice(n_labels, int(rng.integers(1, max_labels + 1)), replace=False).tolist())
+         for _ in range(n)]
+    Y_indptr = np.concatenate([[0], np.cumsum([len(y) for y in Y])]).astype(np.int64)
+    Y_indices = np.concatenate(Y).astype(np.int32)
+    return X, Y, Y_indptr, Y_indices
+
+
+# --------------------------------------------------------------------------- forward
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("hidden", [(8,), (8, 6), (7, 6, 5)])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_forward_hidden_matches_numpy(index_dtype, hidden, n_threads):
+    rng = np.random.default_rng(1)
+    clf = _make_clf(20, 9, hidden=hidden)
+    X, _, _, _ = _random_batch(rng, 13, 20, 9, index_dtype=index_dtype)
+    X.data[X.indptr[3]: X.indptr[4]] = 0  # an empty row: relu(b0) propagated
+    X.eliminate_zeros()
+    assert X.indptr[3] == X.indptr[4]
+    X.indices = X.indices.astype(index_dtype)
+    X.indptr = X.indptr.astype(index_dtype)
+    assert X.indices.dtype == index_dtype
+    H = _network.forward_hidden(X.data, X.indices, X.indptr, clf._model, n_threads)
+    hs, _ = _forward64(_params64(clf._model), X.toarray().astype(np.float64))
+    assert H.shape == (13, hidden[-1]) and H.dtype == np.float32
+    np.testing.assert_allclose(H, hs[-1], rtol=1e-5, atol=1e-5)
+    assert np.all(H >= 0) and (H == 0).any() and (H > 0).any()
+
+
+def test_forward_hidden_empty_matrix():
+    clf = _make_clf(5, 3)
+    X = sp.csr_matrix((0, 5), dtype=np.float32)
+    H = _network.forward_hidden(X.data, X.indices, X.indptr, clf._model, 1)
+    assert H.shape == (0, 6)
+
+
+# --------------------------------------------------------------------------- top-k
+def _check_topk(idx, sc, ref_scores, k):
+    n = ref_scores.shape[0]
+    assert idx.shape == (n, k) and sc.shape == (n, k)
+    assert idx.dtype == np.int32 and sc.dtype == np.float32
+    order = np.argsort(-ref_scores, axis=1, kind="stable")[:, :k]
+    ref_top = np.take_along_axis(ref_scores, order, axis=1)
+    # Scores are the true scores of the returned ids, sorted best first ...
+    np.testing.assert_allclose(sc, np.take_along_axis(ref_scores, idx.astype(np.int64), axis=1),
+                               rtol=1e-5, atol=1e-5)
+    assert np.all(np.diff(sc, axis=1) <= 0)
+    # ... and are the k best (ids equal up to float32 near-ties).
+    np.testing.assert_allclose(sc, ref_top, rtol=1e-5, atol=1e-5)
+    same = idx == order
+    near_tie = np.abs(np.take_along_axis(ref_scores, idx.astype(np.int64), axis=1) - ref_top) < 1e-5
+    assert np.all(same | near_tie)
+    assert same.mean() > 0.99
+    for row in idx:
+        assert len(set(row.tolist())) == k
+
+
+@pytest.mark.parametrize("k", [1, 5])
+@pytest.mark.parametrize("blocks", [(64, 4096), (3, 7), (1, 1), (5, 23)])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_topk_exact_matches_numpy(k, blocks, n_threads):
+    rng = np.random.default_rng(2)
+    n, d, n_labels = 11, 6, 23  # n and n_labels are not multiples of the blocks
+    clf = _make_clf(4, n_labels)
+    Hm = rng.standard_normal((n, d)).astype(np.float32)
+    m = clf._model
+    idx, sc = _network.topk_exact(Hm, m, k, n_threads, row_block=blocks[0],
+                                  label_block=blocks[1])
+    ref = Hm.astype(np.float64) @ m["W_out"].T.astype(np.float64) + m["b_out"]
+    _check_topk(idx, sc, ref, k)
+
+
+def test_topk_exact_k_larger_than_labels_and_mismatch():
+    rng = np.random.default_rng(3)
+    clf = _make_clf(4, 5)
+    Hm = rng.standard_normal((4, 6)).astype(np.float32)
+    idx, sc = _network.topk_exact(Hm, clf._model, 50, 1)
+    assert idx.shape == (4, 5)
+    np.testing.assert_array_equal(np.sort(idx, axis=1), np.tile(np.arange(5), (4, 1)))
+    with pytest.raises(ValueError, match="hidden width"):
+        _network.topk_exact(np.zeros((2, 5), dtype=np.float32), clf._model, 1, 1)
+
+
+def test_topk_exact_ties_keep_smallest_index():
+    clf = _make_clf(4, 10)
+    clf._model["W_out"][:] = 0
+    clf._model["b_out"][:] = 1.0
+    Hm = np.ones((3, 6), dtype=np.float32)
+    idx, _ = _network.topk_exact(Hm, clf._model, 4, 1, row_block=2, label_block=3)
+    np.testing.assert_array_equal(idx, np.tile(np.arange(4), (3, 1)))
+
+
+@pytest.mark.parametrize("k", [1, 5])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_topk_lsh_with_full_tables_equals_exact(k, n_threads):
+    # DOPH with K=1 over vectors whose every coordinate is positive: the code is the dim
+    # of minimum rank, the same for every vector, so each table is a single bucket that
+    # holds every neuron (bucket_size is huge) and LSH inference must equal exact.
+    rng = np.random.default_rng(4)
+    n, n_labels = 9, 30
+    clf = _make_clf(4, n_labels, hash_family="doph", n_codes=1, n_tables=3,
+                    bucket_size=10**6)
+    clf._model["W_out"][:] = np.abs(clf._model["W_out"]) + 0.01
+    clf._rehash(1)
+    Hm = (np.abs(rng.standard_normal((n, 6))) + 0.01).astype(np.float32)
+    fallback = np.arange(n_labels, dtype=np.int32)
+    idx, sc, n_cand = _network.topk_lsh(Hm, clf._model, clf._lsh, k, 1, fallback, n_threads)
+    assert n_cand == n * n_labels  # the premise: every neuron was retrieved (once)
+    e_idx, e_sc = _network.topk_exact(Hm, clf._model, k, 1)
+    np.testing.assert_array_equal(idx, e_idx)
+    np.testing.assert_allclose(sc, e_sc, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("family", ["dwta", "wta", "simhash", "doph"])
+def test_topk_lsh_returns_valid_sorted_ids(family):
+    rng = np.random.default_rng(5)
+    n, n_labels, k = 20, 200, 7
+    clf = _make_clf(4, n_labels, hash_family=family, n_codes=3, n_tables=3, bucket_size=2)
+    clf._rehash(1)
+    Hm = np.abs(rng.standard_normal((n, 6))).astype(np.float32)
+    m = clf._model
+    ref = Hm.astype(np.float64) @ m["W_out"].T.astype(np.float64) + m["b_out"]
+    fallback = np.argsort(rng.random(n_labels)).astype(np.int32)
+    idx, sc, n_cand = _network.topk_lsh(Hm, m, clf._lsh, k, 1, fallback, 2)
+    assert idx.shape == (n, k) and sc.shape == (n, k)
+    assert 0 < n_cand <= n * 3 * 2  # at most L * bucket_size candidates per row
+    assert np.all((idx >= 0) & (idx < n_labels))
+    for i in range(n):
+        assert len(set(idx[i].tolist())) == k  # completed from the fallback, no duplicate
+    assert np.all(np.diff(sc, axis=1) <= 0)
+    np.testing.assert_allclose(sc, np.take_along_axis(ref, idx.astype(np.int64), axis=1),
+                               rtol=1e-5, atol=1e-5)
+    # Threshold above L: no candidate, so the fallback order decides (first k, by score).
+    idx2, sc2, n_cand2 = _network.topk_lsh(Hm, m, clf._lsh, k, 4, fallback, 1)
+    assert n_cand2 == 0
+    for i in range(n):
+        assert set(idx2[i].tolist()) == set(fallback[:k].tolist())
+    assert np.all(np.diff(sc2, axis=1) <= 0)
+
+
+# --------------------------------------------------------------------------- training
+def _train_once(clf, X, Y_indptr, Y_indices, rows, min_active, tag=1, n_threads=1, lsh=None):
+    work = clf._get_work(n_threads, int(np.diff(Y_indptr).max()))
+    for key in ("g_in", "g_out", "gb_out", "g_dense"):
+        assert not work[key].any()  # fresh buffers start at zero
+    loss, n_active = _network.train_batch(
+        X.data, X.indices, X.indptr, Y_indptr, Y_indices, rows, clf._model,
+        clf._lsh if lsh is None else lsh, work, min_active, 1, 123, tag, n_threads)
+    return work, loss, n_active
+
+
+def test_reference_gradients_match_finite_differences():
+    # Validate the numpy reference itself (float64 central differences).
+    rng = np.random.default_rng(6)
+    clf = _make_clf(10, 7, hidden=(8, 6))
+    X, Y, _, _ = _random_batch(rng, 6, 10, 7)
+    Xd, T = X.toarray().astype(np.float64), _target(Y, 7)
+    params = _params64(clf._model)
+    g = _grads64(params, Xd, T)
+
+    def L(p):
+        return _loss64(p, Xd, T).mean()
+
+    eps = 1e-6
+    checks = [(params[0], g["W_in"]), (params[1][0], g["bs"][0]), (params[1][1], g["bs"][1]),
+              (params[2][0], g["Ws"][0]), (params[3], g["W_out"]), (params[4], g["b_out"])]
+    for arr, grad in checks:
+        for _ in range(4):
+            j = tuple(rng.integers(0, s) for s in arr.shape)
+            old = arr[j]
+            arr[j] = old + eps
+            up = L(params)
+            arr[j] = old - eps
+            down = L(params)
+            arr[j] = old
+            np.testing.assert_allclose((up - down) / (2 * eps), grad[j], rtol=1e-4, atol=1e-8)
+
+
+@pytest.mark.parametrize("hidden", [(8,), (8, 6)])
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+def test_train_batch_gradients_full_softmax(hidden, index_dtype):
+    rng = np.random.default_rng(7)
+    n_features, n_labels = 30, 7
+    clf = _make_clf(n_features, n_labels, hidden=hidden)
+    X, Y, Y_indptr, Y_indices = _random_batch(rng, 8, n_features, n_labels, density=0.15,
+                                              index_dtype=index_dtype)
+    rows = np.array([5, 0, 3, 7, 1], dtype=np.int64)  # a batch that is a subset, shuffled
+    work, loss, n_active = _train_once(clf, X, Y_indptr, Y_indices, rows, min_active=n_labels)
+
+    Xd = X.toarray().astype(np.float64)[rows]
+    T = _target([Y[r] for r in rows], n_labels)
+    params = _params64(clf._model)
+    ref = _grads64(params, Xd, T)
+
+    # Loss: the sum over the batch of the per-sample losses; every neuron was active.
+    np.testing.assert_allclose(loss, _loss64(params, Xd, T).sum(), rtol=1e-5)
+    assert n_active == len(rows) * n_labels
+
+    def close(actual, desired):
+        scale = np.abs(desired).max()
+        assert scale > 1e-4  # not a vacuous comparison
+        np.testing.assert_allclose(actual, desired, rtol=2e-4, atol=2e-5 * scale)
+
+    close(work["g_out"], ref["W_out"])
+    close(work["gb_out"], ref["b_out"])
+    present = np.unique(X[rows].indices)
+    absent = np.setdiff1d(np.arange(n_features), present)
+    assert absent.size  # some features are absent from the batch
+    close(work["g_in"][present], ref["W_in"][present])
+    assert not work["g_in"][absent].any()
+    m = clf._model
+    g_dense = work["g_dense"][0]
+    close(g_dense[m["b_off"][0]: m["b_off"][0] + hidden[0]], ref["bs"][0])
+    for i in range(1, len(hidden)):
+        W = g_dense[m["w_off"][i]: m["w_off"][i] + hidden[i - 1] * hidden[i]]
+        close(W.reshape(hidden[i - 1], hidden[i]), ref["Ws"][i - 1])
+        close(g_dense[m["b_off"][i]: m["b_off"][i] + hidden[i]], ref["bs"][i])
+
+    # The touched rows are listed for the sparse Adam update.
+    out_touched = work["out_list"][0, : work["out_count"][0]]
+    in_touched = work["in_list"][0, : work["in_count"][0]]
+    np.testing.assert_array_equal(np.sort(out_touched), np.arange(n_labels))
+    np.testing.assert_array_equal(np.sort(in_touched), present)
+    assert not work["mark"].any()  # scratch marks are cleared between samples
+
+
+def test_train_batch_empty_rows_and_thread_check():
+    clf = _make_clf(6, 4)
+    rng = np.random.default_rng(8)
+    X, _, Y_indptr, Y_indices = _random_batch(rng, 3, 6, 4)
+    work = clf._get_work(1, 3)
+    out = _network.train_batch(X.data, X.indices, X.indptr, Y_indptr, Y_indices,
+                               np.zeros(0, dtype=np.int64), clf._model, clf._lsh, work,
+                               4, 1, 0, 1, 1)
+    assert out == (0.0, 0)
+    with pytest.raises(ValueError, match="fewer threads"):
+        _network.train_batch(X.data, X.indices, X.indptr, Y_indptr, Y_indices,
+                             np.arange(3, dtype=np.int64), clf._model, clf._lsh, work,
+                             4, 1, 0, 1, 2)
+
+
+def _empty_tables(lsh):
+    out = dict(lsh)
+    out["offsets"] = np.zeros_like(lsh["offsets"])
+    return out
+
+
+def test_train_batch_active_set_is_labels_when_tables_empty():
+    # min_active=0 and empty tables: the active set is exactly the true labels, so the
+    # gradient touches only those output neurons.
+    rng = np.random.default_rng(9)
+    clf = _make_clf(10, 40)
+    X, Y, Y_indptr, Y_indices = _random_batch(rng, 6, 10, 40)
+    rows = np.arange(6, dtype=np.int64)
+    work, loss, n_active = _train_once(clf, X, Y_indptr, Y_indices, rows, 0,
+                                       lsh=_empty_tables(clf._lsh))
+    assert n_active == len(Y_indices)
+    labels = np.unique(Y_indices)
+    np.testing.assert_array_equal(np.sort(work["out_list"][0, : work["out_count"][0]]), labels)
+    others = np.setdiff1d(np.arange(40), labels)
+    assert not work["g_out"][others].any() and not work["gb_out"][others].any()
+    # The softmax over the true labels only: loss_i = log|y_i| - mean(z_y) + logsumexp(z_y)
+    _, z = _forward64(_params64(clf._model), X.toarray().astype(np.float64))
+    ref = 0.0
+    for i, y in enumerate(Y):
+        zy = z[i, y]
+        ref += np.log(np.exp(zy - zy.max()).sum()) + zy.max() - zy.mean()
+    np.testing.assert_allclose(loss, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_train_batch_min_active_adds_random_neurons():
+    rng = np.random.default_rng(10)
+    clf = _make_clf(10, 200)
+    X, _, Y_indptr, Y_indices = _random_batch(rng, 6, 10, 200)
+    rows = np.arange(6, dtype=np.int64)
+    work, _, n_active = _train_once(clf, X, Y_indptr, Y_indices, rows, 25,
+                                    lsh=_empty_tables(clf._lsh))
+    assert n_active == 6 * 25
+    touched = work["out_list"][0, : work["out_count"][0]]
+    assert set(np.unique(Y_indices).tolist()) <= set(touched.tolist())
+    assert 25 <= len(np.unique(touched)) <= 6 * 25
+
+
+def test_train_batch_n_active_is_exact_with_threads():
+    # The active-set size of every sample must be summed exactly with several threads.
+    # Empty tables and min_active=0: a sample's active set is its labels (1 to 5).
+    rng = np.random.default_rng(11)
+    n, d, n_labels = 400, 50, 30
+    clf = _make_clf(d, n_labels, hidden=(1024,), min_active=0, n_tables=2, bucket_size=1)
+    X, _, Y_indptr, Y_indices = _random_batch(rng, n, d, n_labels, density=0.3, max_labels=5)
+    lsh = _empty_tables(clf._lsh)
+    work = clf._get_work(2, 5)
+    rows = np.arange(n, dtype=np.int64)
+    results = []
+    for rep in range(20):
+        _, n_active = _network.train_batch(X.data, X.indices, X.indptr, Y_indptr, Y_indices,
+                                           rows, clf._model, lsh, work, 0, 1, rep,
+                                           2 * rep + 1, 2)
+        results.append(n_active)
+        for key in ("g_in", "g_out", "gb_out", "g_dense"):
+            work[key][...] = 0
+        work["out_count"][:] = 0
+        work["in_count"][:] = 0
+    assert results == [len(Y_indices)] * 20
+
+
+# --------------------------------------------------------------------------- Adam
+@pytest.mark.parametrize("alpha", [0.0, 1e-2])
+def test_adam_update_matches_numpy_on_touched_rows(alpha):
+    rng = np.random.default_rng(12)
+    n_features, n_labels = 15, 40
+    clf = _make_clf(n_features, n_labels, hidden=(8, 6))
+    # Non-trivial moments so that the update depends on them.
+    for key, arr in clf._opt.items():
+        arr[...] = rng.uniform(0.0, 1e-3, arr.shape) if key.startswith("v") \
+            else rng.uniform(-1e-2, 1e-2, arr.shape)
+    X, _, Y_indptr, Y_indices = _random_batch(rng, 6, n_features, n_labels, density=0.25)
+    rows = np.arange(6, dtype=np.int64)
+    work, _, _ = _train_once(clf, X, Y_indptr, Y_indices, rows, 0,
+                             lsh=_empty_tables(clf._lsh))
+    out_rows = np.unique(work["out_list"][0, : work["out_count"][0]])
+    in_rows = np.unique(work["in_list"][0, : work["in_count"][0]])
+    out_other = np.setdiff1d(np.arange(n_labels), out_rows)
+    in_other = np.setdiff1d(np.arange(n_features), in_rows)
+    assert out_other.size and in_other.size
+
+    model0 = {k: v.copy() for k, v in clf._model.items()}
+    opt0 = {k: v.copy() for k, v in clf._opt.items()}
+    g = {k: work[k].astype(np.float64) for k in ("g_in", "g_out", "gb_out")}
+    g["g_dense"] = work["g_dense"].astype(np.float64).sum(axis=0)
+    lr, b1, b2, eps, step = 1e-2, 0.9, 0.999, 1e-8, 3
+    n_out, n_in = _network.adam_update(clf._model, clf._opt, work, lr, b1, b2, eps, alpha,
+                                       step, 2, 1)
+    assert (n_out, n_in) == (len(out_rows), len(in_rows))
+    lr_t = lr * np.sqrt(1 - b2**step) / (1 - b1**step)
+
+    def adam(w, m, v, grad, decay):
+        grad = grad + decay * w
+        m = b1 * m + (1 - b1) * grad
+        v = b2 * v + (1 - b2) * grad**2
+        return w - lr_t * m / (np.sqrt(v) + eps), m, v
+
+    def check(wkey, mkey, vkey, gkey, idx, decay):
+        w, mm, vv = adam(model0[wkey][idx].astype(np.float64), opt0[mkey][idx].astype(np.float64),
+                         opt0[vkey][idx].astype(np.float64), g[gkey][idx], decay)
+        np.testing.assert_allclose(clf._model[wkey][idx], w, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(clf._opt[mkey][idx], mm, rtol=1e-5, atol=1e-9)
+        np.testing.assert_allclose(clf._opt[vkey][idx], vv, rtol=1e-5, atol=1e-12)
+        assert not np.array_equal(clf._model[wkey][idx], model0[wkey][idx])
+
+    check("W_out", "m_out", "v_out", "g_out", out_rows, alpha)
+    check("b_out", "mb_out", "vb_out", "gb_out", out_rows, 0.0)  # no decay of biases
+    check("W_in", "m_in", "v_in", "g_in", in_rows, alpha)
+    check("dense", "m_dense", "v_dense", "g_dense", slice(None), 0.0)
+    # Untouched rows: weights and moments unchanged (lazy Adam).
+    for wkey, mkey, vkey, idx in [("W_out", "m_out", "v_out", out_other),
+                                  ("b_out", "mb_out", "vb_out", out_other),
+                                  ("W_in", "m_in", "v_in", in_other)]:
+        np.testing.assert_array_equal(clf._model[wkey][idx], model0[wkey][idx])
+        np.testing.assert_array_equal(clf._opt[mkey][idx], opt0[mkey][idx])
+        np.testing.assert_array_equal(clf._opt[vkey][idx], opt0[vkey][idx])
+    # Gradients and touched lists are cleared for the next batch.
+    for key in ("g_in", "g_out", "gb_out", "g_dense"):
+        assert not work[key].any()
+    assert not work["out_count"].any() and not work["in_count"].any()
