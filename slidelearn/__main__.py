@@ -13,7 +13,7 @@ import numpy as np
 
 
 def demo(n_samples=30000, n_features=20000, n_labels=20000, epochs=4, n_jobs=None,
-         random_state=0, out=sys.stdout):
+         random_state=0, out=None):
     """Train SlideClassifier on a generated problem and print its figures.
 
     Parameters
@@ -30,8 +30,8 @@ def demo(n_samples=30000, n_features=20000, n_labels=20000, epochs=4, n_jobs=Non
         Threads (None: all usable cores).
     random_state : int, default=0
         Seed of the data and the model.
-    out : file-like, default=sys.stdout
-        Where the report is written.
+    out : file-like, default=None
+        Where the report is written (None: standard output).
 
     Returns
     -------
@@ -49,6 +49,8 @@ def demo(n_samples=30000, n_features=20000, n_labels=20000, epochs=4, n_jobs=Non
     from slidelearn import SlideClassifier
     from slidelearn.datasets import make_extreme_classification
     from slidelearn.metrics import precision_at_k
+
+    out = sys.stdout if out is None else out
 
     t0 = time.perf_counter()
     X, Y = make_extreme_classification(n_samples=n_samples, n_features=n_features,

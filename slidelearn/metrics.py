@@ -369,14 +369,18 @@ class _PrecisionAtKScorer:
             if isinstance(labels, tuple):
                 labels = labels[0]
             labels = np.asarray(labels)
-            if labels.ndim != 2 or labels.shape[0] != n or labels.shape[1] < k:
+            if labels.ndim != 2 or labels.shape[0] != n:
                 raise ValueError(
                     f"predict_topk returned labels of shape {labels.shape}; expected "
-                    f"({n}, >= {k})"
+                    f"({n}, k)"
                 )
+            # Fewer than k columns (e.g. k > n_classes) means missing predictions.
             labels = labels[:, :k]
             if indicator:
                 cols = labels if classes is None else _map_to_columns(labels, classes)
+                if cols.shape[1] < k:
+                    pad = np.full((n, k - cols.shape[1]), -1, dtype=np.int64)
+                    cols = np.hstack([np.asarray(cols, dtype=np.int64), pad])
                 return precision_at_k(y_true, cols, k, kind="topk")
             # Single-label y: compare in the label space directly; padding
             # entries (e.g. -1 or None) and labels unseen in training never match.
@@ -414,10 +418,11 @@ def make_precision_at_k_scorer(k=1):
     better). It ranks labels with, in order of preference:
 
     - ``estimator.predict_topk(X, k)``, which must return the ranked labels
-      (or a ``(labels, scores)`` tuple) of shape (n_samples, >= k), in the
-      space of ``estimator.classes_`` (labels such as strings for single-label
-      targets, column indices for indicator targets); padding entries such
-      as ``-1`` count as misses;
+      (or a ``(labels, scores)`` tuple) of shape (n_samples, k), in the space
+      of ``estimator.classes_`` (labels such as strings for single-label
+      targets, column indices or ``classes_`` entries for indicator targets);
+      padding entries such as ``-1`` and missing columns (fewer than ``k``,
+      for example when ``k`` exceeds the number of classes) count as misses;
     - ``estimator.predict_proba(X)`` or ``estimator.decision_function(X)``,
       with columns ordered as ``estimator.classes_`` (a binary 1-D decision
       function is read as the score of ``classes_[1]``; multi-output lists of

@@ -113,14 +113,22 @@ def test_load_long_unsorted_rows_are_sorted(tmp_path):
         np.testing.assert_array_equal(Y.indices[Y.indptr[i] : Y.indptr[i + 1]], np.sort(labels))
 
 
-def test_load_int64_indices_when_needed(tmp_path):
+@pytest.mark.parametrize("big_features, big_labels", [(True, True), (True, False), (False, True)])
+def test_load_int64_indices_when_needed(tmp_path, big_features, big_labels):
     big = 3_000_000_000
-    X, Y = load_xc_repository(_write(tmp_path, f"2 {big} {big}\n{big - 1} {big - 1}:2\n0 0:1\n"))
-    assert X.shape == (2, big) and Y.shape == (2, big)
-    assert X.indices.dtype == np.int64 and Y.indices.dtype == np.int64
-    np.testing.assert_array_equal(X.indices, [big - 1, 0])
-    np.testing.assert_array_equal(Y.indices, [big - 1, 0])
+    d = big if big_features else 10
+    L = big if big_labels else 10
+    text = f"2 {d} {L}\n{L - 1} {d - 1}:2\n0 0:1\n"
+    X, Y = load_xc_repository(_write(tmp_path, text))
+    assert X.shape == (2, d) and Y.shape == (2, L)
+    assert X.indices.dtype == (np.int64 if big_features else np.int32)
+    assert Y.indices.dtype == (np.int64 if big_labels else np.int32)
+    np.testing.assert_array_equal(X.indices, [d - 1, 0])
+    np.testing.assert_array_equal(Y.indices, [L - 1, 0])
     np.testing.assert_array_equal(X.data, [2, 1])
+    # The writer handles int64 index arrays too.
+    dump_xc_repository(X, Y, tmp_path / "again.txt")
+    assert (tmp_path / "again.txt").read_text() == text
 
 
 def test_load_memory_mapped_and_read_paths_agree(tmp_path):
