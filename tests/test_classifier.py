@@ -344,9 +344,10 @@ def test_warm_start(multilabel_data):
 
 def test_tol_stops_training(multiclass_data):
     Xtr, ytr, _, _ = multiclass_data
-    # With a huge tol no epoch counts as an improvement: stop after n_iter_no_change epochs.
+    # With a huge tol no epoch after the first counts as an improvement: stop after
+    # 1 + n_iter_no_change epochs.
     clf = _clf(max_iter=50, tol=1e6, n_iter_no_change=2).fit(Xtr, ytr)
-    assert clf.n_iter_ == 2
+    assert clf.n_iter_ == 3
     clf = _clf(max_iter=4, tol=0.0).fit(Xtr, ytr)
     assert clf.n_iter_ == 4
 
@@ -413,6 +414,23 @@ def test_persistence_round_trip(method, multilabel_data):
     clf.partial_fit(Xtr, Ytr)
     _assert_same_model(copy, clf)
     assert copy.t_ == clf.t_ and copy.n_iter_ == clf.n_iter_ == 3
+
+
+def test_joblib_memory_mapped_model_can_predict(tmp_path, multilabel_data):
+    # joblib.load(mmap_mode="r") gives read-only weight arrays: inference must not need
+    # to write to them.
+    Xtr, Ytr, Xte, _ = multilabel_data
+    clf = _clf(max_iter=2).fit(Xtr, Ytr)
+    path = tmp_path / "model.joblib"
+    joblib.dump(clf, path)
+    copy = joblib.load(path, mmap_mode="r")
+    assert not copy.coefs_[0].flags.writeable
+    assert (copy.predict(Xte) != clf.predict(Xte)).nnz == 0
+    np.testing.assert_array_equal(copy.predict_proba(Xte), clf.predict_proba(Xte))
+    np.testing.assert_array_equal(copy.decision_function(Xte), clf.decision_function(Xte))
+    for mode in ("exact", "lsh"):
+        np.testing.assert_array_equal(copy.predict_topk(Xte, 3, inference=mode)[0],
+                                      clf.predict_topk(Xte, 3, inference=mode)[0])
 
 
 # --------------------------------------------------------------------------- validation
@@ -568,6 +586,24 @@ def test_coefs_and_intercepts_layout(multilabel_data):
     h = np.maximum(h @ W[1] + b[1], 0)
     np.testing.assert_allclose(clf.decision_function(Xtr[:20]), h @ W[2].T + b[2],
                                rtol=1e-4, atol=1e-4)
+
+
+def test_dropout_trains_and_inference_uses_every_unit(multilabel_data):
+    Xtr, Ytr, Xte, Yte = multilabel_data
+    a = _clf(max_iter=3, dropout=0.3).fit(Xtr, Ytr)
+    b = _clf(max_iter=3, dropout=0.3).fit(Xtr, Ytr)
+    c = _clf(max_iter=3).fit(Xtr, Ytr)
+    _assert_same_model(a, b)  # dropout masks are reproducible with n_jobs=1
+    assert not np.array_equal(a.coefs_[-1], c.coefs_[-1])
+    # No dropout at inference: the logits are the plain forward pass of the weights.
+    W, bias = a.coefs_, a.intercepts_
+    h = np.maximum(Xte.toarray().astype(np.float64) @ W[0] + bias[0], 0)
+    np.testing.assert_allclose(a.decision_function(Xte), h @ W[1].T + bias[1], rtol=1e-4,
+                               atol=1e-4)
+    np.testing.assert_array_equal(a.decision_function(Xte), a.decision_function(Xte))
+    assert a.score(Xte, Yte) > 0.5
+    with pytest.raises(ValueError, match="dropout"):
+        _clf(dropout=1.0).fit(Xtr, Ytr)
 
 
 # --------------------------------------------------------------------------- accuracy

@@ -387,6 +387,64 @@ def test_train_batch_n_active_is_exact_with_threads():
     assert results == [len(Y_indices)] * 20
 
 
+def _reset_work(work):
+    for key in ("g_in", "g_out", "gb_out", "g_dense"):
+        work[key][...] = 0
+    work["out_count"][:] = 0
+    work["in_count"][:] = 0
+
+
+def test_train_batch_dropout_single_sample():
+    # Inverted dropout on the last hidden layer: for a one-sample batch, the dropped units
+    # are the zero columns of g_out; the gradients must be those of the network whose
+    # last hidden activation is h * mask / (1 - p).
+    rng = np.random.default_rng(13)
+    n_features, n_labels, p = 20, 6, 0.5
+    clf = _make_clf(n_features, n_labels, hidden=(16,))
+    X, Y, Y_indptr, Y_indices = _random_batch(rng, 1, n_features, n_labels, density=0.5)
+    params = _params64(clf._model)
+    W_in, bs, _, W_out, b_out = params
+    x = X.toarray().astype(np.float64)[0]
+    h = np.maximum(x @ W_in + bs[0], 0)
+    t = _target(Y, n_labels)[0]
+    work = clf._get_work(1, 3)
+    rows = np.zeros(1, dtype=np.int64)
+    kept, alive = 0, 0
+    for rep in range(30):
+        _reset_work(work)
+        loss, _ = _network.train_batch(X.data, X.indices, X.indptr, Y_indptr, Y_indices, rows,
+                                       clf._model, clf._lsh, work, n_labels, 1, 1000 + rep,
+                                       2 * rep + 1, 1, p)
+        mask = np.any(work["g_out"] != 0, axis=0)
+        assert not np.any(mask & (h <= 0))  # inactive units get no gradient anyway
+        kept += int(mask.sum())
+        alive += int((h > 0).sum())
+        hd = np.where(mask, h / (1 - p), 0.0)
+        z = hd @ W_out.T + b_out
+        prob = np.exp(z - z.max())
+        prob /= prob.sum()
+        np.testing.assert_allclose(loss, -(t * np.log(prob)).sum(), rtol=1e-5)
+        dz = prob - t
+        np.testing.assert_allclose(work["g_out"], np.outer(dz, hd), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(work["gb_out"], dz, rtol=1e-4, atol=1e-6)
+        dh = (dz @ W_out) * mask / (1 - p)
+        g_b0 = work["g_dense"][0][clf._model["b_off"][0]: clf._model["b_off"][0] + 16]
+        np.testing.assert_allclose(g_b0, dh, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(work["g_in"], np.outer(x, dh), rtol=1e-4, atol=1e-6)
+    assert abs(kept / alive - (1 - p)) < 0.12  # about half of the active units are kept
+    # dropout=0 is the default
+    _reset_work(work)
+    a = _network.train_batch(X.data, X.indices, X.indptr, Y_indptr, Y_indices, rows,
+                             clf._model, clf._lsh, work, n_labels, 1, 5, 101, 1)
+    g_a = work["g_out"].copy()
+    _reset_work(work)
+    b = _network.train_batch(X.data, X.indices, X.indptr, Y_indptr, Y_indices, rows,
+                             clf._model, clf._lsh, work, n_labels, 1, 5, 103, 1, 0.0)
+    assert a == b
+    np.testing.assert_array_equal(g_a, work["g_out"])
+    assert np.all(np.any(g_a != 0, axis=0) == (h > 0))
+
+
 # --------------------------------------------------------------------------- Adam
 @pytest.mark.parametrize("alpha", [0.0, 1e-2])
 def test_adam_update_matches_numpy_on_touched_rows(alpha):

@@ -94,8 +94,13 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
     beta_1, beta_2, epsilon : float, default=0.9, 0.999, 1e-8
         Adam parameters. Only rows and neurons that received a gradient in a batch
         are updated (lazy Adam, as PyTorch's ``SparseAdam``).
+    dropout : float, default=0.0
+        Probability of zeroing each unit of the last hidden layer during training
+        (inverted dropout; inference uses every unit).
     alpha : float, default=0.0
-        L2 penalty added to the gradient of each updated weight row.
+        L2 penalty added to the gradient of each updated row of the input and
+        output layers (the large sparse layers; dense hidden layers and biases
+        are not penalised).
     batch_size : int, default=128
         Samples per batch.
     max_iter : int, default=10
@@ -207,6 +212,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         "beta_1": [Interval(Real, 0, 1, closed="left")],
         "beta_2": [Interval(Real, 0, 1, closed="left")],
         "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
@@ -244,6 +250,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         beta_1=0.9,
         beta_2=0.999,
         epsilon=1e-8,
+        dropout=0.0,
         alpha=0.0,
         batch_size=128,
         max_iter=10,
@@ -277,6 +284,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         self.beta_1 = beta_1
         self.beta_2 = beta_2
         self.epsilon = epsilon
+        self.dropout = dropout
         self.alpha = alpha
         self.batch_size = batch_size
         self.max_iter = max_iter
@@ -335,16 +343,14 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
 
     def _encode_y(self, y, classes=None, first=False):
         """Return (indptr, indices) of the label sets, and set/check classes_."""
-        if sp.issparse(y) or (hasattr(y, "ndim") and y.ndim == 2 and np.asarray(y).shape[1] != 1) \
-                or (not hasattr(y, "ndim") and np.ndim(y) == 2 and np.shape(y)[1] != 1):
-            if not sp.issparse(y):
-                y_arr = np.asarray(y)
-                if type_of_target(y_arr) != "multilabel-indicator":
-                    raise ValueError(
-                        f"2-D y must be a binary label indicator matrix (multi-label); got "
-                        f"target type {type_of_target(y_arr)!r}. Unknown label type for this "
-                        f"estimator.")
-                y = y_arr
+        if not sp.issparse(y):
+            y = np.asarray(y)
+        if sp.issparse(y) or (y.ndim == 2 and y.shape[1] != 1):
+            if not sp.issparse(y) and type_of_target(y) != "multilabel-indicator":
+                raise ValueError(
+                    f"2-D y must be a binary label indicator matrix (multi-label); got "
+                    f"target type {type_of_target(y)!r}. Unknown label type for this "
+                    f"estimator.")
             n_labels = y.shape[1]
             if first:
                 if classes is None:
@@ -517,7 +523,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         seed = int(self._rng.integers(0, 2**63 - 1))
         loss, n_active = _network.train_batch(
             X.data, X.indices, X.indptr, Y_indptr, Y_indices, rows, self._model, self._lsh,
-            work, self.min_active, self.active_threshold, seed, tag, n_threads)
+            work, self.min_active, self.active_threshold, seed, tag, n_threads, self.dropout)
         self._step += 1
         _network.adam_update(self._model, self._opt, work, lr, self.beta_1,
                              self.beta_2, self.epsilon, self.alpha, self._step, tag + 1, n_threads)
@@ -570,6 +576,10 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"X has {X.shape[0]} samples but y has {Y_indptr.shape[0] - 1}.")
         n_threads = effective_n_threads(self.n_jobs)
         self.n_threads_ = n_threads
+        if not first and not self._model["W_out"].flags.writeable:
+            # A model loaded read-only (e.g. joblib mmap_mode="r"): train on a private copy.
+            self._model = {k: np.array(v) for k, v in self._model.items()}
+            self._opt = {k: np.array(v) for k, v in self._opt.items()}
         if first:
             rng = np.random.default_rng(check_seed(self.random_state))
             self._init_model(X.shape[1], len(self.classes_), rng)
@@ -927,19 +937,19 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         True
         """
         check_is_fitted(self, "_model")
-        labels, _ = self.predict_topk(X, k=1)
-        top = labels[:, 0]
+        X = validate_sparse_X(self, X, reset=False)
+        idx, _ = self._topk_indices(X, 1, self.inference, effective_n_threads(self.n_jobs))
+        top = idx[:, 0]
         if self.multilabel_:
-            Y = sp.csr_matrix(y) if not sp.issparse(y) else y.tocsr()
+            Y = sp.csr_matrix(y)
             if Y.shape != (len(top), len(self.classes_)):
                 raise ValueError(f"y has shape {Y.shape}, expected {(len(top), len(self.classes_))}.")
-            col = np.searchsorted(self.classes_, top) if self.classes_.dtype.kind in "iu" else top
-            hits = np.asarray(Y[np.arange(len(top)), col]).ravel() != 0
+            hits = np.asarray(Y[np.arange(len(top)), top]).ravel() != 0
         else:
             y = column_or_1d(y)
             if len(y) != len(top):
                 raise ValueError(f"y has {len(y)} rows, X has {len(top)}.")
-            hits = top == y
+            hits = self.classes_[top] == y
         return float(np.average(hits, weights=sample_weight))
 
 

@@ -24,7 +24,7 @@ from libc.stdlib cimport malloc, free
 from scipy.linalg.cython_blas cimport sgemm
 
 from slidelearn._slide._hashing cimport (
-    HashFn, Tables, hash_vector, make_hash_fn, make_tables, splitmix64, rng_below,
+    HashFn, Tables, hash_vector, make_hash_fn, make_tables, splitmix64, rng_below, rng_next,
 )
 from slidelearn.utils._openmp_helpers cimport omp_get_thread_num
 
@@ -81,16 +81,25 @@ cdef struct Work:
     float* gb_out
 
 
-cdef Net _make_net(dict model) except *:
+cdef Net _make_net(dict model, bint writable) except *:
+    """Pointers into the model arrays. Training (writable=True) requires writable
+    arrays; inference also accepts read-only ones (e.g. a memory-mapped model)."""
     cdef Net net
-    cdef float[:, ::1] W_in = model["W_in"]
-    cdef float[::1] dense = model["dense"]
-    cdef float[:, ::1] W_out = model["W_out"]
-    cdef float[::1] b_out = model["b_out"]
+    cdef float[:, ::1] W_in_w, W_out_w
+    cdef float[::1] dense_w, b_out_w
+    cdef const float[:, ::1] W_in = model["W_in"]
+    cdef const float[::1] dense = model["dense"]
+    cdef const float[:, ::1] W_out = model["W_out"]
+    cdef const float[::1] b_out = model["b_out"]
     cdef const int64_t[::1] sizes = model["sizes"]
     cdef const int64_t[::1] w_off = model["w_off"]
     cdef const int64_t[::1] b_off = model["b_off"]
     cdef const int64_t[::1] a_off = model["a_off"]
+    if writable:  # raises a clear error on read-only arrays instead of writing into them
+        W_in_w = model["W_in"]
+        dense_w = model["dense"]
+        W_out_w = model["W_out"]
+        b_out_w = model["b_out"]
     net.n_features = W_in.shape[0]
     net.n_labels = W_out.shape[0]
     net.n_layers = sizes.shape[0]
@@ -100,10 +109,10 @@ cdef Net _make_net(dict model) except *:
     net.w_off = &w_off[0]
     net.b_off = &b_off[0]
     net.a_off = &a_off[0]
-    net.W_in = &W_in[0, 0]
-    net.dense = &dense[0]
-    net.W_out = &W_out[0, 0]
-    net.b_out = &b_out[0]
+    net.W_in = <float*>&W_in[0, 0]
+    net.dense = <float*>&dense[0]
+    net.W_out = <float*>&W_out[0, 0]
+    net.b_out = <float*>&b_out[0]
     return net
 
 
@@ -203,7 +212,8 @@ cdef int _active_set(const Net* net, const Tables* tb, Work* w, const int32_t* l
 cdef double _train_sample(const Net* net, const HashFn* fn, const Tables* tb, Work* w,
                           const float* xd, const index_t* xi, index_t start, index_t end,
                           const int32_t* labels, int m, int min_active, int threshold,
-                          float inv_batch, int64_t tag, int* n_act_out) noexcept nogil:
+                          float inv_batch, int64_t tag, float dropout,
+                          int* n_act_out) noexcept nogil:
     cdef int H = net.h_last, a, n_act, i, k, n_in, n_out, L = net.n_layers
     cdef int32_t j
     cdef index_t p
@@ -211,7 +221,7 @@ cdef double _train_sample(const Net* net, const HashFn* fn, const Tables* tb, Wo
     cdef float* dh = w.delta
     cdef float* dprev
     cdef float* prev
-    cdef float zmax, z, total, dz, inv_m = 1.0 / m
+    cdef float zmax, z, total, dz, inv_m = 1.0 / m, keep_scale = 1.0
     cdef double loss = 0
     cdef const float* wrow
     cdef float* grow
@@ -220,6 +230,15 @@ cdef double _train_sample(const Net* net, const HashFn* fn, const Tables* tb, Wo
     hash_vector(fn, h, w.codes, w.buckets)
     n_act = _active_set(net, tb, w, labels, m, min_active, threshold)
     n_act_out[0] = n_act
+    if dropout > 0:
+        # Inverted dropout on the last hidden layer (after hashing, so retrieval sees
+        # the full activation); dropped units are 0 and get no gradient below.
+        keep_scale = 1.0 / (1.0 - dropout)
+        for k in range(H):
+            if (rng_next(w.rng) >> 40) * (1.0 / 16777216.0) < dropout:
+                h[k] = 0
+            else:
+                h[k] = h[k] * keep_scale
 
     # Sampled softmax over the active neurons (true labels are act[0:m]).
     zmax = -INFINITY
@@ -258,6 +277,8 @@ cdef double _train_sample(const Net* net, const HashFn* fn, const Tables* tb, Wo
     for k in range(H):
         if h[k] <= 0:
             dh[k] = 0
+        elif dropout > 0:
+            dh[k] = dh[k] * keep_scale
     for i in range(L - 1, 0, -1):
         n_in = <int>net.sizes[i - 1]
         n_out = <int>net.sizes[i]
@@ -286,14 +307,14 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
                 const index_t[::1] X_indptr, const int64_t[::1] Y_indptr,
                 const int32_t[::1] Y_indices, const int64_t[::1] rows,
                 dict model, dict lsh, dict work, int min_active, int threshold,
-                uint64_t seed, int64_t tag, int n_threads):
+                uint64_t seed, int64_t tag, int n_threads, float dropout=0.0):
     """Forward/backward of the samples ``rows`` in parallel (HOGWILD).
 
     Batch-mean gradients are added to the gradient buffers in ``work``; the
     rows they touch are listed per thread for ``adam_update``. Returns the
     summed loss and the summed active-set size of the batch.
     """
-    cdef Net net = _make_net(model)
+    cdef Net net = _make_net(model, True)
     cdef HashFn fn = make_hash_fn(lsh["params"])
     cdef Tables tb = make_tables(lsh["offsets"], lsh["ids"])
     cdef float[:, ::1] acts = work["acts"]
@@ -356,12 +377,13 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
         with nogil:
             for r in prange(n, schedule="dynamic", chunksize=4, num_threads=n_threads):
                 tid = omp_get_thread_num()
+                na = 0  # assigned in the loop body, so private to each thread
                 i = rows[r]
                 m = <int>(Y_indptr[i + 1] - Y_indptr[i])
                 loss += _train_sample(&net, &fn, &tb, &works[tid], &X_data[0], &X_indices[0],
                                       X_indptr[i], X_indptr[i + 1],
                                       &Y_indices[Y_indptr[i]], m, min_active, threshold,
-                                      inv_batch, tag, &na)
+                                      inv_batch, tag, dropout, &na)
                 n_active += na
     finally:
         free(works)
@@ -458,7 +480,7 @@ def adam_update(dict model, dict opt, dict work, float lr, float beta1, float be
 def forward_hidden(const float[::1] X_data, const index_t[::1] X_indices,
                    const index_t[::1] X_indptr, dict model, int n_threads):
     """Activations of the last hidden layer for every row of a CSR matrix."""
-    cdef Net net = _make_net(model)
+    cdef Net net = _make_net(model, False)
     cdef Py_ssize_t n = X_indptr.shape[0] - 1, i
     cdef int tid
     cdef int64_t off = net.a_off[net.n_layers - 1]
@@ -551,7 +573,7 @@ def topk_exact(const float[:, ::1] Hm, dict model, int k, int n_threads,
     row, in parallel over row blocks: memory is O(threads * block), never
     O(rows * labels). Returns (indices int32, scores float32), best first.
     """
-    cdef float[:, ::1] W_out = model["W_out"]
+    cdef const float[:, ::1] W_out = model["W_out"]
     cdef const float[::1] b_out = model["b_out"]
     cdef int n = Hm.shape[0], d = Hm.shape[1], n_labels = W_out.shape[0]
     cdef int n_blocks, blk, r0, nr, l0, nl, r, j, tid
@@ -580,7 +602,7 @@ def topk_exact(const float[:, ::1] Hm, dict model, int k, int n_threads,
             while l0 < n_labels:
                 nl = min(label_block, n_labels - l0)
                 # buf (nr x nl, row-major) = H[r0:r0+nr] @ W_out[l0:l0+nl].T
-                sgemm(&transa, &transb, &nl, &nr, &d, &one, &W_out[l0, 0], &d,
+                sgemm(&transa, &transb, &nl, &nr, &d, &one, <float*>&W_out[l0, 0], &d,
                       <float*>&Hm[r0, 0], &d, &zero, &buf[tid, 0], &nl)
                 for r in range(nr):
                     for j in range(nl):
@@ -599,7 +621,7 @@ def topk_lsh(const float[:, ::1] Hm, dict model, dict lsh, int k, int threshold,
     Rows with fewer than k candidates are completed from ``fallback`` (labels
     in decreasing training frequency). Returns (indices, scores, n_candidates).
     """
-    cdef Net net = _make_net(model)
+    cdef Net net = _make_net(model, False)
     cdef HashFn fn = make_hash_fn(lsh["params"])
     cdef Tables tb = make_tables(lsh["offsets"], lsh["ids"])
     cdef int n = Hm.shape[0], d = Hm.shape[1], n_labels = net.n_labels
