@@ -282,8 +282,9 @@ def make_data(args, path):
     Returns
     -------
     stats : dict
-        Shape, mean non-zeros and labels per row, distinct training labels and
-        the generation time.
+        Shape, mean non-zeros and labels per row, distinct training labels,
+        the generation time, and the test P@1 and P@5 of the label-prior
+        baseline (the most frequent training labels for every row).
     """
     from slidelearn.datasets import make_extreme_classification
 
@@ -298,13 +299,16 @@ def make_data(args, path):
     np.savez(path, X_data=X.data, X_indices=X.indices, X_indptr=X.indptr,
              Y_indices=Y.indices, Y_indptr=Y.indptr, shape=np.array([*X.shape, Y.shape[1]]),
              n_train=np.array(args.n_train))
-    Ytr = Y[:args.n_train]
+    Ytr, Yte = Y[:args.n_train], Y[args.n_train:]
+    # Label-prior baseline: every test row gets the most frequent training labels.
+    prior = np.argsort(-np.bincount(Ytr.indices, minlength=Y.shape[1]), kind="stable")[:TOP_K]
+    prior_p1, prior_pk = precisions(Yte, np.tile(prior, (Yte.shape[0], 1)))
     return {
         "n_train": args.n_train, "n_test": args.n_test,
         "n_features": X.shape[1], "n_labels": Y.shape[1],
         "mean_nonzeros": X.nnz / X.shape[0], "mean_labels": Y.nnz / Y.shape[0],
         "distinct_train_labels": int(np.unique(Ytr.indices).size),
-        "generation_s": gen_s,
+        "generation_s": gen_s, "prior_p1": prior_p1, "prior_p5": prior_pk,
     }
 
 
@@ -677,6 +681,9 @@ def print_report(info, data_stats, results, summary, args, command):
           f"{data_stats['mean_nonzeros']:.1f} non-zeros and {data_stats['mean_labels']:.2f} labels "
           f"per row, {data_stats['distinct_train_labels']:,} distinct training labels "
           f"(generated in {data_stats['generation_s']:.1f} s)")
+    print(f"baseline    : label prior (the {TOP_K} most frequent training labels for every "
+          f"row): P@1 {100 * data_stats['prior_p1']:.2f}, P@{TOP_K} "
+          f"{100 * data_stats['prior_p5']:.2f} (percent)")
     print(f"network     : sparse input -> {args.hidden} ReLU -> {data_stats['n_labels']:,} "
           f"softmax, Adam lr={args.lr:g}, batch {args.batch_size}")
     print(f"SLIDE       : {args.hash_family} K={args.n_codes} L={args.n_tables} "

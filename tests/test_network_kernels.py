@@ -222,13 +222,13 @@ def test_topk_lsh_returns_valid_sorted_ids(family):
 
 
 # --------------------------------------------------------------------------- training
-def _train_once(clf, X, Y_indptr, Y_indices, rows, min_active, tag=1, n_threads=1, lsh=None):
+def _train_once(clf, X, Y_indptr, Y_indices, rows, min_active, n_threads=1, lsh=None):
     work = clf._get_work(n_threads, int(np.diff(Y_indptr).max()))
     for key in ("g_in", "g_out", "gb_out", "g_dense"):
         assert not work[key].any()  # fresh buffers start at zero
     loss, n_active = _network.train_batch(
         X.data, X.indices, X.indptr, Y_indptr, Y_indices, rows, clf._model,
-        clf._lsh if lsh is None else lsh, work, min_active, 1, 123, tag, n_threads)
+        clf._lsh if lsh is None else lsh, work, min_active, 1, 123, n_threads)
     return work, loss, n_active
 
 
@@ -314,12 +314,12 @@ def test_train_batch_empty_rows_and_thread_check():
     work = clf._get_work(1, 3)
     out = _network.train_batch(X.data, X.indices, X.indptr, Y_indptr, Y_indices,
                                np.zeros(0, dtype=np.int64), clf._model, clf._lsh, work,
-                               4, 1, 0, 1, 1)
+                               4, 1, 0, 1)
     assert out == (0.0, 0)
     with pytest.raises(ValueError, match="fewer threads"):
         _network.train_batch(X.data, X.indices, X.indptr, Y_indptr, Y_indices,
                              np.arange(3, dtype=np.int64), clf._model, clf._lsh, work,
-                             4, 1, 0, 1, 2)
+                             4, 1, 0, 2)
 
 
 def _empty_tables(lsh):
@@ -377,12 +377,9 @@ def test_train_batch_n_active_is_exact_with_threads():
     results = []
     for rep in range(20):
         _, n_active = _network.train_batch(X.data, X.indices, X.indptr, Y_indptr, Y_indices,
-                                           rows, clf._model, lsh, work, 0, 1, rep,
-                                           2 * rep + 1, 2)
+                                           rows, clf._model, lsh, work, 0, 1, rep, 2)
         results.append(n_active)
-        for key in ("g_in", "g_out", "gb_out", "g_dense"):
-            work[key][...] = 0
-        work["out_count"][:] = 0
+        _reset_work(work)
         work["in_count"][:] = 0
     assert results == [len(Y_indices)] * 20
 
@@ -392,6 +389,8 @@ def _reset_work(work):
         work[key][...] = 0
     work["out_count"][:] = 0
     work["in_count"][:] = 0
+    work["out_flag"][:] = 0  # adam_update clears these; tests that skip it clear them here
+    work["in_flag"][:] = 0
 
 
 def test_train_batch_dropout_single_sample():
@@ -414,7 +413,7 @@ def test_train_batch_dropout_single_sample():
         _reset_work(work)
         loss, _ = _network.train_batch(X.data, X.indices, X.indptr, Y_indptr, Y_indices, rows,
                                        clf._model, clf._lsh, work, n_labels, 1, 1000 + rep,
-                                       2 * rep + 1, 1, p)
+                                       1, p)
         mask = np.any(work["g_out"] != 0, axis=0)
         assert not np.any(mask & (h <= 0))  # inactive units get no gradient anyway
         kept += int(mask.sum())
@@ -435,11 +434,11 @@ def test_train_batch_dropout_single_sample():
     # dropout=0 is the default
     _reset_work(work)
     a = _network.train_batch(X.data, X.indices, X.indptr, Y_indptr, Y_indices, rows,
-                             clf._model, clf._lsh, work, n_labels, 1, 5, 101, 1)
+                             clf._model, clf._lsh, work, n_labels, 1, 5, 1)
     g_a = work["g_out"].copy()
     _reset_work(work)
     b = _network.train_batch(X.data, X.indices, X.indptr, Y_indptr, Y_indices, rows,
-                             clf._model, clf._lsh, work, n_labels, 1, 5, 103, 1, 0.0)
+                             clf._model, clf._lsh, work, n_labels, 1, 5, 1, 0.0)
     assert a == b
     np.testing.assert_array_equal(g_a, work["g_out"])
     assert np.all(np.any(g_a != 0, axis=0) == (h > 0))
@@ -471,7 +470,7 @@ def test_adam_update_matches_numpy_on_touched_rows(alpha):
     g["g_dense"] = work["g_dense"].astype(np.float64).sum(axis=0)
     lr, b1, b2, eps, step = 1e-2, 0.9, 0.999, 1e-8, 3
     n_out, n_in = _network.adam_update(clf._model, clf._opt, work, lr, b1, b2, eps, alpha,
-                                       step, 2, 1)
+                                       step, 1)
     assert (n_out, n_in) == (len(out_rows), len(in_rows))
     lr_t = lr * np.sqrt(1 - b2**step) / (1 - b1**step)
 

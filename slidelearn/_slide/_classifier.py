@@ -85,9 +85,9 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
     interval_growth : float, default=1.0
         Both intervals are multiplied by this factor after each use (> 1 rebuilds
         less and less often as training settles).
-    learning_rate : float, default=1e-3
+    learning_rate : float, default=3e-3
         Adam step size.
-    learning_rate_decay : float, default=1.0
+    learning_rate_decay : float, default=0.75
         ``fit`` multiplies the step size by this factor after every epoch (epoch
         ``e`` uses ``learning_rate * learning_rate_decay ** e``); ``partial_fit``
         always uses ``learning_rate``.
@@ -97,13 +97,13 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
     dropout : float, default=0.0
         Probability of zeroing each unit of the last hidden layer during training
         (inverted dropout; inference uses every unit).
-    alpha : float, default=0.0
+    alpha : float, default=1e-3
         L2 penalty added to the gradient of each updated row of the input and
         output layers (the large sparse layers; dense hidden layers and biases
         are not penalised).
     batch_size : int, default=128
         Samples per batch.
-    max_iter : int, default=10
+    max_iter : int, default=12
         Epochs of ``fit``.
     tol : float, default=1e-4
         Training stops when the loss (or, with ``early_stopping``, the validation
@@ -245,15 +245,15 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         rehash_interval=6400,
         rebuild_interval=128000,
         interval_growth=1.0,
-        learning_rate=1e-3,
-        learning_rate_decay=1.0,
+        learning_rate=3e-3,
+        learning_rate_decay=0.75,
         beta_1=0.9,
         beta_2=0.999,
         epsilon=1e-8,
         dropout=0.0,
-        alpha=0.0,
+        alpha=1e-3,
         batch_size=128,
-        max_iter=10,
+        max_iter=12,
         tol=1e-4,
         n_iter_no_change=3,
         early_stopping=False,
@@ -505,28 +505,25 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             "out_count": np.zeros(T, dtype=np.int64),
             "in_list": np.zeros((T, n_features), dtype=np.int32),
             "in_count": np.zeros(T, dtype=np.int64),
-            "out_stamp": np.zeros(n_labels, dtype=np.int64),
-            "in_stamp": np.zeros(n_features, dtype=np.int64),
+            "out_flag": np.zeros(n_labels, dtype=np.uint8),
+            "in_flag": np.zeros(n_features, dtype=np.uint8),
             "uniq_out": np.zeros(n_labels, dtype=np.int32),
             "uniq_in": np.zeros(n_features, dtype=np.int32),
             "g_in": np.zeros((n_features, H0), dtype=np.float32),
             "g_out": np.zeros((n_labels, H), dtype=np.float32),
             "gb_out": np.zeros(n_labels, dtype=np.float32),
-            "tag": 0,
         }
         self._work = work
         return work
 
     def _train_batch(self, X, Y_indptr, Y_indices, rows, work, n_threads, lr):
-        tag = work["tag"] + 1
-        work["tag"] = tag + 1
         seed = int(self._rng.integers(0, 2**63 - 1))
         loss, n_active = _network.train_batch(
             X.data, X.indices, X.indptr, Y_indptr, Y_indices, rows, self._model, self._lsh,
-            work, self.min_active, self.active_threshold, seed, tag, n_threads, self.dropout)
+            work, self.min_active, self.active_threshold, seed, n_threads, self.dropout)
         self._step += 1
         _network.adam_update(self._model, self._opt, work, lr, self.beta_1,
-                             self.beta_2, self.epsilon, self.alpha, self._step, tag + 1, n_threads)
+                             self.beta_2, self.epsilon, self.alpha, self._step, n_threads)
         n = len(rows)
         self.t_ += n
         self._since_rehash += n

@@ -18,7 +18,7 @@ import numpy as np
 from cython.parallel import prange
 
 from libc.math cimport expf, logf, sqrt, INFINITY
-from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport malloc, free
 
 from scipy.linalg.cython_blas cimport sgemm
@@ -37,8 +37,12 @@ cdef extern from "_vec.h" nogil:
     void sl_axpy(float alpha, const float *x, float *y, int n)
     void sl_adam_row(float *w, float *m, float *v, float *g, int n,
                      float lr_t, float b1, float b2, float eps, float alpha)
+    void sl_prefetch_row(const float *p, int n)
+    void sl_prefetchw_row(float *p, int n)
 
 cdef int32_t SENT = 1 << 30
+# How many active rows ahead the output-layer loops prefetch.
+cdef int PREFETCH = 6
 
 
 cdef struct Net:
@@ -74,8 +78,8 @@ cdef struct Work:
     int32_t* in_list
     int64_t* in_count
     # shared
-    int64_t* out_stamp
-    int64_t* in_stamp
+    uint8_t* out_flag       # 1 = touched in this batch (listed by some thread), 2 = merged
+    uint8_t* in_flag
     float* g_in
     float* g_out
     float* gb_out
@@ -127,6 +131,8 @@ cdef void _forward_hidden(const Net* net, const float* xd, const index_t* xi,
     for k in range(H0):
         a[k] = b[k]
     for p in range(start, end):
+        if p + PREFETCH < end:
+            sl_prefetch_row(net.W_in + <int64_t>xi[p + PREFETCH] * H0, H0)
         sl_axpy(xd[p], net.W_in + <int64_t>xi[p] * H0, a, H0)
     for k in range(H0):
         if a[k] < 0:
@@ -212,7 +218,7 @@ cdef int _active_set(const Net* net, const Tables* tb, Work* w, const int32_t* l
 cdef double _train_sample(const Net* net, const HashFn* fn, const Tables* tb, Work* w,
                           const float* xd, const index_t* xi, index_t start, index_t end,
                           const int32_t* labels, int m, int min_active, int threshold,
-                          float inv_batch, int64_t tag, float dropout,
+                          float inv_batch, float dropout,
                           int* n_act_out) noexcept nogil:
     cdef int H = net.h_last, a, n_act, i, k, n_in, n_out, L = net.n_layers
     cdef int32_t j
@@ -244,6 +250,8 @@ cdef double _train_sample(const Net* net, const HashFn* fn, const Tables* tb, Wo
     zmax = -INFINITY
     for a in range(n_act):
         j = w.act[a]
+        if a + PREFETCH < n_act:
+            sl_prefetch_row(net.W_out + <int64_t>w.act[a + PREFETCH] * H, H)
         z = net.b_out[j] + sl_dot(h, net.W_out + <int64_t>j * H, H)
         w.logits[a] = z
         if z > zmax:
@@ -258,6 +266,9 @@ cdef double _train_sample(const Net* net, const HashFn* fn, const Tables* tb, Wo
         dh[k] = 0
     for a in range(n_act):
         j = w.act[a]
+        if a + PREFETCH < n_act:
+            sl_prefetch_row(net.W_out + <int64_t>w.act[a + PREFETCH] * H, H)
+            sl_prefetchw_row(w.g_out + <int64_t>w.act[a + PREFETCH] * H, H)
         dz = w.logits[a] / total
         if a < m:
             dz = dz - inv_m
@@ -268,8 +279,8 @@ cdef double _train_sample(const Net* net, const HashFn* fn, const Tables* tb, Wo
         sl_axpy(dz, h, grow, H)
         w.gb_out[j] += dz
         w.mark[j] = 0
-        if w.out_stamp[j] != tag:
-            w.out_stamp[j] = tag
+        if w.out_flag[j] == 0:
+            w.out_flag[j] = 1
             w.out_list[w.out_count[0]] = j
             w.out_count[0] += 1
 
@@ -296,8 +307,8 @@ cdef double _train_sample(const Net* net, const HashFn* fn, const Tables* tb, Wo
     sl_axpy(1.0, dh, w.g_dense + net.b_off[0], n_in)
     for p in range(start, end):
         sl_axpy(xd[p], dh, w.g_in + <int64_t>xi[p] * n_in, n_in)
-        if w.in_stamp[xi[p]] != tag:
-            w.in_stamp[xi[p]] = tag
+        if w.in_flag[xi[p]] == 0:
+            w.in_flag[xi[p]] = 1
             w.in_list[w.in_count[0]] = <int32_t>xi[p]
             w.in_count[0] += 1
     return loss
@@ -307,7 +318,7 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
                 const index_t[::1] X_indptr, const int64_t[::1] Y_indptr,
                 const int32_t[::1] Y_indices, const int64_t[::1] rows,
                 dict model, dict lsh, dict work, int min_active, int threshold,
-                uint64_t seed, int64_t tag, int n_threads, float dropout=0.0):
+                uint64_t seed, int n_threads, float dropout=0.0):
     """Forward/backward of the samples ``rows`` in parallel (HOGWILD).
 
     Batch-mean gradients are added to the gradient buffers in ``work``; the
@@ -331,8 +342,8 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
     cdef int64_t[::1] out_count = work["out_count"]
     cdef int32_t[:, ::1] in_list = work["in_list"]
     cdef int64_t[::1] in_count = work["in_count"]
-    cdef int64_t[::1] out_stamp = work["out_stamp"]
-    cdef int64_t[::1] in_stamp = work["in_stamp"]
+    cdef uint8_t[::1] out_flag = work["out_flag"]
+    cdef uint8_t[::1] in_flag = work["in_flag"]
     cdef float[:, ::1] g_in = work["g_in"]
     cdef float[:, ::1] g_out = work["g_out"]
     cdef float[::1] gb_out = work["gb_out"]
@@ -368,8 +379,8 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
         works[t].out_count = &out_count[t]
         works[t].in_list = &in_list[t, 0]
         works[t].in_count = &in_count[t]
-        works[t].out_stamp = &out_stamp[0]
-        works[t].in_stamp = &in_stamp[0]
+        works[t].out_flag = &out_flag[0]
+        works[t].in_flag = &in_flag[0]
         works[t].g_in = &g_in[0, 0]
         works[t].g_out = &g_out[0, 0]
         works[t].gb_out = &gb_out[0]
@@ -383,11 +394,18 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
                 loss += _train_sample(&net, &fn, &tb, &works[tid], &X_data[0], &X_indices[0],
                                       X_indptr[i], X_indptr[i + 1],
                                       &Y_indices[Y_indptr[i]], m, min_active, threshold,
-                                      inv_batch, tag, dropout, &na)
+                                      inv_batch, dropout, &na)
                 n_active += na
     finally:
         free(works)
     return loss, n_active
+
+
+cdef inline void _prefetch_adam(float* w, float* m, float* v, float* g, int n) noexcept nogil:
+    sl_prefetchw_row(w, n)
+    sl_prefetchw_row(m, n)
+    sl_prefetchw_row(v, n)
+    sl_prefetchw_row(g, n)
 
 
 cdef inline void _adam_scalar(float* w, float* m, float* v, float* g, float lr_t,
@@ -399,16 +417,18 @@ cdef inline void _adam_scalar(float* w, float* m, float* v, float* g, float lr_t
     g[0] = 0
 
 
-cdef int64_t _merge_lists(int32_t[:, ::1] lists, int64_t[::1] counts, int64_t[::1] stamp,
-                          int64_t tag, int32_t[::1] out) noexcept nogil:
+cdef int64_t _merge_lists(int32_t[:, ::1] lists, int64_t[::1] counts, uint8_t[::1] flag,
+                          int32_t[::1] out) noexcept nogil:
+    """Concatenate the per-thread lists of touched rows without duplicates (two threads
+    may both list a row they touched in the same batch)."""
     cdef int64_t n = 0, q
     cdef int t
     cdef int32_t j
     for t in range(lists.shape[0]):
         for q in range(counts[t]):
             j = lists[t, q]
-            if stamp[j] != tag:
-                stamp[j] = tag
+            if flag[j] == 1:
+                flag[j] = 2
                 out[n] = j
                 n += 1
         counts[t] = 0
@@ -416,7 +436,7 @@ cdef int64_t _merge_lists(int32_t[:, ::1] lists, int64_t[::1] counts, int64_t[::
 
 
 def adam_update(dict model, dict opt, dict work, float lr, float beta1, float beta2,
-                float eps, float alpha, int64_t step, int64_t tag, int n_threads):
+                float eps, float alpha, int64_t step, int n_threads):
     """Adam step on the rows touched by the last ``train_batch`` (and the dense layers).
 
     Rows that received no gradient keep their weights and moments unchanged (lazy
@@ -444,8 +464,8 @@ def adam_update(dict model, dict opt, dict work, float lr, float beta1, float be
     cdef int64_t[::1] out_count = work["out_count"]
     cdef int32_t[:, ::1] in_list = work["in_list"]
     cdef int64_t[::1] in_count = work["in_count"]
-    cdef int64_t[::1] out_stamp = work["out_stamp"]
-    cdef int64_t[::1] in_stamp = work["in_stamp"]
+    cdef uint8_t[::1] out_flag = work["out_flag"]
+    cdef uint8_t[::1] in_flag = work["in_flag"]
     cdef int32_t[::1] uniq_out = work["uniq_out"]
     cdef int32_t[::1] uniq_in = work["uniq_in"]
     cdef int H = W_out.shape[1], H0 = W_in.shape[1], t
@@ -453,15 +473,23 @@ def adam_update(dict model, dict opt, dict work, float lr, float beta1, float be
     cdef int32_t j
     cdef float lr_t = lr * sqrt(1.0 - beta2 ** step) / (1.0 - beta1 ** step)
     with nogil:
-        n_out = _merge_lists(out_list, out_count, out_stamp, tag, uniq_out)
-        n_in = _merge_lists(in_list, in_count, in_stamp, tag, uniq_in)
+        n_out = _merge_lists(out_list, out_count, out_flag, uniq_out)
+        n_in = _merge_lists(in_list, in_count, in_flag, uniq_in)
         for q in prange(n_out, schedule="static", num_threads=n_threads):
             j = uniq_out[q]
+            out_flag[j] = 0
+            if q + PREFETCH < n_out:
+                _prefetch_adam(&W_out[uniq_out[q + PREFETCH], 0], &m_out[uniq_out[q + PREFETCH], 0],
+                               &v_out[uniq_out[q + PREFETCH], 0], &g_out[uniq_out[q + PREFETCH], 0], H)
             sl_adam_row(&W_out[j, 0], &m_out[j, 0], &v_out[j, 0], &g_out[j, 0], H,
                         lr_t, beta1, beta2, eps, alpha)
             _adam_scalar(&b_out[j], &mb_out[j], &vb_out[j], &gb_out[j], lr_t, beta1, beta2, eps)
         for q in prange(n_in, schedule="static", num_threads=n_threads):
             j = uniq_in[q]
+            in_flag[j] = 0
+            if q + PREFETCH < n_in:
+                _prefetch_adam(&W_in[uniq_in[q + PREFETCH], 0], &m_in[uniq_in[q + PREFETCH], 0],
+                               &v_in[uniq_in[q + PREFETCH], 0], &g_in[uniq_in[q + PREFETCH], 0], H0)
             sl_adam_row(&W_in[j, 0], &m_in[j, 0], &v_in[j, 0], &g_in[j, 0], H0,
                         lr_t, beta1, beta2, eps, alpha)
         for t in range(1, g_dense.shape[0]):
