@@ -35,8 +35,8 @@ def _expected_failed_checks(estimator):
 # Small and fast parameters for the tiny data sets of the common checks (few labels:
 # the active set covers every label and training is an exact softmax).
 @parametrize_with_checks(
-    [SlideClassifier(hidden_layer_sizes=(32,), learning_rate=1e-2, max_iter=20, n_tables=4,
-                     n_jobs=1, random_state=0)],
+    [SlideClassifier(hidden_layer_sizes=(32,), learning_rate=1e-2, learning_rate_decay=1.0, max_iter=20,
+                     n_tables=4, n_jobs=1, random_state=0)],
     expected_failed_checks=_expected_failed_checks,
 )
 def test_sklearn_common_checks(estimator, check):
@@ -149,4 +149,4 @@ def test_clone_and_params():
     assert c.get_params() == est.get_params()
     assert not hasattr(c, "classes_")
     c.set_params(max_iter=2, random_state=3)
-    assert c.max_iter == 2 and est.max_iter == 10
+    assert c.max_iter == 2 and est.max_iter == 12

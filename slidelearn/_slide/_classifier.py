@@ -687,7 +687,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         >>> from sklearn.datasets import load_iris
         >>> from slidelearn import SlideClassifier
         >>> X, y = load_iris(return_X_y=True)
-        >>> clf = SlideClassifier(max_iter=50, learning_rate=1e-2, random_state=0).fit(X, y)
+        >>> clf = SlideClassifier(max_iter=50, learning_rate=1e-2, learning_rate_decay=1.0,
+        ...                       random_state=0).fit(X, y)
         >>> clf.score(X, y) > 0.9
         True
         """
@@ -887,7 +888,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         >>> from sklearn.datasets import load_iris
         >>> from slidelearn import SlideClassifier
         >>> X, y = load_iris(return_X_y=True)
-        >>> clf = SlideClassifier(max_iter=50, learning_rate=1e-2, random_state=0).fit(X, y)
+        >>> clf = SlideClassifier(max_iter=50, learning_rate=1e-2, learning_rate_decay=1.0,
+        ...                       random_state=0).fit(X, y)
         >>> clf.predict(X[:3])
         array([0, 0, 0])
         """
@@ -929,7 +931,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         >>> from sklearn.datasets import load_iris
         >>> from slidelearn import SlideClassifier
         >>> X, y = load_iris(return_X_y=True)
-        >>> clf = SlideClassifier(max_iter=50, learning_rate=1e-2, random_state=0).fit(X, y)
+        >>> clf = SlideClassifier(max_iter=50, learning_rate=1e-2, learning_rate_decay=1.0,
+        ...                       random_state=0).fit(X, y)
         >>> round(clf.score(X, y), 2) > 0.9
         True
         """
