@@ -132,6 +132,10 @@ def parse_args(argv=None):
     h.add_argument("--hidden", type=int, default=128, help="hidden layer width")
     h.add_argument("--batch-size", type=int, default=128, help="samples per batch")
     h.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    h.add_argument("--alpha", type=float, default=0.0,
+                   help="L2 penalty (slidelearn alpha, PyTorch Adam weight_decay)")
+    h.add_argument("--lr-decay", type=float, default=1.0,
+                   help="slidelearn learning_rate_decay per epoch (used by --train-api fit only)")
     h.add_argument("--hash-family", default="dwta", choices=["dwta", "wta", "simhash", "doph"])
     h.add_argument("--n-tables", type=int, default=50, help="L, hash tables")
     h.add_argument("--n-codes", type=int, default=6, help="K, codes per table")
@@ -378,8 +382,11 @@ def run_slidelearn(args, threads, data):
 
     Xtr, Ytr, Xte, Yte = data
     n_labels = Ytr.shape[1]
+    extra = {}
+    if "learning_rate_decay" in SlideClassifier().get_params():
+        extra["learning_rate_decay"] = args.lr_decay
     clf = SlideClassifier(
-        hidden_layer_sizes=(args.hidden,), hash_family=args.hash_family,
+        **extra, alpha=args.alpha, hidden_layer_sizes=(args.hidden,), hash_family=args.hash_family,
         n_codes=args.n_codes, n_tables=args.n_tables, bin_size=args.bin_size,
         range_pow=args.range_pow, bucket_size=args.bucket_size, min_active=args.min_active,
         active_threshold=args.active_threshold, inference_threshold=args.inference_threshold,
@@ -504,7 +511,7 @@ def run_torch(args, threads, data):
         return target
 
     model = FullSoftmaxNet()
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.alpha)
     rss_after_init = current_rss_bytes()
 
     rng = np.random.default_rng(args.seed)
@@ -685,7 +692,7 @@ def print_report(info, data_stats, results, summary, args, command):
           f"row): P@1 {100 * data_stats['prior_p1']:.2f}, P@{TOP_K} "
           f"{100 * data_stats['prior_p5']:.2f} (percent)")
     print(f"network     : sparse input -> {args.hidden} ReLU -> {data_stats['n_labels']:,} "
-          f"softmax, Adam lr={args.lr:g}, batch {args.batch_size}")
+          f"softmax, Adam lr={args.lr:g}, L2 alpha={args.alpha:g}, batch {args.batch_size}")
     print(f"SLIDE       : {args.hash_family} K={args.n_codes} L={args.n_tables} "
           f"bin={args.bin_size} range_pow={args.range_pow} bucket={args.bucket_size} "
           f"min_active={args.min_active} active_threshold={args.active_threshold} "

@@ -152,7 +152,9 @@ def test_dwta_without_empty_bins_equals_wta(seed):
     p = _draw("dwta", dim=24, n_codes=3, n_tables=5, bin_size=6, seed=seed)
     rng = np.random.default_rng(300 + seed)
     for _ in range(10):
-        vec = (rng.random(24) + 0.1).astype(np.float32)  # all positive: no empty bin
+        # no zero coordinate, so no empty bin (negative bins are not empty: they are ranked)
+        vec = (rng.standard_normal(24) + 0.01).astype(np.float32)
+        vec[vec == 0] = 1.0
         codes, buckets = _hashing.hash_codes(p, vec)
         np.testing.assert_array_equal(codes, _ref_wta(p, vec))
         np.testing.assert_array_equal(buckets, _ref_buckets(p, codes))
@@ -166,7 +168,7 @@ def test_dwta_densifies_empty_bins(seed):
     vec = np.zeros(dim, dtype=np.float32)
     vec[rng.choice(dim, 6, replace=False)] = rng.random(6).astype(np.float32) + 0.5
     ref = _ref_wta(p, vec)
-    nonempty = (vec[p["dims"]] > 0).any(axis=1)
+    nonempty = (vec[p["dims"]] != 0).any(axis=1)
     assert nonempty.any() and not nonempty.all()  # the case under test
     codes, buckets = _hashing.hash_codes(p, vec)
     assert codes.min() >= 0 and codes.max() < bs
@@ -182,9 +184,19 @@ def test_dwta_densifies_empty_bins(seed):
 
 def test_dwta_all_empty_vector_gives_code_zero():
     p = _draw("dwta", dim=32, n_codes=3, n_tables=4, bin_size=8)
-    codes, buckets = _hashing.hash_codes(p, -np.ones(32, dtype=np.float32))
+    codes, buckets = _hashing.hash_codes(p, np.zeros(32, dtype=np.float32))
     np.testing.assert_array_equal(codes, 0)
     np.testing.assert_array_equal(buckets, 0)
+
+
+def test_dwta_negative_bins_are_ranked_not_empty():
+    # Regression: trained output weights are often negative in whole bins; treating such
+    # bins as empty made every rehash probe for replacements (tens of times slower) and
+    # threw away their ranking.
+    p = _draw("dwta", dim=32, n_codes=3, n_tables=4, bin_size=8)
+    vec = -np.random.default_rng(7).random(32).astype(np.float32) - 0.1
+    codes, _ = _hashing.hash_codes(p, vec)
+    np.testing.assert_array_equal(codes, _ref_wta(p, vec))
 
 
 @pytest.mark.parametrize("seed", range(5))

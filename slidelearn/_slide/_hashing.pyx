@@ -6,8 +6,9 @@ Hash families (for maximum-inner-product retrieval of output neurons):
   with random signs (sparse projections); one bit per code.
 * ``wta``: winner-take-all; each code is the position of the largest value
   among ``bin_size`` dims of a random permutation.
-* ``dwta``: densified WTA; as WTA, but a bin with no positive value is empty
-  and takes the code of another, non-empty bin found by random probing.
+* ``dwta``: densified WTA; as WTA, but a bin whose values are all zero (common
+  in ReLU activations) is empty and takes the code of another, non-empty bin
+  found by random probing.
 * ``doph``: densified one-permutation minhash of the set of positive dims;
   per table, dims are split into K random bins, each code is the dim of minimum
   random rank in its bin, empty bins are densified by probing.
@@ -55,6 +56,7 @@ cdef void hash_vector(const HashFn* fn, const float* vec, int32_t* codes,
     cdef int n_hashes = fn.n_codes * fn.n_tables
     cdef int i, j, t, d, best_j, b
     cdef float s, best
+    cdef bint nonzero
     cdef const int32_t* dims
     cdef const float* signs
     cdef uint32_t r
@@ -73,11 +75,13 @@ cdef void hash_vector(const HashFn* fn, const float* vec, int32_t* codes,
             dims = fn.dims + <int64_t>i * fn.bin_size
             best = vec[dims[0]]
             best_j = 0
+            nonzero = best != 0
             for j in range(1, fn.bin_size):
                 if vec[dims[j]] > best:
                     best = vec[dims[j]]
                     best_j = j
-            if fn.family == FAMILY_DWTA and not (best > 0):
+                nonzero = nonzero or vec[dims[j]] != 0
+            if fn.family == FAMILY_DWTA and not nonzero:
                 codes[i] = -1
             else:
                 codes[i] = best_j

@@ -43,6 +43,10 @@ cdef extern from "_vec.h" nogil:
 cdef int32_t SENT = 1 << 30
 # How many active rows ahead the output-layer loops prefetch.
 cdef int PREFETCH = 6
+# Per-thread scalars (random state, list lengths) sit THREAD_STRIDE entries apart, one
+# 64-byte cache line each, so that threads updating their own do not share a line.
+THREAD_STRIDE = 8
+cdef int STRIDE = THREAD_STRIDE
 
 
 cdef struct Net:
@@ -356,11 +360,11 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
     cdef Work* works
     if n == 0:
         return 0.0, 0
-    if acts.shape[0] < n_threads:
+    if acts.shape[0] < n_threads or rng.shape[0] < n_threads * STRIDE:
         raise ValueError("work buffers were sized for fewer threads")
     inv_batch = 1.0 / n
     for t in range(n_threads):
-        rng[t] = splitmix64(seed ^ splitmix64(<uint64_t>t + 1)) | 1
+        rng[t * STRIDE] = splitmix64(seed ^ splitmix64(<uint64_t>t + 1)) | 1
     works = <Work*>malloc(n_threads * sizeof(Work))
     if works == NULL:
         raise MemoryError()
@@ -374,11 +378,11 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
         works[t].cand = &cand[t, 0]
         works[t].mark = &mark[t, 0]
         works[t].g_dense = &g_dense[t, 0]
-        works[t].rng = &rng[t]
+        works[t].rng = &rng[t * STRIDE]
         works[t].out_list = &out_list[t, 0]
-        works[t].out_count = &out_count[t]
+        works[t].out_count = &out_count[t * STRIDE]
         works[t].in_list = &in_list[t, 0]
-        works[t].in_count = &in_count[t]
+        works[t].in_count = &in_count[t * STRIDE]
         works[t].out_flag = &out_flag[0]
         works[t].in_flag = &in_flag[0]
         works[t].g_in = &g_in[0, 0]
@@ -425,13 +429,13 @@ cdef int64_t _merge_lists(int32_t[:, ::1] lists, int64_t[::1] counts, uint8_t[::
     cdef int t
     cdef int32_t j
     for t in range(lists.shape[0]):
-        for q in range(counts[t]):
+        for q in range(counts[t * STRIDE]):
             j = lists[t, q]
             if flag[j] == 1:
                 flag[j] = 2
                 out[n] = j
                 n += 1
-        counts[t] = 0
+        counts[t * STRIDE] = 0
     return n
 
 
