@@ -12,19 +12,19 @@ import time
 import numpy as np
 
 
-def demo(n_samples=30000, n_features=20000, n_labels=20000, epochs=4, n_jobs=None,
+def demo(n_samples=20000, n_features=20000, n_labels=20000, epochs=3, n_jobs=None,
          random_state=0, out=None):
     """Train SlideClassifier on a generated problem and print its figures.
 
     Parameters
     ----------
-    n_samples : int, default=30000
+    n_samples : int, default=20000
         Rows generated; 90% train, 10% test.
     n_features : int, default=20000
         Input features.
     n_labels : int, default=20000
         Labels (output neurons).
-    epochs : int, default=4
+    epochs : int, default=3
         Training epochs.
     n_jobs : int or None, default=None
         Threads (None: all usable cores).
@@ -60,8 +60,10 @@ def demo(n_samples=30000, n_features=20000, n_labels=20000, epochs=4, n_jobs=Non
     print(f"Generated {n_samples:,} rows x {n_features:,} features, {n_labels:,} labels "
           f"({Y.nnz / n_samples:.1f} labels/row, {X.nnz / n_samples:.0f} non-zeros/row) in "
           f"{time.perf_counter() - t0:.1f} s", file=out)
+    # Many labels with few examples each: no L2 penalty and no step decay (the
+    # defaults are set for small, easily over-fitted label sets such as Bibtex).
     clf = SlideClassifier(max_iter=epochs, n_jobs=n_jobs, random_state=random_state,
-                          learning_rate=2e-3, tol=0.0)
+                          alpha=0.0, learning_rate_decay=1.0, tol=0.0)
     t0 = time.perf_counter()
     clf.fit(Xtr, Ytr)
     train_s = time.perf_counter() - t0
@@ -103,10 +105,10 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="train SlideClassifier on a generated extreme "
                                     "classification problem and print P@k and speed")
-    p.add_argument("--n-samples", type=int, default=30000, help="rows to generate (90%% train)")
+    p.add_argument("--n-samples", type=int, default=20000, help="rows to generate (90%% train)")
     p.add_argument("--n-features", type=int, default=20000, help="input features")
     p.add_argument("--n-labels", type=int, default=20000, help="labels (output neurons)")
-    p.add_argument("--epochs", type=int, default=4, help="training epochs")
+    p.add_argument("--epochs", type=int, default=3, help="training epochs")
     p.add_argument("--n-jobs", type=int, default=None, help="threads (default: all cores)")
     p.add_argument("--random-state", type=int, default=0, help="seed")
     args = parser.parse_args(argv)

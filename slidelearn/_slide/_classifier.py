@@ -55,8 +55,9 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         Hash family of the output-layer tables: densified winner-take-all,
         winner-take-all, signed random projections, or densified one-permutation
         minhash of the positive coordinates.
-    n_codes : int, default=6
-        K, hash codes concatenated into one bucket id per table.
+    n_codes : int, default=4
+        K, hash codes concatenated into one bucket id per table. Larger K makes
+        smaller, more selective buckets (fewer neurons retrieved).
     n_tables : int, default=50
         L, number of hash tables.
     bin_size : int, default=8
@@ -233,7 +234,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         hidden_layer_sizes=(128,),
         *,
         hash_family="dwta",
-        n_codes=6,
+        n_codes=4,
         n_tables=50,
         bin_size=8,
         range_pow=18,
@@ -466,7 +467,10 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
 
     def _rehash(self, n_threads):
         params = self._lsh["params"]
-        buckets = _hashing.hash_vectors(params, self._model["W_out"], n_threads)
+        W_out = self._model["W_out"]
+        # Centred rows: same inner-product ranking for every query, balanced buckets.
+        buckets = _hashing.hash_vectors(params, W_out, n_threads,
+                                        center=W_out.mean(axis=0, dtype=np.float64))
         offsets, ids = _hashing.build_tables(
             buckets, params["n_buckets"], self.bucket_size, self.bucket_policy == "reservoir",
             int(self._rng.integers(0, 2**63 - 1)), n_threads)
@@ -578,7 +582,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             self._model = {k: np.array(v) for k, v in self._model.items()}
             self._opt = {k: np.array(v) for k, v in self._opt.items()}
         if first:
-            rng = np.random.default_rng(check_seed(self.random_state))
+            rng = np.random.default_rng(_check_seed(self.random_state))
             self._init_model(X.shape[1], len(self.classes_), rng)
         counts = np.diff(Y_indptr)
         self._label_counts += np.bincount(Y_indices, minlength=len(self.classes_))
@@ -953,7 +957,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         return float(np.average(hits, weights=sample_weight))
 
 
-def check_seed(random_state):
+def _check_seed(random_state):
     """An int seed for numpy's Generator from a scikit-learn random_state."""
     if isinstance(random_state, np.random.RandomState):
         return int(random_state.randint(0, 2**31 - 1))

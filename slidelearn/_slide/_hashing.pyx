@@ -230,26 +230,47 @@ cdef Tables make_tables(const int32_t[:, ::1] offsets, const int32_t[:, ::1] ids
     return tb
 
 
-def hash_vectors(dict params, const float[:, ::1] V, int n_threads=1):
-    """Bucket ids of every row of ``V`` in every table, as a (L, n_rows) uint32 array."""
+def hash_vectors(dict params, const float[:, ::1] V, int n_threads=1, center=None):
+    """Bucket ids of every row of ``V`` in every table, as a (L, n_rows) uint32 array.
+
+    With ``center`` (a vector of ``dim`` floats), the rows ``V[i] - center`` are
+    hashed instead. Subtracting one vector from every item leaves the ranking of
+    the items by inner product with any query unchanged, so retrieval quality is
+    kept, while the component the rows share (output weights of rarely seen labels
+    all drift along the same direction) no longer piles them into a few buckets.
+    """
     cdef HashFn fn = make_hash_fn(params)
     if V.shape[1] != fn.dim:
         raise ValueError(f"vectors have {V.shape[1]} dims, the hash functions expect {fn.dim}")
     cdef Py_ssize_t n = V.shape[0], i
-    cdef int L = fn.n_tables, t, tid
+    cdef int L = fn.n_tables, t, tid, d, dim = fn.dim
     cdef int n_hashes = fn.n_codes * fn.n_tables
+    cdef bint centered = center is not None
+    center_np = np.zeros(dim, dtype=np.float32) if center is None else \
+        np.ascontiguousarray(center, dtype=np.float32)
+    if center_np.shape != (dim,):
+        raise ValueError(f"center must have {dim} entries, got shape {center_np.shape}")
+    cdef const float[::1] c = center_np
     out = np.empty((L, n), dtype=np.uint32)
     cdef uint32_t[:, ::1] out_v = out
-    codes_np = np.empty((max(n_threads, 1), n_hashes), dtype=np.int32)
-    buckets_np = np.empty((max(n_threads, 1), L), dtype=np.uint32)
+    T = max(n_threads, 1)
+    codes_np = np.empty((T, n_hashes), dtype=np.int32)
+    buckets_np = np.empty((T, L), dtype=np.uint32)
+    row_np = np.empty((T, dim), dtype=np.float32)
     cdef int32_t[:, ::1] codes = codes_np
     cdef uint32_t[:, ::1] buck = buckets_np
+    cdef float[:, ::1] row = row_np
     if n == 0:
         return out
     with nogil:
         for i in prange(n, schedule="static", num_threads=n_threads):
             tid = omp_get_thread_num()
-            hash_vector(&fn, &V[i, 0], &codes[tid, 0], &buck[tid, 0])
+            if centered:
+                for d in range(dim):
+                    row[tid, d] = V[i, d] - c[d]
+                hash_vector(&fn, &row[tid, 0], &codes[tid, 0], &buck[tid, 0])
+            else:
+                hash_vector(&fn, &V[i, 0], &codes[tid, 0], &buck[tid, 0])
             for t in range(L):
                 out_v[t, i] = buck[tid, t]
     return out
