@@ -402,3 +402,29 @@ def test_query_threshold_intersects_tables():
         found = _hashing.query_tables(p, offsets, ids, q, thr)
         np.testing.assert_array_equal(found, np.flatnonzero(counts >= thr))
     assert 3 in _hashing.query_tables(p, offsets, ids, q, 8)
+
+
+@pytest.mark.parametrize("family", ["simhash", "wta", "dwta", "doph"])
+def test_hash_vectors_center_hashes_the_centred_rows(family):
+    p = _draw(family, dim=16, n_codes=3, n_tables=5, bin_size=4)
+    rng = np.random.default_rng(11)
+    V = rng.standard_normal((40, 16)).astype(np.float32) - 0.5
+    center = V.mean(axis=0)
+    expected = _hashing.hash_vectors(p, np.ascontiguousarray(V - center), 1)
+    np.testing.assert_array_equal(_hashing.hash_vectors(p, V, 2, center=center), expected)
+    with pytest.raises(ValueError, match="center must have 16 entries"):
+        _hashing.hash_vectors(p, V, 1, center=np.zeros(3))
+
+
+def test_centering_balances_buckets_of_rows_sharing_a_direction():
+    # Output rows of rarely seen labels drift along one shared direction; hashed as they
+    # are they fall into a handful of buckets, centred they spread out again.
+    p = _draw("dwta", dim=32, n_codes=3, n_tables=4, bin_size=8)
+    rng = np.random.default_rng(12)
+    shared = 5.0 * rng.standard_normal(32)
+    V = (shared + 0.1 * rng.standard_normal((2000, 32))).astype(np.float32)
+    raw = _hashing.hash_vectors(p, V, 1)
+    centred = _hashing.hash_vectors(p, V, 1, center=V.mean(axis=0))
+    n_raw = np.mean([len(np.unique(raw[t])) for t in range(4)])
+    n_centred = np.mean([len(np.unique(centred[t])) for t in range(4)])
+    assert n_centred > 10 * n_raw

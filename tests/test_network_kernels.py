@@ -4,7 +4,7 @@ import pytest
 import scipy.sparse as sp
 
 from slidelearn import SlideClassifier
-from slidelearn._slide import _network
+from slidelearn._slide import _hashing, _network
 
 
 # --------------------------------------------------------------------------- helpers
@@ -184,7 +184,11 @@ def test_topk_lsh_with_full_tables_equals_exact(k, n_threads):
     clf = _make_clf(4, n_labels, hash_family="doph", n_codes=1, n_tables=3,
                     bucket_size=10**6)
     clf._model["W_out"][:] = np.abs(clf._model["W_out"]) + 0.01
-    clf._rehash(1)
+    # Tables of the raw (uncentred) rows, so that every row is all-positive.
+    params = clf._lsh["params"]
+    clf._lsh["offsets"], clf._lsh["ids"] = _hashing.build_tables(
+        _hashing.hash_vectors(params, clf._model["W_out"], 1), params["n_buckets"],
+        10**6, False, 0, 1)
     Hm = (np.abs(rng.standard_normal((n, 6))) + 0.01).astype(np.float32)
     fallback = np.arange(n_labels, dtype=np.int32)
     idx, sc, n_cand = _network.topk_lsh(Hm, clf._model, clf._lsh, k, 1, fallback, n_threads)
