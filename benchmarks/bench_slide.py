@@ -147,7 +147,11 @@ def parse_args(argv=None):
     h.add_argument("--active-threshold", type=int, default=1,
                    help="tables a neuron must be retrieved from to be active in training")
     h.add_argument("--inference-threshold", type=int, nargs="+", default=[1],
-                   help="the same threshold for LSH inference")
+                   help="the same threshold for LSH inference (several: one row each)")
+    h.add_argument("--inference-n-codes", type=int, default=None,
+                   help="K of separate inference-only tables (default: use the training tables)")
+    h.add_argument("--inference-n-tables", type=int, default=None,
+                   help="L of separate inference-only tables (default: use the training tables)")
     h.add_argument("--rehash-interval", type=int, default=6400,
                    help="samples between two rebuilds of the hash tables")
     h.add_argument("--rebuild-interval", type=int, default=128000,
@@ -385,6 +389,9 @@ def run_slidelearn(args, threads, data):
     extra = {}
     if "learning_rate_decay" in SlideClassifier().get_params():
         extra["learning_rate_decay"] = args.lr_decay
+    if args.inference_n_codes is not None or args.inference_n_tables is not None:
+        extra["inference_n_codes"] = args.inference_n_codes
+        extra["inference_n_tables"] = args.inference_n_tables
     clf = SlideClassifier(
         **extra, alpha=args.alpha, hidden_layer_sizes=(args.hidden,), hash_family=args.hash_family,
         n_codes=args.n_codes, n_tables=args.n_tables, bin_size=args.bin_size,
@@ -704,7 +711,9 @@ def print_report(info, data_stats, results, summary, args, command):
     print(f"SLIDE       : {args.hash_family} K={args.n_codes} L={args.n_tables} "
           f"bin={args.bin_size} range_pow={args.range_pow} bucket={args.bucket_size} "
           f"min_active={args.min_active} active_threshold={args.active_threshold} "
-          f"inference_threshold={args.inference_threshold} rehash={args.rehash_interval} "
+          f"inference_threshold={args.inference_threshold} "
+          f"inference_tables=K{args.inference_n_codes}/L{args.inference_n_tables} "
+          f"rehash={args.rehash_interval} "
           f"rebuild={args.rebuild_interval}; {args.epochs} epoch(s) via {args.train_api}")
     if not args.skip_torch:
         print(f"torch peer  : {args.torch_batches} timed batches after {args.torch_warmup} "

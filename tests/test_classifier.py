@@ -615,3 +615,37 @@ def test_bibtex_precision_at_1(shared_data):
     clf = SlideClassifier(random_state=0).fit(Xtr, Ytr)
     p1 = clf.score(Xte, Yte)
     assert p1 >= 0.62, f"Bibtex test precision@1 = {p1:.4f} < 0.62"
+
+
+def test_inference_tables_are_separate_and_used_by_lsh_inference():
+    from slidelearn._slide import _network
+    from slidelearn.datasets import make_extreme_classification
+    from slidelearn.utils.validation import validate_sparse_X
+
+    X, Y = make_extreme_classification(n_samples=600, n_features=300, n_labels=400,
+                                       random_state=3)
+    base = dict(hidden_layer_sizes=(16,), n_codes=3, n_tables=4, max_iter=2, n_jobs=1,
+                random_state=0)
+    plain = SlideClassifier(**base).fit(X, Y)
+    assert plain._inference_lsh is None
+    sep = SlideClassifier(**base, inference_n_codes=2, inference_n_tables=7).fit(X, Y)
+    tables = sep._inference_lsh
+    assert tables["params"]["n_tables"] == 7 and tables["params"]["n_codes"] == 2
+    assert tables["offsets"].shape[0] == 7 and sep._lsh["offsets"].shape[0] == 4
+    # Training is unaffected by the inference tables (they are drawn after the last epoch).
+    np.testing.assert_array_equal(plain.coefs_[-1], sep.coefs_[-1])
+    # LSH inference ranks exactly the neurons those tables retrieve.
+    Xc = validate_sparse_X(sep, X[:50], reset=False)
+    H = sep._hidden(Xc, 1)
+    order = np.argsort(-sep._label_counts, kind="stable").astype(np.int32)
+    idx, _, _ = _network.topk_lsh(H, sep._model, tables, 5, 1, order, 1)
+    labels, _ = sep.predict_topk(X[:50], k=5, inference="lsh")
+    np.testing.assert_array_equal(labels, sep.classes_[idx])
+    # partial_fit rebuilds them from the updated weights.
+    before = tables["ids"].copy()
+    sep.partial_fit(X, Y)
+    assert sep._inference_lsh is not tables and sep._inference_lsh["ids"].shape == before.shape
+    # ... and building them never changes how the model trains.
+    plain.partial_fit(X, Y)
+    np.testing.assert_array_equal(plain.coefs_[-1], sep.coefs_[-1])
+    np.testing.assert_array_equal(plain.coefs_[0], sep.coefs_[0])

@@ -79,6 +79,14 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         this many of the L tables (1 = union of the buckets).
     inference_threshold : int, default=1
         The same threshold for ``inference="lsh"``.
+    inference_n_codes, inference_n_tables : int or None, default=None
+        When either is set, ``fit`` and ``partial_fit`` end by building a second set
+        of tables from the final weights, with these K and L (None: the training
+        value), used only by ``inference="lsh"``. More tables with larger K retrieve
+        the best neurons with fewer false candidates than the training tables, at
+        the cost of ``L * (n_classes + buckets)`` integers of memory and a rebuild at
+        the end of every ``fit`` / ``partial_fit`` call. None for both: LSH inference
+        uses the training tables.
     rehash_interval : int, default=6400
         Samples between two rebuilds of the tables from the current weights.
     rebuild_interval : int, default=128000
@@ -205,6 +213,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         "min_active": [Interval(Integral, 0, None, closed="left")],
         "active_threshold": [Interval(Integral, 1, None, closed="left")],
         "inference_threshold": [Interval(Integral, 1, None, closed="left")],
+        "inference_n_codes": [Interval(Integral, 1, 32, closed="both"), None],
+        "inference_n_tables": [Interval(Integral, 1, None, closed="left"), None],
         "rehash_interval": [Interval(Integral, 1, None, closed="left")],
         "rebuild_interval": [Interval(Integral, 1, None, closed="left")],
         "interval_growth": [Interval(Real, 1.0, None, closed="left")],
@@ -243,6 +253,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         min_active=1000,
         active_threshold=1,
         inference_threshold=1,
+        inference_n_codes=None,
+        inference_n_tables=None,
         rehash_interval=6400,
         rebuild_interval=128000,
         interval_growth=1.0,
@@ -277,6 +289,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         self.min_active = min_active
         self.active_threshold = active_threshold
         self.inference_threshold = inference_threshold
+        self.inference_n_codes = inference_n_codes
+        self.inference_n_tables = inference_n_tables
         self.rehash_interval = rehash_interval
         self.rebuild_interval = rebuild_interval
         self.interval_growth = interval_growth
@@ -466,17 +480,36 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             self.bin_size, self.range_pow, self._rng)
 
     def _rehash(self, n_threads):
-        params = self._lsh["params"]
+        self._fill_tables(self._lsh, n_threads)
+
+    def _build_inference_tables(self, n_threads):
+        """Tables used only by LSH inference, when inference_n_codes/_n_tables ask for them."""
+        if self.inference_n_codes is None and self.inference_n_tables is None:
+            self._inference_lsh = None
+            return
+        # A stream of its own (from the model's seed and the number of epochs run), so that
+        # asking for inference tables never changes how the model trains.
+        rng = np.random.default_rng([self._seed, 1, self.n_iter_])
+        self._inference_lsh = {"params": _hashing.draw_hash_functions(
+            self.hash_family, int(self._model["sizes"][-1]),
+            self.n_codes if self.inference_n_codes is None else self.inference_n_codes,
+            self.n_tables if self.inference_n_tables is None else self.inference_n_tables,
+            self.bin_size, self.range_pow, rng)}
+        self._fill_tables(self._inference_lsh, n_threads, rng)
+
+    def _fill_tables(self, lsh, n_threads, rng=None):
+        """(Re)build the bucket tables of ``lsh`` from the current output weights."""
+        params = lsh["params"]
         W_out = self._model["W_out"]
         # Centred rows: same inner-product ranking for every query, balanced buckets.
         buckets = _hashing.hash_vectors(params, W_out, n_threads,
                                         center=W_out.mean(axis=0, dtype=np.float64))
         offsets, ids = _hashing.build_tables(
             buckets, params["n_buckets"], self.bucket_size, self.bucket_policy == "reservoir",
-            int(self._rng.integers(0, 2**63 - 1)), n_threads)
-        self._lsh["offsets"] = offsets
-        self._lsh["ids"] = ids
-        self._lsh["bucket_size"] = int(self.bucket_size)
+            int((self._rng if rng is None else rng).integers(0, 2**63 - 1)), n_threads)
+        lsh["offsets"] = offsets
+        lsh["ids"] = ids
+        lsh["bucket_size"] = int(self.bucket_size)
 
     def _get_work(self, n_threads, max_labels):
         m = self._model
@@ -582,7 +615,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             self._model = {k: np.array(v) for k, v in self._model.items()}
             self._opt = {k: np.array(v) for k, v in self._opt.items()}
         if first:
-            rng = np.random.default_rng(_check_seed(self.random_state))
+            self._seed = _check_seed(self.random_state)
+            rng = np.random.default_rng(self._seed)
             self._init_model(X.shape[1], len(self.classes_), rng)
         counts = np.diff(Y_indptr)
         self._label_counts += np.bincount(Y_indices, minlength=len(self.classes_))
@@ -601,6 +635,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
                 dt = time.perf_counter() - t0
                 print(f"partial_fit: loss {loss:.4f}, {len(rows) / max(dt, 1e-9):,.0f} samples/s, "
                       f"{active:.0f} active neurons/sample, {dt:.2f} s")
+            self._build_inference_tables(n_threads)
             return self
 
         val_rows = None
@@ -656,6 +691,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         # Tables from the final weights, so that LSH inference sees the trained model.
         self._rehash(n_threads)
         self._since_rehash = 0
+        self._build_inference_tables(n_threads)
         return self
 
     def _snapshot(self):
@@ -744,7 +780,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         Hm = self._hidden(X, n_threads)
         if mode == "lsh":
             order = np.argsort(-self._label_counts, kind="stable").astype(np.int32)
-            idx, scores, _ = _network.topk_lsh(Hm, self._model, self._lsh, k,
+            tables = getattr(self, "_inference_lsh", None) or self._lsh
+            idx, scores, _ = _network.topk_lsh(Hm, self._model, tables, k,
                                                self.inference_threshold, order, n_threads)
             return idx, scores
         with threadpool_limits(limits=1, user_api="blas"):

@@ -701,6 +701,8 @@ def topk_lsh(const float[:, ::1] Hm, dict model, dict lsh, int k, int threshold,
                 for a in range(n_act):
                     j = act[tid, a]
                     mark[tid, j] = 0
+                    if a + PREFETCH < n_act:
+                        sl_prefetch_row(net.W_out + <int64_t>act[tid, a + PREFETCH] * d, d)
                     _heap_push(&sc[i, 0], &idx[i, 0], &size, k,
                                net.b_out[j] + sl_dot(&Hm[i, 0], net.W_out + <int64_t>j * d, d), j)
                 q = 0
