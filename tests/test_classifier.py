@@ -241,8 +241,11 @@ def test_fit_is_deterministic_with_one_thread(multilabel_data):
 
 def test_two_threads(multilabel_data):
     Xtr, Ytr, Xte, Yte = multilabel_data
+    from slidelearn.utils._openmp_helpers import openmp_enabled
+
     clf = _clf(max_iter=8, n_jobs=2).fit(Xtr, Ytr)
-    assert clf.n_threads_ == 2
+    # A build without OpenMP (the serial fallback) runs every kernel on one thread.
+    assert clf.n_threads_ == (2 if openmp_enabled() else 1)
     assert all(np.all(np.isfinite(w)) for w in clf.coefs_ + clf.intercepts_)
     assert clf.loss_curve_[-1] < clf.loss_curve_[0]
     assert clf.score(Xte, Yte) > 0.6
