@@ -652,3 +652,13 @@ def test_inference_tables_are_separate_and_used_by_lsh_inference():
     plain.partial_fit(X, Y)
     np.testing.assert_array_equal(plain.coefs_[-1], sep.coefs_[-1])
     np.testing.assert_array_equal(plain.coefs_[0], sep.coefs_[0])
+
+
+@pytest.mark.parametrize("n", [1, 3, 10, 57, 200])
+def test_most_frequent_labels_is_the_head_of_a_stable_argsort(n):
+    # LSH inference completes short rows from these labels; ranking only the first few
+    # must give exactly the head of the full (stable, ties by lower index) ordering.
+    clf = SlideClassifier()
+    clf._label_counts = np.random.default_rng(n).integers(0, 5, size=57)  # many ties
+    expected = np.argsort(-clf._label_counts, kind="stable")[:n]
+    np.testing.assert_array_equal(clf._most_frequent_labels(n), expected)

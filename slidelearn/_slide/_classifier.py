@@ -779,13 +779,27 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         """Top-k label indices and scores of validated CSR X."""
         Hm = self._hidden(X, n_threads)
         if mode == "lsh":
-            order = np.argsort(-self._label_counts, kind="stable").astype(np.int32)
+            # Filling a row needs at most 2k - 1 fallback labels (up to k - 1 are skipped
+            # as already found), so only those are ranked, not every label on every call.
+            order = self._most_frequent_labels(2 * k)
             tables = getattr(self, "_inference_lsh", None) or self._lsh
             idx, scores, _ = _network.topk_lsh(Hm, self._model, tables, k,
                                                self.inference_threshold, order, n_threads)
             return idx, scores
         with threadpool_limits(limits=1, user_api="blas"):
             return _network.topk_exact(Hm, self._model, k, n_threads)
+
+    def _most_frequent_labels(self, n):
+        """The n most frequent training labels, most frequent first, ties by lower index
+        (the first n of a stable argsort of -counts, in O(n_classes) time)."""
+        counts = self._label_counts
+        n = min(n, counts.shape[0])
+        if n < counts.shape[0]:
+            nth_largest = np.partition(counts, counts.shape[0] - n)[counts.shape[0] - n]
+            cand = np.flatnonzero(counts >= nth_largest)
+        else:
+            cand = np.arange(counts.shape[0])
+        return cand[np.argsort(-counts[cand], kind="stable")][:n].astype(np.int32)
 
     def predict_topk(self, X, k=5, *, inference=None):
         """The k best labels of each row, with their scores (logits).
