@@ -11,6 +11,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from threadpoolctl import threadpool_limits
 
 from slidelearn._slide import _hashing, _network
+from slidelearn.metrics import precision_at_k
 from slidelearn.utils._openmp_helpers import effective_n_threads
 from slidelearn.utils.validation import check_csr_indices, validate_sparse_X
 
@@ -645,6 +646,10 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             if n_val >= len(rows):
                 raise ValueError("validation_fraction leaves no training rows.")
             val_rows, rows = np.sort(perm[:n_val]), perm[n_val:]
+            # The held-out rows and their label sets, once for all epochs.
+            Xv = X[val_rows]
+            Yv = sp.csr_matrix((np.ones(len(Y_indices), dtype=np.int8), Y_indices, Y_indptr),
+                               shape=(X.shape[0], len(self.classes_)))[val_rows]
             best_state = None
         best = -np.inf if self.early_stopping else np.inf
         no_improve = 0
@@ -659,11 +664,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             msg = (f"Epoch {epoch + 1}/{self.max_iter}: loss {loss:.4f}, "
                    f"{len(rows) / max(dt, 1e-9):,.0f} samples/s, {active:.0f} active neurons/sample")
             if self.early_stopping:
-                Xv = X[val_rows]
                 labels, _ = self._topk_indices(Xv, 1, self.inference, n_threads)
-                Yv = sp.csr_matrix((np.ones(len(Y_indices), dtype=np.int8), Y_indices, Y_indptr),
-                                   shape=(X.shape[0], len(self.classes_)))[val_rows]
-                score = float(np.asarray(Yv[np.arange(len(val_rows)), labels[:, 0]]).mean())
+                score = float(precision_at_k(Yv, labels, k=1))
                 self.validation_scores_.append(score)
                 msg += f", validation P@1 {score:.4f}"
                 if score > best + self.tol:
