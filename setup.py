@@ -26,6 +26,7 @@ EXTENSIONS = [
     "slidelearn._slide._hashing",
     "slidelearn._slide._network",
     "slidelearn.datasets._xc_format",
+    "slidelearn._dlrm._kernels",
 ]
 
 

@@ -1,0 +1,1 @@
+"""DLRM recommender models: embedding bags, MLPs and feature interactions."""

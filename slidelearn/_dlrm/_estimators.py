@@ -1,0 +1,944 @@
+"""DLRMRegressor and DLRMClassifier: DLRM recommender models trained on CPU."""
+import time
+from numbers import Integral, Real
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from threadpoolctl import threadpool_limits
+
+from slidelearn._dlrm import _inputs
+from slidelearn._dlrm import _kernels
+from slidelearn.utils._openmp_helpers import effective_n_threads
+from slidelearn.utils.validation import validate_sparse_X
+
+_PREDICT_BATCH = 4096
+
+
+def _check_seed(random_state):
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(0, 2**31 - 1))
+    return int(np.random.RandomState(random_state).randint(0, 2**31 - 1))
+
+
+class _BaseDLRM(BaseEstimator):
+    """Shared core of the DLRM estimators (inputs, model, training loop)."""
+
+    _parameter_constraints = {
+        "categorical_features": ["array-like", StrOptions({"from_dtype"}), None],
+        "feature_groups": [list, StrOptions({"auto"}), None],
+        "table_sizes": [Interval(Integral, 1, None, closed="left"), "array-like", None],
+        "embedding_dim": [Interval(Integral, 1, None, closed="left")],
+        "bottom_mlp": ["array-like"],
+        "top_mlp": ["array-like"],
+        "interaction": [StrOptions({"dot", "cat"})],
+        "self_interaction": ["boolean"],
+        "solver": [StrOptions({"sgd", "adagrad"})],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "learning_rate_decay": [Interval(Real, 0, 1, closed="right")],
+        "warmup_steps": [Interval(Integral, 0, None, closed="left")],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "shuffle": ["boolean"],
+        "warm_start": ["boolean"],
+        "n_jobs": [Integral, None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        *,
+        categorical_features="from_dtype",
+        feature_groups="auto",
+        table_sizes=None,
+        embedding_dim=16,
+        bottom_mlp=(64,),
+        top_mlp=(64,),
+        interaction="dot",
+        self_interaction=False,
+        solver="adagrad",
+        learning_rate_init=0.01,
+        learning_rate_decay=1.0,
+        warmup_steps=0,
+        alpha=0.0,
+        epsilon=1e-8,
+        batch_size=256,
+        max_iter=10,
+        tol=1e-4,
+        n_iter_no_change=3,
+        early_stopping=False,
+        validation_fraction=0.1,
+        shuffle=True,
+        warm_start=False,
+        n_jobs=None,
+        random_state=None,
+        verbose=0,
+    ):
+        self.categorical_features = categorical_features
+        self.feature_groups = feature_groups
+        self.table_sizes = table_sizes
+        self.embedding_dim = embedding_dim
+        self.bottom_mlp = bottom_mlp
+        self.top_mlp = top_mlp
+        self.interaction = interaction
+        self.self_interaction = self_interaction
+        self.solver = solver
+        self.learning_rate_init = learning_rate_init
+        self.learning_rate_decay = learning_rate_decay
+        self.warmup_steps = warmup_steps
+        self.alpha = alpha
+        self.epsilon = epsilon
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.shuffle = shuffle
+        self.warm_start = warm_start
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ tags
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_work", None)  # scratch, rebuilt on demand
+        if "_model" in state:
+            model = dict(state["_model"])
+            model["slot"] = np.empty(0, np.int32)  # all -1 between batches: rebuilt
+            model["grad"] = np.empty(0, np.float32)
+            state["_model"] = model
+        return state
+
+    # ------------------------------------------------------------ inputs
+    def _inputs(self, X, reset):
+        """Validate X and return (dense features float32 (n, n_dense), Bags)."""
+        if reset:
+            self._sparse_input = sp.issparse(X)
+        if self._sparse_input:
+            if reset and self.categorical_features not in (None, "from_dtype"):
+                raise ValueError("categorical_features applies to dense input; with a "
+                                 "sparse X, group its one-hot columns with feature_groups.")
+            if reset and self.table_sizes is not None and self.feature_groups is not None:
+                raise ValueError("table_sizes applies to categorical_features of dense "
+                                 "input; a sparse field's table has one row per column.")
+            X = validate_sparse_X(self, X, reset=reset)
+            if reset:
+                fg = self.feature_groups
+                if fg is None:
+                    groups = []
+                elif isinstance(fg, str):
+                    groups = _inputs.detect_onehot_groups(X)
+                else:
+                    groups = _inputs.check_groups(fg, X.shape[1])
+                self.feature_groups_ = groups
+                grouped = np.zeros(X.shape[1], dtype=bool)
+                for g in groups:
+                    grouped[g] = True
+                self._dense_cols = np.flatnonzero(~grouped)
+                self._set_tables(np.array([len(g) for g in groups], dtype=np.int64))
+            dense = np.ascontiguousarray(X[:, self._dense_cols].toarray(), dtype=np.float32)
+            bags = _inputs.sparse_bags(X, self.feature_groups_, self._table_offsets,
+                                       self._index_dtype)
+            return dense, bags
+
+        if reset:
+            if self.feature_groups not in (None, "auto"):
+                raise ValueError("feature_groups applies to sparse input; with a dense X, "
+                                 "name the id columns with categorical_features.")
+            names = getattr(X, "columns", None)
+            n_cols = X.shape[1] if hasattr(X, "shape") and len(X.shape) == 2 else None
+            if n_cols is None:
+                mask = None
+            else:
+                mask = _inputs.resolve_categorical(
+                    self.categorical_features, X, n_cols,
+                    None if names is None else [str(c) for c in names])
+        X = _inputs.category_codes(X, None)
+        X = validate_data(self, X, reset=reset, dtype=np.float64, ensure_all_finite=True,
+                          ensure_min_samples=1)
+        if reset:
+            if mask is None:
+                mask = _inputs.resolve_categorical(self.categorical_features, X, X.shape[1],
+                                                   None)
+            self.is_categorical_ = mask
+            self._cat_cols = np.flatnonzero(mask)
+            self._dense_cols = np.flatnonzero(~mask)
+        ids = np.empty((X.shape[0], len(self._cat_cols)), dtype=np.int64)
+        for t, c in enumerate(self._cat_cols):
+            name = (repr(self.feature_names_in_[c]) if hasattr(self, "feature_names_in_")
+                    else f"{c}")
+            ids[:, t] = _inputs.check_ids(X[:, c], name)
+        if reset:
+            sizes = _inputs.table_sizes_from(self.table_sizes, ids.max(axis=0, initial=0)
+                                             if len(ids) else [], len(self._cat_cols))
+            self._set_tables(sizes)
+        dense = np.ascontiguousarray(X[:, self._dense_cols], dtype=np.float32)
+        bags = _inputs.dense_bags(ids, self.table_sizes_, self._table_offsets,
+                                  self._index_dtype)
+        return dense, bags
+
+    def _set_tables(self, sizes):
+        self.table_sizes_ = np.asarray(sizes, dtype=np.int64)
+        self._table_offsets = np.concatenate([[0], np.cumsum(self.table_sizes_)]).astype(np.int64)
+        self._index_dtype = np.int32 if self._table_offsets[-1] < 2**31 else np.int64
+
+    # ------------------------------------------------------------- model
+    def _init_model(self, n_dense, k, y_bias, rng):
+        d = int(self.embedding_dim)
+        T = len(self.table_sizes_)
+        bottom = [int(h) for h in np.atleast_1d(self.bottom_mlp)] if len(self.bottom_mlp) else []
+        top = [int(h) for h in np.atleast_1d(self.top_mlp)] if len(self.top_mlp) else []
+        if any(h < 1 for h in bottom + top):
+            raise ValueError("bottom_mlp and top_mlp layer sizes must be positive.")
+        has_bottom = n_dense > 0
+        F = T + int(has_bottom)
+        if self.interaction == "cat":
+            n_int = F * d
+            code = _kernels.CODES["cat"]
+        else:
+            n_pairs = F * (F + 1) // 2 if self.self_interaction else F * (F - 1) // 2
+            n_int = (d if has_bottom else 0) + n_pairs
+            code = _kernels.CODES["dot_self" if self.self_interaction else "dot"]
+        if n_int == 0:
+            raise ValueError("interaction='dot' over a single embedding table and no dense "
+                             "features has nothing to interact: use interaction='cat' or "
+                             "self_interaction=True.")
+        dims = []
+        if has_bottom:
+            sizes = [n_dense] + bottom + [d]
+            dims += [(sizes[i], sizes[i + 1], 1) for i in range(len(sizes) - 1)]
+        n_bottom = len(dims)
+        sizes = [n_int] + top + [k]
+        dims += [(sizes[i], sizes[i + 1], int(i < len(sizes) - 2)) for i in range(len(sizes) - 1)]
+        layers = np.zeros((len(dims), 5), dtype=np.int64)
+        pos = 0
+        for l, (n_in, n_out, relu) in enumerate(dims):
+            layers[l] = (n_in, n_out, pos, pos + n_in * n_out, relu)
+            pos += n_in * n_out + n_out
+        theta = np.empty(pos, dtype=np.float32)
+        for n_in, n_out, w_off, b_off, _ in layers:
+            theta[w_off:b_off] = rng.normal(0.0, np.sqrt(2.0 / (n_in + n_out)), n_in * n_out)
+            theta[b_off:b_off + n_out] = rng.normal(0.0, np.sqrt(1.0 / n_out), n_out)
+        out_b = layers[-1, 3]
+        theta[out_b:out_b + k] = y_bias
+        n_rows = int(self._table_offsets[-1])
+        E = np.empty((n_rows, d), dtype=np.float32)
+        for t in range(T):
+            lo, hi = self._table_offsets[t], self._table_offsets[t + 1]
+            bound = np.float32(np.sqrt(1.0 / (hi - lo)))
+            E[lo:hi] = rng.random((hi - lo, d), dtype=np.float32) * (2 * bound) - bound
+        adagrad = self.solver == "adagrad"
+        self._model = {
+            "theta": theta,
+            "grad": np.zeros(pos, dtype=np.float32),
+            "acc": np.zeros(pos if adagrad else 0, dtype=np.float32),
+            "E": E,
+            "E_acc": np.zeros(n_rows if adagrad else 0, dtype=np.float32),
+            "slot": np.empty(0, np.int32),
+            "table_offsets": self._table_offsets,
+        }
+        self._spec = {
+            "n_dense": n_dense, "n_tables": T, "d": d, "n_bottom": n_bottom,
+            "n_top": len(dims) - n_bottom, "n_int": n_int, "interaction": code, "k": k,
+            "layers": layers, "loss": _kernels.CODES[self._loss_name],
+            "optimizer": _kernels.CODES[self.solver],
+            "eps": float(self.epsilon), "alpha": float(self.alpha),
+            "max_width": int(layers[:, :2].max()),
+        }
+        self._step = 0
+        self.n_iter_ = 0
+        self.loss_curve_ = []
+        self.validation_loss_curve_ = [] if self.early_stopping else None
+        self.best_validation_loss_ = None
+
+    def _prepare_model(self):
+        """Buffers the kernels need that pickling dropped; a private copy of a
+        read-only (memory-mapped) model before training."""
+        m = self._model
+        if not m["theta"].flags.writeable or (m["E"].size and not m["E"].flags.writeable):
+            self._model = m = {k: np.array(v) for k, v in m.items()}
+        if m["grad"].shape != m["theta"].shape:
+            m["grad"] = np.zeros_like(m["theta"])
+        # Hyper-parameters that may change between partial_fit calls / warm starts.
+        self._spec["alpha"] = float(self.alpha)
+        self._spec["eps"] = float(self.epsilon)
+        needs_slot = self._spec["n_tables"] > 0 and (
+            self._spec["optimizer"] != _kernels.CODES["sgd"] or self.alpha > 0)
+        if needs_slot and m["slot"].shape[0] != m["E"].shape[0]:
+            m["slot"] = np.full(m["E"].shape[0], -1, dtype=np.int32)
+
+    def _get_work(self, B):
+        spec = self._spec
+        size = _kernels.work_size(B, spec["n_dense"], spec["n_tables"] + int(spec["n_bottom"] > 0),
+                                  spec["d"], spec["n_int"], spec["layers"], spec["max_width"])
+        work = getattr(self, "_work", None)
+        if work is None or work.shape[0] < size:
+            work = self._work = np.empty(size, dtype=np.float32)
+        return work
+
+    # --------------------------------------------------------- training
+    def _lrs(self, n_batches, epoch):
+        steps = self._step + np.arange(n_batches, dtype=np.float64)
+        lr = self.learning_rate_init * self.learning_rate_decay ** epoch * np.ones(n_batches)
+        if self.warmup_steps > 0:
+            lr *= np.minimum(1.0, (steps + 1) / self.warmup_steps)
+        return lr.astype(np.float32)
+
+    def _train_rows(self, dense, bags, Y, order, epoch, n_threads):
+        B = int(min(self.batch_size, max(len(order), 1)))
+        n_batches = -(-len(order) // B)
+        work = self._get_work(B)
+        with threadpool_limits(limits=n_threads, user_api="blas"):
+            losses = _kernels.train_epoch(dense, Y, bags.ptr, bags.ids, bags.wts,
+                                          order.astype(np.int64, copy=False), B,
+                                          self._lrs(n_batches, epoch), self._model,
+                                          self._spec, work, n_threads)
+        self._step += n_batches
+        sizes = np.full(n_batches, B, dtype=np.float64)
+        sizes[-1] = len(order) - B * (n_batches - 1)
+        loss = float(np.dot(losses, sizes) / len(order))
+        if not np.isfinite(loss):
+            raise FloatingPointError(
+                f"The training loss diverged to {loss} at epoch {epoch + 1}; lower "
+                f"learning_rate_init (now {self.learning_rate_init}).")
+        return loss
+
+    def _raw_output(self, dense, bags, n_threads):
+        n = dense.shape[0]
+        out = np.empty((n, self._spec["k"]), dtype=np.float32)
+        B = int(min(_PREDICT_BATCH, max(n, 1)))
+        work = self._get_work(B)
+        with threadpool_limits(limits=n_threads, user_api="blas"):
+            _kernels.forward(dense, bags.ptr, bags.ids, bags.wts, B, self._model, self._spec,
+                             work, out, n_threads)
+        return out
+
+    def _fit(self, X, y, *, incremental, classes=None):
+        first = not hasattr(self, "_model") or not (incremental or self.warm_start)
+        dense, bags = self._inputs(X, reset=first)
+        Y = self._encode_y(y, dense.shape[0], first=first, classes=classes)
+        if first:
+            self._seed = _check_seed(self.random_state)
+            self._rng = np.random.default_rng(self._seed)
+            self._init_model(dense.shape[1], Y.shape[1], self._output_bias(Y), self._rng)
+        self._prepare_model()
+        n_threads = effective_n_threads(self.n_jobs)
+        self.n_threads_ = n_threads
+        n = dense.shape[0]
+        rows = np.arange(n, dtype=np.int64)
+        if incremental:
+            t0 = time.perf_counter()
+            order = self._rng.permutation(rows) if self.shuffle else rows
+            loss = self._train_rows(dense, bags, Y, order, 0, n_threads)
+            self.loss_curve_.append(loss)
+            self.n_iter_ += 1
+            if self.verbose:
+                dt = time.perf_counter() - t0
+                print(f"partial_fit: loss {loss:.5f}, {n / max(dt, 1e-9):,.0f} samples/s")
+            return self
+
+        val = None
+        if self.early_stopping:
+            perm = self._rng.permutation(rows)
+            n_val = max(1, int(round(self.validation_fraction * n)))
+            if n_val >= n:
+                raise ValueError("validation_fraction leaves no training rows.")
+            val, rows = np.sort(perm[:n_val]), perm[n_val:]
+            best_state = None
+        best, no_improve = np.inf, 0
+        for epoch in range(self.max_iter):
+            t0 = time.perf_counter()
+            order = self._rng.permutation(rows) if self.shuffle else rows
+            loss = self._train_rows(dense, bags, Y, order, epoch, n_threads)
+            dt = time.perf_counter() - t0
+            self.loss_curve_.append(loss)
+            self.n_iter_ += 1
+            msg = (f"Epoch {epoch + 1}/{self.max_iter}: loss {loss:.5f}, "
+                   f"{len(rows) / max(dt, 1e-9):,.0f} samples/s")
+            if self.early_stopping:
+                out = self._raw_output(dense[val], self._subset_bags(bags, val), n_threads)
+                score = self._loss_value(out, Y[val])
+                self.validation_loss_curve_.append(score)
+                msg += f", validation loss {score:.5f}"
+                if score < best - self.tol:
+                    best, no_improve = score, 0
+                    best_state = {k: v.copy() for k, v in self._model.items()
+                                  if k in ("theta", "acc", "E", "E_acc")}
+                else:
+                    no_improve += 1
+                self.best_validation_loss_ = min(best, score)
+            else:
+                no_improve = 0 if loss < best - self.tol else no_improve + 1
+                best = min(best, loss)
+            if self.verbose:
+                print(msg + f", {dt:.2f} s", flush=True)
+            if no_improve >= self.n_iter_no_change:
+                if self.verbose:
+                    print(f"Stopping: no improvement above tol={self.tol} for "
+                          f"{self.n_iter_no_change} epochs.")
+                break
+        if self.early_stopping and best_state is not None:
+            for k, v in best_state.items():
+                self._model[k][...] = v
+        return self
+
+    @staticmethod
+    def _subset_bags(bags, rows):
+        """Bags of a subset of samples (same global ids)."""
+        T = bags.ptr.shape[0]
+        ptr = np.empty((T, len(rows) + 1), dtype=np.int64)
+        ids_parts, wts_parts, base = [], [], 0
+        for t in range(T):
+            starts, ends = bags.ptr[t, rows], bags.ptr[t, rows + 1]
+            lens = ends - starts
+            ptr[t, 0] = base
+            ptr[t, 1:] = base + np.cumsum(lens)
+            idx = np.repeat(starts - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens) + \
+                np.arange(lens.sum())
+            ids_parts.append(bags.ids[idx])
+            if bags.wts.size:
+                wts_parts.append(bags.wts[idx])
+            base += lens.sum()
+        ids = np.concatenate(ids_parts) if ids_parts else bags.ids[:0]
+        wts = np.concatenate(wts_parts) if wts_parts else np.empty(0, np.float32)
+        return _inputs.Bags(ptr, ids, wts)
+
+    def _forward_X(self, X):
+        check_is_fitted(self, "_model")
+        dense, bags = self._inputs(X, reset=False)
+        if self._model["grad"].shape != self._model["theta"].shape:
+            self._model["grad"] = np.zeros_like(self._model["theta"])
+        return self._raw_output(dense, bags, effective_n_threads(self.n_jobs))
+
+    def fit(self, X, y):
+        """Train the model on (X, y) for up to ``max_iter`` epochs.
+
+        Parameters
+        ----------
+        X : {array-like, DataFrame, sparse matrix} of shape (n_samples, n_features)
+            Dense input whose ``categorical_features`` columns hold non-negative
+            integer ids (one embedding table each) and whose other columns feed the
+            bottom MLP; or a sparse matrix whose ``feature_groups`` columns are the
+            bags of the embedding tables (weighted by their values) and whose other
+            columns are dense features.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Targets (regression) or class labels (classification).
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from slidelearn import DLRMRegressor
+        >>> X = np.array([[0.5, 3], [1.5, 0], [2.5, 1]] * 10)
+        >>> reg = DLRMRegressor(categorical_features=[1], max_iter=2, random_state=0)
+        >>> reg.fit(X, X[:, 0]).table_sizes_
+        array([4])
+        """
+        self._validate_params()
+        return self._fit(X, y, incremental=False)
+
+
+class DLRMRegressor(RegressorMixin, _BaseDLRM):
+    """DLRM recommender model for regression (squared error), trained on CPU.
+
+    A bottom MLP maps the dense features to a vector of ``embedding_dim``; one
+    embedding table per categorical feature maps its id (or a bag of ids) to a
+    vector of the same size; the interaction takes the pairwise dot products of
+    these vectors (or concatenates them) and a top MLP predicts the target. Training
+    is mini-batch SGD or Adagrad (row-wise for the tables) whose embedding update is
+    fused with the backward pass and touches only the rows seen in the batch.
+
+    Parameters
+    ----------
+    categorical_features : array-like of int, str or bool, 'from_dtype' or None, default='from_dtype'
+        Columns of a dense ``X`` that hold categorical ids, as column indices,
+        feature names or a boolean mask. ``'from_dtype'`` takes the pandas
+        ``category`` columns of a DataFrame (their codes are the ids) and none for
+        arrays. Ids must be non-negative integers; an id not smaller than its
+        table's size is hashed into it (``id % size``).
+    feature_groups : list of array-like of int, 'auto' or None, default='auto'
+        For sparse ``X``: the column indices of each categorical field (one
+        embedding table each; a row's bag is its non-zeros in those columns,
+        weighted by their values). ``'auto'`` finds the fields of one-hot encoded
+        columns (consecutive 0/1 columns with at most one non-zero per row, as a
+        ``OneHotEncoder`` writes them), so that a ``ColumnTransformer`` with a
+        ``OneHotEncoder`` can precede the model in a ``Pipeline``; for exact groups
+        of a fitted encoder use :func:`~slidelearn.feature_groups_from_encoder`.
+        Ungrouped columns are dense features. ``None`` makes every column dense.
+    table_sizes : int, array-like of int or None, default=None
+        Rows of each categorical feature's table (an int applies to all). ``None``
+        derives them from the first ``fit`` / ``partial_fit`` data as the largest id
+        plus one.
+    embedding_dim : int, default=16
+        Size of the embedding vectors and of the bottom MLP's output.
+    bottom_mlp : array-like of int, default=(64,)
+        Hidden layer sizes of the bottom MLP (ReLU); a last layer of
+        ``embedding_dim`` units (ReLU) is added.
+    top_mlp : array-like of int, default=(64,)
+        Hidden layer sizes of the top MLP (ReLU); a linear output layer is added.
+        Its input size is derived from the interaction.
+    interaction : {'dot', 'cat'}, default='dot'
+        ``'dot'``: the bottom output concatenated with the pairwise dot products
+        (strict lower triangle) of the bottom output and the pooled embeddings;
+        ``'cat'``: all those vectors concatenated.
+    self_interaction : bool, default=False
+        With ``'dot'``, also include each vector's dot product with itself.
+    solver : {'adagrad', 'sgd'}, default='adagrad'
+        Adagrad (row-wise for the embedding tables: one accumulator per row) or
+        plain SGD.
+    learning_rate_init : float, default=0.01
+        Learning rate.
+    learning_rate_decay : float in (0, 1], default=1.0
+        Factor applied to the learning rate after every epoch of ``fit``.
+    warmup_steps : int, default=0
+        Batches over which the learning rate ramps up linearly.
+    alpha : float, default=0.0
+        L2 penalty on the MLP weights and on each looked-up embedding row.
+    epsilon : float, default=1e-8
+        Adagrad's numerical stability constant.
+    batch_size : int, default=256
+        Samples per mini-batch.
+    max_iter : int, default=10
+        Epochs of ``fit``.
+    tol : float, default=1e-4
+        Improvement of the (validation) loss below which an epoch counts as no
+        improvement.
+    n_iter_no_change : int, default=3
+        Epochs without improvement after which ``fit`` stops.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the rows, stop on their loss and keep
+        the best model.
+    validation_fraction : float, default=0.1
+        Share of the rows held out for early stopping.
+    shuffle : bool, default=True
+        Shuffle the rows every epoch.
+    warm_start : bool, default=False
+        Continue from the current model when ``fit`` is called again.
+    n_jobs : int or None, default=None
+        Threads (OpenMP and BLAS); ``None`` uses all usable cores, honouring
+        ``OMP_NUM_THREADS`` and CPU affinity.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the initialisation and shuffling; with ``n_jobs=1`` and a fixed seed
+        two fits are identical.
+    verbose : int, default=0
+        Print the loss and samples/s of every epoch.
+
+    Attributes
+    ----------
+    n_features_in_ : int
+        Number of input columns.
+    feature_names_in_ : ndarray of str
+        Column names, when ``X`` had them.
+    is_categorical_ : ndarray of bool
+        Categorical columns of dense input.
+    feature_groups_ : list of ndarray
+        Fields of sparse input.
+    table_sizes_ : ndarray of int64
+        Rows of each embedding table.
+    n_iter_ : int
+        Epochs run (``partial_fit`` calls count one each).
+    loss_curve_ : list of float
+        Mean training loss of each epoch (half the squared error).
+    validation_loss_curve_ : list of float or None
+        Validation loss of each epoch with early stopping.
+    best_validation_loss_ : float or None
+        Best validation loss with early stopping.
+
+    See Also
+    --------
+    DLRMClassifier : The same model with a logistic / softmax output (CTR).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from slidelearn import DLRMRegressor
+    >>> rng = np.random.default_rng(0)
+    >>> user, item = rng.integers(0, 50, 2000), rng.integers(0, 40, 2000)
+    >>> u, v = rng.normal(size=(50, 4)), rng.normal(size=(40, 4))
+    >>> y = (u[user] * v[item]).sum(1)
+    >>> X = np.column_stack([user, item])
+    >>> reg = DLRMRegressor(categorical_features=[0, 1], embedding_dim=8, max_iter=30,
+    ...                     learning_rate_init=0.05, random_state=0).fit(X, y)
+    >>> reg.score(X, y) > 0.8
+    True
+    """
+
+    _loss_name = "squared_error"
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+    def _encode_y(self, y, n, *, first, classes=None):
+        y = np.asarray(y) if not sp.issparse(y) else y
+        if sp.issparse(y):
+            raise TypeError("y must be dense for DLRMRegressor.")
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.ndim not in (1, 2):
+            raise ValueError(f"y must be 1-D or 2-D; got shape {y.shape}.")
+        if y.dtype.kind not in "biuf":
+            try:
+                y = y.astype(np.float64)
+            except (TypeError, ValueError):
+                raise ValueError(f"y must be numeric for regression; got dtype {y.dtype}.")
+        Y = np.asarray(y, dtype=np.float32).reshape(y.shape[0], -1)
+        if not np.all(np.isfinite(Y)):
+            raise ValueError("y contains NaN or infinity.")
+        if Y.shape[0] != n:
+            raise ValueError(f"X has {n} samples but y has {Y.shape[0]}.")
+        if first:
+            self._y_ndim = y.ndim
+        elif Y.shape[1] != self._spec["k"]:
+            raise ValueError(f"y has {Y.shape[1]} outputs; the model was fitted with "
+                             f"{self._spec['k']}.")
+        return np.ascontiguousarray(Y)
+
+    def _output_bias(self, Y):
+        return Y.mean(axis=0)
+
+    def _loss_value(self, out, Y):
+        return float(0.5 * np.mean(np.sum((out - Y) ** 2, axis=1)))
+
+    def partial_fit(self, X, y):
+        """Train one pass over (X, y), continuing from the current model.
+
+        The first call builds the model from this data (table sizes from
+        ``table_sizes``, or the ids of this first chunk); ``fit`` is not needed.
+
+        Parameters
+        ----------
+        X : {array-like, DataFrame, sparse matrix} of shape (n_samples, n_features)
+            Input, as for ``fit``.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Targets.
+
+        Returns
+        -------
+        self : DLRMRegressor
+            The updated estimator.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from slidelearn import DLRMRegressor
+        >>> rng = np.random.default_rng(0)
+        >>> X = np.column_stack([rng.normal(size=400), rng.integers(0, 10, 400)])
+        >>> y = X[:, 0] + (X[:, 1] % 2)
+        >>> reg = DLRMRegressor(categorical_features=[1], table_sizes=10, random_state=0)
+        >>> for chunk in np.array_split(np.arange(400), 4):
+        ...     reg = reg.partial_fit(X[chunk], y[chunk])
+        >>> reg.n_iter_
+        4
+        """
+        self._validate_params()
+        return self._fit(X, y, incremental=True)
+
+    def predict(self, X):
+        """Predict targets.
+
+        Parameters
+        ----------
+        X : {array-like, DataFrame, sparse matrix} of shape (n_samples, n_features)
+            Input, as for ``fit``.
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            Predictions (float32... returned as float64 for scikit-learn metrics).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from slidelearn import DLRMRegressor
+        >>> X = np.array([[0.0, 1], [1.0, 0], [2.0, 1]] * 20)
+        >>> reg = DLRMRegressor(categorical_features=[1], random_state=0).fit(X, X[:, 0])
+        >>> reg.predict(X[:3]).shape
+        (3,)
+        """
+        out = self._forward_X(X).astype(np.float64)
+        return out[:, 0] if self._y_ndim == 1 else out
+
+
+class DLRMClassifier(ClassifierMixin, _BaseDLRM):
+    """DLRM recommender model for classification (log loss), e.g. click-through rate.
+
+    The same model as :class:`DLRMRegressor` with a logistic output for two
+    classes (one output unit, as CTR models) or a softmax over the classes.
+
+    Parameters
+    ----------
+    categorical_features : array-like of int, str or bool, 'from_dtype' or None, default='from_dtype'
+        Columns of a dense ``X`` holding categorical ids (see :class:`DLRMRegressor`).
+    feature_groups : list of array-like of int, 'auto' or None, default='auto'
+        Fields of a sparse ``X`` (see :class:`DLRMRegressor`).
+    table_sizes : int, array-like of int or None, default=None
+        Rows of each categorical feature's table; larger ids are hashed into it.
+    embedding_dim : int, default=16
+        Size of the embedding vectors and of the bottom MLP's output.
+    bottom_mlp : array-like of int, default=(64,)
+        Hidden layer sizes of the bottom MLP; a layer of ``embedding_dim`` is added.
+    top_mlp : array-like of int, default=(64,)
+        Hidden layer sizes of the top MLP; the output layer is added.
+    interaction : {'dot', 'cat'}, default='dot'
+        Feature interaction.
+    self_interaction : bool, default=False
+        Include each vector's dot product with itself.
+    solver : {'adagrad', 'sgd'}, default='adagrad'
+        Optimizer (row-wise Adagrad for the tables).
+    learning_rate_init : float, default=0.01
+        Learning rate.
+    learning_rate_decay : float in (0, 1], default=1.0
+        Per-epoch learning-rate factor.
+    warmup_steps : int, default=0
+        Batches of linear learning-rate warm-up.
+    alpha : float, default=0.0
+        L2 penalty.
+    epsilon : float, default=1e-8
+        Adagrad's stability constant.
+    batch_size : int, default=256
+        Samples per mini-batch.
+    max_iter : int, default=10
+        Epochs of ``fit``.
+    tol : float, default=1e-4
+        Minimum loss improvement per epoch.
+    n_iter_no_change : int, default=3
+        Epochs without improvement before stopping.
+    early_stopping : bool, default=False
+        Stop on a held-out validation loss and keep the best model.
+    validation_fraction : float, default=0.1
+        Share of rows held out for early stopping.
+    shuffle : bool, default=True
+        Shuffle rows every epoch.
+    warm_start : bool, default=False
+        Continue from the current model on ``fit``.
+    n_jobs : int or None, default=None
+        Threads; ``None`` uses all usable cores.
+    random_state : int, RandomState instance or None, default=None
+        Seed of initialisation and shuffling.
+    verbose : int, default=0
+        Print progress per epoch.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels.
+    n_features_in_ : int
+        Number of input columns.
+    feature_names_in_ : ndarray of str
+        Column names, when ``X`` had them.
+    is_categorical_ : ndarray of bool
+        Categorical columns of dense input.
+    feature_groups_ : list of ndarray
+        Fields of sparse input.
+    table_sizes_ : ndarray of int64
+        Rows of each embedding table.
+    n_iter_ : int
+        Epochs run.
+    loss_curve_ : list of float
+        Mean training log loss of each epoch.
+    validation_loss_curve_ : list of float or None
+        Validation log loss per epoch with early stopping.
+    best_validation_loss_ : float or None
+        Best validation log loss with early stopping.
+
+    See Also
+    --------
+    DLRMRegressor : The same model for regression.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from slidelearn import DLRMClassifier
+    >>> rng = np.random.default_rng(0)
+    >>> ad, site = rng.integers(0, 30, 3000), rng.integers(0, 20, 3000)
+    >>> y = ((ad + site) % 3 == 0).astype(int)
+    >>> X = np.column_stack([rng.normal(size=3000), ad, site])
+    >>> clf = DLRMClassifier(categorical_features=[1, 2], max_iter=20,
+    ...                      learning_rate_init=0.05, random_state=0).fit(X, y)
+    >>> clf.score(X, y) > 0.9
+    True
+    """
+
+    _loss_name = "log_loss"
+
+    def _encode_y(self, y, n, *, first, classes=None):
+        if sp.issparse(y):
+            raise TypeError("y must be a 1-D array of class labels for DLRMClassifier.")
+        y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
+        if y.shape[0] != n:
+            raise ValueError(f"X has {n} samples but y has {y.shape[0]}.")
+        if first:
+            classes_ = np.unique(y) if classes is None else np.unique(np.asarray(classes))
+            if len(classes_) < 2:
+                raise ValueError("DLRMClassifier needs samples of at least 2 classes in the "
+                                 f"data; got only class {classes_[0]!r}." if len(classes_)
+                                 else "y is empty.")
+            self.classes_ = classes_
+            self._loss_name = "log_loss" if len(classes_) == 2 else "softmax"
+        elif classes is not None and not np.array_equal(np.unique(np.asarray(classes)),
+                                                        self.classes_):
+            raise ValueError(f"classes={classes!r} differs from the first call's "
+                             f"{self.classes_!r}.")
+        idx = np.searchsorted(self.classes_, y)
+        idx = np.clip(idx, 0, len(self.classes_) - 1)
+        unknown = self.classes_[idx] != y
+        if unknown.any():
+            raise ValueError(f"y contains labels not in classes_: {np.unique(y[unknown])!r}.")
+        if len(self.classes_) == 2:
+            return idx.astype(np.float32).reshape(-1, 1)
+        Y = np.zeros((n, len(self.classes_)), dtype=np.float32)
+        Y[np.arange(n), idx] = 1.0
+        return Y
+
+    def _output_bias(self, Y):
+        p = np.clip(Y.mean(axis=0), 1e-3, 1 - 1e-3)
+        return np.log(p / (1 - p)) if Y.shape[1] == 1 else np.log(p)
+
+    def _loss_value(self, out, Y):
+        if Y.shape[1] == 1:
+            z = out[:, 0].astype(np.float64)
+            return float(np.mean(np.logaddexp(0, z) - Y[:, 0] * z))
+        z = out.astype(np.float64)
+        lse = np.log(np.exp(z - z.max(1, keepdims=True)).sum(1)) + z.max(1)
+        return float(np.mean(lse - (Y * z).sum(1)))
+
+    def partial_fit(self, X, y, classes=None):
+        """Train one pass over (X, y), continuing from the current model.
+
+        Parameters
+        ----------
+        X : {array-like, DataFrame, sparse matrix} of shape (n_samples, n_features)
+            Input, as for ``fit``.
+        y : array-like of shape (n_samples,)
+            Class labels.
+        classes : array-like of shape (n_classes,), default=None
+            Every class that will ever appear; required on the first call.
+
+        Returns
+        -------
+        self : DLRMClassifier
+            The updated estimator.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from slidelearn import DLRMClassifier
+        >>> rng = np.random.default_rng(0)
+        >>> X = np.column_stack([rng.normal(size=400), rng.integers(0, 5, 400)])
+        >>> y = (X[:, 0] > 0).astype(int)
+        >>> clf = DLRMClassifier(categorical_features=[1], table_sizes=5, random_state=0)
+        >>> for chunk in np.array_split(np.arange(400), 4):
+        ...     clf = clf.partial_fit(X[chunk], y[chunk], classes=[0, 1])
+        >>> clf.classes_
+        array([0, 1])
+        """
+        self._validate_params()
+        if not hasattr(self, "_model") and classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit.")
+        return self._fit(X, y, incremental=True, classes=classes)
+
+    def decision_function(self, X):
+        """Raw model outputs (logits).
+
+        Parameters
+        ----------
+        X : {array-like, DataFrame, sparse matrix} of shape (n_samples, n_features)
+            Input, as for ``fit``.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+            The logit of ``classes_[1]`` for two classes, else one logit per class.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from slidelearn import DLRMClassifier
+        >>> X = np.array([[0.0, 1], [1.0, 0]] * 30)
+        >>> clf = DLRMClassifier(categorical_features=[1], random_state=0).fit(X, X[:, 1])
+        >>> clf.decision_function(X[:2]).shape
+        (2,)
+        """
+        out = self._forward_X(X).astype(np.float64)
+        return out[:, 0] if out.shape[1] == 1 else out
+
+    def predict_proba(self, X):
+        """Class probabilities.
+
+        Parameters
+        ----------
+        X : {array-like, DataFrame, sparse matrix} of shape (n_samples, n_features)
+            Input, as for ``fit``.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Probability of each class in ``classes_``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from slidelearn import DLRMClassifier
+        >>> X = np.array([[0.0, 1], [1.0, 0]] * 30)
+        >>> clf = DLRMClassifier(categorical_features=[1], random_state=0).fit(X, X[:, 1])
+        >>> proba = clf.predict_proba(X[:2])
+        >>> bool(np.allclose(proba.sum(axis=1), 1))
+        True
+        """
+        z = self.decision_function(X)
+        if z.ndim == 1:
+            p1 = np.exp(-np.logaddexp(0.0, -z))
+            return np.column_stack([1.0 - p1, p1])
+        z = z - z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def predict(self, X):
+        """Predict class labels.
+
+        Parameters
+        ----------
+        X : {array-like, DataFrame, sparse matrix} of shape (n_samples, n_features)
+            Input, as for ``fit``.
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,)
+            The most probable class of each row.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from slidelearn import DLRMClassifier
+        >>> X = np.array([[0.0, 1], [1.0, 0]] * 30)
+        >>> clf = DLRMClassifier(categorical_features=[1], random_state=0).fit(X, X[:, 1])
+        >>> clf.predict(X[:2]).tolist()
+        [1.0, 0.0]
+        """
+        z = self.decision_function(X)
+        idx = (z > 0).astype(np.int64) if z.ndim == 1 else z.argmax(axis=1)
+        return self.classes_[idx]

@@ -1,0 +1,292 @@
+"""Turning user inputs into the arrays the DLRM kernels read: dense features for the
+bottom MLP, and for every embedding table a bag of (global row id, weight) per sample.
+
+Two input kinds:
+
+* a dense 2-D array or DataFrame whose ``categorical_features`` columns hold
+  non-negative integer ids (one id per table and sample);
+* a scipy sparse matrix whose one-hot / multi-hot columns are grouped into fields
+  (``feature_groups``); a field's bag is the row's non-zeros in its columns,
+  weighted by their values. Ungrouped columns are dense features.
+"""
+import numbers
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["feature_groups_from_encoder"]
+
+# Largest table a derived size may give before we ask for explicit table_sizes.
+MAX_DERIVED_TABLE_ROWS = 1 << 26
+
+
+class Bags:
+    """Embedding-table input of n samples: ``ptr`` (T, n + 1) int64 offsets into
+    ``ids`` (global row ids, int32 or int64) and ``wts`` (float32, or empty when every
+    weight is 1)."""
+
+    __slots__ = ("ptr", "ids", "wts")
+
+    def __init__(self, ptr, ids, wts):
+        self.ptr, self.ids, self.wts = ptr, ids, wts
+
+
+def _is_dataframe(X):
+    return hasattr(X, "dtypes") and hasattr(X, "columns") and hasattr(X, "iloc")
+
+
+def resolve_categorical(categorical_features, X, n_features, feature_names):
+    """Boolean mask of the categorical columns (as HistGradientBoosting resolves it)."""
+    cf = categorical_features
+    if cf is None:
+        return np.zeros(n_features, dtype=bool)
+    if isinstance(cf, str):
+        if cf != "from_dtype":
+            raise ValueError(f"categorical_features={cf!r}: expected 'from_dtype', None, "
+                             "indices, names or a boolean mask.")
+        if _is_dataframe(X):
+            return np.array([str(dt) == "category" for dt in X.dtypes], dtype=bool)
+        return np.zeros(n_features, dtype=bool)
+    cf = np.asarray(cf)
+    if cf.size == 0:
+        return np.zeros(n_features, dtype=bool)
+    if cf.dtype.kind == "b":
+        if cf.shape != (n_features,):
+            raise ValueError(f"categorical_features is a boolean mask of shape {cf.shape}; "
+                             f"expected ({n_features},).")
+        return cf.copy()
+    mask = np.zeros(n_features, dtype=bool)
+    if cf.dtype.kind in "OUS":
+        if feature_names is None:
+            raise ValueError("categorical_features given as names but X has no feature "
+                             "names (pass a DataFrame, or use column indices).")
+        names = list(feature_names)
+        for name in cf:
+            if name not in names:
+                raise ValueError(f"categorical feature {name!r} is not a column of X.")
+            mask[names.index(name)] = True
+        return mask
+    if cf.dtype.kind not in "iu":
+        raise ValueError("categorical_features must be indices, names, a boolean mask, "
+                         f"'from_dtype' or None; got dtype {cf.dtype}.")
+    if cf.min() < -n_features or cf.max() >= n_features:
+        raise ValueError(f"categorical_features has an index out of range for "
+                         f"{n_features} features.")
+    mask[cf] = True
+    return mask
+
+
+def category_codes(X, mask):
+    """Replace pandas category columns by their integer codes (a new frame)."""
+    if not _is_dataframe(X):
+        return X
+    cat_cols = [c for c, dt in zip(X.columns, X.dtypes) if str(dt) == "category"]
+    if not cat_cols:
+        return X
+    X = X.copy()
+    for c in cat_cols:
+        codes = X[c].cat.codes.to_numpy()
+        if (codes < 0).any():
+            raise ValueError(f"categorical feature {c!r} has missing values; encode them as "
+                             "a category of their own.")
+        X[c] = codes
+    return X
+
+
+def check_ids(col, name):
+    """Integer ids from a float64 categorical column, with clear errors."""
+    if not np.all(np.isfinite(col)):
+        raise ValueError(f"categorical feature {name} contains NaN or infinity; "
+                         "categorical ids must be non-negative integers.")
+    if col.size and col.min() < 0:
+        raise ValueError(f"categorical feature {name} has a negative id {col.min():g}; "
+                         "categorical ids must be non-negative integers.")
+    ids = col.astype(np.int64)
+    if not np.array_equal(ids, col):
+        bad = col[ids != col][0]
+        raise ValueError(f"categorical feature {name} holds a non-integer value {bad!r}: "
+                         "categorical columns must hold integer ids (got floats).")
+    return ids
+
+
+def table_sizes_from(table_sizes, max_ids, n_tables):
+    """Rows of each table: given (int or sequence) or derived (max id + 1)."""
+    if table_sizes is None:
+        sizes = np.asarray(max_ids, dtype=np.int64) + 1
+        big = np.flatnonzero(sizes > MAX_DERIVED_TABLE_ROWS)
+        if big.size:
+            raise ValueError(
+                f"categorical feature {int(big[0])} has ids up to {int(sizes[big[0]]) - 1:,}; "
+                f"a table that size would not fit in memory. Pass table_sizes to hash the ids "
+                f"into smaller tables (the reference DLRM's max_ind_range).")
+        return sizes
+    if isinstance(table_sizes, numbers.Integral):
+        sizes = np.full(n_tables, int(table_sizes), dtype=np.int64)
+    else:
+        sizes = np.asarray(table_sizes)
+        if sizes.dtype.kind not in "iu" or sizes.shape != (n_tables,):
+            raise ValueError(f"table_sizes must be an int or {n_tables} integers (one per "
+                             f"categorical feature); got {table_sizes!r}.")
+        sizes = sizes.astype(np.int64)
+    if n_tables and sizes.min() < 1:
+        raise ValueError("table_sizes must be positive.")
+    return sizes
+
+
+def dense_bags(ids_cols, sizes, offsets, index_dtype):
+    """Bags of one id per table and sample; ids beyond a table's size are hashed
+    into it (modulo, as the reference's max_ind_range)."""
+    n = ids_cols.shape[0]
+    T = ids_cols.shape[1]
+    ids = np.empty((T, n), dtype=index_dtype)
+    for t in range(T):
+        ids[t] = ids_cols[:, t] % sizes[t] + offsets[t]
+    ptr = (np.arange(T, dtype=np.int64)[:, None] * n
+           + np.arange(n + 1, dtype=np.int64)[None, :])
+    return Bags(np.ascontiguousarray(ptr), ids.ravel(), np.empty(0, np.float32))
+
+
+def sparse_bags(X, groups, offsets, index_dtype):
+    """Bags from column groups of a CSR matrix; values are the bag weights."""
+    n = X.shape[0]
+    T = len(groups)
+    ptr = np.empty((T, n + 1), dtype=np.int64)
+    ids_parts, wts_parts = [], []
+    base = 0
+    for t, cols in enumerate(groups):
+        sub = X[:, cols].tocsr()
+        sub.sort_indices()
+        ptr[t] = sub.indptr.astype(np.int64) + base
+        ids_parts.append(sub.indices.astype(index_dtype) + index_dtype(offsets[t]))
+        wts_parts.append(sub.data.astype(np.float32, copy=False))
+        base += sub.indptr[-1]
+    ids = np.concatenate(ids_parts) if ids_parts else np.empty(0, index_dtype)
+    wts = np.concatenate(wts_parts) if wts_parts else np.empty(0, np.float32)
+    if wts.size and np.all(wts == 1.0):
+        wts = np.empty(0, np.float32)
+    return Bags(ptr, ids, wts)
+
+
+def detect_onehot_groups(X):
+    """Fields of one-hot columns found in a sparse matrix.
+
+    Consecutive columns whose values are all 1 form one field while no row has a
+    non-zero in two of them (a one-hot encoder's output has exactly one per row and
+    field, so a new field starts where a row has two). Fields of fewer than two
+    columns, and columns with other values, stay dense features.
+    """
+    X = X.tocsc()
+    n_rows, n_cols = X.shape
+    mark = np.full(n_rows, -1, dtype=np.int64)
+    groups, current = [], []
+    indptr, indices, data = X.indptr, X.indices, X.data
+
+    def close():
+        if len(current) >= 2:
+            groups.append(np.asarray(current, dtype=np.int64))
+
+    for c in range(n_cols):
+        rows = indices[indptr[c]:indptr[c + 1]]
+        vals = data[indptr[c]:indptr[c + 1]]
+        if rows.size == 0 or not np.all(vals == 1):
+            close()
+            current = []
+            continue
+        if current and np.any(mark[rows] == current[0]):
+            close()
+            current = []
+        if not current:
+            current = [c]
+        else:
+            current.append(c)
+        mark[rows] = current[0]
+    close()
+    return groups
+
+
+def check_groups(groups, n_features):
+    """Validate user feature groups: disjoint, in range, non-empty."""
+    out, seen = [], np.zeros(n_features, dtype=bool)
+    for g in groups:
+        g = np.asarray(g)
+        if g.ndim != 1 or g.size == 0 or g.dtype.kind not in "iu":
+            raise ValueError("feature_groups must be a list of non-empty sequences of "
+                             f"column indices; got {g!r}.")
+        if g.min() < 0 or g.max() >= n_features:
+            raise ValueError(f"feature_groups has a column index out of range for "
+                             f"{n_features} features.")
+        if seen[g].any() or len(np.unique(g)) != g.size:
+            raise ValueError("feature_groups must not share columns.")
+        seen[g] = True
+        out.append(g.astype(np.int64))
+    return out
+
+
+def feature_groups_from_encoder(encoder):
+    """Column groups (one per categorical field) of a fitted encoder's output.
+
+    Use the result as ``feature_groups`` of :class:`~slidelearn.DLRMRegressor` or
+    :class:`~slidelearn.DLRMClassifier` when the encoder is fitted outside the
+    estimator: each one-hot encoded input feature becomes one embedding table.
+
+    Parameters
+    ----------
+    encoder : OneHotEncoder or ColumnTransformer
+        A fitted :class:`~sklearn.preprocessing.OneHotEncoder`, or a fitted
+        :class:`~sklearn.compose.ColumnTransformer` (its ``OneHotEncoder``
+        transformers, also inside a ``Pipeline``, give the groups; columns of other
+        transformers are dense features).
+
+    Returns
+    -------
+    groups : list of ndarray of int64
+        For each categorical field, the indices of its output columns.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.compose import ColumnTransformer
+    >>> from sklearn.preprocessing import OneHotEncoder, StandardScaler
+    >>> from slidelearn import feature_groups_from_encoder
+    >>> X = np.array([[0.5, 0, 2], [1.5, 1, 0], [2.5, 1, 1]])
+    >>> ct = ColumnTransformer([("num", StandardScaler(), [0]),
+    ...                         ("cat", OneHotEncoder(), [1, 2])]).fit(X)
+    >>> [g.tolist() for g in feature_groups_from_encoder(ct)]
+    [[1, 2], [3, 4, 5]]
+    """
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(encoder)
+    if isinstance(encoder, OneHotEncoder):
+        return _onehot_groups(encoder, 0)
+    if isinstance(encoder, ColumnTransformer):
+        groups = []
+        for name, trans, _ in encoder.transformers_:
+            if isinstance(trans, Pipeline):
+                trans = trans.steps[-1][1]
+            if isinstance(trans, OneHotEncoder):
+                sl = encoder.output_indices_[name]
+                groups.extend(_onehot_groups(trans, sl.start))
+        return groups
+    raise TypeError("feature_groups_from_encoder expects a fitted OneHotEncoder or "
+                    f"ColumnTransformer, got {type(encoder).__name__}.")
+
+
+def _onehot_groups(enc, start):
+    groups, pos = [], start
+    drop = getattr(enc, "drop_idx_", None)
+    # (the attribute exists only when infrequent categories are enabled)
+    infrequent = getattr(enc, "infrequent_categories_", None)
+    for i, cats in enumerate(enc.categories_):
+        n_out = len(cats)
+        if infrequent is not None and infrequent[i] is not None:
+            n_out -= len(infrequent[i]) - 1
+        if drop is not None and drop[i] is not None:
+            n_out -= 1
+        if n_out > 0:
+            groups.append(np.arange(pos, pos + n_out, dtype=np.int64))
+        pos += n_out
+    return groups

@@ -1,0 +1,635 @@
+"""DLRM kernels: embedding bags, MLP layers through BLAS sgemm with fused bias and
+ReLU, the dot / cat feature interaction, and a whole training step (forward,
+backward fused with the SGD or Adagrad update) in one call without the GIL.
+
+Layout (all float32, C-contiguous):
+
+* ``theta``: every MLP parameter in one flat vector; for layer ``l`` the weight
+  ``W_l`` (out, in) row-major starts at ``layers[l, 2]`` and the bias (out,) at
+  ``layers[l, 3]``. Bottom layers come first, then top layers. A flat vector keeps
+  the optimizer one loop and makes the gradient one buffer (one allreduce).
+* ``E`` (n_rows, d): every embedding table stacked; table ``t`` holds rows
+  ``table_offsets[t]:table_offsets[t + 1]``. Bags hold global row ids.
+* Bags: for table ``t`` and sample ``i`` the bag is
+  ``bag_ids[bag_ptr[t, i]:bag_ptr[t, i + 1]]`` with weights ``bag_wts`` at the same
+  positions (an empty ``bag_wts`` means every weight is 1).
+* Interaction input ``Z`` (B, F, d): slot 0 is the bottom MLP output (when there are
+  dense features), then one pooled embedding per table.
+
+The embedding update is race-free without atomics: each of ``n_threads`` owners
+holds a contiguous range of every table's rows and applies only the gradients
+that fall in it, in batch order, so the result does not depend on the number of
+threads. Plain SGD scatters each occurrence directly into its row; Adagrad (and
+L2 decay) first reduce the occurrences of a row into one gradient.
+"""
+import numpy as np
+
+from cython.parallel import prange
+
+from libc.math cimport expf, logf, log1pf, sqrtf, fabsf
+from libc.stdint cimport int32_t, int64_t
+from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy, memset
+
+from scipy.linalg.cython_blas cimport sgemm
+
+ctypedef fused index_t:
+    int32_t
+    int64_t
+
+cdef extern from "../_slide/_vec.h" nogil:
+    float sl_dot(const float *a, const float *b, int n)
+    void sl_axpy(float alpha, const float *x, float *y, int n)
+    void sl_prefetch_row(const float *p, int n)
+    void sl_prefetchw_row(float *p, int n)
+
+# Interaction and loss codes shared with the Python side.
+cdef enum:
+    INTERACTION_DOT = 0
+    INTERACTION_DOT_SELF = 1
+    INTERACTION_CAT = 2
+    LOSS_SQUARED = 0
+    LOSS_LOGISTIC = 1
+    LOSS_SOFTMAX = 2
+    OPT_SGD = 0
+    OPT_ADAGRAD = 1
+
+CODES = {
+    "dot": INTERACTION_DOT, "dot_self": INTERACTION_DOT_SELF, "cat": INTERACTION_CAT,
+    "squared_error": LOSS_SQUARED, "log_loss": LOSS_LOGISTIC, "softmax": LOSS_SOFTMAX,
+    "sgd": OPT_SGD, "adagrad": OPT_ADAGRAD,
+}
+
+cdef int PREFETCH = 4
+
+
+cdef struct Net:
+    int n_dense          # dense input width (0 = no bottom MLP)
+    int n_tables
+    int d
+    int F                # vectors entering the interaction
+    int zslot0           # slot of the first table in Z (1 with a bottom MLP, else 0)
+    int n_bottom         # bottom layers
+    int n_top            # top layers (the last one is the output layer)
+    int n_int            # width of the top MLP input
+    int interaction
+    int k                # outputs
+    const int64_t* layers    # (n_bottom + n_top, 5): in, out, w_off, b_off, relu
+    float* theta
+    float* grad
+    float* acc
+    float* E
+    float* E_acc
+    int32_t* slot
+    const int64_t* table_offsets
+
+
+cdef struct Work:
+    int B                # capacity in rows
+    float* Xb            # (B, n_dense) gathered dense rows
+    float* acts          # layer outputs, one block per layer (B * out each)
+    int64_t* act_off     # (n_layers,) offsets of each layer's output in acts
+    float* Z             # (B, F, d)
+    float* R             # (B, n_int) top input (aliases Z for 'cat')
+    float* dZ            # (B, F, d)
+    float* dR            # (B, n_int) (aliases dZ for 'cat')
+    float* d0            # (B, max_width) delta ping
+    float* d1            # (B, max_width) delta pong
+    float* row_loss      # (B,)
+
+
+def work_size(int B, int n_dense, int F, int d, int n_int, const int64_t[:, ::1] layers,
+              int64_t max_w):
+    """Number of floats of scratch a batch of ``B`` rows needs (see ``_work``);
+    ``max_w`` is the widest layer input or output (``spec["max_width"]``)."""
+    cdef int64_t total = 0
+    cdef Py_ssize_t l
+    for l in range(layers.shape[0]):
+        total += B * layers[l, 1]
+        if layers[l, 0] > max_w or layers[l, 1] > max_w:
+            raise ValueError("max_w is smaller than a layer")
+    total += B * n_dense + 2 * B * F * d + 2 * B * n_int + 2 * B * max_w + B
+    return int(total)
+
+
+cdef void _work(Work* w, float* buf, int B, Net* net, int64_t* act_off, int64_t max_w) noexcept nogil:
+    cdef int64_t pos = 0
+    cdef int l, n_layers = net.n_bottom + net.n_top
+    w.B = B
+    w.Xb = buf + pos
+    pos += B * net.n_dense
+    w.act_off = act_off
+    for l in range(n_layers):
+        act_off[l] = pos
+        pos += B * net.layers[5 * l + 1]
+    w.acts = buf
+    w.Z = buf + pos
+    pos += B * net.F * net.d
+    w.dZ = buf + pos
+    pos += B * net.F * net.d
+    w.R = buf + pos
+    pos += B * net.n_int
+    w.dR = buf + pos
+    pos += B * net.n_int
+    if net.interaction == INTERACTION_CAT:
+        w.R = w.Z
+        w.dR = w.dZ
+    w.d0 = buf + pos
+    pos += B * max_w
+    w.d1 = buf + pos
+    pos += B * max_w
+    w.row_loss = buf + pos
+
+
+# ---------------------------------------------------------------------------
+# MLP layer: Y = act(X W^T + b) with BLAS; row-major arrays seen by the
+# column-major BLAS as their transposes.
+# ---------------------------------------------------------------------------
+
+cdef void _layer_forward(const float* X, int ldx, const float* W, const float* b,
+                         float* Y, int ldy, int B, int n_in, int n_out, bint relu,
+                         int n_threads) noexcept nogil:
+    cdef char ta = b'T', tb = b'N'
+    cdef float one = 1.0, zero = 0.0
+    cdef int i, j
+    cdef float* y
+    sgemm(&ta, &tb, &n_out, &B, &n_in, &one, <float*>W, &n_in, <float*>X, &ldx, &zero, Y, &ldy)
+    for i in prange(B, nogil=True, schedule='static', num_threads=n_threads):
+        y = Y + <int64_t>i * ldy
+        if relu:
+            for j in range(n_out):
+                y[j] = max(y[j] + b[j], 0.0)
+        else:
+            for j in range(n_out):
+                y[j] = y[j] + b[j]
+
+
+cdef void _layer_backward(const float* X, int ldx, float* W, const float* Y, int ldy,
+                          float* dY, int lddy, float* dX, int lddx, float* gW, float* gb,
+                          float* b, int B, int n_in, int n_out, bint relu, bint fused_sgd,
+                          float lr, float alpha, int n_threads) noexcept nogil:
+    """Backward of one layer. ``dY`` is masked by the ReLU in place; ``dX`` (may be
+    NULL) receives dY W with the weights before the update. With ``fused_sgd`` the
+    weights are updated in the gradient GEMM itself (beta = 1 - lr * alpha carries
+    the L2 decay) and the bias in the column-sum pass; otherwise the gradients go
+    to ``gW`` / ``gb``."""
+    cdef char tn = b'N', tt = b'T'
+    cdef float one = 1.0, zero = 0.0, beta, a
+    cdef int i, j
+    cdef float* dy
+    cdef const float* y
+    if relu:
+        for i in prange(B, nogil=True, schedule='static', num_threads=n_threads):
+            dy = dY + <int64_t>i * lddy
+            y = Y + <int64_t>i * ldy
+            for j in range(n_out):
+                if y[j] <= 0.0:
+                    dy[j] = 0.0
+    # bias gradient: column sums of dY
+    memset(gb, 0, n_out * sizeof(float))
+    for i in range(B):
+        dy = dY + <int64_t>i * lddy
+        for j in range(n_out):
+            gb[j] += dy[j]
+    if dX != NULL:
+        sgemm(&tn, &tn, &n_in, &B, &n_out, &one, W, &n_in, dY, &lddy, &zero, dX, &lddx)
+    if fused_sgd:
+        a = -lr
+        beta = 1.0 - lr * alpha
+        sgemm(&tn, &tt, &n_in, &n_out, &B, &a, <float*>X, &ldx, dY, &lddy, &beta, W, &n_in)
+        for j in range(n_out):
+            b[j] -= lr * gb[j]
+    else:
+        sgemm(&tn, &tt, &n_in, &n_out, &B, &one, <float*>X, &ldx, dY, &lddy, &zero, gW, &n_in)
+        if alpha != 0.0:
+            for i in range(n_out * n_in):
+                gW[i] += alpha * W[i]
+
+
+# ---------------------------------------------------------------------------
+# Embedding bags
+# ---------------------------------------------------------------------------
+
+cdef void _bags_forward(Net* net, Work* w, const int64_t* rows, int B,
+                        const int64_t* bag_ptr, int64_t ptr_stride, const index_t* ids,
+                        const float* wts, bint has_wts, int n_threads) noexcept nogil:
+    cdef int i, t, d = net.d
+    cdef int64_t j, j0, j1, r
+    cdef float* z
+    cdef float wt
+    for i in prange(B, nogil=True, schedule='static', num_threads=n_threads):
+        r = rows[i]
+        for t in range(net.n_tables):
+            z = w.Z + (<int64_t>i * net.F + net.zslot0 + t) * d
+            memset(z, 0, d * sizeof(float))
+            j0 = bag_ptr[t * ptr_stride + r]
+            j1 = bag_ptr[t * ptr_stride + r + 1]
+            for j in range(j0, j1):
+                if j + PREFETCH < j1:
+                    sl_prefetch_row(net.E + <int64_t>ids[j + PREFETCH] * d, d)
+                wt = wts[j] if has_wts else 1.0
+                sl_axpy(wt, net.E + <int64_t>ids[j] * d, z, d)
+
+
+cdef void _bags_update(Net* net, Work* w, const int64_t* rows, int B,
+                       const int64_t* bag_ptr, int64_t ptr_stride, const index_t* ids,
+                       const float* wts, bint has_wts, int optimizer, float lr, float eps,
+                       float alpha, int n_threads) noexcept nogil:
+    """Embedding backward fused with the update; owner ``o`` of ``n_threads`` holds
+    rows ``[lo, hi)`` of each table."""
+    cdef int o, i, t, d = net.d, c
+    cdef int64_t j, r, row, lo, hi, n_rows, cnt, n_uniq, s
+    cdef const float* g
+    cdef float wt, gsq, step, scale
+    cdef bint direct = optimizer == OPT_SGD and alpha == 0.0
+    cdef float* buf
+    cdef int64_t* uniq
+    cdef float* e
+    cdef float* gb
+    scale = alpha / B
+    for o in prange(n_threads, nogil=True, schedule='static', num_threads=n_threads):
+        for t in range(net.n_tables):
+            n_rows = net.table_offsets[t + 1] - net.table_offsets[t]
+            lo = net.table_offsets[t] + n_rows * o // n_threads
+            hi = net.table_offsets[t] + n_rows * (o + 1) // n_threads
+            if direct:
+                for i in range(B):
+                    r = rows[i]
+                    g = w.dZ + (<int64_t>i * net.F + net.zslot0 + t) * d
+                    for j in range(bag_ptr[t * ptr_stride + r], bag_ptr[t * ptr_stride + r + 1]):
+                        row = ids[j]
+                        if row >= lo and row < hi:
+                            wt = wts[j] if has_wts else 1.0
+                            sl_axpy(-lr * wt, g, net.E + row * d, d)
+                continue
+            # reduce the occurrences of each owned row, then one update per row
+            cnt = 0
+            for i in range(B):
+                r = rows[i]
+                for j in range(bag_ptr[t * ptr_stride + r], bag_ptr[t * ptr_stride + r + 1]):
+                    row = ids[j]
+                    if row >= lo and row < hi:
+                        cnt = cnt + 1
+            if cnt == 0:
+                continue
+            buf = <float*>malloc(cnt * (d + 1) * sizeof(float))
+            uniq = <int64_t*>malloc(cnt * sizeof(int64_t))
+            n_uniq = 0
+            for i in range(B):
+                r = rows[i]
+                g = w.dZ + (<int64_t>i * net.F + net.zslot0 + t) * d
+                for j in range(bag_ptr[t * ptr_stride + r], bag_ptr[t * ptr_stride + r + 1]):
+                    row = ids[j]
+                    if row >= lo and row < hi:
+                        s = net.slot[row]
+                        if s < 0:
+                            s = n_uniq
+                            n_uniq = n_uniq + 1
+                            net.slot[row] = <int32_t>s
+                            uniq[s] = row
+                            memset(buf + s * (d + 1), 0, (d + 1) * sizeof(float))
+                        wt = wts[j] if has_wts else 1.0
+                        sl_axpy(wt, g, buf + s * (d + 1), d)
+                        buf[s * (d + 1) + d] += 1.0      # occurrences, for the L2 term
+            for s in range(n_uniq):
+                row = uniq[s]
+                net.slot[row] = -1
+                e = net.E + row * d
+                gb = buf + s * (d + 1)
+                if alpha != 0.0:
+                    sl_axpy(scale * gb[d], e, gb, d)
+                if optimizer == OPT_SGD:
+                    sl_axpy(-lr, gb, e, d)
+                else:
+                    gsq = sl_dot(gb, gb, d) / d
+                    net.E_acc[row] += gsq
+                    step = lr / (sqrtf(net.E_acc[row]) + eps)
+                    sl_axpy(-step, gb, e, d)
+            free(buf)
+            free(uniq)
+
+
+# ---------------------------------------------------------------------------
+# Interaction
+# ---------------------------------------------------------------------------
+
+cdef void _interact_forward(Net* net, Work* w, int B, int n_threads) noexcept nogil:
+    if net.interaction == INTERACTION_CAT:
+        return
+    cdef int i, a, c, p, d = net.d, F = net.F
+    cdef bint self_int = net.interaction == INTERACTION_DOT_SELF
+    cdef float* z
+    cdef float* r
+    cdef int off = d if net.n_dense > 0 else 0
+    for i in prange(B, nogil=True, schedule='static', num_threads=n_threads):
+        z = w.Z + <int64_t>i * F * d
+        r = w.R + <int64_t>i * net.n_int
+        if off:
+            memcpy(r, z, d * sizeof(float))
+        p = off
+        for a in range(F):
+            for c in range(a + 1 if self_int else a):
+                r[p] = sl_dot(z + a * d, z + c * d, d)
+                p = p + 1
+
+
+cdef void _interact_backward(Net* net, Work* w, int B, int n_threads) noexcept nogil:
+    """dZ from dR (for 'cat' dR is dZ already)."""
+    if net.interaction == INTERACTION_CAT:
+        return
+    cdef int i, a, c, p, d = net.d, F = net.F
+    cdef bint self_int = net.interaction == INTERACTION_DOT_SELF
+    cdef float* z
+    cdef float* dz
+    cdef float* dr
+    cdef int off = d if net.n_dense > 0 else 0
+    for i in prange(B, nogil=True, schedule='static', num_threads=n_threads):
+        z = w.Z + <int64_t>i * F * d
+        dz = w.dZ + <int64_t>i * F * d
+        dr = w.dR + <int64_t>i * net.n_int
+        memset(dz, 0, F * d * sizeof(float))
+        if off:
+            memcpy(dz, dr, d * sizeof(float))
+        p = off
+        for a in range(F):
+            for c in range(a + 1 if self_int else a):
+                if a == c:
+                    sl_axpy(2.0 * dr[p], z + a * d, dz + a * d, d)
+                else:
+                    sl_axpy(dr[p], z + c * d, dz + a * d, d)
+                    sl_axpy(dr[p], z + a * d, dz + c * d, d)
+                p = p + 1
+
+
+# ---------------------------------------------------------------------------
+# Whole network
+# ---------------------------------------------------------------------------
+
+cdef float* _layer_out(Net* net, Work* w, int l) noexcept nogil:
+    return w.acts + w.act_off[l]
+
+
+cdef void _forward(Net* net, Work* w, const float* X, int64_t n_dense_stride,
+                   const int64_t* rows, int B, const int64_t* bag_ptr, int64_t ptr_stride,
+                   const index_t* ids, const float* wts, bint has_wts, int n_threads) noexcept nogil:
+    cdef int i, l, n_in, n_out, ldx, ldy
+    cdef const int64_t* L
+    cdef const float* inp
+    cdef float* out
+    cdef int nb = net.n_bottom, nt = net.n_top
+    # bottom MLP; its last layer writes slot 0 of Z directly
+    if nb > 0:
+        for i in prange(B, nogil=True, schedule='static', num_threads=n_threads):
+            memcpy(w.Xb + <int64_t>i * net.n_dense, X + rows[i] * n_dense_stride,
+                   net.n_dense * sizeof(float))
+        inp = w.Xb
+        ldx = net.n_dense
+        for l in range(nb):
+            L = net.layers + 5 * l
+            n_in = <int>L[0]
+            n_out = <int>L[1]
+            if l == nb - 1:
+                out = w.Z
+                ldy = net.F * net.d
+            else:
+                out = _layer_out(net, w, l)
+                ldy = n_out
+            _layer_forward(inp, ldx, net.theta + L[2], net.theta + L[3], out, ldy, B,
+                           n_in, n_out, L[4] != 0, n_threads)
+            inp = out
+            ldx = ldy
+    _bags_forward(net, w, rows, B, bag_ptr, ptr_stride, ids, wts, has_wts, n_threads)
+    _interact_forward(net, w, B, n_threads)
+    inp = w.R
+    ldx = net.n_int
+    for l in range(nb, nb + nt):
+        L = net.layers + 5 * l
+        out = _layer_out(net, w, l)
+        _layer_forward(inp, ldx, net.theta + L[2], net.theta + L[3], out, <int>L[1], B,
+                       <int>L[0], <int>L[1], L[4] != 0, n_threads)
+        inp = out
+        ldx = <int>L[1]
+
+
+cdef double _loss_grad(Net* net, Work* w, const float* Y, const int64_t* rows, int B,
+                       int loss, float* dout, int n_threads) noexcept nogil:
+    """Mean loss of the batch's rows; ``dout`` gets d(mean loss)/d(output)."""
+    cdef int i, j, k = net.k
+    cdef const float* z
+    cdef const float* y
+    cdef float* g
+    cdef float m, s, p, invB = 1.0 / B
+    cdef double total = 0.0
+    cdef float* out = _layer_out(net, w, net.n_bottom + net.n_top - 1)
+    for i in prange(B, nogil=True, schedule='static', num_threads=n_threads):
+        z = out + <int64_t>i * k
+        y = Y + rows[i] * k
+        g = dout + <int64_t>i * k
+        if loss == LOSS_SQUARED:
+            s = 0.0
+            for j in range(k):
+                g[j] = (z[j] - y[j]) * invB
+                s = s + 0.5 * (z[j] - y[j]) * (z[j] - y[j])
+            w.row_loss[i] = s
+        elif loss == LOSS_LOGISTIC:
+            # softplus(z) - y z, computed stably; gradient sigmoid(z) - y
+            if z[0] >= 0:
+                p = 1.0 / (1.0 + expf(-z[0]))
+                w.row_loss[i] = z[0] + log1pf(expf(-z[0])) - y[0] * z[0]
+            else:
+                p = expf(z[0]) / (1.0 + expf(z[0]))
+                w.row_loss[i] = log1pf(expf(z[0])) - y[0] * z[0]
+            g[0] = (p - y[0]) * invB
+        else:
+            m = z[0]
+            for j in range(1, k):
+                m = max(m, z[j])
+            s = 0.0
+            for j in range(k):
+                s = s + expf(z[j] - m)
+            p = 0.0
+            for j in range(k):
+                g[j] = (expf(z[j] - m) / s - y[j]) * invB
+                p = p + y[j] * (z[j] - m)
+            w.row_loss[i] = logf(s) - p
+    for i in range(B):
+        total += w.row_loss[i]
+    return total / B
+
+
+cdef double _step(Net* net, Work* w, const float* X, int64_t n_dense_stride,
+                  const float* Y, const int64_t* rows, int B,
+                  const int64_t* bag_ptr, int64_t ptr_stride, const index_t* ids,
+                  const float* wts, bint has_wts, int loss, int optimizer, float lr,
+                  float eps, float alpha, int64_t n_theta, int n_threads) noexcept nogil:
+    cdef int l, n_in, n_out, ldx, ldy, lddy, lddx, nb = net.n_bottom, nt = net.n_top
+    cdef const int64_t* L
+    cdef const float* inp
+    cdef const float* outp
+    cdef float* dY
+    cdef float* dX
+    cdef float* tmp
+    cdef bint fused = optimizer == OPT_SGD
+    cdef double mean_loss
+    cdef int64_t q
+    cdef float g
+    _forward(net, w, X, n_dense_stride, rows, B, bag_ptr, ptr_stride, ids, wts, has_wts,
+             n_threads)
+    dY = w.d0
+    mean_loss = _loss_grad(net, w, Y, rows, B, loss, dY, n_threads)
+    lddy = net.k
+    # top MLP, last layer first
+    for l in range(nb + nt - 1, nb - 1, -1):
+        L = net.layers + 5 * l
+        n_in = <int>L[0]
+        n_out = <int>L[1]
+        if l > nb:
+            inp = _layer_out(net, w, l - 1)
+            dX = w.d1 if dY == w.d0 else w.d0
+        else:
+            inp = w.R
+            dX = w.dR
+        _layer_backward(inp, n_in, net.theta + L[2], _layer_out(net, w, l), n_out, dY, lddy,
+                        dX, n_in, net.grad + L[2], net.grad + L[3], net.theta + L[3], B,
+                        n_in, n_out, L[4] != 0, fused, lr, alpha, n_threads)
+        dY = dX
+        lddy = n_in
+    _interact_backward(net, w, B, n_threads)
+    _bags_update(net, w, rows, B, bag_ptr, ptr_stride, ids, wts, has_wts, optimizer, lr,
+                 eps, alpha, n_threads)
+    # bottom MLP, from slot 0 of dZ
+    if nb > 0:
+        dY = w.dZ
+        lddy = net.F * net.d
+        for l in range(nb - 1, -1, -1):
+            L = net.layers + 5 * l
+            n_in = <int>L[0]
+            n_out = <int>L[1]
+            if l == nb - 1:
+                outp = w.Z
+                ldy = net.F * net.d
+            else:
+                outp = _layer_out(net, w, l)
+                ldy = n_out
+            if l > 0:
+                inp = _layer_out(net, w, l - 1)
+                ldx = n_in
+                dX = w.d1 if dY == w.d0 else w.d0
+            else:
+                inp = w.Xb
+                ldx = net.n_dense
+                dX = NULL
+            _layer_backward(inp, ldx, net.theta + L[2], outp, ldy, dY, lddy, dX, n_in,
+                            net.grad + L[2], net.grad + L[3], net.theta + L[3], B, n_in,
+                            n_out, L[4] != 0, fused, lr, alpha, n_threads)
+            dY = dX
+            lddy = n_in
+    if optimizer == OPT_ADAGRAD:
+        for q in prange(n_theta, nogil=True, schedule='static', num_threads=n_threads):
+            g = net.grad[q]
+            net.acc[q] += g * g
+            net.theta[q] -= lr * g / (sqrtf(net.acc[q]) + eps)
+    return mean_loss
+
+
+cdef Net _net(int n_dense, int n_tables, int d, int n_bottom, int n_top, int n_int,
+              int interaction, int k, const int64_t[:, ::1] layers, float[::1] theta,
+              float[::1] grad, float[::1] acc, float[:, ::1] E, float[::1] E_acc,
+              int32_t[::1] slot, const int64_t[::1] table_offsets) noexcept:
+    cdef Net net
+    net.n_dense = n_dense
+    net.n_tables = n_tables
+    net.d = d
+    net.zslot0 = 1 if n_bottom > 0 else 0
+    net.F = n_tables + net.zslot0
+    net.n_bottom = n_bottom
+    net.n_top = n_top
+    net.n_int = n_int
+    net.interaction = interaction
+    net.k = k
+    net.layers = &layers[0, 0]
+    net.theta = &theta[0]
+    net.grad = &grad[0]
+    net.acc = &acc[0] if acc.shape[0] > 0 else NULL
+    net.E = &E[0, 0] if E.shape[0] > 0 else NULL
+    net.E_acc = &E_acc[0] if E_acc.shape[0] > 0 else NULL
+    net.slot = &slot[0] if slot.shape[0] > 0 else NULL
+    net.table_offsets = &table_offsets[0]
+    return net
+
+
+def train_epoch(const float[:, ::1] X, const float[:, ::1] Y,
+                const int64_t[:, ::1] bag_ptr, const index_t[::1] bag_ids,
+                const float[::1] bag_wts, const int64_t[::1] order, int batch_size,
+                const float[::1] lrs, dict model, dict spec, float[::1] work,
+                int n_threads):
+    """Train on the rows ``order`` in consecutive batches of ``batch_size``.
+
+    ``lrs[b]`` is the learning rate of batch ``b``. Returns the per-batch mean
+    losses (float64 array). ``model`` holds ``theta``, ``grad``, ``acc``, ``E``,
+    ``E_acc``, ``slot``, ``table_offsets``; ``spec`` the integer layout (see the
+    module docstring). All validation happens in Python before the call.
+    """
+    cdef Net net = _net(spec["n_dense"], spec["n_tables"], spec["d"], spec["n_bottom"],
+                        spec["n_top"], spec["n_int"], spec["interaction"], spec["k"],
+                        spec["layers"], model["theta"], model["grad"], model["acc"],
+                        model["E"], model["E_acc"], model["slot"], model["table_offsets"])
+    cdef int loss = spec["loss"], optimizer = spec["optimizer"]
+    cdef float eps = spec["eps"], alpha = spec["alpha"]
+    cdef int64_t n = order.shape[0], start, n_theta = model["theta"].shape[0]
+    cdef int nb, b, n_batches = (n + batch_size - 1) // batch_size if n else 0
+    cdef int64_t max_w = spec["max_width"]
+    cdef int64_t[::1] act_off = np.zeros(spec["layers"].shape[0] + 1, dtype=np.int64)
+    cdef double[::1] losses = np.zeros(n_batches, dtype=np.float64)
+    cdef Work w
+    cdef bint has_wts = bag_wts.shape[0] > 0
+    cdef const float* wts = &bag_wts[0] if has_wts else NULL
+    cdef const index_t* ids = &bag_ids[0] if bag_ids.shape[0] > 0 else NULL
+    cdef const float* Xp = &X[0, 0] if X.shape[0] > 0 and X.shape[1] > 0 else NULL
+    cdef int64_t ptr_stride = bag_ptr.shape[1]
+    cdef const int64_t* ptr = &bag_ptr[0, 0] if bag_ptr.shape[0] > 0 else NULL
+    if lrs.shape[0] < n_batches:
+        raise ValueError("lrs is shorter than the number of batches")
+    _work(&w, &work[0], batch_size, &net, &act_off[0], max_w)
+    with nogil:
+        for b in range(n_batches):
+            start = <int64_t>b * batch_size
+            nb = <int>min(<int64_t>batch_size, n - start)
+            losses[b] = _step(&net, &w, Xp, X.shape[1], &Y[0, 0], &order[start], nb, ptr,
+                              ptr_stride, ids, wts, has_wts, loss, optimizer, lrs[b], eps,
+                              alpha, n_theta, n_threads)
+    return np.asarray(losses)
+
+
+def forward(const float[:, ::1] X, const int64_t[:, ::1] bag_ptr,
+            const index_t[::1] bag_ids, const float[::1] bag_wts, int batch_size,
+            dict model, dict spec, float[::1] work, float[:, ::1] out, int n_threads):
+    """Outputs (before the link function) of every row, written to ``out`` (n, k)."""
+    cdef Net net = _net(spec["n_dense"], spec["n_tables"], spec["d"], spec["n_bottom"],
+                        spec["n_top"], spec["n_int"], spec["interaction"], spec["k"],
+                        spec["layers"], model["theta"], model["grad"], model["acc"],
+                        model["E"], model["E_acc"], model["slot"], model["table_offsets"])
+    cdef int64_t n = out.shape[0], start, i
+    cdef int nb, b, n_batches = (n + batch_size - 1) // batch_size if n else 0
+    cdef int64_t max_w = spec["max_width"]
+    cdef int64_t[::1] act_off = np.zeros(spec["layers"].shape[0] + 1, dtype=np.int64)
+    cdef int64_t[::1] rows = np.arange(n, dtype=np.int64)
+    cdef Work w
+    cdef bint has_wts = bag_wts.shape[0] > 0
+    cdef const float* wts = &bag_wts[0] if has_wts else NULL
+    cdef const index_t* ids = &bag_ids[0] if bag_ids.shape[0] > 0 else NULL
+    cdef const float* Xp = &X[0, 0] if X.shape[0] > 0 and X.shape[1] > 0 else NULL
+    cdef int64_t ptr_stride = bag_ptr.shape[1]
+    cdef const int64_t* ptr = &bag_ptr[0, 0] if bag_ptr.shape[0] > 0 else NULL
+    cdef float* last
+    cdef int k = net.k
+    _work(&w, &work[0], batch_size, &net, &act_off[0], max_w)
+    with nogil:
+        for b in range(n_batches):
+            start = <int64_t>b * batch_size
+            nb = <int>min(<int64_t>batch_size, n - start)
+            _forward(&net, &w, Xp, X.shape[1], &rows[start], nb, ptr, ptr_stride, ids, wts,
+                     has_wts, n_threads)
+            last = _layer_out(&net, &w, net.n_bottom + net.n_top - 1)
+            memcpy(&out[start, 0], last, <int64_t>nb * k * sizeof(float))
+    return np.asarray(out)

@@ -1,0 +1,194 @@
+"""DLRM kernels against a float64 numpy reference: forward outputs, and one training
+step (forward, backward fused with the SGD / Adagrad update) against the update the
+finite-difference gradient of the reference loss gives (the unfused computation)."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from slidelearn import DLRMClassifier, DLRMRegressor
+from slidelearn._dlrm import _kernels
+
+
+def _reference_loss(theta, E, spec, dense, bags, Y, alpha=0.0):
+    """Mean loss of the batch in float64 (plus the L2 terms of the kernels)."""
+    layers, nb, d = spec["layers"], spec["n_bottom"], spec["d"]
+    n = Y.shape[0]
+    T = spec["n_tables"]
+    vecs = []
+    if nb:
+        h = dense.astype(np.float64)
+        for l in range(nb):
+            n_in, n_out, w, b, relu = layers[l]
+            h = h @ theta[w:b].reshape(n_out, n_in).T + theta[b:b + n_out]
+            h = np.maximum(h, 0) if relu else h
+        vecs.append(h)
+    reg = 0.0
+    for t in range(T):
+        pooled = np.zeros((n, d))
+        for i in range(n):
+            for j in range(bags.ptr[t, i], bags.ptr[t, i + 1]):
+                wt = bags.wts[j] if bags.wts.size else 1.0
+                pooled[i] += wt * E[bags.ids[j]]
+                reg += 0.5 * alpha * np.dot(E[bags.ids[j]], E[bags.ids[j]])
+        vecs.append(pooled)
+    Z = np.stack(vecs, axis=1)
+    code = spec["interaction"]
+    if code == _kernels.CODES["cat"]:
+        R = Z.reshape(n, -1)
+    else:
+        self_int = code == _kernels.CODES["dot_self"]
+        F = Z.shape[1]
+        pairs = [np.einsum("nd,nd->n", Z[:, a], Z[:, c])
+                 for a in range(F) for c in range(a + 1 if self_int else a)]
+        R = np.column_stack(([Z[:, 0]] if nb else []) + [p[:, None] for p in pairs])
+    h = R
+    for l in range(nb, len(layers)):
+        n_in, n_out, w, b, relu = layers[l]
+        h = h @ theta[w:b].reshape(n_out, n_in).T + theta[b:b + n_out]
+        h = np.maximum(h, 0) if relu else h
+    loss = spec["loss"]
+    if loss == _kernels.CODES["squared_error"]:
+        per = 0.5 * ((h - Y) ** 2).sum(1)
+    elif loss == _kernels.CODES["log_loss"]:
+        per = np.logaddexp(0, h[:, 0]) - Y[:, 0] * h[:, 0]
+    else:
+        m = h.max(1, keepdims=True)
+        per = np.log(np.exp(h - m).sum(1)) + m[:, 0] - (Y * h).sum(1)
+    for n_in, n_out, w, b, _ in layers:
+        reg += 0.5 * alpha * n * np.dot(theta[w:b], theta[w:b])
+    return per.mean() + reg / n, h
+
+
+def _fd_grad(f, x, h=1e-6):
+    g = np.zeros_like(x)
+    flat, gflat = x.reshape(-1), g.reshape(-1)
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + h
+        fp = f()
+        flat[i] = old - h
+        fm = f()
+        flat[i] = old
+        gflat[i] = (fp - fm) / (2 * h)
+    return g
+
+
+def _tiny(kind, interaction="dot", self_interaction=False, solver="sgd", alpha=0.0,
+          n=7, index64=False, classes=2, seed=0):
+    """A fitted-shape estimator with random inputs and its prepared arrays."""
+    rng = np.random.default_rng(seed)
+    est_cls = DLRMClassifier if kind == "clf" else DLRMRegressor
+    est = est_cls(embedding_dim=3, bottom_mlp=(4,), top_mlp=(5,), interaction=interaction,
+                  self_interaction=self_interaction, solver=solver, alpha=alpha,
+                  random_state=seed, batch_size=n)
+    if kind == "sparse":
+        # two multi-hot weighted fields (with a repeated column), two dense columns
+        dense_part = rng.normal(size=(n, 2))
+        f1 = sp.random(n, 4, density=0.6, random_state=seed, data_rvs=lambda k: rng.uniform(0.5, 2, k))
+        f2 = sp.random(n, 3, density=0.7, random_state=seed + 1)
+        X = sp.hstack([f1, sp.csr_matrix(dense_part), f2]).tocsr()
+        groups = [np.arange(4), np.arange(6, 9)]
+        est.set_params(feature_groups=groups)
+        y = rng.normal(size=n)
+    elif kind == "nodense":
+        X = np.column_stack([rng.integers(0, 5, n), rng.integers(0, 4, n),
+                             rng.integers(0, 3, n)]).astype(float)
+        est.set_params(categorical_features=[0, 1, 2])
+        y = rng.normal(size=(n, 2))
+    else:
+        X = np.column_stack([rng.normal(size=(n, 3)), rng.integers(0, 5, n),
+                             rng.integers(0, 9, n)])
+        est.set_params(categorical_features=[3, 4], table_sizes=[5, 6])  # 6: ids hashed
+        y = rng.integers(0, classes, n) if kind == "clf" else rng.normal(size=n)
+    dense, bags = est._inputs(X, reset=True)
+    if index64:
+        bags.ids = bags.ids.astype(np.int64)
+    Y = est._encode_y(y, dense.shape[0], first=True)
+    est._init_model(dense.shape[1], Y.shape[1], est._output_bias(Y), np.random.default_rng(seed))
+    est._prepare_model()
+    return est, dense, bags, Y
+
+
+CASES = [
+    dict(kind="reg"),
+    dict(kind="reg", interaction="cat"),
+    dict(kind="reg", self_interaction=True),
+    dict(kind="reg", index64=True),
+    dict(kind="clf"),
+    dict(kind="clf", classes=3),
+    dict(kind="sparse"),
+    dict(kind="nodense"),
+    dict(kind="nodense", interaction="cat"),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(f"{v}" for v in c.values()))
+def test_forward_matches_reference(case):
+    est, dense, bags, Y = _tiny(**case)
+    out = est._raw_output(dense, bags, 1)
+    m = est._model
+    _, ref = _reference_loss(m["theta"].astype(np.float64), m["E"].astype(np.float64),
+                             est._spec, dense, bags, Y)
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("solver,alpha", [("sgd", 0.0), ("sgd", 0.1), ("adagrad", 0.0),
+                                          ("adagrad", 0.05)])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(f"{v}" for v in c.values()))
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_fused_step_equals_unfused_reference(case, solver, alpha, n_threads):
+    """One fused training step equals the update computed from the reference
+    gradient (finite differences of the float64 loss) applied afterwards."""
+    est, dense, bags, Y = _tiny(solver=solver, alpha=alpha, **case)
+    m = est._model
+    theta0 = m["theta"].astype(np.float64)
+    E0 = m["E"].astype(np.float64)
+    spec = est._spec
+    th, Ev = theta0.copy(), E0.copy()
+
+    def f():
+        return _reference_loss(th, Ev, spec, dense, bags, Y, alpha)[0]
+
+    g_theta = _fd_grad(f, th)
+    g_E = _fd_grad(f, Ev)
+    lr = 0.5
+    n = dense.shape[0]
+    losses = _kernels.train_epoch(dense, Y, bags.ptr, bags.ids, bags.wts,
+                                  np.arange(n, dtype=np.int64), n,
+                                  np.array([lr], np.float32), m, spec, est._get_work(n),
+                                  n_threads)
+    # the reported loss is the data term (without the L2 penalty)
+    np.testing.assert_allclose(losses[0], _reference_loss(th, Ev, spec, dense, bags, Y)[0],
+                               rtol=1e-5)
+    if solver == "sgd":
+        exp_theta = theta0 - lr * g_theta
+        exp_E = E0 - lr * g_E
+    else:
+        eps = spec["eps"]
+        exp_theta = theta0 - lr * g_theta / (np.abs(g_theta) + eps)
+        row_acc = (g_E ** 2).mean(axis=1, keepdims=True)
+        exp_E = E0 - lr * g_E / (np.sqrt(row_acc) + eps)
+        np.testing.assert_allclose(m["E_acc"], row_acc[:, 0], rtol=1e-3, atol=1e-9)
+    # where adagrad divides ~0 by ~0 the direction is noise: compare only clear gradients
+    keep_t = np.abs(g_theta) > 1e-6 if solver == "adagrad" else slice(None)
+    np.testing.assert_allclose(m["theta"][keep_t], exp_theta[keep_t], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(m["E"], exp_E, rtol=1e-4, atol=1e-5)
+    # only rows that appear in a bag changed
+    untouched = np.setdiff1d(np.arange(E0.shape[0]), bags.ids)
+    np.testing.assert_array_equal(m["E"][untouched], E0[untouched].astype(np.float32))
+    assert (m["slot"] == -1).all()
+
+
+def test_thread_count_does_not_change_training():
+    """Row ownership makes the embedding update independent of the thread count."""
+    results = []
+    for n_threads in (1, 2):
+        est, dense, bags, Y = _tiny(kind="sparse", solver="adagrad", n=64, seed=3)
+        m = est._model
+        for _ in range(3):
+            _kernels.train_epoch(dense, Y, bags.ptr, bags.ids, bags.wts,
+                                 np.arange(64, dtype=np.int64), 16,
+                                 np.full(4, 0.1, np.float32), m, est._spec, est._get_work(16),
+                                 n_threads)
+        results.append(m["E"].copy())
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-5, atol=1e-6)
