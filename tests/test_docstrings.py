@@ -11,6 +11,10 @@ MODULES = [
     "slidelearn.datasets._samples_generator",
     "slidelearn.utils.validation",
     "slidelearn.__main__",
+    "slidelearn._dlrm._estimators",
+    "slidelearn._dlrm._inputs",
+    "slidelearn.datasets._criteo",
+    "slidelearn.datasets._movielens",
 ]
 
 

@@ -15,7 +15,8 @@ from slidelearn._dlrm import _kernels
 from slidelearn.utils._openmp_helpers import effective_n_threads
 from slidelearn.utils.validation import validate_sparse_X
 
-_PREDICT_BATCH = 4096
+# Rows per prediction block (every block is computed at this size, see forward()).
+_PREDICT_BATCH = 512
 
 
 def _check_seed(random_state):
@@ -284,10 +285,12 @@ class _BaseDLRM(BaseEstimator):
         if needs_slot and m["slot"].shape[0] != m["E"].shape[0]:
             m["slot"] = np.full(m["E"].shape[0], -1, dtype=np.int32)
 
-    def _get_work(self, B):
+    def _get_work(self, B, cache=True):
         spec = self._spec
         size = _kernels.work_size(B, spec["n_dense"], spec["n_tables"] + int(spec["n_bottom"] > 0),
                                   spec["d"], spec["n_int"], spec["layers"], spec["max_width"])
+        if not cache:  # prediction leaves the estimator untouched
+            return np.empty(size, dtype=np.float32)
         work = getattr(self, "_work", None)
         if work is None or work.shape[0] < size:
             work = self._work = np.empty(size, dtype=np.float32)
@@ -305,7 +308,7 @@ class _BaseDLRM(BaseEstimator):
         B = int(min(self.batch_size, max(len(order), 1)))
         n_batches = -(-len(order) // B)
         work = self._get_work(B)
-        with threadpool_limits(limits=n_threads, user_api="blas"):
+        with threadpool_limits(limits=1, user_api="blas"):
             losses = _kernels.train_epoch(dense, Y, bags.ptr, bags.ids, bags.wts,
                                           order.astype(np.int64, copy=False), B,
                                           self._lrs(n_batches, epoch), self._model,
@@ -323,14 +326,17 @@ class _BaseDLRM(BaseEstimator):
     def _raw_output(self, dense, bags, n_threads):
         n = dense.shape[0]
         out = np.empty((n, self._spec["k"]), dtype=np.float32)
-        B = int(min(_PREDICT_BATCH, max(n, 1)))
-        work = self._get_work(B)
-        with threadpool_limits(limits=n_threads, user_api="blas"):
+        B = _PREDICT_BATCH
+        work = self._get_work(B, cache=False)
+        with threadpool_limits(limits=1, user_api="blas"):
             _kernels.forward(dense, bags.ptr, bags.ids, bags.wts, B, self._model, self._spec,
                              work, out, n_threads)
         return out
 
     def _fit(self, X, y, *, incremental, classes=None):
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target "
+                             "y is None.")
         first = not hasattr(self, "_model") or not (incremental or self.warm_start)
         dense, bags = self._inputs(X, reset=first)
         Y = self._encode_y(y, dense.shape[0], first=first, classes=classes)
@@ -423,8 +429,6 @@ class _BaseDLRM(BaseEstimator):
     def _forward_X(self, X):
         check_is_fitted(self, "_model")
         dense, bags = self._inputs(X, reset=False)
-        if self._model["grad"].shape != self._model["theta"].shape:
-            self._model["grad"] = np.zeros_like(self._model["theta"])
         return self._raw_output(dense, bags, effective_n_threads(self.n_jobs))
 
     def fit(self, X, y):
@@ -794,8 +798,8 @@ class DLRMClassifier(ClassifierMixin, _BaseDLRM):
         if first:
             classes_ = np.unique(y) if classes is None else np.unique(np.asarray(classes))
             if len(classes_) < 2:
-                raise ValueError("DLRMClassifier needs samples of at least 2 classes in the "
-                                 f"data; got only class {classes_[0]!r}." if len(classes_)
+                raise ValueError("DLRMClassifier needs samples of at least 2 classes; got "
+                                 f"1 class ({classes_[0]!r})." if len(classes_)
                                  else "y is empty.")
             self.classes_ = classes_
             self._loss_name = "log_loss" if len(classes_) == 2 else "softmax"

@@ -12,7 +12,6 @@ Two input kinds:
 import numbers
 
 import numpy as np
-import scipy.sparse as sp
 
 __all__ = ["feature_groups_from_encoder"]
 

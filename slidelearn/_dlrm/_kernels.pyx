@@ -149,19 +149,29 @@ cdef void _work(Work* w, float* buf, int B, Net* net, int64_t* act_off, int64_t 
 cdef void _layer_forward(const float* X, int ldx, const float* W, const float* b,
                          float* Y, int ldy, int B, int n_in, int n_out, bint relu,
                          int n_threads) noexcept nogil:
+    """Each thread multiplies its own block of rows (single-threaded BLAS inside our
+    parallel region: no second thread pool competing for the cores) and applies
+    bias and ReLU to the block while it is still in cache."""
     cdef char ta = b'T', tb = b'N'
     cdef float one = 1.0, zero = 0.0
-    cdef int i, j
+    cdef int o, i, j, r0, r1, nr
     cdef float* y
-    sgemm(&ta, &tb, &n_out, &B, &n_in, &one, <float*>W, &n_in, <float*>X, &ldx, &zero, Y, &ldy)
-    for i in prange(B, nogil=True, schedule='static', num_threads=n_threads):
-        y = Y + <int64_t>i * ldy
-        if relu:
-            for j in range(n_out):
-                y[j] = max(y[j] + b[j], 0.0)
-        else:
-            for j in range(n_out):
-                y[j] = y[j] + b[j]
+    for o in prange(n_threads, nogil=True, schedule='static', num_threads=n_threads):
+        r0 = <int>(<int64_t>B * o // n_threads)
+        r1 = <int>(<int64_t>B * (o + 1) // n_threads)
+        nr = r1 - r0
+        if nr <= 0:
+            continue
+        sgemm(&ta, &tb, &n_out, &nr, &n_in, &one, <float*>W, &n_in,
+              <float*>X + <int64_t>r0 * ldx, &ldx, &zero, Y + <int64_t>r0 * ldy, &ldy)
+        for i in range(r0, r1):
+            y = Y + <int64_t>i * ldy
+            if relu:
+                for j in range(n_out):
+                    y[j] = max(y[j] + b[j], 0.0)
+            else:
+                for j in range(n_out):
+                    y[j] = y[j] + b[j]
 
 
 cdef void _layer_backward(const float* X, int ldx, float* W, const float* Y, int ldy,
@@ -172,38 +182,52 @@ cdef void _layer_backward(const float* X, int ldx, float* W, const float* Y, int
     NULL) receives dY W with the weights before the update. With ``fused_sgd`` the
     weights are updated in the gradient GEMM itself (beta = 1 - lr * alpha carries
     the L2 decay) and the bias in the column-sum pass; otherwise the gradients go
-    to ``gW`` / ``gb``."""
+    to ``gW`` / ``gb``. Threads split the batch rows for the mask and dX, and the
+    output neurons (rows of W) for the weight gradient, so no reduction is needed."""
     cdef char tn = b'N', tt = b'T'
-    cdef float one = 1.0, zero = 0.0, beta, a
-    cdef int i, j
+    cdef float one = 1.0, zero = 0.0, beta = 1.0 - lr * alpha, a = -lr
+    cdef int o, i, j, r0, r1, nr
     cdef float* dy
     cdef const float* y
-    if relu:
-        for i in prange(B, nogil=True, schedule='static', num_threads=n_threads):
+    for o in prange(n_threads, nogil=True, schedule='static', num_threads=n_threads):
+        r0 = <int>(<int64_t>B * o // n_threads)
+        r1 = <int>(<int64_t>B * (o + 1) // n_threads)
+        nr = r1 - r0
+        if nr <= 0:
+            continue
+        if relu:
+            for i in range(r0, r1):
+                dy = dY + <int64_t>i * lddy
+                y = Y + <int64_t>i * ldy
+                for j in range(n_out):
+                    if y[j] <= 0.0:
+                        dy[j] = 0.0
+        if dX != NULL:
+            sgemm(&tn, &tn, &n_in, &nr, &n_out, &one, W, &n_in, dY + <int64_t>r0 * lddy,
+                  &lddy, &zero, dX + <int64_t>r0 * lddx, &lddx)
+    for o in prange(n_threads, nogil=True, schedule='static', num_threads=n_threads):
+        r0 = <int>(<int64_t>n_out * o // n_threads)
+        r1 = <int>(<int64_t>n_out * (o + 1) // n_threads)
+        nr = r1 - r0
+        if nr <= 0:
+            continue
+        # bias gradient: column sums of dY over this block of neurons
+        memset(gb + r0, 0, nr * sizeof(float))
+        for i in range(B):
             dy = dY + <int64_t>i * lddy
-            y = Y + <int64_t>i * ldy
-            for j in range(n_out):
-                if y[j] <= 0.0:
-                    dy[j] = 0.0
-    # bias gradient: column sums of dY
-    memset(gb, 0, n_out * sizeof(float))
-    for i in range(B):
-        dy = dY + <int64_t>i * lddy
-        for j in range(n_out):
-            gb[j] += dy[j]
-    if dX != NULL:
-        sgemm(&tn, &tn, &n_in, &B, &n_out, &one, W, &n_in, dY, &lddy, &zero, dX, &lddx)
-    if fused_sgd:
-        a = -lr
-        beta = 1.0 - lr * alpha
-        sgemm(&tn, &tt, &n_in, &n_out, &B, &a, <float*>X, &ldx, dY, &lddy, &beta, W, &n_in)
-        for j in range(n_out):
-            b[j] -= lr * gb[j]
-    else:
-        sgemm(&tn, &tt, &n_in, &n_out, &B, &one, <float*>X, &ldx, dY, &lddy, &zero, gW, &n_in)
-        if alpha != 0.0:
-            for i in range(n_out * n_in):
-                gW[i] += alpha * W[i]
+            for j in range(r0, r1):
+                gb[j] += dy[j]
+        if fused_sgd:
+            sgemm(&tn, &tt, &n_in, &nr, &B, &a, <float*>X, &ldx, dY + r0, &lddy, &beta,
+                  W + <int64_t>r0 * n_in, &n_in)
+            for j in range(r0, r1):
+                b[j] -= lr * gb[j]
+        else:
+            sgemm(&tn, &tt, &n_in, &nr, &B, &one, <float*>X, &ldx, dY + r0, &lddy, &zero,
+                  gW + <int64_t>r0 * n_in, &n_in)
+            if alpha != 0.0:
+                for i in range(r0 * n_in, r1 * n_in):
+                    gW[i] += alpha * W[i]
 
 
 # ---------------------------------------------------------------------------
@@ -533,9 +557,13 @@ cdef double _step(Net* net, Work* w, const float* X, int64_t n_dense_stride,
 
 
 cdef Net _net(int n_dense, int n_tables, int d, int n_bottom, int n_top, int n_int,
-              int interaction, int k, const int64_t[:, ::1] layers, float[::1] theta,
-              float[::1] grad, float[::1] acc, float[:, ::1] E, float[::1] E_acc,
-              int32_t[::1] slot, const int64_t[::1] table_offsets) noexcept:
+              int interaction, int k, const int64_t[:, ::1] layers, const float[::1] theta,
+              const float[::1] grad, const float[::1] acc, const float[:, ::1] E,
+              const float[::1] E_acc, const int32_t[::1] slot,
+              const int64_t[::1] table_offsets) noexcept:
+    """Pointers into the model arrays. They are taken from const views so that
+    ``forward`` also serves read-only (memory-mapped) models; ``train_epoch`` checks
+    that the arrays it writes are writeable before building the Net."""
     cdef Net net
     net.n_dense = n_dense
     net.n_tables = n_tables
@@ -548,12 +576,12 @@ cdef Net _net(int n_dense, int n_tables, int d, int n_bottom, int n_top, int n_i
     net.interaction = interaction
     net.k = k
     net.layers = &layers[0, 0]
-    net.theta = &theta[0]
-    net.grad = &grad[0]
-    net.acc = &acc[0] if acc.shape[0] > 0 else NULL
-    net.E = &E[0, 0] if E.shape[0] > 0 else NULL
-    net.E_acc = &E_acc[0] if E_acc.shape[0] > 0 else NULL
-    net.slot = &slot[0] if slot.shape[0] > 0 else NULL
+    net.theta = <float*>&theta[0]
+    net.grad = <float*>&grad[0] if grad.shape[0] > 0 else NULL
+    net.acc = <float*>&acc[0] if acc.shape[0] > 0 else NULL
+    net.E = <float*>&E[0, 0] if E.shape[0] > 0 else NULL
+    net.E_acc = <float*>&E_acc[0] if E_acc.shape[0] > 0 else NULL
+    net.slot = <int32_t*>&slot[0] if slot.shape[0] > 0 else NULL
     net.table_offsets = &table_offsets[0]
     return net
 
@@ -570,6 +598,11 @@ def train_epoch(const float[:, ::1] X, const float[:, ::1] Y,
     ``E_acc``, ``slot``, ``table_offsets``; ``spec`` the integer layout (see the
     module docstring). All validation happens in Python before the call.
     """
+    for key in ("theta", "grad", "acc", "E", "E_acc", "slot"):
+        if not model[key].flags.writeable:
+            raise ValueError(f"model array {key!r} is read-only")
+    if model["grad"].shape[0] != model["theta"].shape[0]:
+        raise ValueError("model['grad'] must have the size of model['theta']")
     cdef Net net = _net(spec["n_dense"], spec["n_tables"], spec["d"], spec["n_bottom"],
                         spec["n_top"], spec["n_int"], spec["interaction"], spec["k"],
                         spec["layers"], model["theta"], model["grad"], model["acc"],
@@ -613,7 +646,11 @@ def forward(const float[:, ::1] X, const int64_t[:, ::1] bag_ptr,
     cdef int nb, b, n_batches = (n + batch_size - 1) // batch_size if n else 0
     cdef int64_t max_w = spec["max_width"]
     cdef int64_t[::1] act_off = np.zeros(spec["layers"].shape[0] + 1, dtype=np.int64)
-    cdef int64_t[::1] rows = np.arange(n, dtype=np.int64)
+    # Every block has exactly batch_size rows (the last one padded with copies of the
+    # last row), so each row meets the same GEMM shapes whatever n is: a row's
+    # output does not depend on which other rows are predicted with it.
+    cdef int64_t[::1] rows = np.minimum(np.arange(max(n_batches, 1) * <int64_t>batch_size,
+                                                  dtype=np.int64), max(n - 1, 0))
     cdef Work w
     cdef bint has_wts = bag_wts.shape[0] > 0
     cdef const float* wts = &bag_wts[0] if has_wts else NULL
@@ -628,8 +665,8 @@ def forward(const float[:, ::1] X, const int64_t[:, ::1] bag_ptr,
         for b in range(n_batches):
             start = <int64_t>b * batch_size
             nb = <int>min(<int64_t>batch_size, n - start)
-            _forward(&net, &w, Xp, X.shape[1], &rows[start], nb, ptr, ptr_stride, ids, wts,
-                     has_wts, n_threads)
+            _forward(&net, &w, Xp, X.shape[1], &rows[start], batch_size, ptr, ptr_stride, ids,
+                     wts, has_wts, n_threads)
             last = _layer_out(&net, &w, net.n_bottom + net.n_top - 1)
             memcpy(&out[start, 0], last, <int64_t>nb * k * sizeof(float))
     return np.asarray(out)
