@@ -191,7 +191,7 @@ def test_bad_predict_inputs_and_params():
     with pytest.raises(ValueError, match="no feature names"):
         DLRMRegressor(categorical_features=["nope"]).fit(_XOK, _XOK[:, 0])
     with pytest.raises(ValueError, match="nothing to interact"):
-        DLRMRegressor(categorical_features=[1]).fit(_XOK[:, 1:2], _XOK[:, 0])
+        DLRMRegressor(categorical_features=[0]).fit(_XOK[:, 1:2], _XOK[:, 0])
     with pytest.raises(ValueError, match="table_sizes"):
         DLRMRegressor(categorical_features=[1, 2], table_sizes=[3]).fit(_XOK, _XOK[:, 0])
     with pytest.raises(ValueError, match="would not fit in memory"):
@@ -220,3 +220,26 @@ def test_user_data_not_modified():
     DLRMRegressor(categorical_features=[1, 2], max_iter=2).fit(X, y)
     np.testing.assert_array_equal(X, _XOK)
     np.testing.assert_array_equal(y, _XOK[:, 0])
+
+
+def test_criteo_stream_with_partial_fit(shared_data):
+    from slidelearn.datasets import CRITEO_CATEGORICAL_FEATURES, iter_criteo
+    from sklearn.metrics import log_loss
+
+    path = shared_data / "criteo-sample" / "train.txt"
+    clf = DLRMClassifier(categorical_features=CRITEO_CATEGORICAL_FEATURES, table_sizes=1000,
+                         embedding_dim=8, bottom_mlp=(16,), top_mlp=(16,), n_jobs=1,
+                         random_state=0)
+    chunks = list(iter_criteo(path, chunksize=200, n_hash_bins=1000))
+    assert sum(len(y) for _, y in chunks) == 1000
+    for X, y in chunks[:4]:
+        clf.partial_fit(X, y, classes=[0, 1])
+    X_test, y_test = chunks[4]
+    proba = clf.predict_proba(X_test)
+    assert clf.n_iter_ == 4 and clf.table_sizes_.tolist() == [1000] * 26
+    assert np.all((proba >= 0) & (proba <= 1))
+    # after 800 rows the model already ranks clicks and beats the base rate
+    from sklearn.metrics import roc_auc_score
+    base = np.concatenate([y for _, y in chunks[:4]]).mean()
+    assert log_loss(y_test, proba[:, 1]) < log_loss(y_test, np.full(len(y_test), base))
+    assert roc_auc_score(y_test, proba[:, 1]) > 0.6
