@@ -192,3 +192,31 @@ def test_thread_count_does_not_change_training():
                                  n_threads)
         results.append(m["E"].copy())
     np.testing.assert_allclose(results[0], results[1], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+def test_csr_to_bags_matches_column_slicing(index_dtype):
+    """The one-pass CSR split equals slicing each field's columns with scipy."""
+    X = sp.random(50, 30, density=0.3, format="csr", random_state=0, dtype=np.float32)
+    X.indices = X.indices.astype(index_dtype)
+    X.indptr = X.indptr.astype(index_dtype)
+    groups = [np.arange(0, 7), np.arange(10, 12), np.arange(20, 30)]
+    offsets = np.array([0, 7, 9, 19])
+    dense_cols = np.setdiff1d(np.arange(30), np.concatenate(groups))
+    col_table = np.full(30, -1, np.int32)
+    col_row = np.zeros(30, np.int64)
+    for t, g in enumerate(groups):
+        col_table[g] = t
+        col_row[g] = offsets[t] + np.arange(len(g))
+    col_dense = np.full(30, -1, np.int32)
+    col_dense[dense_cols] = np.arange(len(dense_cols))
+    dense = np.zeros((50, len(dense_cols)), np.float32)
+    ptr, ids, wts = _kernels.csr_to_bags(X.indptr.astype(np.int64), X.indices, X.data,
+                                         col_table, col_row, 3, col_dense, dense, np.int32)
+    np.testing.assert_array_equal(dense, X[:, dense_cols].toarray())
+    for t, g in enumerate(groups):
+        sub = X[:, g].tocsr()
+        sub.sort_indices()
+        np.testing.assert_array_equal(np.diff(ptr[t]), np.diff(sub.indptr))
+        np.testing.assert_array_equal(ids[ptr[t, 0]:ptr[t, -1]], sub.indices + offsets[t])
+        np.testing.assert_array_equal(wts[ptr[t, 0]:ptr[t, -1]], sub.data)

@@ -154,10 +154,24 @@ class _BaseDLRM(BaseEstimator):
                     grouped[g] = True
                 self._dense_cols = np.flatnonzero(~grouped)
                 self._set_tables(np.array([len(g) for g in groups], dtype=np.int64))
-            dense = np.ascontiguousarray(X[:, self._dense_cols].toarray(), dtype=np.float32)
-            bags = _inputs.sparse_bags(X, self.feature_groups_, self._table_offsets,
-                                       self._index_dtype)
-            return dense, bags
+            if reset:
+                # column -> (table, stacked row) or -> dense position, for csr_to_bags
+                col_table = np.full(X.shape[1], -1, dtype=np.int32)
+                col_row = np.zeros(X.shape[1], dtype=np.int64)
+                for t, g in enumerate(self.feature_groups_):
+                    col_table[g] = t
+                    col_row[g] = self._table_offsets[t] + np.arange(len(g))
+                col_dense = np.full(X.shape[1], -1, dtype=np.int32)
+                col_dense[self._dense_cols] = np.arange(len(self._dense_cols))
+                self._col_maps = (col_table, col_row, col_dense)
+            col_table, col_row, col_dense = self._col_maps
+            dense = np.zeros((X.shape[0], len(self._dense_cols)), dtype=np.float32)
+            ptr, ids, wts = _kernels.csr_to_bags(
+                X.indptr.astype(np.int64, copy=False), X.indices, X.data, col_table, col_row,
+                len(self.feature_groups_), col_dense, dense, self._index_dtype)
+            if wts.size and np.all(wts == 1.0):
+                wts = np.empty(0, np.float32)  # every weight 1: the kernels skip them
+            return dense, _inputs.Bags(ptr, ids, wts)
 
         if reset:
             if self.feature_groups not in (None, "auto"):

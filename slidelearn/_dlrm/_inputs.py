@@ -145,27 +145,6 @@ def dense_bags(ids_cols, sizes, offsets, index_dtype):
     return Bags(np.ascontiguousarray(ptr), ids.ravel(), np.empty(0, np.float32))
 
 
-def sparse_bags(X, groups, offsets, index_dtype):
-    """Bags from column groups of a CSR matrix; values are the bag weights."""
-    n = X.shape[0]
-    T = len(groups)
-    ptr = np.empty((T, n + 1), dtype=np.int64)
-    ids_parts, wts_parts = [], []
-    base = 0
-    for t, cols in enumerate(groups):
-        sub = X[:, cols].tocsr()
-        sub.sort_indices()
-        ptr[t] = sub.indptr.astype(np.int64) + base
-        ids_parts.append(sub.indices.astype(index_dtype) + index_dtype(offsets[t]))
-        wts_parts.append(sub.data.astype(np.float32, copy=False))
-        base += sub.indptr[-1]
-    ids = np.concatenate(ids_parts) if ids_parts else np.empty(0, index_dtype)
-    wts = np.concatenate(wts_parts) if wts_parts else np.empty(0, np.float32)
-    if wts.size and np.all(wts == 1.0):
-        wts = np.empty(0, np.float32)
-    return Bags(ptr, ids, wts)
-
-
 def detect_onehot_groups(X):
     """Fields of one-hot columns found in a sparse matrix.
 

@@ -670,3 +670,73 @@ def forward(const float[:, ::1] X, const int64_t[:, ::1] bag_ptr,
             last = _layer_out(&net, &w, net.n_bottom + net.n_top - 1)
             memcpy(&out[start, 0], last, <int64_t>nb * k * sizeof(float))
     return np.asarray(out)
+
+
+ctypedef fused out_t:
+    int32_t
+    int64_t
+
+
+cdef void _fill_bags(const int64_t[::1] indptr, const index_t[::1] indices,
+                     const float[::1] data, const int32_t[::1] col_table,
+                     const int64_t[::1] col_row, int64_t[:, ::1] cursor, out_t[::1] ids,
+                     float[::1] wts) noexcept:
+    cdef Py_ssize_t n = indptr.shape[0] - 1, i
+    cdef int64_t j, k
+    cdef int32_t tb
+    with nogil:
+        for i in range(n):
+            for j in range(indptr[i], indptr[i + 1]):
+                tb = col_table[indices[j]]
+                if tb >= 0:
+                    k = cursor[tb, i]
+                    ids[k] = <out_t>col_row[indices[j]]
+                    wts[k] = data[j]
+                    cursor[tb, i] = k + 1
+
+
+def csr_to_bags(const int64_t[::1] indptr, const index_t[::1] indices, const float[::1] data,
+                const int32_t[::1] col_table, const int64_t[::1] col_row, int n_tables,
+                const int32_t[::1] col_dense, float[:, ::1] dense, ids_dtype):
+    """Split a CSR matrix into embedding bags and dense features in one pass.
+
+    Column ``c`` belongs to table ``col_table[c]`` (row ``col_row[c]`` of the stacked
+    tables) or, when ``col_table[c] < 0``, is dense column ``col_dense[c]`` of
+    ``dense`` (zeroed by the caller). Returns ``(ptr, ids, wts)``: the bag of table
+    ``t`` and sample ``i`` is ``ptr[t, i]:ptr[t, i + 1]``, in column order.
+    """
+    cdef Py_ssize_t n = indptr.shape[0] - 1, i, t
+    cdef int64_t j, c, pos
+    cdef int32_t tb
+    ptr_arr = np.zeros((n_tables, n + 1), dtype=np.int64)
+    cdef int64_t[:, ::1] ptr = ptr_arr
+    with nogil:
+        for i in range(n):
+            for j in range(indptr[i], indptr[i + 1]):
+                tb = col_table[indices[j]]
+                if tb >= 0:
+                    ptr[tb, i + 1] += 1
+                else:
+                    dense[i, col_dense[indices[j]]] = data[j]
+        pos = 0
+        for t in range(n_tables):
+            ptr[t, 0] = pos
+            for i in range(n):
+                pos += ptr[t, i + 1]
+                ptr[t, i + 1] = pos
+    total = int(pos)
+    ids_arr = np.empty(total, dtype=ids_dtype)
+    wts_arr = np.empty(total, dtype=np.float32)
+    cursor_arr = ptr_arr[:, :n].copy() if n_tables else np.zeros((0, n), np.int64)
+    cdef int64_t[:, ::1] cursor = cursor_arr
+    cdef float[::1] wts = wts_arr
+    cdef int32_t[::1] ids32
+    cdef int64_t[::1] ids64
+    if ids_dtype == np.int32:
+        ids32 = ids_arr
+        _fill_bags(indptr, indices, data, col_table, col_row, cursor, ids32, wts)
+    else:
+        ids64 = ids_arr
+        _fill_bags(indptr, indices, data, col_table, col_row, cursor, ids64, wts)
+    return ptr_arr, ids_arr, wts_arr
+
