@@ -1,0 +1,218 @@
+"""DLRM training throughput: slidelearn's DLRMClassifier against a PyTorch DLRM of the
+reference design, on random data of two reference shapes, side by side in one run.
+
+Shapes (``../shared/REFERENCE.md``):
+
+* ``a``: d=64, bottom 13-512-256-64, top 512-256-1, 8 tables x 1M rows, one id per
+  table (as Criteo), batch 2048.
+* ``b`` (SC20 "Small"): d=64, bottom 512-512-64, top 1024-1024-1024-1, 8 tables x 1M
+  rows, 100 ids per bag (multi-hot: slidelearn reads them from a sparse matrix with
+  one field per table), batch 2048.
+
+Both sides train with plain SGD at the same learning rate on the same rows, and the
+labels are a noisy function of the inputs, so that the loss falls and the mean loss
+of the last steps can be compared. Each (implementation, shape, threads)
+configuration runs in its own process: its peak resident memory (ru_maxrss) is its
+own. slidelearn is timed through ``partial_fit`` (one call per step), so its figures
+include input validation; torch is timed on ready tensors.
+
+Run::
+
+    python benchmarks/bench_dlrm.py                      # both shapes, 1 and 2 threads
+    python benchmarks/bench_dlrm.py --shape a --threads 1 --steps 6
+"""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+SHAPES = {
+    "a": dict(n_dense=13, bottom=(512, 256), d=64, top=(512, 256), tables=8, rows=1_000_000,
+              bag=1, batch=2048),
+    "b": dict(n_dense=512, bottom=(512,), d=64, top=(1024, 1024, 1024), tables=8,
+              rows=1_000_000, bag=100, batch=2048),
+}
+
+
+def make_data(shape, n_steps, seed=0):
+    """Dense features, bag ids (steps*batch, tables, bag) and 0/1 labels."""
+    s = SHAPES[shape]
+    rng = np.random.default_rng(seed)
+    n = n_steps * s["batch"]
+    dense = rng.normal(size=(n, s["n_dense"])).astype(np.float32)
+    ids = rng.integers(0, s["rows"], size=(n, s["tables"], s["bag"]), dtype=np.int64)
+    # learnable labels: a dense linear score plus a hashed per-id score
+    w = rng.normal(size=s["n_dense"]) / np.sqrt(s["n_dense"])
+    id_score = ((ids * 2654435761) % 1000 / 1000.0 - 0.5).sum(axis=(1, 2)) / np.sqrt(
+        s["tables"] * s["bag"])
+    logit = dense @ w + 2 * id_score
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int64)
+    return dense, ids, y
+
+
+def run_slidelearn(shape, threads, n_steps, warmup, lr):
+    import scipy.sparse as sp
+
+    from slidelearn import DLRMClassifier
+
+    s = SHAPES[shape]
+    dense, ids, y = make_data(shape, n_steps + warmup)
+    B, T, R = s["batch"], s["tables"], s["rows"]
+    common = dict(embedding_dim=s["d"], bottom_mlp=s["bottom"], top_mlp=s["top"],
+                  solver="sgd", learning_rate_init=lr, batch_size=B, shuffle=False,
+                  n_jobs=threads, random_state=0)
+    if s["bag"] == 1:
+        X = np.column_stack([dense, ids[:, :, 0]]).astype(np.float64)
+        chunks = [X[i * B:(i + 1) * B] for i in range(n_steps + warmup)]
+        est = DLRMClassifier(categorical_features=np.arange(s["n_dense"], s["n_dense"] + T),
+                             table_sizes=R, **common)
+    else:
+        # one field of R columns per table after the dense columns; bag = the row's
+        # non-zeros in the field (repeated ids summed into one entry's weight)
+        chunks = []
+        n_cols = s["n_dense"] + T * R
+        for i in range(n_steps + warmup):
+            rows = slice(i * B, (i + 1) * B)
+            cols = (s["n_dense"] + np.arange(T)[None, :, None] * R + ids[rows]).reshape(B, -1)
+            D = sp.csr_matrix(dense[rows])
+            M = sp.csr_matrix((np.ones(cols.size, np.float32), cols.ravel(),
+                               np.arange(0, cols.size + 1, T * s["bag"])), shape=(B, n_cols))
+            M.sum_duplicates()
+            chunks.append(sp.hstack([D, M[:, s["n_dense"]:]], format="csr"))
+        groups = [np.arange(s["n_dense"] + t * R, s["n_dense"] + (t + 1) * R) for t in range(T)]
+        est = DLRMClassifier(feature_groups=groups, **common)
+    losses, times = [], []
+    for i, Xc in enumerate(chunks):
+        t0 = time.perf_counter()
+        est.partial_fit(Xc, y[i * B:(i + 1) * B], classes=[0, 1])
+        dt = time.perf_counter() - t0
+        if i >= warmup:
+            times.append(dt)
+        losses.append(est.loss_curve_[-1])
+    return times, losses
+
+
+def run_torch(shape, threads, n_steps, warmup, lr):
+    import torch
+    from torch import nn
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    s = SHAPES[shape]
+    dense, ids, y = make_data(shape, n_steps + warmup)
+    B, T, d = s["batch"], s["tables"], s["d"]
+
+    def mlp(sizes, last_relu):
+        layers = []
+        for i in range(len(sizes) - 1):
+            layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+            if i < len(sizes) - 2 or last_relu:
+                layers.append(nn.ReLU())
+        return nn.Sequential(*layers)
+
+    class DLRM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bot = mlp([s["n_dense"], *s["bottom"], d], True)
+            self.emb = nn.ModuleList(nn.EmbeddingBag(s["rows"], d, mode="sum", sparse=True)
+                                     for _ in range(T))
+            F = T + 1
+            self.li, self.lj = torch.tril_indices(F, F, offset=-1)
+            self.top = mlp([d + F * (F - 1) // 2, *s["top"], 1], False)
+
+        def forward(self, x, idx, offsets):
+            z0 = self.bot(x)
+            ly = [e(idx[t], offsets) for t, e in enumerate(self.emb)]
+            Tm = torch.cat([z0] + ly, dim=1).view(x.shape[0], -1, d)
+            Z = torch.bmm(Tm, Tm.transpose(1, 2))
+            R = torch.cat([z0, Z[:, self.li, self.lj]], dim=1)
+            return self.top(R).squeeze(1)
+
+    model = DLRM()
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    loss_fn = nn.BCEWithLogitsLoss()
+    offsets = torch.arange(0, B * s["bag"], s["bag"])
+    losses, times = [], []
+    for i in range(n_steps + warmup):
+        rows = slice(i * B, (i + 1) * B)
+        x = torch.from_numpy(dense[rows])
+        idx = [torch.from_numpy(np.ascontiguousarray(ids[rows, t].reshape(-1))) for t in range(T)]
+        target = torch.from_numpy(y[rows].astype(np.float32))
+        t0 = time.perf_counter()
+        opt.zero_grad()
+        loss = loss_fn(model(x, idx, offsets), target)
+        loss.backward()
+        opt.step()
+        dt = time.perf_counter() - t0
+        if i >= warmup:
+            times.append(dt)
+        losses.append(float(loss))
+    return times, losses
+
+
+def worker(args):
+    fn = run_slidelearn if args.impl == "slidelearn" else run_torch
+    times, losses = fn(args.shape, args.threads[0], args.steps, args.warmup, args.lr)
+    B = SHAPES[args.shape]["batch"]
+    print(json.dumps({
+        "impl": args.impl, "shape": args.shape, "threads": args.threads[0],
+        "samples_per_s": B * len(times) / sum(times),
+        "ms_per_step": 1000 * float(np.median(times)),
+        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "final_loss": float(np.mean(losses[-args.tail:])),
+        "first_loss": float(losses[0]),
+    }))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--shape", choices=["a", "b", "both"], default="both")
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--steps", type=int, default=8, help="timed steps per configuration")
+    p.add_argument("--warmup", type=int, default=2, help="untimed first steps")
+    p.add_argument("--tail", type=int, default=4, help="steps averaged for the final loss")
+    p.add_argument("--lr", type=float, default=0.05, help="SGD learning rate (both sides)")
+    p.add_argument("--impl", choices=["slidelearn", "torch"], help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.impl:
+        return worker(args)
+    shapes = ["a", "b"] if args.shape == "both" else [args.shape]
+    import platform
+    print(f"# machine: {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} logical CPUs; steps {args.steps} (+{args.warmup} warm-up), "
+          f"SGD lr {args.lr}")
+    print(f"{'shape':5} {'thr':>3} {'impl':10} {'samples/s':>10} {'ms/step':>8} "
+          f"{'peak GB':>7} {'loss':>7}  ratio")
+    for shape in shapes:
+        for thr in args.threads:
+            res = {}
+            for impl in ("torch", "slidelearn"):
+                env = dict(os.environ, OMP_NUM_THREADS=str(thr))
+                cmd = [sys.executable, __file__, "--impl", impl, "--shape", shape,
+                       "--threads", str(thr), "--steps", str(args.steps),
+                       "--warmup", str(args.warmup), "--tail", str(args.tail),
+                       "--lr", str(args.lr)]
+                out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+                if out.returncode != 0:
+                    print(f"{shape:5} {thr:3} {impl:10} FAILED\n{out.stderr[-2000:]}")
+                    continue
+                r = json.loads(out.stdout.strip().splitlines()[-1])
+                res[impl] = r
+                ratio = ""
+                if impl == "slidelearn" and "torch" in res:
+                    t = res["torch"]
+                    ratio = (f"{r['samples_per_s'] / t['samples_per_s']:.2f}x speed, "
+                             f"{r['peak_rss_gb'] / t['peak_rss_gb']:.2f}x memory, "
+                             f"loss {100 * (r['final_loss'] / t['final_loss'] - 1):+.1f}%")
+                print(f"{shape:5} {thr:3} {impl:10} {r['samples_per_s']:10,.0f} "
+                      f"{r['ms_per_step']:8.1f} {r['peak_rss_gb']:7.2f} "
+                      f"{r['final_loss']:7.4f}  {ratio}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
