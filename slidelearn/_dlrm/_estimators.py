@@ -12,17 +12,12 @@ from threadpoolctl import threadpool_limits
 
 from slidelearn._dlrm import _inputs
 from slidelearn._dlrm import _kernels
+from slidelearn._slide._classifier import _check_seed
 from slidelearn.utils._openmp_helpers import effective_n_threads
 from slidelearn.utils.validation import validate_sparse_X
 
 # Rows per prediction block (every block is computed at this size, see forward()).
 _PREDICT_BATCH = 512
-
-
-def _check_seed(random_state):
-    if isinstance(random_state, np.random.RandomState):
-        return int(random_state.randint(0, 2**31 - 1))
-    return int(np.random.RandomState(random_state).randint(0, 2**31 - 1))
 
 
 class _BaseDLRM(BaseEstimator):
