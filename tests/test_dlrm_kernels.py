@@ -7,6 +7,7 @@ import scipy.sparse as sp
 
 from slidelearn import DLRMClassifier, DLRMRegressor
 from slidelearn._dlrm import _kernels
+from slidelearn._dlrm._inputs import column_runs
 
 
 def _reference_loss(theta, E, spec, dense, bags, Y, alpha=0.0):
@@ -195,28 +196,57 @@ def test_thread_count_does_not_change_training():
 
 
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
-def test_csr_to_bags_matches_column_slicing(index_dtype):
-    """The one-pass CSR split equals slicing each field's columns with scipy."""
+@pytest.mark.parametrize("ids_dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("layout", ["blocks", "interleaved", "unsorted"])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_csr_to_bags_matches_column_slicing(index_dtype, ids_dtype, layout, n_threads):
+    """The parallel CSR split equals slicing each field's columns with scipy, for
+    contiguous one-hot blocks (few runs), interleaved fields (a run per column) and
+    rows whose column indices are not sorted."""
     X = sp.random(50, 30, density=0.3, format="csr", random_state=0, dtype=np.float32)
+    if layout == "interleaved":
+        groups = [np.arange(0, 30, 3), np.array([1, 4, 28, 7]), np.arange(2, 30, 6)]
+    else:
+        groups = [np.arange(0, 7), np.arange(10, 12), np.arange(20, 30)]
+    if layout == "unsorted":  # reverse the column order inside every row
+        X.indices = np.concatenate([X.indices[a:b][::-1]
+                                    for a, b in zip(X.indptr[:-1], X.indptr[1:])])
+        X.data = np.concatenate([X.data[a:b][::-1]
+                                 for a, b in zip(X.indptr[:-1], X.indptr[1:])])
+        X.has_sorted_indices = False  # scipy caches the flag
+        assert np.any(np.diff(X.indices[X.indptr[0]:X.indptr[1]].astype(np.int64)) < 0)
     X.indices = X.indices.astype(index_dtype)
     X.indptr = X.indptr.astype(index_dtype)
-    groups = [np.arange(0, 7), np.arange(10, 12), np.arange(20, 30)]
-    offsets = np.array([0, 7, 9, 19])
+    sizes = [len(g) for g in groups]
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
     dense_cols = np.setdiff1d(np.arange(30), np.concatenate(groups))
-    col_table = np.full(30, -1, np.int32)
-    col_row = np.zeros(30, np.int64)
-    for t, g in enumerate(groups):
-        col_table[g] = t
-        col_row[g] = offsets[t] + np.arange(len(g))
-    col_dense = np.full(30, -1, np.int32)
-    col_dense[dense_cols] = np.arange(len(dense_cols))
+    runs = column_runs(30, groups, offsets)
+    if layout != "interleaved":  # fields 0-6, 10-11, 20-29; dense 7-9 and 12-19
+        np.testing.assert_array_equal(runs[0], [0, 7, 10, 12, 20, 30])
+        np.testing.assert_array_equal(runs[1], [0, -1, 1, -1, 2])
+        np.testing.assert_array_equal(runs[2], [0, 0, 7, 3, 9])
     dense = np.zeros((50, len(dense_cols)), np.float32)
     ptr, ids, wts = _kernels.csr_to_bags(X.indptr.astype(np.int64), X.indices, X.data,
-                                         col_table, col_row, 3, col_dense, dense, np.int32)
+                                         *runs, 3, dense, ids_dtype, n_threads)
+    assert ids.dtype == ids_dtype
     np.testing.assert_array_equal(dense, X[:, dense_cols].toarray())
     for t, g in enumerate(groups):
-        sub = X[:, g].tocsr()
-        sub.sort_indices()
-        np.testing.assert_array_equal(np.diff(ptr[t]), np.diff(sub.indptr))
-        np.testing.assert_array_equal(ids[ptr[t, 0]:ptr[t, -1]], sub.indices + offsets[t])
-        np.testing.assert_array_equal(wts[ptr[t, 0]:ptr[t, -1]], sub.data)
+        sub = X[:, g].toarray()
+        np.testing.assert_array_equal(np.diff(ptr[t]), (sub != 0).sum(axis=1))
+        for i in range(X.shape[0]):
+            got = np.zeros(len(g), np.float32)
+            got[ids[ptr[t, i]:ptr[t, i + 1]] - offsets[t]] = wts[ptr[t, i]:ptr[t, i + 1]]
+            np.testing.assert_array_equal(got, sub[i])
+
+
+def test_csr_to_bags_sums_duplicate_dense_entries():
+    """A non-canonical CSR with a repeated dense column adds the entries, as scipy does."""
+    X = sp.csr_matrix((np.array([1.0, 2.0, 5.0], np.float32), np.array([0, 0, 1]),
+                       np.array([0, 3])), shape=(1, 3))
+    runs = column_runs(3, [np.array([1, 2])], np.array([0, 2]))
+    dense = np.zeros((1, 1), np.float32)
+    ptr, ids, wts = _kernels.csr_to_bags(X.indptr.astype(np.int64), X.indices, X.data,
+                                         *runs, 1, dense, np.int32, 1)
+    assert dense[0, 0] == 3.0
+    np.testing.assert_array_equal(ids, [0])
+    np.testing.assert_array_equal(wts, [5.0])

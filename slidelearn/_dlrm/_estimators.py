@@ -8,7 +8,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
-from threadpoolctl import threadpool_limits
+from slidelearn.utils._threads import single_threaded_blas
 
 from slidelearn._dlrm import _inputs
 from slidelearn._dlrm import _kernels
@@ -150,20 +150,13 @@ class _BaseDLRM(BaseEstimator):
                 self._dense_cols = np.flatnonzero(~grouped)
                 self._set_tables(np.array([len(g) for g in groups], dtype=np.int64))
             if reset:
-                # column -> (table, stacked row) or -> dense position, for csr_to_bags
-                col_table = np.full(X.shape[1], -1, dtype=np.int32)
-                col_row = np.zeros(X.shape[1], dtype=np.int64)
-                for t, g in enumerate(self.feature_groups_):
-                    col_table[g] = t
-                    col_row[g] = self._table_offsets[t] + np.arange(len(g))
-                col_dense = np.full(X.shape[1], -1, dtype=np.int32)
-                col_dense[self._dense_cols] = np.arange(len(self._dense_cols))
-                self._col_maps = (col_table, col_row, col_dense)
-            col_table, col_row, col_dense = self._col_maps
+                self._col_runs = _inputs.column_runs(X.shape[1], self.feature_groups_,
+                                                     self._table_offsets)
             dense = np.zeros((X.shape[0], len(self._dense_cols)), dtype=np.float32)
             ptr, ids, wts = _kernels.csr_to_bags(
-                X.indptr.astype(np.int64, copy=False), X.indices, X.data, col_table, col_row,
-                len(self.feature_groups_), col_dense, dense, self._index_dtype)
+                X.indptr.astype(np.int64, copy=False), X.indices, X.data, *self._col_runs,
+                len(self.feature_groups_), dense, self._index_dtype,
+                effective_n_threads(self.n_jobs))
             if wts.size and np.all(wts == 1.0):
                 wts = np.empty(0, np.float32)  # every weight 1: the kernels skip them
             return dense, _inputs.Bags(ptr, ids, wts)
@@ -317,7 +310,7 @@ class _BaseDLRM(BaseEstimator):
         B = int(min(self.batch_size, max(len(order), 1)))
         n_batches = -(-len(order) // B)
         work = self._get_work(B)
-        with threadpool_limits(limits=1, user_api="blas"):
+        with single_threaded_blas():
             losses = _kernels.train_epoch(dense, Y, bags.ptr, bags.ids, bags.wts,
                                           order.astype(np.int64, copy=False), B,
                                           self._lrs(n_batches, epoch), self._model,
@@ -337,7 +330,7 @@ class _BaseDLRM(BaseEstimator):
         out = np.empty((n, self._spec["k"]), dtype=np.float32)
         B = _PREDICT_BATCH
         work = self._get_work(B, cache=False)
-        with threadpool_limits(limits=1, user_api="blas"):
+        with single_threaded_blas():
             _kernels.forward(dense, bags.ptr, bags.ids, bags.wts, B, self._model, self._spec,
                              work, out, n_threads)
         return out

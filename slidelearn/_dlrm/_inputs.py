@@ -145,6 +145,37 @@ def dense_bags(ids_cols, sizes, offsets, index_dtype):
     return Bags(np.ascontiguousarray(ptr), ids.ravel(), np.empty(0, np.float32))
 
 
+def column_runs(n_features, groups, table_offsets):
+    """Describe where each column of a sparse X goes, as runs for ``csr_to_bags``.
+
+    Column ``c`` of field ``t`` (``groups[t][p] == c``) is row
+    ``table_offsets[t] + p`` of the stacked tables; the ungrouped columns are the
+    dense features, in column order. Consecutive columns whose destinations are
+    consecutive form one run, so the usual contiguous one-hot blocks give a handful
+    of runs (a few bytes, always in cache) instead of two arrays of the width of X.
+
+    Returns
+    -------
+    run_start : ndarray of int64, shape (n_runs + 1,)
+        First column of each run, then ``n_features``.
+    run_table : ndarray of int32, shape (n_runs,)
+        The run's table, or -1 for dense columns.
+    run_base : ndarray of int64, shape (n_runs,)
+        Destination (stacked-table row or dense position) of the run's first column.
+    """
+    col_table = np.full(n_features, -1, dtype=np.int64)
+    dest = np.zeros(n_features, dtype=np.int64)
+    for t, g in enumerate(groups):
+        col_table[g] = t
+        dest[g] = table_offsets[t] + np.arange(len(g))
+    dense_cols = col_table < 0
+    dest[dense_cols] = np.arange(np.count_nonzero(dense_cols))
+    brk = np.flatnonzero((col_table[1:] != col_table[:-1]) | (dest[1:] != dest[:-1] + 1)) + 1
+    run_start = np.concatenate([[0], brk, [n_features]]).astype(np.int64)
+    return (run_start, col_table[run_start[:-1]].astype(np.int32),
+            dest[run_start[:-1]].astype(np.int64))
+
+
 def detect_onehot_groups(X):
     """Fields of one-hot columns found in a sparse matrix.
 

@@ -42,6 +42,9 @@ cdef extern from "../_slide/_vec.h" nogil:
     void sl_axpy(float alpha, const float *x, float *y, int n)
     void sl_prefetch_row(const float *p, int n)
     void sl_prefetchw_row(float *p, int n)
+    void sl_relu_mask(float *dy, const float *y, int n)
+    void sl_bias_act(float *y, const float *b, int n, int relu)
+    void sl_add(float *y, const float *x, int n)
 
 # Interaction and loss codes shared with the Python side.
 cdef enum:
@@ -60,7 +63,8 @@ CODES = {
     "sgd": OPT_SGD, "adagrad": OPT_ADAGRAD,
 }
 
-cdef int PREFETCH = 4
+cdef int PREFETCH = 8  # ids ahead within a bag
+cdef int AHEAD = 2  # samples ahead
 
 
 cdef struct Net:
@@ -154,8 +158,7 @@ cdef void _layer_forward(const float* X, int ldx, const float* W, const float* b
     bias and ReLU to the block while it is still in cache."""
     cdef char ta = b'T', tb = b'N'
     cdef float one = 1.0, zero = 0.0
-    cdef int o, i, j, r0, r1, nr
-    cdef float* y
+    cdef int o, i, r0, r1, nr
     for o in prange(n_threads, nogil=True, schedule='static', num_threads=n_threads):
         r0 = <int>(<int64_t>B * o // n_threads)
         r1 = <int>(<int64_t>B * (o + 1) // n_threads)
@@ -165,13 +168,7 @@ cdef void _layer_forward(const float* X, int ldx, const float* W, const float* b
         sgemm(&ta, &tb, &n_out, &nr, &n_in, &one, <float*>W, &n_in,
               <float*>X + <int64_t>r0 * ldx, &ldx, &zero, Y + <int64_t>r0 * ldy, &ldy)
         for i in range(r0, r1):
-            y = Y + <int64_t>i * ldy
-            if relu:
-                for j in range(n_out):
-                    y[j] = max(y[j] + b[j], 0.0)
-            else:
-                for j in range(n_out):
-                    y[j] = y[j] + b[j]
+            sl_bias_act(Y + <int64_t>i * ldy, b, n_out, relu)
 
 
 cdef void _layer_backward(const float* X, int ldx, float* W, const float* Y, int ldy,
@@ -187,8 +184,6 @@ cdef void _layer_backward(const float* X, int ldx, float* W, const float* Y, int
     cdef char tn = b'N', tt = b'T'
     cdef float one = 1.0, zero = 0.0, beta = 1.0 - lr * alpha, a = -lr
     cdef int o, i, j, r0, r1, nr
-    cdef float* dy
-    cdef const float* y
     for o in prange(n_threads, nogil=True, schedule='static', num_threads=n_threads):
         r0 = <int>(<int64_t>B * o // n_threads)
         r1 = <int>(<int64_t>B * (o + 1) // n_threads)
@@ -197,11 +192,7 @@ cdef void _layer_backward(const float* X, int ldx, float* W, const float* Y, int
             continue
         if relu:
             for i in range(r0, r1):
-                dy = dY + <int64_t>i * lddy
-                y = Y + <int64_t>i * ldy
-                for j in range(n_out):
-                    if y[j] <= 0.0:
-                        dy[j] = 0.0
+                sl_relu_mask(dY + <int64_t>i * lddy, Y + <int64_t>i * ldy, n_out)
         if dX != NULL:
             sgemm(&tn, &tn, &n_in, &nr, &n_out, &one, W, &n_in, dY + <int64_t>r0 * lddy,
                   &lddy, &zero, dX + <int64_t>r0 * lddx, &lddx)
@@ -214,9 +205,7 @@ cdef void _layer_backward(const float* X, int ldx, float* W, const float* Y, int
         # bias gradient: column sums of dY over this block of neurons
         memset(gb + r0, 0, nr * sizeof(float))
         for i in range(B):
-            dy = dY + <int64_t>i * lddy
-            for j in range(r0, r1):
-                gb[j] += dy[j]
+            sl_add(gb + r0, dY + <int64_t>i * lddy + r0, nr)
         if fused_sgd:
             sgemm(&tn, &tt, &n_in, &nr, &B, &a, <float*>X, &ldx, dY + r0, &lddy, &beta,
                   W + <int64_t>r0 * n_in, &n_in)
@@ -242,6 +231,8 @@ cdef void _bags_forward(Net* net, Work* w, const int64_t* rows, int B,
     cdef float* z
     cdef float wt
     for i in prange(B, nogil=True, schedule='static', num_threads=n_threads):
+        if i + AHEAD < B:  # the first rows of a later sample's bags (one id per bag is common)
+            _prefetch_bags(net, rows[i + AHEAD], bag_ptr, ptr_stride, ids, -1, -1, 0)
         r = rows[i]
         for t in range(net.n_tables):
             z = w.Z + (<int64_t>i * net.F + net.zslot0 + t) * d
@@ -255,6 +246,25 @@ cdef void _bags_forward(Net* net, Work* w, const int64_t* rows, int B,
                 sl_axpy(wt, net.E + <int64_t>ids[j] * d, z, d)
 
 
+cdef inline void _prefetch_bags(Net* net, int64_t r, const int64_t* bag_ptr, int64_t ptr_stride,
+                                const index_t* ids, int t_only, int64_t lo, int64_t hi) noexcept nogil:
+    """Prefetch the first PREFETCH rows of each bag of sample ``r`` (of table
+    ``t_only`` only, and of the rows in ``[lo, hi)``, for writing, when ``t_only`` >= 0)."""
+    cdef int t
+    cdef int64_t j, j0, j1, row
+    for t in range(net.n_tables):
+        if t_only >= 0 and t != t_only:
+            continue
+        j0 = bag_ptr[t * ptr_stride + r]
+        j1 = min(bag_ptr[t * ptr_stride + r + 1], j0 + PREFETCH)
+        for j in range(j0, j1):
+            row = ids[j]
+            if t_only < 0:
+                sl_prefetch_row(net.E + row * net.d, net.d)
+            elif row >= lo and row < hi:
+                sl_prefetchw_row(net.E + row * net.d, net.d)
+
+
 cdef void _bags_update(Net* net, Work* w, const int64_t* rows, int B,
                        const int64_t* bag_ptr, int64_t ptr_stride, const index_t* ids,
                        const float* wts, bint has_wts, int optimizer, float lr, float eps,
@@ -262,7 +272,7 @@ cdef void _bags_update(Net* net, Work* w, const int64_t* rows, int B,
     """Embedding backward fused with the update; owner ``o`` of ``n_threads`` holds
     rows ``[lo, hi)`` of each table."""
     cdef int o, i, t, d = net.d, c
-    cdef int64_t j, r, row, lo, hi, n_rows, cnt, n_uniq, s
+    cdef int64_t j, j1, r, row, lo, hi, n_rows, cnt, n_uniq, s
     cdef const float* g
     cdef float wt, gsq, step, scale
     cdef bint direct = optimizer == OPT_SGD and alpha == 0.0
@@ -278,9 +288,16 @@ cdef void _bags_update(Net* net, Work* w, const int64_t* rows, int B,
             hi = net.table_offsets[t] + n_rows * (o + 1) // n_threads
             if direct:
                 for i in range(B):
+                    if i + AHEAD < B:
+                        _prefetch_bags(net, rows[i + AHEAD], bag_ptr, ptr_stride, ids, t, lo, hi)
                     r = rows[i]
                     g = w.dZ + (<int64_t>i * net.F + net.zslot0 + t) * d
-                    for j in range(bag_ptr[t * ptr_stride + r], bag_ptr[t * ptr_stride + r + 1]):
+                    j1 = bag_ptr[t * ptr_stride + r + 1]
+                    for j in range(bag_ptr[t * ptr_stride + r], j1):
+                        if j + PREFETCH < j1:
+                            row = ids[j + PREFETCH]
+                            if row >= lo and row < hi:
+                                sl_prefetchw_row(net.E + row * d, d)
                         row = ids[j]
                         if row >= lo and row < hi:
                             wt = wts[j] if has_wts else 1.0
@@ -672,52 +689,60 @@ def forward(const float[:, ::1] X, const int64_t[:, ::1] bag_ptr,
     return np.asarray(out)
 
 
-ctypedef fused out_t:
-    int32_t
-    int64_t
-
-
-cdef void _fill_bags(const int64_t[::1] indptr, const index_t[::1] indices,
-                     const float[::1] data, const int32_t[::1] col_table,
-                     const int64_t[::1] col_row, int64_t[:, ::1] cursor, out_t[::1] ids,
-                     float[::1] wts) noexcept:
-    cdef Py_ssize_t n = indptr.shape[0] - 1, i
-    cdef int64_t j, k
-    cdef int32_t tb
-    with nogil:
-        for i in range(n):
-            for j in range(indptr[i], indptr[i + 1]):
-                tb = col_table[indices[j]]
-                if tb >= 0:
-                    k = cursor[tb, i]
-                    ids[k] = <out_t>col_row[indices[j]]
-                    wts[k] = data[j]
-                    cursor[tb, i] = k + 1
+cdef inline int64_t _find_run(const int64_t* start, int64_t n_runs, int64_t c,
+                              int64_t hint) noexcept nogil:
+    """The run holding column ``c``: ``start[r] <= c < start[r + 1]``. Columns of a
+    CSR row usually come in increasing order, so the run of the previous non-zero
+    (``hint``) or the next one is checked before a binary search."""
+    cdef int64_t lo, hi, mid
+    if start[hint] <= c:
+        if c < start[hint + 1]:
+            return hint
+        if hint + 2 <= n_runs and c < start[hint + 2]:
+            return hint + 1
+    lo = 0
+    hi = n_runs
+    while hi - lo > 1:
+        mid = (lo + hi) >> 1
+        if start[mid] <= c:
+            lo = mid
+        else:
+            hi = mid
+    return lo
 
 
 def csr_to_bags(const int64_t[::1] indptr, const index_t[::1] indices, const float[::1] data,
-                const int32_t[::1] col_table, const int64_t[::1] col_row, int n_tables,
-                const int32_t[::1] col_dense, float[:, ::1] dense, ids_dtype):
-    """Split a CSR matrix into embedding bags and dense features in one pass.
+                const int64_t[::1] run_start, const int32_t[::1] run_table,
+                const int64_t[::1] run_base, int n_tables, float[:, ::1] dense, ids_dtype,
+                int n_threads):
+    """Split a CSR matrix into embedding bags and dense features, in parallel over rows.
 
-    Column ``c`` belongs to table ``col_table[c]`` (row ``col_row[c]`` of the stacked
-    tables) or, when ``col_table[c] < 0``, is dense column ``col_dense[c]`` of
-    ``dense`` (zeroed by the caller). Returns ``(ptr, ids, wts)``: the bag of table
-    ``t`` and sample ``i`` is ``ptr[t, i]:ptr[t, i + 1]``, in column order.
+    The columns are described by runs (see ``_inputs.column_runs``): run ``r`` covers
+    columns ``run_start[r]:run_start[r + 1]`` (``run_start`` ends with the column
+    count) and maps them to consecutive rows ``run_base[r] + (c - run_start[r])`` of
+    the stacked tables when ``run_table[r] >= 0`` (that table's field), or to
+    consecutive columns of ``dense`` (zeroed by the caller; duplicate entries are
+    summed) otherwise. Returns ``(ptr, ids, wts)``: the bag of table ``t`` and sample
+    ``i`` is ``ptr[t, i]:ptr[t, i + 1]``, in the row's column order.
     """
     cdef Py_ssize_t n = indptr.shape[0] - 1, i, t
-    cdef int64_t j, c, pos
+    cdef int64_t j, c, pos, r, k, n_runs = run_table.shape[0]
     cdef int32_t tb
     ptr_arr = np.zeros((n_tables, n + 1), dtype=np.int64)
     cdef int64_t[:, ::1] ptr = ptr_arr
+    if run_start.shape[0] != n_runs + 1 or run_base.shape[0] != n_runs or n_runs == 0:
+        raise ValueError("malformed column runs")
     with nogil:
-        for i in range(n):
+        for i in prange(n, schedule='static', num_threads=n_threads):
+            r = 0
             for j in range(indptr[i], indptr[i + 1]):
-                tb = col_table[indices[j]]
+                c = indices[j]
+                r = _find_run(&run_start[0], n_runs, c, r)
+                tb = run_table[r]
                 if tb >= 0:
                     ptr[tb, i + 1] += 1
                 else:
-                    dense[i, col_dense[indices[j]]] = data[j]
+                    dense[i, run_base[r] + c - run_start[r]] += data[j]
         pos = 0
         for t in range(n_tables):
             ptr[t, 0] = pos
@@ -732,11 +757,24 @@ def csr_to_bags(const int64_t[::1] indptr, const index_t[::1] indices, const flo
     cdef float[::1] wts = wts_arr
     cdef int32_t[::1] ids32
     cdef int64_t[::1] ids64
-    if ids_dtype == np.int32:
-        ids32 = ids_arr
-        _fill_bags(indptr, indices, data, col_table, col_row, cursor, ids32, wts)
-    else:
+    cdef bint wide = ids_dtype != np.int32
+    if wide:
         ids64 = ids_arr
-        _fill_bags(indptr, indices, data, col_table, col_row, cursor, ids64, wts)
+    else:
+        ids32 = ids_arr
+    with nogil:
+        for i in prange(n, schedule='static', num_threads=n_threads):
+            r = 0
+            for j in range(indptr[i], indptr[i + 1]):
+                c = indices[j]
+                r = _find_run(&run_start[0], n_runs, c, r)
+                tb = run_table[r]
+                if tb >= 0:
+                    k = cursor[tb, i]
+                    if wide:
+                        ids64[k] = run_base[r] + c - run_start[r]
+                    else:
+                        ids32[k] = <int32_t>(run_base[r] + c - run_start[r])
+                    wts[k] = data[j]
+                    cursor[tb, i] = k + 1
     return ptr_arr, ids_arr, wts_arr
-

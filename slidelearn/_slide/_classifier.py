@@ -8,7 +8,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d
-from threadpoolctl import threadpool_limits
+from slidelearn.utils._threads import single_threaded_blas
 
 from slidelearn._slide import _hashing, _network
 from slidelearn.metrics import precision_at_k
@@ -788,7 +788,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             idx, scores, _ = _network.topk_lsh(Hm, self._model, tables, k,
                                                self.inference_threshold, order, n_threads)
             return idx, scores
-        with threadpool_limits(limits=1, user_api="blas"):
+        with single_threaded_blas():
             return _network.topk_exact(Hm, self._model, k, n_threads)
 
     def _most_frequent_labels(self, n):

@@ -47,4 +47,29 @@ static inline void sl_prefetch_row(const float *p, int n) {
 static inline void sl_prefetchw_row(float *p, int n) {
     for (int i = 0; i < n; i += 16) SL_PREFETCH(p + i, 1);
 }
+
+/* Backward of ReLU: dy[i] = 0 where the layer's output y[i] is not positive. Written
+ * as a select so that it compiles to a vector blend instead of a branch per element
+ * (about half of the outputs are zero, in no predictable pattern). */
+static inline void sl_relu_mask(float *restrict dy, const float *restrict y, int n) {
+    #pragma omp simd
+    for (int i = 0; i < n; i++) dy[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+/* y = max(y + b, 0) (relu) or y + b */
+static inline void sl_bias_act(float *restrict y, const float *restrict b, int n, int relu) {
+    if (relu) {
+        #pragma omp simd
+        for (int i = 0; i < n; i++) { float v = y[i] + b[i]; y[i] = v > 0.0f ? v : 0.0f; }
+    } else {
+        #pragma omp simd
+        for (int i = 0; i < n; i++) y[i] += b[i];
+    }
+}
+
+/* y += x */
+static inline void sl_add(float *restrict y, const float *restrict x, int n) {
+    #pragma omp simd
+    for (int i = 0; i < n; i++) y[i] += x[i];
+}
 #endif
