@@ -134,6 +134,21 @@ def run_torch(shape, threads, n_steps, warmup, lr):
             return self.top(R).squeeze(1)
 
     model = DLRM()
+    # the reference implementation's initialisation (as slidelearn's): tables uniform
+    # in +-sqrt(1/rows), weights normal with variance 2/(fan_in + fan_out), biases
+    # normal with variance 1/fan_out
+    with torch.no_grad():
+        for e in model.emb:
+            bound = np.sqrt(1.0 / e.num_embeddings)
+            e.weight.uniform_(-bound, bound)
+        for m in model.modules():
+            if isinstance(m, nn.Linear):
+                m.weight.normal_(0.0, np.sqrt(2.0 / (m.in_features + m.out_features)))
+                m.bias.normal_(0.0, np.sqrt(1.0 / m.out_features))
+        # output bias at the label prior of the first batch, as slidelearn's first
+        # partial_fit sets it
+        p = float(np.clip(y[:B].mean(), 1e-3, 1 - 1e-3))
+        model.top[-1].bias.fill_(float(np.log(p / (1 - p))))
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     loss_fn = nn.BCEWithLogitsLoss()
     offsets = torch.arange(0, B * s["bag"], s["bag"])

@@ -246,7 +246,10 @@ class _BaseDLRM(BaseEstimator):
         for t in range(T):
             lo, hi = self._table_offsets[t], self._table_offsets[t + 1]
             bound = np.float32(np.sqrt(1.0 / (hi - lo)))
-            E[lo:hi] = rng.random((hi - lo, d), dtype=np.float32) * (2 * bound) - bound
+            block = E[lo:hi]  # in place: no temporary the size of a table
+            rng.random(out=block, dtype=np.float32)
+            block *= 2 * bound
+            block -= bound
         adagrad = self.solver == "adagrad"
         self._model = {
             "theta": theta,
