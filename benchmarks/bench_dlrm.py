@@ -192,17 +192,28 @@ def main():
     p.add_argument("--warmup", type=int, default=2, help="untimed first steps")
     p.add_argument("--tail", type=int, default=4, help="steps averaged for the final loss")
     p.add_argument("--lr", type=float, default=0.05, help="SGD learning rate (both sides)")
+    p.add_argument("--out", default=None,
+                   help="also write the command, machine and every row to this JSON file")
     p.add_argument("--impl", choices=["slidelearn", "torch"], help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.impl:
         return worker(args)
     shapes = ["a", "b"] if args.shape == "both" else [args.shape]
-    import platform
-    print(f"# machine: {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} logical CPUs; steps {args.steps} (+{args.warmup} warm-up), "
-          f"SGD lr {args.lr}")
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from bench_slide import machine_info
+
+    info = machine_info()
+    command = " ".join([sys.executable, *sys.argv])
+    print(f"# command: {command}")
+    print(f"# machine: {info['cpu']}, {info['usable_cores']} usable of "
+          f"{info['logical_cores']} logical cores, {info['memory_gb']:.1f} GB; torch "
+          f"{info['torch']}, slidelearn {info['slidelearn']} (git {info['git_revision']})")
+    print(f"# steps {args.steps} (+{args.warmup} warm-up) per configuration, SGD lr "
+          f"{args.lr}, loss = mean of the last {args.tail} steps; each configuration in its "
+          f"own process")
     print(f"{'shape':5} {'thr':>3} {'impl':10} {'samples/s':>10} {'ms/step':>8} "
           f"{'peak GB':>7} {'loss':>7}  ratio")
+    rows = []
     for shape in shapes:
         for thr in args.threads:
             res = {}
@@ -218,6 +229,7 @@ def main():
                     continue
                 r = json.loads(out.stdout.strip().splitlines()[-1])
                 res[impl] = r
+                rows.append(r)
                 ratio = ""
                 if impl == "slidelearn" and "torch" in res:
                     t = res["torch"]
@@ -227,6 +239,12 @@ def main():
                 print(f"{shape:5} {thr:3} {impl:10} {r['samples_per_s']:10,.0f} "
                       f"{r['ms_per_step']:8.1f} {r['peak_rss_gb']:7.2f} "
                       f"{r['final_loss']:7.4f}  {ratio}", flush=True)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"command": command, "machine": info, "shapes": SHAPES,
+                       "options": {k: v for k, v in vars(args).items() if k != "impl"},
+                       "targets": {"a": 1.5, "b": 2.0}, "results": rows}, f, indent=2)
+        print(f"# wrote {args.out}")
 
 
 if __name__ == "__main__":
