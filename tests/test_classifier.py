@@ -1,5 +1,6 @@
 """Behaviour of SlideClassifier: targets, outputs, training controls, persistence,
 input validation and accuracy on a real data set."""
+import copy
 import io
 import pickle
 
@@ -210,6 +211,27 @@ def test_lsh_inference_parameter(multilabel_data):
     b = clf.predict_topk(Xte, k=3, inference="lsh")
     np.testing.assert_array_equal(a[0], b[0])
     assert clf.score(Xte, Yte) > 0.3
+
+
+def test_inference_max_candidates(multilabel_model, multilabel_data):
+    """A cap above every row's candidate count changes nothing; a small cap still gives
+    k distinct labels per row, scored exactly, and can only lower the LSH scores."""
+    _, _, Xte, _ = multilabel_data
+    clf = copy.deepcopy(multilabel_model)
+    z = clf.decision_function(Xte)
+    base = clf.predict_topk(Xte, k=3, inference="lsh")
+    big = clf.set_params(inference_max_candidates=10**6).predict_topk(Xte, k=3, inference="lsh")
+    np.testing.assert_array_equal(base[0], big[0])
+    np.testing.assert_array_equal(base[1], big[1])
+    labels, scores = clf.set_params(inference_max_candidates=2).predict_topk(
+        Xte, k=3, inference="lsh")
+    for row in labels:
+        assert len(set(row.tolist())) == 3
+    np.testing.assert_allclose(scores, np.take_along_axis(z, labels, axis=1), rtol=1e-5,
+                               atol=1e-5)
+    assert np.all(scores[:, 0] <= base[1][:, 0] + 1e-6)
+    with pytest.raises(ValueError, match="inference_max_candidates"):
+        _clf(max_iter=1, inference_max_candidates=0).fit(Xte, multilabel_data[3])
 
 
 def test_dense_outputs_are_refused_when_too_large(multilabel_model, multilabel_data,

@@ -225,6 +225,48 @@ def test_topk_lsh_returns_valid_sorted_ids(family):
     assert np.all(np.diff(sc2, axis=1) <= 0)
 
 
+@pytest.mark.parametrize("threshold", [1, 2])
+@pytest.mark.parametrize("max_cand", [1, 3, 8, 1000])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_topk_lsh_max_candidates_keeps_the_most_voted(threshold, max_cand, n_threads):
+    """With a candidate cap, the scored neurons are those found in the most tables
+    (ties in retrieval order: table by table, bucket order), as a Python reference
+    over the same buckets computes them."""
+    rng = np.random.default_rng(11)
+    n, n_labels, L = 25, 120, 6
+    clf = _make_clf(4, n_labels, hash_family="dwta", n_codes=2, n_tables=L, bucket_size=6)
+    clf._rehash(1)
+    Hm = np.abs(rng.standard_normal((n, 6))).astype(np.float32)
+    m, lsh = clf._model, clf._lsh
+    fallback = np.argsort(rng.random(n_labels)).astype(np.int32)
+    k = min(max_cand, 8)
+    idx, sc, n_cand = _network.topk_lsh(Hm, m, lsh, k, threshold, fallback, n_threads,
+                                        max_cand)
+    total = 0
+    for i in range(n):
+        _, buckets = _hashing.hash_codes(lsh["params"], Hm[i])
+        votes, first = {}, {}
+        for t in range(L):
+            b = buckets[t]
+            for p in range(lsh["offsets"][t, b], lsh["offsets"][t, b + 1]):
+                j = int(lsh["ids"][t, p])
+                first.setdefault(j, len(first))
+                votes[j] = votes.get(j, 0) + 1
+        eligible = sorted((j for j in votes if votes[j] >= threshold),
+                          key=lambda j: (-votes[j], first[j]))
+        chosen = eligible[:max_cand]
+        total += len(chosen)
+        if len(chosen) >= k:  # the top k of the chosen ones, by exact score
+            scores = Hm[i].astype(np.float64) @ m["W_out"][chosen].T.astype(np.float64) \
+                + m["b_out"][chosen]
+            best = set(np.array(chosen)[np.argsort(-scores, kind="stable")[:k]].tolist())
+            assert set(idx[i].tolist()) == best
+        else:  # all chosen ones, completed from the fallback
+            assert set(chosen) <= set(idx[i].tolist())
+    assert n_cand == total
+    assert 0 < total
+
+
 # --------------------------------------------------------------------------- training
 def _train_once(clf, X, Y_indptr, Y_indices, rows, min_active, n_threads=1, lsh=None):
     work = clf._get_work(n_threads, int(np.diff(Y_indptr).max()))

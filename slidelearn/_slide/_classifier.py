@@ -80,6 +80,12 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         this many of the L tables (1 = union of the buckets).
     inference_threshold : int, default=1
         The same threshold for ``inference="lsh"``.
+    inference_max_candidates : int or None, default=None
+        With ``inference="lsh"``, score at most this many retrieved neurons per row:
+        those found in the most tables (ties in retrieval order). Between the union
+        of the buckets (``inference_threshold=1``: best recall, most work) and a
+        higher threshold (little work, lower recall), it bounds the work per row
+        while keeping the neurons the tables agree on. None: no cap.
     inference_n_codes, inference_n_tables : int or None, default=None
         When either is set, ``fit`` and ``partial_fit`` end by building a second set
         of tables from the final weights, with these K and L (None: the training
@@ -214,6 +220,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         "min_active": [Interval(Integral, 0, None, closed="left")],
         "active_threshold": [Interval(Integral, 1, None, closed="left")],
         "inference_threshold": [Interval(Integral, 1, None, closed="left")],
+        "inference_max_candidates": [Interval(Integral, 1, None, closed="left"), None],
         "inference_n_codes": [Interval(Integral, 1, 32, closed="both"), None],
         "inference_n_tables": [Interval(Integral, 1, None, closed="left"), None],
         "rehash_interval": [Interval(Integral, 1, None, closed="left")],
@@ -254,6 +261,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         min_active=1000,
         active_threshold=1,
         inference_threshold=1,
+        inference_max_candidates=None,
         inference_n_codes=None,
         inference_n_tables=None,
         rehash_interval=6400,
@@ -290,6 +298,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         self.min_active = min_active
         self.active_threshold = active_threshold
         self.inference_threshold = inference_threshold
+        self.inference_max_candidates = inference_max_candidates
         self.inference_n_codes = inference_n_codes
         self.inference_n_tables = inference_n_tables
         self.rehash_interval = rehash_interval
@@ -786,7 +795,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             order = self._most_frequent_labels(2 * k)
             tables = getattr(self, "_inference_lsh", None) or self._lsh
             idx, scores, _ = _network.topk_lsh(Hm, self._model, tables, k,
-                                               self.inference_threshold, order, n_threads)
+                                               self.inference_threshold, order, n_threads,
+                                               self.inference_max_candidates or 0)
             return idx, scores
         with single_threaded_blas():
             return _network.topk_exact(Hm, self._model, k, n_threads)

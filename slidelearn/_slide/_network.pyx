@@ -646,12 +646,63 @@ def topk_exact(const float[:, ::1] Hm, dict model, int k, int n_threads,
     return idx_np, sc_np
 
 
+cdef int _voted_set(const Tables* tb, Work* w, int32_t* hist, int threshold,
+                   int max_cand) noexcept nogil:
+    """Fill w.act with at most ``max_cand`` retrieved neurons, those found in the most
+    tables first (ties in retrieval order), each found in at least ``threshold``
+    tables. ``hist`` has room for n_tables + 2 counts. Leaves w.mark all zero."""
+    cdef int t, q, nc = 0, n_act = 0, v, level, above, L = tb.n_tables
+    cdef int32_t j
+    cdef int64_t p, lo, hi
+    cdef const int32_t* ids
+    for t in range(L):
+        lo = tb.offsets[<int64_t>t * (tb.n_buckets + 1) + w.buckets[t]]
+        hi = tb.offsets[<int64_t>t * (tb.n_buckets + 1) + w.buckets[t] + 1]
+        ids = tb.ids + <int64_t>t * tb.stride
+        for p in range(lo, hi):
+            j = ids[p]
+            if w.mark[j] == 0:
+                w.cand[nc] = j
+                nc += 1
+            w.mark[j] += 1
+    # votes are at most L: a counting pass finds the lowest vote level that fits
+    for v in range(L + 2):
+        hist[v] = 0
+    for q in range(nc):
+        hist[w.mark[w.cand[q]]] += 1
+    level = L + 1
+    above = 0                      # candidates with more than `level` votes
+    while level > threshold and above + hist[level - 1] <= max_cand:
+        level -= 1
+        above += hist[level]
+    # every candidate with at least `level` votes fits (`above` of them); the next
+    # level down fills what is left of max_cand, in retrieval order
+    for q in range(nc):
+        j = w.cand[q]
+        if w.mark[j] >= level:
+            w.act[n_act] = j
+            n_act += 1
+    if level > threshold:
+        for q in range(nc):
+            if n_act >= max_cand:
+                break
+            j = w.cand[q]
+            if w.mark[j] == level - 1:
+                w.act[n_act] = j
+                n_act += 1
+    for q in range(nc):
+        w.mark[w.cand[q]] = 0
+    return n_act
+
+
 def topk_lsh(const float[:, ::1] Hm, dict model, dict lsh, int k, int threshold,
-             const int32_t[::1] fallback, int n_threads):
+             const int32_t[::1] fallback, int n_threads, int max_cand=0):
     """Top-k among the output neurons the hash tables retrieve for each row.
 
-    Rows with fewer than k candidates are completed from ``fallback`` (labels
-    in decreasing training frequency). Returns (indices, scores, n_candidates).
+    With ``max_cand`` > 0 at most that many retrieved neurons are scored per row,
+    those found in the most tables first. Rows with fewer than k candidates are
+    completed from ``fallback`` (labels in decreasing training frequency). Returns
+    (indices, scores, n_candidates).
     """
     cdef Net net = _make_net(model, False)
     cdef HashFn fn = make_hash_fn(lsh["params"])
@@ -675,6 +726,8 @@ def topk_lsh(const float[:, ::1] Hm, dict model, dict lsh, int k, int threshold,
     act_np = np.empty((T, cap), dtype=np.int32)
     cand_np = np.empty((T, max(cap, 1)), dtype=np.int32)
     mark_np = np.zeros((T, n_labels), dtype=np.int32)
+    hist_np = np.zeros((T, L + 2), dtype=np.int32)
+    cdef int32_t[:, ::1] hist = hist_np
     cdef int32_t[:, ::1] codes = codes_np
     cdef uint32_t[:, ::1] buckets = buckets_np
     cdef int32_t[:, ::1] act = act_np
@@ -695,7 +748,10 @@ def topk_lsh(const float[:, ::1] Hm, dict model, dict lsh, int k, int threshold,
             for i in prange(n, schedule="dynamic", chunksize=8, num_threads=n_threads):
                 tid = omp_get_thread_num()
                 hash_vector(&fn, &Hm[i, 0], &codes[tid, 0], &buckets[tid, 0])
-                n_act = _active_set(&net, &tb, &works[tid], NULL, 0, 0, threshold)
+                if max_cand > 0:
+                    n_act = _voted_set(&tb, &works[tid], &hist[tid, 0], threshold, max_cand)
+                else:
+                    n_act = _active_set(&net, &tb, &works[tid], NULL, 0, 0, threshold)
                 total_cand += n_act
                 size = 0
                 for a in range(n_act):
