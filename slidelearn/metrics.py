@@ -4,7 +4,12 @@ import numbers
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["precision_at_k", "make_precision_at_k_scorer"]
+__all__ = [
+    "jain_propensity",
+    "make_precision_at_k_scorer",
+    "precision_at_k",
+    "propensity_scored_precision_at_k",
+]
 
 # Rows of a dense score matrix processed at a time by the top-k selection.
 _SCORE_BLOCK_ENTRIES = 1 << 22
@@ -140,6 +145,129 @@ def _topk_from_scores(scores, k):
     return np.concatenate(out_rows).astype(np.int64), np.concatenate(out_cols).astype(np.int64)
 
 
+class _RankedPairs:
+    """Validated ``y_true`` and the (row, label) pairs of the top-k predictions.
+
+    Attributes: ``truth`` (a ``_TrueLabels``), ``n`` (rows), ``kind``
+    (``"scores"`` or ``"topk"``), ``n_pred_labels`` (columns of a score
+    matrix, None for ranked labels), ``rows`` and ``cols`` (int64 arrays of
+    the predicted pairs; ``-1`` entries of ranked labels are left out).
+    """
+
+    def __init__(self, truth, n, kind, n_pred_labels, rows, cols):
+        self.truth, self.n, self.kind = truth, n, kind
+        self.n_pred_labels = n_pred_labels
+        self.rows, self.cols = rows, cols
+        self._true_keys = None
+
+    def _keys(self):
+        """Width of the (row, label) key space and the sorted unique true keys."""
+        if self._true_keys is None:
+            truth = self.truth
+            width = 1 + max(
+                truth.cols.max() if truth.cols.size else 0,
+                self.cols.max() if self.cols.size else 0,
+            )
+            if width > np.iinfo(np.int64).max // max(self.n, 1):
+                raise ValueError("label indices are too large")
+            self._width = width
+            self._true_keys = np.unique(truth.rows * width + truth.cols)
+        return self._width, self._true_keys
+
+    def hits(self):
+        """Boolean mask over the predicted pairs: is the label relevant for its row?"""
+        width, true_keys = self._keys()
+        if not true_keys.size:
+            return np.zeros(self.cols.shape, dtype=bool)
+        pred_keys = self.rows * width + self.cols
+        pos = np.searchsorted(true_keys, pred_keys)
+        pos[pos == true_keys.size] = 0
+        return true_keys[pos] == pred_keys
+
+    def unique_true_pairs(self):
+        """Rows (ascending) and labels of the distinct relevant (row, label) pairs."""
+        width, true_keys = self._keys()
+        return true_keys // width, true_keys % width
+
+
+def _ranked_pairs(y_true, y_pred, k, kind, caller):
+    """Validate ``y_true`` and ``y_pred`` and rank the top-k labels of each row.
+
+    Shared by the ranking metrics; ``caller`` names the metric in messages.
+    """
+    if sp.issparse(y_pred):
+        raise TypeError(
+            "y_pred must be a dense array; pass dense scores or the top-k label "
+            "indices (e.g. from predict_topk) instead of a sparse matrix"
+        )
+    pred = np.asarray(y_pred)
+    kind = _resolve_kind(pred, kind)
+    truth = _TrueLabels(y_true)
+    n = truth.n_rows
+    if kind == "topk" and pred.ndim == 1:
+        pred = pred[:, None]
+    if pred.ndim != 2:
+        raise ValueError(
+            "y_pred must be 2-D: scores of shape (n_samples, n_labels) or ranked label "
+            f"indices of shape (n_samples, >= k); got shape {pred.shape}"
+        )
+    if pred.shape[0] != n:
+        raise ValueError(f"y_true has {n} rows but y_pred has {pred.shape[0]}")
+    if n == 0:
+        raise ValueError(f"{caller} needs at least one sample, got 0")
+
+    if kind == "scores":
+        n_labels = pred.shape[1]
+        if n_labels == 0:
+            raise ValueError("y_pred score matrix has no columns")
+        if truth.n_labels is not None and truth.n_labels != n_labels:
+            raise ValueError(
+                f"y_true has {truth.n_labels} label columns but y_pred has {n_labels}"
+            )
+        if truth.cols.size and truth.cols.max() >= n_labels:
+            raise ValueError(
+                f"y_true contains label index {truth.cols.max()}, out of range for "
+                f"y_pred scores with {n_labels} columns"
+            )
+        scores = pred if pred.dtype.kind == "f" else pred.astype(np.float64)
+        if np.isnan(scores).any():
+            raise ValueError("y_pred scores contain NaN")
+        p_rows, p_cols = _topk_from_scores(scores, k)
+        return _RankedPairs(truth, n, kind, n_labels, p_rows, p_cols)
+
+    if pred.dtype.kind not in "iu":
+        raise TypeError(
+            f"ranked label indices in y_pred must be integers, got dtype {pred.dtype}"
+        )
+    if pred.shape[1] < k:
+        raise ValueError(
+            f"y_pred holds {pred.shape[1]} ranked labels per row, fewer than k={k}"
+        )
+    top = pred[:, :k].astype(np.int64)
+    if top.size and top.min() < -1:
+        raise ValueError(
+            f"y_pred contains label index {top.min()}; use -1 for 'no prediction'"
+        )
+    if truth.n_labels is not None and top.size and top.max() >= truth.n_labels:
+        raise ValueError(
+            f"y_pred contains label index {top.max()}, out of range for y_true with "
+            f"{truth.n_labels} label columns"
+        )
+    if k > 1:
+        srt = np.sort(top, axis=1)
+        dup = (srt[:, 1:] == srt[:, :-1]) & (srt[:, 1:] >= 0)
+        if dup.any():
+            i, j = np.argwhere(dup)[0]
+            raise ValueError(
+                f"y_pred row {i} lists label {srt[i, j + 1]} more than once in its "
+                "top k"
+            )
+    p_rows, p_cols = np.nonzero(top >= 0)
+    p_cols = top[p_rows, p_cols]
+    p_rows = p_rows.astype(np.int64)
+    return _RankedPairs(truth, n, kind, None, p_rows, p_cols)
+
+
 def precision_at_k(y_true, y_pred, k=1, *, kind="auto"):
     """Precision at k: the mean fraction of the k top-ranked labels that are relevant.
 
@@ -215,88 +343,288 @@ def precision_at_k(y_true, y_pred, k=1, *, kind="auto"):
     0.5
     """
     k = _check_k(k)
-    if sp.issparse(y_pred):
-        raise TypeError(
-            "y_pred must be a dense array; pass dense scores or the top-k label "
-            "indices (e.g. from predict_topk) instead of a sparse matrix"
-        )
-    pred = np.asarray(y_pred)
-    kind = _resolve_kind(pred, kind)
-    truth = _TrueLabels(y_true)
-    n = truth.n_rows
-    if kind == "topk" and pred.ndim == 1:
-        pred = pred[:, None]
-    if pred.ndim != 2:
+    ranked = _ranked_pairs(y_true, y_pred, k, kind, "precision_at_k")
+    hits = int(np.count_nonzero(ranked.hits()))
+    return hits / (ranked.n * k)
+
+
+def _check_positive_real(value, name):
+    if (isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real)
+            or not np.isfinite(value) or value <= 0):
+        raise ValueError(f"{name} must be a finite real number > 0, got {value!r}")
+    return float(value)
+
+
+def _jain_from_counts(label_counts, n_samples, A=0.55, B=1.5):
+    """Jain et al. (2016) propensities from per-label counts and the row count."""
+    A = _check_positive_real(A, "A")
+    B = _check_positive_real(B, "B")
+    if (isinstance(n_samples, (bool, np.bool_)) or not isinstance(n_samples, numbers.Integral)
+            or n_samples < 3):
         raise ValueError(
-            "y_pred must be 2-D: scores of shape (n_samples, n_labels) or ranked label "
-            f"indices of shape (n_samples, >= k); got shape {pred.shape}"
+            "the propensity model of Jain et al. needs at least 3 training rows "
+            f"(its constant C = (log N - 1)(B + 1)^A must be positive), got N={n_samples!r}"
         )
-    if pred.shape[0] != n:
-        raise ValueError(f"y_true has {n} rows but y_pred has {pred.shape[0]}")
-    if n == 0:
-        raise ValueError("precision_at_k needs at least one sample, got 0")
+    counts = np.asarray(label_counts, dtype=np.float64)
+    if counts.ndim != 1 or (counts.size and (counts.min() < 0 or counts.max() > n_samples)):
+        raise ValueError(
+            "label counts must be a 1-D array of values in [0, n_samples]"
+        )
+    C = (np.log(n_samples) - 1.0) * (B + 1.0) ** A
+    return 1.0 / (1.0 + C * np.exp(-A * np.log(counts + B)))
 
-    if kind == "scores":
-        n_labels = pred.shape[1]
-        if n_labels == 0:
-            raise ValueError("y_pred score matrix has no columns")
-        if truth.n_labels is not None and truth.n_labels != n_labels:
-            raise ValueError(
-                f"y_true has {truth.n_labels} label columns but y_pred has {n_labels}"
-            )
-        if truth.cols.size and truth.cols.max() >= n_labels:
-            raise ValueError(
-                f"y_true contains label index {truth.cols.max()}, out of range for "
-                f"y_pred scores with {n_labels} columns"
-            )
-        scores = pred if pred.dtype.kind == "f" else pred.astype(np.float64)
-        if np.isnan(scores).any():
-            raise ValueError("y_pred scores contain NaN")
-        p_rows, p_cols = _topk_from_scores(scores, k)
-    else:
-        if pred.dtype.kind not in "iu":
-            raise TypeError(
-                f"ranked label indices in y_pred must be integers, got dtype {pred.dtype}"
-            )
-        if pred.shape[1] < k:
-            raise ValueError(
-                f"y_pred holds {pred.shape[1]} ranked labels per row, fewer than k={k}"
-            )
-        top = pred[:, :k].astype(np.int64)
-        if top.size and top.min() < -1:
-            raise ValueError(
-                f"y_pred contains label index {top.min()}; use -1 for 'no prediction'"
-            )
-        if truth.n_labels is not None and top.size and top.max() >= truth.n_labels:
-            raise ValueError(
-                f"y_pred contains label index {top.max()}, out of range for y_true with "
-                f"{truth.n_labels} label columns"
-            )
-        if k > 1:
-            srt = np.sort(top, axis=1)
-            dup = (srt[:, 1:] == srt[:, :-1]) & (srt[:, 1:] >= 0)
-            if dup.any():
-                i, j = np.argwhere(dup)[0]
-                raise ValueError(
-                    f"y_pred row {i} lists label {srt[i, j + 1]} more than once in its "
-                    "top k"
-                )
-        p_rows, p_cols = np.nonzero(top >= 0)
-        p_cols = top[p_rows, p_cols]
-        p_rows = p_rows.astype(np.int64)
 
-    width = 1 + max(
-        truth.cols.max() if truth.cols.size else 0,
-        p_cols.max() if p_cols.size else 0,
-    )
-    if width > np.iinfo(np.int64).max // max(n, 1):
+def jain_propensity(Y_train, A=0.55, B=1.5, *, n_labels=None):
+    r"""Label propensities of Jain et al. (2016), estimated from training labels.
+
+    The propensity ``p_l`` of label ``l`` models the probability that a
+    relevant label is actually observed (tail labels go missing more often):
+
+    .. math::
+
+        p_l = \frac{1}{1 + C e^{-A \log(N_l + B)}} = \frac{1}{1 + C (N_l + B)^{-A}},
+        \qquad C = (\log N - 1)(B + 1)^A,
+
+    where ``N`` is the number of training rows, ``N_l`` the number of
+    training rows that have label ``l`` and ``log`` the natural logarithm.
+    Frequent labels get propensities close to 1, rare labels small ones.
+    The usual constants are ``A=0.55, B=1.5`` (most data sets of the Extreme
+    Classification Repository), ``A=0.5, B=0.4`` (Wikipedia data sets) and
+    ``A=0.6, B=2.6`` (Amazon data sets).
+
+    Parameters
+    ----------
+    Y_train : array-like or sparse matrix
+        Training labels, in any form :func:`precision_at_k` accepts for
+        ``y_true``: a binary indicator matrix of shape (n_samples, n_labels)
+        (dense or sparse), a 1-D array of label indices (one per row) or a
+        list of label-index lists. A label repeated within a row counts once.
+    A : float, default=0.55
+        Exponent ``A`` of the model (> 0).
+    B : float, default=1.5
+        Offset ``B`` of the model (> 0).
+    n_labels : int, default=None
+        Number of labels. Required to cover labels that never occur in a
+        list or 1-D ``Y_train`` (default: the largest label index + 1); with
+        an indicator matrix it defaults to, and must equal, its number of
+        columns.
+
+    Returns
+    -------
+    propensities : ndarray of shape (n_labels,), dtype float64
+        ``p_l`` for every label, in (0, 1]. Their inverses ``1 / p_l`` are
+        the label weights of :func:`propensity_scored_precision_at_k`.
+
+    Raises
+    ------
+    ValueError
+        If ``A`` or ``B`` is not a positive finite number, ``Y_train`` has
+        fewer than 3 rows (the constant ``C`` would not be positive), or
+        ``n_labels`` is invalid or smaller than a label index of ``Y_train``.
+    TypeError
+        If ``Y_train`` has an unsupported type.
+
+    See Also
+    --------
+    propensity_scored_precision_at_k : The metric these propensities weight.
+
+    References
+    ----------
+    H. Jain, Y. Prabhu and M. Varma, "Extreme Multi-label Loss Functions for
+    Recommendation, Tagging, Ranking & Other Missing Label Applications",
+    KDD 2016.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from slidelearn.metrics import jain_propensity
+    >>> Y_train = [[0, 1], [0], [0, 2], [0], [1]]   # label 0 in 4 rows, 1 in 2, 2 in 1
+    >>> p = jain_propensity(Y_train, n_labels=4)   # label 3 never occurs
+    >>> np.round(p, 3)
+    array([0.717, 0.664, 0.621, 0.553])
+    >>> N, counts = 5, np.array([4, 2, 1, 0])        # the formula by hand
+    >>> C = (np.log(N) - 1) * (1.5 + 1) ** 0.55
+    >>> bool(np.allclose(p, 1 / (1 + C * (counts + 1.5) ** -0.55)))
+    True
+    """
+    truth = _TrueLabels(Y_train)
+    width = truth.n_labels
+    if n_labels is not None:
+        if (isinstance(n_labels, (bool, np.bool_)) or not isinstance(n_labels, numbers.Integral)
+                or n_labels < 1):
+            raise ValueError(f"n_labels must be a positive integer, got {n_labels!r}")
+        if width is not None and width != n_labels:
+            raise ValueError(
+                f"Y_train has {width} label columns but n_labels={n_labels}"
+            )
+        width = int(n_labels)
+    if width is None:
+        if not truth.cols.size:
+            raise ValueError(
+                "Y_train has no label at all; pass n_labels to set the number of labels"
+            )
+        width = int(truth.cols.max()) + 1
+    if truth.cols.size and truth.cols.max() >= width:
+        raise ValueError(
+            f"Y_train contains label index {truth.cols.max()}, out of range for "
+            f"n_labels={width}"
+        )
+    if width > np.iinfo(np.int64).max // max(truth.n_rows, 1):
         raise ValueError("label indices are too large")
-    true_keys = np.unique(truth.rows * width + truth.cols)
-    pred_keys = p_rows * width + p_cols
-    pos = np.searchsorted(true_keys, pred_keys)
-    pos[pos == true_keys.size] = 0
-    hits = int(np.count_nonzero(true_keys[pos] == pred_keys)) if true_keys.size else 0
-    return hits / (n * k)
+    keys = np.unique(truth.rows * width + truth.cols)
+    counts = np.bincount(keys % width, minlength=width)
+    return _jain_from_counts(counts, truth.n_rows, A, B)
+
+
+def propensity_scored_precision_at_k(y_true, y_pred, propensities, k=1, *, kind="auto",
+                                     normalize=True):
+    r"""Propensity-scored precision at k (PSP@k): precision@k that weights each
+    correct label by its inverse propensity, so rare labels count more.
+
+    With relevant labels ``T_i`` and top-k predicted labels ``P_i`` of row
+    ``i`` (of ``n`` rows) and label propensities ``p_l``, the unnormalised
+    PSP@k of Jain et al. (2016) is
+
+    .. math::
+
+        \mathrm{PSP@k} = \frac{1}{n} \sum_{i=1}^{n} \frac{1}{k}
+        \sum_{l \in P_i \cap T_i} \frac{1}{p_l}.
+
+    With ``normalize=True`` (the default, and the figure the Extreme
+    Classification Repository, pyxclib and napkinXC report) it is divided by
+    the largest value any prediction can reach on the same ``y_true``: for
+    row ``i``, the sum of the ``min(k, |T_i|)`` largest ``1 / p_l`` over its
+    relevant labels. The division is done once, for the sums over all rows
+    (a ratio of means, not a mean of per-row ratios), so rows without any
+    relevant label count neither in the numerator nor in the denominator,
+    and the result lies in [0, 1], 1 meaning that every row ranks first its
+    relevant labels of rarest propensity. Without normalisation the value
+    is not bounded by 1. With all propensities equal to 1, the unnormalised
+    PSP@k equals :func:`precision_at_k`.
+
+    Parameters
+    ----------
+    y_true : array-like or sparse matrix
+        Relevant labels, in the forms :func:`precision_at_k` accepts: a 2-D
+        binary indicator matrix (dense or scipy sparse), a 1-D array of
+        label indices (one per row) or a list of label-index sequences.
+    y_pred : array-like
+        A float score matrix of shape (n_samples, n_labels) (the k best
+        labels of each row are used, ties going to the lower column index),
+        or an integer matrix of label indices ranked best first of shape
+        (n_samples, >= k) (``-1`` means no prediction), as for
+        :func:`precision_at_k`.
+    propensities : array-like of shape (n_labels,)
+        Propensity ``p_l`` of every label, in (0, 1], for example from
+        :func:`jain_propensity` on the training labels. Every label index of
+        ``y_true`` and ``y_pred`` must be below ``len(propensities)``, which
+        must equal the number of columns of an indicator ``y_true`` or a
+        score matrix ``y_pred``.
+    k : int, default=1
+        Number of top-ranked labels.
+    kind : {"auto", "scores", "topk"}, default="auto"
+        How to read ``y_pred`` (see :func:`precision_at_k`).
+    normalize : bool, default=True
+        Divide by the best achievable value (see above). If ``y_true`` holds
+        no relevant label at all, the normalised value is 0.0.
+
+    Returns
+    -------
+    psp : float
+        PSP@k; in [0, 1] when ``normalize`` is True.
+
+    Raises
+    ------
+    ValueError
+        For the invalid inputs :func:`precision_at_k` rejects, and if
+        ``propensities`` is not 1-D, holds values outside (0, 1] (inverse
+        propensities, which are >= 1, must be inverted first) or has fewer
+        entries than the label indices need.
+    TypeError
+        If an input has an unsupported type.
+
+    See Also
+    --------
+    jain_propensity : Propensities estimated from training label counts.
+    precision_at_k : The unweighted metric.
+
+    References
+    ----------
+    H. Jain, Y. Prabhu and M. Varma, "Extreme Multi-label Loss Functions for
+    Recommendation, Tagging, Ranking & Other Missing Label Applications",
+    KDD 2016.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from slidelearn.metrics import propensity_scored_precision_at_k
+    >>> propensities = np.array([1.0, 0.5, 0.25])   # weights 1 / p = 1, 2, 4
+    >>> y_true = [[0, 2], [1]]
+    >>> ranked = np.array([[0, 1], [1, 2]])          # label indices, best first
+    >>> # row 0 hits label 0 (weight 1) but its best is label 2 (weight 4);
+    >>> # row 1 hits its only label 1 (weight 2): (1 + 2) / (4 + 2)
+    >>> propensity_scored_precision_at_k(y_true, ranked, propensities, k=1)
+    0.5
+    >>> # k=2: hits weigh 1 and 2; the best rankings reach (1 + 4) and 2
+    >>> round(propensity_scored_precision_at_k(y_true, ranked, propensities, k=2), 4)
+    0.4286
+    >>> # unnormalised: mean over rows of (hit weights) / k = ((1) + (2)) / 2 / 2
+    >>> propensity_scored_precision_at_k(y_true, ranked, propensities, k=2,
+    ...                                  normalize=False)
+    0.75
+    """
+    k = _check_k(k)
+    if not isinstance(normalize, (bool, np.bool_)):
+        raise TypeError(f"normalize must be a bool, got {normalize!r}")
+    if sp.issparse(propensities):
+        raise TypeError("propensities must be a dense 1-D array, got a sparse matrix")
+    try:
+        prop = np.asarray(propensities, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError("propensities must be a 1-D array of real numbers") from None
+    if prop.ndim != 1 or prop.size == 0:
+        raise ValueError(
+            f"propensities must be a non-empty 1-D array, got shape {prop.shape}"
+        )
+    if not np.isfinite(prop).all() or prop.min() <= 0 or prop.max() > 1:
+        bad = prop[~(np.isfinite(prop) & (prop > 0) & (prop <= 1))][0]
+        raise ValueError(
+            f"propensities must lie in (0, 1], got {bad!r} (inverse propensities, "
+            "which are >= 1, must be inverted first)"
+        )
+    ranked = _ranked_pairs(y_true, y_pred, k, kind, "propensity_scored_precision_at_k")
+    n_labels = prop.shape[0]
+    truth = ranked.truth
+    if truth.n_labels is not None and truth.n_labels != n_labels:
+        raise ValueError(
+            f"y_true has {truth.n_labels} label columns but propensities has "
+            f"{n_labels} entries"
+        )
+    if ranked.n_pred_labels is not None and ranked.n_pred_labels != n_labels:
+        raise ValueError(
+            f"y_pred scores have {ranked.n_pred_labels} columns but propensities has "
+            f"{n_labels} entries"
+        )
+    for what, cols in (("y_true", truth.cols), ("y_pred", ranked.cols)):
+        if cols.size and cols.max() >= n_labels:
+            raise ValueError(
+                f"{what} contains label index {cols.max()}, out of range for "
+                f"propensities with {n_labels} entries"
+            )
+    weights = 1.0 / prop
+    gained = float(weights[ranked.cols[ranked.hits()]].sum())
+    if not normalize:
+        return gained / (ranked.n * k)
+    # Best achievable: per row, the min(k, |T_i|) largest weights of its labels.
+    rows, cols = ranked.unique_true_pairs()
+    if not rows.size:
+        return 0.0
+    w = weights[cols]
+    order = np.lexsort((-w, rows))          # by row, heaviest label first
+    rows, w = rows[order], w[order]
+    rank = np.arange(rows.size) - np.searchsorted(rows, rows, side="left")
+    best = float(w[rank < k].sum())
+    return gained / best
 
 
 def _scores_from_estimator(estimator, X):
