@@ -151,6 +151,9 @@ def parse_args(argv=None):
     h.add_argument("--inference-max-candidates", type=int, nargs="+", default=[],
                    help="also time LSH inference scoring at most this many of the most-voted "
                         "retrieved neurons per row, at the first threshold (one row each)")
+    h.add_argument("--inference-bucket-size", type=int, default=None,
+                   help="bucket size of inference-only tables (random sample of each bucket; "
+                        "training hash functions unless --inference-n-codes/-n-tables)")
     h.add_argument("--inference-n-codes", type=int, default=None,
                    help="K of separate inference-only tables (default: use the training tables)")
     h.add_argument("--inference-n-tables", type=int, default=None,
@@ -395,6 +398,8 @@ def run_slidelearn(args, threads, data):
     if args.inference_n_codes is not None or args.inference_n_tables is not None:
         extra["inference_n_codes"] = args.inference_n_codes
         extra["inference_n_tables"] = args.inference_n_tables
+    if args.inference_bucket_size is not None:
+        extra["inference_bucket_size"] = args.inference_bucket_size
     clf = SlideClassifier(
         **extra, alpha=args.alpha, hidden_layer_sizes=(args.hidden,), hash_family=args.hash_family,
         n_codes=args.n_codes, n_tables=args.n_tables, bin_size=args.bin_size,
@@ -733,7 +738,7 @@ def print_report(info, data_stats, results, summary, args, command):
           f"min_active={args.min_active} active_threshold={args.active_threshold} "
           f"inference_threshold={args.inference_threshold} "
           f"inference_max_candidates={args.inference_max_candidates or None} "
-          f"inference_tables=K{args.inference_n_codes}/L{args.inference_n_tables} "
+          f"inference_tables=K{args.inference_n_codes}/L{args.inference_n_tables}/bucket{args.inference_bucket_size} "
           f"rehash={args.rehash_interval} "
           f"rebuild={args.rebuild_interval}; {args.epochs} epoch(s) via {args.train_api}")
     if not args.skip_torch:

@@ -664,6 +664,9 @@ _TRAIN_GROUPS = {
                               "(default: use the training tables)"),
         ("inference_n_tables", "L of separate tables built after training for lsh "
                                "inference (default: use the training tables)"),
+        ("inference_bucket_size", "build tables for lsh inference after training whose "
+                                  "buckets keep a random sample of at most this many "
+                                  "neurons (default: use the training tables)"),
     ],
     "threads and randomness": [
         ("n_jobs", "OpenMP threads (default: all usable cores; results are reproducible "

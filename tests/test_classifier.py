@@ -676,6 +676,34 @@ def test_inference_tables_are_separate_and_used_by_lsh_inference():
     np.testing.assert_array_equal(plain.coefs_[0], sep.coefs_[0])
 
 
+def test_inference_bucket_size_keeps_training_functions_and_samples_buckets():
+    from slidelearn.datasets import make_extreme_classification
+
+    X, Y = make_extreme_classification(n_samples=600, n_features=300, n_labels=400,
+                                       random_state=3)
+    base = dict(hidden_layer_sizes=(16,), n_codes=2, n_tables=4, max_iter=2, n_jobs=1,
+                random_state=0)
+    plain = SlideClassifier(**base).fit(X, Y)
+    small = SlideClassifier(**base, inference_bucket_size=3).fit(X, Y)
+    tables = small._inference_lsh
+    assert tables["params"] is small._lsh["params"]  # the training hash functions
+    assert tables["bucket_size"] == 3
+    assert np.diff(tables["offsets"], axis=1).max() <= 3
+    # each bucket keeps a subset of the training table's (same functions, same weights)
+    for t in range(4):
+        for b in np.flatnonzero(np.diff(tables["offsets"][t])):
+            kept = tables["ids"][t, tables["offsets"][t, b]:tables["offsets"][t, b + 1]]
+            full = small._lsh["ids"][t, small._lsh["offsets"][t, b]:small._lsh["offsets"][t, b + 1]]
+            assert set(kept.tolist()) <= set(full.tolist())
+    np.testing.assert_array_equal(plain.coefs_[-1], small.coefs_[-1])  # training unchanged
+    labels, _ = small.predict_topk(X[:50], k=5, inference="lsh")
+    assert all(len(set(row.tolist())) == 5 for row in labels)
+    # buckets larger than any bucket: the same candidates as the training tables
+    big = SlideClassifier(**base, inference_bucket_size=10**6).fit(X, Y)
+    np.testing.assert_array_equal(big.predict_topk(X, k=5, inference="lsh")[0],
+                                  plain.predict_topk(X, k=5, inference="lsh")[0])
+
+
 @pytest.mark.parametrize("n", [1, 3, 10, 57, 200])
 def test_most_frequent_labels_is_the_head_of_a_stable_argsort(n):
     # LSH inference completes short rows from these labels; ranking only the first few

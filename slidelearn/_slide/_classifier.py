@@ -89,11 +89,20 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
     inference_n_codes, inference_n_tables : int or None, default=None
         When either is set, ``fit`` and ``partial_fit`` end by building a second set
         of tables from the final weights, with these K and L (None: the training
-        value), used only by ``inference="lsh"``. More tables with larger K retrieve
-        the best neurons with fewer false candidates than the training tables, at
+        value), used only by ``inference="lsh"``, with newly drawn hash functions, at
         the cost of ``L * (n_classes + buckets)`` integers of memory and a rebuild at
         the end of every ``fit`` / ``partial_fit`` call. None for both: LSH inference
-        uses the training tables.
+        uses the training functions. New functions retrieve the true labels less
+        often than the training ones (see ``inference_bucket_size``).
+    inference_bucket_size : int or None, default=None
+        When set, ``fit`` and ``partial_fit`` end by building tables for
+        ``inference="lsh"`` whose buckets keep a uniform random sample of at most this
+        many neurons (reservoir sampling), with the training hash functions (or the
+        new ones of ``inference_n_codes`` / ``inference_n_tables``). Smaller buckets
+        mean fewer candidates per row: faster LSH inference for some loss of recall.
+        Keep the training functions where you can: training shapes the network so
+        that true labels collide with their inputs under those functions, and freshly
+        drawn ones retrieve them far less often.
     rehash_interval : int, default=6400
         Samples between two rebuilds of the tables from the current weights.
     rebuild_interval : int, default=128000
@@ -222,6 +231,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         "inference_threshold": [Interval(Integral, 1, None, closed="left")],
         "inference_max_candidates": [Interval(Integral, 1, None, closed="left"), None],
         "inference_n_codes": [Interval(Integral, 1, 32, closed="both"), None],
+        "inference_bucket_size": [Interval(Integral, 1, None, closed="left"), None],
         "inference_n_tables": [Interval(Integral, 1, None, closed="left"), None],
         "rehash_interval": [Interval(Integral, 1, None, closed="left")],
         "rebuild_interval": [Interval(Integral, 1, None, closed="left")],
@@ -264,6 +274,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         inference_max_candidates=None,
         inference_n_codes=None,
         inference_n_tables=None,
+        inference_bucket_size=None,
         rehash_interval=6400,
         rebuild_interval=128000,
         interval_growth=1.0,
@@ -301,6 +312,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         self.inference_max_candidates = inference_max_candidates
         self.inference_n_codes = inference_n_codes
         self.inference_n_tables = inference_n_tables
+        self.inference_bucket_size = inference_bucket_size
         self.rehash_interval = rehash_interval
         self.rebuild_interval = rebuild_interval
         self.interval_growth = interval_growth
@@ -493,33 +505,49 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         self._fill_tables(self._lsh, n_threads)
 
     def _build_inference_tables(self, n_threads):
-        """Tables used only by LSH inference, when inference_n_codes/_n_tables ask for them."""
-        if self.inference_n_codes is None and self.inference_n_tables is None:
+        """Tables used only by LSH inference, when inference_n_codes/_n_tables or
+        inference_bucket_size ask for them."""
+        new_functions = self.inference_n_codes is not None or self.inference_n_tables is not None
+        if not new_functions and self.inference_bucket_size is None:
             self._inference_lsh = None
             return
         # A stream of its own (from the model's seed and the number of epochs run), so that
         # asking for inference tables never changes how the model trains.
         rng = np.random.default_rng([self._seed, 1, self.n_iter_])
-        self._inference_lsh = {"params": _hashing.draw_hash_functions(
-            self.hash_family, int(self._model["sizes"][-1]),
-            self.n_codes if self.inference_n_codes is None else self.inference_n_codes,
-            self.n_tables if self.inference_n_tables is None else self.inference_n_tables,
-            self.bin_size, self.range_pow, rng)}
-        self._fill_tables(self._inference_lsh, n_threads, rng)
+        if new_functions:
+            params = _hashing.draw_hash_functions(
+                self.hash_family, int(self._model["sizes"][-1]),
+                self.n_codes if self.inference_n_codes is None else self.inference_n_codes,
+                self.n_tables if self.inference_n_tables is None else self.inference_n_tables,
+                self.bin_size, self.range_pow, rng)
+        else:
+            # the training hash functions: training shapes the network so that the true
+            # labels collide with the inputs under these very functions
+            params = self._lsh["params"]
+        self._inference_lsh = {"params": params}
+        if self.inference_bucket_size is None:
+            self._fill_tables(self._inference_lsh, n_threads, rng)
+        else:
+            self._fill_tables(self._inference_lsh, n_threads, rng,
+                              bucket_size=self.inference_bucket_size, reservoir=True)
 
-    def _fill_tables(self, lsh, n_threads, rng=None):
-        """(Re)build the bucket tables of ``lsh`` from the current output weights."""
+    def _fill_tables(self, lsh, n_threads, rng=None, bucket_size=None, reservoir=None):
+        """(Re)build the bucket tables of ``lsh`` from the current output weights
+        (bucket size and policy: the estimator's unless given)."""
+        bucket_size = self.bucket_size if bucket_size is None else bucket_size
+        if reservoir is None:
+            reservoir = self.bucket_policy == "reservoir"
         params = lsh["params"]
         W_out = self._model["W_out"]
         # Centred rows: same inner-product ranking for every query, balanced buckets.
         buckets = _hashing.hash_vectors(params, W_out, n_threads,
                                         center=W_out.mean(axis=0, dtype=np.float64))
         offsets, ids = _hashing.build_tables(
-            buckets, params["n_buckets"], self.bucket_size, self.bucket_policy == "reservoir",
+            buckets, params["n_buckets"], bucket_size, reservoir,
             int((self._rng if rng is None else rng).integers(0, 2**63 - 1)), n_threads)
         lsh["offsets"] = offsets
         lsh["ids"] = ids
-        lsh["bucket_size"] = int(self.bucket_size)
+        lsh["bucket_size"] = int(bucket_size)
 
     def _get_work(self, n_threads, max_labels):
         m = self._model
