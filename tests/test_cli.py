@@ -12,6 +12,7 @@ import joblib
 import numpy as np
 import pytest
 
+import slidelearn
 from slidelearn import SlideClassifier
 from slidelearn.__main__ import _Progress, build_parser, main
 from slidelearn.datasets import load_xc_repository
@@ -272,7 +273,9 @@ def test_malformed_file_through_python_m(tmp_path):
     bad = tmp_path / "bad.txt"
     bad.write_text("2 3 2\n0 0:1 1:2\n1 0:x\n")
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    # the slidelearn this test imported (installed, or built in place), not the sources
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(slidelearn.__file__).resolve().parents[1]),
+                                         env.get("PYTHONPATH", "")])
     proc = subprocess.run([sys.executable, "-m", "slidelearn", "train", str(bad),
                            str(tmp_path / "m.joblib")], capture_output=True, text=True,
                           env=env, cwd=tmp_path, timeout=120)
