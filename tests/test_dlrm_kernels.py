@@ -105,7 +105,9 @@ def _tiny(kind, interaction="dot", self_interaction=False, solver="sgd", alpha=0
     if index64:
         bags.ids = bags.ids.astype(np.int64)
     Y = est._encode_y(y, dense.shape[0], first=True)
-    est._init_model(dense.shape[1], Y.shape[1], est._output_bias(Y), np.random.default_rng(seed))
+    est._seed = seed
+    est._init_model(dense.shape[1], Y.shape[1], est._output_bias(Y.mean(axis=0)),
+                    np.random.default_rng(seed))
     est._prepare_model()
     return est, dense, bags, Y
 

@@ -10,9 +10,10 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 from slidelearn.utils._threads import single_threaded_blas
 
-from slidelearn._dlrm import _inputs
+from slidelearn._dlrm import _distributed, _inputs
 from slidelearn._dlrm import _kernels
 from slidelearn._slide._classifier import _check_seed
+from slidelearn.utils import _mpi
 from slidelearn.utils._openmp_helpers import effective_n_threads
 from slidelearn.utils.validation import validate_sparse_X
 
@@ -49,6 +50,8 @@ class _BaseDLRM(BaseEstimator):
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "comm": "no_validation",
+        "rank_memory_budget": [Interval(Real, 0, None, closed="neither"), None],
     }
 
     def __init__(
@@ -79,6 +82,8 @@ class _BaseDLRM(BaseEstimator):
         n_jobs=None,
         random_state=None,
         verbose=0,
+        comm=None,
+        rank_memory_budget=None,
     ):
         self.categorical_features = categorical_features
         self.feature_groups = feature_groups
@@ -105,6 +110,8 @@ class _BaseDLRM(BaseEstimator):
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
+        self.comm = comm
+        self.rank_memory_budget = rank_memory_budget
 
     # ------------------------------------------------------------------ tags
     def __sklearn_tags__(self):
@@ -115,6 +122,7 @@ class _BaseDLRM(BaseEstimator):
     def __getstate__(self):
         state = self.__dict__.copy()
         state.pop("_work", None)  # scratch, rebuilt on demand
+        state["comm"] = None  # a communicator belongs to the job that ran the fit
         if "_model" in state:
             model = dict(state["_model"])
             model["slot"] = np.empty(0, np.int32)  # all -1 between batches: rebuilt
@@ -203,7 +211,7 @@ class _BaseDLRM(BaseEstimator):
         self._index_dtype = np.int32 if self._table_offsets[-1] < 2**31 else np.int64
 
     # ------------------------------------------------------------- model
-    def _init_model(self, n_dense, k, y_bias, rng):
+    def _init_model(self, n_dense, k, y_bias, rng, tables=True):
         d = int(self.embedding_dim)
         T = len(self.table_sizes_)
         bottom = [int(h) for h in np.atleast_1d(self.bottom_mlp)] if len(self.bottom_mlp) else []
@@ -241,15 +249,14 @@ class _BaseDLRM(BaseEstimator):
             theta[b_off:b_off + n_out] = rng.normal(0.0, np.sqrt(1.0 / n_out), n_out)
         out_b = layers[-1, 3]
         theta[out_b:out_b + k] = y_bias
-        n_rows = int(self._table_offsets[-1])
+        # Tables: drawn in place, in blocks of rows with their own random streams, so
+        # that ranks holding parts of a table (comm=...) draw the same values.
+        # tables=False (distributed training) leaves them to the ranks.
+        n_rows = int(self._table_offsets[-1]) if tables else 0
         E = np.empty((n_rows, d), dtype=np.float32)
-        for t in range(T):
+        for t in range(T if tables else 0):
             lo, hi = self._table_offsets[t], self._table_offsets[t + 1]
-            bound = np.float32(np.sqrt(1.0 / (hi - lo)))
-            block = E[lo:hi]  # in place: no temporary the size of a table
-            rng.random(out=block, dtype=np.float32)
-            block *= 2 * bound
-            block -= bound
+            _distributed.init_table_rows(E[lo:hi], self._seed, t, 0, hi - lo, hi - lo)
         adagrad = self.solver == "adagrad"
         self._model = {
             "theta": theta,
@@ -339,6 +346,12 @@ class _BaseDLRM(BaseEstimator):
         return out
 
     def _fit(self, X, y, *, incremental, classes=None):
+        comm = _mpi.check_comm(self.comm)
+        if comm is not None:
+            return self._fit_mpi(X, y, comm, incremental=incremental, classes=classes)
+        if getattr(self, "_shard_state", None) is not None and (incremental or self.warm_start):
+            self._sharded_tables(None)  # raises: the tables are spread over ranks
+        self._shard_state = None
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target "
                              "y is None.")
@@ -348,7 +361,8 @@ class _BaseDLRM(BaseEstimator):
         if first:
             self._seed = _check_seed(self.random_state)
             self._rng = np.random.default_rng(self._seed)
-            self._init_model(dense.shape[1], Y.shape[1], self._output_bias(Y), self._rng)
+            self._init_model(dense.shape[1], Y.shape[1], self._output_bias(Y.mean(axis=0)),
+                             self._rng)
         self._prepare_model()
         n_threads = effective_n_threads(self.n_jobs)
         self.n_threads_ = n_threads
@@ -433,8 +447,161 @@ class _BaseDLRM(BaseEstimator):
 
     def _forward_X(self, X):
         check_is_fitted(self, "_model")
+        if getattr(self, "_shard_state", None) is not None:
+            return self._forward_sharded(X)
         dense, bags = self._inputs(X, reset=False)
         return self._raw_output(dense, bags, effective_n_threads(self.n_jobs))
+
+    # ------------------------------------------------------ MPI (comm=...)
+    def _sharded_tables(self, comm):
+        """This rank's ShardedTables of the current ``_shard_state``."""
+        state = self._shard_state
+        if comm is None or comm.Get_size() != state["n_ranks"]:
+            raise ValueError(
+                f"This model's embedding tables are split over {state['n_ranks']} ranks "
+                "(they exceeded rank_memory_budget, so fit did not gather them): predict "
+                "collectively, each rank with its own rows, after "
+                f"set_params(comm=...) with a communicator of {state['n_ranks']} ranks in "
+                "the order of the fit.")
+        st = _distributed.ShardedTables(comm, self._spec["d"], state["shards"],
+                                        self._table_offsets)
+        st.local, st.index_dtype = state["local"], state["index_dtype"]
+        return st
+
+    def _forward_sharded(self, X):
+        comm = _mpi.check_comm(self.comm)
+        st = self._sharded_tables(comm)
+        with _mpi.raise_together(comm):
+            dense, bags = self._inputs(X, reset=False)
+        with single_threaded_blas():
+            return _distributed.forward(self, st, dense, bags,
+                                        _mpi.rank_threads(comm, self.n_jobs))
+
+    def _fit_mpi(self, X, y, comm, *, incremental, classes=None):
+        """SPMD fit / partial_fit: every rank passes its own rows (see ``comm``)."""
+        first = not hasattr(self, "_model") or not (incremental or self.warm_start)
+        N, me = comm.Get_size(), comm.Get_rank()
+        local_classes = None
+        with _mpi.raise_together(comm):
+            if y is None:
+                raise ValueError(f"{type(self).__name__} requires y to be passed, but the "
+                                 "target y is None.")
+            if not first and getattr(self, "_shard_state", None) is not None:
+                self._sharded_tables(comm)  # the same number of ranks as before
+            dense, bags = self._inputs(X, reset=first)
+            if first and classes is None and isinstance(self, ClassifierMixin):
+                local_classes = np.unique(column_or_1d(y))
+        refresh = False
+        if first:
+            if not self._sparse_input and self.table_sizes is None:
+                sizes = _mpi.allreduce_(comm, self.table_sizes_.copy(), "max")
+                if not np.array_equal(sizes, self.table_sizes_):
+                    self._set_tables(sizes)  # the largest id of every rank's rows
+                    refresh = True
+            _mpi.agree(comm, (self._sparse_input, int(self.n_features_in_),
+                              self._dense_cols.tolist(), self.table_sizes_.tolist()),
+                       "the input layout (sparse or dense, columns, categorical columns and "
+                       "table sizes)")
+            if local_classes is not None:
+                classes = np.unique(np.concatenate(comm.allgather(local_classes)))
+        with _mpi.raise_together(comm):
+            if refresh:
+                dense, bags = self._inputs(X, reset=False)
+            Y = self._encode_y(y, dense.shape[0], first=first, classes=classes)
+        if first:
+            self._seed = _mpi.shared_seed(comm, _check_seed(self.random_state))
+            self._rng = np.random.default_rng(self._seed)
+            stats = np.concatenate([Y.sum(axis=0, dtype=np.float64), [Y.shape[0]]])
+            _mpi.allreduce_(comm, stats)
+            self._init_model(dense.shape[1], Y.shape[1],
+                             self._output_bias(stats[:-1] / max(stats[-1], 1)), self._rng,
+                             tables=False)
+            self._shard_state = None
+        self._prepare_model()
+        n_threads = _mpi.rank_threads(comm, self.n_jobs)
+        self.n_threads_ = n_threads
+        adagrad = self._spec["optimizer"] == _kernels.CODES["adagrad"]
+        needs_slot = adagrad or self.alpha > 0
+        if getattr(self, "_shard_state", None) is not None:
+            st = self._sharded_tables(comm)
+            if needs_slot and st.local["slot"].shape[0] != st.local["E"].shape[0]:
+                st.local["slot"] = np.full(st.local["E"].shape[0], -1, dtype=np.int32)
+        else:
+            st = _distributed.make_tables(
+                comm, self._spec, self.table_sizes_, self._table_offsets, adagrad, needs_slot,
+                self.rank_memory_budget, seed=self._seed,
+                full=None if first else self._model)
+            d = self._spec["d"]
+            self._model["E"] = np.empty((0, d), dtype=np.float32)  # the shards hold them
+            self._model["E_acc"] = np.empty(0, dtype=np.float32)
+            self._model["slot"] = np.empty(0, np.int32)
+        has_wts = bool(comm.allreduce(int(bags.wts.size > 0)))
+        n = dense.shape[0]
+        rows = np.arange(n, dtype=np.int64)
+        val = None
+        if self.early_stopping and not incremental:
+            perm = np.random.default_rng([self._seed, 1, me]).permutation(rows)
+            n_val = max(1, int(round(self.validation_fraction * n)))
+            with _mpi.raise_together(comm):
+                if n_val >= n:
+                    raise ValueError("validation_fraction leaves no training rows.")
+            val, rows = np.sort(perm[:n_val]), perm[n_val:]
+            val_bags = self._subset_bags(bags, val)
+            best_state = None
+        best, no_improve = np.inf, 0
+        with single_threaded_blas():
+            for epoch in range(1 if incremental else self.max_iter):
+                t0 = time.perf_counter()
+                order = (np.random.default_rng([self._seed, 2, me, self.n_iter_]).permutation(rows)
+                         if self.shuffle else rows)
+                loss = _distributed.train_epoch(self, st, dense, bags, Y, order, epoch,
+                                                n_threads, has_wts)
+                dt = time.perf_counter() - t0
+                if not np.isfinite(loss):
+                    raise FloatingPointError(
+                        f"The training loss diverged to {loss} at epoch {epoch + 1}; lower "
+                        f"learning_rate_init (now {self.learning_rate_init}).")
+                self.loss_curve_.append(loss)
+                self.n_iter_ += 1
+                n_all = comm.allreduce(len(rows))
+                msg = (f"Epoch {epoch + 1}: loss {loss:.5f}, {n_all / max(dt, 1e-9):,.0f} "
+                       f"samples/s over {N} ranks")
+                if val is not None:
+                    out = _distributed.forward(self, st, dense[val], val_bags, n_threads)
+                    score = np.array([self._loss_value(out, Y[val]) * len(val), len(val)])
+                    _mpi.allreduce_(comm, score)
+                    score = float(score[0] / score[1])
+                    self.validation_loss_curve_.append(score)
+                    msg += f", validation loss {score:.5f}"
+                    if score < best - self.tol:
+                        best, no_improve = score, 0
+                        best_state = ({k: self._model[k].copy() for k in ("theta", "acc")},
+                                      {k: st.local[k].copy() for k in ("E", "E_acc")})
+                    else:
+                        no_improve += 1
+                    self.best_validation_loss_ = min(best, score)
+                else:
+                    no_improve = 0 if loss < best - self.tol else no_improve + 1
+                    best = min(best, loss)
+                if self.verbose and me == 0:
+                    print(msg + f", {dt:.2f} s", flush=True)
+                if not incremental and no_improve >= self.n_iter_no_change:
+                    break
+        if val is not None and best_state is not None:
+            for k, v in best_state[0].items():
+                self._model[k][...] = v
+            for k, v in best_state[1].items():
+                st.local[k][...] = v
+        row_bytes = 4 * self._spec["d"] + (4 if adagrad else 0)
+        n_rows = int(self._table_offsets[-1])
+        if self.rank_memory_budget is None or n_rows * row_bytes <= self.rank_memory_budget:
+            E, E_acc = _distributed.assemble(st, n_rows, adagrad)
+            self._model["E"], self._model["E_acc"] = E, E_acc
+            self._shard_state = None
+        else:
+            self._shard_state = {"n_ranks": N, "shards": st.shards, "local": st.local,
+                                 "index_dtype": st.index_dtype}
+        return self
 
     def fit(self, X, y):
         """Train the model on (X, y) for up to ``max_iter`` epochs.
@@ -625,8 +792,8 @@ class DLRMRegressor(RegressorMixin, _BaseDLRM):
                              f"{self._spec['k']}.")
         return np.ascontiguousarray(Y)
 
-    def _output_bias(self, Y):
-        return Y.mean(axis=0)
+    def _output_bias(self, mean):
+        return mean
 
     def _loss_value(self, out, Y):
         return float(0.5 * np.mean(np.sum((out - Y) ** 2, axis=1)))
@@ -823,9 +990,9 @@ class DLRMClassifier(ClassifierMixin, _BaseDLRM):
         Y[np.arange(n), idx] = 1.0
         return Y
 
-    def _output_bias(self, Y):
-        p = np.clip(Y.mean(axis=0), 1e-3, 1 - 1e-3)
-        return np.log(p / (1 - p)) if Y.shape[1] == 1 else np.log(p)
+    def _output_bias(self, mean):
+        p = np.clip(mean, 1e-3, 1 - 1e-3)
+        return np.log(p / (1 - p)) if p.shape[0] == 1 else np.log(p)
 
     def _loss_value(self, out, Y):
         if Y.shape[1] == 1:

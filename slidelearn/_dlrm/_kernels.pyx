@@ -410,36 +410,44 @@ cdef float* _layer_out(Net* net, Work* w, int l) noexcept nogil:
     return w.acts + w.act_off[l]
 
 
-cdef void _forward(Net* net, Work* w, const float* X, int64_t n_dense_stride,
-                   const int64_t* rows, int B, const int64_t* bag_ptr, int64_t ptr_stride,
-                   const index_t* ids, const float* wts, bint has_wts, int n_threads) noexcept nogil:
+cdef void _bottom_forward(Net* net, Work* w, const float* X, int64_t n_dense_stride,
+                         const int64_t* rows, int B, int n_threads) noexcept nogil:
+    """Bottom MLP of the rows ``rows`` of ``X``; its last layer writes slot 0 of Z."""
     cdef int i, l, n_in, n_out, ldx, ldy
     cdef const int64_t* L
     cdef const float* inp
     cdef float* out
-    cdef int nb = net.n_bottom, nt = net.n_top
-    # bottom MLP; its last layer writes slot 0 of Z directly
-    if nb > 0:
-        for i in prange(B, nogil=True, schedule='static', num_threads=n_threads):
-            memcpy(w.Xb + <int64_t>i * net.n_dense, X + rows[i] * n_dense_stride,
-                   net.n_dense * sizeof(float))
-        inp = w.Xb
-        ldx = net.n_dense
-        for l in range(nb):
-            L = net.layers + 5 * l
-            n_in = <int>L[0]
-            n_out = <int>L[1]
-            if l == nb - 1:
-                out = w.Z
-                ldy = net.F * net.d
-            else:
-                out = _layer_out(net, w, l)
-                ldy = n_out
-            _layer_forward(inp, ldx, net.theta + L[2], net.theta + L[3], out, ldy, B,
-                           n_in, n_out, L[4] != 0, n_threads)
-            inp = out
-            ldx = ldy
-    _bags_forward(net, w, rows, B, bag_ptr, ptr_stride, ids, wts, has_wts, n_threads)
+    cdef int nb = net.n_bottom
+    if nb == 0:
+        return
+    for i in prange(B, nogil=True, schedule='static', num_threads=n_threads):
+        memcpy(w.Xb + <int64_t>i * net.n_dense, X + rows[i] * n_dense_stride,
+               net.n_dense * sizeof(float))
+    inp = w.Xb
+    ldx = net.n_dense
+    for l in range(nb):
+        L = net.layers + 5 * l
+        n_in = <int>L[0]
+        n_out = <int>L[1]
+        if l == nb - 1:
+            out = w.Z
+            ldy = net.F * net.d
+        else:
+            out = _layer_out(net, w, l)
+            ldy = n_out
+        _layer_forward(inp, ldx, net.theta + L[2], net.theta + L[3], out, ldy, B,
+                       n_in, n_out, L[4] != 0, n_threads)
+        inp = out
+        ldx = ldy
+
+
+cdef void _top_forward(Net* net, Work* w, int B, int n_threads) noexcept nogil:
+    """Interaction and top MLP, once every slot of Z is filled."""
+    cdef int l
+    cdef const int64_t* L
+    cdef const float* inp
+    cdef float* out
+    cdef int ldx, nb = net.n_bottom, nt = net.n_top
     _interact_forward(net, w, B, n_threads)
     inp = w.R
     ldx = net.n_int
@@ -452,14 +460,24 @@ cdef void _forward(Net* net, Work* w, const float* X, int64_t n_dense_stride,
         ldx = <int>L[1]
 
 
+cdef void _forward(Net* net, Work* w, const float* X, int64_t n_dense_stride,
+                   const int64_t* rows, int B, const int64_t* bag_ptr, int64_t ptr_stride,
+                   const index_t* ids, const float* wts, bint has_wts, int n_threads) noexcept nogil:
+    _bottom_forward(net, w, X, n_dense_stride, rows, B, n_threads)
+    _bags_forward(net, w, rows, B, bag_ptr, ptr_stride, ids, wts, has_wts, n_threads)
+    _top_forward(net, w, B, n_threads)
+
+
 cdef double _loss_grad(Net* net, Work* w, const float* Y, const int64_t* rows, int B,
-                       int loss, float* dout, int n_threads) noexcept nogil:
-    """Mean loss of the batch's rows; ``dout`` gets d(mean loss)/d(output)."""
+                       int loss, float invB, float* dout, int n_threads) noexcept nogil:
+    """Summed loss of the batch's rows; ``dout`` gets ``invB`` times d(loss)/d(output)
+    (``invB`` = 1 / the rows the gradient averages over: the batch, or the global
+    batch of all ranks)."""
     cdef int i, j, k = net.k
     cdef const float* z
     cdef const float* y
     cdef float* g
-    cdef float m, s, p, invB = 1.0 / B
+    cdef float m, s, p
     cdef double total = 0.0
     cdef float* out = _layer_out(net, w, net.n_bottom + net.n_top - 1)
     for i in prange(B, nogil=True, schedule='static', num_threads=n_threads):
@@ -495,29 +513,25 @@ cdef double _loss_grad(Net* net, Work* w, const float* Y, const int64_t* rows, i
             w.row_loss[i] = logf(s) - p
     for i in range(B):
         total += w.row_loss[i]
-    return total / B
+    return total
 
 
-cdef double _step(Net* net, Work* w, const float* X, int64_t n_dense_stride,
-                  const float* Y, const int64_t* rows, int B,
-                  const int64_t* bag_ptr, int64_t ptr_stride, const index_t* ids,
-                  const float* wts, bint has_wts, int loss, int optimizer, float lr,
-                  float eps, float alpha, int64_t n_theta, int n_threads) noexcept nogil:
-    cdef int l, n_in, n_out, ldx, ldy, lddy, lddx, nb = net.n_bottom, nt = net.n_top
+cdef double _backward(Net* net, Work* w, const float* Y, const int64_t* rows, int B,
+                      int loss, float invB, bint fused, float lr, float alpha,
+                      int n_threads) noexcept nogil:
+    """Loss and backward pass through the top MLP, the interaction and the bottom
+    MLP after ``_forward``: the MLP weights are updated in place (``fused`` plain
+    SGD) or their gradients written to ``net.grad``; ``w.dZ`` receives the gradients
+    of the interaction inputs. Returns the summed loss of the rows."""
+    cdef int l, n_in, n_out, ldx, ldy, lddy, nb = net.n_bottom, nt = net.n_top
     cdef const int64_t* L
     cdef const float* inp
     cdef const float* outp
     cdef float* dY
     cdef float* dX
-    cdef float* tmp
-    cdef bint fused = optimizer == OPT_SGD
-    cdef double mean_loss
-    cdef int64_t q
-    cdef float g
-    _forward(net, w, X, n_dense_stride, rows, B, bag_ptr, ptr_stride, ids, wts, has_wts,
-             n_threads)
+    cdef double total_loss
     dY = w.d0
-    mean_loss = _loss_grad(net, w, Y, rows, B, loss, dY, n_threads)
+    total_loss = _loss_grad(net, w, Y, rows, B, loss, invB, dY, n_threads)
     lddy = net.k
     # top MLP, last layer first
     for l in range(nb + nt - 1, nb - 1, -1):
@@ -536,8 +550,6 @@ cdef double _step(Net* net, Work* w, const float* X, int64_t n_dense_stride,
         dY = dX
         lddy = n_in
     _interact_backward(net, w, B, n_threads)
-    _bags_update(net, w, rows, B, bag_ptr, ptr_stride, ids, wts, has_wts, optimizer, lr,
-                 eps, alpha, n_threads)
     # bottom MLP, from slot 0 of dZ
     if nb > 0:
         dY = w.dZ
@@ -565,12 +577,34 @@ cdef double _step(Net* net, Work* w, const float* X, int64_t n_dense_stride,
                             n_out, L[4] != 0, fused, lr, alpha, n_threads)
             dY = dX
             lddy = n_in
+    return total_loss
+
+
+cdef void _adagrad(Net* net, int64_t n_theta, float lr, float eps, int n_threads) noexcept nogil:
+    cdef int64_t q
+    cdef float g
+    for q in prange(n_theta, nogil=True, schedule='static', num_threads=n_threads):
+        g = net.grad[q]
+        net.acc[q] += g * g
+        net.theta[q] -= lr * g / (sqrtf(net.acc[q]) + eps)
+
+
+cdef double _step(Net* net, Work* w, const float* X, int64_t n_dense_stride,
+                  const float* Y, const int64_t* rows, int B,
+                  const int64_t* bag_ptr, int64_t ptr_stride, const index_t* ids,
+                  const float* wts, bint has_wts, int loss, int optimizer, float lr,
+                  float eps, float alpha, int64_t n_theta, int n_threads) noexcept nogil:
+    """One training step of a batch; returns its mean loss."""
+    cdef double total_loss
+    _forward(net, w, X, n_dense_stride, rows, B, bag_ptr, ptr_stride, ids, wts, has_wts,
+             n_threads)
+    total_loss = _backward(net, w, Y, rows, B, loss, 1.0 / B, optimizer == OPT_SGD, lr,
+                           alpha, n_threads)
+    _bags_update(net, w, rows, B, bag_ptr, ptr_stride, ids, wts, has_wts, optimizer, lr,
+                 eps, alpha, n_threads)
     if optimizer == OPT_ADAGRAD:
-        for q in prange(n_theta, nogil=True, schedule='static', num_threads=n_threads):
-            g = net.grad[q]
-            net.acc[q] += g * g
-            net.theta[q] -= lr * g / (sqrtf(net.acc[q]) + eps)
-    return mean_loss
+        _adagrad(net, n_theta, lr, eps, n_threads)
+    return total_loss / B
 
 
 cdef Net _net(int n_dense, int n_tables, int d, int n_bottom, int n_top, int n_int,
@@ -687,6 +721,194 @@ def forward(const float[:, ::1] X, const int64_t[:, ::1] bag_ptr,
             last = _layer_out(&net, &w, net.n_bottom + net.n_top - 1)
             memcpy(&out[start, 0], last, <int64_t>nb * k * sizeof(float))
     return np.asarray(out)
+
+
+# ---------------------------------------------------------------------------
+# The pieces of a distributed (MPI) step: the embedding tables live on their owner
+# ranks, so the step is split where the pooled embeddings and their gradients are
+# exchanged (see ``_distributed.py``). The MLP gradients are not fused with the
+# update: they are summed over the ranks first.
+# ---------------------------------------------------------------------------
+
+def mlp_bottom_forward(const float[:, ::1] X, dict model, dict spec, float[::1] work,
+                       int n_threads):
+    """Bottom MLP of every row of ``X`` (a local batch) into the scratch ``work``
+    (sized by ``work_size`` for ``len(X)`` rows); ``mlp_backward`` continues from it."""
+    cdef Net net = _net(spec["n_dense"], spec["n_tables"], spec["d"], spec["n_bottom"],
+                        spec["n_top"], spec["n_int"], spec["interaction"], spec["k"],
+                        spec["layers"], model["theta"], model["grad"], model["acc"],
+                        model["E"], model["E_acc"], model["slot"], model["table_offsets"])
+    cdef int B = X.shape[0]
+    cdef int64_t[::1] act_off = np.zeros(spec["layers"].shape[0] + 1, dtype=np.int64)
+    cdef int64_t[::1] rows = np.arange(max(B, 1), dtype=np.int64)
+    cdef const float* Xp = &X[0, 0] if X.shape[0] > 0 and X.shape[1] > 0 else NULL
+    cdef Work w
+    if B == 0:
+        return
+    _work(&w, &work[0], B, &net, &act_off[0], spec["max_width"])
+    with nogil:
+        _bottom_forward(&net, &w, Xp, X.shape[1], &rows[0], B, n_threads)
+
+
+def mlp_backward(const float[:, :, ::1] Zemb, const float[:, ::1] Y, float invB, float alpha,
+                 dict model, dict spec, float[::1] work, float[:, :, ::1] dZemb,
+                 int n_threads):
+    """After ``mlp_bottom_forward`` on the same rows: the pooled embeddings ``Zemb``
+    (B, n_tables, d) enter the interaction; the top MLP, the loss (its gradient scaled
+    by ``invB``) and the backward pass follow. The MLP gradients (with ``alpha``
+    times the weights added) are written to ``model["grad"]``, nothing is updated;
+    ``dZemb`` receives the gradients of the pooled embeddings. Returns the summed loss."""
+    if not model["grad"].flags.writeable or model["grad"].shape[0] != model["theta"].shape[0]:
+        raise ValueError("model['grad'] must be a writeable array the size of theta")
+    cdef Net net = _net(spec["n_dense"], spec["n_tables"], spec["d"], spec["n_bottom"],
+                        spec["n_top"], spec["n_int"], spec["interaction"], spec["k"],
+                        spec["layers"], model["theta"], model["grad"], model["acc"],
+                        model["E"], model["E_acc"], model["slot"], model["table_offsets"])
+    cdef int B = Zemb.shape[0], T = spec["n_tables"], d = spec["d"], i
+    cdef int64_t[::1] act_off = np.zeros(spec["layers"].shape[0] + 1, dtype=np.int64)
+    cdef int64_t[::1] rows = np.arange(max(B, 1), dtype=np.int64)
+    cdef Work w
+    cdef double total
+    cdef int loss = spec["loss"]
+    if Zemb.shape[1] != T or Zemb.shape[2] != d or Y.shape[0] != B or Y.shape[1] != net.k \
+            or dZemb.shape[0] != B or dZemb.shape[1] != T or dZemb.shape[2] != d:
+        raise ValueError("mlp_backward: inconsistent shapes")
+    if B == 0:
+        model["grad"][:] = 0
+        return 0.0
+    _work(&w, &work[0], B, &net, &act_off[0], spec["max_width"])
+    with nogil:
+        if T > 0:
+            for i in prange(B, schedule='static', num_threads=n_threads):
+                memcpy(w.Z + (<int64_t>i * net.F + net.zslot0) * d, &Zemb[i, 0, 0],
+                       T * d * sizeof(float))
+        _top_forward(&net, &w, B, n_threads)
+        total = _backward(&net, &w, &Y[0, 0], &rows[0], B, loss, invB, False, 0.0,
+                          alpha, n_threads)
+        if T > 0:
+            for i in prange(B, schedule='static', num_threads=n_threads):
+                memcpy(&dZemb[i, 0, 0], w.dZ + (<int64_t>i * net.F + net.zslot0) * d,
+                       T * d * sizeof(float))
+    return total
+
+
+def mlp_forward_top(const float[:, :, ::1] Zemb, dict model, dict spec, float[::1] work,
+                    float[:, ::1] out, int n_threads):
+    """After ``mlp_bottom_forward`` on the same rows: the interaction and the top
+    MLP from the pooled embeddings ``Zemb``; the outputs (before the link function)
+    are written to ``out`` (B, k)."""
+    cdef Net net = _net(spec["n_dense"], spec["n_tables"], spec["d"], spec["n_bottom"],
+                        spec["n_top"], spec["n_int"], spec["interaction"], spec["k"],
+                        spec["layers"], model["theta"], model["grad"], model["acc"],
+                        model["E"], model["E_acc"], model["slot"], model["table_offsets"])
+    cdef int B = Zemb.shape[0], T = spec["n_tables"], d = spec["d"], i
+    cdef int64_t[::1] act_off = np.zeros(spec["layers"].shape[0] + 1, dtype=np.int64)
+    cdef Work w
+    if Zemb.shape[1] != T or Zemb.shape[2] != d or out.shape[0] != B or out.shape[1] != net.k:
+        raise ValueError("mlp_forward_top: inconsistent shapes")
+    if B == 0:
+        return np.asarray(out)
+    _work(&w, &work[0], B, &net, &act_off[0], spec["max_width"])
+    with nogil:
+        if T > 0:
+            for i in prange(B, schedule='static', num_threads=n_threads):
+                memcpy(w.Z + (<int64_t>i * net.F + net.zslot0) * d, &Zemb[i, 0, 0],
+                       T * d * sizeof(float))
+        _top_forward(&net, &w, B, n_threads)
+        memcpy(&out[0, 0], _layer_out(&net, &w, net.n_bottom + net.n_top - 1),
+               <int64_t>B * net.k * sizeof(float))
+    return np.asarray(out)
+
+
+def mlp_update(dict model, dict spec, float lr, int n_threads):
+    """Apply the (summed) gradient ``model["grad"]`` to ``model["theta"]`` with the
+    solver of ``spec`` (SGD, or Adagrad with its accumulator ``model["acc"]``)."""
+    cdef float[::1] theta = model["theta"]
+    cdef const float[::1] grad = model["grad"]
+    cdef float[::1] acc = model["acc"]
+    cdef int64_t q, n = theta.shape[0]
+    cdef float eps = spec["eps"]
+    cdef int optimizer = spec["optimizer"]
+    if grad.shape[0] != n or (optimizer == OPT_ADAGRAD and acc.shape[0] != n):
+        raise ValueError("mlp_update: grad / acc do not match theta")
+    with nogil:
+        if optimizer == OPT_SGD:
+            for q in prange(n, schedule='static', num_threads=n_threads):
+                theta[q] -= lr * grad[q]
+        else:
+            for q in prange(n, schedule='static', num_threads=n_threads):
+                acc[q] += grad[q] * grad[q]
+                theta[q] -= lr * grad[q] / (sqrtf(acc[q]) + eps)
+
+
+cdef Net _shard_net(dict shard, int d, int n_tables):
+    """A Net over a rank's own table shards only (local row ids, no MLP)."""
+    cdef Net net
+    cdef float[:, ::1] E = shard["E"]
+    cdef float[::1] E_acc = shard["E_acc"]
+    cdef int32_t[::1] slot = shard["slot"]
+    cdef const int64_t[::1] offsets = shard["table_offsets"]
+    memset(&net, 0, sizeof(Net))
+    net.d = d
+    net.n_tables = n_tables
+    net.F = n_tables
+    net.zslot0 = 0
+    net.E = &E[0, 0] if E.shape[0] > 0 else NULL
+    net.E_acc = &E_acc[0] if E_acc.shape[0] > 0 else NULL
+    net.slot = &slot[0] if slot.shape[0] > 0 else NULL
+    net.table_offsets = &offsets[0]
+    return net
+
+
+def bags_pool(const int64_t[:, ::1] bag_ptr, const index_t[::1] bag_ids,
+              const float[::1] bag_wts, dict shard, float[:, :, ::1] out, int n_threads):
+    """Pooled (weighted-sum) embeddings of every bag: ``out[i, t]`` is the bag of
+    sample ``i`` in the shard's table ``t`` (ids local to ``shard["E"]``)."""
+    cdef int T = bag_ptr.shape[0], d = out.shape[2]
+    cdef int64_t n = out.shape[0]
+    if out.shape[1] != T or (T > 0 and bag_ptr.shape[1] != n + 1):
+        raise ValueError("bags_pool: out does not match bag_ptr")
+    if T == 0 or n == 0:
+        return np.asarray(out)
+    cdef Net net = _shard_net(shard, d, T)
+    cdef Work w
+    cdef int64_t[::1] rows = np.arange(n, dtype=np.int64)
+    cdef bint has_wts = bag_wts.shape[0] > 0
+    cdef const float* wts = &bag_wts[0] if has_wts else NULL
+    cdef const index_t* ids = &bag_ids[0] if bag_ids.shape[0] > 0 else NULL
+    memset(&w, 0, sizeof(Work))
+    w.Z = &out[0, 0, 0]
+    with nogil:
+        _bags_forward(&net, &w, &rows[0], <int>n, &bag_ptr[0, 0], bag_ptr.shape[1], ids,
+                      wts, has_wts, n_threads)
+    return np.asarray(out)
+
+
+def bags_update(const int64_t[:, ::1] bag_ptr, const index_t[::1] bag_ids,
+                const float[::1] bag_wts, float[:, :, ::1] grad, dict shard, int optimizer,
+                float lr, float eps, float alpha, int n_threads):
+    """Embedding backward fused with the update for a shard: ``grad[i, t]`` is the
+    gradient of the pooled bag of sample ``i`` in the shard's table ``t``; the L2 term
+    ``alpha`` is averaged over the ``len(grad)`` samples, as in ``train_epoch``."""
+    cdef int T = bag_ptr.shape[0], d = grad.shape[2]
+    cdef int64_t n = grad.shape[0]
+    if grad.shape[1] != T or (T > 0 and bag_ptr.shape[1] != n + 1):
+        raise ValueError("bags_update: grad does not match bag_ptr")
+    if T == 0 or n == 0:
+        return
+    if (optimizer != OPT_SGD or alpha > 0) and shard["slot"].shape[0] != shard["E"].shape[0]:
+        raise ValueError("bags_update: shard['slot'] must have a -1 per row")
+    cdef Net net = _shard_net(shard, d, T)
+    cdef Work w
+    cdef int64_t[::1] rows = np.arange(n, dtype=np.int64)
+    cdef bint has_wts = bag_wts.shape[0] > 0
+    cdef const float* wts = &bag_wts[0] if has_wts else NULL
+    cdef const index_t* ids = &bag_ids[0] if bag_ids.shape[0] > 0 else NULL
+    memset(&w, 0, sizeof(Work))
+    w.dZ = &grad[0, 0, 0]
+    with nogil:
+        _bags_update(&net, &w, &rows[0], <int>n, &bag_ptr[0, 0], bag_ptr.shape[1], ids, wts,
+                     has_wts, optimizer, lr, eps, alpha, n_threads)
 
 
 cdef inline int64_t _find_run(const int64_t* start, int64_t n_runs, int64_t c,

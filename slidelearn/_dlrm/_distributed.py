@@ -1,0 +1,376 @@
+"""Hybrid-parallel DLRM training over MPI (the estimators' ``comm`` parameter).
+
+As in the CPU-cluster DLRM work:
+
+* the MLPs are data-parallel: every rank holds them whole, runs its own rows through
+  them and the flat gradient vector ``grad`` is summed with one (non-blocking)
+  allreduce per step, after which every rank applies the same update;
+* the embedding tables are model-parallel: each table lives on one rank, or, when it
+  is larger than a rank's ``rank_memory_budget``, is split by rows over several.
+  Per step the ids of every rank's bags are sent to the ranks that own them
+  (all-to-all), the owners pool them and send the pooled embeddings back (all-to-all,
+  overlapped with the bottom MLP), and in the backward pass the gradients of the
+  pooled embeddings travel the same way back to the owners, which apply the fused
+  backward + update. A bag of a row-split table is the sum of its shards' partial
+  pools.
+
+Step semantics: ``batch_size`` is the global batch. Rank ``r`` takes
+``batch_size // N + (r < batch_size % N)`` of its own rows per step; a step's global
+batch is the concatenation, in rank order, of the ranks' local batches, and the
+gradient is the mean over it. With a deterministic configuration the model is
+therefore the one a single process trains on those global batches.
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..utils._mpi import alltoallv, alltoallv_known, import_mpi
+from . import _kernels
+
+ROWS_PER_BLOCK = 1 << 16  # rows drawn from one random stream at initialisation
+
+
+def init_table_rows(out, seed, t, lo, hi, n_rows):
+    """Initial values of rows ``lo:hi`` of table ``t`` (of ``n_rows`` rows), written
+    to ``out`` (hi - lo, d): uniform in +-sqrt(1 / n_rows), as the reference DLRM.
+
+    Each block of ``ROWS_PER_BLOCK`` rows comes from its own random stream, so a rank
+    draws only the rows it holds and a row's value does not depend on how the table
+    is split over ranks (or not split at all).
+    """
+    if hi <= lo:
+        return out
+    d = out.shape[1]
+    for blk in range(lo // ROWS_PER_BLOCK, (hi - 1) // ROWS_PER_BLOCK + 1):
+        a = blk * ROWS_PER_BLOCK
+        b = min(a + ROWS_PER_BLOCK, n_rows)
+        rng = np.random.default_rng([seed, 0x7AB1E, t, blk])
+        s, e = max(a, lo), min(b, hi)
+        if s == a and e == b:  # the whole block: drawn in place
+            rng.random(out=out[a - lo:b - lo], dtype=np.float32)
+        else:
+            out[s - lo:e - lo] = rng.random((b - a, d), dtype=np.float32)[s - a:e - a]
+    bound = np.float32(np.sqrt(1.0 / n_rows))
+    out *= 2 * bound
+    out -= bound
+    return out
+
+
+def plan_shards(table_sizes, row_bytes, n_ranks, budget):
+    """Place the tables on ranks: whole tables, largest first, on the least loaded
+    rank that has room; a table that fits on no rank is split by rows over the ranks
+    in proportion to their free budget.
+
+    Returns a list of ``(rank, table, lo, hi)`` (rows ``lo:hi`` of the table), sorted.
+    Raises ``ValueError`` when the tables do not fit in ``n_ranks * budget``.
+    """
+    sizes = np.asarray(table_sizes, dtype=np.int64)
+    loads = np.zeros(n_ranks, dtype=np.float64)
+    shards = []
+    for t in sorted(range(len(sizes)), key=lambda t: (-sizes[t], t)):
+        n, nbytes = int(sizes[t]), float(sizes[t]) * row_bytes
+        r = int(np.argmin(loads))
+        if budget is None or loads[r] + nbytes <= budget:
+            shards.append((r, t, 0, n))
+            loads[r] += nbytes
+            continue
+        free = np.maximum(budget - loads, 0.0)
+        rows_free = np.floor(free / row_bytes)
+        if rows_free.sum() < n:
+            raise ValueError(
+                f"The embedding tables need {_nbytes(float(sizes.sum()) * row_bytes)} (with "
+                f"their optimizer state), more than {n_ranks} ranks x rank_memory_budget="
+                f"{_nbytes(budget)} can hold once placed: raise rank_memory_budget, add ranks "
+                "or lower table_sizes / embedding_dim.")
+        cum = np.minimum(np.floor(np.cumsum(rows_free) * n / rows_free.sum()), n)
+        bounds = np.concatenate([[0], cum]).astype(np.int64)
+        bounds[-1] = n
+        for q in range(n_ranks):
+            if bounds[q + 1] > bounds[q]:
+                shards.append((q, t, int(bounds[q]), int(bounds[q + 1])))
+                loads[q] += (bounds[q + 1] - bounds[q]) * row_bytes
+    return sorted(shards)
+
+
+def _nbytes(n):
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:,.0f} bytes" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1024
+
+
+@dataclass
+class ShardedTables:
+    """This rank's shards of the embedding tables and the routing to every shard."""
+    comm: object
+    d: int
+    shards: list                      # (rank, table, lo, hi) of every rank, sorted
+    table_offsets: np.ndarray         # global stacked-row offsets of the tables
+    local: dict = field(default_factory=dict)  # E, E_acc, slot, table_offsets (local)
+    index_dtype: type = np.int64
+
+    @property
+    def rank(self):
+        return self.comm.Get_rank()
+
+    def of_rank(self, q):
+        return [s for s in self.shards if s[0] == q]
+
+    def local_offsets(self, q):
+        return np.concatenate([[0], np.cumsum([hi - lo for _, _, lo, hi in self.of_rank(q)])]
+                              ).astype(np.int64)
+
+
+def make_tables(comm, spec, table_sizes, table_offsets, adagrad, needs_slot, budget,
+                seed=None, full=None):
+    """This rank's shards, initialised (``seed``) or sliced from a full model."""
+    d = spec["d"]
+    row_bytes = 4 * d + (4 if adagrad else 0)
+    shards = plan_shards(table_sizes, row_bytes, comm.Get_size(), budget)
+    st = ShardedTables(comm, d, shards, np.asarray(table_offsets, dtype=np.int64))
+    mine = st.of_rank(comm.Get_rank())
+    offs = st.local_offsets(comm.Get_rank())
+    n_local = int(offs[-1])
+    E = np.empty((n_local, d), dtype=np.float32)
+    E_acc = np.zeros(n_local if adagrad else 0, dtype=np.float32)
+    for (_, t, lo, hi), a in zip(mine, offs[:-1]):
+        if full is None:
+            init_table_rows(E[a:a + hi - lo], seed, t, lo, hi, int(table_sizes[t]))
+        else:
+            g = int(table_offsets[t])
+            E[a:a + hi - lo] = full["E"][g + lo:g + hi]
+            if adagrad:
+                E_acc[a:a + hi - lo] = full["E_acc"][g + lo:g + hi]
+    st.local = {"E": E, "E_acc": E_acc,
+                "slot": np.full(n_local if needs_slot else 0, -1, dtype=np.int32),
+                "table_offsets": offs}
+    largest = max((int(st.local_offsets(q)[-1]) for q in range(comm.Get_size())), default=0)
+    st.index_dtype = np.int32 if largest < 2**31 else np.int64
+    return st
+
+
+def assemble(st, n_rows, adagrad):
+    """The full tables on every rank (each shard broadcast from its owner into place)."""
+    d = st.d
+    E = np.empty((n_rows, d), dtype=np.float32)
+    E_acc = np.zeros(n_rows if adagrad else 0, dtype=np.float32)
+    for q in range(st.comm.Get_size()):
+        offs = st.local_offsets(q)
+        for (_, t, lo, hi), a in zip(st.of_rank(q), offs[:-1]):
+            g = int(st.table_offsets[t])
+            block = E[g + lo:g + hi]
+            if q == st.rank:
+                block[...] = st.local["E"][a:a + hi - lo]
+            st.comm.Bcast(block, root=q)
+            if adagrad:
+                acc = E_acc[g + lo:g + hi]
+                if q == st.rank:
+                    acc[...] = st.local["E_acc"][a:a + hi - lo]
+                st.comm.Bcast(acc, root=q)
+    return E, E_acc
+
+
+class _Exchange:
+    """The bags of one step, moved to the ranks owning their rows."""
+
+    def __init__(self, st, bags, rows, batch_sizes, has_wts):
+        comm, me, N = st.comm, st.rank, st.comm.Get_size()
+        B = len(rows)
+        T = bags.ptr.shape[0]
+        # this rank's ids (stacked global rows) per table, with their sample index
+        per_table = []
+        for t in range(T):
+            starts, ends = bags.ptr[t, rows], bags.ptr[t, rows + 1]
+            lens = ends - starts
+            idx = np.repeat(starts - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens) \
+                + np.arange(int(lens.sum()))
+            per_table.append((bags.ids[idx].astype(np.int64), np.repeat(np.arange(B), lens),
+                              bags.wts[idx] if bags.wts.size else None, lens))
+        int_parts, wt_parts, int_counts = [], [], np.zeros(N, dtype=np.int64)
+        for q in range(N):
+            mine_q = st.of_rank(q)
+            offs = st.local_offsets(q)
+            lens_q, ids_q, wts_q = [], [], []
+            for (_, t, lo, hi), a in zip(mine_q, offs[:-1]):
+                ids, sample, wts, lens = per_table[t]
+                g = int(st.table_offsets[t])
+                if lo == 0 and hi == st.table_offsets[t + 1] - g:  # the whole table
+                    sel_ids, sel_lens, sel_wts = ids, lens, wts
+                else:
+                    m = (ids >= g + lo) & (ids < g + hi)
+                    sel_ids, sel_lens = ids[m], np.bincount(sample[m], minlength=B)
+                    sel_wts = wts[m] if wts is not None else None
+                lens_q.append(sel_lens)
+                ids_q.append(sel_ids - (g + lo) + a)
+                if has_wts:
+                    wts_q.append(sel_wts if sel_wts is not None
+                                 else np.ones(len(sel_ids), dtype=np.float32))
+            part = np.concatenate(lens_q + ids_q) if lens_q else np.empty(0, np.int64)
+            int_parts.append(part.astype(np.int64, copy=False))
+            int_counts[q] = len(part)
+            if has_wts:
+                wt_parts.append(np.concatenate(wts_q) if wts_q else np.empty(0, np.float32))
+        recv, recv_counts = alltoallv(comm, np.concatenate(int_parts), int_counts)
+        if has_wts:
+            w_counts = np.array([len(w) for w in wt_parts], dtype=np.int64)
+            recv_w, _ = alltoallv(comm, np.concatenate(wt_parts).astype(np.float32), w_counts)
+        # assemble this rank's bags over the global batch (senders in rank order)
+        mine = st.of_rank(me)
+        S = len(mine)
+        n_glob = int(sum(batch_sizes))
+        bounds = np.concatenate([[0], np.cumsum(recv_counts)])
+        w_pos = 0
+        lens_all = np.zeros((S, n_glob), dtype=np.int64)
+        id_chunks = [[] for _ in range(S)]
+        wt_chunks = [[] for _ in range(S)]
+        col = 0
+        for p in range(N):
+            msg = recv[bounds[p]:bounds[p + 1]]
+            Bp = int(batch_sizes[p])
+            lens_p = msg[:S * Bp].reshape(S, Bp)
+            lens_all[:, col:col + Bp] = lens_p
+            pos = S * Bp
+            for s in range(S):
+                k = int(lens_p[s].sum())
+                id_chunks[s].append(msg[pos:pos + k])
+                if has_wts:
+                    wt_chunks[s].append(recv_w[w_pos:w_pos + k])
+                    w_pos += k
+                pos += k
+            col += Bp
+        ptr = np.zeros((S, n_glob + 1), dtype=np.int64)
+        base = 0
+        for s in range(S):
+            ptr[s, 1:] = np.cumsum(lens_all[s])
+            ptr[s] += base
+            base = int(ptr[s, -1])
+        ids = (np.concatenate([c for ch in id_chunks for c in ch]) if S
+               else np.empty(0, np.int64)).astype(st.index_dtype)
+        wts = (np.concatenate([c for ch in wt_chunks for c in ch]).astype(np.float32)
+               if has_wts and S else np.empty(0, np.float32))
+        self.ptr, self.ids, self.wts = ptr, ids, wts
+        self.st, self.batch_sizes, self.n_glob, self.n_tables = st, batch_sizes, n_glob, T
+
+    def pool(self, n_threads):
+        """Pool this rank's shards for the global batch and start sending each rank the
+        rows of its samples; ``finish_pool`` waits and sums the shards per table."""
+        st, N = self.st, self.st.comm.Get_size()
+        d, S = st.d, len(st.of_rank(st.rank))
+        P = np.empty((self.n_glob, S, d), dtype=np.float32)
+        _kernels.bags_pool(self.ptr, self.ids, self.wts, st.local, P, n_threads)
+        me = st.rank
+        Bme = int(self.batch_sizes[me])
+        self._S = [len(st.of_rank(q)) for q in range(N)]
+        self._recv = np.empty(Bme * sum(self._S) * d, dtype=np.float32)
+        send_counts = np.asarray(self.batch_sizes, dtype=np.int64) * S * d
+        recv_counts = Bme * np.asarray(self._S, dtype=np.int64) * d
+        self._P = P
+        self._req = alltoallv_known(st.comm, P, send_counts, self._recv, recv_counts,
+                                    request=True)
+
+    def finish_pool(self):
+        st, N = self.st, self.st.comm.Get_size()
+        self._req.Wait()
+        d, Bme = st.d, int(self.batch_sizes[st.rank])
+        Z = np.zeros((Bme, self.n_tables, d), dtype=np.float32)
+        pos = 0
+        for q in range(N):
+            block = self._recv[pos:pos + Bme * self._S[q] * d].reshape(Bme, self._S[q], d)
+            pos += block.size
+            for s, (_, t, _, _) in enumerate(st.of_rank(q)):
+                Z[:, t] += block[:, s]
+        del self._P, self._recv
+        return Z
+
+    def push_grad(self, dZ, optimizer, lr, eps, alpha, n_threads):
+        """Send the gradients of the pooled embeddings to the shard owners, which
+        apply the fused backward + update to their rows."""
+        st, N = self.st, self.st.comm.Get_size()
+        d, me = st.d, st.rank
+        S = [len(st.of_rank(q)) for q in range(N)]
+        send = np.concatenate(
+            [dZ[:, [t for _, t, _, _ in st.of_rank(q)]].reshape(-1) for q in range(N)]
+        ).astype(np.float32, copy=False) if N else np.empty(0, np.float32)
+        Bme = int(self.batch_sizes[me])
+        send_counts = Bme * np.asarray(S, dtype=np.int64) * d
+        recv_counts = np.asarray(self.batch_sizes, dtype=np.int64) * S[me] * d
+        G = np.empty((self.n_glob, S[me], d), dtype=np.float32)
+        alltoallv_known(st.comm, np.ascontiguousarray(send), send_counts, G, recv_counts)
+        _kernels.bags_update(self.ptr, self.ids, self.wts, G, st.local, optimizer, lr, eps,
+                             alpha, n_threads)
+
+
+def local_batches(batch_size, n_ranks):
+    """Rows each rank contributes to a global batch of ``batch_size``."""
+    return np.array([batch_size // n_ranks + (q < batch_size % n_ranks)
+                     for q in range(n_ranks)], dtype=np.int64)
+
+
+def train_epoch(est, st, dense, bags, Y, order, epoch, n_threads, has_wts):
+    """One pass of every rank over its rows ``order``; returns the mean loss over
+    all ranks' rows. Collective."""
+    MPI = import_mpi()
+    comm = st.comm
+    N, me = comm.Get_size(), comm.Get_rank()
+    n_local = np.array(comm.allgather(len(order)), dtype=np.int64)
+    lbs = local_batches(int(min(est.batch_size, max(n_local.sum(), 1))), N)
+    live = lbs > 0
+    if np.any(n_local[~live] > 0):
+        raise ValueError(f"batch_size={est.batch_size} gives some of the {N} ranks no rows "
+                         "per step; use batch_size >= the number of ranks.")
+    steps = int(max(-(-n_local[live] // lbs[live]))) if live.any() else 0
+    lrs = est._lrs(steps, epoch)
+    spec, model = est._spec, est._model
+    work = est._get_work(int(lbs[me]) if lbs[me] else 1)
+    k, T, d = spec["k"], spec["n_tables"], spec["d"]
+    total = np.zeros(1, dtype=np.float64)
+    alpha = float(spec["alpha"])
+    for s in range(steps):
+        sizes = np.clip(n_local - s * lbs, 0, lbs)
+        n_glob = int(sizes.sum())
+        rows = np.ascontiguousarray(order[s * lbs[me]: s * lbs[me] + sizes[me]], dtype=np.int64)
+        ex = _Exchange(st, bags, rows, sizes, has_wts)
+        ex.pool(n_threads)
+        Xb = np.ascontiguousarray(dense[rows])
+        _kernels.mlp_bottom_forward(Xb, model, spec, work, n_threads)  # overlaps the pooling
+        Z = ex.finish_pool()
+        dZ = np.empty_like(Z)
+        loss = _kernels.mlp_backward(Z, np.ascontiguousarray(Y[rows]), 1.0 / n_glob,
+                                     alpha / N, model, spec, work, dZ, n_threads)
+        total += loss
+        req = comm.Iallreduce(MPI.IN_PLACE, model["grad"], op=MPI.SUM)
+        ex.push_grad(dZ, spec["optimizer"], float(lrs[s]), float(spec["eps"]), alpha,
+                     n_threads)
+        req.Wait()
+        _kernels.mlp_update(model, spec, float(lrs[s]), n_threads)
+    est._step += steps
+    comm.Allreduce(MPI.IN_PLACE, total, op=MPI.SUM)
+    return float(total[0] / max(n_local.sum(), 1))
+
+
+def forward(est, st, dense, bags, n_threads, batch_size=4096):
+    """Outputs (before the link function) of this rank's rows. Collective."""
+    comm = st.comm
+    N, me = comm.Get_size(), comm.Get_rank()
+    n = dense.shape[0]
+    n_local = np.array(comm.allgather(n), dtype=np.int64)
+    lbs = local_batches(batch_size * N, N)
+    steps = int(max(-(-n_local // lbs)))
+    spec, model = est._spec, est._model
+    work = est._get_work(int(lbs[me]), cache=False)
+    out = np.empty((n, spec["k"]), dtype=np.float32)
+    for s in range(steps):
+        sizes = np.clip(n_local - s * lbs, 0, lbs)
+        rows = np.arange(s * lbs[me], s * lbs[me] + sizes[me], dtype=np.int64)
+        ex = _Exchange(st, bags, rows, sizes, bags.wts.size > 0 or _any(comm, bags))
+        ex.pool(n_threads)
+        _kernels.mlp_bottom_forward(np.ascontiguousarray(dense[rows]), model, spec, work,
+                                    n_threads)
+        Z = ex.finish_pool()
+        _kernels.mlp_forward_top(Z, model, spec, work, out[rows[0]:rows[0] + len(rows)]
+                                 if len(rows) else out[:0], n_threads)
+    return out
+
+
+def _any(comm, bags):
+    return bool(comm.allreduce(int(bags.wts.size > 0)))
