@@ -166,3 +166,18 @@ def test_a_failing_rank_ends_the_job(tmp_path, mode):
         # the rank with the NaN names it; the other rank names the failing rank
         assert "rank 1: ValueError" in proc.stdout and "NaN" in proc.stdout, proc.stdout
         assert "rank 0: ValueError: rank 1 of 2 failed" in proc.stdout, proc.stdout
+
+
+def test_mpi_example_runs(tmp_path, shared_data):
+    """examples/mpi_training.py (not run by the gallery build) on 2 ranks."""
+    from pathlib import Path
+    script = (Path(__file__).resolve().parents[1] / "examples" / "mpi_training.py").read_text()
+    script = script.replace('here = Path(__file__).resolve().parent',
+                            f'here = Path({str(shared_data.parent.parent)!r})')
+    proc = run_mpi(script, 2, tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0].startswith("2 ranks") and "test log-loss" in lines[1], proc.stdout
+    import re
+    model_loss, base_loss, auc = map(float, re.findall(r"\d+\.\d+", lines[1]))
+    assert model_loss < base_loss and auc > 0.6, lines[1]

@@ -20,6 +20,7 @@ batch is the concatenation, in rank order, of the ranks' local batches, and the
 gradient is the mean over it. With a deterministic configuration the model is
 therefore the one a single process trains on those global batches.
 """
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -210,10 +211,15 @@ class _Exchange:
             int_counts[q] = len(part)
             if has_wts:
                 wt_parts.append(np.concatenate(wts_q) if wts_q else np.empty(0, np.float32))
+        others = np.arange(N) != me
+        t0 = time.perf_counter()
         recv, recv_counts = alltoallv(comm, np.concatenate(int_parts), int_counts)
+        self.sent = {"ids": int(int_counts[others].sum()) * 8}
         if has_wts:
             w_counts = np.array([len(w) for w in wt_parts], dtype=np.int64)
             recv_w, _ = alltoallv(comm, np.concatenate(wt_parts).astype(np.float32), w_counts)
+            self.sent["ids"] += int(w_counts[others].sum()) * 4
+        self.comm_time = time.perf_counter() - t0
         # assemble this rank's bags over the global batch (senders in rank order)
         mine = st.of_rank(me)
         S = len(mine)
@@ -265,12 +271,15 @@ class _Exchange:
         send_counts = np.asarray(self.batch_sizes, dtype=np.int64) * S * d
         recv_counts = Bme * np.asarray(self._S, dtype=np.int64) * d
         self._P = P
+        self.sent["pooled"] = int(send_counts[np.arange(N) != me].sum()) * 4
         self._req = alltoallv_known(st.comm, P, send_counts, self._recv, recv_counts,
                                     request=True)
 
     def finish_pool(self):
         st, N = self.st, self.st.comm.Get_size()
+        t0 = time.perf_counter()
         self._req.Wait()
+        self.comm_time += time.perf_counter() - t0
         d, Bme = st.d, int(self.batch_sizes[st.rank])
         Z = np.zeros((Bme, self.n_tables, d), dtype=np.float32)
         pos = 0
@@ -295,7 +304,10 @@ class _Exchange:
         send_counts = Bme * np.asarray(S, dtype=np.int64) * d
         recv_counts = np.asarray(self.batch_sizes, dtype=np.int64) * S[me] * d
         G = np.empty((self.n_glob, S[me], d), dtype=np.float32)
+        self.sent["grad"] = int(send_counts[np.arange(N) != me].sum()) * 4
+        t0 = time.perf_counter()
         alltoallv_known(st.comm, np.ascontiguousarray(send), send_counts, G, recv_counts)
+        self.comm_time += time.perf_counter() - t0
         _kernels.bags_update(self.ptr, self.ids, self.wts, G, st.local, optimizer, lr, eps,
                              alpha, n_threads)
 
@@ -306,9 +318,15 @@ def local_batches(batch_size, n_ranks):
                      for q in range(n_ranks)], dtype=np.int64)
 
 
-def train_epoch(est, st, dense, bags, Y, order, epoch, n_threads, has_wts):
+def train_epoch(est, st, dense, bags, Y, order, epoch, n_threads, has_wts, stats=None):
     """One pass of every rank over its rows ``order``; returns the mean loss over
-    all ranks' rows. Collective."""
+    all ranks' rows. Collective.
+
+    ``stats`` (a dict), when given, accumulates this rank's ``steps``, the bytes it
+    sent to other ranks (``ids``: bag ids and weights, ``pooled``: pooled
+    embeddings, ``grad``: their gradients, ``allreduce``: the MLP gradient, counted
+    as a ring allreduce sends it, 2 (N - 1) / N of its size) and the seconds spent
+    waiting on communication (``comm_s``) out of the total (``total_s``)."""
     MPI = import_mpi()
     comm = st.comm
     N, me = comm.Get_size(), comm.Get_rank()
@@ -325,6 +343,7 @@ def train_epoch(est, st, dense, bags, Y, order, epoch, n_threads, has_wts):
     k, T, d = spec["k"], spec["n_tables"], spec["d"]
     total = np.zeros(1, dtype=np.float64)
     alpha = float(spec["alpha"])
+    t_start = time.perf_counter()
     for s in range(steps):
         sizes = np.clip(n_local - s * lbs, 0, lbs)
         n_glob = int(sizes.sum())
@@ -341,9 +360,19 @@ def train_epoch(est, st, dense, bags, Y, order, epoch, n_threads, has_wts):
         req = comm.Iallreduce(MPI.IN_PLACE, model["grad"], op=MPI.SUM)
         ex.push_grad(dZ, spec["optimizer"], float(lrs[s]), float(spec["eps"]), alpha,
                      n_threads)
+        t1 = time.perf_counter()
         req.Wait()
+        ex.comm_time += time.perf_counter() - t1
         _kernels.mlp_update(model, spec, float(lrs[s]), n_threads)
+        if stats is not None:
+            ex.sent["allreduce"] = int(model["grad"].nbytes * 2 * (N - 1) // N)
+            for key, v in ex.sent.items():
+                stats[key] = stats.get(key, 0) + v
+            stats["comm_s"] = stats.get("comm_s", 0.0) + ex.comm_time
+            stats["steps"] = stats.get("steps", 0) + 1
     est._step += steps
+    if stats is not None:
+        stats["total_s"] = stats.get("total_s", 0.0) + time.perf_counter() - t_start
     comm.Allreduce(MPI.IN_PLACE, total, op=MPI.SUM)
     return float(total[0] / max(n_local.sum(), 1))
 
@@ -359,10 +388,11 @@ def forward(est, st, dense, bags, n_threads, batch_size=4096):
     spec, model = est._spec, est._model
     work = est._get_work(int(lbs[me]), cache=False)
     out = np.empty((n, spec["k"]), dtype=np.float32)
+    has_wts = bool(comm.allreduce(int(bags.wts.size > 0)))
     for s in range(steps):
         sizes = np.clip(n_local - s * lbs, 0, lbs)
         rows = np.arange(s * lbs[me], s * lbs[me] + sizes[me], dtype=np.int64)
-        ex = _Exchange(st, bags, rows, sizes, bags.wts.size > 0 or _any(comm, bags))
+        ex = _Exchange(st, bags, rows, sizes, has_wts)
         ex.pool(n_threads)
         _kernels.mlp_bottom_forward(np.ascontiguousarray(dense[rows]), model, spec, work,
                                     n_threads)
@@ -371,6 +401,3 @@ def forward(est, st, dense, bags, n_threads, batch_size=4096):
                                  if len(rows) else out[:0], n_threads)
     return out
 
-
-def _any(comm, bags):
-    return bool(comm.allreduce(int(bags.wts.size > 0)))

@@ -549,13 +549,14 @@ class _BaseDLRM(BaseEstimator):
             val_bags = self._subset_bags(bags, val)
             best_state = None
         best, no_improve = np.inf, 0
+        stats = {}
         with single_threaded_blas():
             for epoch in range(1 if incremental else self.max_iter):
                 t0 = time.perf_counter()
                 order = (np.random.default_rng([self._seed, 2, me, self.n_iter_]).permutation(rows)
                          if self.shuffle else rows)
                 loss = _distributed.train_epoch(self, st, dense, bags, Y, order, epoch,
-                                                n_threads, has_wts)
+                                                n_threads, has_wts, stats)
                 dt = time.perf_counter() - t0
                 if not np.isfinite(loss):
                     raise FloatingPointError(
@@ -592,6 +593,7 @@ class _BaseDLRM(BaseEstimator):
                 self._model[k][...] = v
             for k, v in best_state[1].items():
                 st.local[k][...] = v
+        self.comm_stats_ = stats
         row_bytes = 4 * self._spec["d"] + (4 if adagrad else 0)
         n_rows = int(self._table_offsets[-1])
         if self.rank_memory_budget is None or n_rows * row_bytes <= self.rank_memory_budget:
@@ -713,12 +715,31 @@ class DLRMRegressor(RegressorMixin, _BaseDLRM):
         Continue from the current model when ``fit`` is called again.
     n_jobs : int or None, default=None
         Threads (OpenMP and BLAS); ``None`` uses all usable cores, honouring
-        ``OMP_NUM_THREADS`` and CPU affinity.
+        ``OMP_NUM_THREADS`` and CPU affinity. With ``comm``, ``None`` gives each rank
+        its share of its node's cores (usable cores / ranks on the node).
     random_state : int, RandomState instance or None, default=None
         Seeds the initialisation and shuffling; with ``n_jobs=1`` and a fixed seed
         two fits are identical.
     verbose : int, default=0
         Print the loss and samples/s of every epoch.
+    comm : mpi4py.MPI.Intracomm or None, default=None
+        Train on several processes (one machine or a cluster) over MPI. ``fit`` and
+        ``partial_fit`` then run SPMD: every rank of ``comm`` calls them with its own
+        rows, and afterwards every rank holds the same fitted model. Hybrid parallel,
+        as in the CPU-cluster DLRM work: the MLPs are replicated (one allreduce of
+        their gradient per step), each embedding table lives on one rank (split by
+        rows when it exceeds ``rank_memory_budget``) and pooled embeddings and their
+        gradients travel by all-to-all. ``batch_size`` is the global batch: each rank
+        contributes its share of it per step. Launch with ``mpiexec -n 4 python -m
+        mpi4py script.py`` (needs ``pip install slidelearn[mpi]``). The communicator
+        is not pickled (a loaded model has ``comm=None``).
+    rank_memory_budget : float or None, default=None
+        With ``comm``: the most bytes of embedding tables (with their Adagrad state)
+        one rank may hold. Tables are placed whole on the least loaded rank; a table
+        that fits on no rank is split by rows. When all tables together exceed the
+        budget they stay spread over the ranks after ``fit``: such a model predicts
+        collectively (every rank calls ``predict`` with its rows, ``comm`` set to the
+        same number of ranks). ``None``: no limit.
 
     Attributes
     ----------
@@ -740,6 +761,11 @@ class DLRMRegressor(RegressorMixin, _BaseDLRM):
         Validation loss of each epoch with early stopping.
     best_validation_loss_ : float or None
         Best validation loss with early stopping.
+    comm_stats_ : dict
+        With ``comm``: this rank's traffic in the last ``fit`` / ``partial_fit``:
+        ``steps``, bytes sent to other ranks (``ids``, ``pooled``, ``grad``,
+        ``allreduce``), seconds waiting on communication ``comm_s`` and in total
+        ``total_s``.
 
     See Also
     --------
@@ -916,6 +942,24 @@ class DLRMClassifier(ClassifierMixin, _BaseDLRM):
         Seed of initialisation and shuffling.
     verbose : int, default=0
         Print progress per epoch.
+    comm : mpi4py.MPI.Intracomm or None, default=None
+        Train on several processes (one machine or a cluster) over MPI. ``fit`` and
+        ``partial_fit`` then run SPMD: every rank of ``comm`` calls them with its own
+        rows, and afterwards every rank holds the same fitted model. Hybrid parallel,
+        as in the CPU-cluster DLRM work: the MLPs are replicated (one allreduce of
+        their gradient per step), each embedding table lives on one rank (split by
+        rows when it exceeds ``rank_memory_budget``) and pooled embeddings and their
+        gradients travel by all-to-all. ``batch_size`` is the global batch: each rank
+        contributes its share of it per step. Launch with ``mpiexec -n 4 python -m
+        mpi4py script.py`` (needs ``pip install slidelearn[mpi]``). The communicator
+        is not pickled (a loaded model has ``comm=None``).
+    rank_memory_budget : float or None, default=None
+        With ``comm``: the most bytes of embedding tables (with their Adagrad state)
+        one rank may hold. Tables are placed whole on the least loaded rank; a table
+        that fits on no rank is split by rows. When all tables together exceed the
+        budget they stay spread over the ranks after ``fit``: such a model predicts
+        collectively (every rank calls ``predict`` with its rows, ``comm`` set to the
+        same number of ranks). ``None``: no limit.
 
     Attributes
     ----------

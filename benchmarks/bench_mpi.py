@@ -1,0 +1,146 @@
+"""Distributed DLRM training on 1, 2 and 4 MPI ranks of one machine: time per step
+and the bytes each rank sends per step, by kind of traffic.
+
+The model is the DLRM benchmark's shape ``a`` (d=64, bottom 13-512-256-64, top
+512-256-1, 8 tables, one id per table, global batch 2048) with 500,000 rows per table,
+trained with plain SGD on random Criteo-like rows. Every rank holds 1/N of the rows
+and, through ``rank_memory_budget``, about 1/N of the tables, so that the tables stay
+spread over the ranks as they would on a cluster. Each rank runs one thread unless
+``--threads`` says otherwise.
+
+What is reported per rank count (rank 0's view; every rank sends about the same):
+
+* ``ms/step``: wall time of a training step (mean over the timed steps);
+* ``comm ms``: the part of it spent waiting on communication;
+* bytes sent to other ranks per step: bag ids (``ids``), pooled embeddings
+  (``pooled``), their gradients (``grad``) and the MLP gradient allreduce
+  (``allreduce``, counted as a ring allreduce sends it: 2 (N - 1) / N of its size).
+
+On one machine the ranks share its cores and its memory bus: the figures show the
+traffic and the overheads of the exchange, not a cluster's speed-up. See the issue
+note / user guide for how they extrapolate to several nodes.
+
+Run::
+
+    python benchmarks/bench_mpi.py                    # 1, 2 and 4 ranks
+    python benchmarks/bench_mpi.py --ranks 1 2 --steps 10 --out results/mpi.json
+"""
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+SHAPE = dict(n_dense=13, bottom=(512, 256), d=64, top=(512, 256), tables=8, rows=500_000,
+             batch=2048)
+
+
+def make_rows(n, seed):
+    """Criteo-like rows: 13 dense features, 8 Zipf-distributed ids, a noisy label."""
+    rng = np.random.default_rng(seed)
+    dense = rng.normal(size=(n, SHAPE["n_dense"])).astype(np.float32)
+    ids = np.minimum(rng.zipf(1.2, size=(n, SHAPE["tables"])) - 1, SHAPE["rows"] - 1)
+    X = np.column_stack([dense, ids]).astype(np.float64)
+    logit = dense[:, 0] - 0.5 * dense[:, 1] + 0.3 * np.sin(ids[:, 0])
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return X, y
+
+
+def worker(args):
+    from mpi4py import MPI
+
+    from slidelearn import DLRMClassifier
+
+    comm = MPI.COMM_WORLD
+    N, me = comm.Get_size(), comm.Get_rank()
+    B = SHAPE["batch"]
+    n_local = B * (args.steps + 2) // N
+    X, y = make_rows(n_local, seed=1000 + me)
+    table_bytes = SHAPE["tables"] * SHAPE["rows"] * SHAPE["d"] * 4
+    budget = table_bytes if N == 1 else 1.15 * table_bytes / N
+    n_cat = SHAPE["tables"]
+    clf = DLRMClassifier(
+        categorical_features=list(range(SHAPE["n_dense"], SHAPE["n_dense"] + n_cat)),
+        table_sizes=SHAPE["rows"], embedding_dim=SHAPE["d"], bottom_mlp=SHAPE["bottom"],
+        top_mlp=SHAPE["top"], solver="sgd", learning_rate_init=0.05, batch_size=B,
+        shuffle=False, n_jobs=args.threads, random_state=0, comm=comm,
+        rank_memory_budget=budget)
+    warm = 2 * B // N
+    clf.partial_fit(X[:warm], y[:warm], classes=[0, 1])  # builds the model, warms up
+    comm.Barrier()
+    t0 = time.perf_counter()
+    clf.partial_fit(X[warm:], y[warm:])
+    wall = time.perf_counter() - t0
+    st = clf.comm_stats_
+    res = {"ranks": N, "rank": me, "threads": clf.n_threads_, "steps": st["steps"],
+           "ms_per_step": 1e3 * st["total_s"] / st["steps"],
+           "comm_ms_per_step": 1e3 * st["comm_s"] / st["steps"],
+           "partial_fit_s": wall, "loss": clf.loss_curve_[-1],
+           "table_rows_held": int(sum(hi - lo for q, _, lo, hi in clf._shard_state["shards"]
+                                      if q == me)) if clf._shard_state else
+           int(SHAPE["tables"] * SHAPE["rows"]),
+           "n_theta": int(clf._model["theta"].size)}
+    for key in ("ids", "pooled", "grad", "allreduce"):
+        res[f"{key}_bytes_per_step"] = st.get(key, 0) / st["steps"]
+    all_res = comm.gather(res, root=0)
+    if me == 0:
+        Path(args.worker_out).write_text(json.dumps(all_res))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--steps", type=int, default=12, help="timed steps")
+    parser.add_argument("--threads", type=int, default=1, help="threads per rank")
+    parser.add_argument("--out", help="write the results as JSON here")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--worker-out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        return worker(args)
+    mpiexec = (str(Path(sys.executable).parent / "mpiexec")
+               if (Path(sys.executable).parent / "mpiexec").exists() else shutil.which("mpiexec"))
+    if mpiexec is None:
+        sys.exit("bench_mpi: no mpiexec found; pip install slidelearn[mpi]")
+    print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+          f"shape a with {SHAPE['rows']:,} rows/table, global batch {SHAPE['batch']}, "
+          f"{args.steps} timed steps, {args.threads} thread(s) per rank")
+    header = (f"{'ranks':>5} {'ms/step':>9} {'comm ms':>8} {'ids B':>10} {'pooled B':>11} "
+              f"{'grad B':>11} {'allreduce B':>12} {'sent MB/step':>13} {'rows held':>11}")
+    print(header)
+    rows = []
+    for n in args.ranks:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "res.json"
+            env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS="1")
+            cmd = [mpiexec, "-n", str(n), sys.executable, "-m", "mpi4py", __file__, "--worker",
+                   "--worker-out", str(out), "--steps", str(args.steps),
+                   "--threads", str(args.threads)]
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
+            if proc.returncode != 0:
+                print(proc.stderr[-3000:], file=sys.stderr)
+                sys.exit(f"bench_mpi: {n} ranks failed")
+            res = json.loads(out.read_text())
+        r0 = res[0]
+        sent = sum(r0[f"{k}_bytes_per_step"] for k in ("ids", "pooled", "grad", "allreduce"))
+        print(f"{n:>5} {r0['ms_per_step']:>9.1f} {r0['comm_ms_per_step']:>8.1f} "
+              f"{r0['ids_bytes_per_step']:>10,.0f} {r0['pooled_bytes_per_step']:>11,.0f} "
+              f"{r0['grad_bytes_per_step']:>11,.0f} {r0['allreduce_bytes_per_step']:>12,.0f} "
+              f"{sent / 1e6:>13.2f} {r0['table_rows_held']:>11,}", flush=True)
+        rows.append({"ranks": n, "per_rank": res})
+    if args.out:
+        Path(args.out).write_text(json.dumps({
+            "benchmark": "mpi", "shape": SHAPE, "steps": args.steps,
+            "threads_per_rank": args.threads, "machine": platform.processor(),
+            "cpu_count": os.cpu_count(), "results": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

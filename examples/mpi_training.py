@@ -1,0 +1,77 @@
+"""
+Training on several processes with MPI
+======================================
+
+The estimators take an MPI communicator as ``comm``. Every process (rank) then runs
+this same script on its own share of the rows; ``fit`` trains one model together and
+leaves every rank with the whole fitted model. This script is not run by the gallery
+build (it needs ``mpiexec``); launch it from the repository root with::
+
+    pip install ".[mpi]"
+    mpiexec -n 2 python -m mpi4py examples/mpi_training.py
+
+(on a cluster: ``srun -n 8 python -m mpi4py examples/mpi_training.py``, see the user
+guide's multi-node page). ``python -m mpi4py`` makes an exception on one rank abort
+the whole job instead of leaving the other ranks waiting.
+
+The data is the Criteo sample in ``../shared/data/criteo-sample`` relative to the
+repository root (or ``$SLIDELEARN_DATA/criteo-sample``): 1,000 real rows of the Criteo
+click logs. Each rank reads the file and keeps every N-th row; on real data each rank
+would read its own files. The DLRM model trains hybrid parallel: the MLPs replicated
+on every rank, the 26 embedding tables spread over the ranks.
+"""
+import os
+from pathlib import Path
+
+import numpy as np
+from mpi4py import MPI
+from sklearn.metrics import log_loss, roc_auc_score
+
+from slidelearn import DLRMClassifier
+from slidelearn.datasets import CRITEO_CATEGORICAL_FEATURES, iter_criteo
+
+
+def shared_data(name):
+    """The folder ``name`` of the shared data: ``$SLIDELEARN_DATA/name`` if that
+    variable is set, else ``shared/data/name`` in the first folder above this one that
+    has it (``../shared/data`` relative to the repository root)."""
+    if os.environ.get("SLIDELEARN_DATA"):
+        return Path(os.environ["SLIDELEARN_DATA"]) / name
+    here = Path(__file__).resolve().parent
+    for folder in (here, *here.parents):
+        if (folder / "shared" / "data" / name).is_dir():
+            return folder / "shared" / "data" / name
+    raise FileNotFoundError(f"no shared/data/{name} above {here}: set SLIDELEARN_DATA "
+                            "to the folder that holds it")
+
+
+comm = MPI.COMM_WORLD
+rank, n_ranks = comm.Get_rank(), comm.Get_size()
+
+n_hash_bins = 1000
+chunks = list(iter_criteo(shared_data("criteo-sample") / "train.txt", chunksize=1000,
+                          n_hash_bins=n_hash_bins))
+X = np.vstack([c[0] for c in chunks])
+y = np.concatenate([c[1] for c in chunks])
+X_train, y_train, X_test, y_test = X[:800], y[:800], X[800:], y[800:]
+
+# This rank's rows. One epoch: on a sample this small, more epochs overfit.
+X_rank, y_rank = X_train[rank::n_ranks], y_train[rank::n_ranks]
+
+params = dict(categorical_features=CRITEO_CATEGORICAL_FEATURES, table_sizes=n_hash_bins,
+              embedding_dim=8, bottom_mlp=(16,), top_mlp=(16,), batch_size=64, max_iter=1,
+              n_jobs=1, random_state=0)
+clf = DLRMClassifier(**params, comm=comm).fit(X_rank, y_rank)
+
+# Every rank now holds the same model; rank 0 reports. The model predicts (and
+# pickles) like one trained in a single process.
+if rank == 0:
+    p = clf.predict_proba(X_test)[:, 1]
+    base = np.full_like(p, y_train.mean())
+    print(f"{n_ranks} ranks, {clf.n_threads_} thread(s) each: trained on {len(y_train)} rows "
+          f"({len(y_rank)} on rank 0) in {clf.n_iter_} epochs")
+    print(f"test log-loss {log_loss(y_test, p):.4f} (base rate {log_loss(y_test, base):.4f}), "
+          f"ROC AUC {roc_auc_score(y_test, p):.3f}")
+    sent = sum(clf.comm_stats_.get(k, 0) for k in ("ids", "pooled", "grad", "allreduce"))
+    print(f"rank 0 sent {sent / clf.comm_stats_['steps'] / 1e3:.1f} kB per step to the other "
+          f"ranks over {clf.comm_stats_['steps']} steps")
