@@ -28,7 +28,6 @@ Run::
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -109,9 +108,18 @@ def main():
                if (Path(sys.executable).parent / "mpiexec").exists() else shutil.which("mpiexec"))
     if mpiexec is None:
         sys.exit("bench_mpi: no mpiexec found; pip install slidelearn[mpi]")
-    print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-          f"shape a with {SHAPE['rows']:,} rows/table, global batch {SHAPE['batch']}, "
-          f"{args.steps} timed steps, {args.threads} thread(s) per rank")
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from bench_slide import machine_info
+
+    info = machine_info()
+    command = " ".join([sys.executable, *sys.argv])
+    print(f"# command: {command}")
+    print(f"# machine: {info['cpu']}, {info['usable_cores']} usable of "
+          f"{info['logical_cores']} logical cores, {info['memory_gb']:.1f} GB; slidelearn "
+          f"{info['slidelearn']} (git {info['git_revision']})")
+    print(f"# DLRM shape a with {SHAPE['rows']:,} rows/table, global batch {SHAPE['batch']}, "
+          f"{args.steps} timed steps, {args.threads} thread(s) per rank; bytes = sent by "
+          "rank 0 to other ranks per step")
     header = (f"{'ranks':>5} {'ms/step':>9} {'comm ms':>8} {'ids B':>10} {'pooled B':>11} "
               f"{'grad B':>11} {'allreduce B':>12} {'sent MB/step':>13} {'rows held':>11}")
     print(header)
@@ -134,12 +142,12 @@ def main():
               f"{r0['ids_bytes_per_step']:>10,.0f} {r0['pooled_bytes_per_step']:>11,.0f} "
               f"{r0['grad_bytes_per_step']:>11,.0f} {r0['allreduce_bytes_per_step']:>12,.0f} "
               f"{sent / 1e6:>13.2f} {r0['table_rows_held']:>11,}", flush=True)
-        rows.append({"ranks": n, "per_rank": res})
+        rows.append(dict(r0, model="dlrm", ranks=n, sent_bytes_per_step=sent, per_rank=res))
     if args.out:
         Path(args.out).write_text(json.dumps({
-            "benchmark": "mpi", "shape": SHAPE, "steps": args.steps,
-            "threads_per_rank": args.threads, "machine": platform.processor(),
-            "cpu_count": os.cpu_count(), "results": rows}, indent=1))
+            "benchmark": "mpi", "command": command, "machine": info, "shape": SHAPE,
+            "options": vars(args), "results": rows}, indent=1))
+        print(f"# wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -690,6 +690,105 @@ def dlrm_rst(runs, images=None):
     return lines
 
 
+def load_mpi_run(path):
+    """Read one ``bench_mpi.py --out`` file.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A JSON object with the rows under ``results`` (and ``command``, ``machine``).
+
+    Returns
+    -------
+    run : dict
+        ``name``, ``rows``, ``command``, ``machine`` and ``meta`` (the whole object).
+
+    Raises
+    ------
+    ValueError
+        If a row misses one of the keys ``model``, ``ranks`` and ``ms_per_step``.
+
+    Examples
+    --------
+    >>> import json, tempfile, os
+    >>> rows = [{"model": "dlrm", "ranks": 2, "ms_per_step": 40.0}]
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = os.path.join(tmp, "mpi_test.json")
+    ...     with open(path, "w") as f:
+    ...         json.dump({"results": rows}, f)
+    ...     run = load_mpi_run(path)
+    >>> run["name"], len(run["rows"])
+    ('mpi_test', 1)
+    """
+    path = Path(path)
+    data = _load_json_or_lines(path)
+    if not isinstance(data, dict) or not isinstance(data.get("results"), list):
+        raise ValueError(f"{path} holds no list of MPI result rows under 'results'")
+    for i, row in enumerate(data["results"]):
+        missing = [k for k in ("model", "ranks", "ms_per_step")
+                   if not isinstance(row, dict) or k not in row]
+        if missing:
+            raise ValueError(f"{path}: row {i} lacks {', '.join(missing)}")
+    return {"name": path.stem, "rows": data["results"], "command": data.get("command"),
+            "machine": data.get("machine"), "meta": data}
+
+
+def mpi_rst(runs):
+    """reStructuredText for the MPI benchmark runs.
+
+    Parameters
+    ----------
+    runs : list of dict
+        Runs from :func:`load_mpi_run` (may be empty).
+
+    Returns
+    -------
+    lines : list of str
+        One section per run: command, machine, and a table of the time per step
+        and the bytes rank 0 sends per step by rank count.
+
+    Examples
+    --------
+    >>> mpi_rst([])[0]
+    'No MPI benchmark result is recorded yet (no ``benchmarks/results/mpi_*.json``).'
+    """
+    if not runs:
+        return ["No MPI benchmark result is recorded yet (no "
+                "``benchmarks/results/mpi_*.json``).", ""]
+    lines = []
+    for run in runs:
+        lines += [f".. _bench-{run['name']}:", ""]
+        lines += _heading(run["name"], _RUN_UNDERLINE)
+        opts = run["meta"].get("options") or {}
+        lines += _field_list([
+            ("Date", _date_of(run["name"])),
+            ("Command", _literal(run["command"]) if run.get("command") else
+             "not recorded in the file"),
+            ("Machine", _machine_text(run.get("machine")) or "not recorded in the file"),
+            ("Software", _software_text(run.get("machine"))),
+            ("Threads", f"{opts.get('threads', '?')} per rank, all ranks on this machine"),
+            ("Steps", f"{opts.get('steps', '?')} timed, after 2 warm-up steps"),
+        ])
+        rows = []
+        for r in run["rows"]:
+            mb = [_num((r.get(f"{k}_bytes_per_step") or 0) / 1e6, 3)
+                  for k in ("ids", "pooled", "grad", "allreduce", "activations", "normalisers",
+                            "dense_grad", "input_grad")]
+            rows.append([r["model"], r["ranks"], _num(r["ms_per_step"], 1),
+                         _num(r.get("comm_ms_per_step"), 1),
+                         _num((r.get("sent_bytes_per_step") or 0) / 1e6, 2)]
+                        + mb)
+        # keep only the traffic columns some row uses
+        names = ["ids", "pooled", "grad", "allreduce", "activations", "normalisers",
+                 "dense grad", "input grad"]
+        used = [i for i in range(len(names)) if any(row[5 + i] not in ("0", "0.000")
+                                                    for row in rows)]
+        rows = [row[:5] + [row[5 + i] for i in used] for row in rows]
+        lines += _list_table(["model", "ranks", "ms/step", "of which comm. wait (ms)",
+                              "MB sent/step"] + [f"{names[i]} (MB)" for i in used], rows)
+    return lines
+
+
 # ---------------------------------------------------------------------------- main
 def make_report(results_dir=RESULTS_DIR, out_dir=DEFAULT_OUT, image_prefix=None):
     """Write the benchmark tables and figures from the recorded JSON results.
@@ -697,7 +796,7 @@ def make_report(results_dir=RESULTS_DIR, out_dir=DEFAULT_OUT, image_prefix=None)
     Parameters
     ----------
     results_dir : str or path-like, default=benchmarks/results
-        Folder holding ``slide_*.json`` and ``dlrm_*.json``.
+        Folder holding ``slide_*.json``, ``dlrm_*.json`` and ``mpi_*.json``.
     out_dir : str or path-like, default=bench_results/report
         Folder to write into (created if needed); the default, at the root of
         the repository, is git-ignored.
@@ -709,8 +808,8 @@ def make_report(results_dir=RESULTS_DIR, out_dir=DEFAULT_OUT, image_prefix=None)
     Returns
     -------
     written : list of pathlib.Path
-        The files written: ``slide.inc``, ``lsh_summary.inc``, ``dlrm.inc`` and
-        the PNG figures.
+        The files written: ``slide.inc``, ``lsh_summary.inc``, ``dlrm.inc``,
+        ``mpi.inc`` and the PNG figures.
 
     Raises
     ------
@@ -724,8 +823,8 @@ def make_report(results_dir=RESULTS_DIR, out_dir=DEFAULT_OUT, image_prefix=None)
     >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     names = sorted(p.name for p in make_report(out_dir=tmp))
-    >>> names[:3]
-    ['dlrm.inc', 'lsh_summary.inc', 'slide.inc']
+    >>> [name for name in names if name.endswith(".inc")]
+    ['dlrm.inc', 'lsh_summary.inc', 'mpi.inc', 'slide.inc']
     >>> any(name.startswith("slide_") and name.endswith(".png") for name in names)
     True
     """
@@ -762,6 +861,8 @@ def make_report(results_dir=RESULTS_DIR, out_dir=DEFAULT_OUT, image_prefix=None)
             written.append(png)
             figures[run["name"]] = prefix + png.name
     written.append(_write(out_dir / "dlrm.inc", dlrm_rst(dlrm_runs, images=figures)))
+    mpi_runs = [load_mpi_run(p) for p in sorted(results_dir.glob("mpi_*.json"))]
+    written.append(_write(out_dir / "mpi.inc", mpi_rst(mpi_runs)))
     return sorted(written)
 
 

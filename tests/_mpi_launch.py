@@ -41,8 +41,10 @@ def run_mpi(script, n_ranks, tmp_path, timeout=120, args=()):
     """
     path = Path(tmp_path) / f"mpi_script_{n_ranks}.py"
     path.write_text(textwrap.dedent(script))
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
-               MKL_NUM_THREADS="1")
+    # Not the launcher variables of an MPI this process may itself run under.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PMI_", "PMIX_", "HYDRA_", "MPIR_", "OMPI_"))}
+    env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     # The slidelearn this test imported (installed, or built in place), not the sources.
     import slidelearn
     env["PYTHONPATH"] = os.pathsep.join(
