@@ -637,6 +637,14 @@ cdef Net _net(int n_dense, int n_tables, int d, int n_bottom, int n_top, int n_i
     return net
 
 
+cdef Net _net_of(dict model, dict spec) except *:
+    """``_net`` from the model and spec dictionaries."""
+    return _net(spec["n_dense"], spec["n_tables"], spec["d"], spec["n_bottom"],
+                spec["n_top"], spec["n_int"], spec["interaction"], spec["k"],
+                spec["layers"], model["theta"], model["grad"], model["acc"],
+                model["E"], model["E_acc"], model["slot"], model["table_offsets"])
+
+
 def train_epoch(const float[:, ::1] X, const float[:, ::1] Y,
                 const int64_t[:, ::1] bag_ptr, const index_t[::1] bag_ids,
                 const float[::1] bag_wts, const int64_t[::1] order, int batch_size,
@@ -654,10 +662,7 @@ def train_epoch(const float[:, ::1] X, const float[:, ::1] Y,
             raise ValueError(f"model array {key!r} is read-only")
     if model["grad"].shape[0] != model["theta"].shape[0]:
         raise ValueError("model['grad'] must have the size of model['theta']")
-    cdef Net net = _net(spec["n_dense"], spec["n_tables"], spec["d"], spec["n_bottom"],
-                        spec["n_top"], spec["n_int"], spec["interaction"], spec["k"],
-                        spec["layers"], model["theta"], model["grad"], model["acc"],
-                        model["E"], model["E_acc"], model["slot"], model["table_offsets"])
+    cdef Net net = _net_of(model, spec)
     cdef int loss = spec["loss"], optimizer = spec["optimizer"]
     cdef float eps = spec["eps"], alpha = spec["alpha"]
     cdef int64_t n = order.shape[0], start, n_theta = model["theta"].shape[0]
@@ -689,10 +694,7 @@ def forward(const float[:, ::1] X, const int64_t[:, ::1] bag_ptr,
             const index_t[::1] bag_ids, const float[::1] bag_wts, int batch_size,
             dict model, dict spec, float[::1] work, float[:, ::1] out, int n_threads):
     """Outputs (before the link function) of every row, written to ``out`` (n, k)."""
-    cdef Net net = _net(spec["n_dense"], spec["n_tables"], spec["d"], spec["n_bottom"],
-                        spec["n_top"], spec["n_int"], spec["interaction"], spec["k"],
-                        spec["layers"], model["theta"], model["grad"], model["acc"],
-                        model["E"], model["E_acc"], model["slot"], model["table_offsets"])
+    cdef Net net = _net_of(model, spec)
     cdef int64_t n = out.shape[0], start, i
     cdef int nb, b, n_batches = (n + batch_size - 1) // batch_size if n else 0
     cdef int64_t max_w = spec["max_width"]
@@ -734,10 +736,7 @@ def mlp_bottom_forward(const float[:, ::1] X, dict model, dict spec, float[::1] 
                        int n_threads):
     """Bottom MLP of every row of ``X`` (a local batch) into the scratch ``work``
     (sized by ``work_size`` for ``len(X)`` rows); ``mlp_backward`` continues from it."""
-    cdef Net net = _net(spec["n_dense"], spec["n_tables"], spec["d"], spec["n_bottom"],
-                        spec["n_top"], spec["n_int"], spec["interaction"], spec["k"],
-                        spec["layers"], model["theta"], model["grad"], model["acc"],
-                        model["E"], model["E_acc"], model["slot"], model["table_offsets"])
+    cdef Net net = _net_of(model, spec)
     cdef int B = X.shape[0]
     cdef int64_t[::1] act_off = np.zeros(spec["layers"].shape[0] + 1, dtype=np.int64)
     cdef int64_t[::1] rows = np.arange(max(B, 1), dtype=np.int64)
@@ -760,10 +759,7 @@ def mlp_backward(const float[:, :, ::1] Zemb, const float[:, ::1] Y, float invB,
     ``dZemb`` receives the gradients of the pooled embeddings. Returns the summed loss."""
     if not model["grad"].flags.writeable or model["grad"].shape[0] != model["theta"].shape[0]:
         raise ValueError("model['grad'] must be a writeable array the size of theta")
-    cdef Net net = _net(spec["n_dense"], spec["n_tables"], spec["d"], spec["n_bottom"],
-                        spec["n_top"], spec["n_int"], spec["interaction"], spec["k"],
-                        spec["layers"], model["theta"], model["grad"], model["acc"],
-                        model["E"], model["E_acc"], model["slot"], model["table_offsets"])
+    cdef Net net = _net_of(model, spec)
     cdef int B = Zemb.shape[0], T = spec["n_tables"], d = spec["d"], i
     cdef int64_t[::1] act_off = np.zeros(spec["layers"].shape[0] + 1, dtype=np.int64)
     cdef int64_t[::1] rows = np.arange(max(B, 1), dtype=np.int64)
@@ -797,10 +793,7 @@ def mlp_forward_top(const float[:, :, ::1] Zemb, dict model, dict spec, float[::
     """After ``mlp_bottom_forward`` on the same rows: the interaction and the top
     MLP from the pooled embeddings ``Zemb``; the outputs (before the link function)
     are written to ``out`` (B, k)."""
-    cdef Net net = _net(spec["n_dense"], spec["n_tables"], spec["d"], spec["n_bottom"],
-                        spec["n_top"], spec["n_int"], spec["interaction"], spec["k"],
-                        spec["layers"], model["theta"], model["grad"], model["acc"],
-                        model["E"], model["E_acc"], model["slot"], model["table_offsets"])
+    cdef Net net = _net_of(model, spec)
     cdef int B = Zemb.shape[0], T = spec["n_tables"], d = spec["d"], i
     cdef int64_t[::1] act_off = np.zeros(spec["layers"].shape[0] + 1, dtype=np.int64)
     cdef Work w

@@ -200,16 +200,8 @@ def alltoallv(comm, send, counts, request=False):
     comm.Alltoall(counts, recv_counts)
     row = int(np.prod(send.shape[1:], dtype=np.int64)) if send.ndim > 1 else 1
     recv = np.empty((int(recv_counts.sum()),) + send.shape[1:], dtype=send.dtype)
-    sc, rc = counts * row, recv_counts * row
-    sd = np.concatenate([[0], np.cumsum(sc)[:-1]]).astype(np.int64)
-    rd = np.concatenate([[0], np.cumsum(rc)[:-1]]).astype(np.int64)
-    MPI = import_mpi()
-    mtype = MPI._typedict[send.dtype.char]
-    if request:
-        req = comm.Ialltoallv([send, (sc, sd), mtype], [recv, (rc, rd), mtype])
-        return recv, recv_counts, req
-    comm.Alltoallv([send, (sc, sd), mtype], [recv, (rc, rd), mtype])
-    return recv, recv_counts
+    req = alltoallv_known(comm, send, counts * row, recv, recv_counts * row, request)
+    return (recv, recv_counts, req) if request else (recv, recv_counts)
 
 
 def alltoallv_known(comm, send, send_counts, recv, recv_counts, request=False):
