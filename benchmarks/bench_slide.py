@@ -151,6 +151,10 @@ def parse_args(argv=None):
     h.add_argument("--inference-max-candidates", type=int, nargs="+", default=[],
                    help="also time LSH inference scoring at most this many of the most-voted "
                         "retrieved neurons per row, at the first threshold (one row each)")
+    h.add_argument("--inference-head-labels", type=int, nargs="+", default=[],
+                   help="also time LSH inference that scores this many of the most frequent "
+                        "training labels for every row besides the retrieved ones, at every "
+                        "threshold (one row each)")
     h.add_argument("--inference-bucket-size", type=int, default=None,
                    help="bucket size of inference-only tables (random sample of each bucket; "
                         "training hash functions unless --inference-n-codes/-n-tables)")
@@ -456,14 +460,18 @@ def run_slidelearn(args, threads, data):
     warm = Xte[:min(32, Xte.shape[0])]
     # "lsh" is the first --inference-threshold; every threshold is also kept as "lsh@t",
     # and every --inference-max-candidates value M (at the first threshold) as "lsh@cM".
-    runs = ([("exact", "exact", None, None)]
-            + [("lsh" if i == 0 else f"lsh@{t}", "lsh", t, None)
+    # Every --inference-head-labels value N at every threshold t is "lsh@thN".
+    runs = ([("exact", "exact", None, None, 0)]
+            + [("lsh" if i == 0 else f"lsh@{t}", "lsh", t, None, 0)
                for i, t in enumerate(args.inference_threshold)]
-            + [(f"lsh@c{m}", "lsh", args.inference_threshold[0], m)
-               for m in args.inference_max_candidates])
-    for key, mode, thr, cap in runs:
+            + [(f"lsh@c{m}", "lsh", args.inference_threshold[0], m, 0)
+               for m in args.inference_max_candidates]
+            + [(f"lsh@{t}h{h}", "lsh", t, None, h)
+               for h in args.inference_head_labels for t in args.inference_threshold])
+    for key, mode, thr, cap, head in runs:
         if thr is not None:
-            clf.set_params(inference_threshold=thr, inference_max_candidates=cap)
+            clf.set_params(inference_threshold=thr, inference_max_candidates=cap,
+                           inference_head_labels=head)
         clf.predict_topk(warm, k=TOP_K, inference=mode)  # first-call allocations
         best = np.inf
         for _ in range(args.inference_repeats):
@@ -472,13 +480,25 @@ def run_slidelearn(args, threads, data):
             best = min(best, time.perf_counter() - t0)
         p1, p5 = precisions(Yte, labels)
         result["inference"][key] = {"rows": Xte.shape[0], "seconds": best, "threshold": thr,
-                                    "max_candidates": cap,
+                                    "max_candidates": cap, "head_labels": head,
                                     "rows_per_s": Xte.shape[0] / best, "p1": p1, "p5": p5}
         if key == "lsh":
             result["inference"][f"lsh@{thr}"] = result["inference"]["lsh"]
+        if key == "exact" and args.inference_head_labels:
+            # How much of the exact answer the head labels alone hold: the context of
+            # every "+N head" figure (a model that mostly predicts frequent labels
+            # gains the most from scoring them).
+            shares = {}
+            for h in args.inference_head_labels:
+                head_ix = clf._most_frequent_labels(h)
+                shares[str(h)] = float(np.isin(labels[:, 0], clf.classes_[head_ix]).mean())
+                print(f"  [slidelearn x{threads}] exact top-1 among the {h} most frequent "
+                      f"labels: {100 * shares[str(h)]:.1f}% of rows", flush=True)
+            result["inference"][key]["top1_share_in_head"] = shares
         print(f"  [slidelearn x{threads}] top-{TOP_K} {mode}"
               f"{'' if thr is None else f' (threshold {thr})'}"
-              f"{'' if cap is None else f' (at most {cap} candidates)'}: "
+              f"{'' if cap is None else f' (at most {cap} candidates)'}"
+              f"{'' if not head else f' (+{head} head labels)'}: "
               f"{Xte.shape[0] / best:,.0f} rows/s, "
               f"P@1 {p1:.4f}, P@5 {p5:.4f}", flush=True)
     result["peak_rss_bytes"] = peak_rss_bytes()
@@ -738,6 +758,7 @@ def print_report(info, data_stats, results, summary, args, command):
           f"min_active={args.min_active} active_threshold={args.active_threshold} "
           f"inference_threshold={args.inference_threshold} "
           f"inference_max_candidates={args.inference_max_candidates or None} "
+          f"inference_head_labels={args.inference_head_labels or None} "
           f"inference_tables=K{args.inference_n_codes}/L{args.inference_n_tables}/bucket{args.inference_bucket_size} "
           f"rehash={args.rehash_interval} "
           f"rebuild={args.rebuild_interval}; {args.epochs} epoch(s) via {args.train_api}")
@@ -786,7 +807,9 @@ def print_report(info, data_stats, results, summary, args, command):
         ex = r["inference"]["exact"]
         variants = ([(f"lsh@{t}", f"t={t}") for t in args.inference_threshold]
                     + [(f"lsh@c{m}", f"t={args.inference_threshold[0]},M={m}")
-                       for m in args.inference_max_candidates])
+                       for m in args.inference_max_candidates]
+                    + [(f"lsh@{t}h{h}", f"t={t},+{h} head")
+                       for h in args.inference_head_labels for t in args.inference_threshold])
         for key, label in variants:
             lsh = r["inference"][key]
             speedup = lsh["rows_per_s"] / ex["rows_per_s"]

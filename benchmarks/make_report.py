@@ -249,11 +249,13 @@ def _lsh_entries(inference):
     """``[(threshold, max_candidates, entry)]`` of a slidelearn result's LSH inference.
 
     ``lsh@t`` entries (threshold t, no cap) come first by threshold, then ``lsh@cM``
-    entries (at most M candidates) by M; a file with only ``lsh`` gives that one.
+    entries (at most M candidates) by M, then ``lsh@tHN`` entries (threshold t plus
+    the N most frequent labels scored for every row); a file with only ``lsh`` gives
+    that one.
     """
     out = []
     for key, entry in inference.items():
-        m = re.fullmatch(r"lsh@(\d+)", key)
+        m = re.fullmatch(r"lsh@(\d+)(h\d+)?", key)
         if m:
             out.append((int(m.group(1)), entry.get("max_candidates"), entry))
             continue
@@ -263,12 +265,14 @@ def _lsh_entries(inference):
     if not out and "lsh" in inference:
         lsh = inference["lsh"]
         out.append((lsh.get("threshold"), lsh.get("max_candidates"), lsh))
-    return sorted(out, key=lambda e: (e[1] is not None, e[1] or 0, e[0] is None, e[0] or 0))
+    return sorted(out, key=lambda e: (e[2].get("head_labels") or 0, e[1] is not None,
+                                      e[1] or 0, e[0] is None, e[0] or 0))
 
 
-def _lsh_label(threshold, cap):
+def _lsh_label(threshold, cap, head=None):
     label = "lsh" if threshold is None else f"lsh t={threshold}"
-    return label if cap is None else f"{label} M={cap}"
+    label = label if cap is None else f"{label} M={cap}"
+    return label if not head else f"{label} +{head} head"
 
 
 def _ok(results):
@@ -331,7 +335,7 @@ def _slide_figure(run, path):
             continue
         inf = r["inference"]
         pts = [("exact", inf["exact"])] if "exact" in inf else []
-        pts += [(_lsh_label(t, c), e) for t, c, e in _lsh_entries(inf)]
+        pts += [(_lsh_label(t, c, e.get("head_labels")), e) for t, c, e in _lsh_entries(inf)]
         xs = [e["rows_per_s"] for _, e in pts]
         ys = [100 * e["p1"] for _, e in pts]
         line, = ax2.plot(xs, ys, marker=markers.get(r["threads"], "o"), linestyle="none",
@@ -445,19 +449,20 @@ def slide_run_rst(run, image=None):
             continue
         ex = r["inference"].get("exact")
         if ex is not None:
-            rows.append([r["threads"], "exact", "-", "-", _num(ex["rows_per_s"]), "1.0x",
+            rows.append([r["threads"], "exact", "-", "-", "-", _num(ex["rows_per_s"]), "1.0x",
                          _pct(ex["p1"]), _pct(ex["p5"]), "-"])
         for t, cap, e in _lsh_entries(r["inference"]):
             speed = None if ex is None else e["rows_per_s"] / ex["rows_per_s"]
             diff = None if ex is None else 100 * (e["p1"] - ex["p1"])
-            rows.append([r["threads"], "lsh", t, cap, _num(e["rows_per_s"]),
+            rows.append([r["threads"], "lsh", t, cap, e.get("head_labels") or "-",
+                         _num(e["rows_per_s"]),
                          "-" if speed is None else f"{speed:.1f}x", _pct(e["p1"]),
                          _pct(e["p5"]), "-" if diff is None else f"{diff:+.2f}"])
     if rows:
         n_test = _num(data.get("n_test")) if data else "the"
         lines += _heading("Top-5 inference", _PART_UNDERLINE)
         lines += _list_table(["threads", "inference", "threshold", "max candidates",
-                              "rows/s", "speed vs exact", "P@1 (%)", "P@5 (%)",
+                              "head labels", "rows/s", "speed vs exact", "P@1 (%)", "P@5 (%)",
                               "P@1 vs exact (points)"], rows)
         lines += [f"On {n_test} test rows. ``exact`` ranks all output neurons, ``lsh`` only "
                   "those retrieved from at least *threshold* hash tables (at most *max "
@@ -537,14 +542,14 @@ def lsh_summary_rst(runs):
                 mark, weak = " (\\*)", True
             for t, cap, e in _lsh_entries(r["inference"]):
                 rows.append([f":ref:`{run['name']} <bench-{run['name']}>`", tables,
-                             r["threads"], t, cap,
+                             r["threads"], t, cap, e.get("head_labels") or "-",
                              f"{e['rows_per_s'] / ex['rows_per_s']:.1f}x",
                              _pct(ex["p1"]) + mark, _pct(e["p1"]),
                              f"{100 * (e['p1'] - ex['p1']):+.2f}"])
     if not rows:
         return ["No recorded SLIDE benchmark run.", ""]
     lines = _list_table(["run", "LSH tables", "threads", "threshold", "max candidates",
-                         "speed vs exact", "P@1 exact (%)", "P@1 lsh (%)",
+                         "head labels", "speed vs exact", "P@1 exact (%)", "P@1 lsh (%)",
                          "difference (points)"], rows)
     if weak:
         lines += ["(\\*) The exact P@1 of this model is below the label-prior baseline of its "

@@ -234,6 +234,34 @@ def test_inference_max_candidates(multilabel_model, multilabel_data):
         _clf(max_iter=1, inference_max_candidates=0).fit(Xte, multilabel_data[3])
 
 
+def test_inference_head_labels(multilabel_model, multilabel_data):
+    """Head labels are scored besides the retrieved ones: every label as head gives the
+    exact top-k; a few head labels can only raise the LSH scores, with distinct labels
+    scored exactly, with or without a candidate cap."""
+    _, _, Xte, _ = multilabel_data
+    clf = copy.deepcopy(multilabel_model)
+    z = clf.decision_function(Xte)
+    exact = clf.predict_topk(Xte, k=3, inference="exact")
+    base = clf.predict_topk(Xte, k=3, inference="lsh")
+    full = clf.set_params(inference_head_labels=10**6).predict_topk(Xte, k=3, inference="lsh")
+    np.testing.assert_array_equal(full[0], exact[0])
+    np.testing.assert_allclose(full[1], exact[1], rtol=1e-5, atol=1e-5)
+    for cap in (None, 2):
+        clf.set_params(inference_head_labels=5, inference_max_candidates=cap)
+        labels, scores = clf.predict_topk(Xte, k=3, inference="lsh")
+        assert all(len(set(row.tolist())) == 3 for row in labels)
+        np.testing.assert_allclose(scores, np.take_along_axis(z, labels, axis=1), rtol=1e-5,
+                                   atol=1e-5)
+        if cap is None:
+            assert np.all(scores[:, 0] >= base[1][:, 0] - 1e-6)
+        head = set(clf._most_frequent_labels(5).tolist())
+        # the best head label of each row is ranked where its score puts it
+        best_head = max(head, key=lambda j: z[0, j])
+        assert scores[0, 0] >= z[0, best_head] - 1e-6
+    with pytest.raises(ValueError, match="inference_head_labels"):
+        _clf(max_iter=1, inference_head_labels=-1).fit(Xte, multilabel_data[3])
+
+
 def test_dense_outputs_are_refused_when_too_large(multilabel_model, multilabel_data,
                                                   monkeypatch):
     _, _, Xte, _ = multilabel_data

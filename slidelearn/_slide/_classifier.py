@@ -86,6 +86,12 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         of the buckets (``inference_threshold=1``: best recall, most work) and a
         higher threshold (little work, lower recall), it bounds the work per row
         while keeping the neurons the tables agree on. None: no cap.
+    inference_head_labels : int, default=0
+        With ``inference="lsh"``, also score this many of the most frequent training
+        labels for every row, whether the tables retrieve them or not: frequent
+        labels are the answer to many rows, and scoring a fixed few hundred or
+        thousand of them exactly costs little next to the retrieved candidates. 0:
+        retrieved neurons only.
     inference_n_codes, inference_n_tables : int or None, default=None
         When either is set, ``fit`` and ``partial_fit`` end by building a second set
         of tables from the final weights, with these K and L (None: the training
@@ -230,6 +236,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         "active_threshold": [Interval(Integral, 1, None, closed="left")],
         "inference_threshold": [Interval(Integral, 1, None, closed="left")],
         "inference_max_candidates": [Interval(Integral, 1, None, closed="left"), None],
+        "inference_head_labels": [Interval(Integral, 0, None, closed="left")],
         "inference_n_codes": [Interval(Integral, 1, 32, closed="both"), None],
         "inference_bucket_size": [Interval(Integral, 1, None, closed="left"), None],
         "inference_n_tables": [Interval(Integral, 1, None, closed="left"), None],
@@ -272,6 +279,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         active_threshold=1,
         inference_threshold=1,
         inference_max_candidates=None,
+        inference_head_labels=0,
         inference_n_codes=None,
         inference_n_tables=None,
         inference_bucket_size=None,
@@ -310,6 +318,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         self.active_threshold = active_threshold
         self.inference_threshold = inference_threshold
         self.inference_max_candidates = inference_max_candidates
+        self.inference_head_labels = inference_head_labels
         self.inference_n_codes = inference_n_codes
         self.inference_n_tables = inference_n_tables
         self.inference_bucket_size = inference_bucket_size
@@ -820,11 +829,13 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         if mode == "lsh":
             # Filling a row needs at most 2k - 1 fallback labels (up to k - 1 are skipped
             # as already found), so only those are ranked, not every label on every call.
-            order = self._most_frequent_labels(2 * k)
+            n_head = min(self.inference_head_labels, len(self.classes_))
+            order = self._most_frequent_labels(n_head + 2 * k)
             tables = getattr(self, "_inference_lsh", None) or self._lsh
             idx, scores, _ = _network.topk_lsh(Hm, self._model, tables, k,
                                                self.inference_threshold, order, n_threads,
-                                               self.inference_max_candidates or 0)
+                                               self.inference_max_candidates or 0,
+                                               min(n_head, len(order)))
             return idx, scores
         with single_threaded_blas():
             return _network.topk_exact(Hm, self._model, k, n_threads)

@@ -696,13 +696,14 @@ cdef int _voted_set(const Tables* tb, Work* w, int32_t* hist, int threshold,
 
 
 def topk_lsh(const float[:, ::1] Hm, dict model, dict lsh, int k, int threshold,
-             const int32_t[::1] fallback, int n_threads, int max_cand=0):
+             const int32_t[::1] fallback, int n_threads, int max_cand=0, int n_head=0):
     """Top-k among the output neurons the hash tables retrieve for each row.
 
     With ``max_cand`` > 0 at most that many retrieved neurons are scored per row,
-    those found in the most tables first. Rows with fewer than k candidates are
-    completed from ``fallback`` (labels in decreasing training frequency). Returns
-    (indices, scores, n_candidates).
+    those found in the most tables first. The first ``n_head`` labels of
+    ``fallback`` (labels in decreasing training frequency) are scored for every row
+    besides the retrieved ones; rows with fewer than k candidates are completed from
+    the rest of ``fallback``. Returns (indices, scores, n_candidates).
     """
     cdef Net net = _make_net(model, False)
     cdef HashFn fn = make_hash_fn(lsh["params"])
@@ -713,6 +714,8 @@ def topk_lsh(const float[:, ::1] Hm, dict model, dict lsh, int k, int threshold,
     cdef int64_t total_cand = 0
     if d != net.h_last:
         raise ValueError("hidden width does not match the output layer")
+    if n_head < 0 or n_head > fallback.shape[0]:
+        raise ValueError("n_head must be between 0 and len(fallback)")
     k = min(k, n_labels)
     idx_np = np.full((n, k), -1, dtype=np.int32)
     sc_np = np.full((n, k), -np.inf, dtype=np.float32)
@@ -750,10 +753,22 @@ def topk_lsh(const float[:, ::1] Hm, dict model, dict lsh, int k, int threshold,
                 hash_vector(&fn, &Hm[i, 0], &codes[tid, 0], &buckets[tid, 0])
                 if max_cand > 0:
                     n_act = _voted_set(&tb, &works[tid], &hist[tid, 0], threshold, max_cand)
+                    if n_head > 0:  # marks for the duplicate check below
+                        for a in range(n_act):
+                            mark[tid, act[tid, a]] = SENT
                 else:
                     n_act = _active_set(&net, &tb, &works[tid], NULL, 0, 0, threshold)
                 total_cand += n_act
                 size = 0
+                # head labels not retrieved: scored for every row
+                for q in range(n_head):
+                    j = fallback[q]
+                    if mark[tid, j] == 0:
+                        if q + PREFETCH < n_head:
+                            sl_prefetch_row(net.W_out + <int64_t>fallback[q + PREFETCH] * d, d)
+                        _heap_push(&sc[i, 0], &idx[i, 0], &size, k,
+                                   net.b_out[j] + sl_dot(&Hm[i, 0], net.W_out + <int64_t>j * d, d), j)
+                        total_cand += 1
                 for a in range(n_act):
                     j = act[tid, a]
                     mark[tid, j] = 0
@@ -761,7 +776,7 @@ def topk_lsh(const float[:, ::1] Hm, dict model, dict lsh, int k, int threshold,
                         sl_prefetch_row(net.W_out + <int64_t>act[tid, a + PREFETCH] * d, d)
                     _heap_push(&sc[i, 0], &idx[i, 0], &size, k,
                                net.b_out[j] + sl_dot(&Hm[i, 0], net.W_out + <int64_t>j * d, d), j)
-                q = 0
+                q = n_head
                 while size < k and q < fallback.shape[0]:
                     j = fallback[q]
                     q = q + 1
