@@ -379,7 +379,7 @@ def _set_params(args, estimator, params):
 
 def _inference_params(args):
     params = {"n_jobs": args.n_jobs}
-    for name in ("inference_threshold", "inference_max_candidates"):
+    for name in ("inference_threshold", "inference_max_candidates", "inference_head_labels"):
         value = getattr(args, name)
         if value is not None:
             params[name] = value
@@ -592,6 +592,16 @@ def _positive_int(text):
     return value
 
 
+def _non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive integer, got {value}")
+    return value
+
+
 def _positive_float(text):
     try:
         value = float(text)
@@ -660,6 +670,8 @@ _TRAIN_GROUPS = {
                                 "at least this many tables"),
         ("inference_max_candidates", "with lsh inference, score at most this many retrieved "
                                      "neurons per row (default: no cap)"),
+        ("inference_head_labels", "with lsh inference, also score this many of the most "
+                                  "frequent training labels for every row"),
         ("inference_n_codes", "K of separate tables built after training for lsh inference "
                               "(default: use the training tables)"),
         ("inference_n_tables", "L of separate tables built after training for lsh "
@@ -752,6 +764,10 @@ def _add_inference_options(p):
     g.add_argument("--inference-max-candidates", type=_positive_int, default=None,
                    metavar="M", help="with lsh inference, score at most M retrieved neurons "
                                      "per row (default: the model's value)")
+    g.add_argument("--inference-head-labels", type=_non_negative_int, default=None,
+                   metavar="N", help="with lsh inference, also score the N most frequent "
+                                     "training labels for every row (default: the model's "
+                                     "value)")
     g.add_argument("--n-jobs", type=int, default=None,
                    help="OpenMP threads (default: all usable cores)")
     g.add_argument("--block-rows", type=_positive_int, default=8192, metavar="N",
