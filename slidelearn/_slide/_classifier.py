@@ -12,6 +12,7 @@ from slidelearn.utils._threads import single_threaded_blas
 
 from slidelearn._slide import _hashing, _network
 from slidelearn.metrics import precision_at_k
+from slidelearn.utils import _mpi
 from slidelearn.utils._openmp_helpers import effective_n_threads
 from slidelearn.utils.validation import check_csr_indices, validate_sparse_X
 
@@ -163,6 +164,18 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         streams.
     verbose : int, default=0
         Print loss, samples/s, active-set size, validation P@1 and time per epoch.
+    comm : mpi4py.MPI.Intracomm or None, default=None
+        Train on several processes (one machine or a cluster) over MPI. ``fit`` and
+        ``partial_fit`` then run SPMD: every rank of ``comm`` calls them with its own
+        rows, and afterwards every rank holds the same fitted model. Label parallel:
+        each rank owns a slice of the output neurons, their Adam state and their hash
+        tables; the hidden activations of the global batch are shared with
+        allgather, the softmax normalisers combined across ranks, and the input and
+        hidden layers are replicated (their gradients summed). ``batch_size`` is the
+        global batch, ``min_active`` is split among the slices, and ``n_jobs=None``
+        gives each rank its share of its node's cores. Launch with ``mpiexec -n 4
+        python -m mpi4py script.py`` (``pip install slidelearn[mpi]``). Not combined
+        with ``early_stopping`` or ``dropout``. The communicator is not pickled.
 
     Attributes
     ----------
@@ -262,6 +275,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "comm": "no_validation",
     }
 
     def __init__(
@@ -305,6 +319,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         n_jobs=None,
         random_state=None,
         verbose=0,
+        comm=None,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.hash_family = hash_family
@@ -344,6 +359,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
+        self.comm = comm
 
     # ------------------------------------------------------------------ tags
     def __sklearn_tags__(self):
@@ -356,6 +372,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
     def __getstate__(self):
         state = self.__dict__.copy()
         state.pop("_work", None)  # gradient buffers and scratch: zero between batches
+        state["comm"] = None  # a communicator belongs to the job that ran the fit
         return state
 
     # ------------------------------------------------------------ utilities
@@ -540,17 +557,20 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             self._fill_tables(self._inference_lsh, n_threads, rng,
                               bucket_size=self.inference_bucket_size, reservoir=True)
 
-    def _fill_tables(self, lsh, n_threads, rng=None, bucket_size=None, reservoir=None):
+    def _fill_tables(self, lsh, n_threads, rng=None, bucket_size=None, reservoir=None,
+                     center=None):
         """(Re)build the bucket tables of ``lsh`` from the current output weights
-        (bucket size and policy: the estimator's unless given)."""
+        (bucket size and policy: the estimator's unless given; rows centred on
+        ``center``, by default the mean row)."""
         bucket_size = self.bucket_size if bucket_size is None else bucket_size
         if reservoir is None:
             reservoir = self.bucket_policy == "reservoir"
         params = lsh["params"]
         W_out = self._model["W_out"]
         # Centred rows: same inner-product ranking for every query, balanced buckets.
-        buckets = _hashing.hash_vectors(params, W_out, n_threads,
-                                        center=W_out.mean(axis=0, dtype=np.float64))
+        if center is None:
+            center = W_out.mean(axis=0, dtype=np.float64)
+        buckets = _hashing.hash_vectors(params, W_out, n_threads, center=center)
         offsets, ids = _hashing.build_tables(
             buckets, params["n_buckets"], bucket_size, reservoir,
             int((self._rng if rng is None else rng).integers(0, 2**63 - 1)), n_threads)
@@ -639,6 +659,9 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------ fitting
     def _fit(self, X, y, *, incremental, classes=None):
+        comm = _mpi.check_comm(self.comm)
+        if comm is not None:
+            return self._fit_mpi(X, y, comm, incremental=incremental, classes=classes)
         first = not hasattr(self, "_model") or not (incremental or self.warm_start)
         X = validate_sparse_X(self, X, reset=first)
         if first:
@@ -739,6 +762,81 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         # Tables from the final weights, so that LSH inference sees the trained model.
         self._rehash(n_threads)
         self._since_rehash = 0
+        self._build_inference_tables(n_threads)
+        return self
+
+    def _fit_mpi(self, X, y, comm, *, incremental, classes=None):
+        """SPMD fit / partial_fit, label parallel (see ``comm`` and _label_parallel)."""
+        from slidelearn._slide import _label_parallel
+        first = not hasattr(self, "_model") or not (incremental or self.warm_start)
+        local_classes = None
+        with _mpi.raise_together(comm):
+            if self.early_stopping or self.dropout > 0:
+                raise ValueError("comm= does not support early_stopping or dropout yet.")
+            X = validate_sparse_X(self, X, reset=first)
+            if y is None:
+                raise ValueError("SlideClassifier requires y to be passed, but the target y "
+                                 "is None.")
+            two_d = sp.issparse(y) or np.ndim(y) == 2 and np.shape(y)[1] != 1
+            if first and classes is None and not two_d:
+                local_classes = np.unique(column_or_1d(y))
+        if first:
+            _mpi.agree(comm, (int(X.shape[1]), bool(two_d),
+                              int(np.shape(y)[1]) if two_d else None),
+                       "the number of features and the kind of y")
+            if local_classes is not None:
+                classes = np.unique(np.concatenate(comm.allgather(local_classes)))
+        with _mpi.raise_together(comm):
+            if first:
+                Y_indptr, Y_indices = self._encode_y(y, classes=classes, first=True)
+            else:
+                Y_indptr, Y_indices = self._encode_y(y)
+            if Y_indptr.shape[0] - 1 != X.shape[0]:
+                raise ValueError(f"X has {X.shape[0]} samples but y has "
+                                 f"{Y_indptr.shape[0] - 1}.")
+        n_threads = _mpi.rank_threads(comm, self.n_jobs)
+        self.n_threads_ = n_threads
+        if not first and not self._model["W_in"].flags.writeable:
+            self._model = {k: np.array(v) for k, v in self._model.items()}
+            self._opt = {k: np.array(v) for k, v in self._opt.items()}
+        if first:
+            self._seed = _mpi.shared_seed(comm, _check_seed(self.random_state))
+            self._init_model(X.shape[1], len(self.classes_), np.random.default_rng(self._seed))
+        counts = np.diff(Y_indptr)
+        label_counts = np.bincount(Y_indices, minlength=len(self.classes_)).astype(np.int64)
+        _mpi.allreduce_(comm, label_counts)
+        self._label_counts += label_counts
+        self._max_labels = max(self._max_labels,
+                               comm.allreduce(int(counts.max(initial=1)), op=_mpi.import_mpi().MAX))
+        rows = np.flatnonzero(counts > 0).astype(np.int64)
+        with _mpi.raise_together(comm):
+            if comm.allreduce(rows.size) == 0:
+                raise ValueError("Every row of y is empty: there is no label to learn "
+                                 "from.")
+        self._n_labels_total = len(self.classes_)
+        _label_parallel.to_slice(self, comm, n_threads)
+        self.comm_stats_ = stats = {}
+        me = comm.Get_rank()
+        for epoch in range(1 if incremental else self.max_iter):
+            t0 = time.perf_counter()
+            order = (np.random.default_rng([self._seed, 3, me, self.n_iter_]).permutation(rows)
+                     if self.shuffle else rows)
+            lr = self.learning_rate * (1.0 if incremental else self.learning_rate_decay ** epoch)
+            loss, active = _label_parallel.train_epoch(self, comm, X, Y_indptr, Y_indices,
+                                                       order, n_threads, lr, stats)
+            dt = time.perf_counter() - t0
+            self.loss_curve_.append(loss)
+            self.mean_active_ = active
+            self.n_iter_ += 1
+            if self.verbose and me == 0:
+                print(f"Epoch {self.n_iter_}: loss {loss:.4f}, "
+                      f"{comm.allreduce(len(rows)) / max(dt, 1e-9):,.0f} samples/s over "
+                      f"{comm.Get_size()} ranks, {active:.0f} active neurons/sample, "
+                      f"{dt:.2f} s", flush=True)
+        _label_parallel.assemble(self, comm)
+        if not incremental:
+            self._rehash(n_threads)
+            self._since_rehash = 0
         self._build_inference_tables(n_threads)
         return self
 

@@ -790,3 +790,208 @@ def topk_lsh(const float[:, ::1] Hm, dict model, dict lsh, int k, int threshold,
     finally:
         free(works)
     return idx_np, sc_np, total_cand
+
+
+# ---------------------------------------------------------------------------
+# Label-parallel training over MPI (see _label_parallel.py): a rank holds a slice of
+# the output neurons and scores it for every sample of the global batch; the softmax
+# normalisers and the gradients of the hidden activations are combined across ranks
+# between these kernels.
+# ---------------------------------------------------------------------------
+
+def forward_acts(const float[::1] X_data, const index_t[::1] X_indices,
+                 const index_t[::1] X_indptr, const int64_t[::1] rows, dict model,
+                 float[:, ::1] acts, int n_threads):
+    """Activations of every hidden layer (``acts[r]``, layer i at ``a_off[i]``) of the
+    CSR rows ``rows``."""
+    cdef Net net = _make_net(model, False)
+    cdef Py_ssize_t n = rows.shape[0], r
+    cdef int64_t i
+    if acts.shape[0] != n or acts.shape[1] != int(np.sum(model["sizes"])):
+        raise ValueError("forward_acts: acts has the wrong shape")
+    if n == 0:
+        return
+    with nogil:
+        for r in prange(n, schedule="static", num_threads=n_threads):
+            i = rows[r]
+            _forward_hidden(&net, &X_data[0], &X_indices[0], X_indptr[i], X_indptr[i + 1],
+                            &acts[r, 0])
+
+
+def slice_forward(const float[:, ::1] H, const int64_t[::1] Y_indptr,
+                  const int32_t[::1] Y_local, dict model, dict lsh, dict work, int min_active,
+                  int threshold, uint64_t seed, int32_t[:, ::1] act, int32_t[::1] n_act,
+                  float[:, ::1] logits, float[::1] mx, float[::1] se, int n_threads):
+    """Active sets and logits of this rank's output neurons for every row of ``H``.
+
+    Row ``i``'s true labels in the slice are ``Y_local[Y_indptr[i]:Y_indptr[i + 1]]``
+    (ids local to the slice; they come first in ``act[i]``). Writes ``n_act``, the
+    logits, and the row's local maximum logit ``mx`` and ``se`` = sum of exp(logit -
+    mx) (0 and -inf for a row without active neurons)."""
+    cdef Net net = _make_net(model, False)
+    cdef HashFn fn = make_hash_fn(lsh["params"])
+    cdef Tables tb = make_tables(lsh["offsets"], lsh["ids"])
+    cdef int32_t[:, ::1] codes = work["codes"]
+    cdef uint32_t[:, ::1] buckets = work["buckets"]
+    cdef int32_t[:, ::1] cand = work["cand"]
+    cdef int32_t[:, ::1] mark = work["mark"]
+    cdef uint64_t[::1] rng = work["rng"]
+    cdef Py_ssize_t n = H.shape[0], i
+    cdef int tid, t, a, na, hd = net.h_last
+    cdef int32_t j
+    cdef float z, m, s
+    cdef Work* works
+    if H.shape[1] != hd or act.shape[0] != n or logits.shape[0] != n or n_act.shape[0] != n:
+        raise ValueError("slice_forward: inconsistent shapes")
+    if act.shape[1] < min(net.n_labels, (tb.n_tables * lsh["bucket_size"] + min_active
+                                         + int(np.max(np.diff(Y_indptr), initial=0)))):
+        raise ValueError("slice_forward: act has too few columns")
+    if codes.shape[0] < n_threads or rng.shape[0] < n_threads * STRIDE:
+        raise ValueError("work buffers were sized for fewer threads")
+    for t in range(n_threads):
+        rng[t * STRIDE] = splitmix64(seed ^ splitmix64(<uint64_t>t + 1)) | 1
+    works = <Work*>malloc(n_threads * sizeof(Work))
+    if works == NULL:
+        raise MemoryError()
+    for t in range(n_threads):
+        works[t].codes = &codes[t, 0]
+        works[t].buckets = &buckets[t, 0]
+        works[t].cand = &cand[t, 0]
+        works[t].mark = &mark[t, 0]
+        works[t].rng = &rng[t * STRIDE]
+    try:
+        with nogil:
+            for i in prange(n, schedule="dynamic", chunksize=4, num_threads=n_threads):
+                tid = omp_get_thread_num()
+                works[tid].act = &act[i, 0]
+                hash_vector(&fn, &H[i, 0], works[tid].codes, works[tid].buckets)
+                na = _active_set(&net, &tb, &works[tid],
+                                 &Y_local[Y_indptr[i]] if Y_indptr[i + 1] > Y_indptr[i] else NULL,
+                                 <int>(Y_indptr[i + 1] - Y_indptr[i]), min_active, threshold)
+                n_act[i] = na
+                m = -INFINITY
+                for a in range(na):
+                    j = act[i, a]
+                    mark[tid, j] = 0
+                    if a + PREFETCH < na:
+                        sl_prefetch_row(net.W_out + <int64_t>act[i, a + PREFETCH] * hd, hd)
+                    z = net.b_out[j] + sl_dot(&H[i, 0], net.W_out + <int64_t>j * hd, hd)
+                    logits[i, a] = z
+                    if z > m:
+                        m = z
+                s = 0
+                for a in range(na):
+                    s = s + expf(logits[i, a] - m)
+                mx[i] = m
+                se[i] = s
+    finally:
+        free(works)
+
+
+def slice_backward(const float[:, ::1] H, const int32_t[:, ::1] act,
+                   const int32_t[::1] n_act, const int64_t[::1] Y_indptr,
+                   const float[:, ::1] logits, const float[::1] M, const float[::1] S,
+                   const float[::1] inv_m, float inv_batch, dict model, dict work,
+                   float[:, ::1] dH, int n_threads):
+    """Softmax gradients of this rank's active neurons given the global maximum ``M``
+    and normaliser ``S`` of every row (``inv_m``: 1 / the row's number of true labels
+    over all ranks). Adds to ``g_out`` / ``gb_out`` and lists the touched neurons,
+    as ``train_batch``; writes this slice's part of d loss / d h to ``dH``. Returns
+    this slice's part of the summed loss."""
+    cdef Net net = _make_net(model, False)
+    cdef float[:, ::1] g_out = work["g_out"]
+    cdef float[::1] gb_out = work["gb_out"]
+    cdef int32_t[:, ::1] out_list = work["out_list"]
+    cdef int64_t[::1] out_count = work["out_count"]
+    cdef uint8_t[::1] out_flag = work["out_flag"]
+    cdef Py_ssize_t n = H.shape[0], i
+    cdef int tid, a, k, m_true, hd = net.h_last
+    cdef int32_t j
+    cdef float dz, logS
+    cdef double loss = 0
+    if dH.shape[0] != n or dH.shape[1] != hd or H.shape[1] != hd:
+        raise ValueError("slice_backward: inconsistent shapes")
+    if out_list.shape[0] < n_threads:
+        raise ValueError("work buffers were sized for fewer threads")
+    with nogil:
+        for i in prange(n, schedule="dynamic", chunksize=4, num_threads=n_threads):
+            tid = omp_get_thread_num()
+            m_true = <int>(Y_indptr[i + 1] - Y_indptr[i])
+            logS = logf(S[i])
+            for k in range(hd):
+                dH[i, k] = 0
+            for a in range(n_act[i]):
+                j = act[i, a]
+                dz = expf(logits[i, a] - M[i]) / S[i]
+                if a < m_true:
+                    dz = dz - inv_m[i]
+                    loss += inv_m[i] * (logS + M[i] - logits[i, a])
+                dz = dz * inv_batch
+                sl_axpy(dz, net.W_out + <int64_t>j * hd, &dH[i, 0], hd)
+                sl_axpy(dz, &H[i, 0], &g_out[j, 0], hd)
+                gb_out[j] += dz
+                if out_flag[j] == 0:
+                    out_flag[j] = 1
+                    out_list[tid, out_count[tid * STRIDE]] = j
+                    out_count[tid * STRIDE] += 1
+    return loss
+
+
+def hidden_backward(const float[::1] X_data, const index_t[::1] X_indices,
+                    const index_t[::1] X_indptr, const int64_t[::1] rows,
+                    const float[:, ::1] acts, const float[:, ::1] dH, dict model, dict work,
+                    int n_threads):
+    """Back-propagate d loss / d h (``dH``, one row per row of ``rows``) through the
+    hidden layers and the sparse input layer: gradients added to ``g_dense`` (per
+    thread) and ``g_in``, touched input rows listed, as ``train_batch`` does."""
+    cdef Net net = _make_net(model, False)
+    cdef float[:, ::1] delta = work["delta"]
+    cdef float[:, ::1] g_dense = work["g_dense"]
+    cdef float[:, ::1] g_in = work["g_in"]
+    cdef int32_t[:, ::1] in_list = work["in_list"]
+    cdef int64_t[::1] in_count = work["in_count"]
+    cdef uint8_t[::1] in_flag = work["in_flag"]
+    cdef Py_ssize_t n = rows.shape[0], r
+    cdef int tid, L = net.n_layers, hd = net.h_last, i, k, n_in, n_out
+    cdef int64_t row
+    cdef index_t p
+    cdef float* dh
+    cdef float* dprev
+    cdef const float* prev
+    cdef const float* h
+    if acts.shape[0] != n or dH.shape[0] != n or dH.shape[1] != hd:
+        raise ValueError("hidden_backward: inconsistent shapes")
+    if delta.shape[0] < n_threads:
+        raise ValueError("work buffers were sized for fewer threads")
+    if n == 0:
+        return
+    with nogil:
+        for r in prange(n, schedule="dynamic", chunksize=4, num_threads=n_threads):
+            tid = omp_get_thread_num()
+            row = rows[r]
+            h = &acts[r, 0] + net.a_off[L - 1]
+            dh = &delta[tid, 0]
+            for k in range(hd):
+                dh[k] = dH[r, k] if h[k] > 0 else 0
+            for i in range(L - 1, 0, -1):
+                n_in = <int>net.sizes[i - 1]
+                n_out = <int>net.sizes[i]
+                prev = &acts[r, 0] + net.a_off[i - 1]
+                dprev = (&delta[tid, 0] + net.max_width) if dh == &delta[tid, 0] else &delta[tid, 0]
+                sl_axpy(1.0, dh, &g_dense[tid, 0] + net.b_off[i], n_out)
+                for k in range(n_in):
+                    if prev[k] > 0:
+                        sl_axpy(prev[k], dh, &g_dense[tid, 0] + net.w_off[i] + <int64_t>k * n_out,
+                                n_out)
+                        dprev[k] = sl_dot(net.dense + net.w_off[i] + <int64_t>k * n_out, dh, n_out)
+                    else:
+                        dprev[k] = 0
+                dh = dprev
+            n_in = <int>net.sizes[0]
+            sl_axpy(1.0, dh, &g_dense[tid, 0] + net.b_off[0], n_in)
+            for p in range(X_indptr[row], X_indptr[row + 1]):
+                sl_axpy(X_data[p], dh, &g_in[X_indices[p], 0], n_in)
+                if in_flag[X_indices[p]] == 0:
+                    in_flag[X_indices[p]] = 1
+                    in_list[tid, in_count[tid * STRIDE]] = <int32_t>X_indices[p]
+                    in_count[tid * STRIDE] += 1

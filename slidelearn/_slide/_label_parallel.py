@@ -1,0 +1,227 @@
+"""Label-parallel SLIDE training over MPI (``SlideClassifier(comm=...)``).
+
+Each rank owns a contiguous slice of the output neurons (rows of ``W_out``), their
+Adam moments and their LSH hash tables (the hash functions are shared); the input
+and hidden layers are replicated. A step of a global batch runs as follows:
+
+1. every rank computes the hidden activations of its own rows;
+2. the last hidden activations and the label lists of the global batch are shared
+   with allgather;
+3. every rank scores *its* slice for every sample of the global batch: the sample's
+   true labels that fall in the slice, the neurons its tables retrieve and random
+   neurons of the slice up to its share of ``min_active``;
+4. the softmax normalisers are combined: an allgather of each rank's (max, sum of
+   exp) per sample;
+5. every rank computes the gradients of its active neurons and its part of d loss /
+   d h, which a reduce-scatter sums and hands to the rows' owners;
+6. every rank back-propagates its own rows through the hidden and input layers; the
+   dense gradients are summed with an allreduce, the sparse input-layer gradients
+   over the union of the rows any rank touched;
+7. lazy Adam: each rank updates the output neurons of its slice that received
+   gradients, and all ranks apply the same update to the replicated layers.
+
+Batches follow the DLRM convention (``slidelearn._dlrm._distributed``): ``batch_size``
+is the global batch, each rank contributes ``batch_size // N`` (+1 for the first
+``batch_size % N`` ranks) of its rows per step.
+"""
+import time
+
+import numpy as np
+
+from slidelearn._dlrm._distributed import local_batches
+from slidelearn._slide import _network
+from slidelearn.utils._mpi import import_mpi
+
+_OUT_KEYS = ("W_out", "b_out")
+_OPT_KEYS = ("m_out", "v_out", "mb_out", "vb_out")
+
+
+def label_bounds(n_labels, n_ranks):
+    """First label of each rank's slice, and the end (``n_ranks + 1`` values)."""
+    return (np.arange(n_ranks + 1, dtype=np.int64) * n_labels) // n_ranks
+
+
+def to_slice(est, comm, n_threads):
+    """Keep only this rank's slice of the output layer (and its Adam state), and
+    rebuild the tables from it (local neuron ids)."""
+    bounds = label_bounds(est._model["W_out"].shape[0], comm.Get_size())
+    lo, hi = int(bounds[comm.Get_rank()]), int(bounds[comm.Get_rank() + 1])
+    for k in _OUT_KEYS:
+        est._model[k] = np.ascontiguousarray(est._model[k][lo:hi])
+    for k in _OPT_KEYS:
+        est._opt[k] = np.ascontiguousarray(est._opt[k][lo:hi])
+    est._label_slice = (lo, hi)
+    est._work = None
+    # a stream of its own: the estimator's stays in step with a single-process fit
+    est._fill_tables(est._lsh, n_threads, rng=np.random.default_rng([est._seed, 4, est.n_iter_]),
+                     center=global_center(est, comm))
+
+
+def assemble(est, comm):
+    """Gather every rank's slice: the whole output layer on every rank."""
+    MPI = import_mpi()
+    bounds = label_bounds(est._n_labels_total, comm.Get_size())
+    sizes = np.diff(bounds)
+    for store, keys in ((est._model, _OUT_KEYS), (est._opt, _OPT_KEYS)):
+        for k in keys:
+            part = np.ascontiguousarray(store[k])
+            row = int(np.prod(part.shape[1:], dtype=np.int64))
+            full = np.empty((est._n_labels_total,) + part.shape[1:], dtype=part.dtype)
+            counts = sizes * row
+            comm.Allgatherv(part, [full, (counts, bounds[:-1] * row), MPI.FLOAT])
+            store[k] = full
+    est._label_slice = None
+    est._work = None
+
+
+def global_center(est, comm):
+    """Mean of the rows of the whole output layer (the tables hash centred rows)."""
+    MPI = import_mpi()
+    W = est._model["W_out"]
+    total = np.concatenate([W.sum(axis=0, dtype=np.float64), [W.shape[0]]])
+    comm.Allreduce(MPI.IN_PLACE, total, op=MPI.SUM)
+    return total[:-1] / max(total[-1], 1)
+
+
+def _allgatherv(comm, arr):
+    """Concatenation over ranks (in rank order) of the first axis of ``arr``."""
+    MPI = import_mpi()
+    arr = np.ascontiguousarray(arr)
+    row = int(np.prod(arr.shape[1:], dtype=np.int64))
+    counts = np.array(comm.allgather(arr.shape[0]), dtype=np.int64)
+    out = np.empty((int(counts.sum()),) + arr.shape[1:], dtype=arr.dtype)
+    displs = np.concatenate([[0], np.cumsum(counts)[:-1]]) * row
+    comm.Allgatherv(arr, [out, (counts * row, displs), MPI._typedict[arr.dtype.char]])
+    return out, counts
+
+
+def train_epoch(est, comm, X, Y_indptr, Y_indices, rows, n_threads, lr, stats):
+    """One pass of every rank over its rows ``rows`` (already in training order).
+    Returns (mean loss, mean active neurons per sample over all ranks). Collective."""
+    MPI = import_mpi()
+    N, me = comm.Get_size(), comm.Get_rank()
+    lo, hi = est._label_slice
+    n_local = np.array(comm.allgather(len(rows)), dtype=np.int64)
+    lbs = local_batches(int(min(est.batch_size, max(n_local.sum(), 1))), N)
+    live = lbs > 0
+    if np.any(n_local[~live] > 0):
+        raise ValueError(f"batch_size={est.batch_size} gives some of the {N} ranks no rows "
+                         "per step; use batch_size >= the number of ranks.")
+    steps = int(max(-(-n_local[live] // lbs[live]))) if live.any() else 0
+    work = est._get_work(n_threads, est._max_labels)
+    model = est._model
+    H = int(model["sizes"][-1])
+    a_last = int(model["a_off"][-1])
+    total_acts = int(np.sum(model["sizes"]))
+    n_slice = hi - lo
+    min_active = int(-(-est.min_active * n_slice // est._n_labels_total))
+    cap = int(min(n_slice, est.n_tables * est.bucket_size + min_active + est._max_labels))
+    totals = np.zeros(2, dtype=np.float64)  # loss, active neurons
+    t_start = time.perf_counter()
+    for s in range(steps):
+        sizes = np.clip(n_local - s * lbs, 0, lbs)
+        B = int(sizes.sum())
+        batch = np.ascontiguousarray(rows[s * lbs[me]: s * lbs[me] + sizes[me]], dtype=np.int64)
+        acts = np.empty((len(batch), total_acts), dtype=np.float32)
+        _network.forward_acts(X.data, X.indices, X.indptr, batch, model, acts, n_threads)
+        t0 = time.perf_counter()
+        H_all, _ = _allgatherv(comm, acts[:, a_last:a_last + H])
+        counts = (Y_indptr[batch + 1] - Y_indptr[batch]).astype(np.int64)
+        labels = (np.concatenate([Y_indices[Y_indptr[i]:Y_indptr[i + 1]] for i in batch])
+                  if len(batch) else np.empty(0, np.int32)).astype(np.int32)
+        counts_all, _ = _allgatherv(comm, counts)
+        labels_all, _ = _allgatherv(comm, labels)
+        comm_s = time.perf_counter() - t0
+        # the true labels in this slice, in local ids
+        owner = np.repeat(np.arange(B), counts_all)
+        inside = (labels_all >= lo) & (labels_all < hi)
+        y_ptr = np.concatenate([[0], np.cumsum(np.bincount(owner[inside], minlength=B))])
+        y_loc = np.ascontiguousarray(labels_all[inside] - lo, dtype=np.int32)
+        seed = int(est._rng.integers(0, 2**63 - 1))  # the same draw on every rank
+        act = np.empty((B, max(cap, 1)), dtype=np.int32)
+        n_act = np.empty(B, dtype=np.int32)
+        logits = np.empty((B, max(cap, 1)), dtype=np.float32)
+        mx = np.empty(B, dtype=np.float32)
+        se = np.empty(B, dtype=np.float32)
+        _network.slice_forward(H_all, y_ptr.astype(np.int64), y_loc, model, est._lsh, work,
+                               min_active, est.active_threshold,
+                               (seed ^ (0x9E3779B97F4A7C15 * (me + 1))) & (2**64 - 1),
+                               act, n_act, logits, mx, se, n_threads)
+        t0 = time.perf_counter()
+        norms = np.empty((N, 2, B), dtype=np.float32)
+        comm.Allgather(np.stack([mx, se]), norms)
+        comm_s += time.perf_counter() - t0
+        M = norms[:, 0].max(axis=0)
+        with np.errstate(invalid="ignore", over="ignore"):
+            S = np.where(norms[:, 1] > 0, norms[:, 1] * np.exp(norms[:, 0] - M), 0).sum(axis=0)
+        inv_m = (1.0 / np.maximum(counts_all, 1)).astype(np.float32)
+        dH = np.empty((B, H), dtype=np.float32)
+        loss = _network.slice_backward(H_all, act, n_act, y_ptr.astype(np.int64), logits,
+                                       M.astype(np.float32), S.astype(np.float32), inv_m,
+                                       1.0 / B, model, work, dH, n_threads)
+        t0 = time.perf_counter()
+        dH_mine = np.empty((int(sizes[me]), H), dtype=np.float32)
+        comm.Reduce_scatter(dH, dH_mine, recvcounts=(sizes * H).tolist(), op=MPI.SUM)
+        comm_s += time.perf_counter() - t0
+        _network.hidden_backward(X.data, X.indices, X.indptr, batch, acts, dH_mine, model,
+                                 work, n_threads)
+        comm_s += _combine_replicated(comm, work)
+        est._step += 1
+        _network.adam_update(model, est._opt, work, lr, est.beta_1, est.beta_2, est.epsilon,
+                             est.alpha, est._step, n_threads)
+        totals += (loss, float(n_act.sum()))
+        est.t_ += B
+        est._since_rehash += B
+        est._since_rebuild += B
+        if est._since_rehash >= est._rehash_every:
+            if est._since_rebuild >= est._rebuild_every:
+                est._new_hash_functions()
+                est._since_rebuild = 0
+                est._rebuild_every *= est.interval_growth
+            est._fill_tables(est._lsh, n_threads, center=global_center(est, comm))
+            est._since_rehash = 0
+            est._rehash_every *= est.interval_growth
+        if stats is not None:
+            stats["comm_s"] = stats.get("comm_s", 0.0) + comm_s
+            stats["steps"] = stats.get("steps", 0) + 1
+            sent = {"activations": acts[:, :H].nbytes * (N - 1),
+                    "normalisers": 8 * B * (N - 1),
+                    "hidden_grad": dH.nbytes - dH_mine.nbytes,
+                    "replicated_grad": work.pop("_sent", 0)}
+            for k, v in sent.items():
+                stats[f"{k}_bytes"] = stats.get(f"{k}_bytes", 0) + v
+    if stats is not None:
+        stats["total_s"] = stats.get("total_s", 0.0) + time.perf_counter() - t_start
+    comm.Allreduce(MPI.IN_PLACE, totals, op=MPI.SUM)  # losses: only slices' parts
+    n_all = max(int(n_local.sum()), 1)
+    return float(totals[0] / n_all), float(totals[1] / n_all)
+
+
+def _combine_replicated(comm, work):
+    """Sum the gradients of the replicated layers over the ranks: the dense layers
+    whole, the input layer over the union of the rows any rank touched. Leaves them
+    as ``adam_update`` expects (thread 0's buffers and list). Returns the seconds spent
+    communicating."""
+    MPI = import_mpi()
+    stride = _network.THREAD_STRIDE
+    g_dense = work["g_dense"]
+    g_dense[0] = g_dense.sum(axis=0)
+    g_dense[1:] = 0
+    # rows of the input layer this rank touched
+    T = work["in_list"].shape[0]
+    mine = np.unique(np.concatenate(
+        [work["in_list"][t, :work["in_count"][t * stride]] for t in range(T)]))
+    t0 = time.perf_counter()
+    comm.Allreduce(MPI.IN_PLACE, g_dense[0], op=MPI.SUM)
+    union = np.unique(np.concatenate(comm.allgather(mine))).astype(np.int32)
+    G = np.ascontiguousarray(work["g_in"][union])
+    comm.Allreduce(MPI.IN_PLACE, G, op=MPI.SUM)
+    dt = time.perf_counter() - t0
+    work["g_in"][union] = G
+    work["in_flag"][union] = 1
+    work["in_count"][:] = 0
+    work["in_list"][0, :len(union)] = union
+    work["in_count"][0] = len(union)
+    N = comm.Get_size()
+    work["_sent"] = int((g_dense[0].nbytes + G.nbytes) * 2 * (N - 1) // N + 4 * len(mine) * (N - 1))
+    return dt

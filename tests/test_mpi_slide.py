@@ -1,0 +1,135 @@
+"""SlideClassifier over MPI, label parallel: N ranks train the model one process
+trains; each test launches ``mpiexec -n N python -m mpi4py`` on a script."""
+import json
+
+import pytest
+
+from _mpi_launch import requires_mpi, run_mpi
+
+pytestmark = requires_mpi
+
+# Every neuron active (min_active >= labels), no shuffling, one thread: the model is
+# determined by the global batches, which rank r's share of every block of
+# batch_size rows reproduces.
+EQUIVALENCE = r"""
+import hashlib, json, pickle
+import numpy as np
+from mpi4py import MPI
+from slidelearn import SlideClassifier
+from slidelearn.datasets import make_extreme_classification
+from slidelearn._dlrm._distributed import local_batches
+
+comm = MPI.COMM_WORLD
+N, me = comm.size, comm.rank
+X, Y = make_extreme_classification(n_samples=320, n_features=200, n_labels=40,
+                                   random_state=0)[:2]
+B, n = 32, X.shape[0]
+kw = dict(hidden_layer_sizes=(16, 12), min_active=1000, batch_size=B, max_iter=2,
+          shuffle=False, n_jobs=1, random_state=0, n_tables=4, n_codes=2, bucket_size=8,
+          rehash_interval=64)
+start = np.concatenate([[0], np.cumsum(local_batches(B, N))])
+mine = np.concatenate([np.arange(b + start[me], min(b + start[me + 1], n))
+                       for b in range(0, n, B)])
+res = {}
+for name, y in [("multilabel", Y), ("multiclass", np.array(Y.argmax(axis=1)).ravel())]:
+    ref = SlideClassifier(**kw).fit(X, y)
+    m = SlideClassifier(**kw, comm=comm).fit(X[mine], y[mine])
+    r = {k: float(np.abs(ref._model[k] - m._model[k]).max())
+         for k in ("W_in", "dense", "W_out", "b_out")}
+    r["loss"], r["loss_ref"] = m.loss_curve_, ref.loss_curve_
+    r["decision"] = float(np.abs(ref.decision_function(X) - m.decision_function(X)).max())
+    r["classes"] = bool(np.array_equal(ref.classes_, m.classes_))
+    digest = hashlib.sha1(b"".join(m._model[k].tobytes() for k in ("W_in", "W_out"))).hexdigest()
+    r["same_on_all_ranks"] = len(set(comm.allgather(digest))) == 1
+    loaded = pickle.loads(pickle.dumps(m))
+    r["pickle"] = float(np.abs(loaded.decision_function(X) - m.decision_function(X)).max())
+    r["comm_after_pickle"] = repr(loaded.comm)
+    res[name] = r
+with open(f"result_{me}.json", "w") as f:
+    json.dump(res, f)
+"""
+
+
+@pytest.mark.parametrize("n_ranks", [2, 4])
+def test_ranks_train_the_single_process_model(tmp_path, n_ranks):
+    proc = run_mpi(EQUIVALENCE, n_ranks, tmp_path, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for rank in range(n_ranks):
+        res = json.loads((tmp_path / f"result_{rank}.json").read_text())
+        for name, r in res.items():
+            for k in ("W_in", "dense", "W_out", "b_out"):
+                assert r[k] < 1e-5, (name, k, r)
+            assert r["decision"] < 1e-4 and r["classes"] and r["same_on_all_ranks"], r
+            assert r["loss"] == pytest.approx(r["loss_ref"], rel=1e-5)
+            assert r["pickle"] == 0.0 and r["comm_after_pickle"] == "None"
+
+
+# Hash sampling on: each rank samples its own slice. Rank 0 never sees the last
+# class of a multi-class problem, which must still be in classes_.
+LSH = r"""
+import json
+import numpy as np
+from mpi4py import MPI
+from slidelearn import SlideClassifier
+from slidelearn.datasets import make_extreme_classification
+from slidelearn.metrics import precision_at_k
+
+comm = MPI.COMM_WORLD
+N, me = comm.size, comm.rank
+X, Y = make_extreme_classification(n_samples=2400, n_features=1000, n_labels=300,
+                                   random_state=0)[:2]
+Xtr, Ytr, Xte, Yte = X[:2000], Y[:2000], X[2000:], Y[2000:]
+m = SlideClassifier(hidden_layer_sizes=(64,), min_active=40, max_iter=4, batch_size=64,
+                    random_state=0, comm=comm).fit(Xtr[me::N], Ytr[me::N])
+y1 = np.array(Ytr.argmax(axis=1)).ravel()
+rows = np.arange(me, 2000, N)
+keep = rows[y1[rows] != y1.max()] if me == 0 else rows
+c = SlideClassifier(hidden_layer_sizes=(32,), min_active=20, max_iter=1, random_state=0,
+                    comm=comm).fit(Xtr[keep], y1[keep])
+if me == 0:
+    json.dump({"loss": m.loss_curve_, "threads": m.n_threads_,
+               "p1": float(precision_at_k(Yte, m.predict_topk(Xte, 1)[0], k=1)),
+               "p1_lsh": float(precision_at_k(Yte, m.predict_topk(Xte, 1, inference="lsh")[0], k=1)),
+               "stats": m.comm_stats_, "last_class": bool(y1.max() in c.classes_)},
+              open("lsh.json", "w"))
+"""
+
+
+def test_hash_sampled_training_on_two_ranks(tmp_path):
+    proc = run_mpi(LSH, 2, tmp_path, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads((tmp_path / "lsh.json").read_text())
+    assert res["loss"][-1] < res["loss"][0]
+    assert res["p1"] > 0.5 and res["p1_lsh"] > 0.3, res  # chance is below 0.05
+    assert res["threads"] == 1  # OMP_NUM_THREADS=1 shared by 2 ranks
+    assert res["last_class"]
+    st = res["stats"]
+    assert st["steps"] > 0 and st["activations_bytes"] > 0 and st["hidden_grad_bytes"] > 0
+
+
+BAD = r"""
+import numpy as np
+from mpi4py import MPI
+from slidelearn import SlideClassifier
+from slidelearn.datasets import make_extreme_classification
+
+comm = MPI.COMM_WORLD
+X, Y = make_extreme_classification(n_samples=100, n_features=50, n_labels=10,
+                                   random_state=comm.rank)[:2]
+X = X.toarray()
+if comm.rank == 1:
+    X[5, 3] = np.inf
+try:
+    SlideClassifier(max_iter=1, comm=comm).fit(X, Y)
+except ValueError as exc:
+    print(f"rank {comm.rank}: ValueError: {exc}", flush=True)
+    raise
+print("unreachable")
+"""
+
+
+def test_bad_input_on_one_rank_fails_every_rank(tmp_path):
+    proc = run_mpi(BAD, 2, tmp_path, timeout=60)
+    assert proc.returncode != 0 and "unreachable" not in proc.stdout
+    assert "rank 1: ValueError" in proc.stdout and "inf" in proc.stdout.lower(), proc.stdout
+    assert "rank 0: ValueError: rank 1 of 2 failed" in proc.stdout, proc.stdout
