@@ -52,7 +52,57 @@ def make_rows(n, seed):
     return X, y
 
 
+SLIDE_SHAPE = dict(n_features=50_000, n_labels=200_000, hidden=128, batch=1024,
+                   min_active=1000, n_nonzeros=75, labels_per_row=5)
+DLRM_KINDS = ("ids", "pooled", "grad", "allreduce")
+SLIDE_KINDS = ("activations", "normalisers", "hidden_grad", "replicated_grad")
+
+
 def worker(args):
+    return slide_worker(args) if args.models == ["slide"] else dlrm_worker(args)
+
+
+def _finish(comm, args, res):
+    all_res = comm.gather(res, root=0)
+    if comm.Get_rank() == 0:
+        Path(args.worker_out).write_text(json.dumps(all_res))
+
+
+def slide_worker(args):
+    from mpi4py import MPI
+
+    from slidelearn import SlideClassifier
+    from slidelearn.datasets import make_extreme_classification
+
+    comm = MPI.COMM_WORLD
+    N, me = comm.Get_size(), comm.Get_rank()
+    sh = SLIDE_SHAPE
+    B = sh["batch"]
+    X, Y = make_extreme_classification(
+        n_samples=B * (args.steps + 2), n_features=sh["n_features"], n_labels=sh["n_labels"],
+        n_nonzeros=sh["n_nonzeros"], n_labels_per_sample=sh["labels_per_row"],
+        random_state=0)[:2]
+    X, Y = X[me::N], Y[me::N]
+    clf = SlideClassifier(hidden_layer_sizes=(sh["hidden"],), min_active=sh["min_active"],
+                          batch_size=B, shuffle=False, n_jobs=args.threads, random_state=0,
+                          comm=comm)
+    warm = 2 * B // N
+    clf.partial_fit(X[:warm], Y[:warm], classes=np.arange(sh["n_labels"]))  # builds, warms up
+    comm.Barrier()
+    t0 = time.perf_counter()
+    clf.partial_fit(X[warm:], Y[warm:])
+    wall = time.perf_counter() - t0
+    st = clf.comm_stats_
+    res = {"model": "slide", "ranks": N, "rank": me, "threads": clf.n_threads_,
+           "steps": st["steps"], "ms_per_step": 1e3 * st["total_s"] / st["steps"],
+           "comm_ms_per_step": 1e3 * st["comm_s"] / st["steps"], "partial_fit_s": wall,
+           "loss": clf.loss_curve_[-1], "labels_held": int(-(-sh["n_labels"] // N))}
+    for key in SLIDE_KINDS:
+        res[f"{key}_bytes_per_step"] = st.get(f"{key}_bytes", 0) / st["steps"]
+    _finish(comm, args, res)
+
+
+def dlrm_worker(args):
     from mpi4py import MPI
 
     from slidelearn import DLRMClassifier
@@ -78,7 +128,8 @@ def worker(args):
     clf.partial_fit(X[warm:], y[warm:])
     wall = time.perf_counter() - t0
     st = clf.comm_stats_
-    res = {"ranks": N, "rank": me, "threads": clf.n_threads_, "steps": st["steps"],
+    res = {"model": "dlrm", "ranks": N, "rank": me, "threads": clf.n_threads_,
+           "steps": st["steps"],
            "ms_per_step": 1e3 * st["total_s"] / st["steps"],
            "comm_ms_per_step": 1e3 * st["comm_s"] / st["steps"],
            "partial_fit_s": wall, "loss": clf.loss_curve_[-1],
@@ -86,11 +137,9 @@ def worker(args):
                                       if q == me)) if clf._shard_state else
            int(SHAPE["tables"] * SHAPE["rows"]),
            "n_theta": int(clf._model["theta"].size)}
-    for key in ("ids", "pooled", "grad", "allreduce"):
+    for key in DLRM_KINDS:
         res[f"{key}_bytes_per_step"] = st.get(key, 0) / st["steps"]
-    all_res = comm.gather(res, root=0)
-    if me == 0:
-        Path(args.worker_out).write_text(json.dumps(all_res))
+    _finish(comm, args, res)
 
 
 def main():
@@ -98,6 +147,8 @@ def main():
     parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--steps", type=int, default=12, help="timed steps")
     parser.add_argument("--threads", type=int, default=1, help="threads per rank")
+    parser.add_argument("--models", nargs="+", choices=["dlrm", "slide"],
+                        default=["dlrm", "slide"])
     parser.add_argument("--out", help="write the results as JSON here")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", help=argparse.SUPPRESS)
@@ -117,35 +168,41 @@ def main():
     print(f"# machine: {info['cpu']}, {info['usable_cores']} usable of "
           f"{info['logical_cores']} logical cores, {info['memory_gb']:.1f} GB; slidelearn "
           f"{info['slidelearn']} (git {info['git_revision']})")
-    print(f"# DLRM shape a with {SHAPE['rows']:,} rows/table, global batch {SHAPE['batch']}, "
-          f"{args.steps} timed steps, {args.threads} thread(s) per rank; bytes = sent by "
-          "rank 0 to other ranks per step")
-    header = (f"{'ranks':>5} {'ms/step':>9} {'comm ms':>8} {'ids B':>10} {'pooled B':>11} "
-              f"{'grad B':>11} {'allreduce B':>12} {'sent MB/step':>13} {'rows held':>11}")
-    print(header)
+    print(f"# DLRM: shape a with {SHAPE['rows']:,} rows/table, global batch {SHAPE['batch']}; "
+          f"SLIDE: {SLIDE_SHAPE['n_features']:,} features, {SLIDE_SHAPE['n_labels']:,} labels, "
+          f"hidden {SLIDE_SHAPE['hidden']}, global batch {SLIDE_SHAPE['batch']}; "
+          f"{args.steps} timed steps, {args.threads} thread(s) per rank; bytes = sent by rank "
+          "0 to other ranks per step")
     rows = []
-    for n in args.ranks:
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "res.json"
-            env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS="1")
-            cmd = [mpiexec, "-n", str(n), sys.executable, "-m", "mpi4py", __file__, "--worker",
-                   "--worker-out", str(out), "--steps", str(args.steps),
-                   "--threads", str(args.threads)]
-            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
-            if proc.returncode != 0:
-                print(proc.stderr[-3000:], file=sys.stderr)
-                sys.exit(f"bench_mpi: {n} ranks failed")
-            res = json.loads(out.read_text())
-        r0 = res[0]
-        sent = sum(r0[f"{k}_bytes_per_step"] for k in ("ids", "pooled", "grad", "allreduce"))
-        print(f"{n:>5} {r0['ms_per_step']:>9.1f} {r0['comm_ms_per_step']:>8.1f} "
-              f"{r0['ids_bytes_per_step']:>10,.0f} {r0['pooled_bytes_per_step']:>11,.0f} "
-              f"{r0['grad_bytes_per_step']:>11,.0f} {r0['allreduce_bytes_per_step']:>12,.0f} "
-              f"{sent / 1e6:>13.2f} {r0['table_rows_held']:>11,}", flush=True)
-        rows.append(dict(r0, model="dlrm", ranks=n, sent_bytes_per_step=sent, per_rank=res))
+    for model in args.models:
+        kinds = DLRM_KINDS if model == "dlrm" else SLIDE_KINDS
+        print(f"\n{model}")
+        print(f"{'ranks':>5} {'ms/step':>9} {'comm ms':>8} "
+              + " ".join(f"{k + ' B':>16}" for k in kinds) + f" {'sent MB/step':>13}")
+        for n in args.ranks:
+            with tempfile.TemporaryDirectory() as tmp:
+                out = Path(tmp) / "res.json"
+                env = dict(os.environ, OMP_NUM_THREADS=str(args.threads),
+                           OPENBLAS_NUM_THREADS="1")
+                cmd = [mpiexec, "-n", str(n), sys.executable, "-m", "mpi4py", __file__,
+                       "--worker", "--worker-out", str(out), "--steps", str(args.steps),
+                       "--threads", str(args.threads), "--models", model]
+                proc = subprocess.run(cmd, env=env, capture_output=True, text=True,
+                                      timeout=1800)
+                if proc.returncode != 0:
+                    print(proc.stderr[-3000:], file=sys.stderr)
+                    sys.exit(f"bench_mpi: {model} on {n} ranks failed")
+                res = json.loads(out.read_text())
+            r0 = res[0]
+            sent = sum(r0[f"{k}_bytes_per_step"] for k in kinds)
+            print(f"{n:>5} {r0['ms_per_step']:>9.1f} {r0['comm_ms_per_step']:>8.1f} "
+                  + " ".join(f"{r0[k + '_bytes_per_step']:>16,.0f}" for k in kinds)
+                  + f" {sent / 1e6:>13.2f}", flush=True)
+            rows.append(dict(r0, sent_bytes_per_step=sent, per_rank=res))
     if args.out:
         Path(args.out).write_text(json.dumps({
             "benchmark": "mpi", "command": command, "machine": info, "shape": SHAPE,
+            "slide_shape": SLIDE_SHAPE,
             "options": vars(args), "results": rows}, indent=1))
         print(f"# wrote {args.out}")
 

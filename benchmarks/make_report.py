@@ -778,14 +778,14 @@ def mpi_rst(runs):
         for r in run["rows"]:
             mb = [_num((r.get(f"{k}_bytes_per_step") or 0) / 1e6, 3)
                   for k in ("ids", "pooled", "grad", "allreduce", "activations", "normalisers",
-                            "dense_grad", "input_grad")]
+                            "hidden_grad", "replicated_grad")]
             rows.append([r["model"], r["ranks"], _num(r["ms_per_step"], 1),
                          _num(r.get("comm_ms_per_step"), 1),
                          _num((r.get("sent_bytes_per_step") or 0) / 1e6, 2)]
                         + mb)
         # keep only the traffic columns some row uses
-        names = ["ids", "pooled", "grad", "allreduce", "activations", "normalisers",
-                 "dense grad", "input grad"]
+        names = ["ids", "pooled", "grad", "allreduce", "hidden activations",
+                 "normalisers", "d loss/d hidden", "replicated-layer gradients"]
         used = [i for i in range(len(names)) if any(row[5 + i] not in ("0", "0.000")
                                                     for row in rows)]
         rows = [row[:5] + [row[5 + i] for i in used] for row in rows]
