@@ -170,6 +170,7 @@ def test_a_failing_rank_ends_the_job(tmp_path, mode):
 
 def test_mpi_example_runs(tmp_path, shared_data):
     """examples/mpi_training.py (not run by the gallery build) on 2 ranks."""
+    import re
     from pathlib import Path
     script = (Path(__file__).resolve().parents[1] / "examples" / "mpi_training.py").read_text()
     script = script.replace('here = Path(__file__).resolve().parent',
@@ -177,7 +178,9 @@ def test_mpi_example_runs(tmp_path, shared_data):
     proc = run_mpi(script, 2, tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
-    assert lines[0].startswith("2 ranks") and "test log-loss" in lines[1], proc.stdout
-    import re
-    model_loss, base_loss, auc = map(float, re.findall(r"\d+\.\d+", lines[1]))
-    assert model_loss < base_loss and auc > 0.6, lines[1]
+    slide = next(line for line in lines if line.startswith("SlideClassifier on 2 ranks"))
+    p1 = float(re.search(r"P@1 (\d+\.\d+)", slide).group(1))
+    assert p1 > 0.5, slide  # the linear peers reach 0.63-0.65 on Bibtex
+    dlrm = lines[lines.index(next(line for line in lines if line.startswith("2 ranks"))) + 1]
+    model_loss, base_loss, auc = map(float, re.findall(r"\d+\.\d+", dlrm))
+    assert model_loss < base_loss and auc > 0.6, dlrm
