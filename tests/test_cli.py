@@ -105,9 +105,10 @@ def test_every_train_option_is_an_estimator_parameter_with_its_default():
     from slidelearn.__main__ import _TRAIN_PARAMS
 
     assert set(_TRAIN_PARAMS) <= set(defaults)
-    # comm (MPI) is for SPMD scripts, not for a command that reads one file
-    assert set(defaults) - set(_TRAIN_PARAMS) == {"warm_start", "verbose"} | (
-        {"comm"} if "comm" in defaults else set())
+    # comm and rank_memory_budget (MPI) are for SPMD scripts, not for a command that
+    # reads one file
+    assert set(defaults) - set(_TRAIN_PARAMS) == {"warm_start", "verbose", "comm",
+                                                  "rank_memory_budget"}
     for name in _TRAIN_PARAMS:
         value = getattr(args, name)
         expected = defaults[name]

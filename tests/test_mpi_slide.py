@@ -45,6 +45,33 @@ for name, y in [("multilabel", Y), ("multiclass", np.array(Y.argmax(axis=1)).rav
     r["pickle"] = float(np.abs(loaded.decision_function(X) - m.decision_function(X)).max())
     r["comm_after_pickle"] = repr(loaded.comm)
     res[name] = r
+# A budget below the output layer's size: it stays spread over the ranks after fit,
+# each rank having drawn and trained only its slice, and the model predicts collectively.
+ref = SlideClassifier(**kw).fit(X, Y)
+m = SlideClassifier(**kw, comm=comm, rank_memory_budget=1000).fit(X[mine], Y[mine])
+lo, hi = m._label_slice
+sh = {"slice": [lo, hi], "W_out_rows": m._model["W_out"].shape[0],
+      "W_out": float(np.abs(ref._model["W_out"][lo:hi] - m._model["W_out"]).max())}
+labels, scores = m.predict_topk(X[mine], k=5)
+ref_labels, ref_scores = ref.predict_topk(X[mine], k=5)
+sh["topk_same"] = bool(np.array_equal(labels, ref_labels))
+sh["topk_scores"] = float(np.abs(scores - ref_scores).max())
+sh["score"], sh["score_ref"] = m.score(X[mine], Y[mine]), ref.score(X[mine], Y[mine])
+sh["lsh_shape"] = list(m.predict_topk(X[mine], k=5, inference="lsh")[0].shape)
+try:
+    m.decision_function(X[:2])
+    sh["dense_error"] = None
+except ValueError as exc:
+    sh["dense_error"] = str(exc)
+loaded = pickle.loads(pickle.dumps(m))
+try:
+    loaded.predict(X[:2])
+    sh["no_comm_error"] = None
+except ValueError as exc:
+    sh["no_comm_error"] = str(exc)
+loaded.set_params(comm=comm)
+sh["reloaded_same"] = bool(np.array_equal(loaded.predict_topk(X[mine], k=5)[0], labels))
+res["sharded"] = sh
 with open(f"result_{me}.json", "w") as f:
     json.dump(res, f)
 """
@@ -56,6 +83,12 @@ def test_ranks_train_the_single_process_model(tmp_path, n_ranks):
     assert proc.returncode == 0, proc.stderr[-3000:]
     for rank in range(n_ranks):
         res = json.loads((tmp_path / f"result_{rank}.json").read_text())
+        sh = res.pop("sharded")
+        assert sh["W_out_rows"] == sh["slice"][1] - sh["slice"][0] < 40  # only its slice
+        assert sh["W_out"] < 1e-5 and sh["topk_same"] and sh["topk_scores"] < 1e-4, sh
+        assert sh["score"] == pytest.approx(sh["score_ref"]) and sh["lsh_shape"][1] == 5
+        assert "split over" in sh["dense_error"] and "split over" in sh["no_comm_error"]
+        assert sh["reloaded_same"]
         for name, r in res.items():
             for k in ("W_in", "dense", "W_out", "b_out"):
                 assert r[k] < 1e-5, (name, k, r)

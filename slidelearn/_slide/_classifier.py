@@ -176,6 +176,16 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         gives each rank its share of its node's cores. Launch with ``mpiexec -n 4
         python -m mpi4py script.py`` (``pip install slidelearn[mpi]``). Not combined
         with ``early_stopping`` or ``dropout``. The communicator is not pickled.
+    rank_memory_budget : float or None, default=None
+        With ``comm``: the most bytes of output layer one rank may hold after ``fit``.
+        Each rank draws and trains only its slice of the output neurons; at the end
+        the slices are gathered on every rank when the whole output layer with its
+        Adam moments (``12 * n_classes * (H + 1)`` bytes) fits this budget. Otherwise
+        it stays spread over the ranks: the model then predicts collectively (every
+        rank calls ``predict`` / ``predict_topk`` / ``score`` with its own rows,
+        ``comm`` set to as many ranks), each pickle holds its rank's slice, and
+        ``decision_function`` / ``predict_proba`` are unavailable. ``None``: always
+        gather.
 
     Attributes
     ----------
@@ -276,6 +286,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "comm": "no_validation",
+        "rank_memory_budget": [Interval(Real, 0, None, closed="neither"), None],
     }
 
     def __init__(
@@ -320,6 +331,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         random_state=None,
         verbose=0,
         comm=None,
+        rank_memory_budget=None,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.hash_family = hash_family
@@ -360,6 +372,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.comm = comm
+        self.rank_memory_budget = rank_memory_budget
 
     # ------------------------------------------------------------------ tags
     def __sklearn_tags__(self):
@@ -459,7 +472,10 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         return (np.arange(len(y) + 1, dtype=np.int64), np.ascontiguousarray(idx_c, dtype=np.int32))
 
     # -------------------------------------------------------------- model
-    def _init_model(self, n_features, n_labels, rng):
+    def _init_model(self, n_features, n_labels, rng, label_slice=None):
+        """Draw the initial model. With ``label_slice`` (lo, hi), only output neurons
+        lo:hi are drawn (label-parallel training), with the values a whole draw gives
+        them, and the hash tables are left to the caller."""
         sizes = self._hidden_sizes()
         H = sizes[-1]
         if self.hash_family in ("wta", "dwta") and self.bin_size > H:
@@ -485,11 +501,21 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         for i in range(1, len(sizes)):
             dense[w_off[i]: w_off[i] + sizes[i - 1] * sizes[i]] = glorot(
                 sizes[i - 1], sizes[i], sizes[i - 1] * sizes[i])
+        W_in = glorot(n_features, sizes[0], (n_features, sizes[0]))
+        lo, hi = (0, n_labels) if label_slice is None else label_slice
+        # rows lo:hi of the (n_labels, H) draw: one 64-bit step of the generator per
+        # value, so skip lo * H of them, then move past the whole matrix
+        state = rng.bit_generator.state
+        rng.bit_generator.advance(lo * H)
+        W_out = glorot(H, n_labels, (hi - lo, H))
+        rng.bit_generator.state = state
+        rng.bit_generator.advance(n_labels * H)
+        n_out = hi - lo
         self._model = {
-            "W_in": glorot(n_features, sizes[0], (n_features, sizes[0])),
+            "W_in": W_in,
             "dense": dense,
-            "W_out": glorot(H, n_labels, (n_labels, H)),
-            "b_out": np.zeros(n_labels, dtype=np.float32),
+            "W_out": W_out,
+            "b_out": np.zeros(n_out, dtype=np.float32),
             "sizes": np.asarray(sizes, dtype=np.int64),
             "w_off": w_off,
             "b_off": b_off,
@@ -500,10 +526,10 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             "v_in": np.zeros((n_features, sizes[0]), dtype=np.float32),
             "m_dense": np.zeros(pos, dtype=np.float32),
             "v_dense": np.zeros(pos, dtype=np.float32),
-            "m_out": np.zeros((n_labels, H), dtype=np.float32),
-            "v_out": np.zeros((n_labels, H), dtype=np.float32),
-            "mb_out": np.zeros(n_labels, dtype=np.float32),
-            "vb_out": np.zeros(n_labels, dtype=np.float32),
+            "m_out": np.zeros((n_out, H), dtype=np.float32),
+            "v_out": np.zeros((n_out, H), dtype=np.float32),
+            "mb_out": np.zeros(n_out, dtype=np.float32),
+            "vb_out": np.zeros(n_out, dtype=np.float32),
         }
         self._label_counts = np.zeros(n_labels, dtype=np.int64)
         self._max_labels = 1
@@ -520,7 +546,10 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         self.best_validation_score_ = None
         self._lsh = {"params": None}
         self._new_hash_functions()
-        self._rehash(effective_n_threads(self.n_jobs))
+        if label_slice is None:
+            self._rehash(effective_n_threads(self.n_jobs))
+        else:  # the draw _rehash makes, so that the stream stays that of a whole model
+            self._rng.integers(0, 2**63 - 1)
 
     def _new_hash_functions(self):
         self._lsh["params"] = _hashing.draw_hash_functions(
@@ -663,6 +692,11 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         if comm is not None:
             return self._fit_mpi(X, y, comm, incremental=incremental, classes=classes)
         first = not hasattr(self, "_model") or not (incremental or self.warm_start)
+        if getattr(self, "_label_slice", None) is not None:
+            if not first:
+                from slidelearn._slide import _label_parallel
+                _label_parallel.check_sharded_comm(self)  # raises: needs its ranks
+            self._label_slice = None
         X = validate_sparse_X(self, X, reset=first)
         if first:
             Y_indptr, Y_indices = self._encode_y(y, classes=classes, first=True)
@@ -801,7 +835,13 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             self._opt = {k: np.array(v) for k, v in self._opt.items()}
         if first:
             self._seed = _mpi.shared_seed(comm, _check_seed(self.random_state))
-            self._init_model(X.shape[1], len(self.classes_), np.random.default_rng(self._seed))
+            bounds = _label_parallel.label_bounds(len(self.classes_), comm.Get_size())
+            me = comm.Get_rank()
+            self._init_model(X.shape[1], len(self.classes_), np.random.default_rng(self._seed),
+                             label_slice=(int(bounds[me]), int(bounds[me + 1])))
+            self._label_slice = (int(bounds[me]), int(bounds[me + 1]))
+        elif getattr(self, "_label_slice", None) is not None:
+            _label_parallel.check_sharded_comm(self)
         counts = np.diff(Y_indptr)
         label_counts = np.bincount(Y_indices, minlength=len(self.classes_)).astype(np.int64)
         _mpi.allreduce_(comm, label_counts)
@@ -833,11 +873,20 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
                       f"{comm.allreduce(len(rows)) / max(dt, 1e-9):,.0f} samples/s over "
                       f"{comm.Get_size()} ranks, {active:.0f} active neurons/sample, "
                       f"{dt:.2f} s", flush=True)
-        _label_parallel.assemble(self, comm)
-        if not incremental:
-            self._rehash(n_threads)
-            self._since_rehash = 0
-        self._build_inference_tables(n_threads)
+        H = int(self._model["sizes"][-1])
+        if (self.rank_memory_budget is None or _label_parallel.output_bytes(
+                self._n_labels_total, H) <= self.rank_memory_budget):
+            _label_parallel.assemble(self, comm)
+            if not incremental:
+                self._rehash(n_threads)
+                self._since_rehash = 0
+            self._build_inference_tables(n_threads)
+        else:  # the output layer stays spread over the ranks: collective inference
+            if not incremental:
+                self._fill_tables(self._lsh, n_threads,
+                                  center=_label_parallel.global_center(self, comm))
+                self._since_rehash = 0
+            self._inference_lsh = None
         return self
 
     def _snapshot(self):
@@ -923,6 +972,9 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
 
     def _topk_indices(self, X, k, mode, n_threads):
         """Top-k label indices and scores of validated CSR X."""
+        if getattr(self, "_label_slice", None) is not None:
+            from slidelearn._slide import _label_parallel
+            return _label_parallel.topk(self, X, k, mode, n_threads)
         Hm = self._hidden(X, n_threads)
         if mode == "lsh":
             # Filling a row needs at most 2k - 1 fallback labels (up to k - 1 are skipped
@@ -1002,6 +1054,10 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
                 f"and their scores, or call {what} on smaller batches of rows.")
 
     def _logits(self, X):
+        if getattr(self, "_label_slice", None) is not None:
+            raise ValueError(f"decision_function and predict_proba need the whole output "
+                             f"layer, which is split over {self._n_ranks} ranks: use "
+                             "predict_topk or predict, collectively.")
         n_threads = effective_n_threads(self.n_jobs)
         Hm = self._hidden(X, n_threads)
         return Hm @ self._model["W_out"].T + self._model["b_out"]

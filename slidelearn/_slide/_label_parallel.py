@@ -42,15 +42,18 @@ def label_bounds(n_labels, n_ranks):
 
 
 def to_slice(est, comm, n_threads):
-    """Keep only this rank's slice of the output layer (and its Adam state), and
-    rebuild the tables from it (local neuron ids)."""
-    bounds = label_bounds(est._model["W_out"].shape[0], comm.Get_size())
+    """Keep only this rank's slice of the output layer (and its Adam state), unless
+    the model holds just that slice already, and rebuild the tables from it (local
+    neuron ids)."""
+    bounds = label_bounds(est._n_labels_total, comm.Get_size())
     lo, hi = int(bounds[comm.Get_rank()]), int(bounds[comm.Get_rank() + 1])
-    for k in _OUT_KEYS:
-        est._model[k] = np.ascontiguousarray(est._model[k][lo:hi])
-    for k in _OPT_KEYS:
-        est._opt[k] = np.ascontiguousarray(est._opt[k][lo:hi])
+    if getattr(est, "_label_slice", None) != (lo, hi):
+        for k in _OUT_KEYS:
+            est._model[k] = np.ascontiguousarray(est._model[k][lo:hi])
+        for k in _OPT_KEYS:
+            est._opt[k] = np.ascontiguousarray(est._opt[k][lo:hi])
     est._label_slice = (lo, hi)
+    est._n_ranks = comm.Get_size()
     est._work = None
     # a stream of its own: the estimator's stays in step with a single-process fit
     est._fill_tables(est._lsh, n_threads, rng=np.random.default_rng([est._seed, 4, est.n_iter_]),
@@ -72,6 +75,65 @@ def assemble(est, comm):
             store[k] = full
     est._label_slice = None
     est._work = None
+
+
+def output_bytes(n_labels, H):
+    """Bytes of a whole output layer with its Adam moments (what fit gathers)."""
+    return 3 * 4 * n_labels * (H + 1)
+
+
+def check_sharded_comm(est):
+    """The communicator a model spread over ranks predicts with."""
+    from slidelearn.utils._mpi import check_comm
+    comm = check_comm(est.comm)
+    if comm is None or comm.Get_size() != est._n_ranks:
+        raise ValueError(
+            f"This model's output layer is split over {est._n_ranks} ranks (it exceeded "
+            "rank_memory_budget, so fit did not gather it): predict collectively, each rank "
+            "with its own rows, after set_params(comm=...) with a communicator of "
+            f"{est._n_ranks} ranks in the order of the fit. decision_function and "
+            "predict_proba, which are dense over all labels, are not available for it.")
+    return comm
+
+
+def topk(est, X, k, mode, n_threads):
+    """Top-k labels (indices) and scores of this rank's rows for a model whose output
+    layer is spread over the ranks: every rank ranks its slice for the rows of all
+    ranks, and each row's owner merges the candidates. Collective."""
+    from slidelearn.utils._threads import single_threaded_blas
+    comm = check_sharded_comm(est)
+    N, me = comm.Get_size(), comm.Get_rank()
+    lo, hi = est._label_slice
+    Hm = est._hidden(X, n_threads)
+    H_all, counts = _allgatherv(comm, Hm)
+    k_loc = min(k, hi - lo)
+    if mode == "lsh":
+        local = est._label_counts[lo:hi]
+        n_head = min(-(-est.inference_head_labels * (hi - lo) // est._n_labels_total), hi - lo)
+        order = np.argsort(-local, kind="stable")[:n_head + 2 * k_loc].astype(np.int32)
+        idx, sc, _ = _network.topk_lsh(H_all, est._model, est._lsh, k_loc,
+                                       est.inference_threshold, order, n_threads,
+                                       est.inference_max_candidates or 0, min(n_head, len(order)))
+    else:
+        with single_threaded_blas():
+            idx, sc = _network.topk_exact(H_all, est._model, k_loc, n_threads)
+    cand = np.full((H_all.shape[0], k), -1, dtype=np.int32)
+    score = np.full((H_all.shape[0], k), -np.inf, dtype=np.float32)
+    cand[:, :k_loc] = np.where(idx >= 0, idx + lo, -1)
+    score[:, :k_loc] = sc
+    # each row's owner receives the candidates of every slice
+    MPI = import_mpi()
+    B = int(counts[me])
+    send_counts = counts * k
+    recv_c = np.empty((N, B, k), dtype=np.int32)
+    recv_s = np.empty((N, B, k), dtype=np.float32)
+    comm.Alltoallv([cand, send_counts, MPI.INT32_T], [recv_c, [B * k] * N, MPI.INT32_T])
+    comm.Alltoallv([score, send_counts, MPI.FLOAT], [recv_s, [B * k] * N, MPI.FLOAT])
+    all_c = recv_c.transpose(1, 0, 2).reshape(B, N * k)
+    all_s = recv_s.transpose(1, 0, 2).reshape(B, N * k)
+    best = np.argsort(-all_s, axis=1, kind="stable")[:, :k]
+    return (np.take_along_axis(all_c, best, axis=1),
+            np.take_along_axis(all_s, best, axis=1))
 
 
 def global_center(est, comm):
