@@ -122,6 +122,55 @@ def test_four_ranks_train_the_single_process_model(tmp_path):
     _check_equivalence(tmp_path, 4)
 
 
+# Sparse input: weighted multi-hot bags of a field split by rows over both ranks,
+# Adagrad with L2: the same model as one process, gathered or left spread.
+SPARSE = r"""
+import json
+import numpy as np, scipy.sparse as sp
+from mpi4py import MPI
+from slidelearn import DLRMRegressor
+from slidelearn._dlrm._distributed import local_batches
+
+comm = MPI.COMM_WORLD
+N, me = comm.size, comm.rank
+rng = np.random.default_rng(0)
+n, B = 256, 32
+rows, cols, vals = [], [], []
+for i in range(n):
+    for c in rng.choice(20, 3, replace=False):
+        rows.append(i); cols.append(c); vals.append(rng.uniform(0.5, 2))
+    rows.append(i); cols.append(20 + rng.integers(100)); vals.append(1.0)
+dense = rng.normal(size=(n, 2))
+X = sp.hstack([sp.csr_matrix(dense), sp.csr_matrix((vals, (rows, cols)), shape=(n, 120))]).tocsr()
+y = dense[:, 0] + 0.1 * np.asarray(X[:, 2:22].sum(axis=1)).ravel()
+kw = dict(feature_groups=[np.arange(2, 22), np.arange(22, 122)], embedding_dim=4,
+          bottom_mlp=(8,), top_mlp=(8,), solver="adagrad", alpha=1e-3, batch_size=B,
+          max_iter=2, shuffle=False, n_jobs=1, random_state=0)
+start = np.concatenate([[0], np.cumsum(local_batches(B, N))])
+mine = np.concatenate([np.arange(b + start[me], b + start[me + 1]) for b in range(0, n, B)])
+ref = DLRMRegressor(**kw).fit(X, y)
+out = {}
+for budget in (None, 1200):
+    m = DLRMRegressor(**kw, comm=comm, rank_memory_budget=budget).fit(X[mine], y[mine])
+    out[str(budget)] = {
+        "theta": float(np.abs(m._model["theta"] - ref._model["theta"]).max()),
+        "pred": float(np.abs(m.predict(X[mine]) - ref.predict(X[mine])).max()),
+        "split": None if m._shard_state is None else
+        len({q for q, t, _, _ in m._shard_state["shards"] if t == 1})}
+json.dump(out, open(f"sparse_{me}.json", "w"))
+"""
+
+
+def test_weighted_multi_hot_bags_over_split_tables(tmp_path):
+    proc = run_mpi(SPARSE, 2, tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for rank in range(2):
+        out = json.loads((tmp_path / f"sparse_{rank}.json").read_text())
+        for r in out.values():
+            assert r["theta"] < 1e-5 and r["pred"] < 1e-4, out
+        assert out["None"]["split"] is None and out["1200"]["split"] == 2
+
+
 FAILING = r"""
 import sys
 import numpy as np
