@@ -15,6 +15,7 @@ MODULES = [
     "slidelearn._dlrm._inputs",
     "slidelearn.datasets._criteo",
     "slidelearn.datasets._movielens",
+    "slidelearn.utils._bfloat16",
 ]
 
 

@@ -1,0 +1,193 @@
+/* bfloat16 conversions, split-SGD and a bf16 dot product, with runtime CPU dispatch.
+ *
+ * A bfloat16 is the upper 16 bits of an IEEE float32. Conversion rounds to nearest,
+ * ties to even, on the integer representation, so denormals round like any other
+ * value; NaN stays NaN (quieted, sign kept) and never rounds to infinity; values
+ * beyond the largest bf16 round to infinity as IEEE rounding says.
+ *
+ * Split-SGD (the CPU-cluster DLRM paper): an fp32 weight is stored as its upper half
+ * `hi` (a bf16, TRUNCATED, not rounded: what forward passes read) and its lower half
+ * `lo`; the update joins them back into the exact fp32, applies w -= lr * g in fp32
+ * and splits again, so training reproduces fp32 SGD bit for bit at 4 bytes a weight.
+ *
+ * Dispatch: the level is chosen once (sl_bf16_set_level) among
+ *   0 generic (portable C), 1 avx512 (AVX-512F/BW integer ops, same bits as generic),
+ *   2 avx512_bf16 (also vdpbf16ps for dot products).
+ * The AVX-512 code is compiled with per-function target attributes: one build runs on
+ * any x86-64 CPU and uses the wide code only where the CPU has it.
+ */
+#ifndef SLIDELEARN_BFLOAT16_H
+#define SLIDELEARN_BFLOAT16_H
+
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 10
+#define SL_HAVE_X86_DISPATCH 1
+#include <immintrin.h>
+#else
+#define SL_HAVE_X86_DISPATCH 0
+#endif
+
+/* w - lr * g must round twice, as fp32 SGD elsewhere does: no fused multiply-add. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define SL_NO_FMA __attribute__((optimize("fp-contract=off")))
+#else
+#define SL_NO_FMA
+#endif
+
+enum { SL_LEVEL_GENERIC = 0, SL_LEVEL_AVX512 = 1, SL_LEVEL_AVX512_BF16 = 2 };
+
+static int sl_bf16_level = SL_LEVEL_GENERIC;
+
+/* Highest level this CPU and this build support. */
+static inline int sl_bf16_max_level(void) {
+#if SL_HAVE_X86_DISPATCH
+    __builtin_cpu_init();
+    if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")))
+        return SL_LEVEL_GENERIC;
+    if (__builtin_cpu_supports("avx512bf16"))
+        return SL_LEVEL_AVX512_BF16;
+    return SL_LEVEL_AVX512;
+#else
+    return SL_LEVEL_GENERIC;
+#endif
+}
+
+static inline void sl_bf16_set_level(int level) { sl_bf16_level = level; }
+static inline int sl_bf16_get_level(void) { return sl_bf16_level; }
+
+/* ---------------------------------------------------------------- scalar */
+static inline uint16_t sl_f32_to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u)          /* NaN: quiet it, keep the sign */
+        return (uint16_t)((u >> 16) | 0x0040u);
+    u += 0x7fffu + ((u >> 16) & 1u);              /* round to nearest, ties to even */
+    return (uint16_t)(u >> 16);
+}
+
+static inline float sl_bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+SL_NO_FMA static inline void sl_sgd_split_scalar(uint16_t *hi, uint16_t *lo, const float *g,
+                                       float lr, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t u = ((uint32_t)hi[i] << 16) | lo[i];
+        float w;
+        memcpy(&w, &u, 4);
+        w -= lr * g[i];
+        memcpy(&u, &w, 4);
+        hi[i] = (uint16_t)(u >> 16);
+        lo[i] = (uint16_t)u;
+    }
+}
+
+/* ---------------------------------------------------------------- AVX-512 */
+#if SL_HAVE_X86_DISPATCH
+__attribute__((target("avx512f,avx512bw")))
+static void sl_to_bf16_avx512(const float *x, uint16_t *out, int64_t n) {
+    const __m512i exp_mask = _mm512_set1_epi32(0x7fffffff);
+    const __m512i inf = _mm512_set1_epi32(0x7f800000);
+    const __m512i bias = _mm512_set1_epi32(0x7fff);
+    const __m512i one = _mm512_set1_epi32(1);
+    const __m512i quiet = _mm512_set1_epi32(0x00400000);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512i u = _mm512_loadu_si512((const void *)(x + i));
+        __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, exp_mask), inf);
+        __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), one);
+        __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(bias, lsb));
+        r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(u, quiet));
+        _mm256_storeu_si256((__m256i *)(out + i), _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16)));
+    }
+    for (; i < n; i++)
+        out[i] = sl_f32_to_bf16(x[i]);
+}
+
+__attribute__((target("avx512f,avx512bw")))
+static void sl_from_bf16_avx512(const uint16_t *h, float *out, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512i u = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(h + i)));
+        _mm512_storeu_si512((void *)(out + i), _mm512_slli_epi32(u, 16));
+    }
+    for (; i < n; i++)
+        out[i] = sl_bf16_to_f32(h[i]);
+}
+
+SL_NO_FMA __attribute__((target("avx512f,avx512bw")))
+static void sl_sgd_split_avx512(uint16_t *hi, uint16_t *lo, const float *g, float lr,
+                                int64_t n) {
+    const __m512 vlr = _mm512_set1_ps(lr);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512i h = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(hi + i)));
+        __m512i l = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(lo + i)));
+        __m512 w = _mm512_castsi512_ps(_mm512_or_si512(_mm512_slli_epi32(h, 16), l));
+        /* w - lr * g, rounded once per operation as the scalar code (no FMA) */
+        w = _mm512_sub_ps(w, _mm512_mul_ps(vlr, _mm512_loadu_ps(g + i)));
+        __m512i u = _mm512_castps_si512(w);
+        _mm256_storeu_si256((__m256i *)(hi + i), _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16)));
+        _mm256_storeu_si256((__m256i *)(lo + i), _mm512_cvtepi32_epi16(u));
+    }
+    sl_sgd_split_scalar(hi + i, lo + i, g + i, lr, n - i);
+}
+
+__attribute__((target("avx512f,avx512bw,avx512bf16")))
+static float sl_dot_bf16_avx512bf16(const uint16_t *a, const uint16_t *b, int64_t n) {
+    __m512 acc = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m512bh va = (__m512bh)_mm512_loadu_si512((const void *)(a + i));
+        __m512bh vb = (__m512bh)_mm512_loadu_si512((const void *)(b + i));
+        acc = _mm512_dpbf16_ps(acc, va, vb);
+    }
+    float s = _mm512_reduce_add_ps(acc);
+    for (; i < n; i++)
+        s += sl_bf16_to_f32(a[i]) * sl_bf16_to_f32(b[i]);
+    return s;
+}
+#endif
+
+/* ---------------------------------------------------------------- dispatch */
+static inline void sl_to_bf16(const float *x, uint16_t *out, int64_t n) {
+#if SL_HAVE_X86_DISPATCH
+    if (sl_bf16_level >= SL_LEVEL_AVX512) { sl_to_bf16_avx512(x, out, n); return; }
+#endif
+    for (int64_t i = 0; i < n; i++)
+        out[i] = sl_f32_to_bf16(x[i]);
+}
+
+static inline void sl_from_bf16(const uint16_t *h, float *out, int64_t n) {
+#if SL_HAVE_X86_DISPATCH
+    if (sl_bf16_level >= SL_LEVEL_AVX512) { sl_from_bf16_avx512(h, out, n); return; }
+#endif
+    for (int64_t i = 0; i < n; i++)
+        out[i] = sl_bf16_to_f32(h[i]);
+}
+
+static inline void sl_sgd_split(uint16_t *hi, uint16_t *lo, const float *g, float lr,
+                                int64_t n) {
+#if SL_HAVE_X86_DISPATCH
+    if (sl_bf16_level >= SL_LEVEL_AVX512) { sl_sgd_split_avx512(hi, lo, g, lr, n); return; }
+#endif
+    sl_sgd_split_scalar(hi, lo, g, lr, n);
+}
+
+/* fp32-accumulated dot product of two bf16 vectors */
+static inline float sl_dot_bf16(const uint16_t *a, const uint16_t *b, int64_t n) {
+#if SL_HAVE_X86_DISPATCH
+    if (sl_bf16_level >= SL_LEVEL_AVX512_BF16) return sl_dot_bf16_avx512bf16(a, b, n);
+#endif
+    float s = 0.0f;
+    for (int64_t i = 0; i < n; i++)
+        s += sl_bf16_to_f32(a[i]) * sl_bf16_to_f32(b[i]);
+    return s;
+}
+
+#endif
