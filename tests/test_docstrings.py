@@ -16,6 +16,7 @@ MODULES = [
     "slidelearn.datasets._criteo",
     "slidelearn.datasets._movielens",
     "slidelearn.utils._bfloat16",
+    "slidelearn.utils._mpi",
 ]
 
 

@@ -18,7 +18,7 @@ import hashlib, json, pickle, sys
 import numpy as np
 from mpi4py import MPI
 from slidelearn import DLRMClassifier, DLRMRegressor
-from slidelearn._dlrm._distributed import local_batches
+from slidelearn.utils._mpi import local_batches
 
 comm = MPI.COMM_WORLD
 N, me = comm.size, comm.rank
@@ -129,7 +129,7 @@ import json
 import numpy as np, scipy.sparse as sp
 from mpi4py import MPI
 from slidelearn import DLRMRegressor
-from slidelearn._dlrm._distributed import local_batches
+from slidelearn.utils._mpi import local_batches
 
 comm = MPI.COMM_WORLD
 N, me = comm.size, comm.rank

@@ -17,7 +17,7 @@ import numpy as np
 from mpi4py import MPI
 from slidelearn import SlideClassifier
 from slidelearn.datasets import make_extreme_classification
-from slidelearn._dlrm._distributed import local_batches
+from slidelearn.utils._mpi import local_batches
 
 comm = MPI.COMM_WORLD
 N, me = comm.size, comm.rank

@@ -14,7 +14,8 @@ As in the CPU-cluster DLRM work:
   backward + update. A bag of a row-split table is the sum of its shards' partial
   pools.
 
-Step semantics: ``batch_size`` is the global batch. Rank ``r`` takes
+Step semantics (``slidelearn.utils._mpi.step_plan``): ``batch_size`` is the global
+batch. Rank ``r`` takes
 ``batch_size // N + (r < batch_size % N)`` of its own rows per step; a step's global
 batch is the concatenation, in rank order, of the ranks' local batches, and the
 gradient is the mean over it. With a deterministic configuration the model is
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..utils._mpi import alltoallv, alltoallv_known, import_mpi
+from ..utils._mpi import alltoallv, alltoallv_known, import_mpi, local_batches, step_plan
 from . import _kernels
 
 ROWS_PER_BLOCK = 1 << 16  # rows drawn from one random stream at initialisation
@@ -312,12 +313,6 @@ class _Exchange:
                              alpha, n_threads)
 
 
-def local_batches(batch_size, n_ranks):
-    """Rows each rank contributes to a global batch of ``batch_size``."""
-    return np.array([batch_size // n_ranks + (q < batch_size % n_ranks)
-                     for q in range(n_ranks)], dtype=np.int64)
-
-
 def train_epoch(est, st, dense, bags, Y, order, epoch, n_threads, has_wts, stats=None):
     """One pass of every rank over its rows ``order``; returns the mean loss over
     all ranks' rows. Collective.
@@ -330,17 +325,10 @@ def train_epoch(est, st, dense, bags, Y, order, epoch, n_threads, has_wts, stats
     MPI = import_mpi()
     comm = st.comm
     N, me = comm.Get_size(), comm.Get_rank()
-    n_local = np.array(comm.allgather(len(order)), dtype=np.int64)
-    lbs = local_batches(int(min(est.batch_size, max(n_local.sum(), 1))), N)
-    live = lbs > 0
-    if np.any(n_local[~live] > 0):
-        raise ValueError(f"batch_size={est.batch_size} gives some of the {N} ranks no rows "
-                         "per step; use batch_size >= the number of ranks.")
-    steps = int(max(-(-n_local[live] // lbs[live]))) if live.any() else 0
+    n_local, lbs, steps = step_plan(comm, len(order), est.batch_size)
     lrs = est._lrs(steps, epoch)
     spec, model = est._spec, est._model
     work = est._get_work(int(lbs[me]) if lbs[me] else 1)
-    k, T, d = spec["k"], spec["n_tables"], spec["d"]
     total = np.zeros(1, dtype=np.float64)
     alpha = float(spec["alpha"])
     t_start = time.perf_counter()

@@ -28,9 +28,8 @@ import time
 
 import numpy as np
 
-from slidelearn._dlrm._distributed import local_batches
 from slidelearn._slide import _network
-from slidelearn.utils._mpi import import_mpi
+from slidelearn.utils._mpi import import_mpi, step_plan
 
 _OUT_KEYS = ("W_out", "b_out")
 _OPT_KEYS = ("m_out", "v_out", "mb_out", "vb_out")
@@ -163,13 +162,7 @@ def train_epoch(est, comm, X, Y_indptr, Y_indices, rows, n_threads, lr, stats):
     MPI = import_mpi()
     N, me = comm.Get_size(), comm.Get_rank()
     lo, hi = est._label_slice
-    n_local = np.array(comm.allgather(len(rows)), dtype=np.int64)
-    lbs = local_batches(int(min(est.batch_size, max(n_local.sum(), 1))), N)
-    live = lbs > 0
-    if np.any(n_local[~live] > 0):
-        raise ValueError(f"batch_size={est.batch_size} gives some of the {N} ranks no rows "
-                         "per step; use batch_size >= the number of ranks.")
-    steps = int(max(-(-n_local[live] // lbs[live]))) if live.any() else 0
+    n_local, lbs, steps = step_plan(comm, len(rows), est.batch_size)
     work = est._get_work(n_threads, est._max_labels)
     model = est._model
     H = int(model["sizes"][-1])

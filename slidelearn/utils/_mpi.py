@@ -232,3 +232,48 @@ def alltoallv_known(comm, send, send_counts, recv, recv_counts, request=False):
         return comm.Ialltoallv(*args)
     comm.Alltoallv(*args)
     return None
+
+
+def local_batches(batch_size, n_ranks):
+    """Rows each rank contributes to a global batch of ``batch_size``: ``batch_size //
+    n_ranks``, one more for the first ``batch_size % n_ranks`` ranks.
+
+    Examples
+    --------
+    >>> from slidelearn.utils._mpi import local_batches
+    >>> local_batches(10, 4).tolist()
+    [3, 3, 2, 2]
+    """
+    return np.array([batch_size // n_ranks + (q < batch_size % n_ranks)
+                     for q in range(n_ranks)], dtype=np.int64)
+
+
+def step_plan(comm, n_rows, batch_size):
+    """The steps of an epoch in which every rank trains on its ``n_rows`` rows.
+    Collective.
+
+    Returns
+    -------
+    n_local : ndarray of int64
+        Rows of every rank.
+    lbs : ndarray of int64
+        Rows every rank contributes per step (:func:`local_batches`).
+    steps : int
+        Steps of the epoch: until the last rank runs out of rows.
+
+    Examples
+    --------
+    >>> from mpi4py import MPI  # doctest: +SKIP
+    >>> from slidelearn.utils._mpi import step_plan
+    >>> step_plan(MPI.COMM_WORLD, 100, 32)[2]  # doctest: +SKIP
+    4
+    """
+    N = comm.Get_size()
+    n_local = np.array(comm.allgather(int(n_rows)), dtype=np.int64)
+    lbs = local_batches(int(min(batch_size, max(n_local.sum(), 1))), N)
+    live = lbs > 0
+    if np.any(n_local[~live] > 0):
+        raise ValueError(f"batch_size={batch_size} gives some of the {N} ranks no rows per "
+                         "step; use batch_size >= the number of ranks.")
+    steps = int(max(-(-n_local[live] // lbs[live]))) if live.any() else 0
+    return n_local, lbs, steps
