@@ -23,7 +23,8 @@ from setuptools.command.build_ext import build_ext
 
 EXTENSIONS = [
     "slidelearn.utils._openmp_helpers",
-    "slidelearn.utils._bfloat16",
+    "slidelearn.utils._cpu",
+    "slidelearn.utils._bf16",
     "slidelearn._slide._hashing",
     "slidelearn._slide._network",
     "slidelearn.datasets._xc_format",

@@ -15,7 +15,8 @@ MODULES = [
     "slidelearn._dlrm._inputs",
     "slidelearn.datasets._criteo",
     "slidelearn.datasets._movielens",
-    "slidelearn.utils._bfloat16",
+    "slidelearn.utils._bf16",
+    "slidelearn.utils._cpu",
     "slidelearn.utils._mpi",
 ]
 
