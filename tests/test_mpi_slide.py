@@ -45,6 +45,19 @@ for name, y in [("multilabel", Y), ("multiclass", np.array(Y.argmax(axis=1)).rav
     r["pickle"] = float(np.abs(loaded.decision_function(X) - m.decision_function(X)).max())
     r["comm_after_pickle"] = repr(loaded.comm)
     res[name] = r
+# partial_fit, three calls: the output layer and its Adam moments are gathered at the
+# end of every call and sliced again at the start of the next.
+ref, m = SlideClassifier(**kw), SlideClassifier(**kw, comm=comm)
+for lo, hi in [(0, 96), (96, n), (0, n)]:
+    r = np.concatenate([np.arange(b + start[me], min(b + start[me + 1], hi))
+                        for b in range(lo, hi, B)])
+    ref.partial_fit(X[lo:hi], Y[lo:hi], classes=np.arange(40))
+    m.partial_fit(X[r], Y[r], classes=np.arange(40))
+pf = {k: float(np.abs(ref._model[k] - m._model[k]).max())
+      for k in ("W_in", "dense", "W_out", "b_out")}
+pf.update({k: float(np.abs(ref._opt[k] - m._opt[k]).max()) for k in ref._opt})
+res["partial_fit"] = pf
+res["partial_fit_loss"] = [m.loss_curve_, ref.loss_curve_]
 # A budget below the output layer's size: it stays spread over the ranks after fit,
 # each rank having drawn and trained only its slice, and the model predicts collectively.
 ref = SlideClassifier(**kw).fit(X, Y)
@@ -84,6 +97,10 @@ def test_ranks_train_the_single_process_model(tmp_path, n_ranks):
     for rank in range(n_ranks):
         res = json.loads((tmp_path / f"result_{rank}.json").read_text())
         sh = res.pop("sharded")
+        pf = res.pop("partial_fit")
+        assert max(pf.values()) < 1e-5, pf
+        loss, loss_ref = res.pop("partial_fit_loss")
+        assert loss == pytest.approx(loss_ref, rel=1e-5)
         assert sh["W_out_rows"] == sh["slice"][1] - sh["slice"][0] < 40  # only its slice
         assert sh["W_out"] < 1e-5 and sh["topk_same"] and sh["topk_scores"] < 1e-4, sh
         assert sh["score"] == pytest.approx(sh["score_ref"]) and sh["lsh_shape"][1] == 5
@@ -150,6 +167,15 @@ comm = MPI.COMM_WORLD
 X, Y = make_extreme_classification(n_samples=100, n_features=50, n_labels=10,
                                    random_state=comm.rank)[:2]
 X = X.toarray()
+# Parameters or classes that differ between ranks: a clear error on every rank
+y3 = np.asarray(Y.argmax(axis=1)).ravel() % 3
+for params, classes in [({"learning_rate": 1e-3 * (1 + comm.rank)}, [0, 1, 2]),
+                        ({}, [0, 1, 2] if comm.rank else [0, 1, 2, 3])]:
+    try:
+        SlideClassifier(comm=comm, **params).partial_fit(X, y3, classes=classes)
+        print(f"rank {comm.rank}: not detected", flush=True)
+    except ValueError as exc:
+        print(f"rank {comm.rank}: caught: {exc}", flush=True)
 if comm.rank == 1:
     X[5, 3] = np.inf
 try:
@@ -166,3 +192,8 @@ def test_bad_input_on_one_rank_fails_every_rank(tmp_path):
     assert proc.returncode != 0 and "unreachable" not in proc.stdout
     assert "rank 1: ValueError" in proc.stdout and "inf" in proc.stdout.lower(), proc.stdout
     assert "rank 0: ValueError: rank 1 of 2 failed" in proc.stdout, proc.stdout
+    assert "not detected" not in proc.stdout
+    for rank in range(2):
+        assert (f"rank {rank}: caught: All ranks must fit with the same parameters; they "
+                "differ in learning_rate") in proc.stdout, proc.stdout
+        assert f"rank {rank}: caught: All ranks must pass the same classes" in proc.stdout

@@ -174,8 +174,12 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         hidden layers are replicated (their gradients summed). ``batch_size`` is the
         global batch, ``min_active`` is split among the slices, and ``n_jobs=None``
         gives each rank its share of its node's cores. Launch with ``mpiexec -n 4
-        python -m mpi4py script.py`` (``pip install slidelearn[mpi]``). Not combined
-        with ``early_stopping`` or ``dropout``. The communicator is not pickled.
+        python -m mpi4py script.py`` (``pip install slidelearn[mpi]``). Every rank
+        builds the estimator with the same parameters (``n_jobs``, ``verbose`` and
+        ``random_state`` aside: rank 0's seed is used) and, for ``partial_fit``, the
+        same ``classes``; ``classes_`` is otherwise the union of the ranks' labels.
+        Not combined with ``early_stopping`` or ``dropout``. The communicator is not
+        pickled.
     rank_memory_budget : float or None, default=None
         With ``comm``: the most bytes of output layer one rank may hold after ``fit``.
         Each rank draws and trains only its slice of the output neurons; at the end
@@ -607,6 +611,18 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         lsh["ids"] = ids
         lsh["bucket_size"] = int(bucket_size)
 
+    def _check_same_classes(self, classes):
+        """On a later ``partial_fit`` call: ``classes``, when given, must be ``classes_``."""
+        if classes is None:
+            return
+        c = np.asarray(classes)
+        same = (c.shape == self.classes_.shape and np.array_equal(c, self.classes_)
+                if self.multilabel_ else
+                len(c) == len(self.classes_) and np.array_equal(np.unique(c), self.classes_))
+        if not same:
+            raise ValueError(f"`classes={classes!r}` is not the same as on the first call "
+                             f"to partial_fit, was: {self.classes_!r}")
+
     def _get_work(self, n_threads, max_labels):
         m = self._model
         n_features, H0 = m["W_in"].shape
@@ -701,14 +717,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         if first:
             Y_indptr, Y_indices = self._encode_y(y, classes=classes, first=True)
         else:
-            if classes is not None:
-                c = np.asarray(classes)
-                same = (c.shape == self.classes_.shape and np.array_equal(c, self.classes_)
-                        if self.multilabel_ else
-                        len(c) == len(self.classes_) and np.array_equal(np.unique(c), self.classes_))
-                if not same:
-                    raise ValueError(f"`classes={classes!r}` is not the same as on the first call "
-                                     f"to partial_fit, was: {self.classes_!r}")
+            self._check_same_classes(classes)
             Y_indptr, Y_indices = self._encode_y(y)
         if Y_indptr.shape[0] - 1 != X.shape[0]:
             raise ValueError(f"X has {X.shape[0]} samples but y has {Y_indptr.shape[0] - 1}.")
@@ -802,7 +811,11 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
     def _fit_mpi(self, X, y, comm, *, incremental, classes=None):
         """SPMD fit / partial_fit, label parallel (see ``comm`` and _label_parallel)."""
         from slidelearn._slide import _label_parallel
+        _label_parallel.agree_params(comm, self)
         first = not hasattr(self, "_model") or not (incremental or self.warm_start)
+        _mpi.agree(comm, (first, None if first else (self._step, len(self.classes_))),
+                   "whether this call starts a new model, and else the training steps "
+                   "and classes of the model it continues")
         local_classes = None
         with _mpi.raise_together(comm):
             if self.early_stopping or self.dropout > 0:
@@ -824,10 +837,15 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             if first:
                 Y_indptr, Y_indices = self._encode_y(y, classes=classes, first=True)
             else:
+                self._check_same_classes(classes)
                 Y_indptr, Y_indices = self._encode_y(y)
             if Y_indptr.shape[0] - 1 != X.shape[0]:
                 raise ValueError(f"X has {X.shape[0]} samples but y has "
                                  f"{Y_indptr.shape[0] - 1}.")
+        if first and local_classes is None:
+            # classes= given on every rank (or indicator columns): the same everywhere,
+            # else the ranks would build output layers of different sizes
+            _label_parallel.agree_classes(comm, self.classes_)
         n_threads = _mpi.rank_threads(comm, self.n_jobs)
         self.n_threads_ = n_threads
         if not first and not self._model["W_in"].flags.writeable:

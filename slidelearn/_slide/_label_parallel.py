@@ -40,6 +40,40 @@ def label_bounds(n_labels, n_ranks):
     return (np.arange(n_ranks + 1, dtype=np.int64) * n_labels) // n_ranks
 
 
+def agree_classes(comm, classes):
+    """Raise ``ValueError`` on every rank unless every rank has the same ``classes``
+    (compared through a digest, so that long arrays cost one small allgather).
+    Collective."""
+    import hashlib
+    classes = np.asarray(classes)
+    digest = hashlib.sha1(repr(classes.tolist()).encode()).hexdigest()
+    head = repr(classes[:5].tolist()) + ("..." if len(classes) > 5 else "")
+    seen = comm.allgather((len(classes), digest, head))
+    if len({d for _, d, _ in seen}) > 1:
+        raise ValueError("All ranks must pass the same classes; got "
+                         + ", ".join(f"rank {r}: {n} classes {text}"
+                                     for r, (n, _, text) in enumerate(seen)))
+
+
+# Parameters a rank may set on its own: they do not change the model it trains.
+_LOCAL_PARAMS = ("comm", "n_jobs", "verbose", "random_state")
+
+
+def agree_params(comm, est):
+    """Raise ``ValueError`` on every rank, naming the parameters, unless every rank's
+    estimator has the same training parameters (all but ``comm``, ``n_jobs``,
+    ``verbose`` and ``random_state``, whose seed rank 0 broadcasts). Collective."""
+    mine = {k: repr(v) for k, v in est.get_params(deep=False).items()
+            if k not in _LOCAL_PARAMS}
+    seen = comm.allgather(mine)
+    bad = sorted(k for k in mine if any(p.get(k) != mine[k] for p in seen))
+    if bad:
+        raise ValueError("All ranks must fit with the same parameters; they differ in "
+                         + "; ".join(f"{k} (" + ", ".join(f"rank {r}: {p.get(k)}"
+                                                          for r, p in enumerate(seen)) + ")"
+                                     for k in bad))
+
+
 def to_slice(est, comm, n_threads):
     """Keep only this rank's slice of the output layer (and its Adam state), unless
     the model holds just that slice already, and rebuild the tables from it (local
