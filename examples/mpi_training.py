@@ -24,7 +24,6 @@ each rank would read its own files):
   logs), hybrid parallel: the MLPs replicated on every rank, the 26 embedding tables
   spread over the ranks.
 """
-import os
 from pathlib import Path
 
 import numpy as np
@@ -32,30 +31,19 @@ from mpi4py import MPI
 from sklearn.metrics import log_loss, roc_auc_score
 
 from slidelearn import DLRMClassifier, SlideClassifier
-from slidelearn.datasets import CRITEO_CATEGORICAL_FEATURES, iter_criteo, load_xc_repository
+from slidelearn.datasets import (
+    CRITEO_CATEGORICAL_FEATURES, iter_criteo, load_xc_repository, find_shared_data)
 from slidelearn.metrics import precision_at_k
 
-
-def shared_data(name):
-    """The folder ``name`` of the shared data: ``$SLIDELEARN_DATA/name`` if that
-    variable is set, else ``shared/data/name`` in the first folder above this one that
-    has it (``../shared/data`` relative to the repository root)."""
-    if os.environ.get("SLIDELEARN_DATA"):
-        return Path(os.environ["SLIDELEARN_DATA"]) / name
-    here = Path(__file__).resolve().parent
-    for folder in (here, *here.parents):
-        if (folder / "shared" / "data" / name).is_dir():
-            return folder / "shared" / "data" / name
-    raise FileNotFoundError(f"no shared/data/{name} above {here}: set SLIDELEARN_DATA "
-                            "to the folder that holds it")
-
+# the examples folder (sphinx-gallery runs the examples there and defines no __file__)
+HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
 
 comm = MPI.COMM_WORLD
 rank, n_ranks = comm.Get_rank(), comm.Get_size()
 
 # SlideClassifier on Bibtex: this rank's rows only.
-X_train, Y_train = load_xc_repository(shared_data("bibtex") / "train.txt")
-X_test, Y_test = load_xc_repository(shared_data("bibtex") / "test.txt")
+X_train, Y_train = load_xc_repository(find_shared_data("bibtex", start=HERE) / "train.txt")
+X_test, Y_test = load_xc_repository(find_shared_data("bibtex", start=HERE) / "test.txt")
 slide = SlideClassifier(max_iter=20, random_state=0, comm=comm)
 slide.fit(X_train[rank::n_ranks], Y_train[rank::n_ranks])
 if rank == 0:  # every rank holds the same model; rank 0 reports
@@ -65,7 +53,8 @@ if rank == 0:  # every rank holds the same model; rank 0 reports
           f"P@5 {precision_at_k(Y_test, labels, k=5):.3f}")
 
 n_hash_bins = 1000
-chunks = list(iter_criteo(shared_data("criteo-sample") / "train.txt", chunksize=1000,
+criteo = find_shared_data("criteo-sample", start=HERE) / "train.txt"
+chunks = list(iter_criteo(criteo, chunksize=1000,
                           n_hash_bins=n_hash_bins))
 X = np.vstack([c[0] for c in chunks])
 y = np.concatenate([c[1] for c in chunks])

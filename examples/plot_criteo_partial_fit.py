@@ -24,7 +24,6 @@ on the full 45-million-row file. The example takes a few seconds.
 # table. With only 1,000 rows we keep the chunks in a list and hold out the last two
 # (200 rows) for testing; on a real stream the training chunks would be consumed as
 # they are read.
-import os
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -32,26 +31,14 @@ import numpy as np
 from sklearn.metrics import log_loss, roc_auc_score
 
 from slidelearn import DLRMClassifier
-from slidelearn.datasets import CRITEO_CATEGORICAL_FEATURES, iter_criteo
+from slidelearn.datasets import CRITEO_CATEGORICAL_FEATURES, iter_criteo, find_shared_data
 
-
-def shared_data(name):
-    """The folder ``name`` of the shared data: ``$SLIDELEARN_DATA/name`` if that
-    variable is set, else ``shared/data/name`` in the first folder above this one that
-    has it (``../shared/data`` relative to the repository root)."""
-    if os.environ.get("SLIDELEARN_DATA"):
-        return Path(os.environ["SLIDELEARN_DATA"]) / name
-    # sphinx-gallery runs the examples from their folder and defines no __file__
-    here = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
-    for folder in (here, *here.parents):
-        if (folder / "shared" / "data" / name).is_dir():
-            return folder / "shared" / "data" / name
-    raise FileNotFoundError(f"no shared/data/{name} above {here}: set SLIDELEARN_DATA "
-                            "to the folder that holds it")
-
+# the examples folder (sphinx-gallery runs the examples there and defines no __file__)
+HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
 
 n_hash_bins = 1000
-chunks = list(iter_criteo(shared_data("criteo-sample") / "train.txt", chunksize=100,
+criteo = find_shared_data("criteo-sample", start=HERE) / "train.txt"
+chunks = list(iter_criteo(criteo, chunksize=100,
                           n_hash_bins=n_hash_bins))
 train_chunks, test_chunks = chunks[:-2], chunks[-2:]
 X_test = np.vstack([X for X, _ in test_chunks])

@@ -25,30 +25,19 @@ import pandas as pd
 from sklearn.model_selection import GridSearchCV, KFold
 
 from slidelearn import SlideClassifier
-from slidelearn.datasets import load_xc_repository
+from slidelearn.datasets import load_xc_repository, find_shared_data
 from slidelearn.metrics import make_precision_at_k_scorer, precision_at_k
+
+# the examples folder (sphinx-gallery runs the examples there and defines no __file__)
+HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
 
 # SLIDELEARN_QUICK_EXAMPLES=1 (set by the documentation build) searches fewer settings
 # with fewer epochs.
 QUICK = os.environ.get("SLIDELEARN_QUICK_EXAMPLES", "0") not in ("", "0")
 
 
-def shared_data(name):
-    """The folder ``name`` of the shared data: ``$SLIDELEARN_DATA/name`` if that
-    variable is set, else ``shared/data/name`` in the first folder above this one that
-    has it (``../shared/data`` relative to the repository root)."""
-    if os.environ.get("SLIDELEARN_DATA"):
-        return Path(os.environ["SLIDELEARN_DATA"]) / name
-    # sphinx-gallery runs the examples from their folder and defines no __file__
-    here = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
-    for folder in (here, *here.parents):
-        if (folder / "shared" / "data" / name).is_dir():
-            return folder / "shared" / "data" / name
-    raise FileNotFoundError(f"no shared/data/{name} above {here}: set SLIDELEARN_DATA "
-                            "to the folder that holds it")
 
-
-data = shared_data("bibtex")
+data = find_shared_data("bibtex", start=HERE)
 X_train, Y_train = load_xc_repository(data / "train.txt")
 X_test, Y_test = load_xc_repository(data / "test.txt")
 print(f"train {X_train.shape}, test {X_test.shape}, {Y_train.shape[1]} labels")

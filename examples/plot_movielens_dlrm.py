@@ -31,28 +31,17 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler, TargetEncoder
 
 from slidelearn import DLRMRegressor
-from slidelearn.datasets import load_movielens
+from slidelearn.datasets import load_movielens, find_shared_data
+
+# the examples folder (sphinx-gallery runs the examples there and defines no __file__)
+HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
 
 # SLIDELEARN_QUICK_EXAMPLES=1 (set by the documentation build) trains fewer epochs.
 QUICK = os.environ.get("SLIDELEARN_QUICK_EXAMPLES", "0") not in ("", "0")
 
 
-def shared_data(name):
-    """The folder ``name`` of the shared data: ``$SLIDELEARN_DATA/name`` if that
-    variable is set, else ``shared/data/name`` in the first folder above this one that
-    has it (``../shared/data`` relative to the repository root)."""
-    if os.environ.get("SLIDELEARN_DATA"):
-        return Path(os.environ["SLIDELEARN_DATA"]) / name
-    # sphinx-gallery runs the examples from their folder and defines no __file__
-    here = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
-    for folder in (here, *here.parents):
-        if (folder / "shared" / "data" / name).is_dir():
-            return folder / "shared" / "data" / name
-    raise FileNotFoundError(f"no shared/data/{name} above {here}: set SLIDELEARN_DATA "
-                            "to the folder that holds it")
 
-
-ml = load_movielens(shared_data("ml-100k"))
+ml = load_movielens(find_shared_data("ml-100k", start=HERE))
 print(f"{ml.data.shape[0]:,} ratings, {ml.data.shape[1]} columns")
 print("categorical:", ml.categorical_features)
 print("numeric:", ml.feature_names[len(ml.categorical_features):][:4], "...")

@@ -28,28 +28,18 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.decomposition import PCA
 
+from slidelearn.datasets import find_shared_data
 from slidelearn import SlideClassifier
+
+# the examples folder (sphinx-gallery runs the examples there and defines no __file__)
+HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
 
 # SLIDELEARN_QUICK_EXAMPLES=1 (set by the documentation build) uses fewer words.
 QUICK = os.environ.get("SLIDELEARN_QUICK_EXAMPLES", "0") not in ("", "0")
 
 
-def shared_data(name):
-    """The folder ``name`` of the shared data: ``$SLIDELEARN_DATA/name`` if that
-    variable is set, else ``shared/data/name`` in the first folder above this one that
-    has it (``../shared/data`` relative to the repository root)."""
-    if os.environ.get("SLIDELEARN_DATA"):
-        return Path(os.environ["SLIDELEARN_DATA"]) / name
-    # sphinx-gallery runs the examples from their folder and defines no __file__
-    here = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
-    for folder in (here, *here.parents):
-        if (folder / "shared" / "data" / name).is_dir():
-            return folder / "shared" / "data" / name
-    raise FileNotFoundError(f"no shared/data/{name} above {here}: set SLIDELEARN_DATA "
-                            "to the folder that holds it")
 
-
-words = (shared_data("text8-10M") / "text8_first10M.txt").read_text().split()
+words = (find_shared_data("text8-10M", start=HERE) / "text8_first10M.txt").read_text().split()
 print(f"{len(words):,} words")
 
 # The most frequent words form the vocabulary; the others are dropped from the text.

@@ -450,3 +450,18 @@ def test_make_extreme_classification_validation(kwargs, exc):
 def test_docstring_examples_run(module):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_find_shared_data(tmp_path, monkeypatch):
+    from slidelearn.datasets import find_shared_data
+    monkeypatch.delenv("SLIDELEARN_DATA", raising=False)
+    (tmp_path / "shared" / "data" / "bibtex").mkdir(parents=True)
+    inner = tmp_path / "repo" / "examples"
+    inner.mkdir(parents=True)
+    assert find_shared_data("bibtex", start=inner) == tmp_path / "shared" / "data" / "bibtex"
+    monkeypatch.chdir(inner)
+    assert find_shared_data("bibtex") == tmp_path.resolve() / "shared" / "data" / "bibtex"
+    with pytest.raises(FileNotFoundError, match="SLIDELEARN_DATA"):
+        find_shared_data("text9", start=inner)
+    monkeypatch.setenv("SLIDELEARN_DATA", "/somewhere")
+    assert str(find_shared_data("bibtex", start=inner)) == "/somewhere/bibtex"

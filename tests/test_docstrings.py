@@ -9,6 +9,7 @@ MODULES = [
     "slidelearn.metrics",
     "slidelearn.datasets._xc_format_io",
     "slidelearn.datasets._samples_generator",
+    "slidelearn.datasets._shared",
     "slidelearn.utils.validation",
     "slidelearn.__main__",
     "slidelearn._dlrm._estimators",

@@ -217,13 +217,12 @@ def test_a_failing_rank_ends_the_job(tmp_path, mode):
         assert "rank 0: ValueError: rank 1 of 2 failed" in proc.stdout, proc.stdout
 
 
-def test_mpi_example_runs(tmp_path, shared_data):
+def test_mpi_example_runs(tmp_path, shared_data, monkeypatch):
     """examples/mpi_training.py (not run by the gallery build) on 2 ranks."""
     import re
     from pathlib import Path
     script = (Path(__file__).resolve().parents[1] / "examples" / "mpi_training.py").read_text()
-    script = script.replace('here = Path(__file__).resolve().parent',
-                            f'here = Path({str(shared_data.parent.parent)!r})')
+    monkeypatch.setenv("SLIDELEARN_DATA", str(shared_data))  # the copy runs in tmp_path
     proc = run_mpi(script, 2, tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()

@@ -2,11 +2,13 @@
 from slidelearn.datasets._criteo import CRITEO_CATEGORICAL_FEATURES, iter_criteo
 from slidelearn.datasets._movielens import load_movielens
 from slidelearn.datasets._samples_generator import make_extreme_classification
+from slidelearn.datasets._shared import find_shared_data
 from slidelearn.datasets._xc_format_io import dump_xc_repository, load_xc_repository
 
 __all__ = [
     "CRITEO_CATEGORICAL_FEATURES",
     "dump_xc_repository",
+    "find_shared_data",
     "iter_criteo",
     "load_movielens",
     "load_xc_repository",
