@@ -12,7 +12,7 @@ from slidelearn.utils._threads import single_threaded_blas
 
 from slidelearn._slide import _hashing, _network
 from slidelearn.metrics import precision_at_k
-from slidelearn.utils import _mpi
+from slidelearn.utils import _bf16, _mpi
 from slidelearn.utils._openmp_helpers import effective_n_threads
 from slidelearn.utils.validation import check_csr_indices, validate_sparse_X
 
@@ -126,6 +126,17 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
     beta_1, beta_2, epsilon : float, default=0.9, 0.999, 1e-8
         Adam parameters. Only rows and neurons that received a gradient in a batch
         are updated (lazy Adam, as PyTorch's ``SparseAdam``).
+    precision : {"float32", "bfloat16"}, default="float32"
+        Arithmetic of the output layer's dot products during training. The weights,
+        their updates and Adam's moments are float32 either way. ``"bfloat16"``
+        keeps beside ``W_out`` a bfloat16 copy of it (2 bytes per weight, refreshed,
+        rounded to nearest even, whenever Adam updates a row) and computes each
+        sample's logits and its gradient with respect to the last hidden layer from
+        that copy and from the activations rounded to bfloat16, with float32
+        accumulation: half the memory traffic of the output layer, and the
+        ``vdpbf16ps`` instruction on CPUs with AVX512-BF16 (a float32 emulation,
+        slower, elsewhere). Prediction uses the float32 weights. Single process only
+        (not with ``comm``).
     dropout : float, default=0.0
         Probability of zeroing each unit of the last hidden layer during training
         (inverted dropout; inference uses every unit).
@@ -275,6 +286,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         "beta_1": [Interval(Real, 0, 1, closed="left")],
         "beta_2": [Interval(Real, 0, 1, closed="left")],
         "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "precision": [StrOptions({"float32", "bfloat16"})],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
@@ -320,6 +332,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         beta_1=0.9,
         beta_2=0.999,
         epsilon=1e-8,
+        precision="float32",
         dropout=0.0,
         alpha=1e-3,
         batch_size=128,
@@ -361,6 +374,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         self.beta_1 = beta_1
         self.beta_2 = beta_2
         self.epsilon = epsilon
+        self.precision = precision
         self.dropout = dropout
         self.alpha = alpha
         self.batch_size = batch_size
@@ -623,23 +637,40 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"`classes={classes!r}` is not the same as on the first call "
                              f"to partial_fit, was: {self.classes_!r}")
 
-    def _get_work(self, n_threads, max_labels):
+    def _get_work(self, n_threads, max_labels, transposed=True):
+        """Scratch and gradient buffers for training with ``n_threads`` threads (kept
+        between calls while they fit). ``transposed``: record each batch position's
+        output gradient for ``_network.output_adam`` instead of adding it into an
+        ``(n_labels, H)`` array, when the records take less memory than that array
+        (or at most 64 MiB); the label-parallel path passes False."""
         m = self._model
         n_features, H0 = m["W_in"].shape
         n_labels, H = m["W_out"].shape
         sizes = m["sizes"]
         L = self.n_tables
-        act_cap = int(min(n_labels, max_labels + L * self.bucket_size + self.min_active))
-        work = getattr(self, "_work", None)
-        if (work is not None and work["n_threads"] == n_threads and work["act_cap"] >= act_cap
-                and work["g_out"].shape == (n_labels, H) and work["g_in"].shape == (n_features, H0)
-                and work["key"] == (L, self.n_codes, self.bucket_size)):
-            return work
         T = n_threads
+        act_cap = int(min(n_labels, max_labels + L * self.bucket_size + self.min_active))
+        rec_rows = int(self.batch_size)
+        transposed = transposed and (
+            rec_rows * act_cap * 16 <= max(64 << 20, n_labels * H * 4))
+        bf16 = self.precision == "bfloat16"
+        if bf16 and not transposed:
+            raise ValueError("precision='bfloat16' needs batch_size * (max labels per row "
+                             "+ n_tables * bucket_size + min_active) * 16 bytes of "
+                             "gradient records at most the size of the output layer; "
+                             "lower batch_size or use precision='float32'.")
+        key = (T, L, self.n_codes, self.bucket_size, n_labels, H, n_features, H0,
+               transposed, rec_rows, bf16)
+        work = getattr(self, "_work", None)
+        if work is not None and work["key"] == key and work["act_cap"] >= act_cap:
+            if bf16 and work["W16_of"] is not m["W_out"]:
+                work["W16"] = _bf16.to_bf16(m["W_out"], n_threads=T)
+                work["W16_of"] = m["W_out"]
+            return work
         work = {
+            "key": key,
             "n_threads": T,
             "act_cap": act_cap,
-            "key": (L, self.n_codes, self.bucket_size),
             "acts": np.zeros((T, int(sizes.sum())), dtype=np.float32),
             "delta": np.zeros((T, 2 * int(sizes.max())), dtype=np.float32),
             "codes": np.zeros((T, self.n_codes * L), dtype=np.int32),
@@ -659,9 +690,28 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             "uniq_out": np.zeros(n_labels, dtype=np.int32),
             "uniq_in": np.zeros(n_features, dtype=np.int32),
             "g_in": np.zeros((n_features, H0), dtype=np.float32),
-            "g_out": np.zeros((n_labels, H), dtype=np.float32),
-            "gb_out": np.zeros(n_labels, dtype=np.float32),
         }
+        if transposed:
+            n_rec = rec_rows * act_cap
+            work.update({
+                "rec_ids": np.zeros((rec_rows, act_cap), dtype=np.int32),
+                "rec_dz": np.zeros((rec_rows, act_cap), dtype=np.float32),
+                "rec_n": np.zeros(rec_rows, dtype=np.int32),
+                "Hb": np.zeros((rec_rows, H), dtype=np.float32),
+                "slot_out": np.full(n_labels, -1, dtype=np.int32),
+                "csc_start": np.zeros(n_labels + 1, dtype=np.int64),
+                "csc_fill": np.zeros(n_labels, dtype=np.int64),
+                "csc_r": np.zeros(n_rec, dtype=np.int32),
+                "csc_dz": np.zeros(n_rec, dtype=np.float32),
+                "gbuf": np.zeros((T, H), dtype=np.float32),
+            })
+        else:
+            work["g_out"] = np.zeros((n_labels, H), dtype=np.float32)
+            work["gb_out"] = np.zeros(n_labels, dtype=np.float32)
+        if bf16:
+            work["W16"] = _bf16.to_bf16(m["W_out"], n_threads=T)
+            work["W16_of"] = m["W_out"]
+            work["h16"] = np.zeros((T, H), dtype=np.uint16)
         self._work = work
         return work
 
@@ -671,6 +721,10 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             X.data, X.indices, X.indptr, Y_indptr, Y_indices, rows, self._model, self._lsh,
             work, self.min_active, self.active_threshold, seed, n_threads, self.dropout)
         self._step += 1
+        if "rec_ids" in work:
+            _network.output_adam(self._model, self._opt, work, len(rows), lr, self.beta_1,
+                                 self.beta_2, self.epsilon, self.alpha, self._step, n_threads)
+        # input and hidden layers (and the output layer without the transposed gradient)
         _network.adam_update(self._model, self._opt, work, lr, self.beta_1,
                              self.beta_2, self.epsilon, self.alpha, self._step, n_threads)
         n = len(rows)
@@ -820,6 +874,9 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         with _mpi.raise_together(comm):
             if self.early_stopping or self.dropout > 0:
                 raise ValueError("comm= does not support early_stopping or dropout yet.")
+            if self.precision != "float32":
+                raise ValueError(f"comm= does not support precision={self.precision!r} "
+                                 "yet; use precision='float32'.")
             X = validate_sparse_X(self, X, reset=first)
             if y is None:
                 raise ValueError("SlideClassifier requires y to be passed, but the target y "

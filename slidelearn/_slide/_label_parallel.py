@@ -197,7 +197,7 @@ def train_epoch(est, comm, X, Y_indptr, Y_indices, rows, n_threads, lr, stats):
     N, me = comm.Get_size(), comm.Get_rank()
     lo, hi = est._label_slice
     n_local, lbs, steps = step_plan(comm, len(rows), est.batch_size)
-    work = est._get_work(n_threads, est._max_labels)
+    work = est._get_work(n_threads, est._max_labels, transposed=False)
     model = est._model
     H = int(model["sizes"][-1])
     a_last = int(model["a_off"][-1])

@@ -18,8 +18,9 @@ import numpy as np
 from cython.parallel import prange
 
 from libc.math cimport expf, logf, sqrt, INFINITY
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
-from libc.stdlib cimport malloc, free
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.string cimport memcpy, memset
+from libc.stdlib cimport malloc, calloc, free
 
 from scipy.linalg.cython_blas cimport sgemm
 
@@ -33,12 +34,35 @@ ctypedef fused index_t:
     int64_t
 
 cdef extern from "_vec.h" nogil:
+    void sl_vec_set_level(int level)
+    int sl_vec_get_level()
     float sl_dot(const float *a, const float *b, int n)
     void sl_axpy(float alpha, const float *x, float *y, int n)
     void sl_adam_row(float *w, float *m, float *v, float *g, int n,
                      float lr_t, float b1, float b2, float eps, float alpha)
     void sl_prefetch_row(const float *p, int n)
     void sl_prefetchw_row(float *p, int n)
+
+cdef extern from "../utils/_bfloat16.h" nogil:
+    void sl_bf16_set_level(int level)
+    int sl_bf16_get_level()
+    void sl_to_bf16(const float *x, uint16_t *out, int64_t n)
+    float sl_dot_bf16(const uint16_t *a, const uint16_t *b, int64_t n)
+    void sl_axpy_bf16(float alpha, const uint16_t *x, float *y, int64_t n)
+
+from slidelearn.utils import _cpu
+
+# Vector code for the CPU level chosen at import (SLIDELEARN_CPU_LEVEL forces a lower
+# one): _cpu levels generic / avx2 / avx512 / avx512_bf16 -> _vec.h 0 / 1 / 2 / 2 and
+# _bfloat16.h 0 / 0 / 1 / 2.
+sl_vec_set_level((0, 1, 2, 2)[_cpu._level_index()])
+sl_bf16_set_level((0, 0, 1, 2)[_cpu._level_index()])
+
+
+def vector_levels():
+    """The kernel levels in use: ``(vec, bf16)`` as set at import (for tests)."""
+    return sl_vec_get_level(), sl_bf16_get_level()
+
 
 cdef int32_t SENT = 1 << 30
 # How many active rows ahead the output-layer loops prefetch.
@@ -87,6 +111,19 @@ cdef struct Work:
     float* g_in
     float* g_out
     float* gb_out
+    # Transposed output gradient (when rec_ids is not NULL): batch position r records
+    # its active neurons and their d loss / d logit in row r of rec_ids / rec_dz, and
+    # the last hidden activations it used in row r of Hb; output_adam then forms each
+    # touched neuron's gradient from them, so g_out / gb_out are not used.
+    int32_t* rec_ids
+    float* rec_dz
+    int32_t* rec_n
+    float* Hb
+    int64_t rec_cap
+    # bfloat16 copy of W_out for the dot products (NULL: fp32) and this thread's
+    # activations rounded to bfloat16
+    const uint16_t* W16
+    uint16_t* h16
 
 
 cdef Net _make_net(dict model, bint writable) except *:
@@ -222,7 +259,7 @@ cdef int _active_set(const Net* net, const Tables* tb, Work* w, const int32_t* l
 cdef double _train_sample(const Net* net, const HashFn* fn, const Tables* tb, Work* w,
                           const float* xd, const index_t* xi, index_t start, index_t end,
                           const int32_t* labels, int m, int min_active, int threshold,
-                          float inv_batch, float dropout,
+                          float inv_batch, float dropout, int64_t r,
                           int* n_act_out) noexcept nogil:
     cdef int H = net.h_last, a, n_act, i, k, n_in, n_out, L = net.n_layers
     cdef int32_t j
@@ -252,11 +289,18 @@ cdef double _train_sample(const Net* net, const HashFn* fn, const Tables* tb, Wo
 
     # Sampled softmax over the active neurons (true labels are act[0:m]).
     zmax = -INFINITY
+    if w.W16 != NULL:
+        sl_to_bf16(h, w.h16, H)
     for a in range(n_act):
         j = w.act[a]
-        if a + PREFETCH < n_act:
-            sl_prefetch_row(net.W_out + <int64_t>w.act[a + PREFETCH] * H, H)
-        z = net.b_out[j] + sl_dot(h, net.W_out + <int64_t>j * H, H)
+        if w.W16 != NULL:
+            if a + PREFETCH < n_act:
+                sl_prefetch_row(<const float*>(w.W16 + <int64_t>w.act[a + PREFETCH] * H), H // 2)
+            z = net.b_out[j] + sl_dot_bf16(w.h16, w.W16 + <int64_t>j * H, H)
+        else:
+            if a + PREFETCH < n_act:
+                sl_prefetch_row(net.W_out + <int64_t>w.act[a + PREFETCH] * H, H)
+            z = net.b_out[j] + sl_dot(h, net.W_out + <int64_t>j * H, H)
         w.logits[a] = z
         if z > zmax:
             zmax = z
@@ -268,8 +312,24 @@ cdef double _train_sample(const Net* net, const HashFn* fn, const Tables* tb, Wo
         loss -= inv_m * logf(w.logits[a] / total)
     for k in range(H):
         dh[k] = 0
+    if w.rec_ids != NULL:
+        memcpy(w.Hb + r * H, h, H * sizeof(float))
+        w.rec_n[r] = n_act
     for a in range(n_act):
         j = w.act[a]
+        if w.rec_ids != NULL:
+            dz = w.logits[a] / total
+            if a < m:
+                dz = dz - inv_m
+            dz = dz * inv_batch
+            w.rec_ids[r * w.rec_cap + a] = j
+            w.rec_dz[r * w.rec_cap + a] = dz
+            if w.W16 != NULL:
+                sl_axpy_bf16(dz, w.W16 + <int64_t>j * H, dh, H)
+            else:
+                sl_axpy(dz, net.W_out + <int64_t>j * H, dh, H)
+            w.mark[j] = 0
+            continue
         if a + PREFETCH < n_act:
             sl_prefetch_row(net.W_out + <int64_t>w.act[a + PREFETCH] * H, H)
             sl_prefetchw_row(w.g_out + <int64_t>w.act[a + PREFETCH] * H, H)
@@ -279,7 +339,10 @@ cdef double _train_sample(const Net* net, const HashFn* fn, const Tables* tb, Wo
         dz = dz * inv_batch
         wrow = net.W_out + <int64_t>j * H
         grow = w.g_out + <int64_t>j * H
-        sl_axpy(dz, wrow, dh, H)
+        if w.W16 != NULL:
+            sl_axpy_bf16(dz, w.W16 + <int64_t>j * H, dh, H)
+        else:
+            sl_axpy(dz, wrow, dh, H)
         sl_axpy(dz, h, grow, H)
         w.gb_out[j] += dz
         w.mark[j] = 0
@@ -325,9 +388,13 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
                 uint64_t seed, int n_threads, float dropout=0.0):
     """Forward/backward of the samples ``rows`` in parallel (HOGWILD).
 
-    Batch-mean gradients are added to the gradient buffers in ``work``; the
-    rows they touch are listed per thread for ``adam_update``. Returns the
-    summed loss and the summed active-set size of the batch.
+    Batch-mean gradients of the input and hidden layers are added to the gradient
+    buffers in ``work``; the rows they touch are listed per thread for
+    ``adam_update``. The output layer's go to ``g_out`` / ``gb_out`` likewise, or,
+    when ``work`` holds ``rec_ids`` (the transposed gradient), are recorded per batch
+    position for ``output_adam``. With ``work["W16"]`` (a bfloat16 copy of
+    ``W_out``) the output dot products and d loss / d h read it instead of
+    ``W_out``. Returns the summed loss and the summed active-set size of the batch.
     """
     cdef Net net = _make_net(model, True)
     cdef HashFn fn = make_hash_fn(lsh["params"])
@@ -349,8 +416,15 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
     cdef uint8_t[::1] out_flag = work["out_flag"]
     cdef uint8_t[::1] in_flag = work["in_flag"]
     cdef float[:, ::1] g_in = work["g_in"]
-    cdef float[:, ::1] g_out = work["g_out"]
-    cdef float[::1] gb_out = work["gb_out"]
+    cdef float[:, ::1] g_out
+    cdef float[::1] gb_out
+    cdef int32_t[:, ::1] rec_ids
+    cdef float[:, ::1] rec_dz
+    cdef int32_t[::1] rec_n
+    cdef float[:, ::1] Hb
+    cdef const uint16_t[:, ::1] W16
+    cdef uint16_t[:, ::1] h16
+    cdef bint rec = "rec_ids" in work, bf16 = "W16" in work
     cdef Py_ssize_t n = rows.shape[0], r
     cdef int tid, t, m, na
     cdef int64_t i
@@ -362,10 +436,28 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
         return 0.0, 0
     if acts.shape[0] < n_threads or rng.shape[0] < n_threads * STRIDE:
         raise ValueError("work buffers were sized for fewer threads")
+    if rec:
+        rec_ids = work["rec_ids"]
+        rec_dz = work["rec_dz"]
+        rec_n = work["rec_n"]
+        Hb = work["Hb"]
+        if (rec_ids.shape[0] < n or rec_ids.shape[1] < act.shape[1]
+                or rec_dz.shape[0] != rec_ids.shape[0] or rec_dz.shape[1] != rec_ids.shape[1]
+                or rec_n.shape[0] < n or Hb.shape[0] < n or Hb.shape[1] != net.h_last):
+            raise ValueError("transposed-gradient buffers are too small for this batch")
+    else:
+        g_out = work["g_out"]
+        gb_out = work["gb_out"]
+    if bf16:
+        W16 = work["W16"]
+        h16 = work["h16"]
+        if (W16.shape[0] != net.n_labels or W16.shape[1] != net.h_last
+                or h16.shape[0] < n_threads or h16.shape[1] < net.h_last):
+            raise ValueError("the bfloat16 copy of W_out does not match the model")
     inv_batch = 1.0 / n
     for t in range(n_threads):
         rng[t * STRIDE] = splitmix64(seed ^ splitmix64(<uint64_t>t + 1)) | 1
-    works = <Work*>malloc(n_threads * sizeof(Work))
+    works = <Work*>calloc(n_threads, sizeof(Work))
     if works == NULL:
         raise MemoryError()
     for t in range(n_threads):
@@ -386,8 +478,15 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
         works[t].out_flag = &out_flag[0]
         works[t].in_flag = &in_flag[0]
         works[t].g_in = &g_in[0, 0]
-        works[t].g_out = &g_out[0, 0]
-        works[t].gb_out = &gb_out[0]
+        works[t].g_out = NULL if rec else &g_out[0, 0]
+        works[t].gb_out = NULL if rec else &gb_out[0]
+        works[t].rec_ids = &rec_ids[0, 0] if rec else NULL
+        works[t].rec_dz = &rec_dz[0, 0] if rec else NULL
+        works[t].rec_n = &rec_n[0] if rec else NULL
+        works[t].Hb = &Hb[0, 0] if rec else NULL
+        works[t].rec_cap = rec_ids.shape[1] if rec else 0
+        works[t].W16 = &W16[0, 0] if bf16 else NULL
+        works[t].h16 = &h16[t, 0] if bf16 else NULL
     try:
         with nogil:
             for r in prange(n, schedule="dynamic", chunksize=4, num_threads=n_threads):
@@ -398,7 +497,7 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
                 loss += _train_sample(&net, &fn, &tb, &works[tid], &X_data[0], &X_indices[0],
                                       X_indptr[i], X_indptr[i + 1],
                                       &Y_indices[Y_indptr[i]], m, min_active, threshold,
-                                      inv_batch, dropout, &na)
+                                      inv_batch, dropout, r, &na)
                 n_active += na
     finally:
         free(works)
@@ -444,7 +543,8 @@ def adam_update(dict model, dict opt, dict work, float lr, float beta1, float be
     """Adam step on the rows touched by the last ``train_batch`` (and the dense layers).
 
     Rows that received no gradient keep their weights and moments unchanged (lazy
-    Adam, as PyTorch's SparseAdam); ``step`` is the global step used in the bias
+    Adam, as PyTorch's SparseAdam). Without ``g_out`` in ``work`` (the transposed
+    gradient) the output layer is left to ``output_adam``. ``step`` is the global step used in the bias
     correction; ``alpha`` is an L2 penalty applied to the updated rows. Returns
     the number of output neurons and input rows updated.
     """
@@ -461,8 +561,9 @@ def adam_update(dict model, dict opt, dict work, float lr, float beta1, float be
     cdef float[::1] mb_out = opt["mb_out"]
     cdef float[::1] vb_out = opt["vb_out"]
     cdef float[:, ::1] g_in = work["g_in"]
-    cdef float[:, ::1] g_out = work["g_out"]
-    cdef float[::1] gb_out = work["gb_out"]
+    cdef float[:, ::1] g_out
+    cdef float[::1] gb_out
+    cdef bint has_out = "g_out" in work
     cdef float[:, ::1] g_dense = work["g_dense"]
     cdef int32_t[:, ::1] out_list = work["out_list"]
     cdef int64_t[::1] out_count = work["out_count"]
@@ -476,8 +577,11 @@ def adam_update(dict model, dict opt, dict work, float lr, float beta1, float be
     cdef int64_t n_out, n_in, q, k, n_dense = dense.shape[0]
     cdef int32_t j
     cdef float lr_t = lr * sqrt(1.0 - beta2 ** step) / (1.0 - beta1 ** step)
+    if has_out:  # else the output layer is output_adam's (transposed gradient)
+        g_out = work["g_out"]
+        gb_out = work["gb_out"]
     with nogil:
-        n_out = _merge_lists(out_list, out_count, out_flag, uniq_out)
+        n_out = _merge_lists(out_list, out_count, out_flag, uniq_out) if has_out else 0
         n_in = _merge_lists(in_list, in_count, in_flag, uniq_in)
         for q in prange(n_out, schedule="static", num_threads=n_threads):
             j = uniq_out[q]
@@ -503,6 +607,101 @@ def adam_update(dict model, dict opt, dict work, float lr, float beta1, float be
         sl_adam_row(&dense[0], &m_dense[0], &v_dense[0], &g_dense[0, 0], <int>n_dense,
                     lr_t, beta1, beta2, eps, 0.0)
     return n_out, n_in
+
+
+def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float beta1,
+                float beta2, float eps, float alpha, int64_t step, int n_threads):
+    """Gradient and lazy Adam step of the output neurons touched by the last
+    ``train_batch`` of ``n_rows`` rows run with the transposed gradient.
+
+    The records of the batch (``rec_ids`` / ``rec_dz`` / ``rec_n``, one row per batch
+    position) are sorted by neuron (a counting sort into ``csc_*``); each touched
+    neuron's gradient is then ``sum_r dz[r] * Hb[r]`` over the rows that activated it,
+    in batch order, formed in a per-thread buffer and applied at once by Adam, with
+    the L2 penalty ``alpha`` as in ``adam_update``. No ``(n_labels, H)`` gradient
+    array is read or written, the sums do not depend on the number of threads, and
+    the bfloat16 copy ``W16`` (when present) is refreshed for the updated rows.
+    Returns the number of neurons updated.
+    """
+    cdef float[:, ::1] W_out = model["W_out"]
+    cdef float[::1] b_out = model["b_out"]
+    cdef float[:, ::1] m_out = opt["m_out"]
+    cdef float[:, ::1] v_out = opt["v_out"]
+    cdef float[::1] mb_out = opt["mb_out"]
+    cdef float[::1] vb_out = opt["vb_out"]
+    cdef const int32_t[:, ::1] rec_ids = work["rec_ids"]
+    cdef const float[:, ::1] rec_dz = work["rec_dz"]
+    cdef const int32_t[::1] rec_n = work["rec_n"]
+    cdef const float[:, ::1] Hb = work["Hb"]
+    cdef int32_t[::1] slot = work["slot_out"]
+    cdef int32_t[::1] uniq = work["uniq_out"]
+    cdef int64_t[::1] start = work["csc_start"]
+    cdef int64_t[::1] fill = work["csc_fill"]
+    cdef int32_t[::1] ent_r = work["csc_r"]
+    cdef float[::1] ent_dz = work["csc_dz"]
+    cdef float[:, ::1] gbuf = work["gbuf"]
+    cdef uint16_t[:, ::1] W16
+    cdef bint bf16 = "W16" in work
+    cdef int H = W_out.shape[1], tid
+    cdef int64_t r, a, u, n_u = 0, q, p, nxt
+    cdef int32_t j, sl
+    cdef float gb, d
+    cdef float* g
+    cdef float lr_t = lr * sqrt(1.0 - beta2 ** step) / (1.0 - beta1 ** step)
+    if n_rows > rec_n.shape[0] or n_rows > Hb.shape[0] or Hb.shape[1] != H:
+        raise ValueError("transposed-gradient buffers do not match the batch")
+    if gbuf.shape[0] < n_threads or gbuf.shape[1] < H:
+        raise ValueError("work buffers were sized for fewer threads")
+    if slot.shape[0] != W_out.shape[0] or start.shape[0] < W_out.shape[0] + 1:
+        raise ValueError("work buffers do not match the model")
+    if bf16:
+        W16 = work["W16"]
+    with nogil:
+        # counting sort of the records by neuron, neurons in order of first use
+        for r in range(n_rows):
+            for a in range(rec_n[r]):
+                j = rec_ids[r, a]
+                sl = slot[j]
+                if sl < 0:
+                    sl = <int32_t>n_u
+                    slot[j] = sl
+                    uniq[n_u] = j
+                    start[n_u + 1] = 0
+                    n_u += 1
+                start[sl + 1] += 1
+        start[0] = 0
+        for u in range(n_u):
+            start[u + 1] += start[u]
+            fill[u] = start[u]
+        for r in range(n_rows):
+            for a in range(rec_n[r]):
+                sl = slot[rec_ids[r, a]]
+                p = fill[sl]
+                fill[sl] = p + 1
+                ent_r[p] = <int32_t>r
+                ent_dz[p] = rec_dz[r, a]
+        for u in prange(n_u, schedule="static", num_threads=n_threads):
+            tid = omp_get_thread_num()
+            j = uniq[u]
+            slot[j] = -1
+            if u + 2 < n_u:
+                nxt = uniq[u + 2]
+                sl_prefetchw_row(&W_out[nxt, 0], H)
+                sl_prefetchw_row(&m_out[nxt, 0], H)
+                sl_prefetchw_row(&v_out[nxt, 0], H)
+            g = &gbuf[tid, 0]
+            memset(g, 0, H * sizeof(float))
+            gb = 0
+            for q in range(start[u], start[u + 1]):
+                d = ent_dz[q]
+                sl_axpy(d, &Hb[ent_r[q], 0], g, H)
+                gb = gb + d
+            sl_adam_row(&W_out[j, 0], &m_out[j, 0], &v_out[j, 0], g, H,
+                        lr_t, beta1, beta2, eps, alpha)
+            _adam_scalar(&b_out[j], &mb_out[j], &vb_out[j], &gb, lr_t, beta1, beta2, eps)
+            if bf16:
+                sl_to_bf16(&W_out[j, 0], &W16[j, 0], H)
+    return n_u
 
 
 # ---------------------------------------------------------------------------
@@ -736,7 +935,7 @@ def topk_lsh(const float[:, ::1] Hm, dict model, dict lsh, int k, int threshold,
     cdef int32_t[:, ::1] act = act_np
     cdef int32_t[:, ::1] cand = cand_np
     cdef int32_t[:, ::1] mark = mark_np
-    cdef Work* works = <Work*>malloc(T * sizeof(Work))
+    cdef Work* works = <Work*>calloc(T, sizeof(Work))
     if works == NULL:
         raise MemoryError()
     for tid in range(T):
@@ -850,7 +1049,7 @@ def slice_forward(const float[:, ::1] H, const int64_t[::1] Y_indptr,
         raise ValueError("work buffers were sized for fewer threads")
     for t in range(n_threads):
         rng[t * STRIDE] = splitmix64(seed ^ splitmix64(<uint64_t>t + 1)) | 1
-    works = <Work*>malloc(n_threads * sizeof(Work))
+    works = <Work*>calloc(n_threads, sizeof(Work))
     if works == NULL:
         raise MemoryError()
     for t in range(n_threads):

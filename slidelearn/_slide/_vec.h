@@ -1,36 +1,91 @@
 /* Small vector helpers for the SLIDE kernels. The reductions carry an OpenMP SIMD
  * pragma (honoured with -fopenmp or -fopenmp-simd, ignored otherwise) so that the
- * compiler may reorder the sum into vector lanes without -ffast-math. */
+ * compiler may reorder the sum into vector lanes without -ffast-math.
+ *
+ * The hot ones (dot, axpy, the Adam row) also have an AVX-512 version, compiled from
+ * the same loop with a per-function target attribute (one build, no -march) and chosen
+ * at run time through sl_vec_level, which the including module sets at import from
+ * slidelearn.utils._cpu (0 = the portable build, SSE2 on x86-64; 1 = AVX2 + FMA;
+ * 2 = AVX-512). The default, 0, keeps modules that never set it on the portable code. */
 #ifndef SLIDELEARN_VEC_H
 #define SLIDELEARN_VEC_H
 #include <math.h>
 
-static inline float sl_dot(const float *a, const float *b, int n) {
-    float s = 0.0f;
-    #pragma omp simd reduction(+:s)
-    for (int i = 0; i < n; i++) s += a[i] * b[i];
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 10
+#define SL_VEC_X86 1
+#define SL_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma")))
+#define SL_AVX2 __attribute__((target("avx2,fma")))
+#else
+#define SL_VEC_X86 0
+#endif
+
+static int sl_vec_level = 0;
+static inline void sl_vec_set_level(int level) { sl_vec_level = level; }
+static inline int sl_vec_get_level(void) { return sl_vec_level; }
+
+#define SL_DOT_BODY                                              \
+    float s = 0.0f;                                              \
+    _Pragma("omp simd reduction(+:s)")                           \
+    for (int i = 0; i < n; i++) s += a[i] * b[i];                \
     return s;
+#define SL_AXPY_BODY                                             \
+    _Pragma("omp simd")                                          \
+    for (int i = 0; i < n; i++) y[i] += alpha * x[i];
+/* Adam on one contiguous row; also applies L2 decay and clears the gradient. */
+#define SL_ADAM_BODY                                             \
+    _Pragma("omp simd")                                          \
+    for (int i = 0; i < n; i++) {                                \
+        float gi = g[i] + alpha * w[i];                          \
+        float mi = b1 * m[i] + (1.0f - b1) * gi;                 \
+        float vi = b2 * v[i] + (1.0f - b2) * gi * gi;            \
+        m[i] = mi;                                               \
+        v[i] = vi;                                               \
+        w[i] -= lr_t * mi / (sqrtf(vi) + eps);                   \
+        g[i] = 0.0f;                                             \
+    }
+
+static inline float sl_dot_generic(const float *a, const float *b, int n) { SL_DOT_BODY }
+static inline void sl_axpy_generic(float alpha, const float *x, float *y, int n) { SL_AXPY_BODY }
+static inline void sl_adam_row_generic(float *w, float *m, float *v, float *g, int n,
+                                       float lr_t, float b1, float b2, float eps,
+                                       float alpha) { SL_ADAM_BODY }
+#if SL_VEC_X86
+SL_AVX512 static float sl_dot_avx512(const float *a, const float *b, int n) { SL_DOT_BODY }
+SL_AVX512 static void sl_axpy_avx512(float alpha, const float *x, float *y, int n) { SL_AXPY_BODY }
+SL_AVX512 static void sl_adam_row_avx512(float *w, float *m, float *v, float *g, int n,
+                                         float lr_t, float b1, float b2, float eps,
+                                         float alpha) { SL_ADAM_BODY }
+SL_AVX2 static float sl_dot_avx2(const float *a, const float *b, int n) { SL_DOT_BODY }
+SL_AVX2 static void sl_axpy_avx2(float alpha, const float *x, float *y, int n) { SL_AXPY_BODY }
+SL_AVX2 static void sl_adam_row_avx2(float *w, float *m, float *v, float *g, int n,
+                                     float lr_t, float b1, float b2, float eps,
+                                     float alpha) { SL_ADAM_BODY }
+#endif
+
+static inline float sl_dot(const float *a, const float *b, int n) {
+#if SL_VEC_X86
+    if (sl_vec_level >= 2) return sl_dot_avx512(a, b, n);
+    if (sl_vec_level == 1) return sl_dot_avx2(a, b, n);
+#endif
+    return sl_dot_generic(a, b, n);
 }
 
 /* y += alpha * x */
 static inline void sl_axpy(float alpha, const float *x, float *y, int n) {
-    #pragma omp simd
-    for (int i = 0; i < n; i++) y[i] += alpha * x[i];
+#if SL_VEC_X86
+    if (sl_vec_level >= 2) { sl_axpy_avx512(alpha, x, y, n); return; }
+    if (sl_vec_level == 1) { sl_axpy_avx2(alpha, x, y, n); return; }
+#endif
+    sl_axpy_generic(alpha, x, y, n);
 }
 
-/* Adam on one contiguous row; also applies L2 decay and clears the gradient. */
 static inline void sl_adam_row(float *w, float *m, float *v, float *g, int n,
                                float lr_t, float b1, float b2, float eps, float alpha) {
-    #pragma omp simd
-    for (int i = 0; i < n; i++) {
-        float gi = g[i] + alpha * w[i];
-        float mi = b1 * m[i] + (1.0f - b1) * gi;
-        float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        w[i] -= lr_t * mi / (sqrtf(vi) + eps);
-        g[i] = 0.0f;
-    }
+#if SL_VEC_X86
+    if (sl_vec_level >= 2) { sl_adam_row_avx512(w, m, v, g, n, lr_t, b1, b2, eps, alpha); return; }
+    if (sl_vec_level == 1) { sl_adam_row_avx2(w, m, v, g, n, lr_t, b1, b2, eps, alpha); return; }
+#endif
+    sl_adam_row_generic(w, m, v, g, n, lr_t, b1, b2, eps, alpha);
 }
 
 /* Software prefetch of a whole row of n floats (one hint per 64-byte line); the rows

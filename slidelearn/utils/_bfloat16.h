@@ -179,10 +179,54 @@ static inline void sl_sgd_split(uint16_t *hi, uint16_t *lo, const float *g, floa
     sl_sgd_split_scalar(hi, lo, g, lr, n);
 }
 
+/* y += alpha * x for a bf16 vector x and an fp32 vector y (x widened exactly) */
+#if SL_HAVE_X86_DISPATCH
+__attribute__((target("avx512f,avx512bw")))
+static void sl_axpy_bf16_avx512(float alpha, const uint16_t *x, float *y, int64_t n) {
+    const __m512 a = _mm512_set1_ps(alpha);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512i u = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(x + i)));
+        __m512 xv = _mm512_castsi512_ps(_mm512_slli_epi32(u, 16));
+        _mm512_storeu_ps(y + i, _mm512_add_ps(_mm512_loadu_ps(y + i), _mm512_mul_ps(a, xv)));
+    }
+    for (; i < n; i++)
+        y[i] += alpha * sl_bf16_to_f32(x[i]);
+}
+#endif
+
+#if SL_HAVE_X86_DISPATCH
+/* dot product of two bf16 vectors on AVX-512F without the bf16 instructions */
+__attribute__((target("avx512f,avx512bw")))
+static float sl_dot_bf16_avx512(const uint16_t *a, const uint16_t *b, int64_t n) {
+    __m512 acc = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512i ua = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(a + i)));
+        __m512i ub = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(b + i)));
+        acc = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(ua, 16)),
+                              _mm512_castsi512_ps(_mm512_slli_epi32(ub, 16)), acc);
+    }
+    float s = _mm512_reduce_add_ps(acc);
+    for (; i < n; i++)
+        s += sl_bf16_to_f32(a[i]) * sl_bf16_to_f32(b[i]);
+    return s;
+}
+#endif
+
+static inline void sl_axpy_bf16(float alpha, const uint16_t *x, float *y, int64_t n) {
+#if SL_HAVE_X86_DISPATCH
+    if (sl_bf16_level >= SL_LEVEL_AVX512) { sl_axpy_bf16_avx512(alpha, x, y, n); return; }
+#endif
+    for (int64_t i = 0; i < n; i++)
+        y[i] += alpha * sl_bf16_to_f32(x[i]);
+}
+
 /* fp32-accumulated dot product of two bf16 vectors */
 static inline float sl_dot_bf16(const uint16_t *a, const uint16_t *b, int64_t n) {
 #if SL_HAVE_X86_DISPATCH
     if (sl_bf16_level >= SL_LEVEL_AVX512_BF16) return sl_dot_bf16_avx512bf16(a, b, n);
+    if (sl_bf16_level >= SL_LEVEL_AVX512) return sl_dot_bf16_avx512(a, b, n);
 #endif
     float s = 0.0f;
     for (int64_t i = 0; i < n; i++)
