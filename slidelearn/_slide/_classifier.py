@@ -663,9 +663,6 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
                transposed, rec_rows, bf16)
         work = getattr(self, "_work", None)
         if work is not None and work["key"] == key and work["act_cap"] >= act_cap:
-            if bf16 and work["W16_of"] is not m["W_out"]:
-                work["W16"] = _bf16.to_bf16(m["W_out"], n_threads=T)
-                work["W16_of"] = m["W_out"]
             return work
         work = {
             "key": key,
@@ -709,21 +706,42 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             work["g_out"] = np.zeros((n_labels, H), dtype=np.float32)
             work["gb_out"] = np.zeros(n_labels, dtype=np.float32)
         if bf16:
-            work["W16"] = _bf16.to_bf16(m["W_out"], n_threads=T)
-            work["W16_of"] = m["W_out"]
             work["h16"] = np.zeros((T, H), dtype=np.uint16)
         self._work = work
         return work
+
+    def _set_output_precision(self, precision):
+        """Store the output layer's Adam state for ``precision``: float32 moments
+        ``m_out`` / ``v_out``, or for "bfloat16" one ``(n_labels, 3 H)`` uint16 array
+        ``s16_out`` = [bf16 copy of W_out | m | v] (see ``_network.output_adam``).
+        Converts the moments (rounding to nearest even) when the model was trained
+        with the other precision."""
+        opt = self._opt
+        if precision == "bfloat16" and "s16_out" not in opt:
+            W = self._model["W_out"]
+            H = W.shape[1]
+            s16 = np.empty((W.shape[0], 3 * H), dtype=np.uint16)
+            s16[:, :H] = _bf16.to_bf16(W)
+            s16[:, H:2 * H] = _bf16.to_bf16(opt.pop("m_out"))
+            s16[:, 2 * H:] = _bf16.to_bf16(opt.pop("v_out"))
+            opt["s16_out"] = s16
+        elif precision == "float32" and "s16_out" in opt:
+            s16 = opt.pop("s16_out")
+            H = s16.shape[1] // 3
+            opt["m_out"] = _bf16.from_bf16(np.ascontiguousarray(s16[:, H:2 * H]))
+            opt["v_out"] = _bf16.from_bf16(np.ascontiguousarray(s16[:, 2 * H:]))
 
     def _train_batch(self, X, Y_indptr, Y_indices, rows, work, n_threads, lr):
         seed = int(self._rng.integers(0, 2**63 - 1))
         loss, n_active = _network.train_batch(
             X.data, X.indices, X.indptr, Y_indptr, Y_indices, rows, self._model, self._lsh,
-            work, self.min_active, self.active_threshold, seed, n_threads, self.dropout)
+            work, self.min_active, self.active_threshold, seed, n_threads, self.dropout,
+            s16=self._opt.get("s16_out"))
         self._step += 1
         if "rec_ids" in work:
             _network.output_adam(self._model, self._opt, work, len(rows), lr, self.beta_1,
-                                 self.beta_2, self.epsilon, self.alpha, self._step, n_threads)
+                                 self.beta_2, self.epsilon, self.alpha, self._step, n_threads,
+                                 seed=seed)
         # input and hidden layers (and the output layer without the transposed gradient)
         _network.adam_update(self._model, self._opt, work, lr, self.beta_1,
                              self.beta_2, self.epsilon, self.alpha, self._step, n_threads)
@@ -785,6 +803,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             self._seed = _check_seed(self.random_state)
             rng = np.random.default_rng(self._seed)
             self._init_model(X.shape[1], len(self.classes_), rng)
+        self._set_output_precision(self.precision)
         counts = np.diff(Y_indptr)
         self._label_counts += np.bincount(Y_indices, minlength=len(self.classes_))
         self._max_labels = max(self._max_labels, int(counts.max(initial=1)))
@@ -908,6 +927,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         if not first and not self._model["W_in"].flags.writeable:
             self._model = {k: np.array(v) for k, v in self._model.items()}
             self._opt = {k: np.array(v) for k, v in self._opt.items()}
+        if not first:
+            self._set_output_precision("float32")
         if first:
             self._seed = _mpi.shared_seed(comm, _check_seed(self.random_state))
             bounds = _label_parallel.label_bounds(len(self.classes_), comm.Get_size())

@@ -25,6 +25,9 @@ from libc.stdlib cimport malloc, free
 
 from slidelearn.utils._openmp_helpers cimport omp_get_thread_num
 
+cdef extern from "_wta.h" nogil:
+    void sl_wta8(const float *vec, const int32_t *dims, int n, int dwta, int32_t *codes)
+
 FAMILIES = {"simhash": FAMILY_SIMHASH, "wta": FAMILY_WTA, "dwta": FAMILY_DWTA, "doph": FAMILY_DOPH}
 
 cdef int MAX_PROBES = 64
@@ -70,6 +73,10 @@ cdef void hash_vector(const HashFn* fn, const float* vec, int32_t* codes,
             for j in range(fn.bin_size):
                 s = s + signs[j] * vec[dims[j]]
             codes[i] = 1 if s >= 0 else 0
+    elif (fn.family == FAMILY_WTA or fn.family == FAMILY_DWTA) and fn.bin_size == 8:
+        sl_wta8(vec, fn.dims, n_hashes, fn.family == FAMILY_DWTA, codes)
+        if fn.family == FAMILY_DWTA:
+            _densify(fn, codes, 0, n_hashes)
     elif fn.family == FAMILY_WTA or fn.family == FAMILY_DWTA:
         for i in range(n_hashes):
             dims = fn.dims + <int64_t>i * fn.bin_size

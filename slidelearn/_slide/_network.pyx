@@ -50,6 +50,11 @@ cdef extern from "../utils/_bfloat16.h" nogil:
     float sl_dot_bf16(const uint16_t *a, const uint16_t *b, int64_t n)
     void sl_axpy_bf16(float alpha, const uint16_t *x, float *y, int64_t n)
 
+cdef extern from "_adam16.h" nogil:
+    uint32_t sl_mix32(uint32_t x)
+    void sl_adam16_row(float *w, uint16_t *s16, float *g, int n, float lr_t, float b1,
+                       float b2, float eps, float alpha, uint32_t seed)
+
 from slidelearn.utils import _cpu
 
 # Vector code for the CPU level chosen at import (SLIDELEARN_CPU_LEVEL forces a lower
@@ -120,9 +125,10 @@ cdef struct Work:
     int32_t* rec_n
     float* Hb
     int64_t rec_cap
-    # bfloat16 copy of W_out for the dot products (NULL: fp32) and this thread's
-    # activations rounded to bfloat16
+    # bfloat16 copy of W_out for the dot products (NULL: fp32), row j at
+    # W16 + j * w16_stride, and this thread's activations rounded to bfloat16
     const uint16_t* W16
+    int64_t w16_stride
     uint16_t* h16
 
 
@@ -295,8 +301,8 @@ cdef double _train_sample(const Net* net, const HashFn* fn, const Tables* tb, Wo
         j = w.act[a]
         if w.W16 != NULL:
             if a + PREFETCH < n_act:
-                sl_prefetch_row(<const float*>(w.W16 + <int64_t>w.act[a + PREFETCH] * H), H // 2)
-            z = net.b_out[j] + sl_dot_bf16(w.h16, w.W16 + <int64_t>j * H, H)
+                sl_prefetch_row(<const float*>(w.W16 + w.act[a + PREFETCH] * w.w16_stride), H // 2)
+            z = net.b_out[j] + sl_dot_bf16(w.h16, w.W16 + j * w.w16_stride, H)
         else:
             if a + PREFETCH < n_act:
                 sl_prefetch_row(net.W_out + <int64_t>w.act[a + PREFETCH] * H, H)
@@ -325,7 +331,7 @@ cdef double _train_sample(const Net* net, const HashFn* fn, const Tables* tb, Wo
             w.rec_ids[r * w.rec_cap + a] = j
             w.rec_dz[r * w.rec_cap + a] = dz
             if w.W16 != NULL:
-                sl_axpy_bf16(dz, w.W16 + <int64_t>j * H, dh, H)
+                sl_axpy_bf16(dz, w.W16 + j * w.w16_stride, dh, H)
             else:
                 sl_axpy(dz, net.W_out + <int64_t>j * H, dh, H)
             w.mark[j] = 0
@@ -340,7 +346,7 @@ cdef double _train_sample(const Net* net, const HashFn* fn, const Tables* tb, Wo
         wrow = net.W_out + <int64_t>j * H
         grow = w.g_out + <int64_t>j * H
         if w.W16 != NULL:
-            sl_axpy_bf16(dz, w.W16 + <int64_t>j * H, dh, H)
+            sl_axpy_bf16(dz, w.W16 + j * w.w16_stride, dh, H)
         else:
             sl_axpy(dz, wrow, dh, H)
         sl_axpy(dz, h, grow, H)
@@ -385,16 +391,16 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
                 const index_t[::1] X_indptr, const int64_t[::1] Y_indptr,
                 const int32_t[::1] Y_indices, const int64_t[::1] rows,
                 dict model, dict lsh, dict work, int min_active, int threshold,
-                uint64_t seed, int n_threads, float dropout=0.0):
+                uint64_t seed, int n_threads, float dropout=0.0, s16=None):
     """Forward/backward of the samples ``rows`` in parallel (HOGWILD).
 
     Batch-mean gradients of the input and hidden layers are added to the gradient
     buffers in ``work``; the rows they touch are listed per thread for
     ``adam_update``. The output layer's go to ``g_out`` / ``gb_out`` likewise, or,
     when ``work`` holds ``rec_ids`` (the transposed gradient), are recorded per batch
-    position for ``output_adam``. With ``work["W16"]`` (a bfloat16 copy of
-    ``W_out``) the output dot products and d loss / d h read it instead of
-    ``W_out``. Returns the summed loss and the summed active-set size of the batch.
+    position for ``output_adam``. With ``s16`` (the bfloat16 state of the output
+    layer, see ``output_adam``) the output dot products and d loss / d h read its
+    bfloat16 copy of ``W_out`` instead of ``W_out``. Returns the summed loss and the summed active-set size of the batch.
     """
     cdef Net net = _make_net(model, True)
     cdef HashFn fn = make_hash_fn(lsh["params"])
@@ -424,7 +430,7 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
     cdef float[:, ::1] Hb
     cdef const uint16_t[:, ::1] W16
     cdef uint16_t[:, ::1] h16
-    cdef bint rec = "rec_ids" in work, bf16 = "W16" in work
+    cdef bint rec = "rec_ids" in work, bf16 = s16 is not None
     cdef Py_ssize_t n = rows.shape[0], r
     cdef int tid, t, m, na
     cdef int64_t i
@@ -449,11 +455,11 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
         g_out = work["g_out"]
         gb_out = work["gb_out"]
     if bf16:
-        W16 = work["W16"]
+        W16 = s16
         h16 = work["h16"]
-        if (W16.shape[0] != net.n_labels or W16.shape[1] != net.h_last
+        if (W16.shape[0] != net.n_labels or W16.shape[1] != 3 * net.h_last
                 or h16.shape[0] < n_threads or h16.shape[1] < net.h_last):
-            raise ValueError("the bfloat16 copy of W_out does not match the model")
+            raise ValueError("the bfloat16 state of the output layer does not match the model")
     inv_batch = 1.0 / n
     for t in range(n_threads):
         rng[t * STRIDE] = splitmix64(seed ^ splitmix64(<uint64_t>t + 1)) | 1
@@ -486,6 +492,7 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
         works[t].Hb = &Hb[0, 0] if rec else NULL
         works[t].rec_cap = rec_ids.shape[1] if rec else 0
         works[t].W16 = &W16[0, 0] if bf16 else NULL
+        works[t].w16_stride = W16.shape[1] if bf16 else 0
         works[t].h16 = &h16[t, 0] if bf16 else NULL
     try:
         with nogil:
@@ -556,8 +563,8 @@ def adam_update(dict model, dict opt, dict work, float lr, float beta1, float be
     cdef float[:, ::1] v_in = opt["v_in"]
     cdef float[::1] m_dense = opt["m_dense"]
     cdef float[::1] v_dense = opt["v_dense"]
-    cdef float[:, ::1] m_out = opt["m_out"]
-    cdef float[:, ::1] v_out = opt["v_out"]
+    cdef float[:, ::1] m_out
+    cdef float[:, ::1] v_out
     cdef float[::1] mb_out = opt["mb_out"]
     cdef float[::1] vb_out = opt["vb_out"]
     cdef float[:, ::1] g_in = work["g_in"]
@@ -580,6 +587,8 @@ def adam_update(dict model, dict opt, dict work, float lr, float beta1, float be
     if has_out:  # else the output layer is output_adam's (transposed gradient)
         g_out = work["g_out"]
         gb_out = work["gb_out"]
+        m_out = opt["m_out"]
+        v_out = opt["v_out"]
     with nogil:
         n_out = _merge_lists(out_list, out_count, out_flag, uniq_out) if has_out else 0
         n_in = _merge_lists(in_list, in_count, in_flag, uniq_in)
@@ -610,7 +619,8 @@ def adam_update(dict model, dict opt, dict work, float lr, float beta1, float be
 
 
 def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float beta1,
-                float beta2, float eps, float alpha, int64_t step, int n_threads):
+                float beta2, float eps, float alpha, int64_t step, int n_threads,
+                uint64_t seed=0):
     """Gradient and lazy Adam step of the output neurons touched by the last
     ``train_batch`` of ``n_rows`` rows run with the transposed gradient.
 
@@ -619,14 +629,19 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
     neuron's gradient is then ``sum_r dz[r] * Hb[r]`` over the rows that activated it,
     in batch order, formed in a per-thread buffer and applied at once by Adam, with
     the L2 penalty ``alpha`` as in ``adam_update``. No ``(n_labels, H)`` gradient
-    array is read or written, the sums do not depend on the number of threads, and
-    the bfloat16 copy ``W16`` (when present) is refreshed for the updated rows.
-    Returns the number of neurons updated.
+    array is read or written, and the sums do not depend on the number of threads.
+
+    With ``opt["s16_out"]`` (precision="bfloat16", see ``_adam16.h``) the moments are
+    that array's bfloat16 ones, rounded stochastically with bits drawn from ``seed``,
+    and its bfloat16 copy of each updated row of ``W_out`` is refreshed; otherwise
+    ``opt["m_out"]`` / ``opt["v_out"]`` hold float32 moments. Returns the number of
+    neurons updated.
     """
     cdef float[:, ::1] W_out = model["W_out"]
     cdef float[::1] b_out = model["b_out"]
-    cdef float[:, ::1] m_out = opt["m_out"]
-    cdef float[:, ::1] v_out = opt["v_out"]
+    cdef float[:, ::1] m_out
+    cdef float[:, ::1] v_out
+    cdef uint16_t[:, ::1] s16
     cdef float[::1] mb_out = opt["mb_out"]
     cdef float[::1] vb_out = opt["vb_out"]
     cdef const int32_t[:, ::1] rec_ids = work["rec_ids"]
@@ -640,9 +655,9 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
     cdef int32_t[::1] ent_r = work["csc_r"]
     cdef float[::1] ent_dz = work["csc_dz"]
     cdef float[:, ::1] gbuf = work["gbuf"]
-    cdef uint16_t[:, ::1] W16
-    cdef bint bf16 = "W16" in work
+    cdef bint bf16 = "s16_out" in opt
     cdef int H = W_out.shape[1], tid
+    cdef uint32_t seed32 = <uint32_t>(seed ^ (seed >> 32))
     cdef int64_t r, a, u, n_u = 0, q, p, nxt
     cdef int32_t j, sl
     cdef float gb, d
@@ -655,7 +670,12 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
     if slot.shape[0] != W_out.shape[0] or start.shape[0] < W_out.shape[0] + 1:
         raise ValueError("work buffers do not match the model")
     if bf16:
-        W16 = work["W16"]
+        s16 = opt["s16_out"]
+        if s16.shape[0] != W_out.shape[0] or s16.shape[1] != 3 * H:
+            raise ValueError("the bfloat16 state of the output layer does not match the model")
+    else:
+        m_out = opt["m_out"]
+        v_out = opt["v_out"]
     with nogil:
         # counting sort of the records by neuron, neurons in order of first use
         for r in range(n_rows):
@@ -687,8 +707,11 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
             if u + 2 < n_u:
                 nxt = uniq[u + 2]
                 sl_prefetchw_row(&W_out[nxt, 0], H)
-                sl_prefetchw_row(&m_out[nxt, 0], H)
-                sl_prefetchw_row(&v_out[nxt, 0], H)
+                if bf16:
+                    sl_prefetchw_row(<float*>&s16[nxt, 0], (3 * H) // 2)
+                else:
+                    sl_prefetchw_row(&m_out[nxt, 0], H)
+                    sl_prefetchw_row(&v_out[nxt, 0], H)
             g = &gbuf[tid, 0]
             memset(g, 0, H * sizeof(float))
             gb = 0
@@ -696,11 +719,13 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
                 d = ent_dz[q]
                 sl_axpy(d, &Hb[ent_r[q], 0], g, H)
                 gb = gb + d
-            sl_adam_row(&W_out[j, 0], &m_out[j, 0], &v_out[j, 0], g, H,
-                        lr_t, beta1, beta2, eps, alpha)
-            _adam_scalar(&b_out[j], &mb_out[j], &vb_out[j], &gb, lr_t, beta1, beta2, eps)
             if bf16:
-                sl_to_bf16(&W_out[j, 0], &W16[j, 0], H)
+                sl_adam16_row(&W_out[j, 0], &s16[j, 0], g, H, lr_t, beta1, beta2, eps, alpha,
+                              sl_mix32(seed32 ^ <uint32_t>j))
+            else:
+                sl_adam_row(&W_out[j, 0], &m_out[j, 0], &v_out[j, 0], g, H,
+                            lr_t, beta1, beta2, eps, alpha)
+            _adam_scalar(&b_out[j], &mb_out[j], &vb_out[j], &gb, lr_t, beta1, beta2, eps)
     return n_u
 
 
