@@ -269,7 +269,7 @@ def test_topk_lsh_max_candidates_keeps_the_most_voted(threshold, max_cand, n_thr
 
 # --------------------------------------------------------------------------- training
 def _train_once(clf, X, Y_indptr, Y_indices, rows, min_active, n_threads=1, lsh=None):
-    work = clf._get_work(n_threads, int(np.diff(Y_indptr).max()))
+    work = clf._get_work(n_threads, int(np.diff(Y_indptr).max()), transposed=False)
     for key in ("g_in", "g_out", "gb_out", "g_dense"):
         assert not work[key].any()  # fresh buffers start at zero
     loss, n_active = _network.train_batch(
@@ -357,7 +357,7 @@ def test_train_batch_empty_rows_and_thread_check():
     clf = _make_clf(6, 4)
     rng = np.random.default_rng(8)
     X, _, Y_indptr, Y_indices = _random_batch(rng, 3, 6, 4)
-    work = clf._get_work(1, 3)
+    work = clf._get_work(1, 3, transposed=False)
     out = _network.train_batch(X.data, X.indices, X.indptr, Y_indptr, Y_indices,
                                np.zeros(0, dtype=np.int64), clf._model, clf._lsh, work,
                                4, 1, 0, 1)
@@ -418,7 +418,7 @@ def test_train_batch_n_active_is_exact_with_threads():
     clf = _make_clf(d, n_labels, hidden=(1024,), min_active=0, n_tables=2, bucket_size=1)
     X, _, Y_indptr, Y_indices = _random_batch(rng, n, d, n_labels, density=0.3, max_labels=5)
     lsh = _empty_tables(clf._lsh)
-    work = clf._get_work(2, 5)
+    work = clf._get_work(2, 5, transposed=False)
     rows = np.arange(n, dtype=np.int64)
     results = []
     for rep in range(20):
@@ -452,7 +452,7 @@ def test_train_batch_dropout_single_sample():
     x = X.toarray().astype(np.float64)[0]
     h = np.maximum(x @ W_in + bs[0], 0)
     t = _target(Y, n_labels)[0]
-    work = clf._get_work(1, 3)
+    work = clf._get_work(1, 3, transposed=False)
     rows = np.zeros(1, dtype=np.int64)
     kept, alive = 0, 0
     for rep in range(30):
