@@ -76,6 +76,18 @@ TARGET_LSH_P1_DROP = 1.0        # at most this many points of P@1 lost by lsh
 
 TOP_K = 5
 
+# Optimisation levels (--levels), each a slidelearn configuration run in its own process:
+# (result label, SLIDELEARN_CPU_LEVEL or None, precision, runs the --before checkout)
+LEVELS = {
+    "before": ("slidelearn[before]", None, "float32", True),
+    "fp32-generic": ("slidelearn[fp32-generic]", "generic", "float32", False),
+    "fp32": ("slidelearn", None, "float32", False),
+    "bf16": ("slidelearn[bf16]", None, "bfloat16", False),
+}
+TARGET_VS_BEFORE = 2.0          # samples/s of the fastest level / the --before checkout
+TARGET_BF16_RATIO = 1.25        # bf16 / fp32 samples/s
+TARGET_BF16_P1_DROP = 0.5       # at most this many points of P@1 (exact) lost by bf16
+
 
 # --------------------------------------------------------------------------- options
 def parse_args(argv=None):
@@ -120,6 +132,15 @@ def parse_args(argv=None):
                    help="time each top-k inference this many times and keep the fastest")
     g.add_argument("--seed", type=int, default=0, help="seed of the data and of the models")
     g.add_argument("--skip-torch", action="store_true", help="do not run the PyTorch peer")
+    g.add_argument("--levels", nargs="+", choices=list(LEVELS), default=["fp32"],
+                   help="slidelearn optimisation levels, each in its own process: 'before' "
+                        "= the checkout given by --before (the code before the CPU "
+                        "optimisations), 'fp32-generic' = this build with "
+                        "SLIDELEARN_CPU_LEVEL=generic (no AVX2 / AVX-512 kernels), 'fp32' "
+                        "= this build at the CPU's level, 'bf16' = precision='bfloat16'")
+    g.add_argument("--before", default=None,
+                   help="root of a built slidelearn checkout to time as the 'before' level "
+                        "(e.g. a git worktree of an older commit, built in place)")
     g.add_argument("--torch-batches", type=int, default=None,
                    help="timed PyTorch training batches (default 20; 5 with --quick)")
     g.add_argument("--torch-warmup", type=int, default=2,
@@ -170,6 +191,7 @@ def parse_args(argv=None):
     # Internal: the parent runs each configuration as `--worker KIND`.
     p.add_argument("--worker", choices=["slidelearn", "torch"], help=argparse.SUPPRESS)
     p.add_argument("--worker-threads", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--worker-level", default="fp32", help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
     p.add_argument("--result", help=argparse.SUPPRESS)
 
@@ -184,6 +206,8 @@ def parse_args(argv=None):
             p.error(f"--{name.replace('_', '-')} must be at least 1")
     if any(t < 1 for t in args.threads):
         p.error("--threads must be positive")
+    if "before" in args.levels and not args.before:
+        p.error("--levels before needs --before PATH")
     return args
 
 
@@ -404,6 +428,9 @@ def run_slidelearn(args, threads, data):
         extra["inference_n_tables"] = args.inference_n_tables
     if args.inference_bucket_size is not None:
         extra["inference_bucket_size"] = args.inference_bucket_size
+    label, _, precision, _ = LEVELS[args.worker_level]
+    if precision != "float32":
+        extra["precision"] = precision
     clf = SlideClassifier(
         **extra, alpha=args.alpha, hidden_layer_sizes=(args.hidden,), hash_family=args.hash_family,
         n_codes=args.n_codes, n_tables=args.n_tables, bin_size=args.bin_size,
@@ -429,7 +456,7 @@ def run_slidelearn(args, threads, data):
             epoch_s.append(time.perf_counter() - t0)
             losses.append(float(clf.loss_curve_[-1]))
             active.append(float(clf.mean_active_))
-            print(f"  [slidelearn x{threads}] epoch {epoch + 1}/{args.epochs}: "
+            print(f"  [{label} x{threads}] epoch {epoch + 1}/{args.epochs}: "
                   f"{Xtr.shape[0] / epoch_s[-1]:,.0f} samples/s, loss {losses[-1]:.4f}, "
                   f"{active[-1]:.0f} active/sample", flush=True)
         train_s = sum(epoch_s)
@@ -440,12 +467,13 @@ def run_slidelearn(args, threads, data):
         train_s = time.perf_counter() - t0
         losses = [float(v) for v in clf.loss_curve_[n_before:]]
         active.append(float(clf.mean_active_))
-        print(f"  [slidelearn x{threads}] fit, {len(losses)} epochs: "
+        print(f"  [{label} x{threads}] fit, {len(losses)} epochs: "
               f"{len(losses) * Xtr.shape[0] / train_s:,.0f} samples/s, loss {losses[-1]:.4f}",
               flush=True)
     n_epochs = len(losses)
     result = {
-        "library": "slidelearn", "threads": threads, "train_api": args.train_api,
+        "library": label, "level": args.worker_level, "threads": threads,
+        "cpu_level": _cpu_level(), "train_api": args.train_api,
         "init_s": init_s, "train_s": train_s, "epoch_s": epoch_s, "epochs": n_epochs,
         "train_samples_per_s": n_epochs * Xtr.shape[0] / train_s,
         "loss_curve": losses, "mean_active": active[-1], "mean_active_per_epoch": active,
@@ -492,10 +520,10 @@ def run_slidelearn(args, threads, data):
             for h in args.inference_head_labels:
                 head_ix = clf._most_frequent_labels(h)
                 shares[str(h)] = float(np.isin(labels[:, 0], clf.classes_[head_ix]).mean())
-                print(f"  [slidelearn x{threads}] exact top-1 among the {h} most frequent "
+                print(f"  [{label} x{threads}] exact top-1 among the {h} most frequent "
                       f"labels: {100 * shares[str(h)]:.1f}% of rows", flush=True)
             result["inference"][key]["top1_share_in_head"] = shares
-        print(f"  [slidelearn x{threads}] top-{TOP_K} {mode}"
+        print(f"  [{label} x{threads}] top-{TOP_K} {mode}"
               f"{'' if thr is None else f' (threshold {thr})'}"
               f"{'' if cap is None else f' (at most {cap} candidates)'}"
               f"{'' if not head else f' (+{head} head labels)'}: "
@@ -620,6 +648,14 @@ def run_torch(args, threads, data):
     }
 
 
+def _cpu_level():
+    try:
+        from slidelearn.utils import _cpu
+        return _cpu.cpu_level()
+    except ImportError:  # a checkout from before the dispatch levels
+        return None
+
+
 def worker_main(args):
     """Entry point of a ``--worker`` subprocess: run one configuration, write its JSON."""
     t0 = time.perf_counter()
@@ -627,6 +663,10 @@ def worker_main(args):
     load_s = time.perf_counter() - t0
     rss_data = current_rss_bytes()
     run = run_slidelearn if args.worker == "slidelearn" else run_torch
+    if args.worker == "slidelearn":
+        import slidelearn
+        print(f"  [{LEVELS[args.worker_level][0]}] slidelearn from "
+              f"{os.path.dirname(slidelearn.__file__)}, CPU level {_cpu_level()}", flush=True)
     result = run(args, args.worker_threads, data)
     result["rss_after_data_bytes"] = rss_data
     result["data_load_s"] = load_s
@@ -635,13 +675,17 @@ def worker_main(args):
         json.dump(result, f)
 
 
-def launch_worker(kind, threads, data_path, result_path):
+def launch_worker(kind, threads, data_path, result_path, level="fp32", before=None):
     """Run one configuration in a fresh Python process limited to ``threads`` threads.
 
     Parameters
     ----------
     kind : {"slidelearn", "torch"}
         Which library to run.
+    level : str, default="fp32"
+        slidelearn's configuration, a key of ``LEVELS``.
+    before : str or None
+        Checkout whose slidelearn the "before" level imports.
     threads : int
         Thread count; also exported as ``OMP_NUM_THREADS`` and the BLAS variables.
     data_path, result_path : str
@@ -656,13 +700,21 @@ def launch_worker(kind, threads, data_path, result_path):
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[var] = str(threads)
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    _, cpu_level, _, use_before = LEVELS[level]
+    if use_before:
+        repo = os.path.abspath(before)
+    env.pop("SLIDELEARN_CPU_LEVEL", None)
+    if cpu_level is not None:
+        env["SLIDELEARN_CPU_LEVEL"] = cpu_level
     env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, env.get("PYTHONPATH")) if p)
     cmd = [sys.executable, os.path.abspath(__file__), *sys.argv[1:], "--worker", kind,
-           "--worker-threads", str(threads), "--data", data_path, "--result", result_path]
+           "--worker-threads", str(threads), "--worker-level", level, "--data", data_path,
+           "--result", result_path]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env)
     if proc.returncode != 0 or not os.path.exists(result_path):
-        return {"library": kind, "threads": threads,
+        return {"library": LEVELS[level][0] if kind == "slidelearn" else kind,
+                "level": level, "threads": threads,
                 "error": f"worker exited with status {proc.returncode}"}
     with open(result_path) as f:
         result = json.load(f)
@@ -732,6 +784,84 @@ def summarize(results, threads):
     return out
 
 
+def summarize_levels(results, threads):
+    """Each optimisation level against the 'before' checkout and against fp32.
+
+    Parameters
+    ----------
+    results : list of dict
+        Worker results (slidelearn ones carry their ``level``).
+    threads : list of int
+        Thread counts run.
+
+    Returns
+    -------
+    summary : dict
+        Per thread count and level: samples/s, P@1 (exact), the speed ratio to
+        'before' and to 'fp32' and the P@1 difference to 'fp32' in points, where
+        those levels ran; and whether the targets are met.
+    """
+    out = {}
+    for t in threads:
+        runs = {r["level"]: r for r in results
+                if r.get("level") and r["threads"] == t and "error" not in r}
+        before, fp32 = runs.get("before"), runs.get("fp32")
+        rows = {}
+        for level, r in runs.items():
+            row = {"samples_per_s": r["train_samples_per_s"],
+                   "p1": r["inference"]["exact"]["p1"]}
+            if before is not None:
+                row["vs_before"] = r["train_samples_per_s"] / before["train_samples_per_s"]
+                row["p1_diff_vs_before_points"] = 100.0 * (row["p1"]
+                                                           - before["inference"]["exact"]["p1"])
+            if fp32 is not None:
+                row["vs_fp32"] = r["train_samples_per_s"] / fp32["train_samples_per_s"]
+                row["p1_diff_vs_fp32_points"] = 100.0 * (row["p1"]
+                                                         - fp32["inference"]["exact"]["p1"])
+            rows[level] = row
+        best = max((rows[lv]["vs_before"] for lv in rows if lv != "before"
+                    and "vs_before" in rows[lv]), default=None)
+        targets = {}
+        if best is not None:
+            targets["vs_before_met"] = bool(best >= TARGET_VS_BEFORE)
+        if "bf16" in rows and "vs_fp32" in rows["bf16"]:
+            b = rows["bf16"]
+            targets["bf16_met"] = bool(b["vs_fp32"] >= TARGET_BF16_RATIO
+                                       and b["p1_diff_vs_fp32_points"] >= -TARGET_BF16_P1_DROP)
+        out[str(t)] = {"levels": rows, **targets}
+    return out
+
+
+def print_levels(summary, threads):
+    """Print the optimisation-level table (from :func:`summarize_levels`)."""
+    if not any(len(summary[str(t)]["levels"]) > 1 for t in threads):
+        return
+    print("\nOptimisation levels (training samples/s; P@1 of exact top-5 inference after the "
+          "same training)")
+    hdr = (f"{'threads':>7}  {'level':<14}{'samples/s':>11}{'x before':>10}{'x fp32':>9}"
+           f"{'P@1':>8}{'vs fp32':>9}")
+    print(hdr)
+    print("-" * len(hdr))
+    for t in threads:
+        s = summary[str(t)]
+        for level in LEVELS:
+            row = s["levels"].get(level)
+            if row is None:
+                continue
+            vb = f"{row['vs_before']:.2f}x" if "vs_before" in row else "-"
+            vf = f"{row['vs_fp32']:.2f}x" if "vs_fp32" in row else "-"
+            dp = (f"{row['p1_diff_vs_fp32_points']:+.2f}" if "p1_diff_vs_fp32_points" in row
+                  else "-")
+            print(f"{t:>7}  {level:<14}{row['samples_per_s']:>11,.0f}{vb:>10}{vf:>9}"
+                  f"{100 * row['p1']:>8.2f}{dp:>9}")
+        if "vs_before_met" in s:
+            print(f"{'':>9}target: fastest level >= {TARGET_VS_BEFORE:g}x before: "
+                  f"{_target(s['vs_before_met'])}")
+        if "bf16_met" in s:
+            print(f"{'':>9}target: bf16 >= {TARGET_BF16_RATIO:g}x fp32 at <= "
+                  f"{TARGET_BF16_P1_DROP:g} pt lower P@1: {_target(s['bf16_met'])}")
+
+
 def print_report(info, data_stats, results, summary, args, command):
     """Print machine information, data statistics and the result tables."""
     print("\n" + "=" * 100)
@@ -774,7 +904,7 @@ def print_report(info, data_stats, results, summary, args, command):
         print(f"FAILED      : {r['library']} x{r['threads']}: {r['error']}")
 
     print("\nTraining")
-    hdr = (f"{'config':<12}{'threads':>8}{'samples/s':>14}{'mean active':>13}"
+    hdr = (f"{'config':<25}{'threads':>8}{'samples/s':>14}{'mean active':>13}"
            f"{'peak RSS GB':>13}{'x torch':>10}   target")
     print(hdr)
     print("-" * len(hdr) + "-" * 24)
@@ -783,7 +913,9 @@ def print_report(info, data_stats, results, summary, args, command):
             continue
         t = r["threads"]
         ratio = summary[str(t)].get("train_speed_ratio")
-        if r["library"] == "slidelearn":
+        if r["library"].startswith("slidelearn"):
+            if r["library"] != "slidelearn":
+                ratio = None  # the torch ratio and its target are the default level's
             active = f"{r['mean_active']:,.0f}"
             rtxt = "-" if ratio is None else f"{ratio:.1f}x"
             tgt = ""
@@ -792,7 +924,7 @@ def print_report(info, data_stats, results, summary, args, command):
                 tgt = f">= {TARGET_TRAIN_RATIO:g}x at {t} threads: {met}"
         else:
             active, rtxt, tgt = f"{data_stats['n_labels']:,}", "1.0x", "(full softmax)"
-        print(f"{r['library']:<12}{t:>8}{r['train_samples_per_s']:>14,.1f}{active:>13}"
+        print(f"{r['library']:<25}{t:>8}{r['train_samples_per_s']:>14,.1f}{active:>13}"
               f"{_gb(r['peak_rss_bytes']):>13}{rtxt:>10}   {tgt}")
 
     print(f"\nTop-{TOP_K} inference on {args.n_test:,} test rows (slidelearn)")
@@ -825,6 +957,8 @@ def print_report(info, data_stats, results, summary, args, command):
             print(f"{'':>7}note: LSH inference used hash tables built {stale:,} training samples "
                   f"before the end of training ({r['train_api']} does not rebuild them at the end; "
                   f"compare --train-api fit)")
+
+    print_levels(summary["levels"], args.threads)
 
     torch_rows = [r for r in results if r["library"] == "torch" and "error" not in r]
     if torch_rows:
@@ -882,11 +1016,18 @@ def main(argv=None):
         results = []
         kinds = ["slidelearn"] + ([] if args.skip_torch else ["torch"])
         for t in args.threads:
-            for kind in kinds:
+            for level in args.levels:
+                print(f"Running {LEVELS[level][0]} with {t} thread(s) in a fresh process ...",
+                      flush=True)
+                results.append(launch_worker("slidelearn", t, data_path,
+                                             os.path.join(tmp, f"slidelearn_{level}_{t}.json"),
+                                             level=level, before=args.before))
+            for kind in kinds[1:]:
                 print(f"Running {kind} with {t} thread(s) in a fresh process ...", flush=True)
                 results.append(launch_worker(kind, t, data_path,
                                              os.path.join(tmp, f"{kind}_{t}.json")))
     summary = summarize(results, args.threads)
+    summary["levels"] = summarize_levels(results, args.threads)
     print_report(info, data_stats, results, summary, args, command)
     if args.out:
         payload = {
@@ -894,6 +1035,8 @@ def main(argv=None):
             "options": {k: v for k, v in vars(args).items()
                         if k not in ("worker", "worker_threads", "data", "result")},
             "targets": {"train_speed_ratio": TARGET_TRAIN_RATIO, "at_threads": TARGET_THREADS,
+                        "levels_vs_before": TARGET_VS_BEFORE, "bf16_vs_fp32": TARGET_BF16_RATIO,
+                        "bf16_max_p1_drop_points": TARGET_BF16_P1_DROP,
                         "lsh_speedup": TARGET_LSH_SPEEDUP, "lsh_max_p1_drop_points":
                         TARGET_LSH_P1_DROP},
             "results": results, "summary": summary,
