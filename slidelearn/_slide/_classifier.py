@@ -617,10 +617,20 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         # Centred rows: same inner-product ranking for every query, balanced buckets.
         if center is None:
             center = W_out.mean(axis=0, dtype=np.float64)
-        buckets = _hashing.hash_vectors(params, W_out, n_threads, center=center)
+        # A rebuild writes into the previous tables' arrays and a kept bucket buffer:
+        # fresh arrays would fault in (and zero) hundreds of MB of new pages each time.
+        work = getattr(self, "_work", None)
+        keep = work is not None and lsh is self._lsh
+        buckets = _hashing.hash_vectors(params, W_out, n_threads, center=center,
+                                        out=work.get("hash_buckets") if keep else None)
+        if keep:
+            work["hash_buckets"] = buckets
+        old = (lsh.get("offsets"), lsh.get("ids"))
+        reuse = keep and all(a is not None and a.flags.writeable for a in old)
         offsets, ids = _hashing.build_tables(
             buckets, params["n_buckets"], bucket_size, reservoir,
-            int((self._rng if rng is None else rng).integers(0, 2**63 - 1)), n_threads)
+            int((self._rng if rng is None else rng).integers(0, 2**63 - 1)), n_threads,
+            out=old if reuse else None)
         lsh["offsets"] = offsets
         lsh["ids"] = ids
         lsh["bucket_size"] = int(bucket_size)
@@ -652,11 +662,11 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         act_cap = int(min(n_labels, max_labels + L * self.bucket_size + self.min_active))
         rec_rows = int(self.batch_size)
         transposed = transposed and (
-            rec_rows * act_cap * 16 <= max(64 << 20, n_labels * H * 4))
+            rec_rows * act_cap * 32 <= max(64 << 20, n_labels * H * 4))
         bf16 = self.precision == "bfloat16"
         if bf16 and not transposed:
             raise ValueError("precision='bfloat16' needs batch_size * (max labels per row "
-                             "+ n_tables * bucket_size + min_active) * 16 bytes of "
+                             "+ n_tables * bucket_size + min_active) * 32 bytes of "
                              "gradient records at most the size of the output layer; "
                              "lower batch_size or use precision='float32'.")
         key = (T, L, self.n_codes, self.bucket_size, n_labels, H, n_features, H0,
@@ -695,11 +705,11 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
                 "rec_dz": np.zeros((rec_rows, act_cap), dtype=np.float32),
                 "rec_n": np.zeros(rec_rows, dtype=np.int32),
                 "Hb": np.zeros((rec_rows, H), dtype=np.float32),
-                "slot_out": np.full(n_labels, -1, dtype=np.int32),
-                "csc_start": np.zeros(n_labels + 1, dtype=np.int64),
-                "csc_fill": np.zeros(n_labels, dtype=np.int64),
-                "csc_r": np.zeros(n_rec, dtype=np.int32),
-                "csc_dz": np.zeros(n_rec, dtype=np.float32),
+                "sort_keys": np.zeros(n_rec, dtype=np.uint64),
+                "sort_vals": np.zeros(n_rec, dtype=np.float32),
+                "sort_tkeys": np.zeros(n_rec, dtype=np.uint64),
+                "sort_tvals": np.zeros(n_rec, dtype=np.float32),
+                "runs": np.zeros(n_labels + 1, dtype=np.int64),
                 "gbuf": np.zeros((T, H), dtype=np.float32),
             })
         else:

@@ -237,7 +237,7 @@ cdef Tables make_tables(const int32_t[:, ::1] offsets, const int32_t[:, ::1] ids
     return tb
 
 
-def hash_vectors(dict params, const float[:, ::1] V, int n_threads=1, center=None):
+def hash_vectors(dict params, const float[:, ::1] V, int n_threads=1, center=None, out=None):
     """Bucket ids of every row of ``V`` in every table, as a (L, n_rows) uint32 array.
 
     With ``center`` (a vector of ``dim`` floats), the rows ``V[i] - center`` are
@@ -245,6 +245,8 @@ def hash_vectors(dict params, const float[:, ::1] V, int n_threads=1, center=Non
     the items by inner product with any query unchanged, so retrieval quality is
     kept, while the component the rows share (output weights of rarely seen labels
     all drift along the same direction) no longer piles them into a few buckets.
+    ``out``: an array of that shape and dtype to write into (reused between rehashes:
+    no fresh pages to fault in), else a new one.
     """
     cdef HashFn fn = make_hash_fn(params)
     if V.shape[1] != fn.dim:
@@ -258,7 +260,8 @@ def hash_vectors(dict params, const float[:, ::1] V, int n_threads=1, center=Non
     if center_np.shape != (dim,):
         raise ValueError(f"center must have {dim} entries, got shape {center_np.shape}")
     cdef const float[::1] c = center_np
-    out = np.empty((L, n), dtype=np.uint32)
+    if out is None or out.shape != (L, n) or out.dtype != np.uint32:
+        out = np.empty((L, n), dtype=np.uint32)
     cdef uint32_t[:, ::1] out_v = out
     T = max(n_threads, 1)
     codes_np = np.empty((T, n_hashes), dtype=np.int32)
@@ -297,7 +300,7 @@ def hash_codes(dict params, const float[::1] vec):
 
 
 def build_tables(const uint32_t[:, ::1] buckets, Py_ssize_t n_buckets, int bucket_size,
-                 bint reservoir, uint64_t seed, int n_threads=1):
+                 bint reservoir, uint64_t seed, int n_threads=1, out=None):
     """Build L bucket tables in CSR form from the (L, n_items) bucket ids of the items.
 
     Items are inserted in index order into buckets that keep at most ``bucket_size``
@@ -307,6 +310,8 @@ def build_tables(const uint32_t[:, ::1] buckets, Py_ssize_t n_buckets, int bucke
 
     Returns ``offsets`` of shape (L, n_buckets + 1) and ``ids`` of shape
     (L, n_items); bucket ``b`` of table ``t`` is ``ids[t, offsets[t, b]:offsets[t, b + 1]]``.
+    ``out``: ``(offsets, ids)`` arrays of those shapes to overwrite (a rebuild reuses
+    the previous tables' memory), else new ones.
     """
     cdef Py_ssize_t L = buckets.shape[0], n = buckets.shape[1], i, b
     cdef int t, tid, cap = bucket_size
@@ -314,8 +319,12 @@ def build_tables(const uint32_t[:, ::1] buckets, Py_ssize_t n_buckets, int bucke
     cdef uint64_t state
     if bucket_size < 1:
         raise ValueError("bucket_size must be >= 1")
-    offsets_np = np.empty((L, n_buckets + 1), dtype=np.int32)
-    ids_np = np.empty((L, max(n, 1)), dtype=np.int32)
+    offsets_np, ids_np = out if out is not None else (None, None)
+    if (offsets_np is None or offsets_np.shape != (L, n_buckets + 1)
+            or offsets_np.dtype != np.int32):
+        offsets_np = np.empty((L, n_buckets + 1), dtype=np.int32)
+    if ids_np is None or ids_np.shape != (L, max(n, 1)) or ids_np.dtype != np.int32:
+        ids_np = np.empty((L, max(n, 1)), dtype=np.int32)
     cdef int32_t[:, ::1] offsets = offsets_np
     cdef int32_t[:, ::1] ids = ids_np
     n_threads = max(1, min(n_threads, L))

@@ -50,6 +50,10 @@ cdef extern from "../utils/_bfloat16.h" nogil:
     float sl_dot_bf16(const uint16_t *a, const uint16_t *b, int64_t n)
     void sl_axpy_bf16(float alpha, const uint16_t *x, float *y, int64_t n)
 
+cdef extern from "_radix.h" nogil:
+    void sl_radix_sort_kv(uint64_t *key, float *val, uint64_t *tk, float *tv, int64_t n,
+                          int shift, int bits)
+
 cdef extern from "_adam16.h" nogil:
     uint32_t sl_mix32(uint32_t x)
     void sl_adam16_row(float *w, uint16_t *s16, float *g, int n, float lr_t, float b1,
@@ -625,11 +629,14 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
     ``train_batch`` of ``n_rows`` rows run with the transposed gradient.
 
     The records of the batch (``rec_ids`` / ``rec_dz`` / ``rec_n``, one row per batch
-    position) are sorted by neuron (a counting sort into ``csc_*``); each touched
-    neuron's gradient is then ``sum_r dz[r] * Hb[r]`` over the rows that activated it,
-    in batch order, formed in a per-thread buffer and applied at once by Adam, with
-    the L2 penalty ``alpha`` as in ``adam_update``. No ``(n_labels, H)`` gradient
-    array is read or written, and the sums do not depend on the number of threads.
+    position) are gathered as keys ``neuron << 32 | row`` with their d loss / d logit
+    and radix-sorted by neuron (stable: each neuron's records stay in batch order).
+    Each run of one neuron's records then gives its gradient ``sum dz * Hb[row]``,
+    formed in a per-thread buffer and applied at once by Adam (L2 penalty ``alpha`` as
+    in ``adam_update``); threads take contiguous blocks of neurons, in increasing
+    order (the rows of ``W_out`` are walked forwards). No ``(n_labels, H)`` gradient
+    array is read or written, no two threads touch one neuron, and the sums do not
+    depend on the number of threads.
 
     With ``opt["s16_out"]`` (precision="bfloat16", see ``_adam16.h``) the moments are
     that array's bfloat16 ones, rounded stochastically with bits drawn from ``seed``,
@@ -648,85 +655,77 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
     cdef const float[:, ::1] rec_dz = work["rec_dz"]
     cdef const int32_t[::1] rec_n = work["rec_n"]
     cdef const float[:, ::1] Hb = work["Hb"]
-    cdef int32_t[::1] slot = work["slot_out"]
-    cdef int32_t[::1] uniq = work["uniq_out"]
-    cdef int64_t[::1] start = work["csc_start"]
-    cdef int64_t[::1] fill = work["csc_fill"]
-    cdef int32_t[::1] ent_r = work["csc_r"]
-    cdef float[::1] ent_dz = work["csc_dz"]
+    cdef uint64_t[::1] keys = work["sort_keys"]
+    cdef float[::1] vals = work["sort_vals"]
+    cdef uint64_t[::1] tkeys = work["sort_tkeys"]
+    cdef float[::1] tvals = work["sort_tvals"]
+    cdef int64_t[::1] runs = work["runs"]
     cdef float[:, ::1] gbuf = work["gbuf"]
     cdef bint bf16 = "s16_out" in opt
-    cdef int H = W_out.shape[1], tid
-    cdef uint32_t seed32 = <uint32_t>(seed ^ (seed >> 32))
-    cdef int64_t r, a, u, n_u = 0, q, p, nxt
-    cdef int32_t j, sl
+    cdef int H = W_out.shape[1], T = n_threads, t, bits = 1
+    cdef int64_t n_labels = W_out.shape[0], r, a, n = 0, n_runs = 0, q, u, u0, u1, nxt
+    cdef int32_t j
     cdef float gb, d
     cdef float* g
+    cdef uint32_t seed32 = <uint32_t>(seed ^ (seed >> 32))
     cdef float lr_t = lr * sqrt(1.0 - beta2 ** step) / (1.0 - beta1 ** step)
     if n_rows > rec_n.shape[0] or n_rows > Hb.shape[0] or Hb.shape[1] != H:
         raise ValueError("transposed-gradient buffers do not match the batch")
     if gbuf.shape[0] < n_threads or gbuf.shape[1] < H:
         raise ValueError("work buffers were sized for fewer threads")
-    if slot.shape[0] != W_out.shape[0] or start.shape[0] < W_out.shape[0] + 1:
+    if (keys.shape[0] < rec_ids.shape[0] * rec_ids.shape[1] or tkeys.shape[0] < keys.shape[0]
+            or vals.shape[0] < keys.shape[0] or tvals.shape[0] < keys.shape[0]
+            or runs.shape[0] < n_labels + 1):
         raise ValueError("work buffers do not match the model")
     if bf16:
         s16 = opt["s16_out"]
-        if s16.shape[0] != W_out.shape[0] or s16.shape[1] != 3 * H:
+        if s16.shape[0] != n_labels or s16.shape[1] != 3 * H:
             raise ValueError("the bfloat16 state of the output layer does not match the model")
     else:
         m_out = opt["m_out"]
         v_out = opt["v_out"]
+    while (<int64_t>1 << bits) < n_labels:
+        bits += 1
     with nogil:
-        # counting sort of the records by neuron, neurons in order of first use
         for r in range(n_rows):
             for a in range(rec_n[r]):
-                j = rec_ids[r, a]
-                sl = slot[j]
-                if sl < 0:
-                    sl = <int32_t>n_u
-                    slot[j] = sl
-                    uniq[n_u] = j
-                    start[n_u + 1] = 0
-                    n_u += 1
-                start[sl + 1] += 1
-        start[0] = 0
-        for u in range(n_u):
-            start[u + 1] += start[u]
-            fill[u] = start[u]
-        for r in range(n_rows):
-            for a in range(rec_n[r]):
-                sl = slot[rec_ids[r, a]]
-                p = fill[sl]
-                fill[sl] = p + 1
-                ent_r[p] = <int32_t>r
-                ent_dz[p] = rec_dz[r, a]
-        for u in prange(n_u, schedule="static", num_threads=n_threads):
-            tid = omp_get_thread_num()
-            j = uniq[u]
-            slot[j] = -1
-            if u + 2 < n_u:
-                nxt = uniq[u + 2]
-                sl_prefetchw_row(&W_out[nxt, 0], H)
+                keys[n] = (<uint64_t>rec_ids[r, a] << 32) | <uint64_t>r
+                vals[n] = rec_dz[r, a]
+                n += 1
+        sl_radix_sort_kv(&keys[0], &vals[0], &tkeys[0], &tvals[0], n, 32, bits)
+        for q in range(n):  # runs[u]: first record of the u-th neuron
+            if q == 0 or (keys[q] >> 32) != (keys[q - 1] >> 32):
+                runs[n_runs] = q
+                n_runs += 1
+        runs[n_runs] = n
+        for t in prange(T, schedule="static", num_threads=T):
+            u0 = n_runs * t // T
+            u1 = n_runs * (t + 1) // T
+            g = &gbuf[t, 0]
+            for u in range(u0, u1):
+                j = <int32_t>(keys[runs[u]] >> 32)
+                if u + 2 < u1:
+                    nxt = <int64_t>(keys[runs[u + 2]] >> 32)
+                    sl_prefetchw_row(&W_out[nxt, 0], H)
+                    if bf16:
+                        sl_prefetchw_row(<float*>&s16[nxt, 0], (3 * H) // 2)
+                    else:
+                        sl_prefetchw_row(&m_out[nxt, 0], H)
+                        sl_prefetchw_row(&v_out[nxt, 0], H)
+                memset(g, 0, H * sizeof(float))
+                gb = 0
+                for q in range(runs[u], runs[u + 1]):
+                    d = vals[q]
+                    sl_axpy(d, &Hb[<int64_t>(keys[q] & <uint64_t>0xFFFFFFFF), 0], g, H)
+                    gb = gb + d
                 if bf16:
-                    sl_prefetchw_row(<float*>&s16[nxt, 0], (3 * H) // 2)
+                    sl_adam16_row(&W_out[j, 0], &s16[j, 0], g, H, lr_t, beta1, beta2, eps,
+                                  alpha, sl_mix32(seed32 ^ <uint32_t>j))
                 else:
-                    sl_prefetchw_row(&m_out[nxt, 0], H)
-                    sl_prefetchw_row(&v_out[nxt, 0], H)
-            g = &gbuf[tid, 0]
-            memset(g, 0, H * sizeof(float))
-            gb = 0
-            for q in range(start[u], start[u + 1]):
-                d = ent_dz[q]
-                sl_axpy(d, &Hb[ent_r[q], 0], g, H)
-                gb = gb + d
-            if bf16:
-                sl_adam16_row(&W_out[j, 0], &s16[j, 0], g, H, lr_t, beta1, beta2, eps, alpha,
-                              sl_mix32(seed32 ^ <uint32_t>j))
-            else:
-                sl_adam_row(&W_out[j, 0], &m_out[j, 0], &v_out[j, 0], g, H,
-                            lr_t, beta1, beta2, eps, alpha)
-            _adam_scalar(&b_out[j], &mb_out[j], &vb_out[j], &gb, lr_t, beta1, beta2, eps)
-    return n_u
+                    sl_adam_row(&W_out[j, 0], &m_out[j, 0], &v_out[j, 0], g, H,
+                                lr_t, beta1, beta2, eps, alpha)
+                _adam_scalar(&b_out[j], &mb_out[j], &vb_out[j], &gb, lr_t, beta1, beta2, eps)
+    return n_runs
 
 
 # ---------------------------------------------------------------------------
