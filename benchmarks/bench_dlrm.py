@@ -16,10 +16,19 @@ configuration runs in its own process: its peak resident memory (ru_maxrss) is i
 own. slidelearn is timed through ``partial_fit`` (one call per step), so its figures
 include input validation; torch is timed on ready tensors.
 
+Optimisation levels (``--levels``, issue 6), each in its own process on the same rows:
+``before`` (the checkout given by ``--before``: the code before the CPU work),
+``fp32-generic`` (``SLIDELEARN_CPU_LEVEL=generic``: no AVX2 / AVX-512 helpers),
+``fp32`` (the CPU's own level) and ``bf16`` (``precision="bfloat16"``: split-SGD with
+bf16 GEMMs). Each row carries the loss after the same steps; the summary gives every
+level's speed and loss against ``fp32`` and checks the bf16 target on shape ``b``
+(at least 1.5x fp32 with the loss within 1%).
+
 Run::
 
     python benchmarks/bench_dlrm.py                      # both shapes, 1 and 2 threads
     python benchmarks/bench_dlrm.py --shape a --threads 1 --steps 6
+    python benchmarks/bench_dlrm.py --shape b --skip-torch --levels fp32-generic fp32 bf16
 """
 import argparse
 import json
@@ -30,6 +39,9 @@ import sys
 import time
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_slide import LEVELS  # noqa: E402  (result labels and settings of each level)
 
 SHAPES = {
     "a": dict(n_dense=13, bottom=(512, 256), d=64, top=(512, 256), tables=8, rows=1_000_000,
@@ -55,7 +67,11 @@ def make_data(shape, n_steps, seed=0):
     return dense, ids, y
 
 
-def run_slidelearn(shape, threads, n_steps, warmup, lr):
+TARGET_BF16_RATIO = 1.5     # bf16 / fp32 samples/s on shape b
+TARGET_BF16_LOSS = 0.01     # relative difference of the final loss, bf16 against fp32
+
+
+def run_slidelearn(shape, threads, n_steps, warmup, lr, precision="float32"):
     import scipy.sparse as sp
 
     from slidelearn import DLRMClassifier
@@ -66,6 +82,8 @@ def run_slidelearn(shape, threads, n_steps, warmup, lr):
     common = dict(embedding_dim=s["d"], bottom_mlp=s["bottom"], top_mlp=s["top"],
                   solver="sgd", learning_rate_init=lr, batch_size=B, shuffle=False,
                   n_jobs=threads, random_state=0)
+    if precision != "float32":  # a checkout from before the precision option has no such key
+        common["precision"] = precision
     if s["bag"] == 1:
         X = np.column_stack([dense, ids[:, :, 0]]).astype(np.float64)
         chunks = [X[i * B:(i + 1) * B] for i in range(n_steps + warmup)]
@@ -170,12 +188,65 @@ def run_torch(shape, threads, n_steps, warmup, lr):
     return times, losses
 
 
+def summarize_levels(rows):
+    """bf16 against fp32 for every (shape, threads) that ran both.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Worker results (``level``, ``shape``, ``threads``, ``samples_per_s``,
+        ``final_loss``).
+
+    Returns
+    -------
+    summary : list of dict
+        ``shape``, ``threads``, ``bf16_ratio`` (samples/s over fp32), ``bf16_loss_rel``
+        (final loss relative to fp32) and ``target_met`` (both targets of issue 6).
+
+    Examples
+    --------
+    >>> rows = [{"level": "fp32", "shape": "b", "threads": 1, "samples_per_s": 100.0,
+    ...          "final_loss": 0.5},
+    ...         {"level": "bf16", "shape": "b", "threads": 1, "samples_per_s": 160.0,
+    ...          "final_loss": 0.502}]
+    >>> s = summarize_levels(rows)[0]
+    >>> round(s["bf16_ratio"], 2), round(s["bf16_loss_rel"], 3), s["target_met"]
+    (1.6, 0.004, True)
+    """
+    by = {(r.get("level"), r["shape"], r["threads"]): r for r in rows}
+    out = []
+    for (level, shape, thr), r in by.items():
+        f = by.get(("fp32", shape, thr))
+        if level != "bf16" or f is None:
+            continue
+        ratio = r["samples_per_s"] / f["samples_per_s"]
+        rel = r["final_loss"] / f["final_loss"] - 1
+        out.append({"shape": shape, "threads": thr, "bf16_ratio": ratio,
+                    "bf16_loss_rel": rel,
+                    "target_met": bool(ratio >= TARGET_BF16_RATIO
+                                       and abs(rel) <= TARGET_BF16_LOSS)})
+    return out
+
+
 def worker(args):
-    fn = run_slidelearn if args.impl == "slidelearn" else run_torch
-    times, losses = fn(args.shape, args.threads[0], args.steps, args.warmup, args.lr)
+    if args.impl == "slidelearn":
+        precision = LEVELS[args.level][2]
+        times, losses = run_slidelearn(args.shape, args.threads[0], args.steps, args.warmup,
+                                       args.lr, precision)
+        label = LEVELS[args.level][0]
+        try:
+            from slidelearn.utils import _cpu
+            cpu_level = _cpu.cpu_level()
+        except ImportError:  # a checkout from before the dispatch levels
+            cpu_level = None
+    else:
+        times, losses = run_torch(args.shape, args.threads[0], args.steps, args.warmup,
+                                  args.lr)
+        label, cpu_level = "torch", None
     B = SHAPES[args.shape]["batch"]
     print(json.dumps({
-        "impl": args.impl, "shape": args.shape, "threads": args.threads[0],
+        "impl": label, "level": args.level if args.impl == "slidelearn" else None,
+        "cpu_level": cpu_level, "shape": args.shape, "threads": args.threads[0],
         "samples_per_s": B * len(times) / sum(times),
         "ms_per_step": 1000 * float(np.median(times)),
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
@@ -194,12 +265,20 @@ def main():
     p.add_argument("--lr", type=float, default=0.05, help="SGD learning rate (both sides)")
     p.add_argument("--out", default=None,
                    help="also write the command, machine and every row to this JSON file")
+    p.add_argument("--levels", nargs="+", choices=list(LEVELS), default=["fp32"],
+                   help="slidelearn optimisation levels, each in its own process (see the "
+                        "module docstring)")
+    p.add_argument("--before", default=None,
+                   help="root of a built slidelearn checkout to time as the 'before' level")
+    p.add_argument("--skip-torch", action="store_true", help="do not run the PyTorch peer")
     p.add_argument("--impl", choices=["slidelearn", "torch"], help=argparse.SUPPRESS)
+    p.add_argument("--level", default="fp32", choices=list(LEVELS), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.impl:
         return worker(args)
+    if "before" in args.levels and not args.before:
+        p.error("--levels before needs --before PATH")
     shapes = ["a", "b"] if args.shape == "both" else [args.shape]
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from bench_slide import machine_info
 
     info = machine_info()
@@ -211,39 +290,66 @@ def main():
     print(f"# steps {args.steps} (+{args.warmup} warm-up) per configuration, SGD lr "
           f"{args.lr}, loss = mean of the last {args.tail} steps; each configuration in its "
           f"own process")
-    print(f"{'shape':5} {'thr':>3} {'impl':10} {'samples/s':>10} {'ms/step':>8} "
+    w = max(10, *(len(LEVELS[lv][0]) for lv in args.levels))
+    print(f"{'shape':5} {'thr':>3} {'impl':{w}} {'samples/s':>10} {'ms/step':>8} "
           f"{'peak GB':>7} {'loss':>7}  ratio")
     rows = []
+    runs = [("torch", None)] * (not args.skip_torch) + [("slidelearn", lv) for lv in args.levels]
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     for shape in shapes:
         for thr in args.threads:
             res = {}
-            for impl in ("torch", "slidelearn"):
+            for impl, level in runs:
                 env = dict(os.environ, OMP_NUM_THREADS=str(thr))
-                cmd = [sys.executable, __file__, "--impl", impl, "--shape", shape,
+                env.pop("SLIDELEARN_CPU_LEVEL", None)
+                root = repo
+                if level is not None:
+                    _, cpu_level, _, use_before = LEVELS[level]
+                    if cpu_level is not None:
+                        env["SLIDELEARN_CPU_LEVEL"] = cpu_level
+                    if use_before:
+                        root = os.path.abspath(args.before)
+                env["PYTHONPATH"] = os.pathsep.join(
+                    p for p in (root, os.environ.get("PYTHONPATH")) if p)
+                cmd = [sys.executable, os.path.abspath(__file__), "--impl", impl,
+                       "--level", level or "fp32", "--shape", shape,
                        "--threads", str(thr), "--steps", str(args.steps),
                        "--warmup", str(args.warmup), "--tail", str(args.tail),
                        "--lr", str(args.lr)]
+                name = LEVELS[level][0] if level else "torch"
                 out = subprocess.run(cmd, env=env, capture_output=True, text=True)
                 if out.returncode != 0:
-                    print(f"{shape:5} {thr:3} {impl:10} FAILED\n{out.stderr[-2000:]}")
+                    print(f"{shape:5} {thr:3} {name:{w}} FAILED\n{out.stderr[-2000:]}")
                     continue
                 r = json.loads(out.stdout.strip().splitlines()[-1])
-                res[impl] = r
+                res[level or "torch"] = r
                 rows.append(r)
-                ratio = ""
-                if impl == "slidelearn" and "torch" in res:
-                    t = res["torch"]
-                    ratio = (f"{r['samples_per_s'] / t['samples_per_s']:.2f}x speed, "
-                             f"{r['peak_rss_gb'] / t['peak_rss_gb']:.2f}x memory, "
-                             f"loss {100 * (r['final_loss'] / t['final_loss'] - 1):+.1f}%")
-                print(f"{shape:5} {thr:3} {impl:10} {r['samples_per_s']:10,.0f} "
+                ratio = []
+                for ref in ("torch", "fp32"):
+                    t = res.get(ref)
+                    if t is None or t is r:
+                        continue
+                    ratio.append(f"vs {ref}: {r['samples_per_s'] / t['samples_per_s']:.2f}x "
+                                 f"speed, {r['peak_rss_gb'] / t['peak_rss_gb']:.2f}x memory, "
+                                 f"loss {100 * (r['final_loss'] / t['final_loss'] - 1):+.2f}%")
+                print(f"{shape:5} {thr:3} {name:{w}} {r['samples_per_s']:10,.0f} "
                       f"{r['ms_per_step']:8.1f} {r['peak_rss_gb']:7.2f} "
-                      f"{r['final_loss']:7.4f}  {ratio}", flush=True)
+                      f"{r['final_loss']:7.4f}  {'; '.join(ratio)}", flush=True)
+    summary = summarize_levels(rows)
+    for s in summary:
+        verdict = ""
+        if s["shape"] == "b":  # the issue-6 target is set on the SC20 "Small" shape
+            verdict = " -> target " + ("met" if s["target_met"] else "NOT met")
+        print(f"# shape {s['shape']}, {s['threads']} thread(s): bf16 {s['bf16_ratio']:.2f}x "
+              f"fp32, loss {100 * s['bf16_loss_rel']:+.2f}% (targets >= "
+              f"{TARGET_BF16_RATIO}x, within {100 * TARGET_BF16_LOSS:.0f}%){verdict}")
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"command": command, "machine": info, "shapes": SHAPES,
                        "options": {k: v for k, v in vars(args).items() if k != "impl"},
-                       "targets": {"a": 1.5, "b": 2.0}, "results": rows}, f, indent=2)
+                       "targets": {"a": 1.5, "b": 2.0, "bf16_ratio_b": TARGET_BF16_RATIO,
+                                   "bf16_loss_rel": TARGET_BF16_LOSS},
+                       "levels": summary, "results": rows}, f, indent=2)
         print(f"# wrote {args.out}")
 
 

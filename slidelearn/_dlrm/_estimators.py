@@ -21,6 +21,31 @@ from slidelearn.utils.validation import validate_sparse_X
 _PREDICT_BATCH = 512
 
 
+def _split_rows(a):
+    """float32 (n, d) -> uint16 (n, 2 d), each row the upper 16 bits of its d weights
+    then their lower 16 bits. Done in place, in blocks of rows: the result is a view of
+    ``a``'s memory (the tables are the largest arrays of the model)."""
+    n, d = a.shape
+    out = a.view(np.uint16).reshape(n, 2 * d)
+    step = max(1, (1 << 20) // max(d, 1))
+    for r in range(0, n, step):
+        u = a[r:r + step].view(np.uint32).copy()
+        out[r:r + step, :d] = u >> 16
+        out[r:r + step, d:] = u & 0xFFFF
+    return out
+
+
+def _join_rows(a):
+    """Inverse of ``_split_rows``, in place: uint16 (n, 2 d) -> float32 (n, d)."""
+    n, d = a.shape[0], a.shape[1] // 2
+    out = a.view(np.uint32).reshape(n, d)
+    step = max(1, (1 << 20) // max(d, 1))
+    for r in range(0, n, step):
+        u = (a[r:r + step, :d].astype(np.uint32) << 16) | a[r:r + step, d:]
+        out[r:r + step] = u
+    return out.view(np.float32)
+
+
 class _BaseDLRM(BaseEstimator):
     """Shared core of the DLRM estimators (inputs, model, training loop)."""
 
@@ -52,6 +77,7 @@ class _BaseDLRM(BaseEstimator):
         "verbose": ["verbose"],
         "comm": "no_validation",
         "rank_memory_budget": [Interval(Real, 0, None, closed="neither"), None],
+        "precision": [StrOptions({"float32", "bfloat16"})],
     }
 
     def __init__(
@@ -84,6 +110,7 @@ class _BaseDLRM(BaseEstimator):
         verbose=0,
         comm=None,
         rank_memory_budget=None,
+        precision="float32",
     ):
         self.categorical_features = categorical_features
         self.feature_groups = feature_groups
@@ -112,6 +139,7 @@ class _BaseDLRM(BaseEstimator):
         self.verbose = verbose
         self.comm = comm
         self.rank_memory_budget = rank_memory_budget
+        self.precision = precision
 
     # ------------------------------------------------------------------ tags
     def __sklearn_tags__(self):
@@ -287,8 +315,9 @@ class _BaseDLRM(BaseEstimator):
         m = self._model
         if not m["theta"].flags.writeable or (m["E"].size and not m["E"].flags.writeable):
             self._model = m = {k: np.array(v) for k, v in m.items()}
-        if m["grad"].shape != m["theta"].shape:
-            m["grad"] = np.zeros_like(m["theta"])
+        n_theta = m["theta"].shape[0] // (2 if _kernels.is_bf16(m) else 1)
+        if m["grad"].shape != (n_theta,):
+            m["grad"] = np.zeros(n_theta, dtype=np.float32)
         # Hyper-parameters that may change between partial_fit calls / warm starts.
         self._spec["alpha"] = float(self.alpha)
         self._spec["eps"] = float(self.epsilon)
@@ -297,10 +326,21 @@ class _BaseDLRM(BaseEstimator):
         if needs_slot and m["slot"].shape[0] != m["E"].shape[0]:
             m["slot"] = np.full(m["E"].shape[0], -1, dtype=np.int32)
 
+    def _set_precision(self, precision):
+        """Convert the weights to the layout of ``precision`` (exact both ways)."""
+        m = self._model
+        if _kernels.is_bf16(m) == (precision == "bfloat16"):
+            return
+        convert = _split_rows if precision == "bfloat16" else _join_rows
+        m["theta"] = convert(m["theta"][None, :])[0]
+        m["E"] = convert(m["E"])
+        self._work = None
+
     def _get_work(self, B, cache=True):
         spec = self._spec
         size = _kernels.work_size(B, spec["n_dense"], spec["n_tables"] + int(spec["n_bottom"] > 0),
-                                  spec["d"], spec["n_int"], spec["layers"], spec["max_width"])
+                                  spec["d"], spec["n_int"], spec["layers"], spec["max_width"],
+                                  _kernels.is_bf16(self._model))
         if not cache:  # prediction leaves the estimator untouched
             return np.empty(size, dtype=np.float32)
         work = getattr(self, "_work", None)
@@ -348,6 +388,9 @@ class _BaseDLRM(BaseEstimator):
     def _fit(self, X, y, *, incremental, classes=None):
         comm = _mpi.check_comm(self.comm)
         if comm is not None:
+            if self.precision != "float32":
+                raise ValueError("precision='bfloat16' is not available with comm: "
+                                 "distributed training keeps float32 weights.")
             return self._fit_mpi(X, y, comm, incremental=incremental, classes=classes)
         if getattr(self, "_shard_state", None) is not None and (incremental or self.warm_start):
             self._sharded_tables(None)  # raises: the tables are spread over ranks
@@ -364,6 +407,7 @@ class _BaseDLRM(BaseEstimator):
             self._init_model(dense.shape[1], Y.shape[1], self._output_bias(Y.mean(axis=0)),
                              self._rng)
         self._prepare_model()
+        self._set_precision(self.precision)
         n_threads = effective_n_threads(self.n_jobs)
         self.n_threads_ = n_threads
         n = dense.shape[0]
@@ -518,6 +562,7 @@ class _BaseDLRM(BaseEstimator):
                              tables=False)
             self._shard_state = None
         self._prepare_model()
+        self._set_precision("float32")  # a bfloat16 model trained without comm before
         n_threads = _mpi.rank_threads(comm, self.n_jobs)
         self.n_threads_ = n_threads
         adagrad = self._spec["optimizer"] == _kernels.CODES["adagrad"]
@@ -740,6 +785,18 @@ class DLRMRegressor(RegressorMixin, _BaseDLRM):
         budget they stay spread over the ranks after ``fit``: such a model predicts
         collectively (every rank calls ``predict`` with its rows, ``comm`` set to the
         same number of ranks). ``None``: no limit.
+    precision : {"float32", "bfloat16"}, default="float32"
+        ``"bfloat16"``: split-SGD, as in the CPU-cluster DLRM work. Every weight of
+        the MLPs and the tables is kept as its upper 16 bits (a bfloat16, which the
+        layers and the embedding sums read) and a separate array of its lower 16 bits:
+        still 4 bytes a weight, and each update joins the halves, applies the fp32
+        step and splits again, so the weights follow fp32 SGD / Adagrad exactly for
+        the gradients they get. The MLP products run on bfloat16 inputs with fp32
+        accumulation (``vdpbf16ps`` on CPUs with AVX-512 BF16, exact fp32 products of
+        the same values elsewhere). Faster on such CPUs (see the performance guide);
+        gradients and losses differ from float32 training by bfloat16 rounding of the
+        activations. A change between fits converts the model exactly. Not available
+        with ``comm``.
 
     Attributes
     ----------
@@ -960,6 +1017,18 @@ class DLRMClassifier(ClassifierMixin, _BaseDLRM):
         budget they stay spread over the ranks after ``fit``: such a model predicts
         collectively (every rank calls ``predict`` with its rows, ``comm`` set to the
         same number of ranks). ``None``: no limit.
+    precision : {"float32", "bfloat16"}, default="float32"
+        ``"bfloat16"``: split-SGD, as in the CPU-cluster DLRM work. Every weight of
+        the MLPs and the tables is kept as its upper 16 bits (a bfloat16, which the
+        layers and the embedding sums read) and a separate array of its lower 16 bits:
+        still 4 bytes a weight, and each update joins the halves, applies the fp32
+        step and splits again, so the weights follow fp32 SGD / Adagrad exactly for
+        the gradients they get. The MLP products run on bfloat16 inputs with fp32
+        accumulation (``vdpbf16ps`` on CPUs with AVX-512 BF16, exact fp32 products of
+        the same values elsewhere). Faster on such CPUs (see the performance guide);
+        gradients and losses differ from float32 training by bfloat16 rounding of the
+        activations. A change between fits converts the model exactly. Not available
+        with ``comm``.
 
     Attributes
     ----------

@@ -21,13 +21,21 @@ holds a contiguous range of every table's rows and applies only the gradients
 that fall in it, in batch order, so the result does not depend on the number of
 threads. Plain SGD scatters each occurrence directly into its row; Adagrad (and
 L2 decay) first reduce the occurrences of a row into one gradient.
+
+``precision='bfloat16'`` (split-SGD): ``theta`` is a uint16 vector of twice the
+parameters, ``[hi | lo]`` (the upper and lower 16 bits of every fp32 weight), and
+``E`` a uint16 (n_rows, 2 d) array, each row ``[hi | lo]`` of its fp32 row. The
+layers multiply bf16 activations by the ``hi`` halves (``_gemm_bf16.h``, fp32
+accumulation), the bags sum ``hi`` rows, and every update joins the halves, applies
+the fp32 step and splits again (``_split.h``). The kernels choose the path from the
+dtype of ``model["theta"]``.
 """
 import numpy as np
 
 from cython.parallel import prange
 
 from libc.math cimport expf, logf, log1pf, sqrtf, fabsf
-from libc.stdint cimport int32_t, int64_t
+from libc.stdint cimport int32_t, int64_t, uint16_t
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset
 
@@ -45,6 +53,39 @@ cdef extern from "../_slide/_vec.h" nogil:
     void sl_relu_mask(float *dy, const float *y, int n)
     void sl_bias_act(float *y, const float *b, int n, int relu)
     void sl_add(float *y, const float *x, int n)
+    void sl_vec_set_level(int level)
+
+cdef extern from "../utils/_bfloat16.h" nogil:
+    void sl_bf16_set_level(int level)
+    void sl_sgd_split(uint16_t *hi, uint16_t *lo, const float *g, float lr, int64_t n)
+    void sl_axpy_bf16(float alpha, const uint16_t *x, float *y, int64_t n)
+
+cdef extern from "../utils/_gemm_bf16.h" nogil:
+    void sl_gemm_set_level(int level)
+    int64_t sl_gemm_n_tasks(int64_t m, int64_t n, int n_threads)
+    int sl_gemm_bf16_task(int64_t t, int64_t n_tasks, int transa, int transb, int64_t m,
+                          int64_t n, int64_t K, float alpha, const uint16_t *A, int64_t lda,
+                          const uint16_t *B, int64_t ldb, float beta, float *C, int64_t ldc)
+    int sl_gemm_f32_task(int64_t t, int64_t n_tasks, int transa, int transb, int64_t m,
+                         int64_t n, int64_t K, float alpha, const float *A, int64_t lda,
+                         const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
+
+cdef extern from "_split.h" nogil:
+    void sl_join_n(const uint16_t *hi, const uint16_t *lo, float *out, int64_t n)
+    void sl_split_add_scaled(float s, const uint16_t *hi, const uint16_t *lo, float *g,
+                             int64_t n)
+    void sl_adagrad_split(uint16_t *hi, uint16_t *lo, float *acc, const float *g, float lr,
+                          float eps, int64_t n)
+    void sl_rows_to_bf16(const float *x, int64_t ld, uint16_t *out, int64_t rows, int64_t n)
+
+from slidelearn.utils import _cpu
+
+# Vector code for the CPU level chosen at import (SLIDELEARN_CPU_LEVEL forces a lower
+# one): _cpu levels generic / avx2 / avx512 / avx512_bf16 -> _vec.h 0 / 1 / 2 / 2,
+# _bfloat16.h 0 / 0 / 1 / 2 and _gemm_bf16.h 0 / 1 / 2 / 3.
+sl_vec_set_level((0, 1, 2, 2)[_cpu._level_index()])
+sl_bf16_set_level((0, 0, 1, 2)[_cpu._level_index()])
+sl_gemm_set_level(_cpu._level_index())
 
 # Interaction and loss codes shared with the Python side.
 cdef enum:
@@ -83,6 +124,10 @@ cdef struct Net:
     float* grad
     float* acc
     float* E
+    bint bf16            # split storage: theta16 = [hi | lo] of n_theta weights, E16 rows [hi | lo]
+    int64_t n_theta
+    uint16_t* theta16
+    uint16_t* E16
     float* E_acc
     int32_t* slot
     const int64_t* table_offsets
@@ -100,12 +145,18 @@ cdef struct Work:
     float* d0            # (B, max_width) delta ping
     float* d1            # (B, max_width) delta pong
     float* row_loss      # (B,)
+    uint16_t* x16        # (B, max_width) bf16 layer input (bf16 models only)
+    uint16_t* dy16       # (B, max_width) bf16 output gradient
+    float* bias          # (max_width,) fp32 bias of the current layer
+    int err              # a bf16 GEMM could not allocate its packing buffers
+    bint own_gemm        # fp32 forward through sl_gemm_f32_task instead of BLAS (prediction)
 
 
 def work_size(int B, int n_dense, int F, int d, int n_int, const int64_t[:, ::1] layers,
-              int64_t max_w):
+              int64_t max_w, bint bf16=False):
     """Number of floats of scratch a batch of ``B`` rows needs (see ``_work``);
-    ``max_w`` is the widest layer input or output (``spec["max_width"]``)."""
+    ``max_w`` is the widest layer input or output (``spec["max_width"]``); ``bf16``
+    adds the bf16 copies of a layer's input and output gradient."""
     cdef int64_t total = 0
     cdef Py_ssize_t l
     for l in range(layers.shape[0]):
@@ -113,6 +164,8 @@ def work_size(int B, int n_dense, int F, int d, int n_int, const int64_t[:, ::1]
         if layers[l, 0] > max_w or layers[l, 1] > max_w:
             raise ValueError("max_w is smaller than a layer")
     total += B * n_dense + 2 * B * F * d + 2 * B * n_int + 2 * B * max_w + B
+    if bf16:
+        total += B * max_w + max_w + 32  # two (B, max_w) uint16 blocks, the bias, alignment
     return int(total)
 
 
@@ -143,6 +196,20 @@ cdef void _work(Work* w, float* buf, int B, Net* net, int64_t* act_off, int64_t 
     w.d1 = buf + pos
     pos += B * max_w
     w.row_loss = buf + pos
+    pos += B
+    w.err = 0
+    w.own_gemm = False
+    w.x16 = NULL
+    w.dy16 = NULL
+    w.bias = NULL
+    if net.bf16:
+        pos += 16 - pos % 16  # blocks on 64-byte boundaries relative to buf
+        w.x16 = <uint16_t*>(buf + pos)
+        pos += (B * max_w + 1) // 2
+        pos += 16 - pos % 16
+        w.dy16 = <uint16_t*>(buf + pos)
+        pos += (B * max_w + 1) // 2
+        w.bias = buf + pos
 
 
 # ---------------------------------------------------------------------------
@@ -152,13 +219,27 @@ cdef void _work(Work* w, float* buf, int B, Net* net, int64_t* act_off, int64_t 
 
 cdef void _layer_forward(const float* X, int ldx, const float* W, const float* b,
                          float* Y, int ldy, int B, int n_in, int n_out, bint relu,
-                         int n_threads) noexcept nogil:
+                         int n_threads, Work* w) noexcept nogil:
     """Each thread multiplies its own block of rows (single-threaded BLAS inside our
     parallel region: no second thread pool competing for the cores) and applies
-    bias and ReLU to the block while it is still in cache."""
+    bias and ReLU to the block while it is still in cache. With ``w.own_gemm`` the
+    product is ``sl_gemm_f32_task`` instead, whose result for a row does not depend
+    on the row's position in the batch (prediction: a row's output must not change
+    with the other rows it is predicted with)."""
     cdef char ta = b'T', tb = b'N'
     cdef float one = 1.0, zero = 0.0
-    cdef int o, i, r0, r1, nr
+    cdef int o, i, r0, r1, nr, rc
+    cdef int64_t t, nt
+    if w.own_gemm:
+        nt = sl_gemm_n_tasks(B, n_out, n_threads)
+        for t in prange(nt, nogil=True, schedule='static', num_threads=n_threads):
+            rc = sl_gemm_f32_task(t, nt, 0, 1, B, n_out, n_in, 1.0, X, ldx, W, n_in, 0.0,
+                                  Y, ldy)
+            if rc != 0:
+                w.err = 1
+        for i in prange(B, nogil=True, schedule='static', num_threads=n_threads):
+            sl_bias_act(Y + <int64_t>i * ldy, b, n_out, relu)
+        return
     for o in prange(n_threads, nogil=True, schedule='static', num_threads=n_threads):
         r0 = <int>(<int64_t>B * o // n_threads)
         r1 = <int>(<int64_t>B * (o + 1) // n_threads)
@@ -219,6 +300,76 @@ cdef void _layer_backward(const float* X, int ldx, float* W, const float* Y, int
                     gW[i] += alpha * W[i]
 
 
+cdef void _gemm16(Work* w, int transa, int transb, int64_t m, int64_t n, int64_t K,
+                  const uint16_t* A, int64_t lda, const uint16_t* Bm, int64_t ldb, float* C,
+                  int64_t ldc, int n_threads) noexcept nogil:
+    """C = op(A) op(B) on bf16 operands with fp32 accumulation; the tasks of
+    ``_gemm_bf16.h`` are disjoint blocks of C, one per prange iteration."""
+    cdef int64_t t, nt = sl_gemm_n_tasks(m, n, n_threads)
+    cdef int rc
+    for t in prange(nt, nogil=True, schedule='static', num_threads=n_threads):
+        rc = sl_gemm_bf16_task(t, nt, transa, transb, m, n, K, 1.0, A, lda, Bm, ldb, 0.0,
+                               C, ldc)
+        if rc != 0:
+            w.err = 1
+
+
+cdef void _layer_forward16(Net* net, Work* w, const float* X, int ldx, const int64_t* L,
+                           float* Y, int ldy, int B, int n_threads) noexcept nogil:
+    """``_layer_forward`` of a bf16 model: the input rounded to bf16 times the ``hi``
+    halves of W, accumulated in fp32; the exact fp32 bias and the ReLU after."""
+    cdef int i, n_in = <int>L[0], n_out = <int>L[1]
+    cdef const uint16_t* hi = net.theta16
+    cdef const uint16_t* lo = net.theta16 + net.n_theta
+    for i in prange(B, nogil=True, schedule='static', num_threads=n_threads):
+        sl_rows_to_bf16(X + <int64_t>i * ldx, ldx, w.x16 + <int64_t>i * n_in, 1, n_in)
+    _gemm16(w, 0, 1, B, n_out, n_in, w.x16, n_in, hi + L[2], n_in, Y, ldy, n_threads)
+    sl_join_n(hi + L[3], lo + L[3], w.bias, n_out)
+    for i in prange(B, nogil=True, schedule='static', num_threads=n_threads):
+        sl_bias_act(Y + <int64_t>i * ldy, w.bias, n_out, L[4] != 0)
+
+
+cdef void _layer_backward16(Net* net, Work* w, const float* X, int ldx, const int64_t* L,
+                            const float* Y, int ldy, float* dY, int lddy, float* dX, int lddx,
+                            int B, bint sgd, float lr, float alpha,
+                            int n_threads) noexcept nogil:
+    """``_layer_backward`` of a bf16 model. The GEMMs take bf16 copies of the input and
+    of the (ReLU-masked) output gradient; the fp32 weight gradient goes to
+    ``net.grad``. With ``sgd`` the weights are updated by split-SGD, exactly as fp32
+    SGD would update them with that gradient (``W -= lr * (gW + alpha W)``, the bias
+    ``b -= lr * gb``); otherwise the gradient (L2 term included) is left for Adagrad."""
+    cdef int o, i, r0, r1, nr, n_in = <int>L[0], n_out = <int>L[1]
+    cdef uint16_t* hi = net.theta16
+    cdef uint16_t* lo = net.theta16 + net.n_theta
+    cdef float* gW = net.grad + L[2]
+    cdef float* gb = net.grad + L[3]
+    for i in prange(B, nogil=True, schedule='static', num_threads=n_threads):
+        if L[4] != 0:
+            sl_relu_mask(dY + <int64_t>i * lddy, Y + <int64_t>i * ldy, n_out)
+        sl_rows_to_bf16(dY + <int64_t>i * lddy, lddy, w.dy16 + <int64_t>i * n_out, 1, n_out)
+        sl_rows_to_bf16(X + <int64_t>i * ldx, ldx, w.x16 + <int64_t>i * n_in, 1, n_in)
+    if dX != NULL:  # dX = dY W, with the weights before the update
+        _gemm16(w, 0, 0, B, n_in, n_out, w.dy16, n_out, hi + L[2], n_in, dX, lddx, n_threads)
+    _gemm16(w, 1, 0, n_out, n_in, B, w.dy16, n_out, w.x16, n_in, gW, n_in, n_threads)
+    for o in prange(n_threads, nogil=True, schedule='static', num_threads=n_threads):
+        r0 = <int>(<int64_t>n_out * o // n_threads)
+        r1 = <int>(<int64_t>n_out * (o + 1) // n_threads)
+        nr = r1 - r0
+        if nr <= 0:
+            continue
+        memset(gb + r0, 0, nr * sizeof(float))
+        for i in range(B):
+            sl_add(gb + r0, dY + <int64_t>i * lddy + r0, nr)
+        if alpha != 0.0:
+            sl_split_add_scaled(alpha, hi + L[2] + <int64_t>r0 * n_in,
+                                lo + L[2] + <int64_t>r0 * n_in, gW + <int64_t>r0 * n_in,
+                                <int64_t>nr * n_in)
+        if sgd:
+            sl_sgd_split(hi + L[2] + <int64_t>r0 * n_in, lo + L[2] + <int64_t>r0 * n_in,
+                         gW + <int64_t>r0 * n_in, lr, <int64_t>nr * n_in)
+            sl_sgd_split(hi + L[3] + r0, lo + L[3] + r0, gb + r0, lr, nr)
+
+
 # ---------------------------------------------------------------------------
 # Embedding bags
 # ---------------------------------------------------------------------------
@@ -240,10 +391,23 @@ cdef void _bags_forward(Net* net, Work* w, const int64_t* rows, int B,
             j0 = bag_ptr[t * ptr_stride + r]
             j1 = bag_ptr[t * ptr_stride + r + 1]
             for j in range(j0, j1):
-                if j + PREFETCH < j1:
-                    sl_prefetch_row(net.E + <int64_t>ids[j + PREFETCH] * d, d)
                 wt = wts[j] if has_wts else 1.0
-                sl_axpy(wt, net.E + <int64_t>ids[j] * d, z, d)
+                if net.bf16:  # the hi halves: the first half of each [hi | lo] row
+                    if j + PREFETCH < j1:
+                        sl_prefetch_row(_erow(net, ids[j + PREFETCH]), (d + 1) // 2)
+                    sl_axpy_bf16(wt, net.E16 + 2 * <int64_t>ids[j] * d, z, d)
+                else:
+                    if j + PREFETCH < j1:
+                        sl_prefetch_row(net.E + <int64_t>ids[j + PREFETCH] * d, d)
+                    sl_axpy(wt, net.E + <int64_t>ids[j] * d, z, d)
+
+
+cdef inline float* _erow(Net* net, int64_t row) noexcept nogil:
+    """Start of a table row: ``d`` floats, or ``2 d`` uint16 ``[hi | lo]`` (the same
+    bytes) in a bf16 model."""
+    if net.bf16:
+        return <float*>(net.E16 + 2 * row * net.d)
+    return net.E + row * net.d
 
 
 cdef inline void _prefetch_bags(Net* net, int64_t r, const int64_t* bag_ptr, int64_t ptr_stride,
@@ -260,9 +424,9 @@ cdef inline void _prefetch_bags(Net* net, int64_t r, const int64_t* bag_ptr, int
         for j in range(j0, j1):
             row = ids[j]
             if t_only < 0:
-                sl_prefetch_row(net.E + row * net.d, net.d)
+                sl_prefetch_row(_erow(net, row), net.d)
             elif row >= lo and row < hi:
-                sl_prefetchw_row(net.E + row * net.d, net.d)
+                sl_prefetchw_row(_erow(net, row), net.d)
 
 
 cdef void _bags_update(Net* net, Work* w, const int64_t* rows, int B,
@@ -279,6 +443,7 @@ cdef void _bags_update(Net* net, Work* w, const int64_t* rows, int B,
     cdef float* buf
     cdef int64_t* uniq
     cdef float* e
+    cdef uint16_t* e16
     cdef float* gb
     scale = alpha / B
     for o in prange(n_threads, nogil=True, schedule='static', num_threads=n_threads):
@@ -297,11 +462,15 @@ cdef void _bags_update(Net* net, Work* w, const int64_t* rows, int B,
                         if j + PREFETCH < j1:
                             row = ids[j + PREFETCH]
                             if row >= lo and row < hi:
-                                sl_prefetchw_row(net.E + row * d, d)
+                                sl_prefetchw_row(_erow(net, row), d)
                         row = ids[j]
                         if row >= lo and row < hi:
                             wt = wts[j] if has_wts else 1.0
-                            sl_axpy(-lr * wt, g, net.E + row * d, d)
+                            if net.bf16:
+                                sl_sgd_split(net.E16 + 2 * row * d, net.E16 + 2 * row * d + d,
+                                             g, lr * wt, d)
+                            else:
+                                sl_axpy(-lr * wt, g, net.E + row * d, d)
                 continue
             # reduce the occurrences of each owned row, then one update per row
             cnt = 0
@@ -335,8 +504,19 @@ cdef void _bags_update(Net* net, Work* w, const int64_t* rows, int B,
             for s in range(n_uniq):
                 row = uniq[s]
                 net.slot[row] = -1
-                e = net.E + row * d
                 gb = buf + s * (d + 1)
+                if net.bf16:
+                    e16 = net.E16 + 2 * row * d
+                    if alpha != 0.0:
+                        sl_split_add_scaled(scale * gb[d], e16, e16 + d, gb, d)
+                    step = lr
+                    if optimizer != OPT_SGD:
+                        gsq = sl_dot(gb, gb, d) / d
+                        net.E_acc[row] += gsq
+                        step = lr / (sqrtf(net.E_acc[row]) + eps)
+                    sl_sgd_split(e16, e16 + d, gb, step, d)
+                    continue
+                e = net.E + row * d
                 if alpha != 0.0:
                     sl_axpy(scale * gb[d], e, gb, d)
                 if optimizer == OPT_SGD:
@@ -435,8 +615,11 @@ cdef void _bottom_forward(Net* net, Work* w, const float* X, int64_t n_dense_str
         else:
             out = _layer_out(net, w, l)
             ldy = n_out
-        _layer_forward(inp, ldx, net.theta + L[2], net.theta + L[3], out, ldy, B,
-                       n_in, n_out, L[4] != 0, n_threads)
+        if net.bf16:
+            _layer_forward16(net, w, inp, ldx, L, out, ldy, B, n_threads)
+        else:
+            _layer_forward(inp, ldx, net.theta + L[2], net.theta + L[3], out, ldy, B,
+                           n_in, n_out, L[4] != 0, n_threads, w)
         inp = out
         ldx = ldy
 
@@ -454,8 +637,11 @@ cdef void _top_forward(Net* net, Work* w, int B, int n_threads) noexcept nogil:
     for l in range(nb, nb + nt):
         L = net.layers + 5 * l
         out = _layer_out(net, w, l)
-        _layer_forward(inp, ldx, net.theta + L[2], net.theta + L[3], out, <int>L[1], B,
-                       <int>L[0], <int>L[1], L[4] != 0, n_threads)
+        if net.bf16:
+            _layer_forward16(net, w, inp, ldx, L, out, <int>L[1], B, n_threads)
+        else:
+            _layer_forward(inp, ldx, net.theta + L[2], net.theta + L[3], out, <int>L[1], B,
+                           <int>L[0], <int>L[1], L[4] != 0, n_threads, w)
         inp = out
         ldx = <int>L[1]
 
@@ -544,9 +730,14 @@ cdef double _backward(Net* net, Work* w, const float* Y, const int64_t* rows, in
         else:
             inp = w.R
             dX = w.dR
-        _layer_backward(inp, n_in, net.theta + L[2], _layer_out(net, w, l), n_out, dY, lddy,
-                        dX, n_in, net.grad + L[2], net.grad + L[3], net.theta + L[3], B,
-                        n_in, n_out, L[4] != 0, fused, lr, alpha, n_threads)
+        if net.bf16:
+            _layer_backward16(net, w, inp, n_in, L, _layer_out(net, w, l), n_out, dY, lddy,
+                              dX, n_in, B, fused, lr, alpha, n_threads)
+        else:
+            _layer_backward(inp, n_in, net.theta + L[2], _layer_out(net, w, l), n_out, dY,
+                            lddy, dX, n_in, net.grad + L[2], net.grad + L[3],
+                            net.theta + L[3], B, n_in, n_out, L[4] != 0, fused, lr, alpha,
+                            n_threads)
         dY = dX
         lddy = n_in
     _interact_backward(net, w, B, n_threads)
@@ -572,17 +763,27 @@ cdef double _backward(Net* net, Work* w, const float* Y, const int64_t* rows, in
                 inp = w.Xb
                 ldx = net.n_dense
                 dX = NULL
-            _layer_backward(inp, ldx, net.theta + L[2], outp, ldy, dY, lddy, dX, n_in,
-                            net.grad + L[2], net.grad + L[3], net.theta + L[3], B, n_in,
-                            n_out, L[4] != 0, fused, lr, alpha, n_threads)
+            if net.bf16:
+                _layer_backward16(net, w, inp, ldx, L, outp, ldy, dY, lddy, dX, n_in, B,
+                                  fused, lr, alpha, n_threads)
+            else:
+                _layer_backward(inp, ldx, net.theta + L[2], outp, ldy, dY, lddy, dX, n_in,
+                                net.grad + L[2], net.grad + L[3], net.theta + L[3], B, n_in,
+                                n_out, L[4] != 0, fused, lr, alpha, n_threads)
             dY = dX
             lddy = n_in
     return total_loss
 
 
 cdef void _adagrad(Net* net, int64_t n_theta, float lr, float eps, int n_threads) noexcept nogil:
-    cdef int64_t q
+    cdef int64_t q, c, n_chunks = (n_theta + 4095) // 4096
     cdef float g
+    if net.bf16:
+        for c in prange(n_chunks, nogil=True, schedule='static', num_threads=n_threads):
+            q = c * 4096
+            sl_adagrad_split(net.theta16 + q, net.theta16 + net.n_theta + q, net.acc + q,
+                             net.grad + q, lr, eps, min(<int64_t>4096, n_theta - q))
+        return
     for q in prange(n_theta, nogil=True, schedule='static', num_threads=n_threads):
         g = net.grad[q]
         net.acc[q] += g * g
@@ -634,15 +835,48 @@ cdef Net _net(int n_dense, int n_tables, int d, int n_bottom, int n_top, int n_i
     net.E_acc = <float*>&E_acc[0] if E_acc.shape[0] > 0 else NULL
     net.slot = <int32_t*>&slot[0] if slot.shape[0] > 0 else NULL
     net.table_offsets = &table_offsets[0]
+    net.bf16 = False
+    net.n_theta = theta.shape[0]
+    net.theta16 = NULL
+    net.E16 = NULL
     return net
 
 
+_EMPTY_THETA = np.zeros(1, dtype=np.float32)
+_EMPTY_E = np.zeros((0, 1), dtype=np.float32)
+
+
+def is_bf16(dict model):
+    """Whether ``model`` holds split (``precision='bfloat16'``) weights."""
+    return model["theta"].dtype == np.uint16
+
+
 cdef Net _net_of(dict model, dict spec) except *:
-    """``_net`` from the model and spec dictionaries."""
-    return _net(spec["n_dense"], spec["n_tables"], spec["d"], spec["n_bottom"],
-                spec["n_top"], spec["n_int"], spec["interaction"], spec["k"],
-                spec["layers"], model["theta"], model["grad"], model["acc"],
-                model["E"], model["E_acc"], model["slot"], model["table_offsets"])
+    """``_net`` from the model and spec dictionaries (either precision)."""
+    cdef bint bf16 = is_bf16(model)
+    theta, E = model["theta"], model["E"]
+    cdef const uint16_t[::1] theta16
+    cdef const uint16_t[:, ::1] E16
+    cdef Net net = _net(spec["n_dense"], spec["n_tables"], spec["d"], spec["n_bottom"],
+                        spec["n_top"], spec["n_int"], spec["interaction"], spec["k"],
+                        spec["layers"], _EMPTY_THETA if bf16 else theta, model["grad"],
+                        model["acc"], _EMPTY_E if bf16 else E, model["E_acc"], model["slot"],
+                        model["table_offsets"])
+    if bf16:
+        theta16 = theta
+        if theta16.shape[0] % 2 or E.ndim != 2 or E.dtype != np.uint16 or (
+                E.shape[0] and E.shape[1] != 2 * spec["d"]):
+            raise ValueError("a bfloat16 model needs theta [hi | lo] and E (n_rows, 2 d) "
+                             "uint16 arrays")
+        net.bf16 = True
+        net.n_theta = theta16.shape[0] // 2
+        net.theta = NULL
+        net.E = NULL
+        net.theta16 = <uint16_t*>&theta16[0]
+        if E.shape[0] > 0:
+            E16 = E
+            net.E16 = <uint16_t*>&E16[0, 0]
+    return net
 
 
 def train_epoch(const float[:, ::1] X, const float[:, ::1] Y,
@@ -660,12 +894,15 @@ def train_epoch(const float[:, ::1] X, const float[:, ::1] Y,
     for key in ("theta", "grad", "acc", "E", "E_acc", "slot"):
         if not model[key].flags.writeable:
             raise ValueError(f"model array {key!r} is read-only")
-    if model["grad"].shape[0] != model["theta"].shape[0]:
-        raise ValueError("model['grad'] must have the size of model['theta']")
     cdef Net net = _net_of(model, spec)
+    if model["grad"].shape[0] != net.n_theta:
+        raise ValueError("model['grad'] must have one entry per parameter of model['theta']")
+    if work.shape[0] < work_size(batch_size, spec["n_dense"], net.F, spec["d"], spec["n_int"],
+                                 spec["layers"], spec["max_width"], net.bf16):
+        raise ValueError("work is too small for batch_size")
     cdef int loss = spec["loss"], optimizer = spec["optimizer"]
     cdef float eps = spec["eps"], alpha = spec["alpha"]
-    cdef int64_t n = order.shape[0], start, n_theta = model["theta"].shape[0]
+    cdef int64_t n = order.shape[0], start, n_theta = net.n_theta
     cdef int nb, b, n_batches = (n + batch_size - 1) // batch_size if n else 0
     cdef int64_t max_w = spec["max_width"]
     cdef int64_t[::1] act_off = np.zeros(spec["layers"].shape[0] + 1, dtype=np.int64)
@@ -687,6 +924,10 @@ def train_epoch(const float[:, ::1] X, const float[:, ::1] Y,
             losses[b] = _step(&net, &w, Xp, X.shape[1], &Y[0, 0], &order[start], nb, ptr,
                               ptr_stride, ids, wts, has_wts, loss, optimizer, lrs[b], eps,
                               alpha, n_theta, n_threads)
+            if w.err:
+                break
+    if w.err:
+        raise MemoryError("could not allocate the GEMM packing buffers")
     return np.asarray(losses)
 
 
@@ -713,7 +954,11 @@ def forward(const float[:, ::1] X, const int64_t[:, ::1] bag_ptr,
     cdef const int64_t* ptr = &bag_ptr[0, 0] if bag_ptr.shape[0] > 0 else NULL
     cdef float* last
     cdef int k = net.k
+    if work.shape[0] < work_size(batch_size, spec["n_dense"], net.F, spec["d"], spec["n_int"],
+                                 spec["layers"], max_w, net.bf16):
+        raise ValueError("work is too small for batch_size")
     _work(&w, &work[0], batch_size, &net, &act_off[0], max_w)
+    w.own_gemm = True
     with nogil:
         for b in range(n_batches):
             start = <int64_t>b * batch_size
@@ -722,6 +967,10 @@ def forward(const float[:, ::1] X, const int64_t[:, ::1] bag_ptr,
                      wts, has_wts, n_threads)
             last = _layer_out(&net, &w, net.n_bottom + net.n_top - 1)
             memcpy(&out[start, 0], last, <int64_t>nb * k * sizeof(float))
+            if w.err:
+                break
+    if w.err:
+        raise MemoryError("could not allocate the GEMM packing buffers")
     return np.asarray(out)
 
 
@@ -732,10 +981,16 @@ def forward(const float[:, ::1] X, const int64_t[:, ::1] bag_ptr,
 # update: they are summed over the ranks first.
 # ---------------------------------------------------------------------------
 
+def _check_fp32(dict model):
+    if is_bf16(model):
+        raise ValueError("the distributed (MPI) kernels take float32 models only")
+
+
 def mlp_bottom_forward(const float[:, ::1] X, dict model, dict spec, float[::1] work,
                        int n_threads):
     """Bottom MLP of every row of ``X`` (a local batch) into the scratch ``work``
     (sized by ``work_size`` for ``len(X)`` rows); ``mlp_backward`` continues from it."""
+    _check_fp32(model)
     cdef Net net = _net_of(model, spec)
     cdef int B = X.shape[0]
     cdef int64_t[::1] act_off = np.zeros(spec["layers"].shape[0] + 1, dtype=np.int64)
@@ -759,6 +1014,7 @@ def mlp_backward(const float[:, :, ::1] Zemb, const float[:, ::1] Y, float invB,
     ``dZemb`` receives the gradients of the pooled embeddings. Returns the summed loss."""
     if not model["grad"].flags.writeable or model["grad"].shape[0] != model["theta"].shape[0]:
         raise ValueError("model['grad'] must be a writeable array the size of theta")
+    _check_fp32(model)
     cdef Net net = _net_of(model, spec)
     cdef int B = Zemb.shape[0], T = spec["n_tables"], d = spec["d"], i
     cdef int64_t[::1] act_off = np.zeros(spec["layers"].shape[0] + 1, dtype=np.int64)
@@ -793,6 +1049,7 @@ def mlp_forward_top(const float[:, :, ::1] Zemb, dict model, dict spec, float[::
     """After ``mlp_bottom_forward`` on the same rows: the interaction and the top
     MLP from the pooled embeddings ``Zemb``; the outputs (before the link function)
     are written to ``out`` (B, k)."""
+    _check_fp32(model)
     cdef Net net = _net_of(model, spec)
     cdef int B = Zemb.shape[0], T = spec["n_tables"], d = spec["d"], i
     cdef int64_t[::1] act_off = np.zeros(spec["layers"].shape[0] + 1, dtype=np.int64)
@@ -816,6 +1073,7 @@ def mlp_forward_top(const float[:, :, ::1] Zemb, dict model, dict spec, float[::
 def mlp_update(dict model, dict spec, float lr, int n_threads):
     """Apply the (summed) gradient ``model["grad"]`` to ``model["theta"]`` with the
     solver of ``spec`` (SGD, or Adagrad with its accumulator ``model["acc"]``)."""
+    _check_fp32(model)
     cdef float[::1] theta = model["theta"]
     cdef const float[::1] grad = model["grad"]
     cdef float[::1] acc = model["acc"]

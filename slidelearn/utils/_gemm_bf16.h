@@ -211,6 +211,40 @@ static void sl_pack_b_f32(int transb, const uint16_t *B, int64_t ldb, int64_t j0
     }
 }
 
+/* The same two packers for fp32 operands (sl_gemm_f32_task): copies, no conversion. */
+static void sl_pack_a_f32_f32(int transa, const float *A, int64_t lda, int64_t i0, int64_t k0,
+                              int64_t mb, int64_t kb, int MR, float *dst) {
+    for (int64_t ip = 0; ip < mb; ip += MR) {
+        const int rows = (int)(mb - ip < MR ? mb - ip : MR);
+        float *d = dst + ip * kb;
+        for (int r = 0; r < rows; r++)
+            for (int64_t k = 0; k < kb; k++)
+                d[k * MR + r] = transa ? A[(k0 + k) * lda + i0 + ip + r]
+                                       : A[(i0 + ip + r) * lda + k0 + k];
+        for (int64_t k = 0; k < kb; k++)
+            for (int r = rows; r < MR; r++) d[k * MR + r] = 0.0f;
+    }
+}
+
+static void sl_pack_b_f32_f32(int transb, const float *B, int64_t ldb, int64_t j0, int64_t k0,
+                              int64_t nb, int64_t kb, int NR, float *dst) {
+    for (int64_t jp = 0; jp < nb; jp += NR) {
+        const int cols = (int)(nb - jp < NR ? nb - jp : NR);
+        float *d = dst + jp * kb;
+        if (transb) {
+            for (int c = 0; c < cols; c++) {
+                const float *b = B + (j0 + jp + c) * ldb + k0;
+                for (int64_t k = 0; k < kb; k++) d[k * NR + c] = b[k];
+            }
+        } else {
+            for (int64_t k = 0; k < kb; k++)
+                memcpy(d + k * NR, B + (k0 + k) * ldb + j0 + jp, (size_t)cols * 4);
+        }
+        for (int64_t k = 0; k < kb; k++)
+            for (int c = cols; c < NR; c++) d[k * NR + c] = 0.0f;
+    }
+}
+
 /* ------------------------------------------------------------------ generic kernel */
 #define SL_GEN_MR 4
 #define SL_GEN_NR 16
@@ -375,10 +409,10 @@ typedef struct {
     sl_gemm_kernel_t kernel;
 } sl_gemm_impl_t;
 
-static inline sl_gemm_impl_t sl_gemm_impl(int level) {
+static inline sl_gemm_impl_t sl_gemm_impl(int level, int in_f32) {
     sl_gemm_impl_t im = {SL_GEN_MR, SL_GEN_NR, 0, sl_kernel_generic};
 #if SL_X86_DISPATCH
-    if (level >= SL_CPU_AVX512_BF16) {
+    if (level >= SL_CPU_AVX512_BF16 && !in_f32) {
         im.mr = SL_Z_MR; im.nr = SL_Z_NR; im.pairs = 1; im.kernel = sl_kernel_avx512_bf16;
     } else if (level >= SL_CPU_AVX512) {
         im.mr = SL_Z_MR; im.nr = SL_Z_NR; im.kernel = sl_kernel_avx512;
@@ -393,7 +427,7 @@ static inline sl_gemm_impl_t sl_gemm_impl(int level) {
 
 /* The register tile of a level (used to align the task split). */
 static inline void sl_gemm_tile(int *mr, int *nr) {
-    sl_gemm_impl_t im = sl_gemm_impl(sl_gemm_level);
+    sl_gemm_impl_t im = sl_gemm_impl(sl_gemm_level, 0);  /* the fp32 kernels share it */
     *mr = im.mr;
     *nr = im.nr;
 }
@@ -409,17 +443,19 @@ static void sl_gemm_scale_block(float *C, int64_t ldc, int64_t m0, int64_t m1, i
     }
 }
 
-/* Serial GEMM on the block C[m0:m1, n0:n1]. Returns 0, or -1 when out of memory. */
-static int sl_gemm_bf16_block(int transa, int transb, int64_t m0, int64_t m1, int64_t n0,
-                              int64_t n1, int64_t K, float alpha, const uint16_t *A,
-                              int64_t lda, const uint16_t *B, int64_t ldb, float beta,
-                              float *C, int64_t ldc) {
+/* Serial GEMM on the block C[m0:m1, n0:n1] of bf16 operands (in_f32 = 0) or fp32 ones
+ * (in_f32 = 1: the fp32 kernels, at the avx512_bf16 level the avx512 one). Returns 0, or
+ * -1 when out of memory. */
+static int sl_gemm_block(int in_f32, int transa, int transb, int64_t m0, int64_t m1,
+                         int64_t n0, int64_t n1, int64_t K, float alpha, const void *A,
+                         int64_t lda, const void *B, int64_t ldb, float beta, float *C,
+                         int64_t ldc) {
     if (m1 <= m0 || n1 <= n0) return 0;
     if (K == 0 || alpha == 0.0f) {
         if (beta != 1.0f) sl_gemm_scale_block(C, ldc, m0, m1, n0, n1, beta);
         return 0;
     }
-    const sl_gemm_impl_t im = sl_gemm_impl(sl_gemm_level);
+    const sl_gemm_impl_t im = sl_gemm_impl(sl_gemm_level, in_f32);
     const int MR = im.mr, NR = im.nr;
     const int64_t kc = K < SL_GEMM_KC ? K : SL_GEMM_KC;
     const int64_t kpad = kc + (kc & 1);
@@ -440,16 +476,26 @@ static int sl_gemm_bf16_block(int transa, int transb, int64_t m0, int64_t m1, in
             const int64_t kb = K - pc < kc ? K - pc : kc;
             const int64_t kk = im.pairs ? (kb + 1) / 2 : kb;  /* k-steps of the kernel */
             const float beta_eff = pc == 0 ? beta : 1.0f;
-            if (im.pairs)
-                sl_pack_b_pairs(transb, B, ldb, jc, pc, nb, kb, NR, (uint32_t *)bufb);
+            if (in_f32)
+                sl_pack_b_f32_f32(transb, (const float *)B, ldb, jc, pc, nb, kb, NR,
+                                  (float *)bufb);
+            else if (im.pairs)
+                sl_pack_b_pairs(transb, (const uint16_t *)B, ldb, jc, pc, nb, kb, NR,
+                                (uint32_t *)bufb);
             else
-                sl_pack_b_f32(transb, B, ldb, jc, pc, nb, kb, NR, (float *)bufb);
+                sl_pack_b_f32(transb, (const uint16_t *)B, ldb, jc, pc, nb, kb, NR,
+                              (float *)bufb);
             for (int64_t ic = m0; ic < m1; ic += mc) {
                 const int64_t mb = m1 - ic < mc ? m1 - ic : mc;
-                if (im.pairs)
-                    sl_pack_a_pairs(transa, A, lda, ic, pc, mb, kb, MR, (uint32_t *)bufa);
+                if (in_f32)
+                    sl_pack_a_f32_f32(transa, (const float *)A, lda, ic, pc, mb, kb, MR,
+                                      (float *)bufa);
+                else if (im.pairs)
+                    sl_pack_a_pairs(transa, (const uint16_t *)A, lda, ic, pc, mb, kb, MR,
+                                    (uint32_t *)bufa);
                 else
-                    sl_pack_a_f32(transa, A, lda, ic, pc, mb, kb, MR, (float *)bufa);
+                    sl_pack_a_f32(transa, (const uint16_t *)A, lda, ic, pc, mb, kb, MR,
+                                  (float *)bufa);
                 for (int64_t ir = 0; ir < mb; ir += MR) {
                     const int mr = (int)(mb - ir < MR ? mb - ir : MR);
                     const char *ap = bufa + (size_t)(ir * kk) * 4;
@@ -480,27 +526,46 @@ static inline int64_t sl_gemm_n_tasks(int64_t m, int64_t n, int n_threads) {
 
 /* Task t of n_tasks: a strip of rows (or of columns when the column tiles outnumber the
  * row tiles), aligned to the register tile. Returns 0, or -1 when out of memory. */
-static int sl_gemm_bf16_task(int64_t t, int64_t n_tasks, int transa, int transb, int64_t m,
-                             int64_t n, int64_t K, float alpha, const uint16_t *A,
-                             int64_t lda, const uint16_t *B, int64_t ldb, float beta,
-                             float *C, int64_t ldc) {
+static int sl_gemm_task(int in_f32, int64_t t, int64_t n_tasks, int transa, int transb,
+                        int64_t m, int64_t n, int64_t K, float alpha, const void *A,
+                        int64_t lda, const void *B, int64_t ldb, float beta, float *C,
+                        int64_t ldc) {
     int mr, nr;
     sl_gemm_tile(&mr, &nr);
     if (m / mr >= n / nr) {
         const int64_t tiles = (m + mr - 1) / mr, per = (tiles + n_tasks - 1) / n_tasks;
         int64_t a = t * per * mr, b = (t + 1) * per * mr;
         if (b > m) b = m;
-        return a < b ? sl_gemm_bf16_block(transa, transb, a, b, 0, n, K, alpha, A, lda, B,
-                                          ldb, beta, C, ldc)
+        return a < b ? sl_gemm_block(in_f32, transa, transb, a, b, 0, n, K, alpha, A, lda, B,
+                                     ldb, beta, C, ldc)
                      : 0;
     } else {
         const int64_t tiles = (n + nr - 1) / nr, per = (tiles + n_tasks - 1) / n_tasks;
         int64_t a = t * per * nr, b = (t + 1) * per * nr;
         if (b > n) b = n;
-        return a < b ? sl_gemm_bf16_block(transa, transb, 0, m, a, b, K, alpha, A, lda, B,
-                                          ldb, beta, C, ldc)
+        return a < b ? sl_gemm_block(in_f32, transa, transb, 0, m, a, b, K, alpha, A, lda, B,
+                                     ldb, beta, C, ldc)
                      : 0;
     }
+}
+
+static int sl_gemm_bf16_task(int64_t t, int64_t n_tasks, int transa, int transb, int64_t m,
+                             int64_t n, int64_t K, float alpha, const uint16_t *A,
+                             int64_t lda, const uint16_t *B, int64_t ldb, float beta,
+                             float *C, int64_t ldc) {
+    return sl_gemm_task(0, t, n_tasks, transa, transb, m, n, K, alpha, A, lda, B, ldb, beta,
+                        C, ldc);
+}
+
+/* The same product of fp32 operands. Every element of C is accumulated over k in the same
+ * order whatever its row or column (edge tiles run the full kernel on zero padding), so a
+ * row's result does not depend on its position in the product, unlike BLAS kernels that
+ * treat edge columns differently: DLRM prediction uses it for that. */
+static int sl_gemm_f32_task(int64_t t, int64_t n_tasks, int transa, int transb, int64_t m,
+                            int64_t n, int64_t K, float alpha, const float *A, int64_t lda,
+                            const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    return sl_gemm_task(1, t, n_tasks, transa, transb, m, n, K, alpha, A, lda, B, ldb, beta,
+                        C, ldc);
 }
 
 #endif
