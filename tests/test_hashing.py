@@ -259,6 +259,28 @@ def test_hash_vectors_matches_hash_codes_and_threads(family):
     assert _hashing.hash_vectors(p, np.zeros((0, 32), dtype=np.float32), 2).shape == (7, 0)
 
 
+@pytest.mark.parametrize("family", ["wta", "dwta"])
+def test_hash_vectors_batch_path_edge_rows(family):
+    """Bins of 8 go through the 16-rows-at-a-time WTA at the AVX-512 levels: rows of
+    zeros (DWTA's empty bins), NaN, ties, negative values and a short last block give
+    the codes of the one-row path."""
+    p = _draw(family, dim=40, n_codes=4, n_tables=9, bin_size=8, seed=3)
+    rng = np.random.default_rng(4)
+    V = rng.standard_normal((35, 40)).astype(np.float32)
+    V[1] = 0
+    V[2, ::2] = 0
+    V[3, 5] = np.nan
+    V[4] = 1.0  # every bin tied
+    V[5] = -np.abs(V[5])
+    V[6, :20] = np.inf
+    center = rng.standard_normal(40).astype(np.float32)
+    for kw in ({}, {"center": center}):
+        B = _hashing.hash_vectors(p, V, 2, **kw)
+        for i in range(V.shape[0]):
+            row = V[i] - center if kw else V[i]
+            np.testing.assert_array_equal(B[:, i], _hashing.hash_codes(p, row)[1])
+
+
 # --------------------------------------------------------------------------- tables
 def _check_csr_tables(buckets, offsets, ids, n_buckets, bucket_size):
     L, n = buckets.shape

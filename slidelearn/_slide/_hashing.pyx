@@ -27,6 +27,15 @@ from slidelearn.utils._openmp_helpers cimport omp_get_thread_num
 
 cdef extern from "_wta.h" nogil:
     void sl_wta8(const float *vec, const int32_t *dims, int n, int dwta, int32_t *codes)
+    uint32_t sl_wta8_block16(const float *vt, const int32_t *dims, int n, int dwta,
+                             int32_t *codes)
+    void sl_wta_set_level(int level)
+    int sl_wta_block_ok()
+
+from slidelearn.utils import _cpu
+
+# the batch WTA code runs at the avx512 levels only (_cpu levels 2 and 3)
+sl_wta_set_level((0, 1, 2, 2)[_cpu._level_index()])
 
 FAMILIES = {"simhash": FAMILY_SIMHASH, "wta": FAMILY_WTA, "dwta": FAMILY_DWTA, "doph": FAMILY_DOPH}
 
@@ -64,7 +73,6 @@ cdef void hash_vector(const HashFn* fn, const float* vec, int32_t* codes,
     cdef const float* signs
     cdef uint32_t r
     cdef uint32_t* best_rank
-    cdef uint64_t key
     if fn.family == FAMILY_SIMHASH:
         for i in range(n_hashes):
             dims = fn.dims + <int64_t>i * fn.bin_size
@@ -106,6 +114,14 @@ cdef void hash_vector(const HashFn* fn, const float* vec, int32_t* codes,
                     if codes[b] < 0 or r < fn.doph_rank[<int64_t>t * fn.dim + codes[b]]:
                         codes[b] = d
             _densify(fn, codes, t * fn.n_codes, fn.n_codes)
+    _buckets(fn, codes, buckets)
+
+
+cdef inline void _buckets(const HashFn* fn, const int32_t* codes,
+                          uint32_t* buckets) noexcept nogil:
+    """The bucket of each table from its K codes."""
+    cdef int t, i
+    cdef uint64_t key
     for t in range(fn.n_tables):
         key = 0
         for i in range(fn.n_codes):
@@ -272,6 +288,11 @@ def hash_vectors(dict params, const float[:, ::1] V, int n_threads=1, center=Non
     cdef float[:, ::1] row = row_np
     if n == 0:
         return out
+    cdef bint block = ((fn.family == FAMILY_WTA or fn.family == FAMILY_DWTA)
+                       and fn.bin_size == 8 and sl_wta_block_ok())
+    if block:
+        _hash_blocks16(&fn, V, c, centered, out_v, n_threads)
+        return out
     with nogil:
         for i in prange(n, schedule="static", num_threads=n_threads):
             tid = omp_get_thread_num()
@@ -284,6 +305,49 @@ def hash_vectors(dict params, const float[:, ::1] V, int n_threads=1, center=Non
             for t in range(L):
                 out_v[t, i] = buck[tid, t]
     return out
+
+
+cdef void _hash_blocks16(const HashFn* fn, const float[:, ::1] V, const float[::1] c,
+                        bint centered, uint32_t[:, ::1] out_v, int n_threads) except *:
+    """``hash_vectors`` for the (D)WTA families with bins of 8: the rows 16 at a time,
+    transposed so that ``sl_wta8_block16`` (AVX-512) compares the 16 rows lane by lane;
+    then the densification (rows with an empty bin only) and the buckets row by row,
+    as ``hash_vector`` does. The same buckets as ``hash_vector``."""
+    cdef Py_ssize_t n = V.shape[0], blk, n_blocks = (n + 15) // 16
+    cdef int L = fn.n_tables, t, tid, d, r, cnt, dim = fn.dim
+    cdef int n_hashes = fn.n_codes * fn.n_tables
+    cdef bint dwta = fn.family == FAMILY_DWTA
+    T = max(n_threads, 1)
+    vt_np = np.zeros((T, dim * 16), dtype=np.float32)
+    codes_np = np.empty((T, 16 * n_hashes), dtype=np.int32)
+    buckets_np = np.empty((T, L), dtype=np.uint32)
+    cdef float[:, ::1] vt = vt_np
+    cdef int32_t[:, ::1] codes = codes_np
+    cdef uint32_t[:, ::1] buck = buckets_np
+    cdef Py_ssize_t i0
+    cdef uint32_t empty
+    with nogil:
+        for blk in prange(n_blocks, schedule="static", num_threads=n_threads):
+            tid = omp_get_thread_num()
+            i0 = blk * 16
+            cnt = <int>min(<Py_ssize_t>16, n - i0)
+            for r in range(cnt):
+                if centered:
+                    for d in range(dim):
+                        vt[tid, 16 * d + r] = V[i0 + r, d] - c[d]
+                else:
+                    for d in range(dim):
+                        vt[tid, 16 * d + r] = V[i0 + r, d]
+            for r in range(cnt, 16):  # a short last block: lanes of zeros, ignored
+                for d in range(dim):
+                    vt[tid, 16 * d + r] = 0
+            empty = sl_wta8_block16(&vt[tid, 0], fn.dims, n_hashes, dwta, &codes[tid, 0])
+            for r in range(cnt):
+                if dwta and (empty >> r) & 1:
+                    _densify(fn, &codes[tid, r * n_hashes], 0, n_hashes)
+                _buckets(fn, &codes[tid, r * n_hashes], &buck[tid, 0])
+                for t in range(L):
+                    out_v[t, i0 + r] = buck[tid, t]
 
 
 def hash_codes(dict params, const float[::1] vec):
