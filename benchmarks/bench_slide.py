@@ -110,6 +110,10 @@ def parse_args(argv=None):
     g = p.add_argument_group("data and run")
     g.add_argument("--quick", action="store_true",
                    help="tiny shape for smoke testing (20k labels, 5k features, 3k rows)")
+    g.add_argument("--xc-data", default=None, metavar="DIR",
+                   help="train and test on DIR/train.txt and DIR/test.txt (Extreme "
+                        "Classification Repository format, e.g. ../shared/data/bibtex) "
+                        "instead of generated data; --n-train / --n-test then cap the rows")
     g.add_argument("--n-train", type=int, default=None,
                    help="training rows (default 50000; 2500 with --quick)")
     g.add_argument("--n-test", type=int, default=None,
@@ -328,13 +332,24 @@ def make_data(args, path):
         the generation time, and the test P@1 and P@5 of the label-prior
         baseline (the most frequent training labels for every row).
     """
-    from slidelearn.datasets import make_extreme_classification
+    from slidelearn.datasets import load_xc_repository, make_extreme_classification
 
     t0 = time.perf_counter()
-    X, Y = make_extreme_classification(
-        n_samples=args.n_train + args.n_test, n_features=args.n_features,
-        n_labels=args.n_labels, n_nonzeros=args.n_nonzeros,
-        n_labels_per_sample=args.labels_per_sample, random_state=args.seed)
+    if args.xc_data:  # a real data set: its own train / test split, capped by the options
+        Xtr, Ytr = load_xc_repository(os.path.join(args.xc_data, "train.txt"))
+        Xte, Yte = load_xc_repository(os.path.join(args.xc_data, "test.txt"))
+        if Xte.shape[1] != Xtr.shape[1] or Yte.shape[1] != Ytr.shape[1]:
+            raise ValueError(f"{args.xc_data}: train and test disagree on the shape")
+        args.n_train = min(args.n_train, Xtr.shape[0])
+        args.n_test = min(args.n_test, Xte.shape[0])
+        X = sp.vstack([Xtr[:args.n_train], Xte[:args.n_test]])
+        Y = sp.vstack([Ytr[:args.n_train], Yte[:args.n_test]])
+        args.n_features, args.n_labels = X.shape[1], Y.shape[1]
+    else:
+        X, Y = make_extreme_classification(
+            n_samples=args.n_train + args.n_test, n_features=args.n_features,
+            n_labels=args.n_labels, n_nonzeros=args.n_nonzeros,
+            n_labels_per_sample=args.labels_per_sample, random_state=args.seed)
     gen_s = time.perf_counter() - t0
     X = sp.csr_matrix(X, dtype=np.float32)
     Y = sp.csr_matrix(Y)
@@ -1010,8 +1025,11 @@ def main(argv=None):
           f"slidelearn {info['slidelearn']}")
     with tempfile.TemporaryDirectory(prefix="bench_slide_") as tmp:
         data_path = os.path.join(tmp, "data.npz")
-        print(f"Generating {args.n_train + args.n_test:,} rows x {args.n_features:,} features, "
-              f"{args.n_labels:,} labels ...", flush=True)
+        if args.xc_data:
+            print(f"Loading {args.xc_data} ...", flush=True)
+        else:
+            print(f"Generating {args.n_train + args.n_test:,} rows x {args.n_features:,} "
+                  f"features, {args.n_labels:,} labels ...", flush=True)
         data_stats = make_data(args, data_path)
         results = []
         kinds = ["slidelearn"] + ([] if args.skip_torch else ["torch"])

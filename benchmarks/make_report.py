@@ -11,7 +11,11 @@ Reads the JSON files in ``benchmarks/results/``:
   holding them under ``results`` or ``rows`` beside optional ``command`` and
   ``machine`` entries). There may be none yet.
 
-and writes, into one output folder, ``slide.inc``, ``dlrm.inc`` and
+* ``levels_slide_*.json`` and ``levels_dlrm_*.json``: runs of the same two scripts with
+  ``--levels`` (the CPU optimisation levels of issue 6, each in its own process), for
+  ``levels.inc``;
+
+and writes, into one output folder, ``slide.inc``, ``dlrm.inc``, ``levels.inc`` and
 ``lsh_summary.inc`` (reStructuredText to ``.. include::``) and one PNG figure per
 recorded run. Every number comes from the JSON files: nothing is typed by hand.
 The documentation build (``doc/conf.py``) runs it into ``doc/generated/benchmarks``.
@@ -695,6 +699,99 @@ def dlrm_rst(runs, images=None):
     return lines
 
 
+def _slide_data_text(run):
+    data, opts = run.get("data", {}), run.get("options", {})
+    source = (f"``{opts['xc_data']}``" if opts.get("xc_data")
+              else "synthetic, ``make_extreme_classification``")
+    return (f"{_num(data.get('n_train'))} training and {_num(data.get('n_test'))} test rows "
+            f"({source}), {_num(data.get('n_features'))} features, "
+            f"{_num(data.get('n_labels'))} labels")
+
+
+def levels_rst(slide_runs, dlrm_runs):
+    """reStructuredText for the optimisation-level runs of both benchmarks.
+
+    Parameters
+    ----------
+    slide_runs : list of dict
+        ``bench_slide.py --levels`` runs from :func:`load_slide_run`.
+    dlrm_runs : list of dict
+        ``bench_dlrm.py --levels`` runs from :func:`load_dlrm_run`.
+
+    Returns
+    -------
+    lines : list of str
+        One section per run with its command, machine, data and a table of every
+        level: samples/s, the ratios to ``before`` and ``fp32``, and the model quality
+        (P@1 of exact top-5 inference for SLIDE, the final loss for DLRM).
+
+    Examples
+    --------
+    >>> levels_rst([], [])[0]
+    'No optimisation-level run is recorded (no ``benchmarks/results/levels_*.json``).'
+    """
+    if not slide_runs and not dlrm_runs:
+        return ["No optimisation-level run is recorded (no "
+                "``benchmarks/results/levels_*.json``).", ""]
+    lines = []
+    for run in slide_runs:
+        lines += [f".. _bench-{run['name']}:", ""]
+        lines += _heading(run["name"], _RUN_UNDERLINE)
+        opts = run["options"]
+        lines += _field_list([
+            ("Date", _date_of(run["name"])),
+            ("Command", _literal(run.get("command", "not recorded"))),
+            ("Machine", _machine_text(run.get("machine"))),
+            ("Data", _slide_data_text(run)),
+            ("Training", f"{opts.get('epochs')} epoch(s) via ``{opts.get('train_api')}``, "
+                         f"hidden {opts.get('hidden')}, batch {opts.get('batch_size')}"),
+        ])
+        levels = run.get("summary", {}).get("levels", {})
+        rows = []
+        for thr in sorted(levels, key=int):
+            for level, r in levels[thr]["levels"].items():
+                rows.append([thr, level, _num(r["samples_per_s"]),
+                             f"{r['vs_before']:.2f}x" if "vs_before" in r else "-",
+                             f"{r['vs_fp32']:.2f}x" if "vs_fp32" in r else "-",
+                             _pct(r.get("p1")),
+                             f"{r['p1_diff_vs_fp32_points']:+.2f}"
+                             if "p1_diff_vs_fp32_points" in r else "-"])
+        lines += _list_table(["threads", "level", "samples/s", "vs before", "vs fp32",
+                              "P@1 (%)", "P@1 vs fp32 (points)"], rows)
+    for run in dlrm_runs:
+        lines += [f".. _bench-{run['name']}:", ""]
+        lines += _heading(run["name"], _RUN_UNDERLINE)
+        opts = run.get("meta", {}).get("options") or {}
+        lines += _field_list([
+            ("Date", _date_of(run["name"])),
+            ("Command", _literal(run["command"]) if run.get("command") else "not recorded"),
+            ("Machine", _machine_text(run.get("machine"))),
+            ("Steps", f"{opts.get('steps')} timed after {opts.get('warmup')} warm-up, SGD "
+                      f"learning rate {opts.get('lr')}; final loss = mean of the last "
+                      f"{opts.get('tail')} steps" if opts else None),
+        ])
+        by_cfg = {}
+        for r in run["rows"]:
+            by_cfg.setdefault((str(r["shape"]), int(r["threads"])), {})[
+                r.get("level") or r["impl"]] = r
+        rows = []
+        for (shape, thr), impls in sorted(by_cfg.items()):
+            before, fp32 = impls.get("before"), impls.get("fp32")
+            for name, r in impls.items():
+                rows.append([shape, thr, name, _num(r["samples_per_s"]),
+                             _num(r.get("ms_per_step"), 1),
+                             f"{r['samples_per_s'] / before['samples_per_s']:.2f}x"
+                             if before else "-",
+                             f"{r['samples_per_s'] / fp32['samples_per_s']:.2f}x"
+                             if fp32 else "-",
+                             _num(r.get("final_loss"), 4),
+                             f"{100 * (r['final_loss'] / fp32['final_loss'] - 1):+.2f}%"
+                             if fp32 and r.get("final_loss") is not None else "-"])
+        lines += _list_table(["shape", "threads", "level", "samples/s", "ms/step",
+                              "vs before", "vs fp32", "final loss", "loss vs fp32"], rows)
+    return lines
+
+
 def load_mpi_run(path):
     """Read one ``bench_mpi.py --out`` file.
 
@@ -814,7 +911,7 @@ def make_report(results_dir=RESULTS_DIR, out_dir=DEFAULT_OUT, image_prefix=None)
     -------
     written : list of pathlib.Path
         The files written: ``slide.inc``, ``lsh_summary.inc``, ``dlrm.inc``,
-        ``mpi.inc`` and the PNG figures.
+        ``mpi.inc``, ``levels.inc`` and the PNG figures.
 
     Raises
     ------
@@ -829,7 +926,7 @@ def make_report(results_dir=RESULTS_DIR, out_dir=DEFAULT_OUT, image_prefix=None)
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     names = sorted(p.name for p in make_report(out_dir=tmp))
     >>> [name for name in names if name.endswith(".inc")]
-    ['dlrm.inc', 'lsh_summary.inc', 'mpi.inc', 'slide.inc']
+    ['dlrm.inc', 'levels.inc', 'lsh_summary.inc', 'mpi.inc', 'slide.inc']
     >>> any(name.startswith("slide_") and name.endswith(".png") for name in names)
     True
     """
@@ -868,6 +965,9 @@ def make_report(results_dir=RESULTS_DIR, out_dir=DEFAULT_OUT, image_prefix=None)
     written.append(_write(out_dir / "dlrm.inc", dlrm_rst(dlrm_runs, images=figures)))
     mpi_runs = [load_mpi_run(p) for p in sorted(results_dir.glob("mpi_*.json"))]
     written.append(_write(out_dir / "mpi.inc", mpi_rst(mpi_runs)))
+    written.append(_write(out_dir / "levels.inc", levels_rst(
+        [load_slide_run(p) for p in sorted(results_dir.glob("levels_slide_*.json"))],
+        [load_dlrm_run(p) for p in sorted(results_dir.glob("levels_dlrm_*.json"))])))
     return sorted(written)
 
 

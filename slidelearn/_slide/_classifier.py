@@ -35,6 +35,32 @@ def _as_label_csr(Y):
             np.ascontiguousarray(Y.indices, dtype=np.int32))
 
 
+
+# Arrays whose rows the kernels stream one at a time (a row of 128 floats is 512 bytes):
+# their rows start on 64-byte cache-line boundaries when the row size is a multiple of
+# 64 bytes, so that a row touches 8 cache lines rather than 9 (numpy only guarantees
+# 16-byte alignment).
+_ROW_ARRAYS = ("W_in", "W_out", "m_in", "v_in", "m_out", "v_out", "s16_out")
+_LINE = 64
+
+
+def _aligned_zeros(shape, dtype):
+    """Zeros whose first byte sits on a cache-line boundary."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    buf = np.zeros(nbytes + _LINE, dtype=np.uint8)
+    off = (-buf.ctypes.data) % _LINE
+    return buf[off:off + nbytes].view(dtype).reshape(shape)
+
+
+def _cache_aligned(a):
+    """``a``, or its copy starting on a cache-line boundary (after unpickling)."""
+    if a.size == 0 or a.ctypes.data % _LINE == 0:
+        return a
+    out = _aligned_zeros(a.shape, a.dtype)
+    out[...] = a
+    return out
+
 class SlideClassifier(ClassifierMixin, BaseEstimator):
     """Neural network classifier for extreme multi-class and multi-label problems,
     trained with SLIDE's hash-sampled softmax.
@@ -514,7 +540,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
 
         def glorot(fan_in, fan_out, shape):
             bound = np.sqrt(6.0 / (fan_in + fan_out))
-            return rng.uniform(-bound, bound, size=shape).astype(np.float32)
+            return _cache_aligned(rng.uniform(-bound, bound, size=shape).astype(np.float32))
 
         for i in range(1, len(sizes)):
             dense[w_off[i]: w_off[i] + sizes[i - 1] * sizes[i]] = glorot(
@@ -540,12 +566,12 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             "a_off": a_off,
         }
         self._opt = {
-            "m_in": np.zeros((n_features, sizes[0]), dtype=np.float32),
-            "v_in": np.zeros((n_features, sizes[0]), dtype=np.float32),
+            "m_in": _aligned_zeros((n_features, sizes[0]), np.float32),
+            "v_in": _aligned_zeros((n_features, sizes[0]), np.float32),
             "m_dense": np.zeros(pos, dtype=np.float32),
             "v_dense": np.zeros(pos, dtype=np.float32),
-            "m_out": np.zeros((n_out, H), dtype=np.float32),
-            "v_out": np.zeros((n_out, H), dtype=np.float32),
+            "m_out": _aligned_zeros((n_out, H), np.float32),
+            "v_out": _aligned_zeros((n_out, H), np.float32),
             "mb_out": np.zeros(n_out, dtype=np.float32),
             "vb_out": np.zeros(n_out, dtype=np.float32),
         }
@@ -730,7 +756,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         if precision == "bfloat16" and "s16_out" not in opt:
             W = self._model["W_out"]
             H = W.shape[1]
-            s16 = np.empty((W.shape[0], 3 * H), dtype=np.uint16)
+            s16 = _aligned_zeros((W.shape[0], 3 * H), np.uint16)
             s16[:, :H] = _bf16.to_bf16(W)
             s16[:, H:2 * H] = _bf16.to_bf16(opt.pop("m_out"))
             s16[:, 2 * H:] = _bf16.to_bf16(opt.pop("v_out"))
@@ -738,8 +764,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         elif precision == "float32" and "s16_out" in opt:
             s16 = opt.pop("s16_out")
             H = s16.shape[1] // 3
-            opt["m_out"] = _bf16.from_bf16(np.ascontiguousarray(s16[:, H:2 * H]))
-            opt["v_out"] = _bf16.from_bf16(np.ascontiguousarray(s16[:, 2 * H:]))
+            opt["m_out"] = _cache_aligned(_bf16.from_bf16(np.ascontiguousarray(s16[:, H:2 * H])))
+            opt["v_out"] = _cache_aligned(_bf16.from_bf16(np.ascontiguousarray(s16[:, 2 * H:])))
 
     def _train_batch(self, X, Y_indptr, Y_indices, rows, work, n_threads, lr):
         seed = int(self._rng.integers(0, 2**63 - 1))
@@ -809,6 +835,11 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             # A model loaded read-only (e.g. joblib mmap_mode="r"): train on a private copy.
             self._model = {k: np.array(v) for k, v in self._model.items()}
             self._opt = {k: np.array(v) for k, v in self._opt.items()}
+        if not first:  # rows on cache lines again after unpickling (a copy, once)
+            for state in (self._model, self._opt):
+                for k in _ROW_ARRAYS:
+                    if k in state:
+                        state[k] = _cache_aligned(state[k])
         if first:
             self._seed = _check_seed(self.random_state)
             rng = np.random.default_rng(self._seed)
@@ -937,6 +968,11 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         if not first and not self._model["W_in"].flags.writeable:
             self._model = {k: np.array(v) for k, v in self._model.items()}
             self._opt = {k: np.array(v) for k, v in self._opt.items()}
+        if not first:  # rows on cache lines again after unpickling (a copy, once)
+            for state in (self._model, self._opt):
+                for k in _ROW_ARRAYS:
+                    if k in state:
+                        state[k] = _cache_aligned(state[k])
         if not first:
             self._set_output_precision("float32")
         if first:

@@ -49,9 +49,13 @@ def cpu_level():
         One of ``"generic"``, ``"avx2"``, ``"avx512"``, ``"avx512_bf16"``: the highest
         level this CPU supports, or the lower one set by ``SLIDELEARN_CPU_LEVEL``.
 
+    See Also
+    --------
+    available_levels : the levels this CPU can run.
+
     Examples
     --------
-    >>> from slidelearn.utils._cpu import cpu_level, available_levels
+    >>> from slidelearn.utils import available_levels, cpu_level
     >>> cpu_level() in available_levels()
     True
     """
@@ -68,7 +72,7 @@ def available_levels():
 
     Examples
     --------
-    >>> from slidelearn.utils._cpu import available_levels
+    >>> from slidelearn.utils import available_levels
     >>> available_levels()[0]
     'generic'
     """
