@@ -45,12 +45,16 @@ _LINE = 64
 
 
 def _aligned_zeros(shape, dtype):
-    """Zeros whose first byte sits on a cache-line boundary."""
+    """Zeros whose first byte sits on a cache-line boundary. Written, not calloc'ed: the
+    pages are faulted in here, at initialisation, not by the first training batches
+    that touch each row (as the bfloat16 state, computed from the weights, is)."""
     dtype = np.dtype(dtype)
     nbytes = int(np.prod(shape)) * dtype.itemsize
-    buf = np.zeros(nbytes + _LINE, dtype=np.uint8)
+    buf = np.empty(nbytes + _LINE, dtype=np.uint8)
     off = (-buf.ctypes.data) % _LINE
-    return buf[off:off + nbytes].view(dtype).reshape(shape)
+    out = buf[off:off + nbytes].view(dtype).reshape(shape)
+    out.fill(0)
+    return out
 
 
 def _cache_aligned(a):
