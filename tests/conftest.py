@@ -11,3 +11,49 @@ def shared_data():
     if not path.is_dir():
         pytest.skip(f"shared data folder {path} is absent")
     return path
+
+
+def run_at_every_level(script, tmp_dir_of, output="out.npy", timeout=300):
+    """Run ``script`` once per CPU dispatch level of this machine, each in its own
+    process with ``SLIDELEARN_CPU_LEVEL`` set (the level is chosen at import), all at
+    once. The script gets the path of an output file as its argument.
+
+    Returns ``{level: (returncode, stdout, stderr, output path)}``.
+    """
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    import slidelearn
+    from slidelearn.utils import available_levels
+
+    procs = {}
+    for level in available_levels():
+        tmp = tmp_dir_of(level)
+        (tmp / "run.py").write_text(textwrap.dedent(script))
+        env = dict(os.environ, SLIDELEARN_CPU_LEVEL=level)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(Path(slidelearn.__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
+        procs[level] = (subprocess.Popen(
+            [sys.executable, str(tmp / "run.py"), str(tmp / output)], stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, env=env), tmp / output)
+    runs = {}
+    for level, (proc, path) in procs.items():
+        out, err = proc.communicate(timeout=timeout)
+        runs[level] = (proc.returncode, out, err, path)
+    return runs
+
+
+def level_result(runs, level):
+    """The JSON the script printed last at ``level`` (from ``run_at_every_level``);
+    skips the test when this CPU cannot run that level, fails when the run failed."""
+    import json
+
+    from slidelearn.utils import available_levels
+
+    if level not in available_levels():
+        pytest.skip(f"this CPU cannot run the {level} code path")
+    rc, out, err, _ = runs[level]
+    assert rc == 0, err[-3000:]
+    return json.loads(out.strip().splitlines()[-1])

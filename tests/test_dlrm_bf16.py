@@ -1,19 +1,13 @@
 """DLRM precision="bfloat16": split-SGD storage (hi | lo halves of every fp32 weight),
 bf16 GEMMs, every CPU level (each in its own process, since the level is chosen at
 import), and quality against float32 on the Criteo sample."""
-import json
-import os
 import pickle
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import level_result, run_at_every_level
 from sklearn.utils._param_validation import InvalidParameterError
 
-import slidelearn
 from slidelearn import DLRMClassifier, DLRMRegressor
 from slidelearn._dlrm import _estimators, _kernels
 from slidelearn.datasets import CRITEO_CATEGORICAL_FEATURES, iter_criteo
@@ -195,30 +189,13 @@ print(json.dumps(out))
 
 @pytest.fixture(scope="module")
 def level_runs(tmp_path_factory):
-    procs = {}
-    for level in _cpu.available_levels():
-        tmp = tmp_path_factory.mktemp("dlrm-" + level)
-        (tmp / "run.py").write_text(textwrap.dedent(_LEVEL_SCRIPT))
-        env = dict(os.environ, SLIDELEARN_CPU_LEVEL=level)
-        env["PYTHONPATH"] = os.pathsep.join(
-            [str(Path(slidelearn.__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
-        procs[level] = (subprocess.Popen(
-            [sys.executable, str(tmp / "run.py"), str(tmp / "p.npy")], stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, env=env), tmp / "p.npy")
-    runs = {}
-    for level, (proc, path) in procs.items():
-        out, err = proc.communicate(timeout=300)
-        runs[level] = (proc.returncode, out, err, path)
-    return runs
+    return run_at_every_level(_LEVEL_SCRIPT, lambda level: tmp_path_factory.mktemp("dlrm-" + level),
+                              output="p.npy")
 
 
 @pytest.mark.parametrize("level", _cpu.LEVELS)
 def test_every_level_trains(level, level_runs):
-    if level not in _cpu.available_levels():
-        pytest.skip(f"this CPU cannot run the {level} code path")
-    rc, out, err, _ = level_runs[level]
-    assert rc == 0, err[-3000:]
-    res = json.loads(out.strip().splitlines()[-1])
+    res = level_result(level_runs, level)
     assert res["level"] == level
     for key in ("float32-sgd", "float32-adagrad", "bfloat16-sgd", "bfloat16-adagrad"):
         first, last = res[key]

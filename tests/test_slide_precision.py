@@ -1,20 +1,14 @@
 """SlideClassifier's CPU levels and precisions: the transposed output gradient, the
 dispatched vector kernels (each level in its own process, since the level is chosen at
 import), the branch-free (D)WTA codes and precision="bfloat16"."""
-import json
-import os
 import pickle
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import level_result, run_at_every_level
 
-import slidelearn
 from slidelearn import SlideClassifier
-from slidelearn._slide import _hashing, _network
+from slidelearn._slide import _hashing
 from slidelearn.datasets import load_xc_repository, make_extreme_classification
 from slidelearn.metrics import precision_at_k
 from slidelearn.utils import _bf16, _cpu
@@ -111,30 +105,13 @@ print(json.dumps(out))
 
 @pytest.fixture(scope="module")
 def level_runs(tmp_path_factory):
-    procs = {}
-    for level in _cpu.available_levels():
-        tmp = tmp_path_factory.mktemp(level)
-        (tmp / "run.py").write_text(textwrap.dedent(_LEVEL_SCRIPT))
-        env = dict(os.environ, SLIDELEARN_CPU_LEVEL=level)
-        env["PYTHONPATH"] = os.pathsep.join(
-            [str(Path(slidelearn.__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
-        procs[level] = (subprocess.Popen(
-            [sys.executable, str(tmp / "run.py"), str(tmp / "w.npy")], stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, env=env), tmp / "w.npy")
-    runs = {}
-    for level, (proc, path) in procs.items():
-        out, err = proc.communicate(timeout=300)
-        runs[level] = (proc.returncode, out, err, path)
-    return runs
+    return run_at_every_level(_LEVEL_SCRIPT, lambda level: tmp_path_factory.mktemp(level),
+                              output="w.npy")
 
 
 @pytest.mark.parametrize("level", _cpu.LEVELS)
 def test_every_level_trains(level, level_runs):
-    if level not in _cpu.available_levels():
-        pytest.skip(f"this CPU cannot run the {level} code path")
-    rc, out, err, _ = level_runs[level]
-    assert rc == 0, err[-3000:]
-    res = json.loads(out.strip().splitlines()[-1])
+    res = level_result(level_runs, level)
     want_vec = {"generic": [0, 0], "avx2": [1, 0], "avx512": [2, 1], "avx512_bf16": [2, 2]}
     assert res["level"] == level and res["vector_levels"] == want_vec[level]
     assert res["float32"] > 0.3 and res["bfloat16"] > 0.3  # far above chance (1/40)

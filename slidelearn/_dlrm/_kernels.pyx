@@ -252,6 +252,15 @@ cdef void _layer_forward(const float* X, int ldx, const float* W, const float* b
             sl_bias_act(Y + <int64_t>i * ldy, b, n_out, relu)
 
 
+cdef inline void _bias_grad(float* gb, const float* dY, int lddy, int B, int r0,
+                            int nr) noexcept nogil:
+    """Bias gradient of neurons ``[r0, r0 + nr)``: column sums of dY over the batch."""
+    cdef int i
+    memset(gb + r0, 0, nr * sizeof(float))
+    for i in range(B):
+        sl_add(gb + r0, dY + <int64_t>i * lddy + r0, nr)
+
+
 cdef void _layer_backward(const float* X, int ldx, float* W, const float* Y, int ldy,
                           float* dY, int lddy, float* dX, int lddx, float* gW, float* gb,
                           float* b, int B, int n_in, int n_out, bint relu, bint fused_sgd,
@@ -283,10 +292,7 @@ cdef void _layer_backward(const float* X, int ldx, float* W, const float* Y, int
         nr = r1 - r0
         if nr <= 0:
             continue
-        # bias gradient: column sums of dY over this block of neurons
-        memset(gb + r0, 0, nr * sizeof(float))
-        for i in range(B):
-            sl_add(gb + r0, dY + <int64_t>i * lddy + r0, nr)
+        _bias_grad(gb, dY, lddy, B, r0, nr)
         if fused_sgd:
             sgemm(&tn, &tt, &n_in, &nr, &B, &a, <float*>X, &ldx, dY + r0, &lddy, &beta,
                   W + <int64_t>r0 * n_in, &n_in)
@@ -357,9 +363,7 @@ cdef void _layer_backward16(Net* net, Work* w, const float* X, int ldx, const in
         nr = r1 - r0
         if nr <= 0:
             continue
-        memset(gb + r0, 0, nr * sizeof(float))
-        for i in range(B):
-            sl_add(gb + r0, dY + <int64_t>i * lddy + r0, nr)
+        _bias_grad(gb, dY, lddy, B, r0, nr)
         if alpha != 0.0:
             sl_split_add_scaled(alpha, hi + L[2] + <int64_t>r0 * n_in,
                                 lo + L[2] + <int64_t>r0 * n_in, gW + <int64_t>r0 * n_in,

@@ -165,85 +165,57 @@ static void sl_pack_b_pairs(int transb, const uint16_t *B, int64_t ldb, int64_t 
     }
 }
 
-/* A block -> MR-row panels of fp32: dst[panel][k][r] = a[r, k] */
-static void sl_pack_a_f32(int transa, const uint16_t *A, int64_t lda, int64_t i0, int64_t k0,
-                          int64_t mb, int64_t kb, int MR, float *dst) {
-    for (int64_t ip = 0; ip < mb; ip += MR) {
-        const int rows = (int)(mb - ip < MR ? mb - ip : MR);
-        float *d = dst + ip * kb;
-        if (!transa) {
-            for (int r = 0; r < rows; r++) {
-                const uint16_t *a = A + (i0 + ip + r) * lda + k0;
-                for (int64_t k = 0; k < kb; k++) d[k * MR + r] = sl_gemm_b2f(a[k]);
-            }
-        } else {
-            for (int64_t k = 0; k < kb; k++) {
-                const uint16_t *a = A + (k0 + k) * lda + i0 + ip;
-                for (int r = 0; r < rows; r++) d[k * MR + r] = sl_gemm_b2f(a[r]);
-            }
-        }
-        if (rows < MR)
-            for (int64_t k = 0; k < kb; k++)
-                for (int r = rows; r < MR; r++) d[k * MR + r] = 0.0f;
-    }
+/* A block -> MR-row panels of fp32, dst[panel][k][r] = a[r, k], and B block -> NR-column
+ * panels of fp32, dst[panel][k][c] = b[k, c]; generated for bf16 operands (widened
+ * exactly) and for fp32 ones (copied, sl_gemm_f32_task). */
+#define SL_GEMM_LOAD_BF16(x) sl_gemm_b2f(x)
+#define SL_GEMM_LOAD_F32(x) (x)
+#define SL_DEFINE_PACK_F32(SUFFIX, T, LOAD)                                                \
+static void sl_pack_a_##SUFFIX(int transa, const T *A, int64_t lda, int64_t i0, int64_t k0,  \
+                               int64_t mb, int64_t kb, int MR, float *dst) {              \
+    for (int64_t ip = 0; ip < mb; ip += MR) {                                             \
+        const int rows = (int)(mb - ip < MR ? mb - ip : MR);                              \
+        float *d = dst + ip * kb;                                                         \
+        if (!transa) {                                                                    \
+            for (int r = 0; r < rows; r++) {                                              \
+                const T *a = A + (i0 + ip + r) * lda + k0;                                \
+                for (int64_t k = 0; k < kb; k++) d[k * MR + r] = LOAD(a[k]);              \
+            }                                                                             \
+        } else {                                                                          \
+            for (int64_t k = 0; k < kb; k++) {                                            \
+                const T *a = A + (k0 + k) * lda + i0 + ip;                                \
+                for (int r = 0; r < rows; r++) d[k * MR + r] = LOAD(a[r]);                \
+            }                                                                             \
+        }                                                                                 \
+        if (rows < MR)                                                                    \
+            for (int64_t k = 0; k < kb; k++)                                              \
+                for (int r = rows; r < MR; r++) d[k * MR + r] = 0.0f;                     \
+    }                                                                                     \
+}                                                                                         \
+static void sl_pack_b_##SUFFIX(int transb, const T *B, int64_t ldb, int64_t j0, int64_t k0,  \
+                               int64_t nb, int64_t kb, int NR, float *dst) {              \
+    for (int64_t jp = 0; jp < nb; jp += NR) {                                             \
+        const int cols = (int)(nb - jp < NR ? nb - jp : NR);                              \
+        float *d = dst + jp * kb;                                                         \
+        if (transb) {                                                                     \
+            for (int c = 0; c < cols; c++) {                                              \
+                const T *b = B + (j0 + jp + c) * ldb + k0;                                \
+                for (int64_t k = 0; k < kb; k++) d[k * NR + c] = LOAD(b[k]);              \
+            }                                                                             \
+        } else {                                                                          \
+            for (int64_t k = 0; k < kb; k++) {                                            \
+                const T *b = B + (k0 + k) * ldb + j0 + jp;                                \
+                for (int c = 0; c < cols; c++) d[k * NR + c] = LOAD(b[c]);                \
+            }                                                                             \
+        }                                                                                 \
+        if (cols < NR)                                                                    \
+            for (int64_t k = 0; k < kb; k++)                                              \
+                for (int c = cols; c < NR; c++) d[k * NR + c] = 0.0f;                     \
+    }                                                                                     \
 }
 
-/* B block -> NR-column panels of fp32: dst[panel][k][c] = b[k, c] */
-static void sl_pack_b_f32(int transb, const uint16_t *B, int64_t ldb, int64_t j0, int64_t k0,
-                          int64_t nb, int64_t kb, int NR, float *dst) {
-    for (int64_t jp = 0; jp < nb; jp += NR) {
-        const int cols = (int)(nb - jp < NR ? nb - jp : NR);
-        float *d = dst + jp * kb;
-        if (transb) {
-            for (int c = 0; c < cols; c++) {
-                const uint16_t *b = B + (j0 + jp + c) * ldb + k0;
-                for (int64_t k = 0; k < kb; k++) d[k * NR + c] = sl_gemm_b2f(b[k]);
-            }
-        } else {
-            for (int64_t k = 0; k < kb; k++) {
-                const uint16_t *b = B + (k0 + k) * ldb + j0 + jp;
-                for (int c = 0; c < cols; c++) d[k * NR + c] = sl_gemm_b2f(b[c]);
-            }
-        }
-        if (cols < NR)
-            for (int64_t k = 0; k < kb; k++)
-                for (int c = cols; c < NR; c++) d[k * NR + c] = 0.0f;
-    }
-}
-
-/* The same two packers for fp32 operands (sl_gemm_f32_task): copies, no conversion. */
-static void sl_pack_a_f32_f32(int transa, const float *A, int64_t lda, int64_t i0, int64_t k0,
-                              int64_t mb, int64_t kb, int MR, float *dst) {
-    for (int64_t ip = 0; ip < mb; ip += MR) {
-        const int rows = (int)(mb - ip < MR ? mb - ip : MR);
-        float *d = dst + ip * kb;
-        for (int r = 0; r < rows; r++)
-            for (int64_t k = 0; k < kb; k++)
-                d[k * MR + r] = transa ? A[(k0 + k) * lda + i0 + ip + r]
-                                       : A[(i0 + ip + r) * lda + k0 + k];
-        for (int64_t k = 0; k < kb; k++)
-            for (int r = rows; r < MR; r++) d[k * MR + r] = 0.0f;
-    }
-}
-
-static void sl_pack_b_f32_f32(int transb, const float *B, int64_t ldb, int64_t j0, int64_t k0,
-                              int64_t nb, int64_t kb, int NR, float *dst) {
-    for (int64_t jp = 0; jp < nb; jp += NR) {
-        const int cols = (int)(nb - jp < NR ? nb - jp : NR);
-        float *d = dst + jp * kb;
-        if (transb) {
-            for (int c = 0; c < cols; c++) {
-                const float *b = B + (j0 + jp + c) * ldb + k0;
-                for (int64_t k = 0; k < kb; k++) d[k * NR + c] = b[k];
-            }
-        } else {
-            for (int64_t k = 0; k < kb; k++)
-                memcpy(d + k * NR, B + (k0 + k) * ldb + j0 + jp, (size_t)cols * 4);
-        }
-        for (int64_t k = 0; k < kb; k++)
-            for (int c = cols; c < NR; c++) d[k * NR + c] = 0.0f;
-    }
-}
+SL_DEFINE_PACK_F32(f32, uint16_t, SL_GEMM_LOAD_BF16)
+SL_DEFINE_PACK_F32(f32_f32, float, SL_GEMM_LOAD_F32)
 
 /* ------------------------------------------------------------------ generic kernel */
 #define SL_GEN_MR 4
