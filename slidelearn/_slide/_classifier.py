@@ -574,8 +574,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             "v_in": _aligned_zeros((n_features, sizes[0]), np.float32),
             "m_dense": np.zeros(pos, dtype=np.float32),
             "v_dense": np.zeros(pos, dtype=np.float32),
-            "m_out": _aligned_zeros((n_out, H), np.float32),
-            "v_out": _aligned_zeros((n_out, H), np.float32),
+            # the output moments: float32 here, or built straight into the bfloat16
+            # state by _set_output_precision (no transient float32 copy)
             "mb_out": np.zeros(n_out, dtype=np.float32),
             "vb_out": np.zeros(n_out, dtype=np.float32),
         }
@@ -588,6 +588,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         self._since_rehash = 0
         self._since_rebuild = 0
         self.t_ = 0
+        # the output layer's Adam state in the layout of the precision (float32 on ranks)
+        self._set_output_precision(self.precision if label_slice is None else "float32")
         self.n_iter_ = 0
         self.loss_curve_ = []
         self.validation_scores_ = [] if self.early_stopping else None
@@ -757,14 +759,21 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         Converts the moments (rounding to nearest even) when the model was trained
         with the other precision."""
         opt = self._opt
+        W = self._model["W_out"]
         if precision == "bfloat16" and "s16_out" not in opt:
-            W = self._model["W_out"]
             H = W.shape[1]
+            m, v = opt.pop("m_out", None), opt.pop("v_out", None)  # None: a new model
             s16 = _aligned_zeros((W.shape[0], 3 * H), np.uint16)
-            s16[:, :H] = _bf16.to_bf16(W)
-            s16[:, H:2 * H] = _bf16.to_bf16(opt.pop("m_out"))
-            s16[:, 2 * H:] = _bf16.to_bf16(opt.pop("v_out"))
+            step = max(1, (1 << 22) // max(H, 1))  # blocks of rows: no full-size temporaries
+            for r in range(0, W.shape[0], step):
+                s16[r:r + step, :H] = _bf16.to_bf16(W[r:r + step])
+                if m is not None:
+                    s16[r:r + step, H:2 * H] = _bf16.to_bf16(m[r:r + step])
+                    s16[r:r + step, 2 * H:] = _bf16.to_bf16(v[r:r + step])
             opt["s16_out"] = s16
+        elif precision == "float32" and "s16_out" not in opt and "m_out" not in opt:
+            opt["m_out"] = _aligned_zeros(W.shape, np.float32)
+            opt["v_out"] = _aligned_zeros(W.shape, np.float32)
         elif precision == "float32" and "s16_out" in opt:
             s16 = opt.pop("s16_out")
             H = s16.shape[1] // 3
@@ -977,8 +986,6 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
                 for k in _ROW_ARRAYS:
                     if k in state:
                         state[k] = _cache_aligned(state[k])
-        if not first:
-            self._set_output_precision("float32")
         if first:
             self._seed = _mpi.shared_seed(comm, _check_seed(self.random_state))
             bounds = _label_parallel.label_bounds(len(self.classes_), comm.Get_size())
@@ -988,6 +995,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             self._label_slice = (int(bounds[me]), int(bounds[me + 1]))
         elif getattr(self, "_label_slice", None) is not None:
             _label_parallel.check_sharded_comm(self)
+        self._set_output_precision("float32")  # float32 moments (a bfloat16 model converts)
         counts = np.diff(Y_indptr)
         label_counts = np.bincount(Y_indices, minlength=len(self.classes_)).astype(np.int64)
         _mpi.allreduce_(comm, label_counts)
