@@ -157,16 +157,17 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         Adam parameters. Only rows and neurons that received a gradient in a batch
         are updated (lazy Adam, as PyTorch's ``SparseAdam``).
     precision : {"float32", "bfloat16"}, default="float32"
-        Arithmetic of the output layer's dot products during training. The weights,
-        their updates and Adam's moments are float32 either way. ``"bfloat16"``
-        keeps beside ``W_out`` a bfloat16 copy of it (2 bytes per weight, refreshed,
-        rounded to nearest even, whenever Adam updates a row) and computes each
-        sample's logits and its gradient with respect to the last hidden layer from
-        that copy and from the activations rounded to bfloat16, with float32
-        accumulation: half the memory traffic of the output layer, and the
-        ``vdpbf16ps`` instruction on CPUs with AVX512-BF16 (a float32 emulation,
-        slower, elsewhere). Prediction uses the float32 weights. Single process only
-        (not with ``comm``).
+        Storage and arithmetic of the output layer during training. The weights and
+        their updates are float32 either way. ``"bfloat16"`` keeps, row by row, a
+        bfloat16 copy of the weights (rounded to nearest even, refreshed whenever Adam
+        updates the row) beside Adam's two moments stored in bfloat16 (rounded
+        stochastically, so that updates below half a bfloat16 step survive in
+        expectation): 10 bytes of weights and optimizer state per output weight
+        instead of 12. Each sample's logits and its gradient with respect to the last
+        hidden layer come from that copy and from the activations rounded to bfloat16,
+        with float32 accumulation (``vdpbf16ps`` on CPUs with AVX512-BF16). Prediction
+        uses the float32 weights. Single process only (not with ``comm``). See the
+        CPU performance page of the user guide for what it gains.
     dropout : float, default=0.0
         Probability of zeroing each unit of the last hidden layer during training
         (inverted dropout; inference uses every unit).
