@@ -41,7 +41,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_slide import LEVELS  # noqa: E402  (result labels and settings of each level)
+from bench_slide import LEVELS, level_env  # noqa: E402  (settings of each level)
 
 SHAPES = {
     "a": dict(n_dense=13, bottom=(512, 256), d=64, top=(512, 256), tables=8, rows=1_000_000,
@@ -295,22 +295,12 @@ def main():
           f"{'peak GB':>7} {'loss':>7}  ratio")
     rows = []
     runs = [("torch", None)] * (not args.skip_torch) + [("slidelearn", lv) for lv in args.levels]
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     for shape in shapes:
         for thr in args.threads:
             res = {}
             for impl, level in runs:
-                env = dict(os.environ, OMP_NUM_THREADS=str(thr))
-                env.pop("SLIDELEARN_CPU_LEVEL", None)
-                root = repo
-                if level is not None:
-                    _, cpu_level, _, use_before = LEVELS[level]
-                    if cpu_level is not None:
-                        env["SLIDELEARN_CPU_LEVEL"] = cpu_level
-                    if use_before:
-                        root = os.path.abspath(args.before)
-                env["PYTHONPATH"] = os.pathsep.join(
-                    p for p in (root, os.environ.get("PYTHONPATH")) if p)
+                env = level_env(dict(os.environ, OMP_NUM_THREADS=str(thr)), level,
+                                args.before)
                 cmd = [sys.executable, os.path.abspath(__file__), "--impl", impl,
                        "--level", level or "fp32", "--shape", shape,
                        "--threads", str(thr), "--steps", str(args.steps),

@@ -690,6 +690,44 @@ def worker_main(args):
         json.dump(result, f)
 
 
+def level_env(env, level, before=None):
+    """Set up ``env`` (a dict, changed in place) for a worker of optimisation ``level``.
+
+    Parameters
+    ----------
+    env : dict
+        Environment of the worker process.
+    level : str or None
+        A key of ``LEVELS``; None (a peer library) imports this checkout at its CPU level.
+    before : str or None
+        Checkout whose slidelearn the "before" level imports.
+
+    Returns
+    -------
+    env : dict
+        The same dict: ``SLIDELEARN_CPU_LEVEL`` set or removed, and this checkout (or
+        ``before``) first on ``PYTHONPATH``.
+
+    Examples
+    --------
+    >>> env = level_env({"SLIDELEARN_CPU_LEVEL": "avx2"}, "fp32-generic")
+    >>> env["SLIDELEARN_CPU_LEVEL"], env["PYTHONPATH"].endswith(os.path.basename(
+    ...     os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    ('generic', True)
+    """
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cpu_level = None
+    if level is not None:
+        _, cpu_level, _, use_before = LEVELS[level]
+        if use_before:
+            root = os.path.abspath(before)
+    env.pop("SLIDELEARN_CPU_LEVEL", None)
+    if cpu_level is not None:
+        env["SLIDELEARN_CPU_LEVEL"] = cpu_level
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    return env
+
+
 def launch_worker(kind, threads, data_path, result_path, level="fp32", before=None):
     """Run one configuration in a fresh Python process limited to ``threads`` threads.
 
@@ -714,14 +752,7 @@ def launch_worker(kind, threads, data_path, result_path, level="fp32", before=No
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[var] = str(threads)
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    _, cpu_level, _, use_before = LEVELS[level]
-    if use_before:
-        repo = os.path.abspath(before)
-    env.pop("SLIDELEARN_CPU_LEVEL", None)
-    if cpu_level is not None:
-        env["SLIDELEARN_CPU_LEVEL"] = cpu_level
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, env.get("PYTHONPATH")) if p)
+    level_env(env, level, before)
     cmd = [sys.executable, os.path.abspath(__file__), *sys.argv[1:], "--worker", kind,
            "--worker-threads", str(threads), "--worker-level", level, "--data", data_path,
            "--result", result_path]

@@ -63,12 +63,9 @@ cdef extern from "../utils/_bfloat16.h" nogil:
 cdef extern from "../utils/_gemm_bf16.h" nogil:
     void sl_gemm_set_level(int level)
     int64_t sl_gemm_n_tasks(int64_t m, int64_t n, int n_threads)
-    int sl_gemm_bf16_task(int64_t t, int64_t n_tasks, int transa, int transb, int64_t m,
-                          int64_t n, int64_t K, float alpha, const uint16_t *A, int64_t lda,
-                          const uint16_t *B, int64_t ldb, float beta, float *C, int64_t ldc)
-    int sl_gemm_f32_task(int64_t t, int64_t n_tasks, int transa, int transb, int64_t m,
-                         int64_t n, int64_t K, float alpha, const float *A, int64_t lda,
-                         const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
+    int sl_gemm_task(int in_f32, int64_t t, int64_t n_tasks, int transa, int transb,
+                     int64_t m, int64_t n, int64_t K, float alpha, const void *A, int64_t lda,
+                     const void *B, int64_t ldb, float beta, float *C, int64_t ldc)
 
 cdef extern from "_split.h" nogil:
     void sl_join_n(const uint16_t *hi, const uint16_t *lo, float *out, int64_t n)
@@ -149,7 +146,7 @@ cdef struct Work:
     uint16_t* dy16       # (B, max_width) bf16 output gradient
     float* bias          # (max_width,) fp32 bias of the current layer
     int err              # a bf16 GEMM could not allocate its packing buffers
-    bint own_gemm        # fp32 forward through sl_gemm_f32_task instead of BLAS (prediction)
+    bint own_gemm        # fp32 forward through _gemm_tasks instead of BLAS (prediction)
 
 
 def work_size(int B, int n_dense, int F, int d, int n_int, const int64_t[:, ::1] layers,
@@ -223,20 +220,14 @@ cdef void _layer_forward(const float* X, int ldx, const float* W, const float* b
     """Each thread multiplies its own block of rows (single-threaded BLAS inside our
     parallel region: no second thread pool competing for the cores) and applies
     bias and ReLU to the block while it is still in cache. With ``w.own_gemm`` the
-    product is ``sl_gemm_f32_task`` instead, whose result for a row does not depend
-    on the row's position in the batch (prediction: a row's output must not change
-    with the other rows it is predicted with)."""
+    product is ``_gemm_tasks`` on fp32 operands instead, whose result for a row does
+    not depend on the row's position in the batch (prediction: a row's output must not
+    change with the other rows it is predicted with)."""
     cdef char ta = b'T', tb = b'N'
     cdef float one = 1.0, zero = 0.0
-    cdef int o, i, r0, r1, nr, rc
-    cdef int64_t t, nt
+    cdef int o, i, r0, r1, nr
     if w.own_gemm:
-        nt = sl_gemm_n_tasks(B, n_out, n_threads)
-        for t in prange(nt, nogil=True, schedule='static', num_threads=n_threads):
-            rc = sl_gemm_f32_task(t, nt, 0, 1, B, n_out, n_in, 1.0, X, ldx, W, n_in, 0.0,
-                                  Y, ldy)
-            if rc != 0:
-                w.err = 1
+        _gemm_tasks(w, True, 0, 1, B, n_out, n_in, X, ldx, W, n_in, Y, ldy, n_threads)
         for i in prange(B, nogil=True, schedule='static', num_threads=n_threads):
             sl_bias_act(Y + <int64_t>i * ldy, b, n_out, relu)
         return
@@ -306,16 +297,17 @@ cdef void _layer_backward(const float* X, int ldx, float* W, const float* Y, int
                     gW[i] += alpha * W[i]
 
 
-cdef void _gemm16(Work* w, int transa, int transb, int64_t m, int64_t n, int64_t K,
-                  const uint16_t* A, int64_t lda, const uint16_t* Bm, int64_t ldb, float* C,
-                  int64_t ldc, int n_threads) noexcept nogil:
-    """C = op(A) op(B) on bf16 operands with fp32 accumulation; the tasks of
-    ``_gemm_bf16.h`` are disjoint blocks of C, one per prange iteration."""
+cdef void _gemm_tasks(Work* w, bint in_f32, int transa, int transb, int64_t m, int64_t n,
+                      int64_t K, const void* A, int64_t lda, const void* Bm, int64_t ldb,
+                      float* C, int64_t ldc, int n_threads) noexcept nogil:
+    """C = op(A) op(B) with ``_gemm_bf16.h`` (fp32 accumulation) on bf16 operands, or on
+    fp32 ones with ``in_f32``; its tasks are disjoint blocks of C, one per prange
+    iteration. A failed allocation sets ``w.err``."""
     cdef int64_t t, nt = sl_gemm_n_tasks(m, n, n_threads)
     cdef int rc
     for t in prange(nt, nogil=True, schedule='static', num_threads=n_threads):
-        rc = sl_gemm_bf16_task(t, nt, transa, transb, m, n, K, 1.0, A, lda, Bm, ldb, 0.0,
-                               C, ldc)
+        rc = sl_gemm_task(in_f32, t, nt, transa, transb, m, n, K, 1.0, A, lda, Bm, ldb, 0.0,
+                          C, ldc)
         if rc != 0:
             w.err = 1
 
@@ -329,7 +321,8 @@ cdef void _layer_forward16(Net* net, Work* w, const float* X, int ldx, const int
     cdef const uint16_t* lo = net.theta16 + net.n_theta
     for i in prange(B, nogil=True, schedule='static', num_threads=n_threads):
         sl_rows_to_bf16(X + <int64_t>i * ldx, ldx, w.x16 + <int64_t>i * n_in, 1, n_in)
-    _gemm16(w, 0, 1, B, n_out, n_in, w.x16, n_in, hi + L[2], n_in, Y, ldy, n_threads)
+    _gemm_tasks(w, False, 0, 1, B, n_out, n_in, w.x16, n_in, hi + L[2], n_in, Y, ldy,
+                n_threads)
     sl_join_n(hi + L[3], lo + L[3], w.bias, n_out)
     for i in prange(B, nogil=True, schedule='static', num_threads=n_threads):
         sl_bias_act(Y + <int64_t>i * ldy, w.bias, n_out, L[4] != 0)
@@ -355,8 +348,10 @@ cdef void _layer_backward16(Net* net, Work* w, const float* X, int ldx, const in
         sl_rows_to_bf16(dY + <int64_t>i * lddy, lddy, w.dy16 + <int64_t>i * n_out, 1, n_out)
         sl_rows_to_bf16(X + <int64_t>i * ldx, ldx, w.x16 + <int64_t>i * n_in, 1, n_in)
     if dX != NULL:  # dX = dY W, with the weights before the update
-        _gemm16(w, 0, 0, B, n_in, n_out, w.dy16, n_out, hi + L[2], n_in, dX, lddx, n_threads)
-    _gemm16(w, 1, 0, n_out, n_in, B, w.dy16, n_out, w.x16, n_in, gW, n_in, n_threads)
+        _gemm_tasks(w, False, 0, 0, B, n_in, n_out, w.dy16, n_out, hi + L[2], n_in, dX,
+                    lddx, n_threads)
+    _gemm_tasks(w, False, 1, 0, n_out, n_in, B, w.dy16, n_out, w.x16, n_in, gW, n_in,
+                n_threads)
     for o in prange(n_threads, nogil=True, schedule='static', num_threads=n_threads):
         r0 = <int>(<int64_t>n_out * o // n_threads)
         r1 = <int>(<int64_t>n_out * (o + 1) // n_threads)
@@ -372,6 +367,30 @@ cdef void _layer_backward16(Net* net, Work* w, const float* X, int ldx, const in
             sl_sgd_split(hi + L[2] + <int64_t>r0 * n_in, lo + L[2] + <int64_t>r0 * n_in,
                          gW + <int64_t>r0 * n_in, lr, <int64_t>nr * n_in)
             sl_sgd_split(hi + L[3] + r0, lo + L[3] + r0, gb + r0, lr, nr)
+
+
+cdef inline void _forward_layer(Net* net, Work* w, const float* X, int ldx, const int64_t* L,
+                                float* Y, int ldy, int B, int n_threads) noexcept nogil:
+    """Layer ``L`` forward in the model's precision."""
+    if net.bf16:
+        _layer_forward16(net, w, X, ldx, L, Y, ldy, B, n_threads)
+    else:
+        _layer_forward(X, ldx, net.theta + L[2], net.theta + L[3], Y, ldy, B, <int>L[0],
+                       <int>L[1], L[4] != 0, n_threads, w)
+
+
+cdef inline void _backward_layer(Net* net, Work* w, const float* X, int ldx, const int64_t* L,
+                                 const float* Y, int ldy, float* dY, int lddy, float* dX,
+                                 int lddx, int B, bint fused, float lr, float alpha,
+                                 int n_threads) noexcept nogil:
+    """Layer ``L`` backward in the model's precision (see the two functions)."""
+    if net.bf16:
+        _layer_backward16(net, w, X, ldx, L, Y, ldy, dY, lddy, dX, lddx, B, fused, lr,
+                          alpha, n_threads)
+    else:
+        _layer_backward(X, ldx, net.theta + L[2], Y, ldy, dY, lddy, dX, lddx,
+                        net.grad + L[2], net.grad + L[3], net.theta + L[3], B, <int>L[0],
+                        <int>L[1], L[4] != 0, fused, lr, alpha, n_threads)
 
 
 # ---------------------------------------------------------------------------
@@ -509,26 +528,21 @@ cdef void _bags_update(Net* net, Work* w, const int64_t* rows, int B,
                 row = uniq[s]
                 net.slot[row] = -1
                 gb = buf + s * (d + 1)
-                if net.bf16:
-                    e16 = net.E16 + 2 * row * d
-                    if alpha != 0.0:
-                        sl_split_add_scaled(scale * gb[d], e16, e16 + d, gb, d)
-                    step = lr
-                    if optimizer != OPT_SGD:
-                        gsq = sl_dot(gb, gb, d) / d
-                        net.E_acc[row] += gsq
-                        step = lr / (sqrtf(net.E_acc[row]) + eps)
-                    sl_sgd_split(e16, e16 + d, gb, step, d)
-                    continue
-                e = net.E + row * d
+                e = net.E + row * d if not net.bf16 else NULL
+                e16 = net.E16 + 2 * row * d if net.bf16 else NULL
                 if alpha != 0.0:
-                    sl_axpy(scale * gb[d], e, gb, d)
-                if optimizer == OPT_SGD:
-                    sl_axpy(-lr, gb, e, d)
-                else:
+                    if net.bf16:
+                        sl_split_add_scaled(scale * gb[d], e16, e16 + d, gb, d)
+                    else:
+                        sl_axpy(scale * gb[d], e, gb, d)
+                step = lr
+                if optimizer != OPT_SGD:
                     gsq = sl_dot(gb, gb, d) / d
                     net.E_acc[row] += gsq
                     step = lr / (sqrtf(net.E_acc[row]) + eps)
+                if net.bf16:  # w -= step * g in fp32 on the joined halves
+                    sl_sgd_split(e16, e16 + d, gb, step, d)
+                else:
                     sl_axpy(-step, gb, e, d)
             free(buf)
             free(uniq)
@@ -619,11 +633,7 @@ cdef void _bottom_forward(Net* net, Work* w, const float* X, int64_t n_dense_str
         else:
             out = _layer_out(net, w, l)
             ldy = n_out
-        if net.bf16:
-            _layer_forward16(net, w, inp, ldx, L, out, ldy, B, n_threads)
-        else:
-            _layer_forward(inp, ldx, net.theta + L[2], net.theta + L[3], out, ldy, B,
-                           n_in, n_out, L[4] != 0, n_threads, w)
+        _forward_layer(net, w, inp, ldx, L, out, ldy, B, n_threads)
         inp = out
         ldx = ldy
 
@@ -641,11 +651,7 @@ cdef void _top_forward(Net* net, Work* w, int B, int n_threads) noexcept nogil:
     for l in range(nb, nb + nt):
         L = net.layers + 5 * l
         out = _layer_out(net, w, l)
-        if net.bf16:
-            _layer_forward16(net, w, inp, ldx, L, out, <int>L[1], B, n_threads)
-        else:
-            _layer_forward(inp, ldx, net.theta + L[2], net.theta + L[3], out, <int>L[1], B,
-                           <int>L[0], <int>L[1], L[4] != 0, n_threads, w)
+        _forward_layer(net, w, inp, ldx, L, out, <int>L[1], B, n_threads)
         inp = out
         ldx = <int>L[1]
 
@@ -734,14 +740,8 @@ cdef double _backward(Net* net, Work* w, const float* Y, const int64_t* rows, in
         else:
             inp = w.R
             dX = w.dR
-        if net.bf16:
-            _layer_backward16(net, w, inp, n_in, L, _layer_out(net, w, l), n_out, dY, lddy,
-                              dX, n_in, B, fused, lr, alpha, n_threads)
-        else:
-            _layer_backward(inp, n_in, net.theta + L[2], _layer_out(net, w, l), n_out, dY,
-                            lddy, dX, n_in, net.grad + L[2], net.grad + L[3],
-                            net.theta + L[3], B, n_in, n_out, L[4] != 0, fused, lr, alpha,
-                            n_threads)
+        _backward_layer(net, w, inp, n_in, L, _layer_out(net, w, l), n_out, dY, lddy, dX,
+                        n_in, B, fused, lr, alpha, n_threads)
         dY = dX
         lddy = n_in
     _interact_backward(net, w, B, n_threads)
@@ -767,13 +767,8 @@ cdef double _backward(Net* net, Work* w, const float* Y, const int64_t* rows, in
                 inp = w.Xb
                 ldx = net.n_dense
                 dX = NULL
-            if net.bf16:
-                _layer_backward16(net, w, inp, ldx, L, outp, ldy, dY, lddy, dX, n_in, B,
-                                  fused, lr, alpha, n_threads)
-            else:
-                _layer_backward(inp, ldx, net.theta + L[2], outp, ldy, dY, lddy, dX, n_in,
-                                net.grad + L[2], net.grad + L[3], net.theta + L[3], B, n_in,
-                                n_out, L[4] != 0, fused, lr, alpha, n_threads)
+            _backward_layer(net, w, inp, ldx, L, outp, ldy, dY, lddy, dX, n_in, B, fused, lr,
+                            alpha, n_threads)
             dY = dX
             lddy = n_in
     return total_loss
@@ -883,6 +878,13 @@ cdef Net _net_of(dict model, dict spec) except *:
     return net
 
 
+cdef int _check_work(float[::1] work, int batch_size, dict spec, Net* net) except -1:
+    if work.shape[0] < work_size(batch_size, spec["n_dense"], net.F, spec["d"], spec["n_int"],
+                                 spec["layers"], spec["max_width"], net.bf16):
+        raise ValueError("work is too small for batch_size")
+    return 0
+
+
 def train_epoch(const float[:, ::1] X, const float[:, ::1] Y,
                 const int64_t[:, ::1] bag_ptr, const index_t[::1] bag_ids,
                 const float[::1] bag_wts, const int64_t[::1] order, int batch_size,
@@ -901,9 +903,7 @@ def train_epoch(const float[:, ::1] X, const float[:, ::1] Y,
     cdef Net net = _net_of(model, spec)
     if model["grad"].shape[0] != net.n_theta:
         raise ValueError("model['grad'] must have one entry per parameter of model['theta']")
-    if work.shape[0] < work_size(batch_size, spec["n_dense"], net.F, spec["d"], spec["n_int"],
-                                 spec["layers"], spec["max_width"], net.bf16):
-        raise ValueError("work is too small for batch_size")
+    _check_work(work, batch_size, spec, &net)
     cdef int loss = spec["loss"], optimizer = spec["optimizer"]
     cdef float eps = spec["eps"], alpha = spec["alpha"]
     cdef int64_t n = order.shape[0], start, n_theta = net.n_theta
@@ -958,9 +958,7 @@ def forward(const float[:, ::1] X, const int64_t[:, ::1] bag_ptr,
     cdef const int64_t* ptr = &bag_ptr[0, 0] if bag_ptr.shape[0] > 0 else NULL
     cdef float* last
     cdef int k = net.k
-    if work.shape[0] < work_size(batch_size, spec["n_dense"], net.F, spec["d"], spec["n_int"],
-                                 spec["layers"], max_w, net.bf16):
-        raise ValueError("work is too small for batch_size")
+    _check_work(work, batch_size, spec, &net)
     _work(&w, &work[0], batch_size, &net, &act_off[0], max_w)
     w.own_gemm = True
     with nogil:

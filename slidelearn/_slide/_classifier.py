@@ -753,6 +753,14 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         self._work = work
         return work
 
+    def _align_rows(self):
+        """Rows of the streamed arrays on cache lines again after unpickling (a copy,
+        once: aligned arrays are kept as they are)."""
+        for state in (self._model, self._opt):
+            for k in _ROW_ARRAYS:
+                if k in state:
+                    state[k] = _cache_aligned(state[k])
+
     def _set_output_precision(self, precision):
         """Store the output layer's Adam state for ``precision``: float32 moments
         ``m_out`` / ``v_out``, or for "bfloat16" one ``(n_labels, 3 H)`` uint16 array
@@ -849,11 +857,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             # A model loaded read-only (e.g. joblib mmap_mode="r"): train on a private copy.
             self._model = {k: np.array(v) for k, v in self._model.items()}
             self._opt = {k: np.array(v) for k, v in self._opt.items()}
-        if not first:  # rows on cache lines again after unpickling (a copy, once)
-            for state in (self._model, self._opt):
-                for k in _ROW_ARRAYS:
-                    if k in state:
-                        state[k] = _cache_aligned(state[k])
+        if not first:
+            self._align_rows()
         if first:
             self._seed = _check_seed(self.random_state)
             rng = np.random.default_rng(self._seed)
@@ -982,11 +987,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         if not first and not self._model["W_in"].flags.writeable:
             self._model = {k: np.array(v) for k, v in self._model.items()}
             self._opt = {k: np.array(v) for k, v in self._opt.items()}
-        if not first:  # rows on cache lines again after unpickling (a copy, once)
-            for state in (self._model, self._opt):
-                for k in _ROW_ARRAYS:
-                    if k in state:
-                        state[k] = _cache_aligned(state[k])
+        if not first:
+            self._align_rows()
         if first:
             self._seed = _mpi.shared_seed(comm, _check_seed(self.random_state))
             bounds = _label_parallel.label_bounds(len(self.classes_), comm.Get_size())

@@ -279,6 +279,12 @@ def hash_vectors(dict params, const float[:, ::1] V, int n_threads=1, center=Non
     if out is None or out.shape != (L, n) or out.dtype != np.uint32:
         out = np.empty((L, n), dtype=np.uint32)
     cdef uint32_t[:, ::1] out_v = out
+    if n == 0:
+        return out
+    if ((fn.family == FAMILY_WTA or fn.family == FAMILY_DWTA) and fn.bin_size == 8
+            and sl_wta_block_ok()):
+        _hash_blocks16(&fn, V, c, centered, out_v, n_threads)
+        return out
     T = max(n_threads, 1)
     codes_np = np.empty((T, n_hashes), dtype=np.int32)
     buckets_np = np.empty((T, L), dtype=np.uint32)
@@ -286,13 +292,6 @@ def hash_vectors(dict params, const float[:, ::1] V, int n_threads=1, center=Non
     cdef int32_t[:, ::1] codes = codes_np
     cdef uint32_t[:, ::1] buck = buckets_np
     cdef float[:, ::1] row = row_np
-    if n == 0:
-        return out
-    cdef bint block = ((fn.family == FAMILY_WTA or fn.family == FAMILY_DWTA)
-                       and fn.bin_size == 8 and sl_wta_block_ok())
-    if block:
-        _hash_blocks16(&fn, V, c, centered, out_v, n_threads)
-        return out
     with nogil:
         for i in prange(n, schedule="static", num_threads=n_threads):
             tid = omp_get_thread_num()

@@ -167,7 +167,7 @@ static void sl_pack_b_pairs(int transb, const uint16_t *B, int64_t ldb, int64_t 
 
 /* A block -> MR-row panels of fp32, dst[panel][k][r] = a[r, k], and B block -> NR-column
  * panels of fp32, dst[panel][k][c] = b[k, c]; generated for bf16 operands (widened
- * exactly) and for fp32 ones (copied, sl_gemm_f32_task). */
+ * exactly) and for fp32 ones (copied; sl_gemm_task with in_f32). */
 #define SL_GEMM_LOAD_BF16(x) sl_gemm_b2f(x)
 #define SL_GEMM_LOAD_F32(x) (x)
 #define SL_DEFINE_PACK_F32(SUFFIX, T, LOAD)                                                \
@@ -497,7 +497,11 @@ static inline int64_t sl_gemm_n_tasks(int64_t m, int64_t n, int n_threads) {
 }
 
 /* Task t of n_tasks: a strip of rows (or of columns when the column tiles outnumber the
- * row tiles), aligned to the register tile. Returns 0, or -1 when out of memory. */
+ * row tiles), aligned to the register tile. Returns 0, or -1 when out of memory.
+ * in_f32 = 1 takes fp32 operands (DLRM prediction): every element of C is accumulated
+ * over k in the same order whatever its row or column (edge tiles run the full kernel
+ * on zero padding), so a row's result does not depend on its position in the product,
+ * unlike BLAS kernels that treat edge columns differently. */
 static int sl_gemm_task(int in_f32, int64_t t, int64_t n_tasks, int transa, int transb,
                         int64_t m, int64_t n, int64_t K, float alpha, const void *A,
                         int64_t lda, const void *B, int64_t ldb, float beta, float *C,
@@ -529,15 +533,5 @@ static int sl_gemm_bf16_task(int64_t t, int64_t n_tasks, int transa, int transb,
                         C, ldc);
 }
 
-/* The same product of fp32 operands. Every element of C is accumulated over k in the same
- * order whatever its row or column (edge tiles run the full kernel on zero padding), so a
- * row's result does not depend on its position in the product, unlike BLAS kernels that
- * treat edge columns differently: DLRM prediction uses it for that. */
-static int sl_gemm_f32_task(int64_t t, int64_t n_tasks, int transa, int transb, int64_t m,
-                            int64_t n, int64_t K, float alpha, const float *A, int64_t lda,
-                            const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-    return sl_gemm_task(1, t, n_tasks, transa, transb, m, n, K, alpha, A, lda, B, ldb, beta,
-                        C, ldc);
-}
 
 #endif
