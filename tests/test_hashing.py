@@ -260,11 +260,17 @@ def test_hash_vectors_matches_hash_codes_and_threads(family):
 
 
 @pytest.mark.parametrize("family", ["wta", "dwta"])
-def test_hash_vectors_batch_path_edge_rows(family):
+@pytest.mark.parametrize("n_codes, range_pow", [(4, 18), (4, 6), (11, 20)],
+                         ids=["exact", "folded", "64-bit-keys"])
+def test_hash_vectors_batch_path_edge_rows(family, n_codes, range_pow):
     """Bins of 8 go through the 16-rows-at-a-time WTA at the AVX-512 levels: rows of
-    zeros (DWTA's empty bins), NaN, ties, negative values and a short last block give
-    the codes of the one-row path."""
-    p = _draw(family, dim=40, n_codes=4, n_tables=9, bin_size=8, seed=3)
+    zeros (DWTA's empty bins), NaN, ties, negative values, a width that is not a multiple
+    of 16 and a short last block give the buckets of the one-row path, whether the keys
+    are kept (exact), folded in 32-bit lanes, or need 64 bits (8 ** 11 > 2 ** 32: the
+    rows are bucketed one by one)."""
+    p = _draw(family, dim=40, n_codes=n_codes, n_tables=9, bin_size=8, range_pow=range_pow,
+              seed=3)
+    assert bool(p["exact_buckets"]) == (n_codes == 4 and range_pow == 18)
     rng = np.random.default_rng(4)
     V = rng.standard_normal((35, 40)).astype(np.float32)
     V[1] = 0
@@ -450,3 +456,15 @@ def test_centering_balances_buckets_of_rows_sharing_a_direction():
     n_raw = np.mean([len(np.unique(raw[t])) for t in range(4)])
     n_centred = np.mean([len(np.unique(centred[t])) for t in range(4)])
     assert n_centred > 10 * n_raw
+
+
+def test_column_sums_matches_numpy_for_any_thread_count():
+    """The centre of the rehashed rows: float64 column sums of a float32 matrix, the
+    same for every thread count (fixed blocks of rows, added in block order)."""
+    rng = np.random.default_rng(5)
+    V = rng.standard_normal((9000, 37)).astype(np.float32)
+    s1 = _hashing.column_sums(V, 1)
+    assert s1.dtype == np.float64 and s1.shape == (37,)
+    np.testing.assert_allclose(s1, V.sum(axis=0, dtype=np.float64), rtol=1e-12, atol=1e-9)
+    np.testing.assert_array_equal(_hashing.column_sums(V, 2), s1)
+    np.testing.assert_array_equal(_hashing.column_sums(V[:0], 2), np.zeros(37))

@@ -44,16 +44,34 @@ _ROW_ARRAYS = ("W_in", "W_out", "m_in", "v_in", "m_out", "v_out", "s16_out")
 _LINE = 64
 
 
-def _aligned_zeros(shape, dtype):
-    """Zeros whose first byte sits on a cache-line boundary. Written, not calloc'ed: the
-    pages are faulted in here, at initialisation, not by the first training batches
-    that touch each row (as the bfloat16 state, computed from the weights, is)."""
+def _aligned_empty(shape, dtype):
+    """An uninitialised array whose first byte sits on a cache-line boundary."""
     dtype = np.dtype(dtype)
     nbytes = int(np.prod(shape)) * dtype.itemsize
     buf = np.empty(nbytes + _LINE, dtype=np.uint8)
     off = (-buf.ctypes.data) % _LINE
-    out = buf[off:off + nbytes].view(dtype).reshape(shape)
+    return buf[off:off + nbytes].view(dtype).reshape(shape)
+
+
+def _aligned_zeros(shape, dtype):
+    """Zeros whose first byte sits on a cache-line boundary. Written, not calloc'ed: the
+    pages are faulted in here, at initialisation, not by the first training batches
+    that touch each row (as the bfloat16 state, computed from the weights, is)."""
+    out = _aligned_empty(shape, dtype)
     out.fill(0)
+    return out
+
+
+def _uniform_float32(rng, bound, shape):
+    """``rng.uniform(-bound, bound, size=shape).astype(np.float32)``, cache-line
+    aligned, drawn in blocks of 2**20 values straight into the float32 array: the same
+    values, without the full-size float64 draw and float32 copy (a 670k x 128 output
+    layer would otherwise pass through 1 GB of transient, freshly faulted memory)."""
+    out = _aligned_empty(shape, np.float32)
+    flat = out.reshape(-1)
+    step = 1 << 20
+    for s in range(0, flat.shape[0], step):
+        flat[s:s + step] = rng.uniform(-bound, bound, size=min(step, flat.shape[0] - s))
     return out
 
 
@@ -544,8 +562,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         dense = np.zeros(pos, dtype=np.float32)
 
         def glorot(fan_in, fan_out, shape):
-            bound = np.sqrt(6.0 / (fan_in + fan_out))
-            return _cache_aligned(rng.uniform(-bound, bound, size=shape).astype(np.float32))
+            return _uniform_float32(rng, np.sqrt(6.0 / (fan_in + fan_out)), shape)
 
         for i in range(1, len(sizes)):
             dense[w_off[i]: w_off[i] + sizes[i - 1] * sizes[i]] = glorot(
@@ -649,7 +666,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         W_out = self._model["W_out"]
         # Centred rows: same inner-product ranking for every query, balanced buckets.
         if center is None:
-            center = W_out.mean(axis=0, dtype=np.float64)
+            center = _hashing.column_sums(W_out, n_threads) / max(W_out.shape[0], 1)
         # A rebuild writes into the previous tables' arrays and a kept bucket buffer:
         # fresh arrays would fault in (and zero) hundreds of MB of new pages each time.
         work = getattr(self, "_work", None)

@@ -29,6 +29,11 @@ cdef extern from "_wta.h" nogil:
     void sl_wta8(const float *vec, const int32_t *dims, int n, int dwta, int32_t *codes)
     uint32_t sl_wta8_block16(const float *vt, const int32_t *dims, int n, int dwta,
                              int32_t *codes)
+    void sl_transpose16(const float *V, int64_t stride, int cnt, int dim, const float *c,
+                        float *vt)
+    void sl_buckets_block16(const int32_t *codes, int n_tables, int n_codes, uint32_t base,
+                            int exact, int range_bits, uint32_t *out, int64_t out_stride,
+                            int cnt)
     void sl_wta_set_level(int level)
     int sl_wta_block_ok()
 
@@ -308,20 +313,31 @@ def hash_vectors(dict params, const float[:, ::1] V, int n_threads=1, center=Non
 
 cdef void _hash_blocks16(const HashFn* fn, const float[:, ::1] V, const float[::1] c,
                         bint centered, uint32_t[:, ::1] out_v, int n_threads) except *:
-    """``hash_vectors`` for the (D)WTA families with bins of 8: the rows 16 at a time,
-    transposed so that ``sl_wta8_block16`` (AVX-512) compares the 16 rows lane by lane;
-    then the densification (rows with an empty bin only) and the buckets row by row,
-    as ``hash_vector`` does. The same buckets as ``hash_vector``."""
+    """``hash_vectors`` for the (D)WTA families with bins of 8, 16 rows at a time with
+    AVX-512: the rows transposed in registers (``sl_transpose16``), their codes compared
+    lane by lane (``sl_wta8_block16``) and combined into buckets lane by lane
+    (``sl_buckets_block16``, when ``code_base ** K`` fits 32 bits), so that the 16
+    buckets of a table are one store. Rows with an empty bin (dwta) are densified and
+    bucketed one by one, as ``hash_vector`` does; so are all rows when the keys need 64
+    bits. The same buckets as ``hash_vector``."""
     cdef Py_ssize_t n = V.shape[0], blk, n_blocks = (n + 15) // 16
-    cdef int L = fn.n_tables, t, tid, d, r, cnt, dim = fn.dim
-    cdef int n_hashes = fn.n_codes * fn.n_tables
+    cdef int L = fn.n_tables, K = fn.n_codes, t, tid, r, cnt, i, dim = fn.dim
+    cdef int n_hashes = K * L
     cdef bint dwta = fn.family == FAMILY_DWTA
+    cdef uint64_t span = 1
+    for i in range(K):
+        span *= fn.code_base
+        if span > (<uint64_t>1 << 32):
+            break
+    cdef bint lanes = span <= (<uint64_t>1 << 32)
     T = max(n_threads, 1)
     vt_np = np.zeros((T, dim * 16), dtype=np.float32)
     codes_np = np.empty((T, 16 * n_hashes), dtype=np.int32)
+    row_np = np.empty((T, n_hashes), dtype=np.int32)
     buckets_np = np.empty((T, L), dtype=np.uint32)
     cdef float[:, ::1] vt = vt_np
     cdef int32_t[:, ::1] codes = codes_np
+    cdef int32_t[:, ::1] row = row_np
     cdef uint32_t[:, ::1] buck = buckets_np
     cdef Py_ssize_t i0
     cdef uint32_t empty
@@ -330,23 +346,44 @@ cdef void _hash_blocks16(const HashFn* fn, const float[:, ::1] V, const float[::
             tid = omp_get_thread_num()
             i0 = blk * 16
             cnt = <int>min(<Py_ssize_t>16, n - i0)
-            for r in range(cnt):
-                if centered:
-                    for d in range(dim):
-                        vt[tid, 16 * d + r] = V[i0 + r, d] - c[d]
-                else:
-                    for d in range(dim):
-                        vt[tid, 16 * d + r] = V[i0 + r, d]
-            for r in range(cnt, 16):  # a short last block: lanes of zeros, ignored
-                for d in range(dim):
-                    vt[tid, 16 * d + r] = 0
+            sl_transpose16(&V[i0, 0], V.shape[1], cnt, dim, &c[0] if centered else NULL,
+                           &vt[tid, 0])
             empty = sl_wta8_block16(&vt[tid, 0], fn.dims, n_hashes, dwta, &codes[tid, 0])
+            if lanes:
+                sl_buckets_block16(&codes[tid, 0], L, K, <uint32_t>fn.code_base,
+                                   fn.exact_buckets, fn.range_bits, &out_v[0, i0], n, cnt)
             for r in range(cnt):
+                if lanes and not (dwta and (empty >> r) & 1):
+                    continue
+                for i in range(n_hashes):  # this row's codes, out of the lane-major block
+                    row[tid, i] = codes[tid, 16 * i + r]
                 if dwta and (empty >> r) & 1:
-                    _densify(fn, &codes[tid, r * n_hashes], 0, n_hashes)
-                _buckets(fn, &codes[tid, r * n_hashes], &buck[tid, 0])
+                    _densify(fn, &row[tid, 0], 0, n_hashes)
+                _buckets(fn, &row[tid, 0], &buck[tid, 0])
                 for t in range(L):
                     out_v[t, i0 + r] = buck[tid, t]
+
+
+def column_sums(const float[:, ::1] V, int n_threads=1):
+    """Sums of the columns of ``V`` in float64, as ``V.sum(axis=0, dtype=np.float64)``
+    but without a float64 copy of ``V``: fixed blocks of 4096 rows are summed in
+    parallel, then the block sums in block order (the result does not depend on
+    ``n_threads``). The centre of the rehashed rows is their mean."""
+    cdef Py_ssize_t n = V.shape[0], dim = V.shape[1], blk, n_blocks = (n + 4095) // 4096
+    cdef Py_ssize_t i, d, b
+    part_np = np.zeros((max(n_blocks, 1), dim), dtype=np.float64)
+    cdef double[:, ::1] part = part_np
+    with nogil:
+        for blk in prange(n_blocks, schedule="static", num_threads=max(n_threads, 1)):
+            for i in range(blk * 4096, min(n, (blk + 1) * 4096)):
+                for d in range(dim):
+                    part[blk, d] += V[i, d]
+    out = np.zeros(dim, dtype=np.float64)
+    cdef double[::1] o = out
+    for b in range(n_blocks):
+        for d in range(dim):
+            o[d] += part[b, d]
+    return out
 
 
 def hash_codes(dict params, const float[::1] vec):

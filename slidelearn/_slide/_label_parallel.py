@@ -28,8 +28,9 @@ import time
 
 import numpy as np
 
-from slidelearn._slide import _network
+from slidelearn._slide import _hashing, _network
 from slidelearn.utils._mpi import import_mpi, step_plan
+from slidelearn.utils._openmp_helpers import effective_n_threads
 
 _OUT_KEYS = ("W_out", "b_out")
 _OPT_KEYS = ("m_out", "v_out", "mb_out", "vb_out")
@@ -173,7 +174,8 @@ def global_center(est, comm):
     """Mean of the rows of the whole output layer (the tables hash centred rows)."""
     MPI = import_mpi()
     W = est._model["W_out"]
-    total = np.concatenate([W.sum(axis=0, dtype=np.float64), [W.shape[0]]])
+    total = np.concatenate([_hashing.column_sums(W, effective_n_threads(est.n_jobs)),
+                            [W.shape[0]]])
     comm.Allreduce(MPI.IN_PLACE, total, op=MPI.SUM)
     return total[:-1] / max(total[-1], 1)
 
