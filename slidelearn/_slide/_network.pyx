@@ -78,7 +78,7 @@ cdef int32_t SENT = 1 << 30
 cdef int PREFETCH = 6
 # Output neurons ahead of the one being updated whose rows output_adam prefetches:
 # each update streams 1.3 to 1.5 KB of weights and state, so fewer rows ahead than
-# for the dot products; on Zen 4, 4 rows beat 2 (update time -17% bf16, -7% fp32)
+# for the dot products; on Zen 4, 4 rows beat 2 (update time -16% bf16, -6% fp32)
 # and 6 or 8 (too many lines in flight).
 cdef int ADAM_AHEAD = 4
 # Per-thread scalars (random state, list lengths) sit THREAD_STRIDE entries apart, one
