@@ -102,6 +102,13 @@ static inline void sl_prefetch_row(const float *p, int n) {
 static inline void sl_prefetchw_row(float *p, int n) {
     for (int i = 0; i < n; i += 16) SL_PREFETCH(p + i, 1);
 }
+/* The lines of n int32 ids starting at p (a hash bucket), the last one included when
+ * the bucket does not start on a line. */
+static inline void sl_prefetch_ids(const int32_t *p, int64_t n) {
+    for (int64_t i = 0; i < n; i += 16) SL_PREFETCH(p + i, 0);
+    if (n > 0) SL_PREFETCH(p + n - 1, 0);
+}
+static inline void sl_prefetch_int(const int32_t *p) { SL_PREFETCH(p, 0); }
 
 /* Backward of ReLU: dy[i] = 0 where the layer's output y[i] is not positive. Written
  * as a select so that it compiles to a vector blend instead of a branch per element
