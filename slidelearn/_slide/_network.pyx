@@ -909,9 +909,13 @@ cdef int _voted_set(const Tables* tb, Work* w, int32_t* hist, int threshold,
     cdef int32_t j
     cdef int64_t p, lo, hi
     cdef const int32_t* ids
+    for t in range(min(BUCKETS_AHEAD, L)):
+        _prefetch_bucket(tb, w, t)
     for t in range(L):
-        lo = tb.offsets[<int64_t>t * (tb.n_buckets + 1) + w.buckets[t]]
-        hi = tb.offsets[<int64_t>t * (tb.n_buckets + 1) + w.buckets[t] + 1]
+        if t + BUCKETS_AHEAD < L:  # as _active_set
+            _prefetch_bucket(tb, w, t + BUCKETS_AHEAD)
+        lo = _bucket_offset(tb, w, t)[0]
+        hi = _bucket_offset(tb, w, t)[1]
         ids = tb.ids + <int64_t>t * tb.stride
         for p in range(lo, hi):
             j = ids[p]
