@@ -213,6 +213,12 @@ cdef void _forward_hidden(const Net* net, const float* xd, const index_t* xi,
                 a[k] = 0
 
 
+cdef inline void _prefetch_neuron(const Net* net, int32_t j, int H) noexcept nogil:
+    """An output neuron's weight row and its bias (one random line of n_labels floats)."""
+    sl_prefetch_row(net.W_out + <int64_t>j * H, H)
+    sl_prefetch_row(net.b_out + j, 1)
+
+
 cdef inline const int32_t* _bucket_offset(const Tables* tb, const Work* w,
                                           int t) noexcept nogil:
     return tb.offsets + <int64_t>t * (tb.n_buckets + 1) + w.buckets[t]
@@ -334,6 +340,8 @@ cdef double _train_sample(const Net* net, const HashFn* fn, const Tables* tb, Wo
         sl_to_bf16(h, w.h16, H)
     for a in range(n_act):
         j = w.act[a]
+        if a + PREFETCH < n_act:  # the bias too: one random line of n_labels floats
+            sl_prefetch_row(net.b_out + w.act[a + PREFETCH], 1)
         if w.W16 != NULL:
             if a + PREFETCH < n_act:
                 sl_prefetch_row(<const float*>(w.W16 + w.act[a + PREFETCH] * w.w16_stride), H // 2)
@@ -1023,7 +1031,7 @@ def topk_lsh(const float[:, ::1] Hm, dict model, dict lsh, int k, int threshold,
                     j = fallback[q]
                     if mark[tid, j] == 0:
                         if q + PREFETCH < n_head:
-                            sl_prefetch_row(net.W_out + <int64_t>fallback[q + PREFETCH] * d, d)
+                            _prefetch_neuron(&net, fallback[q + PREFETCH], d)
                         _heap_push(&sc[i, 0], &idx[i, 0], &size, k,
                                    net.b_out[j] + sl_dot(&Hm[i, 0], net.W_out + <int64_t>j * d, d), j)
                         total_cand += 1
@@ -1031,7 +1039,7 @@ def topk_lsh(const float[:, ::1] Hm, dict model, dict lsh, int k, int threshold,
                     j = act[tid, a]
                     mark[tid, j] = 0
                     if a + PREFETCH < n_act:
-                        sl_prefetch_row(net.W_out + <int64_t>act[tid, a + PREFETCH] * d, d)
+                        _prefetch_neuron(&net, act[tid, a + PREFETCH], d)
                     _heap_push(&sc[i, 0], &idx[i, 0], &size, k,
                                net.b_out[j] + sl_dot(&Hm[i, 0], net.W_out + <int64_t>j * d, d), j)
                 q = n_head
@@ -1132,7 +1140,7 @@ def slice_forward(const float[:, ::1] H, const int64_t[::1] Y_indptr,
                     j = act[i, a]
                     mark[tid, j] = 0
                     if a + PREFETCH < na:
-                        sl_prefetch_row(net.W_out + <int64_t>act[i, a + PREFETCH] * hd, hd)
+                        _prefetch_neuron(&net, act[i, a + PREFETCH], hd)
                     z = net.b_out[j] + sl_dot(&H[i, 0], net.W_out + <int64_t>j * hd, hd)
                     logits[i, a] = z
                     if z > m:
