@@ -267,6 +267,61 @@ def test_topk_lsh_max_candidates_keeps_the_most_voted(threshold, max_cand, n_thr
     assert 0 < total
 
 
+@pytest.mark.parametrize("threshold, max_cand", [(1, 0), (135, 0), (1, 10), (120, 25)])
+def test_lsh_votes_are_exact_with_the_most_tables(threshold, max_cand):
+    """The vote counts are one byte per neuron: with the largest number of tables
+    (254) and buckets that each hold half the labels, neurons get well over 127 votes,
+    and both the threshold and the most-voted cap still select what a Python count
+    over the same buckets selects."""
+    L = _network.MAX_TABLES
+    rng = np.random.default_rng(2)
+    n, n_labels = 6, 40
+    clf = _make_clf(4, n_labels, hash_family="wta", n_codes=1, bin_size=2, n_tables=L,
+                    bucket_size=n_labels)
+    clf._rehash(1)
+    Hm = rng.standard_normal((n, 6)).astype(np.float32)
+    m, lsh = clf._model, clf._lsh
+    fallback = np.arange(n_labels, dtype=np.int32)
+    k = 3
+    idx, _, n_cand = _network.topk_lsh(Hm, m, lsh, k, threshold, fallback, 2, max_cand)
+    total, top = 0, 0
+    for i in range(n):
+        _, buckets = _hashing.hash_codes(lsh["params"], Hm[i])
+        votes, first = {}, {}
+        for t in range(L):
+            for p in range(lsh["offsets"][t, buckets[t]], lsh["offsets"][t, buckets[t] + 1]):
+                j = int(lsh["ids"][t, p])
+                first.setdefault(j, len(first))
+                votes[j] = votes.get(j, 0) + 1
+        top = max(top, max(votes.values()))
+        eligible = sorted((j for j in votes if votes[j] >= threshold),
+                          key=lambda j: (-votes[j], first[j]))
+        chosen = eligible[:max_cand] if max_cand else eligible
+        total += len(chosen)
+        if len(chosen) >= k:
+            scores = Hm[i].astype(np.float64) @ m["W_out"][chosen].T.astype(np.float64) \
+                + m["b_out"][chosen]
+            best = set(np.array(chosen)[np.argsort(-scores, kind="stable")[:k]].tolist())
+            assert set(idx[i].tolist()) == best
+    assert n_cand == total > 0
+    assert top > 127  # counts beyond a signed byte were exercised
+
+
+def test_more_tables_than_the_vote_counters_hold_are_rejected():
+    with pytest.raises(ValueError, match="n_tables"):
+        SlideClassifier(n_tables=_network.MAX_TABLES + 1).fit(np.eye(3), [0, 1, 2])
+    with pytest.raises(ValueError, match="inference_n_tables"):
+        SlideClassifier(inference_n_tables=_network.MAX_TABLES + 1).fit(np.eye(3), [0, 1, 2])
+    clf = _make_clf(4, 10)
+    clf._rehash(1)
+    lsh = dict(clf._lsh)
+    lsh["offsets"] = np.zeros((_network.MAX_TABLES + 1, lsh["offsets"].shape[1]), np.int32)
+    lsh["ids"] = np.zeros((_network.MAX_TABLES + 1, lsh["ids"].shape[1]), np.int32)
+    with pytest.raises(ValueError, match="at most 254 hash tables"):
+        _network.topk_lsh(np.ones((1, 6), np.float32), clf._model, lsh, 1, 1,
+                          np.arange(10, dtype=np.int32), 1)
+
+
 # --------------------------------------------------------------------------- training
 def _train_once(clf, X, Y_indptr, Y_indices, rows, min_active, n_threads=1, lsh=None):
     work = clf._get_work(n_threads, int(np.diff(Y_indptr).max()), transposed=False)

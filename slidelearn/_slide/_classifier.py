@@ -109,7 +109,9 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         K, hash codes concatenated into one bucket id per table. Larger K makes
         smaller, more selective buckets (fewer neurons retrieved).
     n_tables : int, default=50
-        L, number of hash tables.
+        L, number of hash tables, at most 254 (a neuron's count of the tables that
+        retrieve it is kept in one byte, so that a thread's counts over all labels
+        stay in the L2 cache).
     bin_size : int, default=8
         Coordinates compared by one WTA / DWTA code (must not exceed the last
         hidden width).
@@ -144,10 +146,10 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
     inference_n_codes, inference_n_tables : int or None, default=None
         When either is set, ``fit`` and ``partial_fit`` end by building a second set
         of tables from the final weights, with these K and L (None: the training
-        value), used only by ``inference="lsh"``, with newly drawn hash functions, at
-        the cost of ``L * (n_classes + buckets)`` integers of memory and a rebuild at
-        the end of every ``fit`` / ``partial_fit`` call. None for both: LSH inference
-        uses the training functions. New functions retrieve the true labels less
+        value; L at most 254), used only by ``inference="lsh"``, with newly drawn
+        hash functions, at the cost of ``L * (n_classes + buckets)`` integers of
+        memory and a rebuild at the end of every ``fit`` / ``partial_fit`` call.
+        None for both: LSH inference uses the training functions. New functions retrieve the true labels less
         often than the training ones (see ``inference_bucket_size``).
     inference_bucket_size : int or None, default=None
         When set, ``fit`` and ``partial_fit`` end by building tables for
@@ -314,7 +316,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "hash_family": [StrOptions({"dwta", "wta", "simhash", "doph"})],
         "n_codes": [Interval(Integral, 1, 32, closed="both")],
-        "n_tables": [Interval(Integral, 1, None, closed="left")],
+        "n_tables": [Interval(Integral, 1, _network.MAX_TABLES, closed="both")],
         "bin_size": [Interval(Integral, 2, None, closed="left")],
         "range_pow": [Interval(Integral, 1, 30, closed="both")],
         "bucket_size": [Interval(Integral, 1, None, closed="left")],
@@ -326,7 +328,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         "inference_head_labels": [Interval(Integral, 0, None, closed="left")],
         "inference_n_codes": [Interval(Integral, 1, 32, closed="both"), None],
         "inference_bucket_size": [Interval(Integral, 1, None, closed="left"), None],
-        "inference_n_tables": [Interval(Integral, 1, None, closed="left"), None],
+        "inference_n_tables": [Interval(Integral, 1, _network.MAX_TABLES, closed="both"), None],
         "rehash_interval": [Interval(Integral, 1, None, closed="left")],
         "rebuild_interval": [Interval(Integral, 1, None, closed="left")],
         "interval_growth": [Interval(Real, 1.0, None, closed="left")],
@@ -735,7 +737,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             "act": np.zeros((T, act_cap), dtype=np.int32),
             "logits": np.zeros((T, act_cap), dtype=np.float32),
             "cand": np.zeros((T, max(1, L * self.bucket_size)), dtype=np.int32),
-            "mark": np.zeros((T, n_labels), dtype=np.int32),
+            "mark": np.zeros((T, n_labels), dtype=np.uint8),
             "g_dense": np.zeros((T, m["dense"].shape[0]), dtype=np.float32),
             "rng": np.zeros(T * _network.THREAD_STRIDE, dtype=np.uint64),
             "out_list": np.zeros((T, n_labels), dtype=np.int32),
