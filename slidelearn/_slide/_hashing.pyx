@@ -428,41 +428,54 @@ def build_tables(const uint32_t[:, ::1] buckets, Py_ssize_t n_buckets, int bucke
     cdef int32_t[:, ::1] offsets = offsets_np
     cdef int32_t[:, ::1] ids = ids_np
     n_threads = max(1, min(n_threads, L))
-    scratch_np = np.empty((n_threads, 2, n_buckets), dtype=np.int32)
+    # per bucket, side by side (one cache line for both): [count, next insert]
+    scratch_np = np.empty((n_threads, n_buckets, 2), dtype=np.int32)
     cdef int32_t[:, :, ::1] scratch = scratch_np
+    cdef int32_t p
     with nogil:
         for t in prange(L, schedule="static", num_threads=n_threads):
             tid = omp_get_thread_num()
             for b in range(n_buckets):
-                scratch[tid, 0, b] = 0
-                scratch[tid, 1, b] = 0
+                scratch[tid, b, 0] = 0
             for i in range(n):
                 if buckets[t, i] >= n_buckets:
                     continue  # cannot happen with ids from hash_vectors
-                scratch[tid, 0, buckets[t, i]] += 1
+                scratch[tid, buckets[t, i], 0] += 1
             offsets[t, 0] = 0
             for b in range(n_buckets):
-                c = scratch[tid, 0, b]
+                c = scratch[tid, b, 0]
                 offsets[t, b + 1] = offsets[t, b] + (c if c < cap else cap)
+            if not reservoir:
+                # FIFO: the last `cap` of a bucket's c items are kept, so its r-th item
+                # goes to offsets[b] + r - max(c - cap, 0), when that is inside the bucket
+                for b in range(n_buckets):
+                    c = scratch[tid, b, 0]
+                    scratch[tid, b, 0] = offsets[t, b]
+                    scratch[tid, b, 1] = offsets[t, b] - (c - cap if c > cap else 0)
+                for i in range(n):
+                    b = buckets[t, i]
+                    if b >= n_buckets:
+                        continue
+                    p = scratch[tid, b, 1]
+                    scratch[tid, b, 1] = p + 1
+                    if p >= scratch[tid, b, 0]:
+                        ids[t, p] = <int32_t>i
+                continue
+            for b in range(n_buckets):
+                scratch[tid, b, 1] = 0
             state = splitmix64(seed + <uint64_t>t) | 1
             for i in range(n):
                 b = buckets[t, i]
                 if b >= n_buckets:
                     continue
-                r = scratch[tid, 1, b]
-                scratch[tid, 1, b] = r + 1
-                c = scratch[tid, 0, b]
-                if not reservoir:
-                    if r < c - cap:
-                        continue
-                    slot = r - (c - cap if c > cap else 0)
+                r = scratch[tid, b, 1]
+                scratch[tid, b, 1] = r + 1
+                if r < cap:
+                    slot = r
                 else:
-                    if r < cap:
-                        slot = r
-                    else:
-                        slot = <int32_t>rng_below(&state, <uint32_t>(r + 1))
-                        if slot >= cap:
-                            continue
+                    slot = <int32_t>rng_below(&state, <uint32_t>(r + 1))
+                    if slot >= cap:
+                        continue
                 ids[t, offsets[t, b] + slot] = <int32_t>i
     return offsets_np, ids_np
 
