@@ -759,9 +759,12 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
             g = &gbuf[t, 0]
             for u in range(u0, u1):
                 j = <int32_t>(keys[runs[u]] >> 32)
-                if u + 6 < u1:
-                    nxt = <int64_t>(keys[runs[u + 6]] >> 32)
+                if u + ADAM_AHEAD < u1:
+                    nxt = <int64_t>(keys[runs[u + ADAM_AHEAD]] >> 32)
                     sl_prefetchw_row(&W_out[nxt, 0], H)
+                    sl_prefetchw_row(&b_out[nxt], 1)
+                    sl_prefetchw_row(&mb_out[nxt], 1)
+                    sl_prefetchw_row(&vb_out[nxt], 1)
                     if bf16:
                         sl_prefetchw_row(<float*>&s16[nxt, 0], (3 * H) // 2)
                     else:
