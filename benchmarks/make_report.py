@@ -708,6 +708,69 @@ def _slide_data_text(run):
             f"{_num(data.get('n_labels'))} labels")
 
 
+def _median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return None if n == 0 else (xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2]))
+
+
+def levels_pooled(slide_runs):
+    """Per data set, thread count and level: the runs' figures pooled.
+
+    HOGWILD training with several threads takes a different path in every run (and a
+    different seed draws other data and weights), so that one run's speed and P@1 are
+    one draw each. Pooling pairs each level with the ``before`` and ``fp32`` levels of
+    the same run.
+
+    Parameters
+    ----------
+    slide_runs : list of dict
+        ``bench_slide.py --levels`` runs from :func:`load_slide_run`.
+
+    Returns
+    -------
+    rows : list of list
+        ``[data, threads, level, runs, median samples/s, median vs before, median vs
+        fp32, mean P@1 (%), mean P@1 vs fp32 (points)]``, the ratios and differences
+        taken within each run first.
+
+    Examples
+    --------
+    >>> run = {"data": {"n_labels": 3}, "options": {}, "summary": {"levels": {"1": {
+    ...     "levels": {"fp32": {"samples_per_s": 10.0, "p1": 0.5, "vs_fp32": 1.0},
+    ...                "bf16": {"samples_per_s": 12.0, "p1": 0.52, "vs_fp32": 1.2}}}}}}
+    >>> [r[2:5] for r in levels_pooled([run, run])]
+    [['fp32', 2, '10'], ['bf16', 2, '12']]
+    """
+    pooled = {}
+    for run in slide_runs:
+        opts, n_labels = run.get("options", {}), run.get("data", {}).get("n_labels")
+        data = (Path(opts["xc_data"]).name if opts.get("xc_data")
+                else f"synthetic, {_num(n_labels)} labels")
+        for thr, entry in run.get("summary", {}).get("levels", {}).items():
+            fp32 = entry["levels"].get("fp32", {}).get("p1")
+            for level, r in entry["levels"].items():
+                acc = pooled.setdefault((data, int(thr), level), {
+                    "speed": [], "before": [], "fp32": [], "p1": [], "dp1": []})
+                acc["speed"].append(r["samples_per_s"])
+                for key in ("before", "fp32"):
+                    if f"vs_{key}" in r:
+                        acc[key].append(r[f"vs_{key}"])
+                if r.get("p1") is not None:
+                    acc["p1"].append(r["p1"])
+                    if fp32 is not None:
+                        acc["dp1"].append(100 * (r["p1"] - fp32))
+    rows = []
+    for (data, thr, level), acc in pooled.items():
+        mean = (lambda xs: sum(xs) / len(xs) if xs else None)
+        rows.append([data, thr, level, len(acc["speed"]), _num(_median(acc["speed"])),
+                     f"{_median(acc['before']):.2f}x" if acc["before"] else "-",
+                     f"{_median(acc['fp32']):.2f}x" if acc["fp32"] else "-",
+                     _pct(mean(acc["p1"])),
+                     f"{mean(acc['dp1']):+.2f}" if acc["dp1"] else "-"])
+    return rows
+
+
 def levels_rst(slide_runs, dlrm_runs):
     """reStructuredText for the optimisation-level runs of both benchmarks.
 
@@ -734,6 +797,17 @@ def levels_rst(slide_runs, dlrm_runs):
         return ["No optimisation-level run is recorded (no "
                 "``benchmarks/results/levels_*.json``).", ""]
     lines = []
+    pooled = levels_pooled(slide_runs)
+    if len(slide_runs) > 1:
+        lines += _heading("SlideClassifier, all runs pooled", _RUN_UNDERLINE)
+        lines += ["The runs below, per data set, thread count and level: the median "
+                  "speed, the median of each run's ratios to its own ``before`` and "
+                  "``fp32`` levels, and the mean P@1 and mean P@1 difference to ``fp32`` "
+                  "over the runs (runs with another ``--seed`` have other data and initial "
+                  "weights).", ""]
+        lines += _list_table(["data", "threads", "level", "runs", "median samples/s",
+                              "vs before", "vs fp32", "mean P@1 (%)",
+                              "mean P@1 vs fp32 (points)"], pooled)
     for run in slide_runs:
         lines += [f".. _bench-{run['name']}:", ""]
         lines += _heading(run["name"], _RUN_UNDERLINE)

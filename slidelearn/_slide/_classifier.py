@@ -149,8 +149,9 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         value; L at most 254), used only by ``inference="lsh"``, with newly drawn
         hash functions, at the cost of ``L * (n_classes + buckets)`` integers of
         memory and a rebuild at the end of every ``fit`` / ``partial_fit`` call.
-        None for both: LSH inference uses the training functions. New functions retrieve the true labels less
-        often than the training ones (see ``inference_bucket_size``).
+        None for both: LSH inference uses the training functions. New functions
+        retrieve the true labels less often than the training ones (see
+        ``inference_bucket_size``).
     inference_bucket_size : int or None, default=None
         When set, ``fit`` and ``partial_fit`` end by building tables for
         ``inference="lsh"`` whose buckets keep a uniform random sample of at most this
