@@ -214,6 +214,11 @@ cdef void _work(Work* w, float* buf, int B, Net* net, int64_t* act_off, int64_t 
 # column-major BLAS as their transposes.
 # ---------------------------------------------------------------------------
 
+cdef inline int _share(int n, int o, int n_threads) noexcept nogil:
+    """First of the n rows that thread o of n_threads takes (contiguous, balanced)."""
+    return <int>(<int64_t>n * o // n_threads)
+
+
 cdef void _layer_forward(const float* X, int ldx, const float* W, const float* b,
                          float* Y, int ldy, int B, int n_in, int n_out, bint relu,
                          int n_threads, Work* w) noexcept nogil:
@@ -232,8 +237,8 @@ cdef void _layer_forward(const float* X, int ldx, const float* W, const float* b
             sl_bias_act(Y + <int64_t>i * ldy, b, n_out, relu)
         return
     for o in prange(n_threads, nogil=True, schedule='static', num_threads=n_threads):
-        r0 = <int>(<int64_t>B * o // n_threads)
-        r1 = <int>(<int64_t>B * (o + 1) // n_threads)
+        r0 = _share(B, o, n_threads)
+        r1 = _share(B, o + 1, n_threads)
         nr = r1 - r0
         if nr <= 0:
             continue
@@ -266,8 +271,8 @@ cdef void _layer_backward(const float* X, int ldx, float* W, const float* Y, int
     cdef float one = 1.0, zero = 0.0, beta = 1.0 - lr * alpha, a = -lr
     cdef int o, i, j, r0, r1, nr
     for o in prange(n_threads, nogil=True, schedule='static', num_threads=n_threads):
-        r0 = <int>(<int64_t>B * o // n_threads)
-        r1 = <int>(<int64_t>B * (o + 1) // n_threads)
+        r0 = _share(B, o, n_threads)
+        r1 = _share(B, o + 1, n_threads)
         nr = r1 - r0
         if nr <= 0:
             continue
@@ -278,8 +283,8 @@ cdef void _layer_backward(const float* X, int ldx, float* W, const float* Y, int
             sgemm(&tn, &tn, &n_in, &nr, &n_out, &one, W, &n_in, dY + <int64_t>r0 * lddy,
                   &lddy, &zero, dX + <int64_t>r0 * lddx, &lddx)
     for o in prange(n_threads, nogil=True, schedule='static', num_threads=n_threads):
-        r0 = <int>(<int64_t>n_out * o // n_threads)
-        r1 = <int>(<int64_t>n_out * (o + 1) // n_threads)
+        r0 = _share(n_out, o, n_threads)
+        r1 = _share(n_out, o + 1, n_threads)
         nr = r1 - r0
         if nr <= 0:
             continue
@@ -353,8 +358,8 @@ cdef void _layer_backward16(Net* net, Work* w, const float* X, int ldx, const in
     _gemm_tasks(w, False, 1, 0, n_out, n_in, B, w.dy16, n_out, w.x16, n_in, gW, n_in,
                 n_threads)
     for o in prange(n_threads, nogil=True, schedule='static', num_threads=n_threads):
-        r0 = <int>(<int64_t>n_out * o // n_threads)
-        r1 = <int>(<int64_t>n_out * (o + 1) // n_threads)
+        r0 = _share(n_out, o, n_threads)
+        r1 = _share(n_out, o + 1, n_threads)
         nr = r1 - r0
         if nr <= 0:
             continue

@@ -256,6 +256,7 @@ cdef int _active_set(const Net* net, const Tables* tb, Work* w, const int32_t* l
     cdef mark_t mk
     cdef int64_t p, lo, hi
     cdef const int32_t* ids
+    cdef const int32_t* off
     for t in range(min(2 * BUCKETS_AHEAD, L)):
         sl_prefetch_int(_bucket_offset(tb, w, t))
     for t in range(min(BUCKETS_AHEAD, L)):
@@ -271,8 +272,9 @@ cdef int _active_set(const Net* net, const Tables* tb, Work* w, const int32_t* l
             sl_prefetch_int(_bucket_offset(tb, w, t + 2 * BUCKETS_AHEAD))
         if t + BUCKETS_AHEAD < L:
             _prefetch_bucket(tb, w, t + BUCKETS_AHEAD)
-        lo = _bucket_offset(tb, w, t)[0]
-        hi = _bucket_offset(tb, w, t)[1]
+        off = _bucket_offset(tb, w, t)
+        lo = off[0]
+        hi = off[1]
         ids = tb.ids + <int64_t>t * tb.stride
         for p in range(lo, hi):
             j = ids[p]
@@ -936,13 +938,15 @@ cdef int _voted_set(const Tables* tb, Work* w, int32_t* hist, int threshold,
     cdef int32_t j
     cdef int64_t p, lo, hi
     cdef const int32_t* ids
+    cdef const int32_t* off
     for t in range(min(BUCKETS_AHEAD, L)):
         _prefetch_bucket(tb, w, t)
     for t in range(L):
         if t + BUCKETS_AHEAD < L:  # as _active_set
             _prefetch_bucket(tb, w, t + BUCKETS_AHEAD)
-        lo = _bucket_offset(tb, w, t)[0]
-        hi = _bucket_offset(tb, w, t)[1]
+        off = _bucket_offset(tb, w, t)
+        lo = off[0]
+        hi = off[1]
         ids = tb.ids + <int64_t>t * tb.stride
         for p in range(lo, hi):
             j = ids[p]
