@@ -1,17 +1,18 @@
-/* Lazy Adam on one output neuron whose state is stored in bfloat16 beside its bf16
- * weight copy, for SlideClassifier(precision="bfloat16"):
+/* Lazy Adam on one output neuron stored wholly in bfloat16, for
+ * SlideClassifier(precision="bfloat16"):
  *
- *   s16 row (3 H uint16):  [ w16 (H) | m (H) | v (H) ]     w: the float32 weights
+ *   s16 row (3 H uint16):  [ w (H) | m (H) | v (H) ]
  *
- * The float32 weights stay exact (updated in float32); w16 is their round-to-nearest-
- * even copy that the dot products read; the moments m and v are stored rounded
- * *stochastically* to bfloat16, so that their small per-step changes (v moves by 0.1%
- * a step with beta_2 = 0.999, below half a bf16 ulp) survive in expectation instead
- * of being rounded away. The 16 random bits per value come from a counter hash of
- * (seed, element): reproducible, no shared state between threads.
+ * The weights w are read (dot products, rehashing) and updated in this row alone; the
+ * step is computed in float32 and the new w, m and v are stored rounded
+ * *stochastically* to bfloat16, so that changes below half a bf16 ulp (a step of
+ * lr = 1e-3 on a weight of 0.05 is a fifth of one; v moves by 0.1% a step with
+ * beta_2 = 0.999) survive in expectation instead of being rounded away. The random
+ * bits come from a counter hash of (seed, element): reproducible, no state shared
+ * between threads.
  *
- * One row is 6 H bytes of state beside 4 H bytes of weights, against 8 H bytes of
- * float32 moments: the update streams 1.5x fewer bytes of state. */
+ * One row update moves 6 H bytes in and out, against 12 H bytes of float32 weights
+ * and moments: the update is bound by memory traffic, not arithmetic. */
 #ifndef SLIDELEARN_ADAM16_H
 #define SLIDELEARN_ADAM16_H
 #include <stdint.h>
@@ -43,47 +44,39 @@ static inline float sl_b2f(uint16_t h) {
     return f;
 }
 
-static inline uint16_t sl_f2b_rne(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
-    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-
 #define SL_ADAM16_BODY                                                       \
     uint16_t *m = s16 + n, *v = s16 + 2 * n;                                 \
     _Pragma("omp simd")                                                      \
     for (int i = 0; i < n; i++) {                                            \
-        float gi = g[i] + alpha * w[i];                                      \
+        float w = sl_b2f(s16[i]);                                            \
+        float gi = g[i] + alpha * w;                                         \
         float mi = b1 * sl_b2f(m[i]) + (1.0f - b1) * gi;                     \
         float vi = b2 * sl_b2f(v[i]) + (1.0f - b2) * gi * gi;                \
         uint32_t r = sl_mix32(seed + (uint32_t)i);                           \
         m[i] = sl_bf16_stochastic(mi, r);                                    \
         v[i] = sl_bf16_stochastic(vi, r >> 16);                              \
-        float wi = w[i] - lr_t * mi / (sqrtf(vi) + eps);                     \
-        w[i] = wi;                                                           \
-        s16[i] = sl_f2b_rne(wi);                                             \
-        g[i] = 0.0f;                                                         \
+        s16[i] = sl_bf16_stochastic(w - lr_t * mi / (sqrtf(vi) + eps),       \
+                                    (r * 0x9e3779b1u) >> 16);                \
     }
 
-static inline void sl_adam16_row_generic(float *w, uint16_t *s16, float *g, int n, float lr_t,
+static inline void sl_adam16_row_generic(uint16_t *s16, const float *g, int n, float lr_t,
                                          float b1, float b2, float eps, float alpha,
                                          uint32_t seed) { SL_ADAM16_BODY }
 #if SL_VEC_X86
-SL_AVX512 static void sl_adam16_row_avx512(float *w, uint16_t *s16, float *g, int n,
-                                           float lr_t, float b1, float b2, float eps,
-                                           float alpha, uint32_t seed) { SL_ADAM16_BODY }
-SL_AVX2 static void sl_adam16_row_avx2(float *w, uint16_t *s16, float *g, int n, float lr_t,
+SL_AVX512 static void sl_adam16_row_avx512(uint16_t *s16, const float *g, int n, float lr_t,
+                                           float b1, float b2, float eps, float alpha,
+                                           uint32_t seed) { SL_ADAM16_BODY }
+SL_AVX2 static void sl_adam16_row_avx2(uint16_t *s16, const float *g, int n, float lr_t,
                                        float b1, float b2, float eps, float alpha,
                                        uint32_t seed) { SL_ADAM16_BODY }
 #endif
 
-static inline void sl_adam16_row(float *w, uint16_t *s16, float *g, int n, float lr_t,
-                                 float b1, float b2, float eps, float alpha, uint32_t seed) {
+static inline void sl_adam16_row(uint16_t *s16, const float *g, int n, float lr_t, float b1,
+                                 float b2, float eps, float alpha, uint32_t seed) {
 #if SL_VEC_X86
-    if (sl_vec_level >= 2) { sl_adam16_row_avx512(w, s16, g, n, lr_t, b1, b2, eps, alpha, seed); return; }
-    if (sl_vec_level == 1) { sl_adam16_row_avx2(w, s16, g, n, lr_t, b1, b2, eps, alpha, seed); return; }
+    if (sl_vec_level >= 2) { sl_adam16_row_avx512(s16, g, n, lr_t, b1, b2, eps, alpha, seed); return; }
+    if (sl_vec_level == 1) { sl_adam16_row_avx2(s16, g, n, lr_t, b1, b2, eps, alpha, seed); return; }
 #endif
-    sl_adam16_row_generic(w, s16, g, n, lr_t, b1, b2, eps, alpha, seed);
+    sl_adam16_row_generic(s16, g, n, lr_t, b1, b2, eps, alpha, seed);
 }
 #endif

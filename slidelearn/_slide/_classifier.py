@@ -666,7 +666,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         if reservoir is None:
             reservoir = self.bucket_policy == "reservoir"
         params = lsh["params"]
-        W_out = self._model["W_out"]
+        W_out = self._output_rows()
         # Centred rows: same inner-product ranking for every query, balanced buckets.
         if center is None:
             center = _hashing.column_sums(W_out, n_threads) / max(W_out.shape[0], 1)
@@ -782,11 +782,12 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
                     state[k] = _cache_aligned(state[k])
 
     def _set_output_precision(self, precision):
-        """Store the output layer's Adam state for ``precision``: float32 moments
+        """Store the output layer for ``precision``: ``W_out`` with float32 moments
         ``m_out`` / ``v_out``, or for "bfloat16" one ``(n_labels, 3 H)`` uint16 array
-        ``s16_out`` = [bf16 copy of W_out | m | v] (see ``_network.output_adam``).
-        Converts the moments (rounding to nearest even) when the model was trained
-        with the other precision."""
+        ``s16_out`` = [weights | m | v] in bfloat16 (see ``_network.output_adam``), of
+        which ``W_out`` is the float32 view, brought up to date by ``_sync_output``.
+        Converts (rounding to nearest even) when the model was trained with the other
+        precision: moving to bfloat16 rounds the weights too."""
         opt = self._opt
         W = self._model["W_out"]
         if precision == "bfloat16" and "s16_out" not in opt:
@@ -800,14 +801,38 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
                     s16[r:r + step, H:2 * H] = _bf16.to_bf16(m[r:r + step])
                     s16[r:r + step, 2 * H:] = _bf16.to_bf16(v[r:r + step])
             opt["s16_out"] = s16
+            opt["dirty_out"] = np.ones(W.shape[0], dtype=np.uint8)
+            self._sync_output()  # W_out: the rounded weights
         elif precision == "float32" and "s16_out" not in opt and "m_out" not in opt:
             opt["m_out"] = _aligned_zeros(W.shape, np.float32)
             opt["v_out"] = _aligned_zeros(W.shape, np.float32)
         elif precision == "float32" and "s16_out" in opt:
+            self._sync_output()
             s16 = opt.pop("s16_out")
+            opt.pop("dirty_out", None)
             H = s16.shape[1] // 3
             opt["m_out"] = _cache_aligned(_bf16.from_bf16(np.ascontiguousarray(s16[:, H:2 * H])))
             opt["v_out"] = _cache_aligned(_bf16.from_bf16(np.ascontiguousarray(s16[:, 2 * H:])))
+
+    def _sync_output(self):
+        """With precision="bfloat16", copy the output rows that training changed from
+        the bfloat16 state into ``W_out`` (which prediction, ``coefs_``, pickling and a
+        change of precision read). Training itself never reads ``W_out`` then."""
+        s16 = self._opt.get("s16_out")
+        if s16 is not None:
+            W = self._model["W_out"]
+            if not W.flags.writeable:
+                return  # a loaded read-only model: W_out is already up to date
+            dirty = self._opt.setdefault("dirty_out", np.zeros(W.shape[0], dtype=np.uint8))
+            _network.sync_bf16_rows(s16, W, dirty, effective_n_threads(self.n_jobs))
+
+    def _output_rows(self):
+        """The output weights as training sees them: ``W_out``, or with
+        precision="bfloat16" the (strided) bfloat16 weights of ``s16_out``."""
+        s16 = self._opt.get("s16_out")
+        if s16 is None:
+            return self._model["W_out"]
+        return s16[:, :self._model["W_out"].shape[1]]
 
     def _train_batch(self, X, Y_indptr, Y_indices, rows, work, n_threads, lr):
         seed = int(self._rng.integers(0, 2**63 - 1))
@@ -884,6 +909,12 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             rng = np.random.default_rng(self._seed)
             self._init_model(X.shape[1], len(self.classes_), rng)
         self._set_output_precision(self.precision)
+        try:
+            return self._fit_epochs(X, Y_indptr, Y_indices, n_threads, incremental)
+        finally:
+            self._sync_output()  # also when training stops on an error or an interrupt
+
+    def _fit_epochs(self, X, Y_indptr, Y_indices, n_threads, incremental):
         counts = np.diff(Y_indptr)
         self._label_counts += np.bincount(Y_indices, minlength=len(self.classes_))
         self._max_labels = max(self._max_labels, int(counts.max(initial=1)))
@@ -929,6 +960,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             msg = (f"Epoch {epoch + 1}/{self.max_iter}: loss {loss:.4f}, "
                    f"{len(rows) / max(dt, 1e-9):,.0f} samples/s, {active:.0f} active neurons/sample")
             if self.early_stopping:
+                self._sync_output()
                 labels, _ = self._topk_indices(Xv, 1, self.inference, n_threads)
                 score = float(precision_at_k(Yv, labels, k=1))
                 self.validation_scores_.append(score)

@@ -20,7 +20,7 @@ import numpy as np
 
 from cython.parallel import prange
 
-from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport malloc, free
 
 from slidelearn.utils._openmp_helpers cimport omp_get_thread_num
@@ -37,10 +37,15 @@ cdef extern from "_wta.h" nogil:
     void sl_wta_set_level(int level)
     int sl_wta_block_ok()
 
+cdef extern from "../utils/_bfloat16.h" nogil:
+    void sl_from_bf16(const uint16_t *h, float *out, int64_t n)
+    void sl_bf16_set_level(int level)
+
 from slidelearn.utils import _cpu
 
 # the batch WTA code runs at the avx512 levels only (_cpu levels 2 and 3)
 sl_wta_set_level((0, 1, 2, 2)[_cpu._level_index()])
+sl_bf16_set_level((0, 0, 1, 2)[_cpu._level_index()])  # widening bfloat16 rows
 
 FAMILIES = {"simhash": FAMILY_SIMHASH, "wta": FAMILY_WTA, "dwta": FAMILY_DWTA, "doph": FAMILY_DOPH}
 
@@ -258,9 +263,55 @@ cdef Tables make_tables(const int32_t[:, ::1] offsets, const int32_t[:, ::1] ids
     return tb
 
 
-def hash_vectors(dict params, const float[:, ::1] V, int n_threads=1, center=None, out=None):
+cdef struct Rows:
+    # n rows of dim values, row i at base + i * stride elements: float32, or bfloat16
+    # bit patterns (the weights of a precision="bfloat16" output layer) when bf16
+    const float* f32
+    const uint16_t* b16
+    int64_t n
+    int64_t dim
+    int64_t stride
+
+
+cdef Rows _rows(V) except *:
+    """View ``V`` as rows: a C-contiguous float32 matrix, or a uint16 matrix of
+    bfloat16 values whose rows are contiguous (a column slice such as ``s16[:, :H]``)."""
+    cdef Rows rows
+    cdef const float[:, ::1] vf
+    cdef const uint16_t[:, :] vh
+    rows.f32 = NULL
+    rows.b16 = NULL
+    if isinstance(V, np.ndarray) and V.dtype == np.uint16:
+        vh = V
+        if vh.shape[1] > 1 and vh.strides[1] != 2:
+            raise ValueError("bfloat16 rows must each be contiguous")
+        if vh.strides[0] % 2:
+            raise ValueError("bfloat16 rows must be aligned to their element size")
+        rows.n, rows.dim = vh.shape[0], vh.shape[1]
+        rows.stride = vh.strides[0] // 2
+        if rows.n > 0 and rows.dim > 0:
+            rows.b16 = &vh[0, 0]
+    else:
+        vf = V
+        rows.n, rows.dim, rows.stride = vf.shape[0], vf.shape[1], vf.shape[1]
+        if rows.n > 0 and rows.dim > 0:
+            rows.f32 = &vf[0, 0]
+    return rows
+
+
+cdef inline const float* _row(const Rows* v, int64_t i, float* buf) noexcept nogil:
+    """Row ``i`` as float32: in place, or widened from bfloat16 into ``buf``."""
+    if v.b16 != NULL:
+        sl_from_bf16(v.b16 + i * v.stride, buf, v.dim)
+        return buf
+    return v.f32 + i * v.stride
+
+
+def hash_vectors(dict params, V, int n_threads=1, center=None, out=None):
     """Bucket ids of every row of ``V`` in every table, as a (L, n_rows) uint32 array.
 
+    ``V``: a C-contiguous float32 matrix, or a uint16 matrix of bfloat16 values with
+    contiguous rows (e.g. the weight columns of a bfloat16 output layer's state).
     With ``center`` (a vector of ``dim`` floats), the rows ``V[i] - center`` are
     hashed instead. Subtracting one vector from every item leaves the ranking of
     the items by inner product with any query unchanged, so retrieval quality is
@@ -270,12 +321,14 @@ def hash_vectors(dict params, const float[:, ::1] V, int n_threads=1, center=Non
     no fresh pages to fault in), else a new one.
     """
     cdef HashFn fn = make_hash_fn(params)
-    if V.shape[1] != fn.dim:
-        raise ValueError(f"vectors have {V.shape[1]} dims, the hash functions expect {fn.dim}")
-    cdef Py_ssize_t n = V.shape[0], i
+    cdef Rows v = _rows(V)
+    if v.dim != fn.dim:
+        raise ValueError(f"vectors have {v.dim} dims, the hash functions expect {fn.dim}")
+    cdef Py_ssize_t n = v.n, i
     cdef int L = fn.n_tables, t, tid, d, dim = fn.dim
     cdef int n_hashes = fn.n_codes * fn.n_tables
     cdef bint centered = center is not None
+    cdef const float* x
     center_np = np.zeros(dim, dtype=np.float32) if center is None else \
         np.ascontiguousarray(center, dtype=np.float32)
     if center_np.shape != (dim,):
@@ -288,7 +341,7 @@ def hash_vectors(dict params, const float[:, ::1] V, int n_threads=1, center=Non
         return out
     if ((fn.family == FAMILY_WTA or fn.family == FAMILY_DWTA) and fn.bin_size == 8
             and sl_wta_block_ok()):
-        _hash_blocks16(&fn, V, c, centered, out_v, n_threads)
+        _hash_blocks16(&fn, &v, c, centered, out_v, n_threads)
         return out
     T = max(n_threads, 1)
     codes_np = np.empty((T, n_hashes), dtype=np.int32)
@@ -300,27 +353,28 @@ def hash_vectors(dict params, const float[:, ::1] V, int n_threads=1, center=Non
     with nogil:
         for i in prange(n, schedule="static", num_threads=n_threads):
             tid = omp_get_thread_num()
+            x = _row(&v, i, &row[tid, 0])
             if centered:
                 for d in range(dim):
-                    row[tid, d] = V[i, d] - c[d]
-                hash_vector(&fn, &row[tid, 0], &codes[tid, 0], &buck[tid, 0])
-            else:
-                hash_vector(&fn, &V[i, 0], &codes[tid, 0], &buck[tid, 0])
+                    row[tid, d] = x[d] - c[d]
+                x = &row[tid, 0]
+            hash_vector(&fn, x, &codes[tid, 0], &buck[tid, 0])
             for t in range(L):
                 out_v[t, i] = buck[tid, t]
     return out
 
 
-cdef void _hash_blocks16(const HashFn* fn, const float[:, ::1] V, const float[::1] c,
+cdef void _hash_blocks16(const HashFn* fn, const Rows* v, const float[::1] c,
                         bint centered, uint32_t[:, ::1] out_v, int n_threads) except *:
     """``hash_vectors`` for the (D)WTA families with bins of 8, 16 rows at a time with
-    AVX-512: the rows transposed in registers (``sl_transpose16``), their codes compared
-    lane by lane (``sl_wta8_block16``) and combined into buckets lane by lane
+    AVX-512: the rows transposed in registers (``sl_transpose16``; bfloat16 rows are
+    widened into a buffer of 16 rows first), their codes compared lane by lane
+    (``sl_wta8_block16``) and combined into buckets lane by lane
     (``sl_buckets_block16``, when ``code_base ** K`` fits 32 bits), so that the 16
     buckets of a table are one store. Rows with an empty bin (dwta) are densified and
     bucketed one by one, as ``hash_vector`` does; so are all rows when the keys need 64
     bits. The same buckets as ``hash_vector``."""
-    cdef Py_ssize_t n = V.shape[0], blk, n_blocks = (n + 15) // 16
+    cdef Py_ssize_t n = v.n, blk, n_blocks = (n + 15) // 16
     cdef int L = fn.n_tables, K = fn.n_codes, t, tid, r, cnt, i, dim = fn.dim
     cdef int n_hashes = K * L
     cdef bint dwta = fn.family == FAMILY_DWTA
@@ -332,22 +386,33 @@ cdef void _hash_blocks16(const HashFn* fn, const float[:, ::1] V, const float[::
     cdef bint lanes = span <= (<uint64_t>1 << 32)
     T = max(n_threads, 1)
     vt_np = np.zeros((T, dim * 16), dtype=np.float32)
+    wide_np = np.zeros((T, dim * 16 if v.b16 != NULL else 1), dtype=np.float32)
     codes_np = np.empty((T, 16 * n_hashes), dtype=np.int32)
     row_np = np.empty((T, n_hashes), dtype=np.int32)
     buckets_np = np.empty((T, L), dtype=np.uint32)
     cdef float[:, ::1] vt = vt_np
+    cdef float[:, ::1] wide = wide_np
     cdef int32_t[:, ::1] codes = codes_np
     cdef int32_t[:, ::1] row = row_np
     cdef uint32_t[:, ::1] buck = buckets_np
     cdef Py_ssize_t i0
     cdef uint32_t empty
+    cdef const float* src
+    cdef int64_t stride
     with nogil:
         for blk in prange(n_blocks, schedule="static", num_threads=n_threads):
             tid = omp_get_thread_num()
             i0 = blk * 16
             cnt = <int>min(<Py_ssize_t>16, n - i0)
-            sl_transpose16(&V[i0, 0], V.shape[1], cnt, dim, &c[0] if centered else NULL,
-                           &vt[tid, 0])
+            if v.b16 != NULL:
+                for r in range(cnt):
+                    sl_from_bf16(v.b16 + (i0 + r) * v.stride, &wide[tid, r * dim], dim)
+                src = &wide[tid, 0]
+                stride = dim
+            else:
+                src = v.f32 + i0 * v.stride
+                stride = v.stride
+            sl_transpose16(src, stride, cnt, dim, &c[0] if centered else NULL, &vt[tid, 0])
             empty = sl_wta8_block16(&vt[tid, 0], fn.dims, n_hashes, dwta, &codes[tid, 0])
             if lanes:
                 sl_buckets_block16(&codes[tid, 0], L, K, <uint32_t>fn.code_base,
@@ -364,20 +429,28 @@ cdef void _hash_blocks16(const HashFn* fn, const float[:, ::1] V, const float[::
                     out_v[t, i0 + r] = buck[tid, t]
 
 
-def column_sums(const float[:, ::1] V, int n_threads=1):
+def column_sums(V, int n_threads=1):
     """Sums of the columns of ``V`` in float64, as ``V.sum(axis=0, dtype=np.float64)``
     but without a float64 copy of ``V``: fixed blocks of 4096 rows are summed in
     parallel, then the block sums in block order (the result does not depend on
-    ``n_threads``). The centre of the rehashed rows is their mean."""
-    cdef Py_ssize_t n = V.shape[0], dim = V.shape[1], blk, n_blocks = (n + 4095) // 4096
+    ``n_threads``). The centre of the rehashed rows is their mean. ``V``: as for
+    ``hash_vectors`` (float32, or bfloat16 bit patterns)."""
+    cdef Rows v = _rows(V)
+    cdef Py_ssize_t n = v.n, dim = v.dim, blk, n_blocks = (n + 4095) // 4096
     cdef Py_ssize_t i, d, b
+    cdef int tid, T = max(n_threads, 1)
+    cdef const float* x
     part_np = np.zeros((max(n_blocks, 1), dim), dtype=np.float64)
+    buf_np = np.zeros((T, max(dim, 1)), dtype=np.float32)
     cdef double[:, ::1] part = part_np
+    cdef float[:, ::1] buf = buf_np
     with nogil:
-        for blk in prange(n_blocks, schedule="static", num_threads=max(n_threads, 1)):
+        for blk in prange(n_blocks, schedule="static", num_threads=T):
+            tid = omp_get_thread_num()
             for i in range(blk * 4096, min(n, (blk + 1) * 4096)):
+                x = _row(&v, i, &buf[tid, 0])
                 for d in range(dim):
-                    part[blk, d] += V[i, d]
+                    part[blk, d] += x[d]
     out = np.zeros(dim, dtype=np.float64)
     cdef double[::1] o = out
     for b in range(n_blocks):

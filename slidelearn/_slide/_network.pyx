@@ -49,6 +49,7 @@ cdef extern from "../utils/_bfloat16.h" nogil:
     void sl_bf16_set_level(int level)
     int sl_bf16_get_level()
     void sl_to_bf16(const float *x, uint16_t *out, int64_t n)
+    void sl_from_bf16(const uint16_t *h, float *out, int64_t n)
     float sl_dot_bf16(const uint16_t *a, const uint16_t *b, int64_t n)
     void sl_axpy_bf16(float alpha, const uint16_t *x, float *y, int64_t n)
 
@@ -58,7 +59,7 @@ cdef extern from "_radix.h" nogil:
 
 cdef extern from "_adam16.h" nogil:
     uint32_t sl_mix32(uint32_t x)
-    void sl_adam16_row(float *w, uint16_t *s16, float *g, int n, float lr_t, float b1,
+    void sl_adam16_row(uint16_t *s16, const float *g, int n, float lr_t, float b1,
                        float b2, float eps, float alpha, uint32_t seed)
 
 from slidelearn.utils import _cpu
@@ -695,10 +696,11 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
     array is read or written, no two threads touch one neuron, and the sums do not
     depend on the number of threads.
 
-    With ``opt["s16_out"]`` (precision="bfloat16", see ``_adam16.h``) the moments are
-    that array's bfloat16 ones, rounded stochastically with bits drawn from ``seed``,
-    and its bfloat16 copy of each updated row of ``W_out`` is refreshed; otherwise
-    ``opt["m_out"]`` / ``opt["v_out"]`` hold float32 moments. Returns the number of
+    With ``opt["s16_out"]`` (precision="bfloat16", see ``_adam16.h``) the weights and
+    moments are that array's bfloat16 ones, rounded stochastically with bits drawn from
+    ``seed``; ``W_out`` is neither read nor written, and each updated neuron is marked in
+    ``opt["dirty_out"]`` for ``sync_bf16_rows``. Otherwise ``W_out`` and the float32
+    moments ``opt["m_out"]`` / ``opt["v_out"]`` are updated. Returns the number of
     neurons updated.
     """
     cdef float[:, ::1] W_out = model["W_out"]
@@ -706,6 +708,7 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
     cdef float[:, ::1] m_out
     cdef float[:, ::1] v_out
     cdef uint16_t[:, ::1] s16
+    cdef uint8_t[::1] dirty
     cdef float[::1] mb_out = opt["mb_out"]
     cdef float[::1] vb_out = opt["vb_out"]
     cdef const int32_t[:, ::1] rec_ids = work["rec_ids"]
@@ -736,7 +739,9 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
         raise ValueError("work buffers do not match the model")
     if bf16:
         s16 = opt["s16_out"]
-        if s16.shape[0] != n_labels or s16.shape[1] != 3 * H:
+        dirty = opt["dirty_out"]
+        if (s16.shape[0] != n_labels or s16.shape[1] != 3 * H
+                or dirty.shape[0] != n_labels):
             raise ValueError("the bfloat16 state of the output layer does not match the model")
     else:
         m_out = opt["m_out"]
@@ -763,13 +768,13 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
                 j = <int32_t>(keys[runs[u]] >> 32)
                 if u + ADAM_AHEAD < u1:
                     nxt = <int64_t>(keys[runs[u + ADAM_AHEAD]] >> 32)
-                    sl_prefetchw_row(&W_out[nxt, 0], H)
                     sl_prefetchw_row(&b_out[nxt], 1)
                     sl_prefetchw_row(&mb_out[nxt], 1)
                     sl_prefetchw_row(&vb_out[nxt], 1)
                     if bf16:
                         sl_prefetchw_row(<float*>&s16[nxt, 0], (3 * H) // 2)
                     else:
+                        sl_prefetchw_row(&W_out[nxt, 0], H)
                         sl_prefetchw_row(&m_out[nxt, 0], H)
                         sl_prefetchw_row(&v_out[nxt, 0], H)
                 memset(g, 0, H * sizeof(float))
@@ -779,13 +784,33 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
                     sl_axpy(d, &Hb[<int64_t>(keys[q] & <uint64_t>0xFFFFFFFF), 0], g, H)
                     gb = gb + d
                 if bf16:
-                    sl_adam16_row(&W_out[j, 0], &s16[j, 0], g, H, lr_t, beta1, beta2, eps,
-                                  alpha, sl_mix32(seed32 ^ <uint32_t>j))
+                    sl_adam16_row(&s16[j, 0], g, H, lr_t, beta1, beta2, eps, alpha,
+                                  sl_mix32(seed32 ^ <uint32_t>j))
+                    dirty[j] = 1
                 else:
                     sl_adam_row(&W_out[j, 0], &m_out[j, 0], &v_out[j, 0], g, H,
                                 lr_t, beta1, beta2, eps, alpha)
                 _adam_scalar(&b_out[j], &mb_out[j], &vb_out[j], &gb, lr_t, beta1, beta2, eps)
     return n_runs
+
+
+def sync_bf16_rows(const uint16_t[:, ::1] s16, float[:, ::1] W_out, uint8_t[::1] dirty,
+                   int n_threads):
+    """``W_out[j] = float32(s16[j, :H])`` for every row ``j`` marked in ``dirty``, which
+    is then cleared: the float32 view of the bfloat16 output weights that
+    precision="bfloat16" trains (exact: every bfloat16 value is a float32 one). Returns
+    the number of rows written."""
+    cdef int64_t n = W_out.shape[0], j, count = 0
+    cdef int H = W_out.shape[1]
+    if s16.shape[0] != n or s16.shape[1] != 3 * H or dirty.shape[0] != n:
+        raise ValueError("the bfloat16 state of the output layer does not match the model")
+    with nogil:
+        for j in prange(n, schedule="static", num_threads=max(n_threads, 1)):
+            if dirty[j]:
+                sl_from_bf16(&s16[j, 0], &W_out[j, 0], H)
+                dirty[j] = 0
+                count += 1
+    return count
 
 
 # ---------------------------------------------------------------------------
