@@ -130,14 +130,17 @@ def test_levels_agree(level_runs):
 # ---------------------------------------------------------------- bfloat16
 def test_bfloat16_state_layout(problem):
     clf = _fit(problem, precision="bfloat16")
-    H = clf._model["W_out"].shape[1]
-    s16 = clf._opt["s16_out"]
-    assert s16.dtype == np.uint16 and s16.shape == (clf._model["W_out"].shape[0], 3 * H)
+    W = clf._model["W_out"]
+    H = W.shape[1]
+    w16, mv16 = clf._opt["w16_out"], clf._opt["mv16_out"]
+    assert w16.dtype == np.uint16 and w16.shape == W.shape
+    assert mv16.dtype == np.uint16 and mv16.shape == (W.shape[0], 2 * H)
     assert "m_out" not in clf._opt and "v_out" not in clf._opt
-    # the bf16 copy is the round-to-nearest-even of the float32 weights, row for row
-    np.testing.assert_array_equal(s16[:, :H], _bf16.to_bf16(clf._model["W_out"]))
-    m = _bf16.from_bf16(np.ascontiguousarray(s16[:, H:2 * H]))
-    v = _bf16.from_bf16(np.ascontiguousarray(s16[:, 2 * H:]))
+    # the model's float32 weights are exactly the bfloat16 ones trained, synced after fit
+    np.testing.assert_array_equal(W, _bf16.from_bf16(w16))
+    assert not clf._opt["dirty_out"].any()
+    m = _bf16.from_bf16(np.ascontiguousarray(mv16[:, :H]))
+    v = _bf16.from_bf16(np.ascontiguousarray(mv16[:, H:]))
     assert np.isfinite(m).all() and (v >= 0).all() and v.max() > 0
 
 
@@ -161,7 +164,7 @@ def test_bfloat16_stochastic_moments_track_float32():
     f32 = SlideClassifier(**kw).fit(X, Y)
     b16 = SlideClassifier(precision="bfloat16", **kw).fit(X, Y)
     H = 16
-    v16 = _bf16.from_bf16(np.ascontiguousarray(b16._opt["s16_out"][:, 2 * H:]))
+    v16 = _bf16.from_bf16(np.ascontiguousarray(b16._opt["mv16_out"][:, H:]))
     ratio = v16.sum() / f32._opt["v_out"].sum()
     assert 0.8 < ratio < 1.25, ratio
 
@@ -172,13 +175,13 @@ def test_bfloat16_precision_switch_and_pickle(problem):
     clone = pickle.loads(pickle.dumps(clf))
     np.testing.assert_array_equal(clone.predict_topk(Xte, k=3)[0], clf.predict_topk(Xte, k=3)[0])
     H = clf._model["W_out"].shape[1]
-    m16 = clf._opt["s16_out"][:, H:2 * H].copy()
+    m16 = clf._opt["mv16_out"][:, :H].copy()
     clf.set_params(precision="float32").partial_fit(Xtr[:64], Ytr[:64])
-    assert "s16_out" not in clf._opt and clf._opt["m_out"].dtype == np.float32
+    assert "w16_out" not in clf._opt and clf._opt["m_out"].dtype == np.float32
     clone.set_params(precision="float32")._set_output_precision("float32")
     np.testing.assert_array_equal(clone._opt["m_out"], _bf16.from_bf16(m16))
     clf.set_params(precision="bfloat16").partial_fit(Xtr[:64], Ytr[:64])
-    assert "s16_out" in clf._opt and "m_out" not in clf._opt
+    assert "w16_out" in clf._opt and "m_out" not in clf._opt
     assert clf.score(Xte, Yte) > 0.4
 
 

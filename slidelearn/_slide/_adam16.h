@@ -1,9 +1,9 @@
 /* Lazy Adam on one output neuron stored wholly in bfloat16, for
  * SlideClassifier(precision="bfloat16"):
  *
- *   s16 row (3 H uint16):  [ w (H) | m (H) | v (H) ]
+ *   w row (H uint16): the weights     mv row (2 H uint16): [ m (H) | v (H) ]
  *
- * The weights w are read (dot products, rehashing) and updated in this row alone; the
+ * The weights w are read (dot products, rehashing) and updated in bfloat16 alone; the
  * step is computed in float32 and the new w, m and v are stored rounded
  * *stochastically* to bfloat16, so that changes below half a bf16 ulp (a step of
  * lr = 1e-3 on a weight of 0.05 is a fifth of one; v moves by 0.1% a step with
@@ -45,38 +45,35 @@ static inline float sl_b2f(uint16_t h) {
 }
 
 #define SL_ADAM16_BODY                                                       \
-    uint16_t *m = s16 + n, *v = s16 + 2 * n;                                 \
+    uint16_t *m = mv, *v = mv + n;                                           \
     _Pragma("omp simd")                                                      \
     for (int i = 0; i < n; i++) {                                            \
-        float w = sl_b2f(s16[i]);                                            \
-        float gi = g[i] + alpha * w;                                         \
+        float wi = sl_b2f(w[i]);                                             \
+        float gi = g[i] + alpha * wi;                                        \
         float mi = b1 * sl_b2f(m[i]) + (1.0f - b1) * gi;                     \
         float vi = b2 * sl_b2f(v[i]) + (1.0f - b2) * gi * gi;                \
         uint32_t r = sl_mix32(seed + (uint32_t)i);                           \
         m[i] = sl_bf16_stochastic(mi, r);                                    \
         v[i] = sl_bf16_stochastic(vi, r >> 16);                              \
-        s16[i] = sl_bf16_stochastic(w - lr_t * mi / (sqrtf(vi) + eps),       \
+        w[i] = sl_bf16_stochastic(wi - lr_t * mi / (sqrtf(vi) + eps),        \
                                     (r * 0x9e3779b1u) >> 16);                \
     }
 
-static inline void sl_adam16_row_generic(uint16_t *s16, const float *g, int n, float lr_t,
-                                         float b1, float b2, float eps, float alpha,
-                                         uint32_t seed) { SL_ADAM16_BODY }
+#define SL_ADAM16_ARGS                                                       \
+    (uint16_t *w, uint16_t *mv, const float *g, int n, float lr_t, float b1, float b2, \
+     float eps, float alpha, uint32_t seed)
+
+static inline void sl_adam16_row_generic SL_ADAM16_ARGS { SL_ADAM16_BODY }
 #if SL_VEC_X86
-SL_AVX512 static void sl_adam16_row_avx512(uint16_t *s16, const float *g, int n, float lr_t,
-                                           float b1, float b2, float eps, float alpha,
-                                           uint32_t seed) { SL_ADAM16_BODY }
-SL_AVX2 static void sl_adam16_row_avx2(uint16_t *s16, const float *g, int n, float lr_t,
-                                       float b1, float b2, float eps, float alpha,
-                                       uint32_t seed) { SL_ADAM16_BODY }
+SL_AVX512 static void sl_adam16_row_avx512 SL_ADAM16_ARGS { SL_ADAM16_BODY }
+SL_AVX2 static void sl_adam16_row_avx2 SL_ADAM16_ARGS { SL_ADAM16_BODY }
 #endif
 
-static inline void sl_adam16_row(uint16_t *s16, const float *g, int n, float lr_t, float b1,
-                                 float b2, float eps, float alpha, uint32_t seed) {
+static inline void sl_adam16_row SL_ADAM16_ARGS {
 #if SL_VEC_X86
-    if (sl_vec_level >= 2) { sl_adam16_row_avx512(s16, g, n, lr_t, b1, b2, eps, alpha, seed); return; }
-    if (sl_vec_level == 1) { sl_adam16_row_avx2(s16, g, n, lr_t, b1, b2, eps, alpha, seed); return; }
+    if (sl_vec_level >= 2) { sl_adam16_row_avx512(w, mv, g, n, lr_t, b1, b2, eps, alpha, seed); return; }
+    if (sl_vec_level == 1) { sl_adam16_row_avx2(w, mv, g, n, lr_t, b1, b2, eps, alpha, seed); return; }
 #endif
-    sl_adam16_row_generic(s16, g, n, lr_t, b1, b2, eps, alpha, seed);
+    sl_adam16_row_generic(w, mv, g, n, lr_t, b1, b2, eps, alpha, seed);
 }
 #endif

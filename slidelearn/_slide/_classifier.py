@@ -40,7 +40,7 @@ def _as_label_csr(Y):
 # their rows start on 64-byte cache-line boundaries when the row size is a multiple of
 # 64 bytes, so that a row touches 8 cache lines rather than 9 (numpy only guarantees
 # 16-byte alignment).
-_ROW_ARRAYS = ("W_in", "W_out", "m_in", "v_in", "m_out", "v_out", "s16_out")
+_ROW_ARRAYS = ("W_in", "W_out", "m_in", "v_in", "m_out", "v_out", "w16_out", "mv16_out")
 _LINE = 64
 
 
@@ -783,63 +783,62 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
 
     def _set_output_precision(self, precision):
         """Store the output layer for ``precision``: ``W_out`` with float32 moments
-        ``m_out`` / ``v_out``, or for "bfloat16" one ``(n_labels, 3 H)`` uint16 array
-        ``s16_out`` = [weights | m | v] in bfloat16 (see ``_network.output_adam``), of
-        which ``W_out`` is the float32 view, brought up to date by ``_sync_output``.
-        Converts (rounding to nearest even) when the model was trained with the other
-        precision: moving to bfloat16 rounds the weights too."""
+        ``m_out`` / ``v_out``, or for "bfloat16" the weights ``w16_out`` (n_labels, H)
+        and moments ``mv16_out`` (n_labels, 2 H) = [m | v] in bfloat16 (see
+        ``_network.output_adam``), of which ``W_out`` is the float32 view, brought up to
+        date by ``_sync_output``. Converts (rounding to nearest even) when the model was
+        trained with the other precision: moving to bfloat16 rounds the weights too."""
         opt = self._opt
         W = self._model["W_out"]
-        if precision == "bfloat16" and "s16_out" not in opt:
+        if precision == "bfloat16" and "w16_out" not in opt:
             H = W.shape[1]
             m, v = opt.pop("m_out", None), opt.pop("v_out", None)  # None: a new model
-            s16 = _aligned_zeros((W.shape[0], 3 * H), np.uint16)
+            w16 = _aligned_zeros(W.shape, np.uint16)
+            mv16 = _aligned_zeros((W.shape[0], 2 * H), np.uint16)
             step = max(1, (1 << 22) // max(H, 1))  # blocks of rows: no full-size temporaries
             for r in range(0, W.shape[0], step):
-                s16[r:r + step, :H] = _bf16.to_bf16(W[r:r + step])
+                w16[r:r + step] = _bf16.to_bf16(W[r:r + step])
                 if m is not None:
-                    s16[r:r + step, H:2 * H] = _bf16.to_bf16(m[r:r + step])
-                    s16[r:r + step, 2 * H:] = _bf16.to_bf16(v[r:r + step])
-            opt["s16_out"] = s16
+                    mv16[r:r + step, :H] = _bf16.to_bf16(m[r:r + step])
+                    mv16[r:r + step, H:] = _bf16.to_bf16(v[r:r + step])
+            opt["w16_out"] = w16
+            opt["mv16_out"] = mv16
             opt["dirty_out"] = np.ones(W.shape[0], dtype=np.uint8)
             self._sync_output()  # W_out: the rounded weights
-        elif precision == "float32" and "s16_out" not in opt and "m_out" not in opt:
+        elif precision == "float32" and "w16_out" not in opt and "m_out" not in opt:
             opt["m_out"] = _aligned_zeros(W.shape, np.float32)
             opt["v_out"] = _aligned_zeros(W.shape, np.float32)
-        elif precision == "float32" and "s16_out" in opt:
+        elif precision == "float32" and "w16_out" in opt:
             self._sync_output()
-            s16 = opt.pop("s16_out")
-            opt.pop("dirty_out", None)
-            H = s16.shape[1] // 3
-            opt["m_out"] = _cache_aligned(_bf16.from_bf16(np.ascontiguousarray(s16[:, H:2 * H])))
-            opt["v_out"] = _cache_aligned(_bf16.from_bf16(np.ascontiguousarray(s16[:, 2 * H:])))
+            del opt["w16_out"], opt["dirty_out"]
+            mv16 = opt.pop("mv16_out")
+            H = W.shape[1]
+            opt["m_out"] = _cache_aligned(_bf16.from_bf16(np.ascontiguousarray(mv16[:, :H])))
+            opt["v_out"] = _cache_aligned(_bf16.from_bf16(np.ascontiguousarray(mv16[:, H:])))
 
     def _sync_output(self):
         """With precision="bfloat16", copy the output rows that training changed from
-        the bfloat16 state into ``W_out`` (which prediction, ``coefs_``, pickling and a
-        change of precision read). Training itself never reads ``W_out`` then."""
-        s16 = self._opt.get("s16_out")
-        if s16 is not None:
+        the bfloat16 weights into ``W_out`` (which prediction, ``coefs_``, pickling and
+        a change of precision read). Training itself never reads ``W_out`` then."""
+        w16 = self._opt.get("w16_out")
+        if w16 is not None:
             W = self._model["W_out"]
             if not W.flags.writeable:
-                return  # a loaded read-only model: W_out is already up to date
-            dirty = self._opt.setdefault("dirty_out", np.zeros(W.shape[0], dtype=np.uint8))
-            _network.sync_bf16_rows(s16, W, dirty, effective_n_threads(self.n_jobs))
+                return  # a loaded read-only model: nothing has trained it since its sync
+            _network.sync_bf16_rows(w16, W, self._opt["dirty_out"],
+                                    effective_n_threads(self.n_jobs))
 
     def _output_rows(self):
         """The output weights as training sees them: ``W_out``, or with
-        precision="bfloat16" the (strided) bfloat16 weights of ``s16_out``."""
-        s16 = self._opt.get("s16_out")
-        if s16 is None:
-            return self._model["W_out"]
-        return s16[:, :self._model["W_out"].shape[1]]
+        precision="bfloat16" the bfloat16 weights ``w16_out``."""
+        return self._opt.get("w16_out", self._model["W_out"])
 
     def _train_batch(self, X, Y_indptr, Y_indices, rows, work, n_threads, lr):
         seed = int(self._rng.integers(0, 2**63 - 1))
         loss, n_active = _network.train_batch(
             X.data, X.indices, X.indptr, Y_indptr, Y_indices, rows, self._model, self._lsh,
             work, self.min_active, self.active_threshold, seed, n_threads, self.dropout,
-            s16=self._opt.get("s16_out"))
+            w16=self._opt.get("w16_out"))
         self._step += 1
         if "rec_ids" in work:
             _network.output_adam(self._model, self._opt, work, len(rows), lr, self.beta_1,

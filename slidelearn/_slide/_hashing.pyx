@@ -264,36 +264,30 @@ cdef Tables make_tables(const int32_t[:, ::1] offsets, const int32_t[:, ::1] ids
 
 
 cdef struct Rows:
-    # n rows of dim values, row i at base + i * stride elements: float32, or bfloat16
-    # bit patterns (the weights of a precision="bfloat16" output layer) when bf16
+    # n rows of dim values, row i at base + i * dim: float32 (f32), or bfloat16 bit
+    # patterns (b16; the weights of a precision="bfloat16" output layer)
     const float* f32
     const uint16_t* b16
     int64_t n
     int64_t dim
-    int64_t stride
 
 
 cdef Rows _rows(V) except *:
-    """View ``V`` as rows: a C-contiguous float32 matrix, or a uint16 matrix of
-    bfloat16 values whose rows are contiguous (a column slice such as ``s16[:, :H]``)."""
+    """View ``V`` as rows: a C-contiguous float32 matrix, or a C-contiguous uint16
+    matrix of bfloat16 values (the weights of a precision="bfloat16" output layer)."""
     cdef Rows rows
     cdef const float[:, ::1] vf
-    cdef const uint16_t[:, :] vh
+    cdef const uint16_t[:, ::1] vh
     rows.f32 = NULL
     rows.b16 = NULL
     if isinstance(V, np.ndarray) and V.dtype == np.uint16:
         vh = V
-        if vh.shape[1] > 1 and vh.strides[1] != 2:
-            raise ValueError("bfloat16 rows must each be contiguous")
-        if vh.strides[0] % 2:
-            raise ValueError("bfloat16 rows must be aligned to their element size")
         rows.n, rows.dim = vh.shape[0], vh.shape[1]
-        rows.stride = vh.strides[0] // 2
         if rows.n > 0 and rows.dim > 0:
             rows.b16 = &vh[0, 0]
     else:
         vf = V
-        rows.n, rows.dim, rows.stride = vf.shape[0], vf.shape[1], vf.shape[1]
+        rows.n, rows.dim = vf.shape[0], vf.shape[1]
         if rows.n > 0 and rows.dim > 0:
             rows.f32 = &vf[0, 0]
     return rows
@@ -302,16 +296,16 @@ cdef Rows _rows(V) except *:
 cdef inline const float* _row(const Rows* v, int64_t i, float* buf) noexcept nogil:
     """Row ``i`` as float32: in place, or widened from bfloat16 into ``buf``."""
     if v.b16 != NULL:
-        sl_from_bf16(v.b16 + i * v.stride, buf, v.dim)
+        sl_from_bf16(v.b16 + i * v.dim, buf, v.dim)
         return buf
-    return v.f32 + i * v.stride
+    return v.f32 + i * v.dim
 
 
 def hash_vectors(dict params, V, int n_threads=1, center=None, out=None):
     """Bucket ids of every row of ``V`` in every table, as a (L, n_rows) uint32 array.
 
-    ``V``: a C-contiguous float32 matrix, or a uint16 matrix of bfloat16 values with
-    contiguous rows (e.g. the weight columns of a bfloat16 output layer's state).
+    ``V``: a C-contiguous float32 matrix, or a C-contiguous uint16 matrix of bfloat16
+    values (the weights of a precision="bfloat16" output layer).
     With ``center`` (a vector of ``dim`` floats), the rows ``V[i] - center`` are
     hashed instead. Subtracting one vector from every item leaves the ranking of
     the items by inner product with any query unchanged, so retrieval quality is
@@ -405,13 +399,12 @@ cdef void _hash_blocks16(const HashFn* fn, const Rows* v, const float[::1] c,
             i0 = blk * 16
             cnt = <int>min(<Py_ssize_t>16, n - i0)
             if v.b16 != NULL:
-                for r in range(cnt):
-                    sl_from_bf16(v.b16 + (i0 + r) * v.stride, &wide[tid, r * dim], dim)
+                sl_from_bf16(v.b16 + i0 * v.dim, &wide[tid, 0], cnt * v.dim)
                 src = &wide[tid, 0]
                 stride = dim
             else:
-                src = v.f32 + i0 * v.stride
-                stride = v.stride
+                src = v.f32 + i0 * v.dim
+                stride = v.dim
             sl_transpose16(src, stride, cnt, dim, &c[0] if centered else NULL, &vt[tid, 0])
             empty = sl_wta8_block16(&vt[tid, 0], fn.dims, n_hashes, dwta, &codes[tid, 0])
             if lanes:

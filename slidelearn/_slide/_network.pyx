@@ -59,8 +59,8 @@ cdef extern from "_radix.h" nogil:
 
 cdef extern from "_adam16.h" nogil:
     uint32_t sl_mix32(uint32_t x)
-    void sl_adam16_row(uint16_t *s16, const float *g, int n, float lr_t, float b1,
-                       float b2, float eps, float alpha, uint32_t seed)
+    void sl_adam16_row(uint16_t *w, uint16_t *mv, const float *g, int n, float lr_t,
+                       float b1, float b2, float eps, float alpha, uint32_t seed)
 
 from slidelearn.utils import _cpu
 
@@ -146,10 +146,9 @@ cdef struct Work:
     int32_t* rec_n
     float* Hb
     int64_t rec_cap
-    # bfloat16 copy of W_out for the dot products (NULL: fp32), row j at
-    # W16 + j * w16_stride, and this thread's activations rounded to bfloat16
+    # the bfloat16 output weights of precision="bfloat16" (NULL: W_out, float32), row j
+    # at W16 + j * H, and this thread's activations rounded to bfloat16
     const uint16_t* W16
-    int64_t w16_stride
     uint16_t* h16
 
 
@@ -363,8 +362,8 @@ cdef double _train_sample(const Net* net, const HashFn* fn, const Tables* tb, Wo
             sl_prefetch_row(net.b_out + w.act[a + PREFETCH], 1)
         if w.W16 != NULL:
             if a + PREFETCH < n_act:
-                sl_prefetch_row(<const float*>(w.W16 + w.act[a + PREFETCH] * w.w16_stride), H // 2)
-            z = net.b_out[j] + sl_dot_bf16(w.h16, w.W16 + j * w.w16_stride, H)
+                sl_prefetch_row(<const float*>(w.W16 + <int64_t>w.act[a + PREFETCH] * H), H // 2)
+            z = net.b_out[j] + sl_dot_bf16(w.h16, w.W16 + <int64_t>j * H, H)
         else:
             if a + PREFETCH < n_act:
                 sl_prefetch_row(net.W_out + <int64_t>w.act[a + PREFETCH] * H, H)
@@ -393,7 +392,7 @@ cdef double _train_sample(const Net* net, const HashFn* fn, const Tables* tb, Wo
             w.rec_ids[r * w.rec_cap + a] = j
             w.rec_dz[r * w.rec_cap + a] = dz
             if w.W16 != NULL:
-                sl_axpy_bf16(dz, w.W16 + j * w.w16_stride, dh, H)
+                sl_axpy_bf16(dz, w.W16 + <int64_t>j * H, dh, H)
             else:
                 sl_axpy(dz, net.W_out + <int64_t>j * H, dh, H)
             w.mark[j] = 0
@@ -408,7 +407,7 @@ cdef double _train_sample(const Net* net, const HashFn* fn, const Tables* tb, Wo
         wrow = net.W_out + <int64_t>j * H
         grow = w.g_out + <int64_t>j * H
         if w.W16 != NULL:
-            sl_axpy_bf16(dz, w.W16 + j * w.w16_stride, dh, H)
+            sl_axpy_bf16(dz, w.W16 + <int64_t>j * H, dh, H)
         else:
             sl_axpy(dz, wrow, dh, H)
         sl_axpy(dz, h, grow, H)
@@ -453,16 +452,17 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
                 const index_t[::1] X_indptr, const int64_t[::1] Y_indptr,
                 const int32_t[::1] Y_indices, const int64_t[::1] rows,
                 dict model, dict lsh, dict work, int min_active, int threshold,
-                uint64_t seed, int n_threads, float dropout=0.0, s16=None):
+                uint64_t seed, int n_threads, float dropout=0.0, w16=None):
     """Forward/backward of the samples ``rows`` in parallel (HOGWILD).
 
     Batch-mean gradients of the input and hidden layers are added to the gradient
     buffers in ``work``; the rows they touch are listed per thread for
     ``adam_update``. The output layer's go to ``g_out`` / ``gb_out`` likewise, or,
     when ``work`` holds ``rec_ids`` (the transposed gradient), are recorded per batch
-    position for ``output_adam``. With ``s16`` (the bfloat16 state of the output
-    layer, see ``output_adam``) the output dot products and d loss / d h read its
-    bfloat16 copy of ``W_out`` instead of ``W_out``. Returns the summed loss and the summed active-set size of the batch.
+    position for ``output_adam``. With ``w16`` (the bfloat16 output weights of
+    precision="bfloat16", see ``output_adam``) the output dot products and d loss / d h
+    read them instead of ``W_out``. Returns the summed loss and the summed active-set
+    size of the batch.
     """
     cdef Net net = _make_net(model, True)
     cdef HashFn fn = make_hash_fn(lsh["params"])
@@ -492,7 +492,7 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
     cdef float[:, ::1] Hb
     cdef const uint16_t[:, ::1] W16
     cdef uint16_t[:, ::1] h16
-    cdef bint rec = "rec_ids" in work, bf16 = s16 is not None
+    cdef bint rec = "rec_ids" in work, bf16 = w16 is not None
     cdef Py_ssize_t n = rows.shape[0], r
     cdef int tid, t, m, na
     cdef int64_t i
@@ -517,9 +517,9 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
         g_out = work["g_out"]
         gb_out = work["gb_out"]
     if bf16:
-        W16 = s16
+        W16 = w16
         h16 = work["h16"]
-        if (W16.shape[0] != net.n_labels or W16.shape[1] != 3 * net.h_last
+        if (W16.shape[0] != net.n_labels or W16.shape[1] != net.h_last
                 or h16.shape[0] < n_threads or h16.shape[1] < net.h_last):
             raise ValueError("the bfloat16 state of the output layer does not match the model")
     inv_batch = 1.0 / n
@@ -554,7 +554,6 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
         works[t].Hb = &Hb[0, 0] if rec else NULL
         works[t].rec_cap = rec_ids.shape[1] if rec else 0
         works[t].W16 = &W16[0, 0] if bf16 else NULL
-        works[t].w16_stride = W16.shape[1] if bf16 else 0
         works[t].h16 = &h16[t, 0] if bf16 else NULL
     try:
         with nogil:
@@ -696,10 +695,10 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
     array is read or written, no two threads touch one neuron, and the sums do not
     depend on the number of threads.
 
-    With ``opt["s16_out"]`` (precision="bfloat16", see ``_adam16.h``) the weights and
-    moments are that array's bfloat16 ones, rounded stochastically with bits drawn from
-    ``seed``; ``W_out`` is neither read nor written, and each updated neuron is marked in
-    ``opt["dirty_out"]`` for ``sync_bf16_rows``. Otherwise ``W_out`` and the float32
+    With ``opt["w16_out"]`` (precision="bfloat16", see ``_adam16.h``) the weights are
+    that array's bfloat16 ones and the moments those of ``opt["mv16_out"]``, all rounded
+    stochastically with bits drawn from ``seed``; ``W_out`` is neither read nor written,
+    and each updated neuron is marked in ``opt["dirty_out"]`` for ``sync_bf16_rows``. Otherwise ``W_out`` and the float32
     moments ``opt["m_out"]`` / ``opt["v_out"]`` are updated. Returns the number of
     neurons updated.
     """
@@ -707,7 +706,8 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
     cdef float[::1] b_out = model["b_out"]
     cdef float[:, ::1] m_out
     cdef float[:, ::1] v_out
-    cdef uint16_t[:, ::1] s16
+    cdef uint16_t[:, ::1] w16
+    cdef uint16_t[:, ::1] mv16
     cdef uint8_t[::1] dirty
     cdef float[::1] mb_out = opt["mb_out"]
     cdef float[::1] vb_out = opt["vb_out"]
@@ -721,7 +721,7 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
     cdef float[::1] tvals = work["sort_tvals"]
     cdef int64_t[::1] runs = work["runs"]
     cdef float[:, ::1] gbuf = work["gbuf"]
-    cdef bint bf16 = "s16_out" in opt
+    cdef bint bf16 = "w16_out" in opt
     cdef int H = W_out.shape[1], T = n_threads, t, bits = 1
     cdef int64_t n_labels = W_out.shape[0], r, a, n = 0, n_runs = 0, q, u, u0, u1, nxt
     cdef int32_t j
@@ -738,10 +738,11 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
             or runs.shape[0] < n_labels + 1):
         raise ValueError("work buffers do not match the model")
     if bf16:
-        s16 = opt["s16_out"]
+        w16 = opt["w16_out"]
+        mv16 = opt["mv16_out"]
         dirty = opt["dirty_out"]
-        if (s16.shape[0] != n_labels or s16.shape[1] != 3 * H
-                or dirty.shape[0] != n_labels):
+        if (w16.shape[0] != n_labels or w16.shape[1] != H or mv16.shape[0] != n_labels
+                or mv16.shape[1] != 2 * H or dirty.shape[0] != n_labels):
             raise ValueError("the bfloat16 state of the output layer does not match the model")
     else:
         m_out = opt["m_out"]
@@ -772,7 +773,8 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
                     sl_prefetchw_row(&mb_out[nxt], 1)
                     sl_prefetchw_row(&vb_out[nxt], 1)
                     if bf16:
-                        sl_prefetchw_row(<float*>&s16[nxt, 0], (3 * H) // 2)
+                        sl_prefetchw_row(<float*>&w16[nxt, 0], H // 2)
+                        sl_prefetchw_row(<float*>&mv16[nxt, 0], H)
                     else:
                         sl_prefetchw_row(&W_out[nxt, 0], H)
                         sl_prefetchw_row(&m_out[nxt, 0], H)
@@ -784,7 +786,7 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
                     sl_axpy(d, &Hb[<int64_t>(keys[q] & <uint64_t>0xFFFFFFFF), 0], g, H)
                     gb = gb + d
                 if bf16:
-                    sl_adam16_row(&s16[j, 0], g, H, lr_t, beta1, beta2, eps, alpha,
+                    sl_adam16_row(&w16[j, 0], &mv16[j, 0], g, H, lr_t, beta1, beta2, eps, alpha,
                                   sl_mix32(seed32 ^ <uint32_t>j))
                     dirty[j] = 1
                 else:
@@ -794,20 +796,20 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
     return n_runs
 
 
-def sync_bf16_rows(const uint16_t[:, ::1] s16, float[:, ::1] W_out, uint8_t[::1] dirty,
+def sync_bf16_rows(const uint16_t[:, ::1] w16, float[:, ::1] W_out, uint8_t[::1] dirty,
                    int n_threads):
-    """``W_out[j] = float32(s16[j, :H])`` for every row ``j`` marked in ``dirty``, which
+    """``W_out[j] = float32(w16[j])`` for every row ``j`` marked in ``dirty``, which
     is then cleared: the float32 view of the bfloat16 output weights that
     precision="bfloat16" trains (exact: every bfloat16 value is a float32 one). Returns
     the number of rows written."""
     cdef int64_t n = W_out.shape[0], j, count = 0
     cdef int H = W_out.shape[1]
-    if s16.shape[0] != n or s16.shape[1] != 3 * H or dirty.shape[0] != n:
+    if w16.shape[0] != n or w16.shape[1] != H or dirty.shape[0] != n:
         raise ValueError("the bfloat16 state of the output layer does not match the model")
     with nogil:
         for j in prange(n, schedule="static", num_threads=max(n_threads, 1)):
             if dirty[j]:
-                sl_from_bf16(&s16[j, 0], &W_out[j, 0], H)
+                sl_from_bf16(&w16[j, 0], &W_out[j, 0], H)
                 dirty[j] = 0
                 count += 1
     return count
