@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from slidelearn._slide import _hashing
+from slidelearn.utils import _bf16
 
 FAMILIES = ["simhash", "wta", "dwta", "doph"]
 MASK64 = (1 << 64) - 1
@@ -285,6 +286,31 @@ def test_hash_vectors_batch_path_edge_rows(family, n_codes, range_pow):
         for i in range(V.shape[0]):
             row = V[i] - center if kw else V[i]
             np.testing.assert_array_equal(B[:, i], _hashing.hash_codes(p, row)[1])
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_bfloat16_rows_hash_as_their_float32_values(family):
+    """The weights of a precision="bfloat16" output layer are hashed and summed straight
+    from their bfloat16 bits (uint16): the same buckets and column sums as the float32
+    matrix of the same values, in the 16-row batch path (wta/dwta, bins of 8) and in
+    the one-row path (other families), with and without a centre, short last block
+    included."""
+    p = _draw(family, dim=40, n_codes=4, n_tables=9, bin_size=8, seed=7)
+    rng = np.random.default_rng(8)
+    V = rng.standard_normal((37, 40)).astype(np.float32)
+    V[::4] = np.maximum(V[::4], 0)
+    V[1] = 0
+    V[2, 3] = np.nan
+    V16 = _bf16.to_bf16(V)
+    V32 = _bf16.from_bf16(V16)
+    center = rng.standard_normal(40).astype(np.float32)
+    for kw in ({}, {"center": center}):
+        np.testing.assert_array_equal(_hashing.hash_vectors(p, V16, 2, **kw),
+                                      _hashing.hash_vectors(p, V32, 1, **kw))
+    np.testing.assert_array_equal(_hashing.column_sums(V16, 2), _hashing.column_sums(V32, 1))
+    assert _hashing.hash_vectors(p, V16[:0], 2).shape == (9, 0)
+    with pytest.raises(ValueError, match="dims"):
+        _hashing.hash_vectors(p, V16[:, :32].copy(), 1)
 
 
 # --------------------------------------------------------------------------- tables

@@ -8,7 +8,7 @@ import pytest
 from conftest import level_result, run_at_every_level
 
 from slidelearn import SlideClassifier
-from slidelearn._slide import _hashing
+from slidelearn._slide import _hashing, _network
 from slidelearn.datasets import load_xc_repository, make_extreme_classification
 from slidelearn.metrics import precision_at_k
 from slidelearn.utils import _bf16, _cpu
@@ -128,20 +128,59 @@ def test_levels_agree(level_runs):
 
 
 # ---------------------------------------------------------------- bfloat16
+def _join(w16, s16):
+    """The float32 weights of the halves (reference for sl_join16)."""
+    H = w16.shape[1]
+    lo = s16[:, :H].astype(np.uint32)
+    hi = (w16.astype(np.int64) - (lo >= 0x8000)).astype(np.uint32) & 0xFFFF
+    return ((hi << 16) | lo).view(np.float32)
+
+
 def test_bfloat16_state_layout(problem):
     clf = _fit(problem, precision="bfloat16")
     W = clf._model["W_out"]
     H = W.shape[1]
-    w16, mv16 = clf._opt["w16_out"], clf._opt["mv16_out"]
+    w16, s16 = clf._opt["w16_out"], clf._opt["s16_out"]
     assert w16.dtype == np.uint16 and w16.shape == W.shape
-    assert mv16.dtype == np.uint16 and mv16.shape == (W.shape[0], 2 * H)
+    assert s16.dtype == np.uint16 and s16.shape == (W.shape[0], 3 * H)
     assert "m_out" not in clf._opt and "v_out" not in clf._opt
-    # the model's float32 weights are exactly the bfloat16 ones trained, synced after fit
-    np.testing.assert_array_equal(W, _bf16.from_bf16(w16))
+    # W_out is exactly the float32 weights the halves hold (synced after fit), and the
+    # upper halves are their rounding to nearest bfloat16 (no exact ties among trained
+    # float32 weights)
+    np.testing.assert_array_equal(W, _join(w16, s16))
+    np.testing.assert_array_equal(w16, _bf16.to_bf16(W))
     assert not clf._opt["dirty_out"].any()
-    m = _bf16.from_bf16(np.ascontiguousarray(mv16[:, :H]))
-    v = _bf16.from_bf16(np.ascontiguousarray(mv16[:, H:]))
+    m = _bf16.from_bf16(np.ascontiguousarray(s16[:, H:2 * H]))
+    v = _bf16.from_bf16(np.ascontiguousarray(s16[:, 2 * H:]))
     assert np.isfinite(m).all() and (v >= 0).all() and v.max() > 0
+
+
+def test_bfloat16_halves_are_exact_for_every_bit_pattern():
+    """split_bf16_rows / sync_bf16_rows round-trip every float32 bit pattern class
+    (signed zeros, denormals, ties, the largest finite values, infinities); NaN stays
+    NaN, and the upper half is the round-to-nearest bfloat16 except at exact ties
+    (rounded up in magnitude) and for NaN."""
+    rng = np.random.default_rng(0)
+    bits = np.concatenate([
+        rng.integers(0, 2**32, 4000, dtype=np.uint64).astype(np.uint32),
+        np.array([0, 0x80000000, 1, 0x8000ffff, 0x00008000, 0x3f808000, 0x3f818000,
+                  0x7f7fffff, 0xff7f8000, 0x7f800000, 0xff800000, 0x7fc00000,
+                  0x7fffffff, 0xffff8001, 0x3f7fffff], dtype=np.uint32)])
+    W = np.ascontiguousarray(bits[:4000 + 15 - 15 % 8].reshape(-1, 8).view(np.float32))
+    n, H = W.shape
+    w16 = np.zeros((n, H), dtype=np.uint16)
+    s16 = np.zeros((n, 3 * H), dtype=np.uint16)
+    _network.split_bf16_rows(W, w16, s16, 2)
+    back = np.full_like(W, -1.0)
+    assert _network.sync_bf16_rows(w16, s16, back, np.ones(n, dtype=np.uint8), 2) == n
+    nan = np.isnan(W)
+    np.testing.assert_array_equal(back.view(np.uint32)[~nan], W.view(np.uint32)[~nan])
+    assert np.isnan(back[nan]).all() and nan.any()
+    u = W.view(np.uint32)
+    tie = (u & 0xFFFF) == 0x8000
+    rne = _bf16.to_bf16(W)
+    np.testing.assert_array_equal(w16[~tie & ~nan], rne[~tie & ~nan])
+    np.testing.assert_array_equal(w16[tie & ~nan], ((u[tie & ~nan] >> 16) + 1).astype(np.uint16))
 
 
 def test_bfloat16_learns_like_float32(problem):
@@ -164,9 +203,76 @@ def test_bfloat16_stochastic_moments_track_float32():
     f32 = SlideClassifier(**kw).fit(X, Y)
     b16 = SlideClassifier(precision="bfloat16", **kw).fit(X, Y)
     H = 16
-    v16 = _bf16.from_bf16(np.ascontiguousarray(b16._opt["mv16_out"][:, H:]))
+    v16 = _bf16.from_bf16(np.ascontiguousarray(b16._opt["s16_out"][:, 2 * H:]))
     ratio = v16.sum() / f32._opt["v_out"].sum()
     assert 0.8 < ratio < 1.25, ratio
+
+
+def test_bfloat16_weights_take_steps_below_their_rounding(problem):
+    """Adam steps far below half a bfloat16 step of the weights (lr 1e-5 on weights of
+    about 0.2, whose bfloat16 spacing is about 1e-3) move the weights as in float32
+    training: the update is exact, in the lower halves. Weights stored in bfloat16
+    alone, rounded to nearest, would not move at all."""
+    Xtr, Ytr, _, _ = problem
+    kw = dict(hidden_layer_sizes=(32,), batch_size=100, n_jobs=1, random_state=0,
+              min_active=60, learning_rate=1e-5, alpha=0.0)
+    f32 = SlideClassifier(**kw).partial_fit(Xtr, Ytr, classes=np.arange(Ytr.shape[1]))
+    b16 = pickle.loads(pickle.dumps(f32)).set_params(precision="bfloat16")
+    b16._set_output_precision("bfloat16")
+    W0 = f32._model["W_out"].copy()
+    np.testing.assert_array_equal(b16._model["W_out"], W0)  # converted exactly
+    for _ in range(10):
+        f32.partial_fit(Xtr, Ytr)
+        b16.partial_fit(Xtr, Ytr)
+    d_f = (f32._model["W_out"] - W0).ravel()
+    d_b = (b16._model["W_out"] - W0).ravel()
+    steps = b16._step - 10  # Adam steps after the conversion (10 batches a call)
+    assert steps == 100 and np.abs(W0).mean() > 0.1
+    assert np.abs(d_f).max() / steps < 3e-5  # each step: a few % of a bfloat16 spacing
+    assert np.count_nonzero(d_b) > 0.9 * d_b.size
+    assert np.corrcoef(d_f, d_b)[0, 1] > 0.9
+    assert 0.8 < d_b.sum() / d_f.sum() < 1.25
+
+
+def test_sync_bf16_rows_writes_the_marked_rows():
+    rng = np.random.default_rng(0)
+    W0 = rng.standard_normal((50, 16)).astype(np.float32)
+    w16 = np.zeros((50, 16), dtype=np.uint16)
+    s16 = np.zeros((50, 48), dtype=np.uint16)
+    _network.split_bf16_rows(W0, w16, s16, 1)
+    W = np.zeros((50, 16), dtype=np.float32)
+    dirty = np.zeros(50, dtype=np.uint8)
+    dirty[[3, 7, 49]] = 1
+    assert _network.sync_bf16_rows(w16, s16, W, dirty, 2) == 3
+    np.testing.assert_array_equal(W[[3, 7, 49]], W0[[3, 7, 49]])
+    assert not W[np.setdiff1d(np.arange(50), [3, 7, 49])].any() and not dirty.any()
+    with pytest.raises(ValueError, match="does not match"):
+        _network.sync_bf16_rows(w16[:, :8].copy(), s16, W, dirty, 1)
+    with pytest.raises(ValueError, match="does not match"):
+        _network.split_bf16_rows(W0, w16, s16[:, :16].copy(), 1)
+
+
+def test_bfloat16_weights_synced_when_training_fails(problem, monkeypatch):
+    """W_out follows the bfloat16 weights even when a fit stops on an error."""
+    Xtr, Ytr, _, _ = problem
+    clf = _fit(problem, precision="bfloat16", max_iter=1)
+    calls = []
+    orig = SlideClassifier._train_batch
+
+    def failing(self, *a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return orig(self, *a, **k)
+
+    monkeypatch.setattr(SlideClassifier, "_train_batch", failing)
+    W0 = clf._model["W_out"].copy()
+    with pytest.raises(KeyboardInterrupt):
+        clf.partial_fit(Xtr, Ytr)
+    assert not np.array_equal(clf._model["W_out"], W0)
+    np.testing.assert_array_equal(clf._model["W_out"],
+                                  _join(clf._opt["w16_out"], clf._opt["s16_out"]))
+    assert not clf._opt["dirty_out"].any()
 
 
 def test_bfloat16_precision_switch_and_pickle(problem):
@@ -175,7 +281,7 @@ def test_bfloat16_precision_switch_and_pickle(problem):
     clone = pickle.loads(pickle.dumps(clf))
     np.testing.assert_array_equal(clone.predict_topk(Xte, k=3)[0], clf.predict_topk(Xte, k=3)[0])
     H = clf._model["W_out"].shape[1]
-    m16 = clf._opt["mv16_out"][:, :H].copy()
+    m16 = clf._opt["s16_out"][:, H:2 * H].copy()
     clf.set_params(precision="float32").partial_fit(Xtr[:64], Ytr[:64])
     assert "w16_out" not in clf._opt and clf._opt["m_out"].dtype == np.float32
     clone.set_params(precision="float32")._set_output_precision("float32")

@@ -1,18 +1,24 @@
-/* Lazy Adam on one output neuron stored wholly in bfloat16, for
- * SlideClassifier(precision="bfloat16"):
+/* Lazy Adam on one output neuron of SlideClassifier(precision="bfloat16"), whose
+ * float32 weights are kept exactly in two 16-bit halves:
  *
- *   w row (H uint16): the weights     mv row (2 H uint16): [ m (H) | v (H) ]
+ *   w row (H uint16):     hi = the weights rounded to bfloat16 (half up, on the bits)
+ *   s row (3 H uint16):   [ lo (H) | m (H) | v (H) ]
  *
- * The weights w are read (dot products, rehashing) and updated in bfloat16 alone; the
- * step is computed in float32 and the new w, m and v are stored rounded
- * *stochastically* to bfloat16, so that changes below half a bf16 ulp (a step of
- * lr = 1e-3 on a weight of 0.05 is a fifth of one; v moves by 0.1% a step with
- * beta_2 = 0.999) survive in expectation instead of being rounded away. The random
- * bits come from a counter hash of (seed, element): reproducible, no state shared
- * between threads.
+ * lo is the lower half of each float32 weight; hi its upper half plus the carry of
+ * rounding, so that the weight is ((hi - (lo >= 0x8000)) << 16 | lo) exactly
+ * (sl_join16). The dot products and the rehash read hi alone: a bfloat16 rounded to
+ * nearest, in a compact (n_labels, H) array. The update joins the halves, takes the
+ * float32 Adam step and splits the result again, as the split-SGD of the CPU-cluster
+ * DLRM work does with a truncated upper half. The moments m and v are stored in
+ * bfloat16 rounded *stochastically*, so that their small per-step changes (v moves by
+ * 0.1% a step with beta_2 = 0.999, below half a bf16 ulp) survive in expectation
+ * instead of being rounded away; the 16 random bits per value come from a counter hash
+ * of (seed, element): reproducible, no state shared between threads.
  *
- * One row update moves 6 H bytes in and out, against 12 H bytes of float32 weights
- * and moments: the update is bound by memory traffic, not arithmetic. */
+ * One row update moves 8 H bytes in and out, against 12 H bytes of float32 weights
+ * and moments: the update is bound by memory traffic, not arithmetic. (Stored in
+ * bfloat16 alone, with stochastic rounding, the weights trained to a measurably higher
+ * loss.) */
 #ifndef SLIDELEARN_ADAM16_H
 #define SLIDELEARN_ADAM16_H
 #include <stdint.h>
@@ -44,23 +50,47 @@ static inline float sl_b2f(uint16_t h) {
     return f;
 }
 
+/* The float32 weight of the halves (hi, lo): exact for every bit pattern. */
+static inline float sl_join16(uint16_t hi, uint16_t lo) {
+    uint32_t u = ((uint32_t)(uint16_t)(hi - (lo >= 0x8000u)) << 16) | lo;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* The upper half of w, rounded half up on the bits (the carry that sl_join16 takes
+ * back); a NaN gives a quiet NaN whose join is a NaN. */
+static inline uint16_t sl_split16_hi(float w) {
+    uint32_t u;
+    memcpy(&u, &w, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)0x7fc0u;
+    return (uint16_t)((u + 0x8000u) >> 16);
+}
+
+static inline uint16_t sl_split16_lo(float w) {
+    uint32_t u;
+    memcpy(&u, &w, 4);
+    return (uint16_t)(u & 0xffffu);
+}
+
 #define SL_ADAM16_BODY                                                       \
-    uint16_t *m = mv, *v = mv + n;                                           \
+    uint16_t *lo = s, *m = s + n, *v = s + 2 * n;                            \
     _Pragma("omp simd")                                                      \
     for (int i = 0; i < n; i++) {                                            \
-        float wi = sl_b2f(w[i]);                                             \
+        float wi = sl_join16(w[i], lo[i]);                                   \
         float gi = g[i] + alpha * wi;                                        \
         float mi = b1 * sl_b2f(m[i]) + (1.0f - b1) * gi;                     \
         float vi = b2 * sl_b2f(v[i]) + (1.0f - b2) * gi * gi;                \
         uint32_t r = sl_mix32(seed + (uint32_t)i);                           \
         m[i] = sl_bf16_stochastic(mi, r);                                    \
         v[i] = sl_bf16_stochastic(vi, r >> 16);                              \
-        w[i] = sl_bf16_stochastic(wi - lr_t * mi / (sqrtf(vi) + eps),        \
-                                    (r * 0x9e3779b1u) >> 16);                \
+        wi = wi - lr_t * mi / (sqrtf(vi) + eps);                             \
+        w[i] = sl_split16_hi(wi);                                            \
+        lo[i] = sl_split16_lo(wi);                                           \
     }
 
 #define SL_ADAM16_ARGS                                                       \
-    (uint16_t *w, uint16_t *mv, const float *g, int n, float lr_t, float b1, float b2, \
+    (uint16_t *w, uint16_t *s, const float *g, int n, float lr_t, float b1, float b2, \
      float eps, float alpha, uint32_t seed)
 
 static inline void sl_adam16_row_generic SL_ADAM16_ARGS { SL_ADAM16_BODY }
@@ -71,9 +101,23 @@ SL_AVX2 static void sl_adam16_row_avx2 SL_ADAM16_ARGS { SL_ADAM16_BODY }
 
 static inline void sl_adam16_row SL_ADAM16_ARGS {
 #if SL_VEC_X86
-    if (sl_vec_level >= 2) { sl_adam16_row_avx512(w, mv, g, n, lr_t, b1, b2, eps, alpha, seed); return; }
-    if (sl_vec_level == 1) { sl_adam16_row_avx2(w, mv, g, n, lr_t, b1, b2, eps, alpha, seed); return; }
+    if (sl_vec_level >= 2) { sl_adam16_row_avx512(w, s, g, n, lr_t, b1, b2, eps, alpha, seed); return; }
+    if (sl_vec_level == 1) { sl_adam16_row_avx2(w, s, g, n, lr_t, b1, b2, eps, alpha, seed); return; }
 #endif
-    sl_adam16_row_generic(w, mv, g, n, lr_t, b1, b2, eps, alpha, seed);
+    sl_adam16_row_generic(w, s, g, n, lr_t, b1, b2, eps, alpha, seed);
+}
+
+/* out[i] = the float32 weights of the halves (hi[i], lo[i]), and back. */
+static inline void sl_join16_row(const uint16_t *hi, const uint16_t *lo, float *out, int64_t n) {
+    _Pragma("omp simd")
+    for (int64_t i = 0; i < n; i++) out[i] = sl_join16(hi[i], lo[i]);
+}
+
+static inline void sl_split16_row(const float *w, uint16_t *hi, uint16_t *lo, int64_t n) {
+    _Pragma("omp simd")
+    for (int64_t i = 0; i < n; i++) {
+        hi[i] = sl_split16_hi(w[i]);
+        lo[i] = sl_split16_lo(w[i]);
+    }
 }
 #endif

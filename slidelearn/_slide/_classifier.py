@@ -40,7 +40,7 @@ def _as_label_csr(Y):
 # their rows start on 64-byte cache-line boundaries when the row size is a multiple of
 # 64 bytes, so that a row touches 8 cache lines rather than 9 (numpy only guarantees
 # 16-byte alignment).
-_ROW_ARRAYS = ("W_in", "W_out", "m_in", "v_in", "m_out", "v_out", "w16_out", "mv16_out")
+_ROW_ARRAYS = ("W_in", "W_out", "m_in", "v_in", "m_out", "v_out", "w16_out", "s16_out")
 _LINE = 64
 
 
@@ -179,16 +179,17 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         are updated (lazy Adam, as PyTorch's ``SparseAdam``).
     precision : {"float32", "bfloat16"}, default="float32"
         Storage and arithmetic of the output layer during training. The weights and
-        their updates are float32 either way. ``"bfloat16"`` keeps, row by row, a
-        bfloat16 copy of the weights (rounded to nearest even, refreshed whenever Adam
-        updates the row) beside Adam's two moments stored in bfloat16 (rounded
-        stochastically, so that updates below half a bfloat16 step survive in
-        expectation): 10 bytes of weights and optimizer state per output weight
-        instead of 12. Each sample's logits and its gradient with respect to the last
-        hidden layer come from that copy and from the activations rounded to bfloat16,
-        with float32 accumulation (``vdpbf16ps`` on CPUs with AVX512-BF16). Prediction
-        uses the float32 weights. Single process only (not with ``comm``). See the
-        CPU performance page of the user guide for what it gains.
+        their updates are float32 either way. ``"bfloat16"`` stores each weight as
+        two 16-bit halves: its rounding to bfloat16, in an array of its own, and the
+        16 bits that make it exact again, beside Adam's two moments stored in
+        bfloat16 (rounded stochastically, so that updates below half a bfloat16 step
+        survive in expectation): 8 bytes of weights and optimizer state per output
+        weight instead of 12. Each sample's logits and its gradient with respect to
+        the last hidden layer come from the rounded weights and the activations
+        rounded to bfloat16, with float32 accumulation (``vdpbf16ps`` on CPUs with
+        AVX512-BF16); so does rehashing. Prediction uses the float32 weights. Single
+        process only (not with ``comm``). See the CPU performance page of the user
+        guide for what it gains.
     dropout : float, default=0.0
         Probability of zeroing each unit of the last hidden layer during training
         (inverted dropout; inference uses every unit).
@@ -783,54 +784,54 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
 
     def _set_output_precision(self, precision):
         """Store the output layer for ``precision``: ``W_out`` with float32 moments
-        ``m_out`` / ``v_out``, or for "bfloat16" the weights ``w16_out`` (n_labels, H)
-        and moments ``mv16_out`` (n_labels, 2 H) = [m | v] in bfloat16 (see
-        ``_network.output_adam``), of which ``W_out`` is the float32 view, brought up to
-        date by ``_sync_output``. Converts (rounding to nearest even) when the model was
-        trained with the other precision: moving to bfloat16 rounds the weights too."""
+        ``m_out`` / ``v_out``, or for "bfloat16" the weights as two halves, ``w16_out``
+        (n_labels, H) rounded to bfloat16 and the lower 16 bits in the first third of
+        ``s16_out`` (n_labels, 3 H) = [lo | m | v], with the moments in bfloat16 (see
+        ``_network.output_adam``). ``W_out`` is then their exact float32 view, brought
+        up to date by ``_sync_output``. Converts when the model was trained with the
+        other precision: the weights exactly, the moments rounded to nearest even."""
         opt = self._opt
         W = self._model["W_out"]
+        n_threads = effective_n_threads(self.n_jobs)
         if precision == "bfloat16" and "w16_out" not in opt:
             H = W.shape[1]
             m, v = opt.pop("m_out", None), opt.pop("v_out", None)  # None: a new model
             w16 = _aligned_zeros(W.shape, np.uint16)
-            mv16 = _aligned_zeros((W.shape[0], 2 * H), np.uint16)
-            step = max(1, (1 << 22) // max(H, 1))  # blocks of rows: no full-size temporaries
-            for r in range(0, W.shape[0], step):
-                w16[r:r + step] = _bf16.to_bf16(W[r:r + step])
-                if m is not None:
-                    mv16[r:r + step, :H] = _bf16.to_bf16(m[r:r + step])
-                    mv16[r:r + step, H:] = _bf16.to_bf16(v[r:r + step])
+            s16 = _aligned_zeros((W.shape[0], 3 * H), np.uint16)
+            _network.split_bf16_rows(W, w16, s16, n_threads)
+            if m is not None:
+                step = max(1, (1 << 22) // max(H, 1))  # blocks: no full-size temporaries
+                for r in range(0, W.shape[0], step):
+                    s16[r:r + step, H:2 * H] = _bf16.to_bf16(m[r:r + step])
+                    s16[r:r + step, 2 * H:] = _bf16.to_bf16(v[r:r + step])
             opt["w16_out"] = w16
-            opt["mv16_out"] = mv16
-            opt["dirty_out"] = np.ones(W.shape[0], dtype=np.uint8)
-            self._sync_output()  # W_out: the rounded weights
+            opt["s16_out"] = s16
+            opt["dirty_out"] = np.zeros(W.shape[0], dtype=np.uint8)
         elif precision == "float32" and "w16_out" not in opt and "m_out" not in opt:
             opt["m_out"] = _aligned_zeros(W.shape, np.float32)
             opt["v_out"] = _aligned_zeros(W.shape, np.float32)
         elif precision == "float32" and "w16_out" in opt:
             self._sync_output()
             del opt["w16_out"], opt["dirty_out"]
-            mv16 = opt.pop("mv16_out")
+            s16 = opt.pop("s16_out")
             H = W.shape[1]
-            opt["m_out"] = _cache_aligned(_bf16.from_bf16(np.ascontiguousarray(mv16[:, :H])))
-            opt["v_out"] = _cache_aligned(_bf16.from_bf16(np.ascontiguousarray(mv16[:, H:])))
+            opt["m_out"] = _cache_aligned(_bf16.from_bf16(np.ascontiguousarray(s16[:, H:2 * H])))
+            opt["v_out"] = _cache_aligned(_bf16.from_bf16(np.ascontiguousarray(s16[:, 2 * H:])))
 
     def _sync_output(self):
-        """With precision="bfloat16", copy the output rows that training changed from
-        the bfloat16 weights into ``W_out`` (which prediction, ``coefs_``, pickling and
-        a change of precision read). Training itself never reads ``W_out`` then."""
-        w16 = self._opt.get("w16_out")
-        if w16 is not None:
+        """With precision="bfloat16", write the output rows that training changed into
+        ``W_out`` (which prediction, ``coefs_``, pickling and a change of precision
+        read), joined from their halves. Training itself never reads ``W_out`` then."""
+        if "w16_out" in self._opt:
             W = self._model["W_out"]
             if not W.flags.writeable:
                 return  # a loaded read-only model: nothing has trained it since its sync
-            _network.sync_bf16_rows(w16, W, self._opt["dirty_out"],
-                                    effective_n_threads(self.n_jobs))
+            _network.sync_bf16_rows(self._opt["w16_out"], self._opt["s16_out"], W,
+                                    self._opt["dirty_out"], effective_n_threads(self.n_jobs))
 
     def _output_rows(self):
         """The output weights as training sees them: ``W_out``, or with
-        precision="bfloat16" the bfloat16 weights ``w16_out``."""
+        precision="bfloat16" their bfloat16 rounding ``w16_out``."""
         return self._opt.get("w16_out", self._model["W_out"])
 
     def _train_batch(self, X, Y_indptr, Y_indices, rows, work, n_threads, lr):

@@ -49,7 +49,6 @@ cdef extern from "../utils/_bfloat16.h" nogil:
     void sl_bf16_set_level(int level)
     int sl_bf16_get_level()
     void sl_to_bf16(const float *x, uint16_t *out, int64_t n)
-    void sl_from_bf16(const uint16_t *h, float *out, int64_t n)
     float sl_dot_bf16(const uint16_t *a, const uint16_t *b, int64_t n)
     void sl_axpy_bf16(float alpha, const uint16_t *x, float *y, int64_t n)
 
@@ -59,8 +58,10 @@ cdef extern from "_radix.h" nogil:
 
 cdef extern from "_adam16.h" nogil:
     uint32_t sl_mix32(uint32_t x)
-    void sl_adam16_row(uint16_t *w, uint16_t *mv, const float *g, int n, float lr_t,
+    void sl_adam16_row(uint16_t *w, uint16_t *s, const float *g, int n, float lr_t,
                        float b1, float b2, float eps, float alpha, uint32_t seed)
+    void sl_join16_row(const uint16_t *hi, const uint16_t *lo, float *out, int64_t n)
+    void sl_split16_row(const float *w, uint16_t *hi, uint16_t *lo, int64_t n)
 
 from slidelearn.utils import _cpu
 
@@ -696,9 +697,11 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
     depend on the number of threads.
 
     With ``opt["w16_out"]`` (precision="bfloat16", see ``_adam16.h``) the weights are
-    that array's bfloat16 ones and the moments those of ``opt["mv16_out"]``, all rounded
-    stochastically with bits drawn from ``seed``; ``W_out`` is neither read nor written,
-    and each updated neuron is marked in ``opt["dirty_out"]`` for ``sync_bf16_rows``. Otherwise ``W_out`` and the float32
+    the float32 values of the halves ``w16_out`` (bfloat16, rounded) and the first
+    third of ``opt["s16_out"]`` (the lower 16 bits), whose other two thirds hold the
+    moments in bfloat16, rounded stochastically with bits drawn from ``seed``. ``W_out``
+    is neither read nor written: each updated neuron is marked in ``opt["dirty_out"]``
+    for ``sync_bf16_rows``. Otherwise ``W_out`` and the float32
     moments ``opt["m_out"]`` / ``opt["v_out"]`` are updated. Returns the number of
     neurons updated.
     """
@@ -707,7 +710,7 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
     cdef float[:, ::1] m_out
     cdef float[:, ::1] v_out
     cdef uint16_t[:, ::1] w16
-    cdef uint16_t[:, ::1] mv16
+    cdef uint16_t[:, ::1] s16
     cdef uint8_t[::1] dirty
     cdef float[::1] mb_out = opt["mb_out"]
     cdef float[::1] vb_out = opt["vb_out"]
@@ -739,10 +742,10 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
         raise ValueError("work buffers do not match the model")
     if bf16:
         w16 = opt["w16_out"]
-        mv16 = opt["mv16_out"]
+        s16 = opt["s16_out"]
         dirty = opt["dirty_out"]
-        if (w16.shape[0] != n_labels or w16.shape[1] != H or mv16.shape[0] != n_labels
-                or mv16.shape[1] != 2 * H or dirty.shape[0] != n_labels):
+        if (w16.shape[0] != n_labels or w16.shape[1] != H or s16.shape[0] != n_labels
+                or s16.shape[1] != 3 * H or dirty.shape[0] != n_labels):
             raise ValueError("the bfloat16 state of the output layer does not match the model")
     else:
         m_out = opt["m_out"]
@@ -774,7 +777,7 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
                     sl_prefetchw_row(&vb_out[nxt], 1)
                     if bf16:
                         sl_prefetchw_row(<float*>&w16[nxt, 0], H // 2)
-                        sl_prefetchw_row(<float*>&mv16[nxt, 0], H)
+                        sl_prefetchw_row(<float*>&s16[nxt, 0], (3 * H) // 2)
                     else:
                         sl_prefetchw_row(&W_out[nxt, 0], H)
                         sl_prefetchw_row(&m_out[nxt, 0], H)
@@ -786,7 +789,7 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
                     sl_axpy(d, &Hb[<int64_t>(keys[q] & <uint64_t>0xFFFFFFFF), 0], g, H)
                     gb = gb + d
                 if bf16:
-                    sl_adam16_row(&w16[j, 0], &mv16[j, 0], g, H, lr_t, beta1, beta2, eps, alpha,
+                    sl_adam16_row(&w16[j, 0], &s16[j, 0], g, H, lr_t, beta1, beta2, eps, alpha,
                                   sl_mix32(seed32 ^ <uint32_t>j))
                     dirty[j] = 1
                 else:
@@ -796,23 +799,37 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
     return n_runs
 
 
-def sync_bf16_rows(const uint16_t[:, ::1] w16, float[:, ::1] W_out, uint8_t[::1] dirty,
-                   int n_threads):
-    """``W_out[j] = float32(w16[j])`` for every row ``j`` marked in ``dirty``, which
-    is then cleared: the float32 view of the bfloat16 output weights that
-    precision="bfloat16" trains (exact: every bfloat16 value is a float32 one). Returns
-    the number of rows written."""
+def sync_bf16_rows(const uint16_t[:, ::1] w16, const uint16_t[:, ::1] s16,
+                   float[:, ::1] W_out, uint8_t[::1] dirty, int n_threads):
+    """``W_out[j]`` = the float32 weights of the halves ``w16[j]`` and ``s16[j, :H]``
+    (see ``output_adam``) for every row ``j`` marked in ``dirty``, which is then
+    cleared: the float32 view of the output layer that precision="bfloat16" trains.
+    Returns the number of rows written."""
     cdef int64_t n = W_out.shape[0], j, count = 0
     cdef int H = W_out.shape[1]
-    if w16.shape[0] != n or w16.shape[1] != H or dirty.shape[0] != n:
+    if (w16.shape[0] != n or w16.shape[1] != H or s16.shape[0] != n
+            or s16.shape[1] != 3 * H or dirty.shape[0] != n):
         raise ValueError("the bfloat16 state of the output layer does not match the model")
     with nogil:
         for j in prange(n, schedule="static", num_threads=max(n_threads, 1)):
             if dirty[j]:
-                sl_from_bf16(&w16[j, 0], &W_out[j, 0], H)
+                sl_join16_row(&w16[j, 0], &s16[j, 0], &W_out[j, 0], H)
                 dirty[j] = 0
                 count += 1
     return count
+
+
+def split_bf16_rows(const float[:, ::1] W_out, uint16_t[:, ::1] w16, uint16_t[:, ::1] s16,
+                    int n_threads):
+    """Store the float32 weights ``W_out`` as their halves: rounded upper halves in
+    ``w16``, lower halves in ``s16[:, :H]`` (exact; ``sync_bf16_rows`` joins them)."""
+    cdef int64_t n = W_out.shape[0], j
+    cdef int H = W_out.shape[1]
+    if w16.shape[0] != n or w16.shape[1] != H or s16.shape[0] != n or s16.shape[1] != 3 * H:
+        raise ValueError("the bfloat16 state of the output layer does not match the model")
+    with nogil:
+        for j in prange(n, schedule="static", num_threads=max(n_threads, 1)):
+            sl_split16_row(&W_out[j, 0], &w16[j, 0], &s16[j, 0], H)
 
 
 # ---------------------------------------------------------------------------
