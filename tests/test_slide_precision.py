@@ -172,7 +172,8 @@ def test_bfloat16_halves_are_exact_for_every_bit_pattern():
     s16 = np.zeros((n, 3 * H), dtype=np.uint16)
     _network.split_bf16_rows(W, w16, s16, 2)
     back = np.full_like(W, -1.0)
-    assert _network.sync_bf16_rows(w16, s16, back, np.ones(n, dtype=np.uint8), 2) == n
+    dirty = np.ones(-(-n // _network.DIRTY_ROWS), dtype=np.uint8)
+    assert _network.sync_bf16_rows(w16, s16, back, dirty, 2) == n
     nan = np.isnan(W)
     np.testing.assert_array_equal(back.view(np.uint32)[~nan], W.view(np.uint32)[~nan])
     assert np.isnan(back[nan]).all() and nan.any()
@@ -235,17 +236,23 @@ def test_bfloat16_weights_take_steps_below_their_rounding(problem):
 
 
 def test_sync_bf16_rows_writes_the_marked_rows():
+    """Rows are synced by marked blocks of DIRTY_ROWS rows, the last one short."""
+    B = _network.DIRTY_ROWS
+    n = 3 * B + 5
     rng = np.random.default_rng(0)
-    W0 = rng.standard_normal((50, 16)).astype(np.float32)
-    w16 = np.zeros((50, 16), dtype=np.uint16)
-    s16 = np.zeros((50, 48), dtype=np.uint16)
+    W0 = rng.standard_normal((n, 16)).astype(np.float32)
+    w16 = np.zeros((n, 16), dtype=np.uint16)
+    s16 = np.zeros((n, 48), dtype=np.uint16)
     _network.split_bf16_rows(W0, w16, s16, 1)
-    W = np.zeros((50, 16), dtype=np.float32)
-    dirty = np.zeros(50, dtype=np.uint8)
-    dirty[[3, 7, 49]] = 1
-    assert _network.sync_bf16_rows(w16, s16, W, dirty, 2) == 3
-    np.testing.assert_array_equal(W[[3, 7, 49]], W0[[3, 7, 49]])
-    assert not W[np.setdiff1d(np.arange(50), [3, 7, 49])].any() and not dirty.any()
+    W = np.zeros((n, 16), dtype=np.float32)
+    dirty = np.zeros(4, dtype=np.uint8)
+    dirty[[1, 3]] = 1
+    assert _network.sync_bf16_rows(w16, s16, W, dirty, 2) == B + 5
+    written = np.r_[B:2 * B, 3 * B:n]
+    np.testing.assert_array_equal(W[written], W0[written])
+    assert not W[np.setdiff1d(np.arange(n), written)].any() and not dirty.any()
+    with pytest.raises(ValueError, match="does not match"):
+        _network.sync_bf16_rows(w16, s16, W, np.zeros(3, dtype=np.uint8), 1)
     with pytest.raises(ValueError, match="does not match"):
         _network.sync_bf16_rows(w16[:, :8].copy(), s16, W, dirty, 1)
     with pytest.raises(ValueError, match="does not match"):

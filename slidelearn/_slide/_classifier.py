@@ -806,7 +806,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
                     s16[r:r + step, 2 * H:] = _bf16.to_bf16(v[r:r + step])
             opt["w16_out"] = w16
             opt["s16_out"] = s16
-            opt["dirty_out"] = np.zeros(W.shape[0], dtype=np.uint8)
+            opt["dirty_out"] = np.zeros(-(-W.shape[0] // _network.DIRTY_ROWS), dtype=np.uint8)
         elif precision == "float32" and "w16_out" not in opt and "m_out" not in opt:
             opt["m_out"] = _aligned_zeros(W.shape, np.float32)
             opt["v_out"] = _aligned_zeros(W.shape, np.float32)
