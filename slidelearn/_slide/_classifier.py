@@ -758,7 +758,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
                 "rec_ids": np.zeros((rec_rows, act_cap), dtype=np.int32),
                 "rec_dz": np.zeros((rec_rows, act_cap), dtype=np.float32),
                 "rec_n": np.zeros(rec_rows, dtype=np.int32),
-                "Hb": np.zeros((rec_rows, H), dtype=np.float32),
+                # the activations each position used: in bfloat16 with that precision
+                "Hb": np.zeros((rec_rows, H), dtype=np.uint16 if bf16 else np.float32),
                 "sort_keys": np.zeros(n_rec, dtype=np.uint64),
                 "sort_vals": np.zeros(n_rec, dtype=np.float32),
                 "sort_tkeys": np.zeros(n_rec, dtype=np.uint64),

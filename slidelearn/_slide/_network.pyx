@@ -144,12 +144,14 @@ cdef struct Work:
     float* gb_out
     # Transposed output gradient (when rec_ids is not NULL): batch position r records
     # its active neurons and their d loss / d logit in row r of rec_ids / rec_dz, and
-    # the last hidden activations it used in row r of Hb; output_adam then forms each
-    # touched neuron's gradient from them, so g_out / gb_out are not used.
+    # the last hidden activations it used in row r of Hb (in bfloat16, as the dot
+    # products used them, in Hb16 with precision="bfloat16"); output_adam then forms
+    # each touched neuron's gradient from them, so g_out / gb_out are not used.
     int32_t* rec_ids
     float* rec_dz
     int32_t* rec_n
     float* Hb
+    uint16_t* Hb16
     int64_t rec_cap
     # the bfloat16 output weights of precision="bfloat16" (NULL: W_out, float32), row j
     # at W16 + j * H, and this thread's activations rounded to bfloat16
@@ -385,7 +387,10 @@ cdef double _train_sample(const Net* net, const HashFn* fn, const Tables* tb, Wo
     for k in range(H):
         dh[k] = 0
     if w.rec_ids != NULL:
-        memcpy(w.Hb + r * H, h, H * sizeof(float))
+        if w.Hb16 != NULL:
+            memcpy(w.Hb16 + r * H, w.h16, H * sizeof(uint16_t))
+        else:
+            memcpy(w.Hb + r * H, h, H * sizeof(float))
         w.rec_n[r] = n_act
     for a in range(n_act):
         j = w.act[a]
@@ -495,6 +500,7 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
     cdef float[:, ::1] rec_dz
     cdef int32_t[::1] rec_n
     cdef float[:, ::1] Hb
+    cdef uint16_t[:, ::1] Hb16
     cdef const uint16_t[:, ::1] W16
     cdef uint16_t[:, ::1] h16
     cdef bint rec = "rec_ids" in work, bf16 = w16 is not None
@@ -513,10 +519,15 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
         rec_ids = work["rec_ids"]
         rec_dz = work["rec_dz"]
         rec_n = work["rec_n"]
-        Hb = work["Hb"]
+        if bf16:
+            Hb16 = work["Hb"]
+            hb_shape = (Hb16.shape[0], Hb16.shape[1])
+        else:
+            Hb = work["Hb"]
+            hb_shape = (Hb.shape[0], Hb.shape[1])
         if (rec_ids.shape[0] < n or rec_ids.shape[1] < act.shape[1]
                 or rec_dz.shape[0] != rec_ids.shape[0] or rec_dz.shape[1] != rec_ids.shape[1]
-                or rec_n.shape[0] < n or Hb.shape[0] < n or Hb.shape[1] != net.h_last):
+                or rec_n.shape[0] < n or hb_shape[0] < n or hb_shape[1] != net.h_last):
             raise ValueError("transposed-gradient buffers are too small for this batch")
     else:
         g_out = work["g_out"]
@@ -556,7 +567,8 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
         works[t].rec_ids = &rec_ids[0, 0] if rec else NULL
         works[t].rec_dz = &rec_dz[0, 0] if rec else NULL
         works[t].rec_n = &rec_n[0] if rec else NULL
-        works[t].Hb = &Hb[0, 0] if rec else NULL
+        works[t].Hb = &Hb[0, 0] if rec and not bf16 else NULL
+        works[t].Hb16 = &Hb16[0, 0] if rec and bf16 else NULL
         works[t].rec_cap = rec_ids.shape[1] if rec else 0
         works[t].W16 = &W16[0, 0] if bf16 else NULL
         works[t].h16 = &h16[t, 0] if bf16 else NULL
@@ -693,8 +705,8 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
     The records of the batch (``rec_ids`` / ``rec_dz`` / ``rec_n``, one row per batch
     position) are gathered as keys ``neuron << 32 | row`` with their d loss / d logit
     and radix-sorted by neuron (stable: each neuron's records stay in batch order).
-    Each run of one neuron's records then gives its gradient ``sum dz * Hb[row]``,
-    formed in a per-thread buffer and applied at once by Adam (L2 penalty ``alpha`` as
+    Each run of one neuron's records then gives its gradient ``sum dz * Hb[row]``
+    (``Hb`` in bfloat16 with precision="bfloat16"), formed in a per-thread buffer and applied at once by Adam (L2 penalty ``alpha`` as
     in ``adam_update``); threads take contiguous blocks of neurons, in increasing
     order (the rows of ``W_out`` are walked forwards). No ``(n_labels, H)`` gradient
     array is read or written, no two threads touch one neuron, and the sums do not
@@ -722,7 +734,8 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
     cdef const int32_t[:, ::1] rec_ids = work["rec_ids"]
     cdef const float[:, ::1] rec_dz = work["rec_dz"]
     cdef const int32_t[::1] rec_n = work["rec_n"]
-    cdef const float[:, ::1] Hb = work["Hb"]
+    cdef const float[:, ::1] Hb
+    cdef const uint16_t[:, ::1] Hb16
     cdef uint64_t[::1] keys = work["sort_keys"]
     cdef float[::1] vals = work["sort_vals"]
     cdef uint64_t[::1] tkeys = work["sort_tkeys"]
@@ -737,7 +750,13 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
     cdef float* g
     cdef uint32_t seed32 = <uint32_t>(seed ^ (seed >> 32))
     cdef float lr_t = lr * sqrt(1.0 - beta2 ** step) / (1.0 - beta1 ** step)
-    if n_rows > rec_n.shape[0] or n_rows > Hb.shape[0] or Hb.shape[1] != H:
+    if bf16:
+        Hb16 = work["Hb"]
+        hb_shape = (Hb16.shape[0], Hb16.shape[1])
+    else:
+        Hb = work["Hb"]
+        hb_shape = (Hb.shape[0], Hb.shape[1])
+    if n_rows > rec_n.shape[0] or n_rows > hb_shape[0] or hb_shape[1] != H:
         raise ValueError("transposed-gradient buffers do not match the batch")
     if gbuf.shape[0] < n_threads or gbuf.shape[1] < H:
         raise ValueError("work buffers were sized for fewer threads")
@@ -792,7 +811,11 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
                 gb = 0
                 for q in range(runs[u], runs[u + 1]):
                     d = vals[q]
-                    sl_axpy(d, &Hb[<int64_t>(keys[q] & <uint64_t>0xFFFFFFFF), 0], g, H)
+                    if bf16:
+                        sl_axpy_bf16(d, &Hb16[<int64_t>(keys[q] & <uint64_t>0xFFFFFFFF), 0],
+                                     g, H)
+                    else:
+                        sl_axpy(d, &Hb[<int64_t>(keys[q] & <uint64_t>0xFFFFFFFF), 0], g, H)
                     gb = gb + d
                 if bf16:
                     sl_adam16_row(&w16[j, 0], &s16[j, 0], g, H, lr_t, beta1, beta2, eps, alpha,
