@@ -142,7 +142,7 @@ def test_bfloat16_state_layout(problem):
     H = W.shape[1]
     w16, s16 = clf._opt["w16_out"], clf._opt["s16_out"]
     assert w16.dtype == np.uint16 and w16.shape == W.shape
-    assert s16.dtype == np.uint16 and s16.shape == (W.shape[0], 3 * H)
+    assert s16.dtype == np.uint16 and s16.shape == (W.shape[0], 3 * H + 32)  # H = 32
     assert "m_out" not in clf._opt and "v_out" not in clf._opt
     # W_out is exactly the float32 weights the halves hold (synced after fit), and the
     # upper halves are their rounding to nearest bfloat16 (no exact ties among trained
@@ -151,29 +151,47 @@ def test_bfloat16_state_layout(problem):
     np.testing.assert_array_equal(w16, _bf16.to_bf16(W))
     assert not clf._opt["dirty_out"].any()
     m = _bf16.from_bf16(np.ascontiguousarray(s16[:, H:2 * H]))
-    v = _bf16.from_bf16(np.ascontiguousarray(s16[:, 2 * H:]))
+    v = _bf16.from_bf16(np.ascontiguousarray(s16[:, 2 * H:3 * H]))
     assert np.isfinite(m).all() and (v >= 0).all() and v.max() > 0
+    # the row tails hold the float32 bias and its moments, synced into the model
+    tails = np.ascontiguousarray(s16[:, 3 * H:3 * H + 6]).view(np.float32)
+    np.testing.assert_array_equal(tails[:, 0], clf._model["b_out"])
+    np.testing.assert_array_equal(tails[:, 1], clf._opt["mb_out"])
+    np.testing.assert_array_equal(tails[:, 2], clf._opt["vb_out"])
+    assert (tails[:, 2] > 0).any()
+
+
+def _split(W, n_threads=1):
+    """W and biases (b, mb, vb) = (1, 2, 3) * row index, in the bfloat16 state."""
+    n, H = W.shape
+    bias = [np.arange(n, dtype=np.float32) * k for k in (1, 2, 3)]
+    w16 = np.zeros((n, H), dtype=np.uint16)
+    s16 = np.zeros((n, _network.bf16_state_width(H)), dtype=np.uint16)
+    _network.split_bf16_rows(W, *bias, w16, s16, n_threads)
+    return w16, s16, bias
 
 
 def test_bfloat16_halves_are_exact_for_every_bit_pattern():
     """split_bf16_rows / sync_bf16_rows round-trip every float32 bit pattern class
-    (signed zeros, denormals, ties, the largest finite values, infinities); NaN stays
-    NaN, and the upper half is the round-to-nearest bfloat16 except at exact ties
-    (rounded up in magnitude) and for NaN."""
+    (signed zeros, denormals, ties, the largest finite values, infinities), and the
+    biases and their moments through the row tails; NaN stays NaN, and the upper half
+    is the round-to-nearest bfloat16 except at exact ties (rounded up in magnitude) and
+    for NaN."""
     rng = np.random.default_rng(0)
     bits = np.concatenate([
-        rng.integers(0, 2**32, 4000, dtype=np.uint64).astype(np.uint32),
         np.array([0, 0x80000000, 1, 0x8000ffff, 0x00008000, 0x3f808000, 0x3f818000,
                   0x7f7fffff, 0xff7f8000, 0x7f800000, 0xff800000, 0x7fc00000,
-                  0x7fffffff, 0xffff8001, 0x3f7fffff], dtype=np.uint32)])
-    W = np.ascontiguousarray(bits[:4000 + 15 - 15 % 8].reshape(-1, 8).view(np.float32))
+                  0x7fffffff, 0xffff8001, 0x3f7fffff, 0x0000ffff], dtype=np.uint32),
+        rng.integers(0, 2**32, 4000, dtype=np.uint64).astype(np.uint32)])
+    W = np.ascontiguousarray(bits.reshape(-1, 8).view(np.float32))
     n, H = W.shape
-    w16 = np.zeros((n, H), dtype=np.uint16)
-    s16 = np.zeros((n, 3 * H), dtype=np.uint16)
-    _network.split_bf16_rows(W, w16, s16, 2)
+    w16, s16, bias = _split(W, 2)
     back = np.full_like(W, -1.0)
+    got = [np.zeros(n, dtype=np.float32) for _ in range(3)]
     dirty = np.ones(-(-n // _network.DIRTY_ROWS), dtype=np.uint8)
-    assert _network.sync_bf16_rows(w16, s16, back, dirty, 2) == n
+    assert _network.sync_bf16_rows(w16, s16, back, *got, dirty, 2) == n
+    for want, have in zip(bias, got):
+        np.testing.assert_array_equal(have, want)
     nan = np.isnan(W)
     np.testing.assert_array_equal(back.view(np.uint32)[~nan], W.view(np.uint32)[~nan])
     assert np.isnan(back[nan]).all() and nan.any()
@@ -204,7 +222,7 @@ def test_bfloat16_stochastic_moments_track_float32():
     f32 = SlideClassifier(**kw).fit(X, Y)
     b16 = SlideClassifier(precision="bfloat16", **kw).fit(X, Y)
     H = 16
-    v16 = _bf16.from_bf16(np.ascontiguousarray(b16._opt["s16_out"][:, 2 * H:]))
+    v16 = _bf16.from_bf16(np.ascontiguousarray(b16._opt["s16_out"][:, 2 * H:3 * H]))
     ratio = v16.sum() / f32._opt["v_out"].sum()
     assert 0.8 < ratio < 1.25, ratio
 
@@ -239,24 +257,28 @@ def test_sync_bf16_rows_writes_the_marked_rows():
     """Rows are synced by marked blocks of DIRTY_ROWS rows, the last one short."""
     B = _network.DIRTY_ROWS
     n = 3 * B + 5
-    rng = np.random.default_rng(0)
-    W0 = rng.standard_normal((n, 16)).astype(np.float32)
-    w16 = np.zeros((n, 16), dtype=np.uint16)
-    s16 = np.zeros((n, 48), dtype=np.uint16)
-    _network.split_bf16_rows(W0, w16, s16, 1)
+    W0 = np.random.default_rng(0).standard_normal((n, 16)).astype(np.float32)
+    w16, s16, bias = _split(W0)
     W = np.zeros((n, 16), dtype=np.float32)
+    got = [np.zeros(n, dtype=np.float32) for _ in range(3)]
     dirty = np.zeros(4, dtype=np.uint8)
     dirty[[1, 3]] = 1
-    assert _network.sync_bf16_rows(w16, s16, W, dirty, 2) == B + 5
+    assert _network.sync_bf16_rows(w16, s16, W, *got, dirty, 2) == B + 5
     written = np.r_[B:2 * B, 3 * B:n]
+    untouched = np.setdiff1d(np.arange(n), written)
     np.testing.assert_array_equal(W[written], W0[written])
-    assert not W[np.setdiff1d(np.arange(n), written)].any() and not dirty.any()
+    assert not W[untouched].any() and not dirty.any()
+    for want, have in zip(bias, got):
+        np.testing.assert_array_equal(have[written], want[written])
+        assert not have[untouched].any()
     with pytest.raises(ValueError, match="does not match"):
-        _network.sync_bf16_rows(w16, s16, W, np.zeros(3, dtype=np.uint8), 1)
+        _network.sync_bf16_rows(w16, s16, W, *got, np.zeros(3, dtype=np.uint8), 1)
     with pytest.raises(ValueError, match="does not match"):
-        _network.sync_bf16_rows(w16[:, :8].copy(), s16, W, dirty, 1)
+        _network.sync_bf16_rows(w16[:, :8].copy(), s16, W, *got, dirty, 1)
     with pytest.raises(ValueError, match="does not match"):
-        _network.split_bf16_rows(W0, w16, s16[:, :16].copy(), 1)
+        _network.split_bf16_rows(W0, *bias, w16, s16[:, :48].copy(), 1)
+    with pytest.raises(ValueError, match="does not match"):
+        _network.split_bf16_rows(W0, bias[0][:5].copy(), bias[1], bias[2], w16, s16, 1)
 
 
 def test_bfloat16_weights_synced_when_training_fails(problem, monkeypatch):

@@ -786,9 +786,10 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
     def _set_output_precision(self, precision):
         """Store the output layer for ``precision``: ``W_out`` with float32 moments
         ``m_out`` / ``v_out``, or for "bfloat16" the weights as two halves, ``w16_out``
-        (n_labels, H) rounded to bfloat16 and the lower 16 bits in the first third of
-        ``s16_out`` (n_labels, 3 H) = [lo | m | v], with the moments in bfloat16 (see
-        ``_network.output_adam``). ``W_out`` is then their exact float32 view, brought
+        (n_labels, H) rounded to bfloat16, and the rest of each neuron's state in a row
+        of ``s16_out``: [lo (the lower 16 bits) | m | v | bias, its moments], with the
+        moments of the weights in bfloat16 (see ``_network.output_adam``). ``W_out``,
+        ``b_out``, ``mb_out`` and ``vb_out`` are then their exact float32 view, brought
         up to date by ``_sync_output``. Converts when the model was trained with the
         other precision: the weights exactly, the moments rounded to nearest even."""
         opt = self._opt
@@ -798,13 +799,14 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             H = W.shape[1]
             m, v = opt.pop("m_out", None), opt.pop("v_out", None)  # None: a new model
             w16 = _aligned_zeros(W.shape, np.uint16)
-            s16 = _aligned_zeros((W.shape[0], 3 * H), np.uint16)
-            _network.split_bf16_rows(W, w16, s16, n_threads)
+            s16 = _aligned_zeros((W.shape[0], _network.bf16_state_width(H)), np.uint16)
+            _network.split_bf16_rows(W, self._model["b_out"], opt["mb_out"], opt["vb_out"],
+                                     w16, s16, n_threads)
             if m is not None:
                 step = max(1, (1 << 22) // max(H, 1))  # blocks: no full-size temporaries
                 for r in range(0, W.shape[0], step):
                     s16[r:r + step, H:2 * H] = _bf16.to_bf16(m[r:r + step])
-                    s16[r:r + step, 2 * H:] = _bf16.to_bf16(v[r:r + step])
+                    s16[r:r + step, 2 * H:3 * H] = _bf16.to_bf16(v[r:r + step])
             opt["w16_out"] = w16
             opt["s16_out"] = s16
             opt["dirty_out"] = np.zeros(-(-W.shape[0] // _network.DIRTY_ROWS), dtype=np.uint8)
@@ -817,18 +819,20 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             s16 = opt.pop("s16_out")
             H = W.shape[1]
             opt["m_out"] = _cache_aligned(_bf16.from_bf16(np.ascontiguousarray(s16[:, H:2 * H])))
-            opt["v_out"] = _cache_aligned(_bf16.from_bf16(np.ascontiguousarray(s16[:, 2 * H:])))
+            opt["v_out"] = _cache_aligned(_bf16.from_bf16(np.ascontiguousarray(s16[:, 2 * H:3 * H])))
 
     def _sync_output(self):
         """With precision="bfloat16", write the output rows that training changed into
-        ``W_out`` (which prediction, ``coefs_``, pickling and a change of precision
-        read), joined from their halves. Training itself never reads ``W_out`` then."""
+        ``W_out`` (joined from their halves) and ``b_out`` (which prediction, ``coefs_``,
+        pickling and a change of precision read), and the bias moments. Training itself never reads ``W_out`` then."""
         if "w16_out" in self._opt:
             W = self._model["W_out"]
             if not W.flags.writeable:
                 return  # a loaded read-only model: nothing has trained it since its sync
-            _network.sync_bf16_rows(self._opt["w16_out"], self._opt["s16_out"], W,
-                                    self._opt["dirty_out"], effective_n_threads(self.n_jobs))
+            opt = self._opt
+            _network.sync_bf16_rows(opt["w16_out"], opt["s16_out"], W, self._model["b_out"],
+                                    opt["mb_out"], opt["vb_out"], opt["dirty_out"],
+                                    effective_n_threads(self.n_jobs))
 
     def _output_rows(self):
         """The output weights as training sees them: ``W_out``, or with
@@ -840,7 +844,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         loss, n_active = _network.train_batch(
             X.data, X.indices, X.indptr, Y_indptr, Y_indices, rows, self._model, self._lsh,
             work, self.min_active, self.active_threshold, seed, n_threads, self.dropout,
-            w16=self._opt.get("w16_out"))
+            w16=self._opt.get("w16_out"), s16=self._opt.get("s16_out"))
         self._step += 1
         if "rec_ids" in work:
             _network.output_adam(self._model, self._opt, work, len(rows), lr, self.beta_1,
