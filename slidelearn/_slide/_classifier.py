@@ -1137,7 +1137,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         >>> from slidelearn import SlideClassifier
         >>> X, y = load_iris(return_X_y=True)
         >>> clf = SlideClassifier(max_iter=50, learning_rate=1e-2, learning_rate_decay=1.0,
-        ...                       random_state=0).fit(X, y)
+        ...                       n_jobs=1, random_state=0).fit(X, y)
         >>> clf.score(X, y) > 0.9
         True
         """
@@ -1363,7 +1363,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         >>> from slidelearn import SlideClassifier
         >>> X, y = load_iris(return_X_y=True)
         >>> clf = SlideClassifier(max_iter=50, learning_rate=1e-2, learning_rate_decay=1.0,
-        ...                       random_state=0).fit(X, y)
+        ...                       n_jobs=1, random_state=0).fit(X, y)
         >>> clf.predict(X[:3])
         array([0, 0, 0])
         """
@@ -1406,7 +1406,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         >>> from slidelearn import SlideClassifier
         >>> X, y = load_iris(return_X_y=True)
         >>> clf = SlideClassifier(max_iter=50, learning_rate=1e-2, learning_rate_decay=1.0,
-        ...                       random_state=0).fit(X, y)
+        ...                       n_jobs=1, random_state=0).fit(X, y)
         >>> round(clf.score(X, y), 2) > 0.9
         True
         """
