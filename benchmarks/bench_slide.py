@@ -843,9 +843,10 @@ def summarize_levels(results, threads):
     Returns
     -------
     summary : dict
-        Per thread count and level: samples/s, P@1 (exact), the speed ratio to
-        'before' and to 'fp32' and the P@1 difference to 'fp32' in points, where
-        those levels ran; and whether the targets are met.
+        Per thread count and level: samples/s, P@1 of exact and of LSH inference (at
+        the first threshold), the last epoch's training loss, the speed ratio to
+        'before' and to 'fp32' and the P@1 differences to 'fp32' in points, where
+        those levels ran; and whether the targets are met (on exact P@1).
     """
     out = {}
     for t in threads:
@@ -855,7 +856,9 @@ def summarize_levels(results, threads):
         rows = {}
         for level, r in runs.items():
             row = {"samples_per_s": r["train_samples_per_s"],
-                   "p1": r["inference"]["exact"]["p1"]}
+                   "p1": r["inference"]["exact"]["p1"],
+                   "p1_lsh": r["inference"]["lsh"]["p1"] if "lsh" in r["inference"] else None,
+                   "loss": r["loss_curve"][-1] if r.get("loss_curve") else None}
             if before is not None:
                 row["vs_before"] = r["train_samples_per_s"] / before["train_samples_per_s"]
                 row["p1_diff_vs_before_points"] = 100.0 * (row["p1"]
@@ -864,6 +867,9 @@ def summarize_levels(results, threads):
                 row["vs_fp32"] = r["train_samples_per_s"] / fp32["train_samples_per_s"]
                 row["p1_diff_vs_fp32_points"] = 100.0 * (row["p1"]
                                                          - fp32["inference"]["exact"]["p1"])
+                if row["p1_lsh"] is not None and "lsh" in fp32["inference"]:
+                    row["p1_lsh_diff_vs_fp32_points"] = 100.0 * (
+                        row["p1_lsh"] - fp32["inference"]["lsh"]["p1"])
             rows[level] = row
         best = max((rows[lv]["vs_before"] for lv in rows if lv != "before"
                     and "vs_before" in rows[lv]), default=None)
@@ -882,10 +888,10 @@ def print_levels(summary, threads):
     """Print the optimisation-level table (from :func:`summarize_levels`)."""
     if not any(len(summary[str(t)]["levels"]) > 1 for t in threads):
         return
-    print("\nOptimisation levels (training samples/s; P@1 of exact top-5 inference after the "
-          "same training)")
+    print("\nOptimisation levels (training samples/s; P@1 of exact and of LSH top-5 inference "
+          "and the last epoch's training loss after the same training)")
     hdr = (f"{'threads':>7}  {'level':<14}{'samples/s':>11}{'x before':>10}{'x fp32':>9}"
-           f"{'P@1':>8}{'vs fp32':>9}")
+           f"{'P@1':>8}{'vs fp32':>9}{'P@1 lsh':>9}{'vs fp32':>9}{'loss':>8}")
     print(hdr)
     print("-" * len(hdr))
     for t in threads:
@@ -898,8 +904,12 @@ def print_levels(summary, threads):
             vf = f"{row['vs_fp32']:.2f}x" if "vs_fp32" in row else "-"
             dp = (f"{row['p1_diff_vs_fp32_points']:+.2f}" if "p1_diff_vs_fp32_points" in row
                   else "-")
+            lp = (f"{100 * row['p1_lsh']:.2f}" if row.get("p1_lsh") is not None else "-")
+            ld = (f"{row['p1_lsh_diff_vs_fp32_points']:+.2f}"
+                  if "p1_lsh_diff_vs_fp32_points" in row else "-")
+            loss = f"{row['loss']:.4f}" if row.get("loss") is not None else "-"
             print(f"{t:>7}  {level:<14}{row['samples_per_s']:>11,.0f}{vb:>10}{vf:>9}"
-                  f"{100 * row['p1']:>8.2f}{dp:>9}")
+                  f"{100 * row['p1']:>8.2f}{dp:>9}{lp:>9}{ld:>9}{loss:>8}")
         if "vs_before_met" in s:
             print(f"{'':>9}target: fastest level >= {TARGET_VS_BEFORE:g}x before: "
                   f"{_target(s['vs_before_met'])}")

@@ -731,8 +731,9 @@ def levels_pooled(slide_runs):
     -------
     rows : list of list
         ``[data, threads, level, runs, median samples/s, median vs before, median vs
-        fp32, mean P@1 (%), mean P@1 vs fp32 (points)]``, the ratios and differences
-        taken within each run first.
+        fp32, mean P@1 (%), mean P@1 vs fp32 (points), mean LSH P@1 (%), mean LSH P@1
+        vs fp32 (points)]``, the ratios and differences taken within each run first
+        (P@1 of exact and of LSH top-5 inference; "-" where a run did not record it).
 
     Examples
     --------
@@ -749,9 +750,11 @@ def levels_pooled(slide_runs):
                 else f"synthetic, {_num(n_labels)} labels")
         for thr, entry in run.get("summary", {}).get("levels", {}).items():
             fp32 = entry["levels"].get("fp32", {}).get("p1")
+            fp32_lsh = entry["levels"].get("fp32", {}).get("p1_lsh")
             for level, r in entry["levels"].items():
                 acc = pooled.setdefault((data, int(thr), level), {
-                    "speed": [], "before": [], "fp32": [], "p1": [], "dp1": []})
+                    "speed": [], "before": [], "fp32": [], "p1": [], "dp1": [], "lsh": [],
+                    "dlsh": []})
                 acc["speed"].append(r["samples_per_s"])
                 for key in ("before", "fp32"):
                     if f"vs_{key}" in r:
@@ -760,6 +763,10 @@ def levels_pooled(slide_runs):
                     acc["p1"].append(r["p1"])
                     if fp32 is not None:
                         acc["dp1"].append(100 * (r["p1"] - fp32))
+                if r.get("p1_lsh") is not None:
+                    acc["lsh"].append(r["p1_lsh"])
+                    if fp32_lsh is not None:
+                        acc["dlsh"].append(100 * (r["p1_lsh"] - fp32_lsh))
     rows = []
     for (data, thr, level), acc in pooled.items():
         mean = (lambda xs: sum(xs) / len(xs) if xs else None)
@@ -767,7 +774,9 @@ def levels_pooled(slide_runs):
                      f"{_median(acc['before']):.2f}x" if acc["before"] else "-",
                      f"{_median(acc['fp32']):.2f}x" if acc["fp32"] else "-",
                      _pct(mean(acc["p1"])),
-                     f"{mean(acc['dp1']):+.2f}" if acc["dp1"] else "-"])
+                     f"{mean(acc['dp1']):+.2f}" if acc["dp1"] else "-",
+                     _pct(mean(acc["lsh"])),
+                     f"{mean(acc['dlsh']):+.2f}" if acc["dlsh"] else "-"])
     return rows
 
 
@@ -786,7 +795,8 @@ def levels_rst(slide_runs, dlrm_runs):
     lines : list of str
         One section per run with its command, machine, data and a table of every
         level: samples/s, the ratios to ``before`` and ``fp32``, and the model quality
-        (P@1 of exact top-5 inference for SLIDE, the final loss for DLRM).
+        (P@1 of exact and of LSH top-5 inference and the last epoch's training loss for
+        SLIDE, the final loss for DLRM).
 
     Examples
     --------
@@ -802,12 +812,13 @@ def levels_rst(slide_runs, dlrm_runs):
         lines += _heading("SlideClassifier, all runs pooled", _RUN_UNDERLINE)
         lines += ["The runs below, per data set, thread count and level: the median "
                   "speed, the median of each run's ratios to its own ``before`` and "
-                  "``fp32`` levels, and the mean P@1 and mean P@1 difference to ``fp32`` "
-                  "over the runs (runs with another ``--seed`` have other data and initial "
-                  "weights).", ""]
+                  "``fp32`` levels, and the mean P@1 (of exact and of LSH top-5 inference) "
+                  "and mean P@1 difference to ``fp32`` over the runs (runs with another "
+                  "``--seed`` have other data and initial weights).", ""]
         lines += _list_table(["data", "threads", "level", "runs", "median samples/s",
                               "vs before", "vs fp32", "mean P@1 (%)",
-                              "mean P@1 vs fp32 (points)"], pooled)
+                              "mean P@1 vs fp32 (points)", "mean LSH P@1 (%)",
+                              "mean LSH P@1 vs fp32 (points)"], pooled)
     for run in slide_runs:
         lines += [f".. _bench-{run['name']}:", ""]
         lines += _heading(run["name"], _RUN_UNDERLINE)
@@ -829,9 +840,14 @@ def levels_rst(slide_runs, dlrm_runs):
                              f"{r['vs_fp32']:.2f}x" if "vs_fp32" in r else "-",
                              _pct(r.get("p1")),
                              f"{r['p1_diff_vs_fp32_points']:+.2f}"
-                             if "p1_diff_vs_fp32_points" in r else "-"])
+                             if "p1_diff_vs_fp32_points" in r else "-",
+                             _pct(r.get("p1_lsh")),
+                             f"{r['p1_lsh_diff_vs_fp32_points']:+.2f}"
+                             if "p1_lsh_diff_vs_fp32_points" in r else "-",
+                             _num(r.get("loss"), 4)])
         lines += _list_table(["threads", "level", "samples/s", "vs before", "vs fp32",
-                              "P@1 (%)", "P@1 vs fp32 (points)"], rows)
+                              "P@1 (%)", "P@1 vs fp32 (points)", "LSH P@1 (%)",
+                              "LSH P@1 vs fp32 (points)", "training loss"], rows)
     for run in dlrm_runs:
         lines += [f".. _bench-{run['name']}:", ""]
         lines += _heading(run["name"], _RUN_UNDERLINE)
