@@ -823,8 +823,9 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
 
     def _sync_output(self):
         """With precision="bfloat16", write the output rows that training changed into
-        ``W_out`` (joined from their halves) and ``b_out`` (which prediction, ``coefs_``,
-        pickling and a change of precision read), and the bias moments. Training itself never reads ``W_out`` then."""
+        ``W_out`` (joined from their halves) and ``b_out`` (which prediction,
+        ``coefs_``, pickling and a change of precision read), and the bias moments.
+        Training itself never reads them then."""
         if "w16_out" in self._opt:
             W = self._model["W_out"]
             if not W.flags.writeable:

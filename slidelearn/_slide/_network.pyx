@@ -110,6 +110,8 @@ cpdef int bf16_state_width(int H):
     """16-bit values in a row of a precision="bfloat16" output state ``s16_out``:
     ``[lo (H) | m (H) | v (H) | b, mb, vb (float32)]``, padded to 64 bytes."""
     return (_tail(H) + 6 + 31) // 32 * 32
+
+
 # Per-thread scalars (random state, list lengths) sit THREAD_STRIDE entries apart, one
 # 64-byte cache line each, so that threads updating their own do not share a line.
 THREAD_STRIDE = 8
@@ -539,12 +541,11 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
         rec_ids = work["rec_ids"]
         rec_dz = work["rec_dz"]
         rec_n = work["rec_n"]
+        hb_shape = work["Hb"].shape
         if bf16:
             Hb16 = work["Hb"]
-            hb_shape = (Hb16.shape[0], Hb16.shape[1])
         else:
             Hb = work["Hb"]
-            hb_shape = (Hb.shape[0], Hb.shape[1])
         if (rec_ids.shape[0] < n or rec_ids.shape[1] < act.shape[1]
                 or rec_dz.shape[0] != rec_ids.shape[0] or rec_dz.shape[1] != rec_ids.shape[1]
                 or rec_n.shape[0] < n or hb_shape[0] < n or hb_shape[1] != net.h_last):
@@ -553,6 +554,9 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
         g_out = work["g_out"]
         gb_out = work["gb_out"]
     if bf16:
+        if not rec:
+            raise ValueError("precision='bfloat16' needs the transposed output gradient "
+                             "(rec_ids in work)")
         W16 = w16
         S16 = s16
         h16 = work["h16"]
@@ -780,12 +784,11 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
     cdef int tail = _tail(H), width = bf16_state_width(H)
     cdef uint32_t seed32 = <uint32_t>(seed ^ (seed >> 32))
     cdef float lr_t = lr * sqrt(1.0 - beta2 ** step) / (1.0 - beta1 ** step)
+    hb_shape = work["Hb"].shape
     if bf16:
         Hb16 = work["Hb"]
-        hb_shape = (Hb16.shape[0], Hb16.shape[1])
     else:
         Hb = work["Hb"]
-        hb_shape = (Hb.shape[0], Hb.shape[1])
     if n_rows > rec_n.shape[0] or n_rows > hb_shape[0] or hb_shape[1] != H:
         raise ValueError("transposed-gradient buffers do not match the batch")
     if gbuf.shape[0] < n_threads or gbuf.shape[1] < H:
