@@ -92,17 +92,20 @@ static inline uint16_t sl_split16_lo(float w) {
         lo[i] = sl_split16_lo(wi);                                           \
     }
 
-#define SL_ADAM16_ARGS                                                       \
-    (uint16_t *w, uint16_t *s, const float *g, int n, float lr_t, float b1, float b2, \
-     float eps, float alpha, uint32_t seed)
-
-static inline void sl_adam16_row_generic SL_ADAM16_ARGS { SL_ADAM16_BODY }
+static inline void sl_adam16_row_generic(uint16_t *w, uint16_t *s, const float *g, int n,
+                                         float lr_t, float b1, float b2, float eps,
+                                         float alpha, uint32_t seed) { SL_ADAM16_BODY }
 #if SL_VEC_X86
-SL_AVX512 static void sl_adam16_row_avx512 SL_ADAM16_ARGS { SL_ADAM16_BODY }
-SL_AVX2 static void sl_adam16_row_avx2 SL_ADAM16_ARGS { SL_ADAM16_BODY }
+SL_AVX512 static void sl_adam16_row_avx512(uint16_t *w, uint16_t *s, const float *g, int n,
+                                           float lr_t, float b1, float b2, float eps,
+                                           float alpha, uint32_t seed) { SL_ADAM16_BODY }
+SL_AVX2 static void sl_adam16_row_avx2(uint16_t *w, uint16_t *s, const float *g, int n,
+                                       float lr_t, float b1, float b2, float eps,
+                                       float alpha, uint32_t seed) { SL_ADAM16_BODY }
 #endif
 
-static inline void sl_adam16_row SL_ADAM16_ARGS {
+static inline void sl_adam16_row(uint16_t *w, uint16_t *s, const float *g, int n, float lr_t,
+                                 float b1, float b2, float eps, float alpha, uint32_t seed) {
 #if SL_VEC_X86
     if (sl_vec_level >= 2) { sl_adam16_row_avx512(w, s, g, n, lr_t, b1, b2, eps, alpha, seed); return; }
     if (sl_vec_level == 1) { sl_adam16_row_avx2(w, s, g, n, lr_t, b1, b2, eps, alpha, seed); return; }
