@@ -281,6 +281,20 @@ def test_sync_bf16_rows_writes_the_marked_rows():
         _network.split_bf16_rows(W0, bias[0][:5].copy(), bias[1], bias[2], w16, s16, 1)
 
 
+def test_bfloat16_early_stopping_restores_a_consistent_model(problem):
+    """Early stopping scores W_out (synced before each score) and restores the best
+    epoch's state: afterwards W_out and b_out are still exactly the halves and the
+    bias tails, and nothing is marked as unsynced."""
+    clf = _fit(problem, precision="bfloat16", max_iter=8, early_stopping=True,
+               n_iter_no_change=2, tol=0.05)
+    assert clf.n_iter_ < 8  # stopped early: the state was restored from a snapshot
+    W, H = clf._model["W_out"], clf._model["W_out"].shape[1]
+    np.testing.assert_array_equal(W, _join(clf._opt["w16_out"], clf._opt["s16_out"]))
+    tails = np.ascontiguousarray(clf._opt["s16_out"][:, 3 * H:3 * H + 6]).view(np.float32)
+    np.testing.assert_array_equal(tails[:, 0], clf._model["b_out"])
+    assert not clf._opt["dirty_out"].any()
+
+
 def test_bfloat16_weights_synced_when_training_fails(problem, monkeypatch):
     """W_out follows the bfloat16 weights even when a fit stops on an error."""
     Xtr, Ytr, _, _ = problem
