@@ -187,9 +187,10 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         weight instead of 12. Each sample's logits and its gradient with respect to
         the last hidden layer come from the rounded weights and the activations
         rounded to bfloat16, with float32 accumulation (``vdpbf16ps`` on CPUs with
-        AVX512-BF16); so does rehashing. Prediction uses the float32 weights. Single
-        process only (not with ``comm``). See the CPU performance page of the user
-        guide for what it gains.
+        AVX512-BF16); so does rehashing. Prediction uses the float32 weights, which
+        are kept as well (written back when training returns), so memory is about
+        that of ``"float32"``. Single process only (not with ``comm``). See the CPU
+        performance page of the user guide for what it gains.
     dropout : float, default=0.0
         Probability of zeroing each unit of the last hidden layer during training
         (inverted dropout; inference uses every unit).
