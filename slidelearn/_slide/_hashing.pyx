@@ -293,10 +293,12 @@ cdef Rows _rows(V) except *:
     return rows
 
 
-cdef inline const float* _row(const Rows* v, int64_t i, float* buf) noexcept nogil:
-    """Row ``i`` as float32: in place, or widened from bfloat16 into ``buf``."""
+cdef inline const float* _rows_at(const Rows* v, int64_t i, int64_t cnt,
+                                  float* buf) noexcept nogil:
+    """Rows ``i`` to ``i + cnt - 1`` as contiguous float32: in place, or widened from
+    bfloat16 into ``buf``."""
     if v.b16 != NULL:
-        sl_from_bf16(v.b16 + i * v.dim, buf, v.dim)
+        sl_from_bf16(v.b16 + i * v.dim, buf, cnt * v.dim)
         return buf
     return v.f32 + i * v.dim
 
@@ -347,7 +349,7 @@ def hash_vectors(dict params, V, int n_threads=1, center=None, out=None):
     with nogil:
         for i in prange(n, schedule="static", num_threads=n_threads):
             tid = omp_get_thread_num()
-            x = _row(&v, i, &row[tid, 0])
+            x = _rows_at(&v, i, 1, &row[tid, 0])
             if centered:
                 for d in range(dim):
                     row[tid, d] = x[d] - c[d]
@@ -391,21 +393,13 @@ cdef void _hash_blocks16(const HashFn* fn, const Rows* v, const float[::1] c,
     cdef uint32_t[:, ::1] buck = buckets_np
     cdef Py_ssize_t i0
     cdef uint32_t empty
-    cdef const float* src
-    cdef int64_t stride
     with nogil:
         for blk in prange(n_blocks, schedule="static", num_threads=n_threads):
             tid = omp_get_thread_num()
             i0 = blk * 16
             cnt = <int>min(<Py_ssize_t>16, n - i0)
-            if v.b16 != NULL:
-                sl_from_bf16(v.b16 + i0 * v.dim, &wide[tid, 0], cnt * v.dim)
-                src = &wide[tid, 0]
-                stride = dim
-            else:
-                src = v.f32 + i0 * v.dim
-                stride = v.dim
-            sl_transpose16(src, stride, cnt, dim, &c[0] if centered else NULL, &vt[tid, 0])
+            sl_transpose16(_rows_at(v, i0, cnt, &wide[tid, 0]), dim, cnt, dim,
+                           &c[0] if centered else NULL, &vt[tid, 0])
             empty = sl_wta8_block16(&vt[tid, 0], fn.dims, n_hashes, dwta, &codes[tid, 0])
             if lanes:
                 sl_buckets_block16(&codes[tid, 0], L, K, <uint32_t>fn.code_base,
@@ -441,7 +435,7 @@ def column_sums(V, int n_threads=1):
         for blk in prange(n_blocks, schedule="static", num_threads=T):
             tid = omp_get_thread_num()
             for i in range(blk * 4096, min(n, (blk + 1) * 4096)):
-                x = _row(&v, i, &buf[tid, 0])
+                x = _rows_at(&v, i, 1, &buf[tid, 0])
                 for d in range(dim):
                     part[blk, d] += x[d]
     out = np.zeros(dim, dtype=np.float64)

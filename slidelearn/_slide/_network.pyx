@@ -171,7 +171,8 @@ cdef struct Work:
     # at W16 + j * H, and this thread's activations rounded to bfloat16
     const uint16_t* W16
     uint16_t* h16
-    # ... and its biases, float32 at Bt + j * bt_stride (in the tails of s16_out's rows)
+    # the output biases, bias j at Bt + j * bt_stride: b_out, or with precision="bfloat16"
+    # the tails of s16_out's rows
     const float* Bt
     int64_t bt_stride
 
@@ -383,10 +384,7 @@ cdef double _train_sample(const Net* net, const HashFn* fn, const Tables* tb, Wo
     for a in range(n_act):
         j = w.act[a]
         if a + PREFETCH < n_act:  # the bias too: one random line of n_labels floats
-            if w.Bt != NULL:
-                sl_prefetch_row(w.Bt + w.act[a + PREFETCH] * w.bt_stride, 1)
-            else:
-                sl_prefetch_row(net.b_out + w.act[a + PREFETCH], 1)
+            sl_prefetch_row(w.Bt + w.act[a + PREFETCH] * w.bt_stride, 1)
         if w.W16 != NULL:
             if a + PREFETCH < n_act:
                 sl_prefetch_row(<const float*>(w.W16 + <int64_t>w.act[a + PREFETCH] * H), H // 2)
@@ -394,7 +392,7 @@ cdef double _train_sample(const Net* net, const HashFn* fn, const Tables* tb, Wo
         else:
             if a + PREFETCH < n_act:
                 sl_prefetch_row(net.W_out + <int64_t>w.act[a + PREFETCH] * H, H)
-            z = net.b_out[j] + sl_dot(h, net.W_out + <int64_t>j * H, H)
+            z = w.Bt[j * w.bt_stride] + sl_dot(h, net.W_out + <int64_t>j * H, H)
         w.logits[a] = z
         if z > zmax:
             zmax = z
@@ -492,8 +490,7 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
     position for ``output_adam``. With ``w16`` and ``s16`` (the bfloat16 output
     weights of precision="bfloat16" and the state whose row tails hold the biases, see
     ``output_adam``) the output logits and d loss / d h read them instead of ``W_out``
-    and ``b_out``. Returns the summed loss and the summed active-set
-    size of the batch.
+    and ``b_out``. Returns the summed loss and the summed active-set size of the batch.
     """
     cdef Net net = _make_net(model, True)
     cdef HashFn fn = make_hash_fn(lsh["params"])
@@ -560,11 +557,8 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
         W16 = w16
         S16 = s16
         h16 = work["h16"]
-        if (W16.shape[0] != net.n_labels or W16.shape[1] != net.h_last
-                or S16.shape[0] != net.n_labels
-                or S16.shape[1] != bf16_state_width(net.h_last)
-                or h16.shape[0] < n_threads or h16.shape[1] < net.h_last):
-            raise ValueError("the bfloat16 state of the output layer does not match the model")
+        _check_bf16(W16, S16, net.n_labels, net.h_last,
+                    h16.shape[0] >= n_threads and h16.shape[1] >= net.h_last)
     inv_batch = 1.0 / n
     for t in range(n_threads):
         rng[t * STRIDE] = splitmix64(seed ^ splitmix64(<uint64_t>t + 1)) | 1
@@ -599,8 +593,8 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
         works[t].rec_cap = rec_ids.shape[1] if rec else 0
         works[t].W16 = &W16[0, 0] if bf16 else NULL
         works[t].h16 = &h16[t, 0] if bf16 else NULL
-        works[t].Bt = <const float*>&S16[0, _tail(net.h_last)] if bf16 else NULL
-        works[t].bt_stride = S16.shape[1] // 2 if bf16 else 0
+        works[t].Bt = <const float*>&S16[0, _tail(net.h_last)] if bf16 else net.b_out
+        works[t].bt_stride = S16.shape[1] // 2 if bf16 else 1
     try:
         with nogil:
             for r in prange(n, schedule="dynamic", chunksize=4, num_threads=n_threads):
@@ -735,8 +729,8 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
     position) are gathered as keys ``neuron << 32 | row`` with their d loss / d logit
     and radix-sorted by neuron (stable: each neuron's records stay in batch order).
     Each run of one neuron's records then gives its gradient ``sum dz * Hb[row]``
-    (``Hb`` in bfloat16 with precision="bfloat16"), formed in a per-thread buffer and applied at once by Adam (L2 penalty ``alpha`` as
-    in ``adam_update``); threads take contiguous blocks of neurons, in increasing
+    (``Hb`` in bfloat16 with precision="bfloat16"), formed in a per-thread buffer and
+    applied at once by Adam (L2 penalty ``alpha`` as in ``adam_update``); threads take contiguous blocks of neurons, in increasing
     order (the rows of ``W_out`` are walked forwards). No ``(n_labels, H)`` gradient
     array is read or written, no two threads touch one neuron, and the sums do not
     depend on the number of threads.
@@ -748,11 +742,10 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
     and the row's tail the bias and its moments in float32 (``bf16_state_width``): one
     row holds all the state of a neuron but its rounded weights. ``W_out``, ``b_out``,
     ``mb_out`` and ``vb_out`` are neither read nor written: each updated neuron's block
-    of ``DIRTY_ROWS`` rows is
-    marked in ``opt["dirty_out"]`` for ``sync_bf16_rows`` (a flag a block: 10 KB for
-    670k neurons, which stays in cache). Otherwise ``W_out`` and the float32
-    moments ``opt["m_out"]`` / ``opt["v_out"]`` are updated. Returns the number of
-    neurons updated.
+    of ``DIRTY_ROWS`` rows is marked in ``opt["dirty_out"]`` for ``sync_bf16_rows`` (a
+    flag a block: 10 KB for 670k neurons, which stays in cache). Otherwise ``W_out``,
+    its float32 moments ``opt["m_out"]`` / ``opt["v_out"]`` and the biases are updated.
+    Returns the number of neurons updated.
     """
     cdef float[:, ::1] W_out = model["W_out"]
     cdef float[::1] b_out = model["b_out"]
@@ -801,10 +794,7 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
         w16 = opt["w16_out"]
         s16 = opt["s16_out"]
         dirty = opt["dirty_out"]
-        if (w16.shape[0] != n_labels or w16.shape[1] != H or s16.shape[0] != n_labels
-                or s16.shape[1] != width
-                or dirty.shape[0] != (n_labels + DIRTY - 1) // DIRTY):
-            raise ValueError("the bfloat16 state of the output layer does not match the model")
+        _check_bf16(w16, s16, n_labels, H, dirty.shape[0] == (n_labels + DIRTY - 1) // DIRTY)
     else:
         m_out = opt["m_out"]
         v_out = opt["v_out"]
@@ -851,8 +841,8 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
                         sl_axpy(d, &Hb[<int64_t>(keys[q] & <uint64_t>0xFFFFFFFF), 0], g, H)
                     gb = gb + d
                 if bf16:
-                    sl_adam16_row(&w16[j, 0], &s16[j, 0], g, H, lr_t, beta1, beta2, eps, alpha,
-                                  sl_mix32(seed32 ^ <uint32_t>j))
+                    sl_adam16_row(&w16[j, 0], &s16[j, 0], g, H, lr_t, beta1, beta2, eps,
+                                  alpha, sl_mix32(seed32 ^ <uint32_t>j))
                     dirty[j // DIRTY] = 1
                     bt = <float*>&s16[j, tail]
                     _adam_scalar(&bt[0], &bt[1], &bt[2], &gb, lr_t, beta1, beta2, eps)
@@ -876,9 +866,8 @@ def sync_bf16_rows(const uint16_t[:, ::1] w16, const uint16_t[:, ::1] s16,
     cdef int64_t n_blocks = (n + DIRTY - 1) // DIRTY
     cdef int H = W_out.shape[1], tail = _tail(H)
     cdef const float* bt
-    _check_bf16_state(w16, s16, W_out, b_out, mb_out, vb_out)
-    if dirty.shape[0] != n_blocks:
-        raise ValueError("the bfloat16 state of the output layer does not match the model")
+    _check_bf16(w16, s16, n, H, b_out.shape[0] == n and mb_out.shape[0] == n
+                and vb_out.shape[0] == n and dirty.shape[0] == n_blocks)
     with nogil:
         for b in prange(n_blocks, schedule="static", num_threads=max(n_threads, 1)):
             if dirty[b]:
@@ -902,7 +891,8 @@ def split_bf16_rows(const float[:, ::1] W_out, const float[::1] b_out,
     cdef int64_t n = W_out.shape[0], j
     cdef int H = W_out.shape[1], tail = _tail(H)
     cdef float* bt
-    _check_bf16_state(w16, s16, W_out, b_out, mb_out, vb_out)
+    _check_bf16(w16, s16, n, H, b_out.shape[0] == n and mb_out.shape[0] == n
+                and vb_out.shape[0] == n)
     with nogil:
         for j in prange(n, schedule="static", num_threads=max(n_threads, 1)):
             sl_split16_row(&W_out[j, 0], &w16[j, 0], &s16[j, 0], H)
@@ -912,14 +902,12 @@ def split_bf16_rows(const float[:, ::1] W_out, const float[::1] b_out,
             bt[2] = vb_out[j]
 
 
-cdef void _check_bf16_state(const uint16_t[:, ::1] w16, const uint16_t[:, ::1] s16,
-                            const float[:, ::1] W_out, const float[::1] b_out,
-                            const float[::1] mb_out, const float[::1] vb_out) except *:
-    cdef int64_t n = W_out.shape[0]
-    cdef int H = W_out.shape[1]
-    if (w16.shape[0] != n or w16.shape[1] != H or s16.shape[0] != n
-            or s16.shape[1] != bf16_state_width(H) or b_out.shape[0] != n
-            or mb_out.shape[0] != n or vb_out.shape[0] != n):
+cdef void _check_bf16(const uint16_t[:, ::1] w16, const uint16_t[:, ::1] s16, int64_t n,
+                      int H, bint rest_ok) except *:
+    """The bfloat16 weights ``w16`` (n, H) and state ``s16`` of an output layer of ``n``
+    neurons of width ``H``, and the caller's own checks of its other arrays."""
+    if (not rest_ok or w16.shape[0] != n or w16.shape[1] != H or s16.shape[0] != n
+            or s16.shape[1] != bf16_state_width(H)):
         raise ValueError("the bfloat16 state of the output layer does not match the model")
 
 
