@@ -182,9 +182,9 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         their updates are float32 either way. ``"bfloat16"`` stores each weight as
         two 16-bit halves: its rounding to bfloat16, in an array of its own, and the
         16 bits that make it exact again, beside Adam's two moments stored in
-        bfloat16 (rounded stochastically, so that updates below half a bfloat16 step
-        survive in expectation): 8 bytes of weights and optimizer state per output
-        weight instead of 12. Each sample's logits and its gradient with respect to
+        bfloat16 (the second one rounded stochastically, so that its updates below
+        half a bfloat16 step survive in expectation): 8 bytes of weights and
+        optimizer state per output weight instead of 12. Each sample's logits and its gradient with respect to
         the last hidden layer come from the rounded weights and the activations
         rounded to bfloat16, with float32 accumulation (``vdpbf16ps`` on CPUs with
         AVX512-BF16); so does rehashing. Prediction uses the float32 weights, which
@@ -787,12 +787,12 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
     def _set_output_precision(self, precision):
         """Store the output layer for ``precision``: ``W_out`` with float32 moments
         ``m_out`` / ``v_out``, or for "bfloat16" the weights as two halves, ``w16_out``
-        (n_labels, H) rounded to bfloat16, and the rest of each neuron's state in a row
-        of ``s16_out``: [lo (the lower 16 bits) | m | v | bias, its moments], with the
-        moments of the weights in bfloat16 (see ``_network.output_adam``). ``W_out``,
-        ``b_out``, ``mb_out`` and ``vb_out`` are then their exact float32 view, brought
-        up to date by ``_sync_output``. Converts when the model was trained with the
-        other precision: the weights exactly, the moments rounded to nearest even."""
+        (n_labels, H) rounded to bfloat16, and the rest of each neuron's weight state in
+        a row of ``s16_out``: [lo (the lower 16 bits) | m | v], the moments in bfloat16
+        (see ``_network.output_adam``). ``W_out`` is then their exact float32 view,
+        brought up to date by ``_sync_output``; the biases and their moments stay
+        float32 arrays. Converts when the model was trained with the other precision:
+        the weights exactly, the moments rounded to nearest even."""
         opt = self._opt
         W = self._model["W_out"]
         n_threads = effective_n_threads(self.n_jobs)
@@ -801,8 +801,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             m, v = opt.pop("m_out", None), opt.pop("v_out", None)  # None: a new model
             w16 = _aligned_zeros(W.shape, np.uint16)
             s16 = _aligned_zeros((W.shape[0], _network.bf16_state_width(H)), np.uint16)
-            _network.split_bf16_rows(W, self._model["b_out"], opt["mb_out"], opt["vb_out"],
-                                     w16, s16, n_threads)
+            _network.split_bf16_rows(W, w16, s16, n_threads)
             if m is not None:
                 step = max(1, (1 << 22) // max(H, 1))  # blocks: no full-size temporaries
                 for r in range(0, W.shape[0], step):
@@ -824,16 +823,14 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
 
     def _sync_output(self):
         """With precision="bfloat16", write the output rows that training changed into
-        ``W_out`` (joined from their halves) and ``b_out`` (which prediction,
-        ``coefs_``, pickling and a change of precision read), and the bias moments.
-        Training itself never reads them then."""
+        ``W_out``, joined from their halves (prediction, ``coefs_``, pickling and a
+        change of precision read it; training itself then does not)."""
         if "w16_out" in self._opt:
             W = self._model["W_out"]
             if not W.flags.writeable:
                 return  # a loaded read-only model: nothing has trained it since its sync
             opt = self._opt
-            _network.sync_bf16_rows(opt["w16_out"], opt["s16_out"], W, self._model["b_out"],
-                                    opt["mb_out"], opt["vb_out"], opt["dirty_out"],
+            _network.sync_bf16_rows(opt["w16_out"], opt["s16_out"], W, opt["dirty_out"],
                                     effective_n_threads(self.n_jobs))
 
     def _output_rows(self):
@@ -846,7 +843,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         loss, n_active = _network.train_batch(
             X.data, X.indices, X.indptr, Y_indptr, Y_indices, rows, self._model, self._lsh,
             work, self.min_active, self.active_threshold, seed, n_threads, self.dropout,
-            w16=self._opt.get("w16_out"), s16=self._opt.get("s16_out"))
+            w16=self._opt.get("w16_out"))
         self._step += 1
         if "rec_ids" in work:
             _network.output_adam(self._model, self._opt, work, len(rows), lr, self.beta_1,

@@ -100,16 +100,10 @@ cdef enum:
 DIRTY_ROWS = DIRTY
 
 
-cdef inline int _tail(int H) noexcept nogil:
-    # where the float32 [b, mb, vb] of a neuron start in its row of s16_out (even: the
-    # floats are 4-byte aligned)
-    return 3 * H + (H & 1)
-
-
 cpdef int bf16_state_width(int H):
     """16-bit values in a row of a precision="bfloat16" output state ``s16_out``:
-    ``[lo (H) | m (H) | v (H) | b, mb, vb (float32)]``, padded to 64 bytes."""
-    return (_tail(H) + 6 + 31) // 32 * 32
+    ``[lo (H) | m (H) | v (H)]``, padded to 64 bytes (12 cache lines for H = 128)."""
+    return (3 * H + 31) // 32 * 32
 
 
 # Per-thread scalars (random state, list lengths) sit THREAD_STRIDE entries apart, one
@@ -171,10 +165,6 @@ cdef struct Work:
     # at W16 + j * H, and this thread's activations rounded to bfloat16
     const uint16_t* W16
     uint16_t* h16
-    # the output biases, bias j at Bt + j * bt_stride: b_out, or with precision="bfloat16"
-    # the tails of s16_out's rows
-    const float* Bt
-    int64_t bt_stride
 
 
 cdef Net _make_net(dict model, bint writable) except *:
@@ -384,15 +374,15 @@ cdef double _train_sample(const Net* net, const HashFn* fn, const Tables* tb, Wo
     for a in range(n_act):
         j = w.act[a]
         if a + PREFETCH < n_act:  # the bias too: one random line of n_labels floats
-            sl_prefetch_row(w.Bt + w.act[a + PREFETCH] * w.bt_stride, 1)
+            sl_prefetch_row(net.b_out + w.act[a + PREFETCH], 1)
         if w.W16 != NULL:
             if a + PREFETCH < n_act:
                 sl_prefetch_row(<const float*>(w.W16 + <int64_t>w.act[a + PREFETCH] * H), H // 2)
-            z = w.Bt[j * w.bt_stride] + sl_dot_bf16(w.h16, w.W16 + <int64_t>j * H, H)
+            z = net.b_out[j] + sl_dot_bf16(w.h16, w.W16 + <int64_t>j * H, H)
         else:
             if a + PREFETCH < n_act:
                 sl_prefetch_row(net.W_out + <int64_t>w.act[a + PREFETCH] * H, H)
-            z = w.Bt[j * w.bt_stride] + sl_dot(h, net.W_out + <int64_t>j * H, H)
+            z = net.b_out[j] + sl_dot(h, net.W_out + <int64_t>j * H, H)
         w.logits[a] = z
         if z > zmax:
             zmax = z
@@ -480,17 +470,18 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
                 const index_t[::1] X_indptr, const int64_t[::1] Y_indptr,
                 const int32_t[::1] Y_indices, const int64_t[::1] rows,
                 dict model, dict lsh, dict work, int min_active, int threshold,
-                uint64_t seed, int n_threads, float dropout=0.0, w16=None, s16=None):
+                uint64_t seed, int n_threads, float dropout=0.0, w16=None):
     """Forward/backward of the samples ``rows`` in parallel (HOGWILD).
 
     Batch-mean gradients of the input and hidden layers are added to the gradient
     buffers in ``work``; the rows they touch are listed per thread for
     ``adam_update``. The output layer's go to ``g_out`` / ``gb_out`` likewise, or,
     when ``work`` holds ``rec_ids`` (the transposed gradient), are recorded per batch
-    position for ``output_adam``. With ``w16`` and ``s16`` (the bfloat16 output
-    weights of precision="bfloat16" and the state whose row tails hold the biases, see
-    ``output_adam``) the output logits and d loss / d h read them instead of ``W_out``
-    and ``b_out``. Returns the summed loss and the summed active-set size of the batch.
+    position for ``output_adam``. With ``w16`` (the output weights of
+    precision="bfloat16" rounded to bfloat16, see ``output_adam``) the output logits
+    and d loss / d h read it instead of ``W_out``, against the last hidden activations
+    rounded to bfloat16. Returns the summed loss and the summed active-set size of the
+    batch.
     """
     cdef Net net = _make_net(model, True)
     cdef HashFn fn = make_hash_fn(lsh["params"])
@@ -555,10 +546,10 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
             raise ValueError("precision='bfloat16' needs the transposed output gradient "
                              "(rec_ids in work)")
         W16 = w16
-        S16 = s16
         h16 = work["h16"]
-        _check_bf16(W16, S16, net.n_labels, net.h_last,
-                    h16.shape[0] >= n_threads and h16.shape[1] >= net.h_last)
+        if (W16.shape[0] != net.n_labels or W16.shape[1] != net.h_last
+                or h16.shape[0] < n_threads or h16.shape[1] < net.h_last):
+            raise ValueError("the bfloat16 weights of the output layer do not match the model")
     inv_batch = 1.0 / n
     for t in range(n_threads):
         rng[t * STRIDE] = splitmix64(seed ^ splitmix64(<uint64_t>t + 1)) | 1
@@ -593,8 +584,6 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
         works[t].rec_cap = rec_ids.shape[1] if rec else 0
         works[t].W16 = &W16[0, 0] if bf16 else NULL
         works[t].h16 = &h16[t, 0] if bf16 else NULL
-        works[t].Bt = <const float*>&S16[0, _tail(net.h_last)] if bf16 else net.b_out
-        works[t].bt_stride = S16.shape[1] // 2 if bf16 else 1
     try:
         with nogil:
             for r in prange(n, schedule="dynamic", chunksize=4, num_threads=n_threads):
@@ -738,10 +727,12 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
     With ``opt["w16_out"]`` (precision="bfloat16", see ``_adam16.h``) the weights are
     the float32 values of the halves ``w16_out`` (bfloat16, rounded) and the first
     ``H`` values of a row of ``opt["s16_out"]`` (the lower 16 bits); the next ``2 H``
-    hold the moments in bfloat16, rounded stochastically with bits drawn from ``seed``,
-    and the row's tail the bias and its moments in float32 (``bf16_state_width``): one
-    row holds all the state of a neuron but its rounded weights. ``W_out``, ``b_out``,
-    ``mb_out`` and ``vb_out`` are neither read nor written: each updated neuron's block
+    hold the moments in bfloat16, m rounded to nearest and v stochastically with bits
+    drawn from ``seed`` (``bf16_state_width``). The biases and their moments are the
+    float32 ``b_out``, ``mb_out`` and ``vb_out`` in both precisions: 8 MB for 670k
+    neurons, which the forward pass reads from the last-level cache, where a bias in
+    each state row cost a line from memory. ``W_out`` is neither read nor written
+    during training: each updated neuron's block
     of ``DIRTY_ROWS`` rows is marked in ``opt["dirty_out"]`` for ``sync_bf16_rows`` (a
     flag a block: 10 KB for 670k neurons, which stays in cache). Otherwise ``W_out``,
     its float32 moments ``opt["m_out"]`` / ``opt["v_out"]`` and the biases are updated.
@@ -773,8 +764,7 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
     cdef int32_t j
     cdef float gb, d
     cdef float* g
-    cdef float* bt
-    cdef int tail = _tail(H), width = bf16_state_width(H)
+    cdef int width = bf16_state_width(H)
     cdef uint32_t seed32 = <uint32_t>(seed ^ (seed >> 32))
     cdef float lr_t = lr * sqrt(1.0 - beta2 ** step) / (1.0 - beta1 ** step)
     hb_shape = work["Hb"].shape
@@ -820,13 +810,13 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
                 j = <int32_t>(keys[runs[u]] >> 32)
                 if u + ADAM_AHEAD < u1:
                     nxt = <int64_t>(keys[runs[u + ADAM_AHEAD]] >> 32)
+                    sl_prefetchw_row(&b_out[nxt], 1)
+                    sl_prefetchw_row(&mb_out[nxt], 1)
+                    sl_prefetchw_row(&vb_out[nxt], 1)
                     if bf16:
                         sl_prefetchw_row(<float*>&w16[nxt, 0], H // 2)
                         sl_prefetchw_row(<float*>&s16[nxt, 0], width // 2)
                     else:
-                        sl_prefetchw_row(&b_out[nxt], 1)
-                        sl_prefetchw_row(&mb_out[nxt], 1)
-                        sl_prefetchw_row(&vb_out[nxt], 1)
                         sl_prefetchw_row(&W_out[nxt, 0], H)
                         sl_prefetchw_row(&m_out[nxt, 0], H)
                         sl_prefetchw_row(&v_out[nxt, 0], H)
@@ -844,62 +834,43 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
                     sl_adam16_row(&w16[j, 0], &s16[j, 0], g, H, lr_t, beta1, beta2, eps,
                                   alpha, sl_mix32(seed32 ^ <uint32_t>j))
                     dirty[j // DIRTY] = 1
-                    bt = <float*>&s16[j, tail]
-                    _adam_scalar(&bt[0], &bt[1], &bt[2], &gb, lr_t, beta1, beta2, eps)
                 else:
                     sl_adam_row(&W_out[j, 0], &m_out[j, 0], &v_out[j, 0], g, H,
                                 lr_t, beta1, beta2, eps, alpha)
-                    _adam_scalar(&b_out[j], &mb_out[j], &vb_out[j], &gb, lr_t, beta1, beta2,
-                                 eps)
+                _adam_scalar(&b_out[j], &mb_out[j], &vb_out[j], &gb, lr_t, beta1, beta2, eps)
     return n_runs
 
 
 def sync_bf16_rows(const uint16_t[:, ::1] w16, const uint16_t[:, ::1] s16,
-                   float[:, ::1] W_out, float[::1] b_out, float[::1] mb_out,
-                   float[::1] vb_out, uint8_t[::1] dirty, int n_threads):
+                   float[:, ::1] W_out, uint8_t[::1] dirty, int n_threads):
     """For every row ``j`` of the blocks of ``DIRTY_ROWS`` rows marked in ``dirty``
     (then cleared), ``W_out[j]`` = the float32 weights of the halves ``w16[j]`` and
-    ``s16[j, :H]``, and ``b_out[j]``, ``mb_out[j]``, ``vb_out[j]`` = the bias and its
-    moments in the tail of ``s16[j]`` (see ``output_adam``): the float32 view of the
-    output layer that precision="bfloat16" trains. Returns the number of rows written."""
+    ``s16[j, :H]`` (see ``output_adam``): the float32 view of the output layer that
+    precision="bfloat16" trains. Returns the number of rows written."""
     cdef int64_t n = W_out.shape[0], j, b, count = 0
     cdef int64_t n_blocks = (n + DIRTY - 1) // DIRTY
-    cdef int H = W_out.shape[1], tail = _tail(H)
-    cdef const float* bt
-    _check_bf16(w16, s16, n, H, b_out.shape[0] == n and mb_out.shape[0] == n
-                and vb_out.shape[0] == n and dirty.shape[0] == n_blocks)
+    cdef int H = W_out.shape[1]
+    _check_bf16(w16, s16, n, H, dirty.shape[0] == n_blocks)
     with nogil:
         for b in prange(n_blocks, schedule="static", num_threads=max(n_threads, 1)):
             if dirty[b]:
                 for j in range(b * DIRTY, min(n, (b + 1) * DIRTY)):
                     sl_join16_row(&w16[j, 0], &s16[j, 0], &W_out[j, 0], H)
-                    bt = <const float*>&s16[j, tail]
-                    b_out[j] = bt[0]
-                    mb_out[j] = bt[1]
-                    vb_out[j] = bt[2]
                 dirty[b] = 0
                 count += min(n, (b + 1) * DIRTY) - b * DIRTY
     return count
 
 
-def split_bf16_rows(const float[:, ::1] W_out, const float[::1] b_out,
-                    const float[::1] mb_out, const float[::1] vb_out, uint16_t[:, ::1] w16,
-                    uint16_t[:, ::1] s16, int n_threads):
+def split_bf16_rows(const float[:, ::1] W_out, uint16_t[:, ::1] w16, uint16_t[:, ::1] s16,
+                    int n_threads):
     """Store the float32 weights ``W_out`` as their halves, rounded upper halves in
-    ``w16``, lower halves in ``s16[:, :H]`` (exact; ``sync_bf16_rows`` joins them), and
-    the biases and their moments in the tails of the rows of ``s16``."""
+    ``w16``, lower halves in ``s16[:, :H]`` (exact; ``sync_bf16_rows`` joins them)."""
     cdef int64_t n = W_out.shape[0], j
-    cdef int H = W_out.shape[1], tail = _tail(H)
-    cdef float* bt
-    _check_bf16(w16, s16, n, H, b_out.shape[0] == n and mb_out.shape[0] == n
-                and vb_out.shape[0] == n)
+    cdef int H = W_out.shape[1]
+    _check_bf16(w16, s16, n, H, True)
     with nogil:
         for j in prange(n, schedule="static", num_threads=max(n_threads, 1)):
             sl_split16_row(&W_out[j, 0], &w16[j, 0], &s16[j, 0], H)
-            bt = <float*>&s16[j, tail]
-            bt[0] = b_out[j]
-            bt[1] = mb_out[j]
-            bt[2] = vb_out[j]
 
 
 cdef void _check_bf16(const uint16_t[:, ::1] w16, const uint16_t[:, ::1] s16, int64_t n,
