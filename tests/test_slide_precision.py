@@ -326,6 +326,31 @@ def test_bfloat16_precision_switch_and_pickle(problem):
     assert clf.score(Xte, Yte) > 0.4
 
 
+def test_bfloat16_model_with_bias_tails_trains_on(problem):
+    """A model pickled with the earlier state rows [lo | m | v | b, mb, vb] (the bias
+    state was synced into b_out / mb_out / vb_out) keeps its weights and moments and
+    trains on."""
+    Xtr, Ytr, Xte, Yte = problem
+    clf = _fit(problem, precision="bfloat16")
+    H = clf._model["W_out"].shape[1]
+    s16 = clf._opt["s16_out"]
+    old = np.zeros((s16.shape[0], 3 * H + 32), dtype=np.uint16)  # H = 32: tails + pad
+    old[:, :3 * H] = s16
+    old[:, 3 * H:3 * H + 6] = 12345  # stale tails: must not be read
+    clf._opt["s16_out"] = old
+    clone = pickle.loads(pickle.dumps(clf))
+    clone._set_output_precision("bfloat16")
+    np.testing.assert_array_equal(clone._opt["s16_out"], s16)
+    clone.partial_fit(Xtr[:64], Ytr[:64])
+    assert clone.score(Xte, Yte) > 0.4
+    np.testing.assert_array_equal(clone._model["W_out"],
+                                  _join(clone._opt["w16_out"], clone._opt["s16_out"]))
+    f32 = pickle.loads(pickle.dumps(clf)).set_params(precision="float32")
+    f32._set_output_precision("float32")
+    np.testing.assert_array_equal(f32._opt["m_out"],
+                                  _bf16.from_bf16(np.ascontiguousarray(s16[:, H:2 * H])))
+
+
 def test_bad_precision(problem):
     Xtr, Ytr, _, _ = problem
     with pytest.raises(ValueError, match="precision"):

@@ -810,6 +810,16 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             opt["w16_out"] = w16
             opt["s16_out"] = s16
             opt["dirty_out"] = np.zeros(-(-W.shape[0] // _network.DIRTY_ROWS), dtype=np.uint8)
+        elif "w16_out" in opt and opt["s16_out"].shape[1] != _network.bf16_state_width(W.shape[1]):
+            # pickled with the earlier layout that also held the bias state in each row's
+            # tail: lo, m and v sit where they did, the biases were synced into b_out,
+            # mb_out and vb_out
+            old, H = opt["s16_out"], W.shape[1]
+            s16 = _aligned_zeros((W.shape[0], _network.bf16_state_width(H)), np.uint16)
+            s16[:, :3 * H] = old[:, :3 * H]
+            opt["s16_out"] = s16
+            if precision == "float32":
+                self._set_output_precision(precision)
         elif precision == "float32" and "w16_out" not in opt and "m_out" not in opt:
             opt["m_out"] = _aligned_zeros(W.shape, np.float32)
             opt["v_out"] = _aligned_zeros(W.shape, np.float32)
