@@ -56,6 +56,44 @@ def test_transposed_gradient_threads_agree(problem):
     np.testing.assert_allclose(one._opt["v_out"], two._opt["v_out"], rtol=1e-4, atol=1e-12)
 
 
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_output_adam_is_the_same_on_any_number_of_threads(problem, precision):
+    """Threads apply the sorted records of contiguous blocks of neurons, no two to one
+    neuron: the same batch records give bit-identical weights, moments and biases on
+    1, 2 and 3 threads."""
+    import copy
+
+    Xtr, Ytr, _, _ = problem
+    clf = _fit(problem, max_iter=1, precision=precision)
+    X = Xtr.tocsr().astype(np.float32)
+    Y = Ytr.tocsr()
+    work = clf._get_work(3, int(np.diff(Y.indptr).max()))
+    rows = np.arange(clf.batch_size, dtype=np.int64)
+    _network.train_batch(X.data, X.indices, X.indptr, Y.indptr.astype(np.int64),
+                         Y.indices.astype(np.int32), rows, clf._model, clf._lsh, work,
+                         clf.min_active, clf.active_threshold, 7, 1,
+                         w16=clf._opt.get("w16_out"))
+    got = []
+    for T in (1, 2, 3):
+        model, opt = copy.deepcopy(clf._model), copy.deepcopy(clf._opt)
+        n = _network.output_adam(model, opt, work, len(rows), 1e-2, 0.9, 0.999, 1e-8,
+                                 1e-4, 5, T, seed=3)
+        got.append((n, model, opt))
+    n1, model1, opt1 = got[0]
+    assert 40 < n1 <= Ytr.shape[1]  # 64 rows with min_active 20: most of the 60
+    # the step happened (bfloat16: in the halves; W_out is synced by the estimator)
+    state, key = (opt1, "w16_out") if precision == "bfloat16" else (model1, "W_out")
+    before = clf._opt if precision == "bfloat16" else clf._model
+    assert not np.array_equal(state[key], before[key])
+    assert not np.array_equal(model1["b_out"], clf._model["b_out"])
+    for n, model, opt in got[1:]:
+        assert n == n1
+        for key in ("W_out", "b_out"):
+            np.testing.assert_array_equal(model[key], model1[key], key)
+        for key in opt1:
+            np.testing.assert_array_equal(opt[key], opt1[key], key)
+
+
 @pytest.mark.parametrize("family", ["wta", "dwta"])
 def test_wta_codes_match_a_reference(family):
     """Branch-free (D)WTA codes: first position of the maximum of each bin of 8, -1 for
