@@ -184,13 +184,14 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         16 bits that make it exact again, beside Adam's two moments stored in
         bfloat16 (the second one rounded stochastically, so that its updates below
         half a bfloat16 step survive in expectation): 8 bytes of weights and
-        optimizer state per output weight instead of 12. Each sample's logits and its gradient with respect to
-        the last hidden layer come from the rounded weights and the activations
-        rounded to bfloat16, with float32 accumulation (``vdpbf16ps`` on CPUs with
-        AVX512-BF16); so does rehashing. Prediction uses the float32 weights, which
-        are kept as well (written back when training returns), so memory is about
-        that of ``"float32"``. Single process only (not with ``comm``). See the CPU
-        performance page of the user guide for what it gains.
+        optimizer state per output weight instead of 12. Each sample's logits and
+        its gradient with respect to the last hidden layer come from the rounded
+        weights and the activations rounded to bfloat16, with float32 accumulation
+        (``vdpbf16ps`` on CPUs with AVX512-BF16); so does rehashing. Prediction uses
+        the float32 weights, which are kept as well (written back when training
+        returns), so memory is about that of ``"float32"``. Single process only (not
+        with ``comm``). See the CPU performance page of the user guide for what it
+        gains.
     dropout : float, default=0.0
         Probability of zeroing each unit of the last hidden layer during training
         (inverted dropout; inference uses every unit).
