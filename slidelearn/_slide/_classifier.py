@@ -779,7 +779,16 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
 
     def _align_rows(self):
         """Rows of the streamed arrays on cache lines again after unpickling (a copy,
-        once: aligned arrays are kept as they are)."""
+        once: aligned arrays are kept as they are). bfloat16 state rows pickled with
+        the earlier layout [lo | m | v | bias state] are cut to [lo | m | v]: lo, m and
+        v sit where they did, and the bias state was synced into b_out, mb_out and
+        vb_out."""
+        s16 = self._opt.get("s16_out")
+        H = self._model["W_out"].shape[1]
+        if s16 is not None and s16.shape[1] != _network.bf16_state_width(H):
+            rows = _aligned_zeros((s16.shape[0], _network.bf16_state_width(H)), np.uint16)
+            rows[:, :3 * H] = s16[:, :3 * H]
+            self._opt["s16_out"] = rows
         for state in (self._model, self._opt):
             for k in _ROW_ARRAYS:
                 if k in state:
@@ -811,16 +820,6 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             opt["w16_out"] = w16
             opt["s16_out"] = s16
             opt["dirty_out"] = np.zeros(-(-W.shape[0] // _network.DIRTY_ROWS), dtype=np.uint8)
-        elif "w16_out" in opt and opt["s16_out"].shape[1] != _network.bf16_state_width(W.shape[1]):
-            # pickled with the earlier layout that also held the bias state in each row's
-            # tail: lo, m and v sit where they did, the biases were synced into b_out,
-            # mb_out and vb_out
-            old, H = opt["s16_out"], W.shape[1]
-            s16 = _aligned_zeros((W.shape[0], _network.bf16_state_width(H)), np.uint16)
-            s16[:, :3 * H] = old[:, :3 * H]
-            opt["s16_out"] = s16
-            if precision == "float32":
-                self._set_output_precision(precision)
         elif precision == "float32" and "w16_out" not in opt and "m_out" not in opt:
             opt["m_out"] = _aligned_zeros(W.shape, np.float32)
             opt["v_out"] = _aligned_zeros(W.shape, np.float32)

@@ -511,7 +511,6 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
     cdef float[:, ::1] Hb
     cdef uint16_t[:, ::1] Hb16
     cdef const uint16_t[:, ::1] W16
-    cdef const uint16_t[:, ::1] S16
     cdef uint16_t[:, ::1] h16
     cdef bint rec = "rec_ids" in work, bf16 = w16 is not None
     cdef Py_ssize_t n = rows.shape[0], r
@@ -719,8 +718,9 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
     and radix-sorted by neuron (stable: each neuron's records stay in batch order).
     Each run of one neuron's records then gives its gradient ``sum dz * Hb[row]``
     (``Hb`` in bfloat16 with precision="bfloat16"), formed in a per-thread buffer and
-    applied at once by Adam (L2 penalty ``alpha`` as in ``adam_update``); threads take contiguous blocks of neurons, in increasing
-    order (the rows of ``W_out`` are walked forwards). No ``(n_labels, H)`` gradient
+    applied at once by Adam (L2 penalty ``alpha`` as in ``adam_update``); threads take
+    contiguous blocks of neurons, in increasing order (the rows of ``W_out`` are
+    walked forwards). No ``(n_labels, H)`` gradient
     array is read or written, no two threads touch one neuron, and the sums do not
     depend on the number of threads.
 
@@ -732,9 +732,9 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
     float32 ``b_out``, ``mb_out`` and ``vb_out`` in both precisions: 8 MB for 670k
     neurons, which the forward pass reads from the last-level cache, where a bias in
     each state row cost a line from memory. ``W_out`` is neither read nor written
-    during training: each updated neuron's block
-    of ``DIRTY_ROWS`` rows is marked in ``opt["dirty_out"]`` for ``sync_bf16_rows`` (a
-    flag a block: 10 KB for 670k neurons, which stays in cache). Otherwise ``W_out``,
+    during training: each updated neuron's block of ``DIRTY_ROWS`` rows is marked in
+    ``opt["dirty_out"]`` for ``sync_bf16_rows`` (a flag a block: 10 KB for 670k
+    neurons, which stays in cache). Otherwise ``W_out``,
     its float32 moments ``opt["m_out"]`` / ``opt["v_out"]`` and the biases are updated.
     Returns the number of neurons updated.
     """
