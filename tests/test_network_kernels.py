@@ -465,6 +465,41 @@ def test_train_batch_min_active_adds_random_neurons():
     assert 25 <= len(np.unique(touched)) <= 6 * 25
 
 
+@pytest.mark.parametrize("threshold", [1, 2, 3])
+def test_train_batch_active_set_matches_a_python_count(threshold):
+    """A training sample's active set, in order: its labels, then every neuron found in
+    at least ``threshold`` of its buckets, in order of first retrieval (table by table).
+    Buckets of up to 90 ids span several cache lines and more ids than the marks are
+    prefetched ahead, so the prefetch cursor crosses buckets and tables."""
+    rng = np.random.default_rng(12)
+    n_labels, L = 300, 12
+    clf = _make_clf(10, n_labels, hidden=(16,), hash_family="dwta", n_codes=1, bin_size=4,
+                    n_tables=L, bucket_size=90)
+    clf._rehash(1)
+    lsh, m = clf._lsh, clf._model
+    sizes = np.diff(lsh["offsets"], axis=1)
+    assert sizes.max() > 40  # longer than the marks' prefetch distance
+    X, Y, Y_indptr, Y_indices = _random_batch(rng, 5, 10, n_labels)
+    work = clf._get_work(1, int(np.diff(Y_indptr).max()), transposed=False)
+    for r in range(5):
+        _reset_work(work)
+        _, n_active = _network.train_batch(
+            X.data, X.indices, X.indptr, Y_indptr, Y_indices, np.array([r], np.int64), m,
+            lsh, work, 0, threshold, 7, 1)
+        h = work["acts"][0, m["a_off"][-1]:].copy()
+        _, buckets = _hashing.hash_codes(lsh["params"], h)
+        votes, order = {}, []
+        for t in range(L):
+            for p in range(lsh["offsets"][t, buckets[t]], lsh["offsets"][t, buckets[t] + 1]):
+                j = int(lsh["ids"][t, p])
+                if j not in votes:
+                    order.append(j)
+                votes[j] = votes.get(j, 0) + 1
+        want = list(Y[r]) + [j for j in order if votes[j] >= threshold and j not in Y[r]]
+        assert work["act"][0, :n_active].tolist() == want
+        assert not work["mark"].any()  # every mark is cleared after the sample
+
+
 def test_train_batch_n_active_is_exact_with_threads():
     # The active-set size of every sample must be summed exactly with several threads.
     # Empty tables and min_active=0: a sample's active set is its labels (1 to 5).

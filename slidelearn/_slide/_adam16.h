@@ -20,11 +20,10 @@
  * One row update moves 8 H bytes in and out, against 12 H bytes of float32 weights
  * and moments. Still, on Zen 4 a row of 128 costs about as much arithmetic as memory
  * time: from L1, about 50 ns with both moments rounded stochastically and NaN-tested,
- * 38 ns with the random bits from sl_mix32, 34 ns as here, against 25 ns for the
- * float32 update; in training, the time spent in
- * this function fell by 13% with the change. (Stored in
- * bfloat16 alone, with stochastic rounding, the weights trained to a measurably higher
- * loss: 4.92 against 4.89 for float32 and 4.90 for these halves, one epoch of 30,000
+ * 38 ns with m rounded to nearest and the random bits from sl_mix32, 34 ns as here
+ * (sl_round_bits), against 25 ns for the float32 update. (Stored in bfloat16 alone,
+ * with stochastic rounding, the weights trained to a measurably higher loss: 4.92
+ * against 4.89 for float32 and 4.90 for these halves, one epoch of 30,000
  * Amazon-shaped samples.) */
 #ifndef SLIDELEARN_ADAM16_H
 #define SLIDELEARN_ADAM16_H
