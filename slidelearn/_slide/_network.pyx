@@ -44,7 +44,6 @@ cdef extern from "_vec.h" nogil:
     void sl_prefetchw_row(float *p, int n)
     void sl_prefetch_ids(const int32_t *p, int64_t n)
     void sl_prefetch_int(const int32_t *p)
-    void sl_prefetchw_u8(uint8_t *p)
     int64_t sl_vote_bucket(const int32_t *ids, int64_t n, uint8_t *mark, int32_t *cand,
                            int64_t nc, int64_t ahead)
     int64_t sl_take_bucket(const int32_t *ids, int64_t n, uint8_t *mark, int32_t *act,
@@ -91,9 +90,9 @@ def vector_levels():
 # MAX_TABLES tables, so that a count never reaches SENT.
 ctypedef uint8_t mark_t
 cdef mark_t SENT = 255
-MAX_TABLES = 254
 cdef enum:
     MAX_TABLES_C = 254
+MAX_TABLES = MAX_TABLES_C
 # How many active rows ahead the output-layer loops prefetch.
 cdef int PREFETCH = 6
 # The forward pass of a training sample prefetches its active neurons' output rows and
@@ -387,7 +386,7 @@ cdef double _train_sample(const Net* net, const HashFn* fn, const Tables* tb, Wo
                           const int32_t* labels, int m, int min_active, int threshold,
                           float inv_batch, float dropout, int64_t r,
                           int* n_act_out) noexcept nogil:
-    cdef int H = net.h_last, a, n_act, i, k, n_in, n_out, L = net.n_layers
+    cdef int H = net.h_last, a, n_act, i, k, n_in, n_out, L = net.n_layers, ahead
     cdef int32_t j
     cdef index_t p
     cdef float* h = w.acts + net.a_off[L - 1]
@@ -417,18 +416,18 @@ cdef double _train_sample(const Net* net, const HashFn* fn, const Tables* tb, Wo
     zmax = -INFINITY
     if w.W16 != NULL:
         sl_to_bf16(h, w.h16, H)
+    ahead = OUT_AHEAD_BF16 if w.W16 != NULL else OUT_AHEAD
     for a in range(n_act):
         j = w.act[a]
+        if a + ahead < n_act:  # the bias too: one random line of n_labels floats
+            sl_prefetch_row(net.b_out + w.act[a + ahead], 1)
+            if w.W16 != NULL:
+                sl_prefetch_row(<const float*>(w.W16 + <int64_t>w.act[a + ahead] * H), H // 2)
+            else:
+                sl_prefetch_row(net.W_out + <int64_t>w.act[a + ahead] * H, H)
         if w.W16 != NULL:
-            if a + OUT_AHEAD_BF16 < n_act:  # the bias too: one random line of n_labels floats
-                sl_prefetch_row(net.b_out + w.act[a + OUT_AHEAD_BF16], 1)
-                sl_prefetch_row(<const float*>(w.W16 + <int64_t>w.act[a + OUT_AHEAD_BF16] * H),
-                                H // 2)
             z = net.b_out[j] + sl_dot_bf16(w.h16, w.W16 + <int64_t>j * H, H)
         else:
-            if a + OUT_AHEAD < n_act:
-                sl_prefetch_row(net.b_out + w.act[a + OUT_AHEAD], 1)
-                sl_prefetch_row(net.W_out + <int64_t>w.act[a + OUT_AHEAD] * H, H)
             z = net.b_out[j] + sl_dot(h, net.W_out + <int64_t>j * H, H)
         w.logits[a] = z
         if z > zmax:

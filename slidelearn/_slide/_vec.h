@@ -109,7 +109,6 @@ static inline void sl_prefetch_ids(const int32_t *p, int64_t n) {
     if (n > 0) SL_PREFETCH(p + n - 1, 0);
 }
 static inline void sl_prefetch_int(const int32_t *p) { SL_PREFETCH(p, 0); }
-static inline void sl_prefetchw_u8(unsigned char *p) { SL_PREFETCH(p, 1); }
 
 /* One hash bucket's votes (the active-set count of SlideClassifier): for each of the
  * n ids, its one-byte mark counts one more table (255 = already taken stays), and
@@ -120,16 +119,8 @@ static inline void sl_prefetchw_u8(unsigned char *p) { SL_PREFETCH(p, 1); }
 static inline int64_t sl_vote_bucket(const int32_t *restrict ids, int64_t n,
                                      unsigned char *restrict mark, int32_t *restrict cand,
                                      int64_t nc, int64_t ahead) {
-    int64_t p = 0;
-    for (; p + ahead < n; p++) {
-        SL_PREFETCH(mark + ids[p + ahead], 1);
-        int32_t j = ids[p];
-        unsigned char mk = mark[j];
-        cand[nc] = j;
-        nc += mk == 0;
-        mark[j] = (unsigned char)(mk + (mk < 255));
-    }
-    for (; p < n; p++) {
+    for (int64_t p = 0; p < n; p++) {
+        if (p + ahead < n) SL_PREFETCH(mark + ids[p + ahead], 1);
         int32_t j = ids[p];
         unsigned char mk = mark[j];
         cand[nc] = j;
