@@ -268,7 +268,8 @@ def test_hash_vectors_batch_path_edge_rows(family, n_codes, range_pow):
     zeros (DWTA's empty bins), NaN, ties, negative values, a width that is not a multiple
     of 16 and a short last block give the buckets of the one-row path, whether the keys
     are kept (exact), folded in 32-bit lanes, or need 64 bits (8 ** 11 > 2 ** 32: the
-    rows are bucketed one by one)."""
+    rows are bucketed one by one). Rows 16 to 31 have no zero, so that their block
+    takes the DWTA pass that skips the empty-bin test; the blocks around them do not."""
     p = _draw(family, dim=40, n_codes=n_codes, n_tables=9, bin_size=8, range_pow=range_pow,
               seed=3)
     assert bool(p["exact_buckets"]) == (n_codes == 4 and range_pow == 18)
@@ -280,6 +281,8 @@ def test_hash_vectors_batch_path_edge_rows(family, n_codes, range_pow):
     V[4] = 1.0  # every bin tied
     V[5] = -np.abs(V[5])
     V[6, :20] = np.inf
+    assert np.all(V[16:32] != 0) and np.any(V[:16] == 0)
+    V[33, 7] = 0
     center = rng.standard_normal(40).astype(np.float32)
     for kw in ({}, {"center": center}):
         B = _hashing.hash_vectors(p, V, 2, **kw)

@@ -27,7 +27,7 @@ from slidelearn.utils._openmp_helpers cimport omp_get_thread_num
 
 cdef extern from "_wta.h" nogil:
     void sl_wta8(const float *vec, const int32_t *dims, int n, int dwta, int32_t *codes)
-    uint32_t sl_wta8_block16(const float *vt, const int32_t *dims, int n, int dwta,
+    uint32_t sl_wta8_block16(const float *vt, const int32_t *dims, int n, int dim, int dwta,
                              int32_t *codes)
     void sl_transpose16(const float *V, int64_t stride, int cnt, int dim, const float *c,
                         float *vt)
@@ -36,6 +36,9 @@ cdef extern from "_wta.h" nogil:
                             int cnt)
     void sl_wta_set_level(int level)
     int sl_wta_block_ok()
+
+cdef extern from "_vec.h" nogil:
+    void sl_prefetchw_int(int32_t *p)
 
 cdef extern from "../utils/_bfloat16.h" nogil:
     void sl_from_bf16(const uint16_t *h, float *out, int64_t n)
@@ -50,6 +53,11 @@ sl_bf16_set_level((0, 0, 1, 2)[_cpu._level_index()])  # widening bfloat16 rows
 FAMILIES = {"simhash": FAMILY_SIMHASH, "wta": FAMILY_WTA, "dwta": FAMILY_DWTA, "doph": FAMILY_DOPH}
 
 cdef int MAX_PROBES = 64
+# build_tables fills every bucket's run of ids one id at a time, thousands of runs
+# interleaved: the first write to each 64-byte line was a miss to memory that stalled
+# the loop (the previous tables' ids are long evicted). A bucket's write also
+# prefetches, for writing, the line IDS_AHEAD ids further into its run.
+cdef int IDS_AHEAD = 16
 
 
 cdef inline uint64_t splitmix64(uint64_t x) noexcept nogil:
@@ -400,7 +408,8 @@ cdef void _hash_blocks16(const HashFn* fn, const Rows* v, const float[::1] c,
             cnt = <int>min(<Py_ssize_t>16, n - i0)
             sl_transpose16(_rows_at(v, i0, cnt, &wide[tid, 0]), dim, cnt, dim,
                            &c[0] if centered else NULL, &vt[tid, 0])
-            empty = sl_wta8_block16(&vt[tid, 0], fn.dims, n_hashes, dwta, &codes[tid, 0])
+            empty = sl_wta8_block16(&vt[tid, 0], fn.dims, n_hashes, dim, dwta,
+                                    &codes[tid, 0])
             if lanes:
                 sl_buckets_block16(&codes[tid, 0], L, K, <uint32_t>fn.code_base,
                                    fn.exact_buckets, fn.range_bits, &out_v[0, i0], n, cnt)
@@ -520,6 +529,8 @@ def build_tables(const uint32_t[:, ::1] buckets, Py_ssize_t n_buckets, int bucke
                     scratch[tid, b, 1] = p + 1
                     if p >= scratch[tid, b, 0]:
                         ids[t, p] = <int32_t>i
+                        if p + IDS_AHEAD < n:
+                            sl_prefetchw_int(&ids[t, p + IDS_AHEAD])
                 continue
             for b in range(n_buckets):
                 scratch[tid, b, 1] = 0
@@ -537,6 +548,8 @@ def build_tables(const uint32_t[:, ::1] buckets, Py_ssize_t n_buckets, int bucke
                     if slot >= cap:
                         continue
                 ids[t, offsets[t, b] + slot] = <int32_t>i
+                if r < cap and offsets[t, b] + slot + IDS_AHEAD < n:
+                    sl_prefetchw_int(&ids[t, offsets[t, b] + slot + IDS_AHEAD])
     return offsets_np, ids_np
 
 

@@ -109,6 +109,7 @@ static inline void sl_prefetch_ids(const int32_t *p, int64_t n) {
     if (n > 0) SL_PREFETCH(p + n - 1, 0);
 }
 static inline void sl_prefetch_int(const int32_t *p) { SL_PREFETCH(p, 0); }
+static inline void sl_prefetchw_int(int32_t *p) { SL_PREFETCH(p, 1); }
 
 /* One hash bucket's votes (the active-set count of SlideClassifier): for each of the
  * n ids, its one-byte mark counts one more table (255 = already taken stays), and
