@@ -59,8 +59,11 @@ cdef extern from "../utils/_bfloat16.h" nogil:
     void sl_axpy_bf16(float alpha, const uint16_t *x, float *y, int64_t n)
 
 cdef extern from "_radix.h" nogil:
+    enum: SL_RADIX_SIZE
     void sl_radix_sort_kv(uint64_t *key, float *val, uint64_t *tk, float *tv, int64_t n,
-                          int shift, int bits)
+                          int shift, int bits, int n_threads, int64_t *hist)
+    int64_t sl_key_runs(const uint64_t *key, int64_t n, int64_t *runs, int n_threads,
+                        int64_t *cnt)
 
 cdef extern from "_adam16.h" nogil:
     uint32_t sl_mix32(uint32_t x)
@@ -768,7 +771,9 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
     contiguous blocks of neurons, in increasing order (the rows of ``W_out`` are
     walked forwards). No ``(n_labels, H)`` gradient
     array is read or written, no two threads touch one neuron, and the sums do not
-    depend on the number of threads.
+    depend on the number of threads. The gathering of the keys, the sort and the search
+    for the runs are split among the threads as well, in the same order on any number
+    of them (``_radix.h``).
 
     With ``opt["w16_out"]`` (precision="bfloat16", see ``_adam16.h``) the weights are
     the float32 values of the halves ``w16_out`` (bfloat16, rounded) and the first
@@ -805,7 +810,7 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
     cdef int64_t[::1] runs = work["runs"]
     cdef float[:, ::1] gbuf = work["gbuf"]
     cdef bint bf16 = "w16_out" in opt
-    cdef int H = W_out.shape[1], T = n_threads, t, bits = 1
+    cdef int H = W_out.shape[1], T = max(n_threads, 1), t, bits = 1
     cdef int64_t n_labels = W_out.shape[0], r, a, n = 0, n_runs = 0, q, u, u0, u1, nxt
     cdef int32_t j
     cdef float gb, d
@@ -837,18 +842,24 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
         v_out = opt["v_out"]
     while (<int64_t>1 << bits) < n_labels:
         bits += 1
+    # where each batch row's records start among the keys; radix counts, one row a thread
+    start_np = np.empty(n_rows + 1, dtype=np.int64)
+    hist_np = np.empty((T, SL_RADIX_SIZE), dtype=np.int64)
+    cdef int64_t[::1] start = start_np
+    cdef int64_t[:, ::1] hist = hist_np
     with nogil:
+        start[0] = 0
         for r in range(n_rows):
+            start[r + 1] = start[r] + rec_n[r]
+        n = start[n_rows]
+        for r in prange(n_rows, schedule="static", num_threads=T):
             for a in range(rec_n[r]):
-                keys[n] = (<uint64_t>rec_ids[r, a] << 32) | <uint64_t>r
-                vals[n] = rec_dz[r, a]
-                n += 1
-        sl_radix_sort_kv(&keys[0], &vals[0], &tkeys[0], &tvals[0], n, 32, bits)
-        for q in range(n):  # runs[u]: first record of the u-th neuron
-            if q == 0 or (keys[q] >> 32) != (keys[q - 1] >> 32):
-                runs[n_runs] = q
-                n_runs += 1
-        runs[n_runs] = n
+                keys[start[r] + a] = (<uint64_t>rec_ids[r, a] << 32) | <uint64_t>r
+                vals[start[r] + a] = rec_dz[r, a]
+        sl_radix_sort_kv(&keys[0], &vals[0], &tkeys[0], &tvals[0], n, 32, bits, T,
+                         &hist[0, 0])
+        # runs[u]: first record of the u-th neuron (hist's first row counts the chunks)
+        n_runs = sl_key_runs(&keys[0], n, &runs[0], T, &hist[0, 0])
         for t in prange(T, schedule="static", num_threads=T):
             u0 = n_runs * t // T
             u1 = n_runs * (t + 1) // T
