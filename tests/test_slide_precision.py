@@ -244,6 +244,36 @@ def test_bfloat16_learns_like_float32(problem):
     assert abs(s32 - s16) <= 0.05
 
 
+@pytest.mark.parametrize("H", [7, 31, 32, 48, 100, 128, 130])
+def test_bfloat16_adam_block_kernel_is_the_loop(H):
+    """At the AVX-512 levels the bfloat16 Adam row runs 32 elements a step as even and
+    odd halves (``_adam16.h``); it must give the values of the portable loop compiled
+    for the same level bit for bit: weights, lower halves and both moments, random bits
+    of v included, with NaN and infinite weights and gradients, zero moments, and row
+    widths that leave a tail of 1 to 31 elements (or no block at all)."""
+    if _network.vector_levels()[0] < 2:
+        pytest.skip("this process runs below the AVX-512 level: no block kernel")
+    rng = np.random.default_rng(H)
+    n = 40
+    w16 = _bf16.to_bf16((rng.standard_normal((n, H)) * 0.1).astype(np.float32))
+    width = _network.bf16_state_width(H)
+    s16 = rng.integers(0, 2**16, size=(n, width), dtype=np.uint16)
+    s16[:, H:3 * H] = _bf16.to_bf16(
+        np.abs(rng.standard_normal((n, 2 * H)) * 1e-3).astype(np.float32))
+    s16[0, H:3 * H] = 0  # fresh moments
+    w16[1, :3] = [0x7FC1, 0x7F80, 0xFF80]  # NaN, +inf, -inf weights
+    g = (rng.standard_normal((n, H)) * 1e-2).astype(np.float32)
+    g[2, 0], g[3, H - 1] = np.nan, np.inf
+    w_a, s_a, w_b, s_b = w16.copy(), s16.copy(), w16.copy(), s16.copy()
+    for step in range(5):
+        _network.adam16_rows(w_a, s_a, g, 1e-3, 0.9, 0.999, 1e-8, 1e-4, 77 * step)
+        _network.adam16_rows(w_b, s_b, g, 1e-3, 0.9, 0.999, 1e-8, 1e-4, 77 * step, loop=True)
+    np.testing.assert_array_equal(w_a, w_b)
+    np.testing.assert_array_equal(s_a[:, :3 * H], s_b[:, :3 * H])
+    assert not np.array_equal(w_a, w16)  # the rows did move
+    assert np.isnan(_bf16.from_bf16(w_a[1, :1])).all()
+
+
 def test_bfloat16_stochastic_moments_track_float32():
     """The second moment, stored with stochastic rounding, follows the float32 one on
     average: it is not stuck (a plain round-to-nearest bf16 v cannot decay by

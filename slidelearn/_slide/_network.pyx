@@ -69,6 +69,8 @@ cdef extern from "_adam16.h" nogil:
     uint32_t sl_mix32(uint32_t x)
     void sl_adam16_row(uint16_t *w, uint16_t *s, const float *g, int n, float lr_t,
                        float b1, float b2, float eps, float alpha, uint32_t seed)
+    void sl_adam16_row_loop(uint16_t *w, uint16_t *s, const float *g, int n, float lr_t,
+                            float b1, float b2, float eps, float alpha, uint32_t seed)
     void sl_join16_row(const uint16_t *hi, const uint16_t *lo, float *out, int64_t n)
     void sl_split16_row(const float *w, uint16_t *hi, uint16_t *lo, int64_t n)
 
@@ -897,6 +899,26 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
                                 lr_t, beta1, beta2, eps, alpha)
                 _adam_scalar(&b_out[j], &mb_out[j], &vb_out[j], &gb, lr_t, beta1, beta2, eps)
     return n_runs
+
+
+def adam16_rows(uint16_t[:, ::1] w16, uint16_t[:, ::1] s16, const float[:, ::1] g,
+                float lr_t, float beta1, float beta2, float eps, float alpha, uint32_t seed,
+                bint loop=False):
+    """The bfloat16 Adam step of ``output_adam`` on every row ``j`` of ``w16`` / ``s16``
+    with gradient ``g[j]`` and random bits from ``seed + j`` (for tests). ``loop``:
+    through the portable loop compiled for the level in use instead of the kernel
+    dispatched to (at AVX-512, the block version)."""
+    cdef int64_t n = w16.shape[0], j
+    cdef int H = w16.shape[1]
+    _check_bf16(w16, s16, n, H, g.shape[0] == n and g.shape[1] == H)
+    with nogil:
+        for j in range(n):
+            if loop:
+                sl_adam16_row_loop(&w16[j, 0], &s16[j, 0], &g[j, 0], H, lr_t, beta1, beta2,
+                                   eps, alpha, seed + <uint32_t>j)
+            else:
+                sl_adam16_row(&w16[j, 0], &s16[j, 0], &g[j, 0], H, lr_t, beta1, beta2, eps,
+                              alpha, seed + <uint32_t>j)
 
 
 def sync_bf16_rows(const uint16_t[:, ::1] w16, const uint16_t[:, ::1] s16,
