@@ -21,12 +21,14 @@
  * and moments. Still, on Zen 4 a row of 128 costs about as much arithmetic as memory
  * time: from L1, about 50 ns with both moments rounded stochastically and NaN-tested,
  * 38 ns for the compiler's AVX-512 version of the loop below, 29 ns for the even / odd
- * block version (sl_adam16_row_avx512), against 25 ns for the float32 update. One
- * sl_mix32 gives the random bits of two elements. (One multiplicative hash per element
+ * block version (sl_adam16_row_avx512), against 25 ns for the float32 update. (One
+ * sl_mix32 for the random bits of two elements, a half each, saved no measurable time
+ * in the block version, and the training loss on 2 threads rose in all 7 runs of one
+ * seed: not kept.) (One multiplicative hash per element
  * instead of sl_mix32 took 34 ns against 38, but no measurable time off training, and
  * bfloat16's final loss on the Amazon-shaped benchmark rose in 6 of 7 seeds; not
  * kept. Replacing sqrt and the division by the 14-bit reciprocal instructions took
- * 25 ns against 29: left out, the update would no longer be the loop's, bit for bit.)
+ * 3 ns less: left out, the update would no longer be the loop's, bit for bit.)
  * (Stored in bfloat16 alone,
  * with stochastic rounding, the weights trained to a measurably higher loss: 4.92
  * against 4.89 for float32 and 4.90 for these halves, one epoch of 30,000
@@ -87,13 +89,6 @@ static inline uint16_t sl_split16_lo(float w) {
     return (uint16_t)(u & 0xffffu);
 }
 
-/* The 16 random bits that round element i's v: one sl_mix32 serves two elements, the
- * even one taking its lower half, the odd one its upper half. */
-static inline uint32_t sl_adam16_bits(uint32_t seed, int i) {
-    uint32_t x = sl_mix32(seed + ((uint32_t)i >> 1));
-    return (i & 1) ? x >> 16 : x & 0xffffu;
-}
-
 /* Elements [i0, n) of a row of n. */
 #define SL_ADAM16_BODY                                                       \
     uint16_t *lo = s, *m = s + n, *v = s + 2 * n;                            \
@@ -104,7 +99,7 @@ static inline uint32_t sl_adam16_bits(uint32_t seed, int i) {
         float mi = b1 * sl_b2f(m[i]) + (1.0f - b1) * gi;                     \
         float vi = b2 * sl_b2f(v[i]) + (1.0f - b2) * gi * gi;                \
         m[i] = sl_bf16_add_round(mi, 0x8000u);                               \
-        v[i] = sl_bf16_add_round(vi, sl_adam16_bits(seed, i));               \
+        v[i] = sl_bf16_add_round(vi, sl_mix32(seed + (uint32_t)i) & 0xffffu); \
         wi = wi - lr_t * mi / (sqrtf(vi) + eps);                             \
         w[i] = sl_split16_hi(wi);                                            \
         lo[i] = sl_split16_lo(wi);                                           \
@@ -133,6 +128,16 @@ SL_AVX512 static void sl_adam16_tail_avx512(uint16_t *w, uint16_t *s, const floa
                                              _mm512_add_ps(_mm512_sqrt_ps(vv), E)));  \
     } while (0)
 
+/* sl_mix32 on 16 lanes */
+#define SL_MIX32_VEC(x)                                          \
+    do {                                                         \
+        x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 16));       \
+        x = _mm512_mullo_epi32(x, K1);                           \
+        x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 15));       \
+        x = _mm512_mullo_epi32(x, K2);                           \
+        x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 16));       \
+    } while (0)
+
 /* AVX-512: 32 elements a step, as their even and their odd halves. A 32-bit lane of a
  * vector of 16-bit values holds an even element in its lower half and the next odd one
  * in its upper half, so that widening a bfloat16 is a shift (even) or a mask (odd), and
@@ -151,7 +156,8 @@ SL_AVX512 static void sl_adam16_row_avx512(uint16_t *w, uint16_t *s, const float
     const __m512i LOW = _mm512_set1_epi32(0xffff), HIGH = _mm512_set1_epi32((int)0xffff0000u);
     const __m512i HALF = _mm512_set1_epi32(0x8000), QNAN = _mm512_set1_epi32(0x7fc00000);
     const __m512i K1 = _mm512_set1_epi32(0x7feb352d), K2 = _mm512_set1_epi32((int)0x846ca68bu);
-    const __m512i IOTA = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i TWICE = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i ONE = _mm512_set1_epi32(1);
     const __m512i EVEN = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i ODD = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
     int i = 0;
@@ -172,18 +178,16 @@ SL_AVX512 static void sl_adam16_row_avx512(uint16_t *w, uint16_t *s, const float
         __m512 vO = _mm512_castsi512_ps(_mm512_and_si512(V, HIGH));
         SL_ADAM16_STEP(wE, gE, mE, vE);
         SL_ADAM16_STEP(wO, gO, mO, vO);
-        /* sl_mix32 of seed + i / 2 + lane: the bits of elements i + 2 lane and i + 2 lane + 1 */
-        __m512i x = _mm512_add_epi32(_mm512_set1_epi32((int)(seed + ((uint32_t)i >> 1))), IOTA);
-        x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 16));
-        x = _mm512_mullo_epi32(x, K1);
-        x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 15));
-        x = _mm512_mullo_epi32(x, K2);
-        x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 16));
+        /* sl_mix32 of seed + element: elements i + 2 lane (xE) and i + 2 lane + 1 (xO) */
+        __m512i xE = _mm512_add_epi32(_mm512_set1_epi32((int)(seed + (uint32_t)i)), TWICE);
+        __m512i xO = _mm512_add_epi32(xE, ONE);
+        SL_MIX32_VEC(xE);
+        SL_MIX32_VEC(xO);
         /* sl_bf16_add_round: the sums' upper halves, the even ones shifted down */
         __m512i mrE = _mm512_add_epi32(_mm512_castps_si512(mE), HALF);
         __m512i mrO = _mm512_add_epi32(_mm512_castps_si512(mO), HALF);
-        __m512i vrE = _mm512_add_epi32(_mm512_castps_si512(vE), _mm512_and_si512(x, LOW));
-        __m512i vrO = _mm512_add_epi32(_mm512_castps_si512(vO), _mm512_srli_epi32(x, 16));
+        __m512i vrE = _mm512_add_epi32(_mm512_castps_si512(vE), _mm512_and_si512(xE, LOW));
+        __m512i vrO = _mm512_add_epi32(_mm512_castps_si512(vO), _mm512_and_si512(xO, LOW));
         /* sl_split16_hi / _lo: rounded upper halves (NaN: a quiet NaN), lower halves */
         __m512i uE = _mm512_castps_si512(wE), uO = _mm512_castps_si512(wO);
         __m512i hE = _mm512_mask_mov_epi32(_mm512_add_epi32(uE, HALF),
@@ -199,6 +203,7 @@ SL_AVX512 static void sl_adam16_row_avx512(uint16_t *w, uint16_t *s, const float
         sl_adam16_tail_avx512(w, s, g, n, lr_t, b1, b2, eps, alpha, seed, i);
 }
 #undef SL_ADAM16_STEP
+#undef SL_MIX32_VEC
 #endif
 
 static inline void sl_adam16_row(uint16_t *w, uint16_t *s, const float *g, int n, float lr_t,
