@@ -813,7 +813,7 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
     cdef float[:, ::1] gbuf = work["gbuf"]
     cdef bint bf16 = "w16_out" in opt
     cdef int H = W_out.shape[1], T = max(n_threads, 1), t, bits = 1
-    cdef int64_t n_labels = W_out.shape[0], r, a, n = 0, n_runs = 0, q, u, u0, u1, nxt
+    cdef int64_t n_labels = W_out.shape[0], r, a, n, n_runs, q, u, u0, u1, nxt
     cdef int32_t j
     cdef float gb, d
     cdef float* g
