@@ -136,6 +136,15 @@ for precision in ("float32", "bfloat16"):
                           precision=precision).fit(X[:600], Y[:600])
     out[precision] = clf.score(X[600:], Y[600:])
     arrays.append(clf._model["W_out"].ravel())
+# the sum-of-rows kernel of this level against its loop (H = 136: blocks and a tail)
+from slidelearn.utils import _bf16
+rng = np.random.default_rng(0)
+R = rng.standard_normal((30, 136)).astype(np.float32)
+ids = rng.integers(0, 30, size=200).astype(np.int32)
+alpha = rng.standard_normal(200).astype(np.float32)
+out["sum_rows_exact"] = [
+    bool(np.array_equal(_network.sum_rows(alpha, ids, M), _network.sum_rows(alpha, ids, M, loop=True)))
+    for M in (R, _bf16.to_bf16(R))]
 np.save(sys.argv[1], np.concatenate(arrays))
 print(json.dumps(out))
 '''
@@ -153,6 +162,7 @@ def test_every_level_trains(level, level_runs):
     want_vec = {"generic": [0, 0], "avx2": [1, 0], "avx512": [2, 1], "avx512_bf16": [2, 2]}
     assert res["level"] == level and res["vector_levels"] == want_vec[level]
     assert res["float32"] > 0.3 and res["bfloat16"] > 0.3  # far above chance (1/40)
+    assert res["sum_rows_exact"] == [True, True]
 
 
 def test_levels_agree(level_runs):
@@ -272,6 +282,42 @@ def test_bfloat16_adam_block_kernel_is_the_loop(H):
     np.testing.assert_array_equal(s_a[:, :3 * H], s_b[:, :3 * H])
     assert not np.array_equal(w_a, w16)  # the rows did move
     assert np.isnan(_bf16.from_bf16(w_a[1, :1])).all()
+
+
+@pytest.mark.parametrize("H", [8, 16, 31, 32, 48, 100, 128, 130, 160, 264])
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_sum_of_rows_kernel_is_the_loop(H, precision):
+    """The gradient of the last hidden layer, the sum of dz * (output row) over a
+    sample's active neurons, keeps its sums in registers (``sl_sum_rows`` and its
+    bfloat16 version): it must equal zeroing and one axpy a row bit for bit, for
+    widths with blocks of 128, 32 (16) and a tail, repeated rows, NaN and inf, and
+    no rows at all; and the exact sum up to float32 rounding."""
+    rng = np.random.default_rng(H)
+    X = rng.standard_normal((50, H)).astype(np.float32)
+    X[3, 0], X[4, H - 1] = np.nan, np.inf
+    if precision == "bfloat16":
+        X = _bf16.to_bf16(X)
+        Xf = _bf16.from_bf16(X).astype(np.float64)
+    else:
+        Xf = X.astype(np.float64)
+    ids = rng.integers(5, 50, size=300).astype(np.int32)
+    ids[:40] = 7  # one row many times
+    alpha = rng.standard_normal(300).astype(np.float32)
+    got = _network.sum_rows(alpha, ids, X)
+    np.testing.assert_array_equal(got, _network.sum_rows(alpha, ids, X, loop=True))
+    want = alpha.astype(np.float64) @ Xf[ids]
+    scale = np.abs(alpha).astype(np.float64) @ np.abs(Xf[ids])  # bounds the rounding
+    assert (np.abs(got - want) <= 1e-5 * scale).all()
+    # the NaN and inf rows poison the columns they sit in, as the loop does
+    bad = np.append(ids[:5], [3, 4]).astype(np.int32)
+    got = _network.sum_rows(np.ones(7, np.float32), bad, X)
+    assert np.isnan(got[0]) and not np.isfinite(got[H - 1])
+    np.testing.assert_array_equal(got, _network.sum_rows(np.ones(7, np.float32), bad, X,
+                                                         loop=True))
+    empty = _network.sum_rows(np.zeros(0, np.float32), np.zeros(0, np.int32), X)
+    assert empty.shape == (H,) and not empty.any()
+    with pytest.raises(ValueError, match="out of range"):
+        _network.sum_rows(alpha[:1], np.array([50], np.int32), X)
 
 
 def test_bfloat16_stochastic_moments_track_float32():

@@ -40,6 +40,8 @@ cdef extern from "_vec.h" nogil:
     void sl_axpy(float alpha, const float *x, float *y, int n)
     void sl_adam_row(float *w, float *m, float *v, float *g, int n,
                      float lr_t, float b1, float b2, float eps, float alpha)
+    void sl_sum_rows(const float *alpha, const int32_t *ids, int64_t n_rows,
+                     const float *x, int64_t ld, float *y, int n)
     void sl_prefetch_row(const float *p, int n)
     void sl_prefetchw_row(float *p, int n)
     void sl_prefetch_ids(const int32_t *p, int64_t n)
@@ -57,6 +59,8 @@ cdef extern from "../utils/_bfloat16.h" nogil:
     void sl_to_bf16(const float *x, uint16_t *out, int64_t n)
     float sl_dot_bf16(const uint16_t *a, const uint16_t *b, int64_t n)
     void sl_axpy_bf16(float alpha, const uint16_t *x, float *y, int64_t n)
+    void sl_sum_rows_bf16(const float *alpha, const int32_t *ids, int64_t n_rows,
+                          const uint16_t *x, int64_t ld, float *y, int64_t n)
 
 cdef extern from "_radix.h" nogil:
     enum: SL_RADIX_SIZE
@@ -460,10 +464,6 @@ cdef double _train_sample(const Net* net, const HashFn* fn, const Tables* tb, Wo
             dz = dz * inv_batch
             w.rec_ids[r * w.rec_cap + a] = j
             w.rec_dz[r * w.rec_cap + a] = dz
-            if w.W16 != NULL:
-                sl_axpy_bf16(dz, w.W16 + <int64_t>j * H, dh, H)
-            else:
-                sl_axpy(dz, net.W_out + <int64_t>j * H, dh, H)
             w.mark[j] = 0
             continue
         if a + PREFETCH < n_act:
@@ -486,6 +486,15 @@ cdef double _train_sample(const Net* net, const HashFn* fn, const Tables* tb, Wo
             w.out_flag[j] = 1
             w.out_list[w.out_count[0]] = j
             w.out_count[0] += 1
+
+    if w.rec_ids != NULL:
+        # dh = the sum of dz * row over the active rows, in their order
+        if w.W16 != NULL:
+            sl_sum_rows_bf16(w.rec_dz + r * w.rec_cap, w.rec_ids + r * w.rec_cap, n_act,
+                             w.W16, H, dh, H)
+        else:
+            sl_sum_rows(w.rec_dz + r * w.rec_cap, w.rec_ids + r * w.rec_cap, n_act,
+                        net.W_out, H, dh, H)
 
     # Back through the hidden layers (ReLU); dh is d loss / d h for the current layer.
     for k in range(H):
@@ -899,6 +908,49 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
                                 lr_t, beta1, beta2, eps, alpha)
                 _adam_scalar(&b_out[j], &mb_out[j], &vb_out[j], &gb, lr_t, beta1, beta2, eps)
     return n_runs
+
+
+def sum_rows(const float[::1] alpha, const int32_t[::1] ids, X, bint loop=False):
+    """``sum(alpha[a] * X[ids[a]])`` over ``a`` in order, as ``train_batch`` takes the
+    gradient of the last hidden layer from the active output rows (for tests).
+
+    ``X`` is float32, or uint16 holding bfloat16 values. ``loop``: zero the result and
+    add one row at a time with the dispatched axpy, instead of the kernel that keeps
+    the sums in registers (both must agree bit for bit)."""
+    cdef const float[:, ::1] Xf
+    cdef const uint16_t[:, ::1] X16
+    cdef int64_t n = ids.shape[0], a, n_labels = X.shape[0]
+    cdef int H = X.shape[1]
+    if alpha.shape[0] != n:
+        raise ValueError("alpha and ids differ in length")
+    for a in range(n):
+        if ids[a] < 0 or ids[a] >= n_labels:
+            raise ValueError(f"row id {ids[a]} is out of range for {n_labels} rows")
+    y_np = np.zeros(H, dtype=np.float32)
+    cdef float[::1] y = y_np
+    if H == 0 or n_labels == 0:
+        return y_np
+    if X.dtype == np.uint16:
+        X16 = X
+        with nogil:
+            if loop:
+                memset(&y[0], 0, H * sizeof(float))
+                for a in range(n):
+                    sl_axpy_bf16(alpha[a], &X16[ids[a], 0], &y[0], H)
+            else:
+                sl_sum_rows_bf16(&alpha[0] if n else NULL, &ids[0] if n else NULL, n,
+                                 &X16[0, 0], H, &y[0], H)
+    else:
+        Xf = X
+        with nogil:
+            if loop:
+                memset(&y[0], 0, H * sizeof(float))
+                for a in range(n):
+                    sl_axpy(alpha[a], &Xf[ids[a], 0], &y[0], H)
+            else:
+                sl_sum_rows(&alpha[0] if n else NULL, &ids[0] if n else NULL, n,
+                            &Xf[0, 0], H, &y[0], H)
+    return y_np
 
 
 def adam16_rows(uint16_t[:, ::1] w16, uint16_t[:, ::1] s16, const float[:, ::1] g,

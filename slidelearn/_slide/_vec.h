@@ -10,6 +10,7 @@
 #ifndef SLIDELEARN_VEC_H
 #define SLIDELEARN_VEC_H
 #include <math.h>
+#include <stdint.h>
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 10
 #define SL_VEC_X86 1
@@ -77,6 +78,53 @@ static inline void sl_axpy(float alpha, const float *x, float *y, int n) {
     if (sl_vec_level == 1) { sl_axpy_avx2(alpha, x, y, n); return; }
 #endif
     sl_axpy_generic(alpha, x, y, n);
+}
+
+/* y = the sum over a = 0 .. n_rows - 1 of alpha[a] * (row ids[a] of x, rows ld apart),
+ * added in that order from +0: what zeroing y and n_rows calls of sl_axpy give
+ * (fused multiply-adds, as the compiler makes of SL_AXPY_BODY at this level), but
+ * with a block of 128 columns of y in 8 registers across all the rows instead of
+ * loaded and stored once a row. */
+#if SL_VEC_X86
+#include <immintrin.h>
+/* Columns [c, c + 16 nb) of the sum; nb is a constant where it is inlined, so that the
+ * nb sums stay in registers. */
+SL_AVX512 __attribute__((always_inline))
+static inline void sl_sum_rows_block(const float *alpha, const int32_t *ids, int64_t n_rows,
+                                     const float *x, int64_t ld, float *y, int c,
+                                     const int nb) {
+    __m512 acc[8];
+    for (int b = 0; b < nb; b++) acc[b] = _mm512_setzero_ps();
+    for (int64_t a = 0; a < n_rows; a++) {
+        const float *p = x + (int64_t)ids[a] * ld + c;
+        const __m512 va = _mm512_set1_ps(alpha[a]);
+        for (int b = 0; b < nb; b++)
+            acc[b] = _mm512_fmadd_ps(va, _mm512_loadu_ps(p + 16 * b), acc[b]);
+    }
+    for (int b = 0; b < nb; b++) _mm512_storeu_ps(y + c + 16 * b, acc[b]);
+}
+
+SL_AVX512 static void sl_sum_rows_avx512(const float *alpha, const int32_t *ids,
+                                         int64_t n_rows, const float *x, int64_t ld,
+                                         float *y, int n) {
+    int c = 0;
+    for (; c + 128 <= n; c += 128) sl_sum_rows_block(alpha, ids, n_rows, x, ld, y, c, 8);
+    for (; c + 16 <= n; c += 16) sl_sum_rows_block(alpha, ids, n_rows, x, ld, y, c, 1);
+    if (c < n) {
+        for (int i = c; i < n; i++) y[i] = 0.0f;
+        for (int64_t a = 0; a < n_rows; a++)
+            sl_axpy_avx512(alpha[a], x + (int64_t)ids[a] * ld + c, y + c, n - c);
+    }
+}
+#endif
+
+static inline void sl_sum_rows(const float *alpha, const int32_t *ids, int64_t n_rows,
+                               const float *x, int64_t ld, float *y, int n) {
+#if SL_VEC_X86
+    if (sl_vec_level >= 2) { sl_sum_rows_avx512(alpha, ids, n_rows, x, ld, y, n); return; }
+#endif
+    for (int i = 0; i < n; i++) y[i] = 0.0f;
+    for (int64_t a = 0; a < n_rows; a++) sl_axpy(alpha[a], x + (int64_t)ids[a] * ld, y, n);
 }
 
 static inline void sl_adam_row(float *w, float *m, float *v, float *g, int n,
