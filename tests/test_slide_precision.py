@@ -284,6 +284,35 @@ def test_bfloat16_adam_block_kernel_is_the_loop(H):
     assert np.isnan(_bf16.from_bf16(w_a[1, :1])).all()
 
 
+@pytest.mark.parametrize("H", [7, 31, 32, 48, 100, 128, 130])
+@pytest.mark.parametrize("n_rec", [1, 2, 9])
+def test_bfloat16_adam_from_records_is_gradient_then_step(H, n_rec):
+    """``output_adam`` at precision="bfloat16" sums a neuron's gradient from its
+    records (dz times the sample's bfloat16 activations) inside the Adam kernel: the
+    weights, lower halves and moments must be those of summing the gradient row first
+    (one axpy a record) and then the row step, bit for bit, at every width."""
+    rng = np.random.default_rng(100 * H + n_rec)
+    n = 12
+    w16 = _bf16.to_bf16((rng.standard_normal((n, H)) * 0.1).astype(np.float32))
+    width = _network.bf16_state_width(H)
+    s16 = rng.integers(0, 2**16, size=(n, width), dtype=np.uint16)
+    s16[:, H:3 * H] = _bf16.to_bf16(
+        np.abs(rng.standard_normal((n, 2 * H)) * 1e-3).astype(np.float32))
+    Hb16 = _bf16.to_bf16(np.maximum(rng.standard_normal((20, H)), 0).astype(np.float32))
+    Hb16[5, 0] = 0x7FC1  # a NaN activation
+    rows = rng.integers(0, 20, size=n_rec).astype(np.int32)
+    dz = (rng.standard_normal(n_rec) * 1e-2).astype(np.float32)
+    w_a, s_a, w_b, s_b = w16.copy(), s16.copy(), w16.copy(), s16.copy()
+    for step in range(4):
+        _network.adam16_records(w_a, s_a, dz, rows, Hb16, 1e-3, 0.9, 0.999, 1e-8, 1e-4,
+                                31 * step)
+        _network.adam16_records(w_b, s_b, dz, rows, Hb16, 1e-3, 0.9, 0.999, 1e-8, 1e-4,
+                                31 * step, loop=True)
+    np.testing.assert_array_equal(w_a, w_b)
+    np.testing.assert_array_equal(s_a[:, :3 * H], s_b[:, :3 * H])
+    assert not np.array_equal(w_a, w16)
+
+
 @pytest.mark.parametrize("H", [8, 16, 31, 32, 48, 100, 128, 130, 160, 264])
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
 def test_sum_of_rows_kernel_is_the_loop(H, precision):

@@ -139,6 +139,56 @@ SL_AVX512 static void sl_adam16_tail_avx512(uint16_t *w, uint16_t *s, const floa
         x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 16));       \
     } while (0)
 
+/* The constants of the block step, then the step of the block of 32 at i with its
+ * gradient in gE (even elements) and gO (odd ones). */
+#define SL_ADAM16_CONSTS \
+    uint16_t *lo = s, *m = s + n, *v = s + 2 * n;                                                       \
+    const __m512 A = _mm512_set1_ps(alpha), B1 = _mm512_set1_ps(b1), B2 = _mm512_set1_ps(b2);           \
+    const __m512 C1 = _mm512_set1_ps(1.0f - b1), C2 = _mm512_set1_ps(1.0f - b2);                        \
+    const __m512 LR = _mm512_set1_ps(lr_t), E = _mm512_set1_ps(eps);                                    \
+    const __m512i LOW = _mm512_set1_epi32(0xffff), HIGH = _mm512_set1_epi32((int)0xffff0000u);          \
+    const __m512i HALF = _mm512_set1_epi32(0x8000), QNAN = _mm512_set1_epi32(0x7fc00000);               \
+    const __m512i K1 = _mm512_set1_epi32(0x7feb352d), K2 = _mm512_set1_epi32((int)0x846ca68bu);         \
+    const __m512i ONE = _mm512_set1_epi32(1);                                                           \
+    const __m512i EVEN = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);  \
+    const __m512i ODD = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);   \
+
+#define SL_ADAM16_BLOCK \
+        __m512i W = _mm512_loadu_si512((const void *)(w + i));                                                           \
+        __m512i L = _mm512_loadu_si512((const void *)(lo + i));                                                          \
+        __m512i M = _mm512_loadu_si512((const void *)(m + i));                                                           \
+        __m512i V = _mm512_loadu_si512((const void *)(v + i));                                                           \
+        /* sl_join16: the upper halves less the carry of their rounding, then the words */                               \
+        __m512i Hc = _mm512_sub_epi16(W, _mm512_srli_epi16(L, 15));                                                      \
+        __m512 wE = _mm512_castsi512_ps(_mm512_or_si512(_mm512_slli_epi32(Hc, 16), _mm512_and_si512(L, LOW)));           \
+        __m512 wO = _mm512_castsi512_ps(_mm512_or_si512(_mm512_and_si512(Hc, HIGH), _mm512_srli_epi32(L, 16)));          \
+        __m512 mE = _mm512_castsi512_ps(_mm512_slli_epi32(M, 16));                                                       \
+        __m512 mO = _mm512_castsi512_ps(_mm512_and_si512(M, HIGH));                                                      \
+        __m512 vE = _mm512_castsi512_ps(_mm512_slli_epi32(V, 16));                                                       \
+        __m512 vO = _mm512_castsi512_ps(_mm512_and_si512(V, HIGH));                                                      \
+        SL_ADAM16_STEP(wE, gE, mE, vE);                                                                                  \
+        SL_ADAM16_STEP(wO, gO, mO, vO);                                                                                  \
+        /* sl_mix32 of seed + element: elements i + 2 lane (xE) and i + 2 lane + 1 (xO) */                               \
+        __m512i xE = _mm512_add_epi32(_mm512_set1_epi32((int)(seed + (uint32_t)i)), EVEN);                               \
+        __m512i xO = _mm512_add_epi32(xE, ONE);                                                                          \
+        SL_MIX32_VEC(xE);                                                                                                \
+        SL_MIX32_VEC(xO);                                                                                                \
+        /* sl_bf16_add_round: the sums' upper halves, the even ones shifted down */                                      \
+        __m512i mrE = _mm512_add_epi32(_mm512_castps_si512(mE), HALF);                                                   \
+        __m512i mrO = _mm512_add_epi32(_mm512_castps_si512(mO), HALF);                                                   \
+        __m512i vrE = _mm512_add_epi32(_mm512_castps_si512(vE), _mm512_and_si512(xE, LOW));                              \
+        __m512i vrO = _mm512_add_epi32(_mm512_castps_si512(vO), _mm512_and_si512(xO, LOW));                              \
+        /* sl_split16_hi / _lo: rounded upper halves (NaN: a quiet NaN), lower halves */                                 \
+        __m512i uE = _mm512_castps_si512(wE), uO = _mm512_castps_si512(wO);                                              \
+        __m512i hE = _mm512_mask_mov_epi32(_mm512_add_epi32(uE, HALF),                                                   \
+                                           _mm512_cmp_ps_mask(wE, wE, _CMP_UNORD_Q), QNAN);                              \
+        __m512i hO = _mm512_mask_mov_epi32(_mm512_add_epi32(uO, HALF),                                                   \
+                                           _mm512_cmp_ps_mask(wO, wO, _CMP_UNORD_Q), QNAN);                              \
+        _mm512_storeu_si512((void *)(w + i), _mm512_or_si512(_mm512_srli_epi32(hE, 16), _mm512_and_si512(hO, HIGH)));    \
+        _mm512_storeu_si512((void *)(lo + i), _mm512_or_si512(_mm512_and_si512(uE, LOW), _mm512_slli_epi32(uO, 16)));    \
+        _mm512_storeu_si512((void *)(m + i), _mm512_or_si512(_mm512_srli_epi32(mrE, 16), _mm512_and_si512(mrO, HIGH)));  \
+        _mm512_storeu_si512((void *)(v + i), _mm512_or_si512(_mm512_srli_epi32(vrE, 16), _mm512_and_si512(vrO, HIGH)));  \
+
 /* AVX-512: 32 elements a step, as their even and their odd halves. A 32-bit lane of a
  * vector of 16-bit values holds an even element in its lower half and the next odd one
  * in its upper half, so that widening a bfloat16 is a shift (even) or a mask (odd), and
@@ -150,60 +200,52 @@ SL_AVX512 static void sl_adam16_tail_avx512(uint16_t *w, uint16_t *s, const floa
 SL_AVX512 static void sl_adam16_row_avx512(uint16_t *w, uint16_t *s, const float *g, int n,
                                            float lr_t, float b1, float b2, float eps,
                                            float alpha, uint32_t seed) {
-    uint16_t *lo = s, *m = s + n, *v = s + 2 * n;
-    const __m512 A = _mm512_set1_ps(alpha), B1 = _mm512_set1_ps(b1), B2 = _mm512_set1_ps(b2);
-    const __m512 C1 = _mm512_set1_ps(1.0f - b1), C2 = _mm512_set1_ps(1.0f - b2);
-    const __m512 LR = _mm512_set1_ps(lr_t), E = _mm512_set1_ps(eps);
-    const __m512i LOW = _mm512_set1_epi32(0xffff), HIGH = _mm512_set1_epi32((int)0xffff0000u);
-    const __m512i HALF = _mm512_set1_epi32(0x8000), QNAN = _mm512_set1_epi32(0x7fc00000);
-    const __m512i K1 = _mm512_set1_epi32(0x7feb352d), K2 = _mm512_set1_epi32((int)0x846ca68bu);
-    const __m512i ONE = _mm512_set1_epi32(1);
-    const __m512i EVEN = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    const __m512i ODD = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    SL_ADAM16_CONSTS
     int i = 0;
     for (; i + 32 <= n; i += 32) {
-        __m512i W = _mm512_loadu_si512((const void *)(w + i));
-        __m512i L = _mm512_loadu_si512((const void *)(lo + i));
-        __m512i M = _mm512_loadu_si512((const void *)(m + i));
-        __m512i V = _mm512_loadu_si512((const void *)(v + i));
         __m512 g0 = _mm512_loadu_ps(g + i), g1 = _mm512_loadu_ps(g + i + 16);
         __m512 gE = _mm512_permutex2var_ps(g0, EVEN, g1), gO = _mm512_permutex2var_ps(g0, ODD, g1);
-        /* sl_join16: the upper halves less the carry of their rounding, then the words */
-        __m512i Hc = _mm512_sub_epi16(W, _mm512_srli_epi16(L, 15));
-        __m512 wE = _mm512_castsi512_ps(_mm512_or_si512(_mm512_slli_epi32(Hc, 16), _mm512_and_si512(L, LOW)));
-        __m512 wO = _mm512_castsi512_ps(_mm512_or_si512(_mm512_and_si512(Hc, HIGH), _mm512_srli_epi32(L, 16)));
-        __m512 mE = _mm512_castsi512_ps(_mm512_slli_epi32(M, 16));
-        __m512 mO = _mm512_castsi512_ps(_mm512_and_si512(M, HIGH));
-        __m512 vE = _mm512_castsi512_ps(_mm512_slli_epi32(V, 16));
-        __m512 vO = _mm512_castsi512_ps(_mm512_and_si512(V, HIGH));
-        SL_ADAM16_STEP(wE, gE, mE, vE);
-        SL_ADAM16_STEP(wO, gO, mO, vO);
-        /* sl_mix32 of seed + element: elements i + 2 lane (xE) and i + 2 lane + 1 (xO) */
-        __m512i xE = _mm512_add_epi32(_mm512_set1_epi32((int)(seed + (uint32_t)i)), EVEN);
-        __m512i xO = _mm512_add_epi32(xE, ONE);
-        SL_MIX32_VEC(xE);
-        SL_MIX32_VEC(xO);
-        /* sl_bf16_add_round: the sums' upper halves, the even ones shifted down */
-        __m512i mrE = _mm512_add_epi32(_mm512_castps_si512(mE), HALF);
-        __m512i mrO = _mm512_add_epi32(_mm512_castps_si512(mO), HALF);
-        __m512i vrE = _mm512_add_epi32(_mm512_castps_si512(vE), _mm512_and_si512(xE, LOW));
-        __m512i vrO = _mm512_add_epi32(_mm512_castps_si512(vO), _mm512_and_si512(xO, LOW));
-        /* sl_split16_hi / _lo: rounded upper halves (NaN: a quiet NaN), lower halves */
-        __m512i uE = _mm512_castps_si512(wE), uO = _mm512_castps_si512(wO);
-        __m512i hE = _mm512_mask_mov_epi32(_mm512_add_epi32(uE, HALF),
-                                           _mm512_cmp_ps_mask(wE, wE, _CMP_UNORD_Q), QNAN);
-        __m512i hO = _mm512_mask_mov_epi32(_mm512_add_epi32(uO, HALF),
-                                           _mm512_cmp_ps_mask(wO, wO, _CMP_UNORD_Q), QNAN);
-        _mm512_storeu_si512((void *)(w + i), _mm512_or_si512(_mm512_srli_epi32(hE, 16), _mm512_and_si512(hO, HIGH)));
-        _mm512_storeu_si512((void *)(lo + i), _mm512_or_si512(_mm512_and_si512(uE, LOW), _mm512_slli_epi32(uO, 16)));
-        _mm512_storeu_si512((void *)(m + i), _mm512_or_si512(_mm512_srli_epi32(mrE, 16), _mm512_and_si512(mrO, HIGH)));
-        _mm512_storeu_si512((void *)(v + i), _mm512_or_si512(_mm512_srli_epi32(vrE, 16), _mm512_and_si512(vrO, HIGH)));
+        SL_ADAM16_BLOCK
     }
     if (i < n)
         sl_adam16_tail_avx512(w, s, g, n, lr_t, b1, b2, eps, alpha, seed, i);
 }
+
+/* The update of one output neuron from its n_rec records: g = the sum of dz[q] *
+ * (row (uint32_t)keys[q] of Hb, ld apart) over them, then sl_adam16_row's step. Hb
+ * holds the batch's last hidden activations in bfloat16, so each block of g is summed
+ * straight into its even and odd halves from 64-byte loads (a shift and a mask): no
+ * float32 row of g to zero, store, load and split. The values of zeroing g, one
+ * sl_axpy_bf16 a record and sl_adam16_row, bit for bit; g (n floats) serves the tail
+ * of n % 32 elements only. */
+SL_AVX512 static void sl_adam16_records_avx512(uint16_t *w, uint16_t *s, const float *dz,
+                                               const uint64_t *keys, int64_t n_rec,
+                                               const uint16_t *Hb, int64_t ld, float *g,
+                                               int n, float lr_t, float b1, float b2,
+                                               float eps, float alpha, uint32_t seed) {
+    SL_ADAM16_CONSTS
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m512 gE = _mm512_setzero_ps(), gO = _mm512_setzero_ps();
+        for (int64_t q = 0; q < n_rec; q++) {
+            __m512i u = _mm512_loadu_si512((const void *)(Hb + (int64_t)(uint32_t)keys[q] * ld + i));
+            __m512 d = _mm512_set1_ps(dz[q]);
+            gE = _mm512_add_ps(gE, _mm512_mul_ps(d, _mm512_castsi512_ps(_mm512_slli_epi32(u, 16))));
+            gO = _mm512_add_ps(gO, _mm512_mul_ps(d, _mm512_castsi512_ps(_mm512_and_si512(u, HIGH))));
+        }
+        SL_ADAM16_BLOCK
+    }
+    if (i < n) {
+        memset(g + i, 0, (size_t)(n - i) * sizeof(float));
+        for (int64_t q = 0; q < n_rec; q++)
+            sl_axpy_bf16_avx512(dz[q], Hb + (int64_t)(uint32_t)keys[q] * ld + i, g + i, n - i);
+        sl_adam16_tail_avx512(w, s, g, n, lr_t, b1, b2, eps, alpha, seed, i);
+    }
+}
 #undef SL_ADAM16_STEP
 #undef SL_MIX32_VEC
+#undef SL_ADAM16_CONSTS
+#undef SL_ADAM16_BLOCK
 #endif
 
 static inline void sl_adam16_row(uint16_t *w, uint16_t *s, const float *g, int n, float lr_t,
@@ -213,6 +255,25 @@ static inline void sl_adam16_row(uint16_t *w, uint16_t *s, const float *g, int n
     if (sl_vec_level == 1) { sl_adam16_row_avx2(w, s, g, n, lr_t, b1, b2, eps, alpha, seed, 0); return; }
 #endif
     sl_adam16_row_generic(w, s, g, n, lr_t, b1, b2, eps, alpha, seed, 0);
+}
+
+/* The update of one output neuron from its records (see sl_adam16_records_avx512);
+ * below AVX-512: zero g, add the records one axpy each, sl_adam16_row. */
+static inline void sl_adam16_records(uint16_t *w, uint16_t *s, const float *dz,
+                                     const uint64_t *keys, int64_t n_rec, const uint16_t *Hb,
+                                     int64_t ld, float *g, int n, float lr_t, float b1,
+                                     float b2, float eps, float alpha, uint32_t seed) {
+#if SL_VEC_X86
+    if (sl_vec_level >= 2 && sl_bf16_level >= SL_LEVEL_AVX512) {
+        sl_adam16_records_avx512(w, s, dz, keys, n_rec, Hb, ld, g, n, lr_t, b1, b2, eps,
+                                 alpha, seed);
+        return;
+    }
+#endif
+    memset(g, 0, (size_t)n * sizeof(float));
+    for (int64_t q = 0; q < n_rec; q++)
+        sl_axpy_bf16(dz[q], Hb + (int64_t)(uint32_t)keys[q] * ld, g, n);
+    sl_adam16_row(w, s, g, n, lr_t, b1, b2, eps, alpha, seed);
 }
 
 /* The same update through the loop SL_ADAM16_BODY alone, compiled for the level in use

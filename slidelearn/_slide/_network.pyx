@@ -75,6 +75,10 @@ cdef extern from "_adam16.h" nogil:
                        float b1, float b2, float eps, float alpha, uint32_t seed)
     void sl_adam16_row_loop(uint16_t *w, uint16_t *s, const float *g, int n, float lr_t,
                             float b1, float b2, float eps, float alpha, uint32_t seed)
+    void sl_adam16_records(uint16_t *w, uint16_t *s, const float *dz, const uint64_t *keys,
+                           int64_t n_rec, const uint16_t *Hb, int64_t ld, float *g, int n,
+                           float lr_t, float b1, float b2, float eps, float alpha,
+                           uint32_t seed)
     void sl_join16_row(const uint16_t *hi, const uint16_t *lo, float *out, int64_t n)
     void sl_split16_row(const float *w, uint16_t *hi, uint16_t *lo, int64_t n)
 
@@ -824,7 +828,7 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
     cdef int H = W_out.shape[1], T = max(n_threads, 1), t, bits = 1
     cdef int64_t n_labels = W_out.shape[0], r, a, n, n_runs, q, u, u0, u1, nxt
     cdef int32_t j
-    cdef float gb, d
+    cdef float gb
     cdef float* g
     cdef int width = bf16_state_width(H)
     cdef int ahead = ADAM_AHEAD_BF16 if bf16 else ADAM_AHEAD
@@ -889,21 +893,19 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
                         sl_prefetchw_row(&W_out[nxt, 0], H)
                         sl_prefetchw_row(&m_out[nxt, 0], H)
                         sl_prefetchw_row(&v_out[nxt, 0], H)
-                memset(g, 0, H * sizeof(float))
                 gb = 0
                 for q in range(runs[u], runs[u + 1]):
-                    d = vals[q]
-                    if bf16:
-                        sl_axpy_bf16(d, &Hb16[<int64_t>(keys[q] & <uint64_t>0xFFFFFFFF), 0],
-                                     g, H)
-                    else:
-                        sl_axpy(d, &Hb[<int64_t>(keys[q] & <uint64_t>0xFFFFFFFF), 0], g, H)
-                    gb = gb + d
+                    gb = gb + vals[q]
                 if bf16:
-                    sl_adam16_row(&w16[j, 0], &s16[j, 0], g, H, lr_t, beta1, beta2, eps,
-                                  alpha, sl_mix32(seed32 ^ <uint32_t>j))
+                    # the gradient row, sum of dz * h over the records, and the step at once
+                    sl_adam16_records(&w16[j, 0], &s16[j, 0], &vals[runs[u]], &keys[runs[u]],
+                                      runs[u + 1] - runs[u], &Hb16[0, 0], H, g, H, lr_t,
+                                      beta1, beta2, eps, alpha, sl_mix32(seed32 ^ <uint32_t>j))
                     dirty[j // DIRTY] = 1
                 else:
+                    memset(g, 0, H * sizeof(float))
+                    for q in range(runs[u], runs[u + 1]):
+                        sl_axpy(vals[q], &Hb[<int64_t>(keys[q] & <uint64_t>0xFFFFFFFF), 0], g, H)
                     sl_adam_row(&W_out[j, 0], &m_out[j, 0], &v_out[j, 0], g, H,
                                 lr_t, beta1, beta2, eps, alpha)
                 _adam_scalar(&b_out[j], &mb_out[j], &vb_out[j], &gb, lr_t, beta1, beta2, eps)
@@ -971,6 +973,41 @@ def adam16_rows(uint16_t[:, ::1] w16, uint16_t[:, ::1] s16, const float[:, ::1] 
             else:
                 sl_adam16_row(&w16[j, 0], &s16[j, 0], &g[j, 0], H, lr_t, beta1, beta2, eps,
                               alpha, seed + <uint32_t>j)
+
+
+def adam16_records(uint16_t[:, ::1] w16, uint16_t[:, ::1] s16, const float[::1] dz,
+                   const int32_t[::1] rows, const uint16_t[:, ::1] Hb16, float lr_t,
+                   float beta1, float beta2, float eps, float alpha, uint32_t seed,
+                   bint loop=False):
+    """The bfloat16 Adam step of ``output_adam`` on every row ``j`` of ``w16`` /
+    ``s16``, with the gradient ``sum(dz[q] * Hb16[rows[q]])`` over all ``q`` (as
+    bfloat16 activations) and random bits from ``seed + j`` (for tests). ``loop``: sum
+    the gradient row into a buffer first, one axpy a record, then ``sl_adam16_row``,
+    instead of the kernel that sums it in registers."""
+    cdef int64_t n = w16.shape[0], j, q, n_rec = rows.shape[0]
+    cdef int H = w16.shape[1]
+    _check_bf16(w16, s16, n, H, Hb16.shape[1] == H and dz.shape[0] == n_rec)
+    for q in range(n_rec):
+        if rows[q] < 0 or rows[q] >= Hb16.shape[0]:
+            raise ValueError(f"record row {rows[q]} is out of range")
+    keys_np = np.asarray(rows, dtype=np.uint64) | (np.uint64(7) << np.uint64(32))
+    cdef const uint64_t[::1] keys = keys_np
+    g_np = np.empty(max(H, 1), dtype=np.float32)
+    cdef float[::1] g = g_np
+    if n_rec == 0 or n == 0 or H == 0:
+        raise ValueError("adam16_records needs records, rows and columns")
+    with nogil:
+        for j in range(n):
+            if loop:
+                memset(&g[0], 0, H * sizeof(float))
+                for q in range(n_rec):
+                    sl_axpy_bf16(dz[q], &Hb16[rows[q], 0], &g[0], H)
+                sl_adam16_row(&w16[j, 0], &s16[j, 0], &g[0], H, lr_t, beta1, beta2, eps,
+                              alpha, seed + <uint32_t>j)
+            else:
+                sl_adam16_records(&w16[j, 0], &s16[j, 0], &dz[0], &keys[0], n_rec,
+                                  &Hb16[0, 0], H, &g[0], H, lr_t, beta1, beta2, eps, alpha,
+                                  seed + <uint32_t>j)
 
 
 def sync_bf16_rows(const uint16_t[:, ::1] w16, const uint16_t[:, ::1] s16,
