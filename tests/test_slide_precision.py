@@ -254,6 +254,16 @@ def test_bfloat16_learns_like_float32(problem):
     assert abs(s32 - s16) <= 0.05
 
 
+def _random_bf16_rows(rng, n, H):
+    """n output rows at precision="bfloat16": rounded weights ``w16`` and state rows
+    ``s16`` (random lower halves, small bfloat16 moments, random padding)."""
+    w16 = _bf16.to_bf16((rng.standard_normal((n, H)) * 0.1).astype(np.float32))
+    s16 = rng.integers(0, 2**16, size=(n, _network.bf16_state_width(H)), dtype=np.uint16)
+    s16[:, H:3 * H] = _bf16.to_bf16(
+        np.abs(rng.standard_normal((n, 2 * H)) * 1e-3).astype(np.float32))
+    return w16, s16
+
+
 @pytest.mark.parametrize("H", [7, 31, 32, 48, 100, 128, 130])
 def test_bfloat16_adam_block_kernel_is_the_loop(H):
     """At the AVX-512 levels the bfloat16 Adam row runs 32 elements a step as even and
@@ -265,11 +275,7 @@ def test_bfloat16_adam_block_kernel_is_the_loop(H):
         pytest.skip("this process runs below the AVX-512 level: no block kernel")
     rng = np.random.default_rng(H)
     n = 40
-    w16 = _bf16.to_bf16((rng.standard_normal((n, H)) * 0.1).astype(np.float32))
-    width = _network.bf16_state_width(H)
-    s16 = rng.integers(0, 2**16, size=(n, width), dtype=np.uint16)
-    s16[:, H:3 * H] = _bf16.to_bf16(
-        np.abs(rng.standard_normal((n, 2 * H)) * 1e-3).astype(np.float32))
+    w16, s16 = _random_bf16_rows(rng, n, H)
     s16[0, H:3 * H] = 0  # fresh moments
     w16[1, :3] = [0x7FC1, 0x7F80, 0xFF80]  # NaN, +inf, -inf weights
     g = (rng.standard_normal((n, H)) * 1e-2).astype(np.float32)
@@ -293,11 +299,7 @@ def test_bfloat16_adam_from_records_is_gradient_then_step(H, n_rec):
     (one axpy a record) and then the row step, bit for bit, at every width."""
     rng = np.random.default_rng(100 * H + n_rec)
     n = 12
-    w16 = _bf16.to_bf16((rng.standard_normal((n, H)) * 0.1).astype(np.float32))
-    width = _network.bf16_state_width(H)
-    s16 = rng.integers(0, 2**16, size=(n, width), dtype=np.uint16)
-    s16[:, H:3 * H] = _bf16.to_bf16(
-        np.abs(rng.standard_normal((n, 2 * H)) * 1e-3).astype(np.float32))
+    w16, s16 = _random_bf16_rows(rng, n, H)
     Hb16 = _bf16.to_bf16(np.maximum(rng.standard_normal((20, H)), 0).astype(np.float32))
     Hb16[5, 0] = 0x7FC1  # a NaN activation
     rows = rng.integers(0, 20, size=n_rec).astype(np.int32)
