@@ -216,8 +216,9 @@ SL_AVX512 static void sl_adam16_row_avx512(uint16_t *w, uint16_t *s, const float
  * holds the batch's last hidden activations in bfloat16, so each block of g is summed
  * straight into its even and odd halves from 64-byte loads (a shift and a mask): no
  * float32 row of g to zero, store, load and split. The values of zeroing g, one
- * sl_axpy_bf16 a record and sl_adam16_row, bit for bit; g (n floats) serves the tail
- * of n % 32 elements only. */
+ * sl_axpy_bf16 a record and sl_adam16_row, bit for bit (the multiplies and adds are
+ * written as sl_axpy_bf16_avx512's, so the compiler fuses them alike; tested); g
+ * (n floats) serves the tail of n % 32 elements only. */
 SL_AVX512 static void sl_adam16_records_avx512(uint16_t *w, uint16_t *s, const float *dz,
                                                const uint64_t *keys, int64_t n_rec,
                                                const uint16_t *Hb, int64_t ld, float *g,

@@ -201,7 +201,9 @@ static void sl_axpy_bf16_avx512(float alpha, const uint16_t *x, float *y, int64_
  * across all the rows instead of a load and a store a row. A 64-byte load holds 32 bf16
  * values; as 16 32-bit lanes, lane i is elements 2i (low half) and 2i + 1 (high half),
  * so a shift and a mask widen them into an even and an odd vector of float32; the
- * sums are joined back into order once, at the store. */
+ * sums are joined back into order once, at the store. (Each multiply and add is
+ * written as sl_axpy_bf16_avx512 writes it, in the same file and with the same flags,
+ * so the compiler fuses them alike; the tests compare the two bit for bit.) */
 #if SL_HAVE_X86_DISPATCH
 /* Columns [c, c + 32 nb) of the sum; nb is a constant where it is inlined, so that the
  * 2 nb sums stay in registers. */
