@@ -394,6 +394,17 @@ cdef int _active_set(const Net* net, const Tables* tb, Work* w, const int32_t* l
     return n_act
 
 
+cdef inline float _logit_grad(float e, float total, bint is_label, float inv_m,
+                              float inv_batch) noexcept nogil:
+    """d loss / d logit of one active neuron, over the batch: (softmax - target) /
+    batch, with e its exp(logit - max) and each of the sample's m labels a target
+    of 1 / m."""
+    cdef float dz = e / total
+    if is_label:
+        dz = dz - inv_m
+    return dz * inv_batch
+
+
 cdef double _train_sample(const Net* net, const HashFn* fn, const Tables* tb, Work* w,
                           const float* xd, const index_t* xi, index_t start, index_t end,
                           const int32_t* labels, int m, int min_active, int threshold,
@@ -451,54 +462,48 @@ cdef double _train_sample(const Net* net, const HashFn* fn, const Tables* tb, Wo
         total = total + w.logits[a]
     for a in range(m):
         loss -= inv_m * logf(w.logits[a] / total)
-    for k in range(H):
-        dh[k] = 0
     if w.rec_ids != NULL:
+        # Record (neuron, dz) per active neuron for output_adam; dh = the sum of dz * row
+        # over the active rows, in their order, in one kernel.
         if w.Hb16 != NULL:
             memcpy(w.Hb16 + r * H, w.h16, H * sizeof(uint16_t))
         else:
             memcpy(w.Hb + r * H, h, H * sizeof(float))
         w.rec_n[r] = n_act
-    for a in range(n_act):
-        j = w.act[a]
-        if w.rec_ids != NULL:
-            dz = w.logits[a] / total
-            if a < m:
-                dz = dz - inv_m
-            dz = dz * inv_batch
+        for a in range(n_act):
+            j = w.act[a]
             w.rec_ids[r * w.rec_cap + a] = j
-            w.rec_dz[r * w.rec_cap + a] = dz
+            w.rec_dz[r * w.rec_cap + a] = _logit_grad(w.logits[a], total, a < m, inv_m,
+                                                      inv_batch)
             w.mark[j] = 0
-            continue
-        if a + PREFETCH < n_act:
-            sl_prefetch_row(net.W_out + <int64_t>w.act[a + PREFETCH] * H, H)
-            sl_prefetchw_row(w.g_out + <int64_t>w.act[a + PREFETCH] * H, H)
-        dz = w.logits[a] / total
-        if a < m:
-            dz = dz - inv_m
-        dz = dz * inv_batch
-        wrow = net.W_out + <int64_t>j * H
-        grow = w.g_out + <int64_t>j * H
-        if w.W16 != NULL:
-            sl_axpy_bf16(dz, w.W16 + <int64_t>j * H, dh, H)
-        else:
-            sl_axpy(dz, wrow, dh, H)
-        sl_axpy(dz, h, grow, H)
-        w.gb_out[j] += dz
-        w.mark[j] = 0
-        if w.out_flag[j] == 0:
-            w.out_flag[j] = 1
-            w.out_list[w.out_count[0]] = j
-            w.out_count[0] += 1
-
-    if w.rec_ids != NULL:
-        # dh = the sum of dz * row over the active rows, in their order
         if w.W16 != NULL:
             sl_sum_rows_bf16(w.rec_dz + r * w.rec_cap, w.rec_ids + r * w.rec_cap, n_act,
                              w.W16, H, dh, H)
         else:
             sl_sum_rows(w.rec_dz + r * w.rec_cap, w.rec_ids + r * w.rec_cap, n_act,
                         net.W_out, H, dh, H)
+    else:
+        for k in range(H):
+            dh[k] = 0
+        for a in range(n_act):
+            j = w.act[a]
+            if a + PREFETCH < n_act:
+                sl_prefetch_row(net.W_out + <int64_t>w.act[a + PREFETCH] * H, H)
+                sl_prefetchw_row(w.g_out + <int64_t>w.act[a + PREFETCH] * H, H)
+            dz = _logit_grad(w.logits[a], total, a < m, inv_m, inv_batch)
+            wrow = net.W_out + <int64_t>j * H
+            grow = w.g_out + <int64_t>j * H
+            if w.W16 != NULL:
+                sl_axpy_bf16(dz, w.W16 + <int64_t>j * H, dh, H)
+            else:
+                sl_axpy(dz, wrow, dh, H)
+            sl_axpy(dz, h, grow, H)
+            w.gb_out[j] += dz
+            w.mark[j] = 0
+            if w.out_flag[j] == 0:
+                w.out_flag[j] = 1
+                w.out_list[w.out_count[0]] = j
+                w.out_count[0] += 1
 
     # Back through the hidden layers (ReLU); dh is d loss / d h for the current layer.
     for k in range(H):
