@@ -15,7 +15,7 @@ def _make_clf(n_features, n_labels, hidden=(8, 6), seed=0, **params):
     params.setdefault("n_codes", 2)
     clf = SlideClassifier(hidden_layer_sizes=hidden, n_jobs=1, random_state=seed, **params)
     rng = np.random.default_rng(seed)
-    clf._init_model(n_features, n_labels, rng)
+    clf._init_model(n_features, n_labels, rng, float(n_features))
     m = clf._model
     for off, size in zip(m["b_off"], m["sizes"]):
         m["dense"][off: off + size] = rng.uniform(-0.3, 0.3, size).astype(np.float32)
