@@ -660,6 +660,44 @@ def test_dropout_trains_and_inference_uses_every_unit(multilabel_data):
 
 
 # --------------------------------------------------------------------------- accuracy
+@pytest.mark.parametrize("scale", [1.0, 0.01, 300.0])
+@pytest.mark.parametrize("binary", [False, True])
+def test_input_layer_starts_at_rms_one_eighth(binary, scale):
+    """The first pre-activations X @ W_in have rms 1/8 for a typical row, whatever
+    the number of features, the density and the scale of the values."""
+    X, _ = make_extreme_classification(n_samples=2000, n_features=30000, n_labels=50,
+                                       random_state=0)
+    if binary:
+        X.data[:] = 1.0
+    X = X * np.float32(scale)
+    clf = SlideClassifier(hidden_layer_sizes=(64,), random_state=0)
+    energy = classifier_module._input_energy(X)
+    np.testing.assert_allclose(energy, X.multiply(X).sum() / X.shape[0], rtol=1e-4)
+    clf._init_model(X.shape[1], 50, np.random.default_rng(0), energy)
+    Z = X @ clf._model["W_in"]
+    rms = np.sqrt(np.mean(np.asarray(Z, dtype=np.float64) ** 2))
+    assert 0.11 < rms < 0.14, rms
+
+
+def test_rare_sparse_features_do_not_collapse_the_hidden_layer():
+    """50,000 features, each in ~0.15% of the rows, and 200,000 labels: a Glorot input
+    layer (bound sqrt(6 / (50000 + 128))) starts so small that the hidden bias, which
+    steps every batch, swamps it; the hidden activations collapse onto their mean and
+    every test row gets one of 5 labels. Scaled to the rows' energy, the
+    hidden layer keeps the rows apart."""
+    X, Y = make_extreme_classification(n_samples=16000, n_features=50000, n_labels=200000,
+                                       random_state=0)
+    clf = SlideClassifier(max_iter=2, alpha=0.0, learning_rate_decay=1.0, n_jobs=1,
+                          random_state=0).fit(X[:15000], Y[:15000])
+    top = clf.predict_topk(X[15000:], k=1)[0][:, 0]
+    assert len(np.unique(top)) >= 10
+    assert clf.score(X[15000:], Y[15000:]) > 0.3
+    m = clf._model
+    H = np.maximum(X[15000:] @ m["W_in"] + m["dense"][:m["sizes"][0]], 0)
+    collapse = np.linalg.norm(H.mean(axis=0)) / np.sqrt((H ** 2).sum(axis=1).mean())
+    assert collapse < 0.9, collapse
+
+
 def test_bibtex_precision_at_1(shared_data):
     from slidelearn.datasets import load_xc_repository
 
