@@ -65,7 +65,7 @@ def _aligned_zeros(shape, dtype):
 def _input_energy(X, comm=None):
     """Mean squared norm of the rows of the csr matrix ``X`` (of the rows of all the
     ranks of ``comm``: collective), rounded to 4 significant digits so that a sum in
-    another order (ranks, threads) draws the same model. It sets the scale of the
+    another order (over MPI ranks) draws the same model. It sets the scale of the
     input layer (``_init_model``)."""
     data = X.data.astype(np.float64, copy=False)
     total, n_rows = float(np.dot(data, data)), X.shape[0]
@@ -601,9 +601,9 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         # on unit tf-idf rows of 135,909 features (Amazon-670K shaped) it starts the
         # layer ~30x smaller, the hidden bias (a step every batch, where a feature's
         # row gets one every ~14 batches) outgrows it, the hidden layer collapses onto
-        # one direction and test P@1 falls from ~85 to 16-60. rms 1/8 is what Glorot
+        # one direction and test P@1 falls from ~85 to 16-61. rms 1/8 is what Glorot
         # gives a unit input and H = 128, measured at least as good as Glorot on
-        # Bibtex (binary rows) and on small tf-idf vocabularies (doc/performance.rst).
+        # Bibtex (binary rows) and on small tf-idf vocabularies (doc/user_guide/slide.rst).
         energy = input_energy if input_energy > 0 else 1.0
         W_in = _uniform_float32(rng, np.sqrt(3.0 / 64.0 / energy), (n_features, sizes[0]))
         lo, hi = (0, n_labels) if label_slice is None else label_slice
