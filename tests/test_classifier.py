@@ -679,6 +679,21 @@ def test_input_layer_starts_at_rms_one_eighth(binary, scale):
     assert 0.11 < rms < 0.14, rms
 
 
+@pytest.mark.parametrize("scale", [0.0, 1e-40])
+def test_input_layer_of_zero_or_underflowing_rows_is_finite(scale):
+    """All-zero rows, or subnormal values (~1e-41, an energy of ~1e-80), give finite
+    weights and a model that predicts: uncapped, the bound of the input layer would
+    overflow float32 and training would return NaN weights."""
+    X, Y = make_extreme_classification(n_samples=300, n_features=500, n_labels=20,
+                                       random_state=0)
+    X = (X * np.float32(scale)).tocsr()
+    X.eliminate_zeros()
+    clf = SlideClassifier(hidden_layer_sizes=(16,), max_iter=2, n_jobs=1,
+                          random_state=0).fit(X, Y)
+    assert np.isfinite(clf._model["W_in"]).all()
+    assert np.isfinite(clf.decision_function(X[:5])).all()
+
+
 def test_rare_sparse_features_do_not_collapse_the_hidden_layer():
     """50,000 features, each in ~0.15% of the rows, and 200,000 labels: a Glorot input
     layer (bound sqrt(6 / (50000 + 128))) starts so small that the hidden bias, which

@@ -604,7 +604,9 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         # one direction and test P@1 falls from ~85 to 16-61. rms 1/8 is what Glorot
         # gives a unit input and H = 128, measured at least as good as Glorot on
         # Bibtex (binary rows) and on small tf-idf vocabularies (doc/user_guide/slide.rst).
-        energy = input_energy if input_energy > 0 else 1.0
+        # (all-zero rows: any scale; an energy below 1e-30, of values near the float32
+        # underflow, counts as 1e-30, so that the bound cannot overflow float32)
+        energy = max(input_energy, 1e-30) if input_energy > 0 else 1.0
         W_in = _uniform_float32(rng, np.sqrt(3.0 / 64.0 / energy), (n_features, sizes[0]))
         lo, hi = (0, n_labels) if label_slice is None else label_slice
         # rows lo:hi of the (n_labels, H) draw: one 64-bit step of the generator per
