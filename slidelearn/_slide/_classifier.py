@@ -317,8 +317,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
     The weights of the input layer start uniform in ``[-b, b]`` with
     ``b = sqrt(3 / (64 e))``, where ``e`` is the mean squared norm of the rows of
     the first ``fit`` (or ``partial_fit``) data (at least 1e-30; 1 for all-zero
-    rows): a typical row's pre-activations
-    then have rms 1/8 whatever the number of features and the scale of the values.
+    rows): a typical row's pre-activations then have rms 1/8 whatever the number
+    of features and the scale of the values.
     The hidden and output layers use Glorot's uniform initialisation, as
     :class:`~sklearn.neural_network.MLPClassifier` does.
 
