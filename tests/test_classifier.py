@@ -707,8 +707,7 @@ def test_rare_sparse_features_do_not_collapse_the_hidden_layer():
     top = clf.predict_topk(X[15000:], k=1)[0][:, 0]
     assert len(np.unique(top)) >= 10
     assert clf.score(X[15000:], Y[15000:]) > 0.3
-    m = clf._model
-    H = np.maximum(X[15000:] @ m["W_in"] + m["dense"][:m["sizes"][0]], 0)
+    H = np.maximum(X[15000:] @ clf.coefs_[0] + clf.intercepts_[0], 0)
     collapse = np.linalg.norm(H.mean(axis=0)) / np.sqrt((H ** 2).sum(axis=1).mean())
     assert collapse < 0.9, collapse
 
