@@ -66,9 +66,13 @@ def _input_energy(X, comm=None):
     """Mean squared norm of the rows of the csr matrix ``X`` (of the rows of all the
     ranks of ``comm``: collective), rounded to 4 significant digits so that a sum in
     another order (over MPI ranks) draws the same model. It sets the scale of the
-    input layer (``_init_model``)."""
-    data = X.data.astype(np.float64, copy=False)
-    total, n_rows = float(np.dot(data, data)), X.shape[0]
+    input layer (``_init_model``). Summed in float64 a block of 2**20 values at a time,
+    without a float64 copy of all of ``X.data``."""
+    data, step = X.data, 1 << 20
+    total, n_rows = 0.0, X.shape[0]
+    for s in range(0, data.shape[0], step):
+        block = data[s:s + step].astype(np.float64)
+        total += float(np.dot(block, block))
     if comm is not None:
         total, n_rows = comm.allreduce(total), comm.allreduce(n_rows)
     return float(f"{total / max(n_rows, 1):.4g}")
