@@ -9,6 +9,12 @@ SLIDELEARN_NO_OPENMP=1
     Build without OpenMP even if the compiler supports it.
 SLIDELEARN_CYTHON_BOUNDSCHECK=1
     Turn Cython bounds checking and wraparound back on (debugging).
+SLIDELEARN_SANITIZE=address,undefined
+    Compile and link the kernels with ``-fsanitize=...`` (any list that gcc/clang accept),
+    frame pointers and debug information, for finding out-of-bounds accesses. Python itself
+    is not instrumented, so run with the sanitizer runtime preloaded, e.g.
+    ``LD_PRELOAD=$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0 pytest``
+    (``tools/sanitize.sh`` does both steps).
 """
 import os
 import shutil
@@ -92,6 +98,15 @@ class BuildExt(build_ext):
             link_args.append("-fopenmp")
         if _env_flag("SLIDELEARN_NATIVE"):
             compile_args.append("-march=native")
+        sanitize = os.environ.get("SLIDELEARN_SANITIZE", "").strip()
+        if sanitize:
+            # -O1 keeps the kernels fast enough for the test suite while the reports still
+            # point at the right line.
+            flags = [f"-fsanitize={sanitize}", "-fno-omit-frame-pointer", "-g", "-O1"]
+            if "undefined" in sanitize:
+                flags.append("-fno-sanitize-recover=undefined")
+            compile_args = [a for a in compile_args if a != "-O3"] + flags
+            link_args += [f"-fsanitize={sanitize}"]
         for ext in self.extensions:
             ext.extra_compile_args = list(ext.extra_compile_args or []) + compile_args
             ext.extra_link_args = list(ext.extra_link_args or []) + link_args

@@ -754,7 +754,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         sizes = m["sizes"]
         L = self.n_tables
         T = n_threads
-        act_cap = int(min(n_labels, max_labels + L * self.bucket_size + self.min_active))
+        act_cap = int(_network.active_capacity(n_labels, max_labels, L, self.bucket_size,
+                                               self.min_active))
         rec_rows = int(self.batch_size)
         transposed = transposed and (
             rec_rows * act_cap * 32 <= max(64 << 20, n_labels * H * 4))

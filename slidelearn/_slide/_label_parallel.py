@@ -206,7 +206,8 @@ def train_epoch(est, comm, X, Y_indptr, Y_indices, rows, n_threads, lr, stats):
     total_acts = int(np.sum(model["sizes"]))
     n_slice = hi - lo
     min_active = int(-(-est.min_active * n_slice // est._n_labels_total))
-    cap = int(min(n_slice, est.n_tables * est.bucket_size + min_active + est._max_labels))
+    cap = int(_network.active_capacity(n_slice, est._max_labels, est.n_tables,
+                                       est.bucket_size, min_active))
     totals = np.zeros(2, dtype=np.float64)  # loss, active neurons
     t_start = time.perf_counter()
     for s in range(steps):

@@ -134,6 +134,16 @@ cdef enum:
 DIRTY_ROWS = DIRTY
 
 
+cpdef int64_t active_capacity(int64_t n_labels, int64_t max_labels, int n_tables,
+                              int bucket_size, int min_active):
+    """Columns of an active-set buffer (``act``) for rows with at most ``max_labels``
+    labels: the largest possible active set, plus one slot for the unconditional store
+    of the branch-free bucket scans (sl_take_bucket and sl_take_voted write each id at
+    ``act[n_act]`` before deciding whether to keep it, also once the set holds every
+    label)."""
+    return min(n_labels, max_labels + <int64_t>n_tables * bucket_size + min_active) + 1
+
+
 cpdef int bf16_state_width(int H):
     """16-bit values in a row of a precision="bfloat16" output state ``s16_out``:
     ``[lo (H) | m (H) | v (H)]``, padded to 64 bytes (12 cache lines for H = 128)."""
@@ -593,6 +603,36 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
         return 0.0, 0
     if acts.shape[0] < n_threads or rng.shape[0] < n_threads * STRIDE:
         raise ValueError("work buffers were sized for fewer threads")
+    # Refuse a batch whose rows, labels or features would index past the model or the
+    # work buffers: the kernels below read and write through raw pointers.
+    if Y_indptr.shape[0] != X_indptr.shape[0]:
+        raise ValueError("X and Y have different numbers of rows")
+    cdef Py_ssize_t n_rows = X_indptr.shape[0] - 1, q
+    cdef int64_t max_m = 0
+    for r in range(n):
+        i = rows[r]
+        if i < 0 or i >= n_rows:
+            raise ValueError(f"row {i} is outside X's {n_rows} rows")
+        if (X_indptr[i] < 0 or X_indptr[i + 1] < X_indptr[i]
+                or X_indptr[i + 1] > X_indices.shape[0]):
+            raise ValueError(f"X's indptr is invalid at row {i}")
+        for q in range(X_indptr[i], X_indptr[i + 1]):
+            if X_indices[q] < 0 or X_indices[q] >= net.n_features:
+                raise ValueError(f"feature index {X_indices[q]} is outside "
+                                 f"[0, {net.n_features})")
+        if (Y_indptr[i] < 0 or Y_indptr[i + 1] < Y_indptr[i]
+                or Y_indptr[i + 1] > Y_indices.shape[0]):
+            raise ValueError(f"Y's indptr is invalid at row {i}")
+        max_m = max(max_m, Y_indptr[i + 1] - Y_indptr[i])
+        for q in range(Y_indptr[i], Y_indptr[i + 1]):
+            if Y_indices[q] < 0 or Y_indices[q] >= net.n_labels:
+                raise ValueError(f"label index {Y_indices[q]} is outside [0, {net.n_labels})")
+    need = active_capacity(net.n_labels, max_m, tb.n_tables, lsh["bucket_size"], min_active)
+    if act.shape[1] < need or logits.shape[1] < need - 1:
+        raise ValueError(f"active-set buffers have {act.shape[1]} columns, the batch "
+                         f"needs {need}")
+    if cand.shape[1] < <int64_t>tb.n_tables * lsh["bucket_size"]:
+        raise ValueError("candidate buffer is smaller than n_tables * bucket_size")
     if rec:
         rec_ids = work["rec_ids"]
         rec_dz = work["rec_dz"]
@@ -1400,9 +1440,15 @@ def slice_forward(const float[:, ::1] H, const int64_t[::1] Y_indptr,
     cdef Work* works
     if H.shape[1] != hd or act.shape[0] != n or logits.shape[0] != n or n_act.shape[0] != n:
         raise ValueError("slice_forward: inconsistent shapes")
-    if act.shape[1] < min(net.n_labels, (tb.n_tables * lsh["bucket_size"] + min_active
-                                         + int(np.max(np.diff(Y_indptr), initial=0)))):
+    need = active_capacity(net.n_labels, int(np.max(np.diff(Y_indptr), initial=0)),
+                           tb.n_tables, lsh["bucket_size"], min_active)
+    if act.shape[1] < need or logits.shape[1] < need - 1:
         raise ValueError("slice_forward: act has too few columns")
+    if cand.shape[1] < <int64_t>tb.n_tables * lsh["bucket_size"]:
+        raise ValueError("slice_forward: cand has too few columns")
+    if Y_indptr.shape[0] != n + 1 or (Y_local.shape[0] > 0 and (
+            np.min(Y_local) < 0 or np.max(Y_local) >= net.n_labels)):
+        raise ValueError("slice_forward: labels outside the slice")
     if codes.shape[0] < n_threads or rng.shape[0] < n_threads * STRIDE:
         raise ValueError("work buffers were sized for fewer threads")
     for t in range(n_threads):
