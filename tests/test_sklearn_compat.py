@@ -13,46 +13,35 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from slidelearn import SlideClassifier
 
 
-def _expected_failed_checks(estimator):
-    # Only checks that fail *by design* are listed here. Failures that come from bugs
-    # of the estimator are not silenced.
-    return {
-        # By design, multi-label predict returns a scipy.sparse CSR indicator (extreme
-        # multi-label outputs would not fit densely), while this check requires a
-        # numpy array from predict.
-        "check_classifiers_multilabel_output_format_predict": (
-            "multi-label predict returns a sparse CSR indicator matrix by design"),
-        # This check compares the predictions for the different y representations
-        # with numpy.testing.assert_array_equal, which cannot compare sparse matrices
-        # (it raises "The truth value of an array ... is ambiguous"). The invariance
-        # itself is tested in test_multilabel_representation_invariance below.
-        "check_classifiers_multilabel_representation_invariance": (
-            "multi-label predict returns a sparse CSR indicator by design, which "
-            "assert_array_equal cannot compare; the invariance is tested separately"),
-    }
-
-
 # Small and fast parameters for the tiny data sets of the common checks (few labels:
 # the active set covers every label and training is an exact softmax).
 @parametrize_with_checks(
     [SlideClassifier(hidden_layer_sizes=(32,), learning_rate=1e-2, learning_rate_decay=1.0, max_iter=20,
                      n_tables=4, n_jobs=1, random_state=0)],
-    expected_failed_checks=_expected_failed_checks,
 )
 def test_sklearn_common_checks(estimator, check):
     check(estimator)
 
 
-def test_expected_failures_are_by_design():
-    # The multi-label predict output really is a sparse indicator.
+def test_predict_returns_the_format_of_the_fitted_y():
+    # As OneVsRestClassifier: a dense indicator in, a dense array of its dtype out; a
+    # sparse indicator in, a sparse CSR indicator out (the form for many labels).
     rng = np.random.RandomState(0)
-    X = rng.rand(30, 5)
-    Y = (rng.rand(30, 4) < 0.4).astype(int)
+    X = rng.rand(40, 5)
+    Y = (rng.rand(40, 4) < 0.4).astype(np.int32)
     Y[Y.sum(axis=1) == 0, 0] = 1
-    clf = SlideClassifier(hidden_layer_sizes=(16,), max_iter=2, random_state=0).fit(X, Y)
-    assert sp.issparse(clf.predict(X))
-    reasons = _expected_failed_checks(clf)
-    assert all(isinstance(r, str) and r for r in reasons.values())
+    params = dict(hidden_layer_sizes=(16,), max_iter=3, random_state=0, n_jobs=1)
+    dense = SlideClassifier(**params).fit(X, Y)
+    pred = dense.predict(X)
+    assert isinstance(pred, np.ndarray) and pred.shape == Y.shape and pred.dtype == Y.dtype
+    assert not dense.sparse_output_
+    sparse = SlideClassifier(**params).fit(X, sp.csr_matrix(Y))
+    spred = sparse.predict(X)
+    assert sp.issparse(spred) and spred.shape == Y.shape and sparse.sparse_output_
+    np.testing.assert_array_equal(spred.toarray(), pred)
+    boolean = SlideClassifier(**params).fit(X, Y.astype(bool)).predict(X)
+    assert boolean.dtype == np.int64
+    np.testing.assert_array_equal(boolean, pred)
 
 
 def test_multilabel_representation_invariance():
@@ -68,8 +57,10 @@ def test_multilabel_representation_invariance():
         clf = SlideClassifier(**params).fit(X, y)
         preds.append(clf.predict(X))
         probas.append(clf.predict_proba(X))
+    assert sp.issparse(preds[3])
     for p, q in zip(preds[1:], probas[1:]):
-        assert (p != preds[0]).nnz == 0
+        p = p.toarray() if sp.issparse(p) else p
+        np.testing.assert_array_equal(p, preds[0])
         np.testing.assert_array_equal(q, probas[0])
 
 

@@ -284,6 +284,10 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         Names of the features, when X was a DataFrame with string column names.
     multilabel_ : bool
         Whether the model was fitted on a 2-D indicator y.
+    sparse_output_ : bool
+        Whether ``predict`` returns a sparse CSR indicator: True when the model was
+        fitted on a sparse indicator y. Fit on ``MultiLabelBinarizer(sparse_output=True)``
+        output when there are many labels.
     coefs_ : list of ndarray
         Weights: the input layer (n_features, H0), the dense hidden layers
         (H_{i-1}, H_i), and the output layer stored neuron-major (n_classes, H_last).
@@ -534,6 +538,9 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
                                      f"{n_labels} columns.")
                 self.classes_ = classes
                 self.multilabel_ = True
+                # predict answers in the form of this y, as OneVsRestClassifier does
+                self.sparse_output_ = sp.issparse(y)
+                self._y_dtype = y.dtype if y.dtype != np.bool_ else np.dtype(np.int64)
             else:
                 if not self.multilabel_:
                     raise ValueError("This model was fitted on 1-D class labels; got a 2-D indicator y.")
@@ -556,6 +563,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
                 classes = uniq
             self.classes_ = classes
             self.multilabel_ = False
+            self.sparse_output_ = False
         elif self.multilabel_:
             raise ValueError("This model was fitted on a multi-label indicator y; got 1-D labels.")
         classes = self.classes_
@@ -1402,10 +1410,11 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
 
         Returns
         -------
-        y_pred : ndarray of shape (n_samples,) or scipy.sparse.csr_matrix of shape (n_samples, n_classes)
-            Multi-class: the most probable class. Multi-label: a sparse indicator
-            with the labels whose probability is at least half the row's best
-            (see Notes of the class).
+        y_pred : ndarray of shape (n_samples,) or (n_samples, n_classes), or scipy.sparse.csr_matrix
+            Multi-class: the most probable class. Multi-label: an indicator of the
+            labels whose probability is at least half the row's best (see Notes of
+            the class), sparse CSR when the ``y`` given to ``fit`` was sparse and a
+            dense array of its dtype otherwise (as ``OneVsRestClassifier``).
 
         Examples
         --------
@@ -1428,8 +1437,13 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         keep = (scores >= scores[:, :1] - np.log(2.0)) & (idx >= 0)
         indptr = np.concatenate([[0], np.cumsum(keep.sum(axis=1))]).astype(np.int64)
         indices = idx[keep]
-        data = np.ones(indices.shape[0], dtype=np.int8)
-        return sp.csr_matrix((data, indices, indptr), shape=(X.shape[0], len(self.classes_)))
+        dtype = getattr(self, "_y_dtype", np.dtype(np.int8))
+        Y = sp.csr_matrix((np.ones(indices.shape[0], dtype=dtype), indices, indptr),
+                          shape=(X.shape[0], len(self.classes_)))
+        if getattr(self, "sparse_output_", True):
+            return Y
+        self._check_dense_size(X.shape[0], "predict")
+        return Y.toarray()
 
     def score(self, X, y, sample_weight=None):
         """Precision@1: the fraction of rows whose top-ranked label is a true label.
