@@ -505,7 +505,8 @@ def test_train_batch_n_active_is_exact_with_threads():
     # Empty tables and min_active=0: a sample's active set is its labels (1 to 5).
     rng = np.random.default_rng(11)
     n, d, n_labels = 400, 50, 30
-    clf = _make_clf(d, n_labels, hidden=(1024,), min_active=0, n_tables=2, bucket_size=1)
+    clf = _make_clf(d, n_labels, hidden=(1024,), min_active=0, n_tables=2, bucket_size=1,
+                    batch_size=n)  # the work buffers hold one batch of n rows
     X, _, Y_indptr, Y_indices = _random_batch(rng, n, d, n_labels, density=0.3, max_labels=5)
     lsh = _empty_tables(clf._lsh)
     work = clf._get_work(2, 5, transposed=False)

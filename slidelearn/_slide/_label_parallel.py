@@ -292,13 +292,11 @@ def train_epoch(est, comm, X, Y_indptr, Y_indices, rows, n_threads, lr, stats):
 def _combine_replicated(comm, work):
     """Sum the gradients of the replicated layers over the ranks: the dense layers
     whole, the input layer over the union of the rows any rank touched. Leaves them
-    as ``adam_update`` expects (thread 0's buffers and list). Returns the seconds spent
+    as ``adam_update`` expects (the touched rows in thread 0's list). Returns the seconds spent
     communicating."""
     MPI = import_mpi()
     stride = _network.THREAD_STRIDE
     g_dense = work["g_dense"]
-    g_dense[0] = g_dense.sum(axis=0)
-    g_dense[1:] = 0
     # rows of the input layer this rank touched
     T = work["in_list"].shape[0]
     mine = np.unique(np.concatenate(

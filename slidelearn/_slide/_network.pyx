@@ -174,15 +174,14 @@ cdef struct Net:
 
 cdef struct Work:
     # per thread
-    float* acts
-    float* delta            # 2 * max width
+    float* acts             # the current sample's activations, row r of the records
+    float* delta            # its d loss / d activation, row r of the records
     int32_t* codes
     uint32_t* buckets
     int32_t* act
     float* logits
     int32_t* cand
     mark_t* mark            # (n_labels,), all zero between samples
-    float* g_dense          # per-thread dense gradients
     uint64_t* rng
     int32_t* out_list
     int64_t* out_count
@@ -424,9 +423,7 @@ cdef double _train_sample(const Net* net, const HashFn* fn, const Tables* tb, Wo
     cdef int32_t j
     cdef index_t p
     cdef float* h = w.acts + net.a_off[L - 1]
-    cdef float* dh = w.delta
-    cdef float* dprev
-    cdef float* prev
+    cdef float* dh = w.delta + net.a_off[L - 1]
     cdef float zmax, z, total, dz, inv_m = 1.0 / m, keep_scale = 1.0
     cdef double loss = 0
     cdef const float* wrow
@@ -515,34 +512,82 @@ cdef double _train_sample(const Net* net, const HashFn* fn, const Tables* tb, Wo
                 w.out_list[w.out_count[0]] = j
                 w.out_count[0] += 1
 
-    # Back through the hidden layers (ReLU); dh is d loss / d h for the current layer.
+    # Back through the hidden layers (ReLU); their gradients are formed from the
+    # records after the batch (_layer_grads).
     for k in range(H):
         if h[k] <= 0:
             dh[k] = 0
         elif dropout > 0:
             dh[k] = dh[k] * keep_scale
-    for i in range(L - 1, 0, -1):
+    _backprop_sample(net, w.acts, w.delta)
+    return loss
+
+
+cdef void _backprop_sample(const Net* net, const float* acts, float* delta) noexcept nogil:
+    """d loss / d activation of every hidden layer of one sample, from that of the last
+    one (already masked by its ReLU) at ``delta + a_off[L - 1]``; layer i's at
+    ``delta + a_off[i]``, beside its activations at ``acts + a_off[i]``."""
+    cdef int i, k, n_in, n_out
+    cdef const float* prev
+    cdef const float* dh
+    cdef float* dprev
+    for i in range(net.n_layers - 1, 0, -1):
         n_in = <int>net.sizes[i - 1]
         n_out = <int>net.sizes[i]
-        prev = w.acts + net.a_off[i - 1]
-        dprev = (w.delta + net.max_width) if dh == w.delta else w.delta
-        sl_axpy(1.0, dh, w.g_dense + net.b_off[i], n_out)
+        prev = acts + net.a_off[i - 1]
+        dh = delta + net.a_off[i]
+        dprev = delta + net.a_off[i - 1]
         for k in range(n_in):
             if prev[k] > 0:
-                sl_axpy(prev[k], dh, w.g_dense + net.w_off[i] + <int64_t>k * n_out, n_out)
                 dprev[k] = sl_dot(net.dense + net.w_off[i] + <int64_t>k * n_out, dh, n_out)
             else:
                 dprev[k] = 0
-        dh = dprev
-    n_in = <int>net.sizes[0]
-    sl_axpy(1.0, dh, w.g_dense + net.b_off[0], n_in)
-    for p in range(start, end):
-        sl_axpy(xd[p], dh, w.g_in + <int64_t>xi[p] * n_in, n_in)
-        if w.in_flag[xi[p]] == 0:
-            w.in_flag[xi[p]] = 1
-            w.in_list[w.in_count[0]] = <int32_t>xi[p]
-            w.in_count[0] += 1
-    return loss
+
+
+cdef void _layer_grads(const Net* net, const float* xd, const index_t* xi,
+                       const index_t* indptr, const int64_t* rows, Py_ssize_t n,
+                       const float* acts, const float* delta, int64_t S, float* g_dense,
+                       float* g_in, uint8_t* in_flag, int32_t* in_list, int64_t* in_count,
+                       int share, int n_shares) noexcept nogil:
+    """Share ``share`` of ``n_shares`` of the batch gradients of the input and hidden
+    layers, from the per-position records ``acts`` / ``delta`` (S floats a position).
+
+    Each input row, dense row and bias belongs to one share and sums its terms in
+    batch order, so that the gradients are the same whichever thread ran which sample
+    and however many threads there are (no two threads add into one row either). The
+    input rows a share touches are appended to ``in_list`` (``in_count`` its length)."""
+    cdef int H0 = <int>net.sizes[0], i, k, n_in, n_out
+    cdef Py_ssize_t r
+    cdef index_t p, f
+    cdef const float* d
+    cdef float a
+    for r in range(n):
+        d = delta + r * S
+        for p in range(indptr[rows[r]], indptr[rows[r] + 1]):
+            f = xi[p]
+            if f % n_shares != share:
+                continue
+            sl_axpy(xd[p], d, g_in + <int64_t>f * H0, H0)
+            if in_flag[f] == 0:
+                in_flag[f] = 1
+                in_list[in_count[0]] = <int32_t>f
+                in_count[0] += 1
+    for i in range(net.n_layers):
+        if i % n_shares == share:
+            for r in range(n):
+                sl_axpy(1.0, delta + r * S + net.a_off[i], g_dense + net.b_off[i],
+                        <int>net.sizes[i])
+    for i in range(1, net.n_layers):
+        n_in = <int>net.sizes[i - 1]
+        n_out = <int>net.sizes[i]
+        k = share
+        while k < n_in:
+            for r in range(n):
+                a = acts[r * S + net.a_off[i - 1] + k]
+                if a > 0:
+                    sl_axpy(a, delta + r * S + net.a_off[i],
+                            g_dense + net.w_off[i] + <int64_t>k * n_out, n_out)
+            k += n_shares
 
 
 def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
@@ -550,11 +595,15 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
                 const int32_t[::1] Y_indices, const int64_t[::1] rows,
                 dict model, dict lsh, dict work, int min_active, int threshold,
                 uint64_t seed, int n_threads, float dropout=0.0, w16=None):
-    """Forward/backward of the samples ``rows`` in parallel (HOGWILD).
+    """Forward/backward of the samples ``rows`` in parallel.
 
-    Batch-mean gradients of the input and hidden layers are added to the gradient
-    buffers in ``work``; the rows they touch are listed per thread for
-    ``adam_update``. The output layer's go to ``g_out`` / ``gb_out`` likewise, or,
+    Every batch position r keeps its activations and their gradients in row r of
+    ``work["acts"]`` / ``work["delta"]`` and draws its random numbers (negatives,
+    dropout) from ``seed`` and r; the batch-mean gradients of the input and hidden
+    layers are then summed from these rows in batch order into ``g_in`` / ``g_dense[0]``
+    (``_layer_grads``), and the input rows they touch listed for ``adam_update``. So
+    these gradients do not depend on the number of threads nor on which thread ran
+    which sample. The output layer's go to ``g_out`` / ``gb_out`` likewise, or,
     when ``work`` holds ``rec_ids`` (the transposed gradient), are recorded per batch
     position for ``output_adam``. With ``w16`` (the output weights of
     precision="bfloat16" rounded to bfloat16, see ``output_adam``) the output logits
@@ -575,6 +624,7 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
     cdef mark_t[:, ::1] mark = work["mark"]
     cdef float[:, ::1] g_dense = work["g_dense"]
     cdef uint64_t[::1] rng = work["rng"]
+    cdef double[::1] sample_loss
     cdef int32_t[:, ::1] out_list = work["out_list"]
     cdef int64_t[::1] out_count = work["out_count"]
     cdef int32_t[:, ::1] in_list = work["in_list"]
@@ -601,8 +651,11 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
     cdef Work* works
     if n == 0:
         return 0.0, 0
-    if acts.shape[0] < n_threads or rng.shape[0] < n_threads * STRIDE:
+    if codes.shape[0] < n_threads or rng.shape[0] < n_threads * STRIDE:
         raise ValueError("work buffers were sized for fewer threads")
+    if (acts.shape[0] < n or delta.shape[0] < n or acts.shape[1] != delta.shape[1]
+            or acts.shape[1] < net.a_off[net.n_layers - 1] + net.h_last):
+        raise ValueError("activation records are too small for this batch")
     # Refuse a batch whose rows, labels or features would index past the model or the
     # work buffers: the kernels below read and write through raw pointers.
     if Y_indptr.shape[0] != X_indptr.shape[0]:
@@ -659,21 +712,17 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
                 or h16.shape[0] < n_threads or h16.shape[1] < net.h_last):
             raise ValueError("the bfloat16 weights of the output layer do not match the model")
     inv_batch = 1.0 / n
-    for t in range(n_threads):
-        rng[t * STRIDE] = splitmix64(seed ^ splitmix64(<uint64_t>t + 1)) | 1
+    sample_loss = np.empty(n, dtype=np.float64)
     works = <Work*>calloc(n_threads, sizeof(Work))
     if works == NULL:
         raise MemoryError()
     for t in range(n_threads):
-        works[t].acts = &acts[t, 0]
-        works[t].delta = &delta[t, 0]
         works[t].codes = &codes[t, 0]
         works[t].buckets = &buckets[t, 0]
         works[t].act = &act[t, 0]
         works[t].logits = &logits[t, 0]
         works[t].cand = &cand[t, 0]
         works[t].mark = &mark[t, 0]
-        works[t].g_dense = &g_dense[t, 0]
         works[t].rng = &rng[t * STRIDE]
         works[t].out_list = &out_list[t, 0]
         works[t].out_count = &out_count[t * STRIDE]
@@ -699,11 +748,21 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
                 na = 0  # assigned in the loop body, so private to each thread
                 i = rows[r]
                 m = <int>(Y_indptr[i + 1] - Y_indptr[i])
-                loss += _train_sample(&net, &fn, &tb, &works[tid], &X_data[0], &X_indices[0],
-                                      X_indptr[i], X_indptr[i + 1],
-                                      &Y_indices[Y_indptr[i]], m, min_active, threshold,
-                                      inv_batch, dropout, r, &na)
+                works[tid].acts = &acts[r, 0]
+                works[tid].delta = &delta[r, 0]
+                works[tid].rng[0] = splitmix64(seed ^ splitmix64(<uint64_t>r + 1)) | 1
+                sample_loss[r] = _train_sample(
+                    &net, &fn, &tb, &works[tid], &X_data[0], &X_indices[0], X_indptr[i],
+                    X_indptr[i + 1], &Y_indices[Y_indptr[i]], m, min_active, threshold,
+                    inv_batch, dropout, r, &na)
                 n_active += na
+            for t in prange(n_threads, schedule="static", num_threads=n_threads):
+                _layer_grads(&net, &X_data[0], &X_indices[0], &X_indptr[0], &rows[0], n,
+                             &acts[0, 0], &delta[0, 0], acts.shape[1], &g_dense[0, 0],
+                             &g_in[0, 0], &in_flag[0], &in_list[t, 0],
+                             &in_count[t * STRIDE], t, n_threads)
+            for r in range(n):
+                loss += sample_loss[r]
     finally:
         free(works)
     return loss, n_active
@@ -807,10 +866,6 @@ def adam_update(dict model, dict opt, dict work, float lr, float beta1, float be
                                &v_in[uniq_in[q + PREFETCH], 0], &g_in[uniq_in[q + PREFETCH], 0], H0)
             sl_adam_row(&W_in[j, 0], &m_in[j, 0], &v_in[j, 0], &g_in[j, 0], H0,
                         lr_t, beta1, beta2, eps, alpha)
-        for t in range(1, g_dense.shape[0]):
-            for k in range(n_dense):
-                g_dense[0, k] += g_dense[t, k]
-                g_dense[t, k] = 0
         sl_adam_row(&dense[0], &m_dense[0], &v_dense[0], &g_dense[0, 0], <int>n_dense,
                     lr_t, beta1, beta2, eps, 0.0)
     return n_out, n_in
@@ -1545,56 +1600,43 @@ def hidden_backward(const float[::1] X_data, const index_t[::1] X_indices,
                     const float[:, ::1] acts, const float[:, ::1] dH, dict model, dict work,
                     int n_threads):
     """Back-propagate d loss / d h (``dH``, one row per row of ``rows``) through the
-    hidden layers and the sparse input layer: gradients added to ``g_dense`` (per
-    thread) and ``g_in``, touched input rows listed, as ``train_batch`` does."""
+    hidden layers and the sparse input layer: gradients added to ``g_dense[0]`` and
+    ``g_in`` and touched input rows listed, in batch order, as ``train_batch`` does."""
     cdef Net net = _make_net(model, False)
-    cdef float[:, ::1] delta = work["delta"]
     cdef float[:, ::1] g_dense = work["g_dense"]
     cdef float[:, ::1] g_in = work["g_in"]
     cdef int32_t[:, ::1] in_list = work["in_list"]
     cdef int64_t[::1] in_count = work["in_count"]
     cdef uint8_t[::1] in_flag = work["in_flag"]
-    cdef Py_ssize_t n = rows.shape[0], r
-    cdef int tid, L = net.n_layers, hd = net.h_last, i, k, n_in, n_out
-    cdef int64_t row
-    cdef index_t p
-    cdef float* dh
-    cdef float* dprev
-    cdef const float* prev
+    cdef Py_ssize_t n = rows.shape[0], r, S = acts.shape[1]
+    cdef int L = net.n_layers, hd = net.h_last, k, t
     cdef const float* h
+    cdef float* dh
     if acts.shape[0] != n or dH.shape[0] != n or dH.shape[1] != hd:
         raise ValueError("hidden_backward: inconsistent shapes")
-    if delta.shape[0] < n_threads:
+    if S < net.a_off[L - 1] + hd:
+        raise ValueError("hidden_backward: acts has too few columns")
+    if in_list.shape[0] < n_threads or in_count.shape[0] < n_threads * STRIDE:
         raise ValueError("work buffers were sized for fewer threads")
     if n == 0:
         return
+    for r in range(n):
+        if rows[r] < 0 or rows[r] >= X_indptr.shape[0] - 1:
+            raise ValueError(f"row {rows[r]} is outside X")
+        for k in range(X_indptr[rows[r]], X_indptr[rows[r] + 1]):
+            if X_indices[k] < 0 or X_indices[k] >= net.n_features:
+                raise ValueError(f"feature index {X_indices[k]} is outside "
+                                 f"[0, {net.n_features})")
+    delta_np = np.empty((n, S), dtype=np.float32)
+    cdef float[:, ::1] delta = delta_np
     with nogil:
         for r in prange(n, schedule="dynamic", chunksize=4, num_threads=n_threads):
-            tid = omp_get_thread_num()
-            row = rows[r]
             h = &acts[r, 0] + net.a_off[L - 1]
-            dh = &delta[tid, 0]
+            dh = &delta[r, 0] + net.a_off[L - 1]
             for k in range(hd):
                 dh[k] = dH[r, k] if h[k] > 0 else 0
-            for i in range(L - 1, 0, -1):
-                n_in = <int>net.sizes[i - 1]
-                n_out = <int>net.sizes[i]
-                prev = &acts[r, 0] + net.a_off[i - 1]
-                dprev = (&delta[tid, 0] + net.max_width) if dh == &delta[tid, 0] else &delta[tid, 0]
-                sl_axpy(1.0, dh, &g_dense[tid, 0] + net.b_off[i], n_out)
-                for k in range(n_in):
-                    if prev[k] > 0:
-                        sl_axpy(prev[k], dh, &g_dense[tid, 0] + net.w_off[i] + <int64_t>k * n_out,
-                                n_out)
-                        dprev[k] = sl_dot(net.dense + net.w_off[i] + <int64_t>k * n_out, dh, n_out)
-                    else:
-                        dprev[k] = 0
-                dh = dprev
-            n_in = <int>net.sizes[0]
-            sl_axpy(1.0, dh, &g_dense[tid, 0] + net.b_off[0], n_in)
-            for p in range(X_indptr[row], X_indptr[row + 1]):
-                sl_axpy(X_data[p], dh, &g_in[X_indices[p], 0], n_in)
-                if in_flag[X_indices[p]] == 0:
-                    in_flag[X_indices[p]] = 1
-                    in_list[tid, in_count[tid * STRIDE]] = <int32_t>X_indices[p]
-                    in_count[tid * STRIDE] += 1
+            _backprop_sample(&net, &acts[r, 0], &delta[r, 0])
+        for t in prange(n_threads, schedule="static", num_threads=n_threads):
+            _layer_grads(&net, &X_data[0], &X_indices[0], &X_indptr[0], &rows[0], n,
+                         &acts[0, 0], &delta[0, 0], S, &g_dense[0, 0], &g_in[0, 0],
+                         &in_flag[0], &in_list[t, 0], &in_count[t * STRIDE], t, n_threads)
