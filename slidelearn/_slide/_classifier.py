@@ -109,8 +109,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
     high for the sample's last hidden activation; the softmax, its gradient and
     the Adam update are computed over that *active set* only (retrieved neurons,
     the sample's true labels, and random neurons up to ``min_active``). The
-    samples of a batch are processed in parallel without locks (HOGWILD) by
-    ``n_jobs`` OpenMP threads. With a few hundred labels or fewer the active set
+    samples of a batch are processed in parallel by ``n_jobs`` OpenMP threads,
+    and their gradients summed in batch order. With a few hundred labels or fewer the active set
     covers every label and training is an exact softmax.
 
     Parameters
@@ -240,9 +240,11 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
     n_jobs : int, default=None
         OpenMP threads. None uses all usable cores (honouring ``OMP_NUM_THREADS``
         and the CPU affinity mask); negative values count back from the number of
-        usable cores. Results are reproducible with ``n_jobs=1``.
+        usable cores. A fixed ``random_state`` gives the same model, bit for bit,
+        for any ``n_jobs`` (see the user guide's page on threads for the one
+        exception, very large active sets).
     random_state : int, RandomState instance or None, default=None
-        Seeds the weights, hash functions, shuffling and the per-thread random
+        Seeds the weights, hash functions, shuffling and the per-sample random
         streams.
     verbose : int, default=0
         Print loss, samples/s, active-set size, validation P@1 and time per epoch.
