@@ -159,8 +159,12 @@ class _BaseDLRM(BaseEstimator):
         return state
 
     # ------------------------------------------------------------ inputs
-    def _inputs(self, X, reset):
-        """Validate X and return (dense features float32 (n, n_dense), Bags)."""
+    def _inputs(self, X, reset, min_samples=1):
+        """Validate X and return (dense features float32 (n, n_dense), Bags).
+
+        ``min_samples=0`` lets an MPI rank with no rows join a collective fit or
+        predict (the caller checks that some rank has rows). ``X`` is never modified.
+        """
         if reset:
             self._sparse_input = sp.issparse(X)
         if self._sparse_input:
@@ -170,7 +174,7 @@ class _BaseDLRM(BaseEstimator):
             if reset and self.table_sizes is not None and self.feature_groups is not None:
                 raise ValueError("table_sizes applies to categorical_features of dense "
                                  "input; a sparse field's table has one row per column.")
-            X = validate_sparse_X(self, X, reset=reset)
+            X = validate_sparse_X(self, X, reset=reset, ensure_min_samples=min_samples)
             if reset:
                 fg = self.feature_groups
                 if fg is None:
@@ -179,15 +183,7 @@ class _BaseDLRM(BaseEstimator):
                     groups = _inputs.detect_onehot_groups(X)
                 else:
                     groups = _inputs.check_groups(fg, X.shape[1])
-                self.feature_groups_ = groups
-                grouped = np.zeros(X.shape[1], dtype=bool)
-                for g in groups:
-                    grouped[g] = True
-                self._dense_cols = np.flatnonzero(~grouped)
-                self._set_tables(np.array([len(g) for g in groups], dtype=np.int64))
-            if reset:
-                self._col_runs = _inputs.column_runs(X.shape[1], self.feature_groups_,
-                                                     self._table_offsets)
+                self._set_groups(groups, X.shape[1])
             dense = np.zeros((X.shape[0], len(self._dense_cols)), dtype=np.float32)
             ptr, ids, wts = _kernels.csr_to_bags(
                 X.indptr.astype(np.int64, copy=False), X.indices, X.data, *self._col_runs,
@@ -210,28 +206,46 @@ class _BaseDLRM(BaseEstimator):
                     self.categorical_features, X, n_cols,
                     None if names is None else [str(c) for c in names])
         X = _inputs.category_codes(X, None)
-        X = validate_data(self, X, reset=reset, dtype=np.float64, ensure_all_finite=True,
-                          ensure_min_samples=1)
+        frame = X if _inputs._is_dataframe(X) else None
+        # dtype=None: the id columns are read at their own dtype (a float64 copy would
+        # round int64 ids above 2**53), and finiteness is checked per column below,
+        # with messages that name the column.
+        Xv = validate_data(self, X, reset=reset, dtype=None, ensure_all_finite=False,
+                           ensure_min_samples=min_samples)
         if reset:
             if mask is None:
-                mask = _inputs.resolve_categorical(self.categorical_features, X, X.shape[1],
-                                                   None)
+                mask = _inputs.resolve_categorical(self.categorical_features, Xv,
+                                                   Xv.shape[1], None)
             self.is_categorical_ = mask
             self._cat_cols = np.flatnonzero(mask)
             self._dense_cols = np.flatnonzero(~mask)
-        ids = np.empty((X.shape[0], len(self._cat_cols)), dtype=np.int64)
+        col_names = getattr(self, "feature_names_in_", None)
+        ids = np.empty((Xv.shape[0], len(self._cat_cols)), dtype=np.int64)
         for t, c in enumerate(self._cat_cols):
-            name = (repr(self.feature_names_in_[c]) if hasattr(self, "feature_names_in_")
-                    else f"{c}")
-            ids[:, t] = _inputs.check_ids(X[:, c], name)
+            name = repr(col_names[c]) if col_names is not None else f"{c}"
+            # a DataFrame's own column: its dtype, not the common dtype of all columns
+            col = frame.iloc[:, c].to_numpy() if frame is not None else Xv[:, c]
+            ids[:, t] = _inputs.check_ids(col, name)
+        dense = _inputs.dense_features(Xv, self._dense_cols, col_names)
         if reset:
-            sizes = _inputs.table_sizes_from(self.table_sizes, ids.max(axis=0, initial=0)
-                                             if len(ids) else [], len(self._cat_cols))
+            names = [repr(col_names[c]) if col_names is not None else f"{c}"
+                     for c in self._cat_cols]
+            sizes = _inputs.table_sizes_from(self.table_sizes, ids.max(axis=0, initial=0),
+                                             len(self._cat_cols), names)
             self._set_tables(sizes)
-        dense = np.ascontiguousarray(X[:, self._dense_cols], dtype=np.float32)
         bags = _inputs.dense_bags(ids, self.table_sizes_, self._table_offsets,
                                   self._index_dtype)
         return dense, bags
+
+    def _set_groups(self, groups, n_features):
+        """Fields of sparse input: tables, dense columns and the column runs."""
+        self.feature_groups_ = groups
+        grouped = np.zeros(n_features, dtype=bool)
+        for g in groups:
+            grouped[g] = True
+        self._dense_cols = np.flatnonzero(~grouped)
+        self._set_tables(np.array([len(g) for g in groups], dtype=np.int64))
+        self._col_runs = _inputs.column_runs(n_features, groups, self._table_offsets)
 
     def _set_tables(self, sizes):
         self.table_sizes_ = np.asarray(sizes, dtype=np.int64)
