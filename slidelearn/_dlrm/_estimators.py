@@ -530,7 +530,8 @@ class _BaseDLRM(BaseEstimator):
         comm = _mpi.check_comm(self.comm)
         st = self._sharded_tables(comm)
         with _mpi.raise_together(comm):
-            dense, bags = self._inputs(X, reset=False)
+            # a rank with no rows still joins every step of the collective forward
+            dense, bags = self._inputs(X, reset=False, min_samples=0)
         with single_threaded_blas():
             return _distributed.forward(self, st, dense, bags,
                                         _mpi.rank_threads(comm, self.n_jobs))
@@ -546,11 +547,25 @@ class _BaseDLRM(BaseEstimator):
                                  "target y is None.")
             if not first and getattr(self, "_shard_state", None) is not None:
                 self._sharded_tables(comm)  # the same number of ranks as before
-            dense, bags = self._inputs(X, reset=first)
+            # a rank with no rows joins every step with an empty batch
+            dense, bags = self._inputs(X, reset=first, min_samples=0)
             if first and classes is None and isinstance(self, ClassifierMixin):
                 local_classes = np.unique(column_or_1d(y))
+        if comm.allreduce(dense.shape[0]) == 0:
+            raise ValueError(f"X has 0 samples on every one of the {N} ranks of comm: "
+                             "there is nothing to train on.")
         refresh = False
         if first:
+            if self._sparse_input and isinstance(self.feature_groups, str):
+                # 'auto' finds the fields in the data: a rank without rows found none
+                # and takes those of the first rank that has rows
+                found = comm.allgather([g.tolist() for g in self.feature_groups_]
+                                       if dense.shape[0] else None)
+                if not dense.shape[0]:
+                    groups = next(g for g in found if g is not None)
+                    self._set_groups([np.asarray(g, dtype=np.int64) for g in groups],
+                                     self.n_features_in_)
+                    refresh = True
             if not self._sparse_input and self.table_sizes is None:
                 sizes = _mpi.allreduce_(comm, self.table_sizes_.copy(), "max")
                 if not np.array_equal(sizes, self.table_sizes_):
@@ -561,12 +576,16 @@ class _BaseDLRM(BaseEstimator):
                        "the input layout (sparse or dense, columns, categorical columns and "
                        "table sizes)")
             if local_classes is not None:
-                classes = np.unique(np.concatenate(comm.allgather(local_classes)))
+                # (without the empty arrays of ranks with no rows, whose dtype may
+                # differ: a y=[] is float64)
+                classes = np.unique(np.concatenate(
+                    [c for c in comm.allgather(local_classes) if c.size]))
         with _mpi.raise_together(comm):
             if refresh:
-                dense, bags = self._inputs(X, reset=False)
+                dense, bags = self._inputs(X, reset=False, min_samples=0)
             Y = self._encode_y(y, dense.shape[0], first=first, classes=classes)
         if first:
+            _mpi.agree(comm, int(Y.shape[1]), "the number of outputs (columns of y)")
             self._seed = _mpi.shared_seed(comm, _check_seed(self.random_state))
             self._rng = np.random.default_rng(self._seed)
             stats = np.concatenate([Y.sum(axis=0, dtype=np.float64), [Y.shape[0]]])
@@ -600,9 +619,10 @@ class _BaseDLRM(BaseEstimator):
         val = None
         if self.early_stopping and not incremental:
             perm = np.random.default_rng([self._seed, 1, me]).permutation(rows)
-            n_val = max(1, int(round(self.validation_fraction * n)))
+            # a rank with no rows holds out none (the others' rows score the epochs)
+            n_val = max(1, int(round(self.validation_fraction * n))) if n else 0
             with _mpi.raise_together(comm):
-                if n_val >= n:
+                if n and n_val >= n:
                     raise ValueError("validation_fraction leaves no training rows.")
             val, rows = np.sort(perm[:n_val]), perm[n_val:]
             val_bags = self._subset_bags(bags, val)
@@ -628,7 +648,8 @@ class _BaseDLRM(BaseEstimator):
                        f"samples/s over {N} ranks")
                 if val is not None:
                     out = _distributed.forward(self, st, dense[val], val_bags, n_threads)
-                    score = np.array([self._loss_value(out, Y[val]) * len(val), len(val)])
+                    score = np.array([self._loss_value(out, Y[val]) * len(val) if len(val)
+                                      else 0.0, len(val)])
                     _mpi.allreduce_(comm, score)
                     score = float(score[0] / score[1])
                     self.validation_loss_curve_.append(score)
@@ -877,7 +898,8 @@ class DLRMRegressor(RegressorMixin, _BaseDLRM):
                 y = y.astype(np.float64)
             except (TypeError, ValueError):
                 raise ValueError(f"y must be numeric for regression; got dtype {y.dtype}.")
-        Y = np.asarray(y, dtype=np.float32).reshape(y.shape[0], -1)
+        Y = np.asarray(y, dtype=np.float32)
+        Y = Y[:, None] if Y.ndim == 1 else Y  # (reshape(n, -1) fails for n = 0)
         if not np.all(np.isfinite(Y)):
             raise ValueError("y contains NaN or infinity.")
         if Y.shape[0] != n:

@@ -1070,19 +1070,26 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             if self.precision != "float32":
                 raise ValueError(f"comm= does not support precision={self.precision!r} "
                                  "yet; use precision='float32'.")
-            X = validate_sparse_X(self, X, reset=first)
+            # a rank with no rows joins every step with an empty batch
+            X = validate_sparse_X(self, X, reset=first, ensure_min_samples=0)
             if y is None:
                 raise ValueError("SlideClassifier requires y to be passed, but the target y "
                                  "is None.")
             two_d = sp.issparse(y) or np.ndim(y) == 2 and np.shape(y)[1] != 1
             if first and classes is None and not two_d:
                 local_classes = np.unique(column_or_1d(y))
+        if comm.allreduce(X.shape[0]) == 0:
+            raise ValueError(f"X has 0 samples on every one of the {comm.Get_size()} ranks "
+                             "of comm: there is nothing to train on.")
         if first:
             _mpi.agree(comm, (int(X.shape[1]), bool(two_d),
                               int(np.shape(y)[1]) if two_d else None),
                        "the number of features and the kind of y")
             if local_classes is not None:
-                classes = np.unique(np.concatenate(comm.allgather(local_classes)))
+                # (without the empty arrays of ranks with no rows, whose dtype may
+                # differ: a y=[] is float64)
+                classes = np.unique(np.concatenate(
+                    [c for c in comm.allgather(local_classes) if c.size]))
         with _mpi.raise_together(comm):
             if first:
                 Y_indptr, Y_indices = self._encode_y(y, classes=classes, first=True)
@@ -1312,10 +1319,16 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         mode = self.inference if inference is None else inference
         if mode not in ("exact", "lsh"):
             raise ValueError(f"inference must be 'exact' or 'lsh', got {mode!r}")
-        X = validate_sparse_X(self, X, reset=False)
+        X = self._validate_X_predict(X)
         k = min(int(k), len(self.classes_))
         idx, scores = self._topk_indices(X, k, mode, effective_n_threads(self.n_jobs))
         return self.classes_[idx], scores
+
+    def _validate_X_predict(self, X):
+        """X for prediction; a model spread over ranks predicts collectively, so
+        there a rank with no rows is allowed (it still joins every step)."""
+        sharded = getattr(self, "_label_slice", None) is not None
+        return validate_sparse_X(self, X, reset=False, ensure_min_samples=0 if sharded else 1)
 
     def _check_dense_size(self, n_rows, what):
         size = n_rows * len(self.classes_)
@@ -1427,7 +1440,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         array([0, 0, 0])
         """
         check_is_fitted(self, "_model")
-        X = validate_sparse_X(self, X, reset=False)
+        X = self._validate_X_predict(X)
         n_threads = effective_n_threads(self.n_jobs)
         if not self.multilabel_:
             idx, _ = self._topk_indices(X, 1, self.inference, n_threads)
