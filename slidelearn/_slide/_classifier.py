@@ -20,6 +20,7 @@ __all__ = ["SlideClassifier"]
 
 # predict_proba / decision_function refuse dense outputs with more entries than this.
 _MAX_DENSE_OUTPUT = 2**27
+_INT_MAX = 2**31 - 1  # the largest C int
 
 
 def _as_label_csr(Y):
@@ -344,6 +345,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
     True
     """
 
+    # (parameters the kernels take as C ints stop at 2**31 - 1: beyond, the call
+    # would raise OverflowError deep inside fit)
     _parameter_constraints = {
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "hash_family": [StrOptions({"dwta", "wta", "simhash", "doph"})],
@@ -351,15 +354,15 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         "n_tables": [Interval(Integral, 1, _network.MAX_TABLES, closed="both")],
         "bin_size": [Interval(Integral, 2, None, closed="left")],
         "range_pow": [Interval(Integral, 1, 30, closed="both")],
-        "bucket_size": [Interval(Integral, 1, None, closed="left")],
+        "bucket_size": [Interval(Integral, 1, _INT_MAX, closed="both")],
         "bucket_policy": [StrOptions({"fifo", "reservoir"})],
-        "min_active": [Interval(Integral, 0, None, closed="left")],
-        "active_threshold": [Interval(Integral, 1, None, closed="left")],
-        "inference_threshold": [Interval(Integral, 1, None, closed="left")],
-        "inference_max_candidates": [Interval(Integral, 1, None, closed="left"), None],
+        "min_active": [Interval(Integral, 0, _INT_MAX, closed="both")],
+        "active_threshold": [Interval(Integral, 1, _INT_MAX, closed="both")],
+        "inference_threshold": [Interval(Integral, 1, _INT_MAX, closed="both")],
+        "inference_max_candidates": [Interval(Integral, 1, _INT_MAX, closed="both"), None],
         "inference_head_labels": [Interval(Integral, 0, None, closed="left")],
         "inference_n_codes": [Interval(Integral, 1, 32, closed="both"), None],
-        "inference_bucket_size": [Interval(Integral, 1, None, closed="left"), None],
+        "inference_bucket_size": [Interval(Integral, 1, _INT_MAX, closed="both"), None],
         "inference_n_tables": [Interval(Integral, 1, _network.MAX_TABLES, closed="both"), None],
         "rehash_interval": [Interval(Integral, 1, None, closed="left")],
         "rebuild_interval": [Interval(Integral, 1, None, closed="left")],
