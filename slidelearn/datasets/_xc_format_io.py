@@ -76,6 +76,9 @@ def _parse_header(buf):
         kind = _binary_kind(bytes(buf[:4]), raw)
         if kind:
             raise ValueError(f"line 1: invalid header: {kind}")
+        if b"\r" in raw.rstrip(b"\r"):
+            raise ValueError("line 1: invalid header: the lines end with a bare carriage "
+                             "return (\\r); convert the file to \\n or \\r\\n line endings")
         long = f" ({end - start:,} bytes long)" if end - start > 200 else ""
         raise ValueError(
             f"line 1: invalid header {shown!r}{long}; expected three non-negative "
