@@ -733,8 +733,11 @@ class DLRMRegressor(RegressorMixin, _BaseDLRM):
         Columns of a dense ``X`` that hold categorical ids, as column indices,
         feature names or a boolean mask. ``'from_dtype'`` takes the pandas
         ``category`` columns of a DataFrame (their codes are the ids) and none for
-        arrays. Ids must be non-negative integers; an id not smaller than its
-        table's size is hashed into it (``id % size``).
+        arrays. Ids must be non-negative integers below 2**63 (integer columns are
+        read exactly; float columns must hold whole numbers): a missing, infinite,
+        negative, fractional or too large id, or text, raises ``ValueError`` naming
+        the column and row. An id not smaller than its table's size is hashed into it
+        (``id % size``).
     feature_groups : list of array-like of int, 'auto' or None, default='auto'
         For sparse ``X``: the column indices of each categorical field (one
         embedding table each; a row's bag is its non-zeros in those columns,
@@ -805,7 +808,8 @@ class DLRMRegressor(RegressorMixin, _BaseDLRM):
     comm : mpi4py.MPI.Intracomm or None, default=None
         Train on several processes (one machine or a cluster) over MPI. ``fit`` and
         ``partial_fit`` then run SPMD: every rank of ``comm`` calls them with its own
-        rows, and afterwards every rank holds the same fitted model. Hybrid parallel,
+        rows (a rank may have none, as long as some rank has rows), and afterwards
+        every rank holds the same fitted model. Hybrid parallel,
         as in the CPU-cluster DLRM work: the MLPs are replicated (one allreduce of
         their gradient per step), each embedding table lives on one rank (split by
         rows when it exceeds ``rank_memory_budget``) and pooled embeddings and their
@@ -1038,7 +1042,8 @@ class DLRMClassifier(ClassifierMixin, _BaseDLRM):
     comm : mpi4py.MPI.Intracomm or None, default=None
         Train on several processes (one machine or a cluster) over MPI. ``fit`` and
         ``partial_fit`` then run SPMD: every rank of ``comm`` calls them with its own
-        rows, and afterwards every rank holds the same fitted model. Hybrid parallel,
+        rows (a rank may have none, as long as some rank has rows), and afterwards
+        every rank holds the same fitted model. Hybrid parallel,
         as in the CPU-cluster DLRM work: the MLPs are replicated (one allreduce of
         their gradient per step), each embedding table lives on one rank (split by
         rows when it exceeds ``rank_memory_budget``) and pooled embeddings and their

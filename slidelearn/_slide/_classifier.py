@@ -250,7 +250,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
     comm : mpi4py.MPI.Intracomm or None, default=None
         Train on several processes (one machine or a cluster) over MPI. ``fit`` and
         ``partial_fit`` then run SPMD: every rank of ``comm`` calls them with its own
-        rows, and afterwards every rank holds the same fitted model. Label parallel:
+        rows (a rank may have none, as long as some rank has rows), and afterwards
+        every rank holds the same fitted model. Label parallel:
         each rank owns a slice of the output neurons, their Adam state and their hash
         tables; the hidden activations of the global batch are shared with
         allgather, the softmax normalisers combined across ranks, and the input and
