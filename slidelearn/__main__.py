@@ -65,6 +65,12 @@ def demo(n_samples=20000, n_features=20000, n_labels=20000, epochs=3, n_jobs=Non
     results : dict
         ``p@1``, ``p@3``, ``p@5``, ``train_seconds`` and ``samples_per_second``.
 
+    Raises
+    ------
+    ValueError
+        If ``n_samples`` is below 2 (the train and test parts need a row each),
+        another size or ``epochs`` is below 1, or ``random_state`` is not a seed.
+
     Examples
     --------
     >>> import io
@@ -78,6 +84,11 @@ def demo(n_samples=20000, n_features=20000, n_labels=20000, epochs=3, n_jobs=Non
     from slidelearn.metrics import precision_at_k
 
     out = sys.stdout if out is None else out
+    if n_samples < 2:
+        raise ValueError(f"n_samples must be at least 2 (90% train, 10% test, each at "
+                         f"least one row), got {n_samples}")
+    if epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {epochs}")
 
     t0 = time.perf_counter()
     X, Y = make_extreme_classification(n_samples=n_samples, n_features=n_features,
@@ -95,7 +106,10 @@ def demo(n_samples=20000, n_features=20000, n_labels=20000, epochs=3, n_jobs=Non
     clf.fit(Xtr, Ytr)
     train_s = time.perf_counter() - t0
     labels, _ = clf.predict_topk(Xte, k=5)
-    res = {f"p@{k}": float(precision_at_k(Yte, labels, k=k)) for k in (1, 3, 5)}
+    # fewer than 5 labels: the ranking padded with -1 (no label), as evaluate does
+    ranked = np.full((labels.shape[0], 5), -1, dtype=np.int64)
+    ranked[:, :labels.shape[1]] = labels
+    res = {f"p@{k}": float(precision_at_k(Yte, ranked, k=k, kind="topk")) for k in (1, 3, 5)}
     res["train_seconds"] = train_s
     res["samples_per_second"] = n_train * clf.n_iter_ / train_s
     print(f"SlideClassifier: {clf.n_iter_} epochs on {n_train:,} rows with {clf.n_threads_} "
@@ -310,7 +324,9 @@ def _load_model(path):
         ) from None
     if isinstance(obj, dict) and obj.get("format") == _MODEL_FORMAT:
         version = obj.get("format_version")
-        if not isinstance(version, int) or version > _MODEL_FORMAT_VERSION:
+        if not isinstance(version, int) or version < 1:
+            raise _CLIError(f"{path} is damaged: its model format version is {version!r}")
+        if version > _MODEL_FORMAT_VERSION:
             raise _CLIError(
                 f"{path} was written by a newer slidelearn (model format version "
                 f"{version!r}, this one reads up to {_MODEL_FORMAT_VERSION}); upgrade slidelearn"
@@ -318,6 +334,7 @@ def _load_model(path):
         est = obj.get("estimator")
         if not isinstance(est, SlideClassifier) or not hasattr(est, "classes_"):
             raise _CLIError(f"{path} is damaged: it holds no fitted SlideClassifier")
+        _check_model_arrays(est, path)
         try:
             model = _Model(est, obj["n_features"], obj["n_labels"], int(obj["n_train_rows"]),
                            np.asarray(obj["label_counts"], dtype=np.int64))
@@ -330,6 +347,7 @@ def _load_model(path):
     if isinstance(obj, SlideClassifier):
         if not hasattr(obj, "classes_"):
             raise _CLIError(f"{path} holds a SlideClassifier that is not fitted")
+        _check_model_arrays(obj, path)
         classes = np.asarray(obj.classes_)
         if not obj.multilabel_ or not np.array_equal(classes, np.arange(classes.size)):
             raise _CLIError(
@@ -342,6 +360,28 @@ def _load_model(path):
         f"{path} is not a slidelearn model file (it holds a {type(obj).__name__}); "
         "write one with 'slidelearn train'"
     )
+
+
+def _check_model_arrays(est, path):
+    """The weight arrays of a loaded SlideClassifier have the shapes its sizes give:
+    the kernels index them without bounds checks, so a damaged file must not reach
+    them."""
+    try:
+        m = est._model
+        sizes = [int(h) for h in m["sizes"]]
+        n_out = len(est.classes_)
+        if getattr(est, "_label_slice", None) is not None:
+            lo, hi = est._label_slice
+            n_out = hi - lo  # a model spread over MPI ranks holds its slice
+        expected = {"W_in": (int(est.n_features_in_), sizes[0]),
+                    "W_out": (n_out, sizes[-1]), "b_out": (n_out,)}
+        bad = [k for k, shape in expected.items() if np.shape(m[k]) != shape]
+    except (AttributeError, KeyError, TypeError, ValueError, IndexError) as exc:
+        raise _CLIError(f"{path} is damaged: its estimator has no usable weights "
+                        f"({type(exc).__name__}: {exc})") from None
+    if bad:
+        raise _CLIError(f"{path} is damaged: its {', '.join(bad)} weights do not have "
+                        "the shapes of its model")
 
 
 def _fit_test_shape(X, Y, model, test_path, check_labels):
@@ -420,7 +460,15 @@ def _cmd_train(args):
                 f"{Y.shape[1]:,} labels in {time.perf_counter() - t0:.2f} s")
     if Y.shape[1] == 0:
         raise _CLIError(f"{args.train_file} declares no label (n_labels=0 in the header)")
+    if X.shape[0] == 0:
+        raise _CLIError(f"{args.train_file} has no data rows (n_points=0 in the header)")
+    if X.shape[1] == 0:
+        raise _CLIError(f"{args.train_file} declares no feature (n_features=0 in the "
+                        "header)")
     n_labelled = int(np.count_nonzero(np.diff(Y.indptr)))
+    if n_labelled == 0:
+        raise _CLIError(f"{args.train_file} has no row with a label: there is nothing "
+                        "to learn from")
 
     progress = _Progress(clf.max_iter, "train", enabled=_progress_enabled(args),
                          unit="epochs")
@@ -439,6 +487,10 @@ def _cmd_train(args):
         progress.update(clf.n_iter_ - progress.n)
         if clf.n_iter_ < clf.max_iter:
             progress.note += " (stopped early)"
+    except MemoryError as exc:  # the header's sizes set the size of the model
+        raise _CLIError(f"not enough memory for a model of {X.shape[1]:,} features and "
+                        f"{Y.shape[1]:,} labels ({args.train_file}'s header): "
+                        f"{exc or 'allocation failed'}") from None
     finally:
         progress.close()
     clf.set_params(verbose=0)
@@ -561,20 +613,23 @@ def _cmd_predict(args):
     done = False
     t0 = time.perf_counter()
     try:
-        for _, labels, scores in _predict_blocks(args, model, X, args.k, "predict"):
-            lines = [" ".join(f"{lab}:{s:.6g}" for lab, s in zip(row_l, row_s))
-                     for row_l, row_s in zip(labels.tolist(), scores.tolist())]
-            if lines:
-                stream.write("\n".join(lines) + "\n")
+        try:
+            for _, labels, scores in _predict_blocks(args, model, X, args.k, "predict"):
+                lines = [" ".join(f"{lab}:{s:.6g}" for lab, s in zip(row_l, row_s))
+                         for row_l, row_s in zip(labels.tolist(), scores.tolist())]
+                if lines:
+                    stream.write("\n".join(lines) + "\n")
+            stream.flush()
+        finally:
+            if close:
+                stream.close()  # (the data left in the buffer is written here)
         done = True
     except OSError as exc:
         raise _CLIError(f"cannot write OUTPUT_FILE {out_path!r}: "
                         f"{exc.strerror or exc}") from None
     finally:
-        if close:
-            stream.close()
-            if not done:
-                os.remove(out_path)
+        if close and not done and os.path.exists(out_path):
+            os.remove(out_path)
     dt = time.perf_counter() - t0
     _info(args, f"Wrote the top {min(args.k, model.n_labels)} labels of {X.shape[0]:,} rows "
                 f"to {out_path} in {dt:.2f} s ({X.shape[0] / max(dt, 1e-9):,.0f} rows/s)")
@@ -609,6 +664,27 @@ def _positive_float(text):
         raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def _n_jobs(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer: {text!r}") from None
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be a positive or a negative integer "
+                                         "(-1: all cores), got 0")
+    return value
+
+
+def _seed(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer: {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 2**32 - 1, got {value}")
     return value
 
 
@@ -772,7 +848,7 @@ def _add_inference_options(p):
                    metavar="N", help="with lsh inference, also score the N most frequent "
                                      "training labels for every row (default: the model's "
                                      "value)")
-    g.add_argument("--n-jobs", type=int, default=None,
+    g.add_argument("--n-jobs", type=_n_jobs, default=None,
                    help="OpenMP threads (default: all usable cores)")
     g.add_argument("--block-rows", type=_positive_int, default=8192, metavar="N",
                    help="rows predicted at a time; the progress bar advances by blocks "
@@ -872,16 +948,18 @@ def build_parser():
                                    "classification problem (90% train, 10% test) and "
                                    "print P@1/P@3/P@5, training time and samples/s.",
                        allow_abbrev=False)
-    p.add_argument("--n-samples", type=int, default=20000,
-                   help="rows to generate (90%% train) (default: %(default)s)")
-    p.add_argument("--n-features", type=int, default=20000,
+    p.add_argument("--n-samples", type=_positive_int, default=20000,
+                   help="rows to generate (90%% train, at least 2) (default: %(default)s)")
+    p.add_argument("--n-features", type=_positive_int, default=20000,
                    help="input features (default: %(default)s)")
-    p.add_argument("--n-labels", type=int, default=20000,
+    p.add_argument("--n-labels", type=_positive_int, default=20000,
                    help="labels (output neurons) (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=3, help="training epochs (default: %(default)s)")
-    p.add_argument("--n-jobs", type=int, default=None,
+    p.add_argument("--epochs", type=_positive_int, default=3,
+                   help="training epochs (default: %(default)s)")
+    p.add_argument("--n-jobs", type=_n_jobs, default=None,
                    help="threads (default: all usable cores)")
-    p.add_argument("--random-state", type=int, default=0, help="seed (default: %(default)s)")
+    p.add_argument("--random-state", type=_seed, default=0,
+                   help="seed, 0 to 2**32 - 1 (default: %(default)s)")
     p.set_defaults(subparser=p)
 
     # train --------------------------------------------------------------
@@ -957,9 +1035,11 @@ def main(argv=None):
     """Entry point of the ``slidelearn`` console command.
 
     Problems with the files (missing, malformed, not a model, shapes that
-    do not match the model) are reported as one line
-    ``slidelearn: error: ...`` on standard error with exit status 1; invalid
-    options print the usage and exit with status 2 (``SystemExit``).
+    do not match the model), data the estimator cannot learn from and a model
+    too large for the memory are reported as one line ``slidelearn: error:
+    ...`` on standard error with exit status 1 (a malformed file as
+    ``FILE, line N: problem``); invalid options print the usage and exit with
+    status 2 (``SystemExit``).
 
     Parameters
     ----------
@@ -983,11 +1063,11 @@ def main(argv=None):
     """
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        demo(args.n_samples, args.n_features, args.n_labels, args.epochs, args.n_jobs,
-             args.random_state)
-        return 0
     try:
+        if args.command == "demo":
+            demo(args.n_samples, args.n_features, args.n_labels, args.epochs, args.n_jobs,
+                 args.random_state)
+            return 0
         return args.handler(args)
     except _CLIError as exc:
         sys.stdout.flush()
@@ -996,6 +1076,11 @@ def main(argv=None):
     except ValueError as exc:  # e.g. a training file the estimator cannot learn from
         sys.stdout.flush()
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 1
+    except MemoryError as exc:  # e.g. a header declaring billions of features
+        sys.stdout.flush()
+        print(f"{parser.prog}: error: not enough memory: {exc or 'allocation failed'}",
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"\n{parser.prog}: interrupted", file=sys.stderr)

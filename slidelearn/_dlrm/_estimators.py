@@ -159,8 +159,12 @@ class _BaseDLRM(BaseEstimator):
         return state
 
     # ------------------------------------------------------------ inputs
-    def _inputs(self, X, reset):
-        """Validate X and return (dense features float32 (n, n_dense), Bags)."""
+    def _inputs(self, X, reset, min_samples=1):
+        """Validate X and return (dense features float32 (n, n_dense), Bags).
+
+        ``min_samples=0`` lets an MPI rank with no rows join a collective fit or
+        predict (the caller checks that some rank has rows). ``X`` is never modified.
+        """
         if reset:
             self._sparse_input = sp.issparse(X)
         if self._sparse_input:
@@ -170,7 +174,7 @@ class _BaseDLRM(BaseEstimator):
             if reset and self.table_sizes is not None and self.feature_groups is not None:
                 raise ValueError("table_sizes applies to categorical_features of dense "
                                  "input; a sparse field's table has one row per column.")
-            X = validate_sparse_X(self, X, reset=reset)
+            X = validate_sparse_X(self, X, reset=reset, ensure_min_samples=min_samples)
             if reset:
                 fg = self.feature_groups
                 if fg is None:
@@ -179,15 +183,7 @@ class _BaseDLRM(BaseEstimator):
                     groups = _inputs.detect_onehot_groups(X)
                 else:
                     groups = _inputs.check_groups(fg, X.shape[1])
-                self.feature_groups_ = groups
-                grouped = np.zeros(X.shape[1], dtype=bool)
-                for g in groups:
-                    grouped[g] = True
-                self._dense_cols = np.flatnonzero(~grouped)
-                self._set_tables(np.array([len(g) for g in groups], dtype=np.int64))
-            if reset:
-                self._col_runs = _inputs.column_runs(X.shape[1], self.feature_groups_,
-                                                     self._table_offsets)
+                self._set_groups(groups, X.shape[1])
             dense = np.zeros((X.shape[0], len(self._dense_cols)), dtype=np.float32)
             ptr, ids, wts = _kernels.csr_to_bags(
                 X.indptr.astype(np.int64, copy=False), X.indices, X.data, *self._col_runs,
@@ -210,28 +206,46 @@ class _BaseDLRM(BaseEstimator):
                     self.categorical_features, X, n_cols,
                     None if names is None else [str(c) for c in names])
         X = _inputs.category_codes(X, None)
-        X = validate_data(self, X, reset=reset, dtype=np.float64, ensure_all_finite=True,
-                          ensure_min_samples=1)
+        frame = X if _inputs._is_dataframe(X) else None
+        # dtype=None: the id columns are read at their own dtype (a float64 copy would
+        # round int64 ids above 2**53), and finiteness is checked per column below,
+        # with messages that name the column.
+        Xv = validate_data(self, X, reset=reset, dtype=None, ensure_all_finite=False,
+                           ensure_min_samples=min_samples)
         if reset:
             if mask is None:
-                mask = _inputs.resolve_categorical(self.categorical_features, X, X.shape[1],
-                                                   None)
+                mask = _inputs.resolve_categorical(self.categorical_features, Xv,
+                                                   Xv.shape[1], None)
             self.is_categorical_ = mask
             self._cat_cols = np.flatnonzero(mask)
             self._dense_cols = np.flatnonzero(~mask)
-        ids = np.empty((X.shape[0], len(self._cat_cols)), dtype=np.int64)
+        col_names = getattr(self, "feature_names_in_", None)
+        ids = np.empty((Xv.shape[0], len(self._cat_cols)), dtype=np.int64)
         for t, c in enumerate(self._cat_cols):
-            name = (repr(self.feature_names_in_[c]) if hasattr(self, "feature_names_in_")
-                    else f"{c}")
-            ids[:, t] = _inputs.check_ids(X[:, c], name)
+            name = repr(col_names[c]) if col_names is not None else f"{c}"
+            # a DataFrame's own column: its dtype, not the common dtype of all columns
+            col = frame.iloc[:, c].to_numpy() if frame is not None else Xv[:, c]
+            ids[:, t] = _inputs.check_ids(col, name)
+        dense = _inputs.dense_features(Xv, self._dense_cols, col_names)
         if reset:
-            sizes = _inputs.table_sizes_from(self.table_sizes, ids.max(axis=0, initial=0)
-                                             if len(ids) else [], len(self._cat_cols))
+            names = [repr(col_names[c]) if col_names is not None else f"{c}"
+                     for c in self._cat_cols]
+            sizes = _inputs.table_sizes_from(self.table_sizes, ids.max(axis=0, initial=0),
+                                             len(self._cat_cols), names)
             self._set_tables(sizes)
-        dense = np.ascontiguousarray(X[:, self._dense_cols], dtype=np.float32)
         bags = _inputs.dense_bags(ids, self.table_sizes_, self._table_offsets,
                                   self._index_dtype)
         return dense, bags
+
+    def _set_groups(self, groups, n_features):
+        """Fields of sparse input: tables, dense columns and the column runs."""
+        self.feature_groups_ = groups
+        grouped = np.zeros(n_features, dtype=bool)
+        for g in groups:
+            grouped[g] = True
+        self._dense_cols = np.flatnonzero(~grouped)
+        self._set_tables(np.array([len(g) for g in groups], dtype=np.int64))
+        self._col_runs = _inputs.column_runs(n_features, groups, self._table_offsets)
 
     def _set_tables(self, sizes):
         self.table_sizes_ = np.asarray(sizes, dtype=np.int64)
@@ -516,7 +530,8 @@ class _BaseDLRM(BaseEstimator):
         comm = _mpi.check_comm(self.comm)
         st = self._sharded_tables(comm)
         with _mpi.raise_together(comm):
-            dense, bags = self._inputs(X, reset=False)
+            # a rank with no rows still joins every step of the collective forward
+            dense, bags = self._inputs(X, reset=False, min_samples=0)
         with single_threaded_blas():
             return _distributed.forward(self, st, dense, bags,
                                         _mpi.rank_threads(comm, self.n_jobs))
@@ -532,11 +547,25 @@ class _BaseDLRM(BaseEstimator):
                                  "target y is None.")
             if not first and getattr(self, "_shard_state", None) is not None:
                 self._sharded_tables(comm)  # the same number of ranks as before
-            dense, bags = self._inputs(X, reset=first)
+            # a rank with no rows joins every step with an empty batch
+            dense, bags = self._inputs(X, reset=first, min_samples=0)
             if first and classes is None and isinstance(self, ClassifierMixin):
                 local_classes = np.unique(column_or_1d(y))
+        if comm.allreduce(dense.shape[0]) == 0:
+            raise ValueError(f"X has 0 samples on every one of the {N} ranks of comm: "
+                             "there is nothing to train on.")
         refresh = False
         if first:
+            if self._sparse_input and isinstance(self.feature_groups, str):
+                # 'auto' finds the fields in the data: a rank without rows found none
+                # and takes those of the first rank that has rows
+                found = comm.allgather([g.tolist() for g in self.feature_groups_]
+                                       if dense.shape[0] else None)
+                if not dense.shape[0]:
+                    groups = next(g for g in found if g is not None)
+                    self._set_groups([np.asarray(g, dtype=np.int64) for g in groups],
+                                     self.n_features_in_)
+                    refresh = True
             if not self._sparse_input and self.table_sizes is None:
                 sizes = _mpi.allreduce_(comm, self.table_sizes_.copy(), "max")
                 if not np.array_equal(sizes, self.table_sizes_):
@@ -547,12 +576,16 @@ class _BaseDLRM(BaseEstimator):
                        "the input layout (sparse or dense, columns, categorical columns and "
                        "table sizes)")
             if local_classes is not None:
-                classes = np.unique(np.concatenate(comm.allgather(local_classes)))
+                # (without the empty arrays of ranks with no rows, whose dtype may
+                # differ: a y=[] is float64)
+                classes = np.unique(np.concatenate(
+                    [c for c in comm.allgather(local_classes) if c.size]))
         with _mpi.raise_together(comm):
             if refresh:
-                dense, bags = self._inputs(X, reset=False)
+                dense, bags = self._inputs(X, reset=False, min_samples=0)
             Y = self._encode_y(y, dense.shape[0], first=first, classes=classes)
         if first:
+            _mpi.agree(comm, int(Y.shape[1]), "the number of outputs (columns of y)")
             self._seed = _mpi.shared_seed(comm, _check_seed(self.random_state))
             self._rng = np.random.default_rng(self._seed)
             stats = np.concatenate([Y.sum(axis=0, dtype=np.float64), [Y.shape[0]]])
@@ -586,9 +619,10 @@ class _BaseDLRM(BaseEstimator):
         val = None
         if self.early_stopping and not incremental:
             perm = np.random.default_rng([self._seed, 1, me]).permutation(rows)
-            n_val = max(1, int(round(self.validation_fraction * n)))
+            # a rank with no rows holds out none (the others' rows score the epochs)
+            n_val = max(1, int(round(self.validation_fraction * n))) if n else 0
             with _mpi.raise_together(comm):
-                if n_val >= n:
+                if n and n_val >= n:
                     raise ValueError("validation_fraction leaves no training rows.")
             val, rows = np.sort(perm[:n_val]), perm[n_val:]
             val_bags = self._subset_bags(bags, val)
@@ -614,7 +648,8 @@ class _BaseDLRM(BaseEstimator):
                        f"samples/s over {N} ranks")
                 if val is not None:
                     out = _distributed.forward(self, st, dense[val], val_bags, n_threads)
-                    score = np.array([self._loss_value(out, Y[val]) * len(val), len(val)])
+                    score = np.array([self._loss_value(out, Y[val]) * len(val) if len(val)
+                                      else 0.0, len(val)])
                     _mpi.allreduce_(comm, score)
                     score = float(score[0] / score[1])
                     self.validation_loss_curve_.append(score)
@@ -698,8 +733,11 @@ class DLRMRegressor(RegressorMixin, _BaseDLRM):
         Columns of a dense ``X`` that hold categorical ids, as column indices,
         feature names or a boolean mask. ``'from_dtype'`` takes the pandas
         ``category`` columns of a DataFrame (their codes are the ids) and none for
-        arrays. Ids must be non-negative integers; an id not smaller than its
-        table's size is hashed into it (``id % size``).
+        arrays. Ids must be non-negative integers below 2**63 (integer columns are
+        read exactly; float columns must hold whole numbers): a missing, infinite,
+        negative, fractional or too large id, or text, raises ``ValueError`` naming
+        the column and row. An id not smaller than its table's size is hashed into it
+        (``id % size``).
     feature_groups : list of array-like of int, 'auto' or None, default='auto'
         For sparse ``X``: the column indices of each categorical field (one
         embedding table each; a row's bag is its non-zeros in those columns,
@@ -770,7 +808,8 @@ class DLRMRegressor(RegressorMixin, _BaseDLRM):
     comm : mpi4py.MPI.Intracomm or None, default=None
         Train on several processes (one machine or a cluster) over MPI. ``fit`` and
         ``partial_fit`` then run SPMD: every rank of ``comm`` calls them with its own
-        rows, and afterwards every rank holds the same fitted model. Hybrid parallel,
+        rows (a rank may have none, as long as some rank has rows), and afterwards
+        every rank holds the same fitted model. Hybrid parallel,
         as in the CPU-cluster DLRM work: the MLPs are replicated (one allreduce of
         their gradient per step), each embedding table lives on one rank (split by
         rows when it exceeds ``rank_memory_budget``) and pooled embeddings and their
@@ -863,7 +902,8 @@ class DLRMRegressor(RegressorMixin, _BaseDLRM):
                 y = y.astype(np.float64)
             except (TypeError, ValueError):
                 raise ValueError(f"y must be numeric for regression; got dtype {y.dtype}.")
-        Y = np.asarray(y, dtype=np.float32).reshape(y.shape[0], -1)
+        Y = np.asarray(y, dtype=np.float32)
+        Y = Y[:, None] if Y.ndim == 1 else Y  # (reshape(n, -1) fails for n = 0)
         if not np.all(np.isfinite(Y)):
             raise ValueError("y contains NaN or infinity.")
         if Y.shape[0] != n:
@@ -1002,7 +1042,8 @@ class DLRMClassifier(ClassifierMixin, _BaseDLRM):
     comm : mpi4py.MPI.Intracomm or None, default=None
         Train on several processes (one machine or a cluster) over MPI. ``fit`` and
         ``partial_fit`` then run SPMD: every rank of ``comm`` calls them with its own
-        rows, and afterwards every rank holds the same fitted model. Hybrid parallel,
+        rows (a rank may have none, as long as some rank has rows), and afterwards
+        every rank holds the same fitted model. Hybrid parallel,
         as in the CPU-cluster DLRM work: the MLPs are replicated (one allreduce of
         their gradient per step), each embedding table lives on one rank (split by
         rows when it exceeds ``rank_memory_budget``) and pooled embeddings and their

@@ -92,33 +92,156 @@ def category_codes(X, mask):
     return X
 
 
-def check_ids(col, name):
-    """Integer ids from a float64 categorical column, with clear errors."""
-    if not np.all(np.isfinite(col)):
-        raise ValueError(f"categorical feature {name} contains NaN or infinity; "
-                         "categorical ids must be non-negative integers.")
+# Ids are stored as int64: 2**63 and beyond cannot be one.
+_ID_LIMIT = 2.0 ** 63
+
+
+def _first(mask):
+    return int(np.argmax(mask))
+
+
+def _bad_id(where, row, problem):
+    return ValueError(f"{where} {problem} (row {row}); categorical ids must be "
+                      "non-negative integers below 2**63.")
+
+
+def _float_ids(col, where):
+    """int64 ids of a float column: every value finite, >= 0, < 2**63 and whole."""
+    finite = np.isfinite(col)
+    if not finite.all():
+        i = _first(~finite)
+        raise _bad_id(where, i, "contains NaN (a missing id)" if np.isnan(col[i])
+                      else "contains " + ("-" if col[i] < 0 else "") + "infinity")
     if col.size and col.min() < 0:
-        raise ValueError(f"categorical feature {name} has a negative id {col.min():g}; "
-                         "categorical ids must be non-negative integers.")
+        i = _first(col < 0)
+        raise _bad_id(where, i, f"has a negative id {float(col[i]):g}")
+    if col.size and col.max() >= _ID_LIMIT:
+        # checked before the cast, which would wrap such values silently
+        i = _first(col >= _ID_LIMIT)
+        raise _bad_id(where, i, f"has an id {float(col[i])!r} beyond the int64 range")
     ids = col.astype(np.int64)
-    if not np.array_equal(ids, col):
-        bad = col[ids != col][0]
-        raise ValueError(f"categorical feature {name} holds a non-integer value {bad!r}: "
-                         "categorical columns must hold integer ids (got floats).")
+    whole = ids == col
+    if not whole.all():
+        i = _first(~whole)
+        raise _bad_id(where, i, f"has a non-integer value {float(col[i])!r}")
     return ids
 
 
-def table_sizes_from(table_sizes, max_ids, n_tables):
-    """Rows of each table: given (int or sequence) or derived (max id + 1)."""
+def _object_ids(col, where):
+    """int64 ids of an object column (Python ints of any size, floats, None, str...)."""
+    for i, v in enumerate(col):
+        # strings would convert ("3" -> 3.0): an id column of text needs an encoder
+        if isinstance(v, (str, bytes)):
+            raise ValueError(f"{where} holds the string {v!r} (row {i}); categorical ids "
+                             "must be non-negative integers: encode text with "
+                             "OrdinalEncoder, or pass it as a pandas 'category' column.")
+    try:
+        f = col.astype(np.float64)
+    except OverflowError:  # an int beyond float64: beyond int64 too
+        f = None
+    except (TypeError, ValueError):
+        for i, v in enumerate(col):
+            try:
+                float(v)
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"{where} holds {v!r} (row {i}), which is not a number "
+                                f"({exc}); categorical ids must be non-negative integers "
+                                "below 2**63.") from None
+        raise  # pragma: no cover - astype failed on values float() accepts
+    if f is not None:
+        ok = np.isfinite(f) & (f >= 0)
+        if not ok.all():
+            _float_ids(f, where)  # raises, naming NaN / infinity / the negative id
+        whole = np.floor(f) == f
+        if not whole.all():
+            i = _first(~whole)
+            raise _bad_id(where, i, f"has a non-integer value {col[i]!r}")
+    # exact, element by element: a Python int above 2**53 keeps every digit (a float64
+    # detour would round it), and one of 2**63 or more raises instead of wrapping
+    try:
+        return col.astype(np.int64)
+    except OverflowError:
+        for i, v in enumerate(col):
+            if int(v) >= 2**63:
+                raise _bad_id(where, i, f"has an id {v!r} beyond the int64 range") from None
+        raise  # pragma: no cover
+
+
+def check_ids(col, name):
+    """int64 ids of one categorical column, or a ValueError naming the column, the
+    row and the problem (NaN, infinity, negative, not whole, beyond int64, text).
+
+    ``col`` is the column at its own dtype (integers are not routed through float64,
+    which would round ids above 2**53); it is never modified.
+    """
+    where = f"categorical feature {name}"
+    kind = col.dtype.kind
+    if kind == "b":
+        return col.astype(np.int64)
+    if kind in "iu":
+        if col.size and kind == "i" and col.min() < 0:
+            i = _first(col < 0)
+            raise _bad_id(where, i, f"has a negative id {int(col[i])}")
+        if col.size and kind == "u" and col.max() >= 2**63:
+            i = _first(col >= np.uint64(2**63))
+            raise _bad_id(where, i, f"has an id {int(col[i])} beyond the int64 range")
+        return col.astype(np.int64)
+    if kind == "f":
+        return _float_ids(col, where)
+    if kind == "O":
+        return _object_ids(col, where)
+    raise ValueError(f"{where} has dtype {col.dtype}; categorical ids must be non-negative "
+                     "integers (encode text with OrdinalEncoder, or pass it as a pandas "
+                     "'category' column).")
+
+
+def dense_features(X, cols, names):
+    """The dense (non-categorical) columns ``cols`` of the validated 2-D array ``X``,
+    as a new C-contiguous float32 array; ValueError naming the first column with a
+    value that is not a number, NaN, infinite or beyond float32 (which would train
+    on infinity). ``names``: column names of the messages, or None."""
+    D = X[:, cols]
+    if D.dtype.kind not in "biuf":
+        try:
+            D = D.astype(np.float64)
+        except (TypeError, ValueError):
+            for j, c in enumerate(cols):
+                try:
+                    D[:, j].astype(np.float64)
+                except (TypeError, ValueError) as exc:
+                    name = repr(names[c]) if names is not None else c
+                    # the type numpy gave (TypeError for objects, as check_array)
+                    raise type(exc)(f"feature {name} is not numeric: {exc} (encode text "
+                                    "with categorical_features or an encoder)") from None
+            raise  # pragma: no cover
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.ascontiguousarray(D, dtype=np.float32)
+    finite = np.isfinite(out)
+    if not finite.all():
+        i, j = np.argwhere(~finite)[0]
+        v = float(D[i, j])
+        problem = ("NaN" if np.isnan(v) else "infinity" if np.isinf(v)
+                   else f"{v:g}, beyond the float32 range (it would be infinity)")
+        name = repr(names[cols[j]]) if names is not None else int(cols[j])
+        raise ValueError(f"Input X contains {problem} in feature {name} (row {i}).")
+    return out
+
+
+def table_sizes_from(table_sizes, max_ids, n_tables, names=None):
+    """Rows of each table: given (int or sequence) or derived (max id + 1).
+    ``names``: how messages name each table's column (default: its table index)."""
     if table_sizes is None:
-        sizes = np.asarray(max_ids, dtype=np.int64) + 1
-        big = np.flatnonzero(sizes > MAX_DERIVED_TABLE_ROWS)
+        max_ids = np.asarray(max_ids, dtype=np.int64)
+        # compared before the + 1, which would wrap for an id of 2**63 - 1
+        big = np.flatnonzero(max_ids >= MAX_DERIVED_TABLE_ROWS)
         if big.size:
+            t = int(big[0])
             raise ValueError(
-                f"categorical feature {int(big[0])} has ids up to {int(sizes[big[0]]) - 1:,}; "
+                f"categorical feature {t if names is None else names[t]} has ids up to "
+                f"{int(max_ids[t]):,}; "
                 f"a table that size would not fit in memory. Pass table_sizes to hash the ids "
                 f"into smaller tables (the reference DLRM's max_ind_range).")
-        return sizes
+        return max_ids + 1
     if isinstance(table_sizes, numbers.Integral):
         sizes = np.full(n_tables, int(table_sizes), dtype=np.int64)
     else:

@@ -20,6 +20,7 @@ __all__ = ["SlideClassifier"]
 
 # predict_proba / decision_function refuse dense outputs with more entries than this.
 _MAX_DENSE_OUTPUT = 2**27
+_INT_MAX = 2**31 - 1  # the largest C int
 
 
 def _as_label_csr(Y):
@@ -251,7 +252,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
     comm : mpi4py.MPI.Intracomm or None, default=None
         Train on several processes (one machine or a cluster) over MPI. ``fit`` and
         ``partial_fit`` then run SPMD: every rank of ``comm`` calls them with its own
-        rows, and afterwards every rank holds the same fitted model. Label parallel:
+        rows (a rank may have none, as long as some rank has rows), and afterwards
+        every rank holds the same fitted model. Label parallel:
         each rank owns a slice of the output neurons, their Adam state and their hash
         tables; the hidden activations of the global batch are shared with
         allgather, the softmax normalisers combined across ranks, and the input and
@@ -346,6 +348,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
     True
     """
 
+    # (parameters the kernels take as C ints stop at 2**31 - 1: beyond, the call
+    # would raise OverflowError deep inside fit)
     _parameter_constraints = {
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "hash_family": [StrOptions({"dwta", "wta", "simhash", "doph"})],
@@ -353,15 +357,15 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         "n_tables": [Interval(Integral, 1, _network.MAX_TABLES, closed="both")],
         "bin_size": [Interval(Integral, 2, None, closed="left")],
         "range_pow": [Interval(Integral, 1, 30, closed="both")],
-        "bucket_size": [Interval(Integral, 1, None, closed="left")],
+        "bucket_size": [Interval(Integral, 1, _INT_MAX, closed="both")],
         "bucket_policy": [StrOptions({"fifo", "reservoir"})],
-        "min_active": [Interval(Integral, 0, None, closed="left")],
-        "active_threshold": [Interval(Integral, 1, None, closed="left")],
-        "inference_threshold": [Interval(Integral, 1, None, closed="left")],
-        "inference_max_candidates": [Interval(Integral, 1, None, closed="left"), None],
+        "min_active": [Interval(Integral, 0, _INT_MAX, closed="both")],
+        "active_threshold": [Interval(Integral, 1, _INT_MAX, closed="both")],
+        "inference_threshold": [Interval(Integral, 1, _INT_MAX, closed="both")],
+        "inference_max_candidates": [Interval(Integral, 1, _INT_MAX, closed="both"), None],
         "inference_head_labels": [Interval(Integral, 0, None, closed="left")],
         "inference_n_codes": [Interval(Integral, 1, 32, closed="both"), None],
-        "inference_bucket_size": [Interval(Integral, 1, None, closed="left"), None],
+        "inference_bucket_size": [Interval(Integral, 1, _INT_MAX, closed="both"), None],
         "inference_n_tables": [Interval(Integral, 1, _network.MAX_TABLES, closed="both"), None],
         "rehash_interval": [Interval(Integral, 1, None, closed="left")],
         "rebuild_interval": [Interval(Integral, 1, None, closed="left")],
@@ -1073,19 +1077,26 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             if self.precision != "float32":
                 raise ValueError(f"comm= does not support precision={self.precision!r} "
                                  "yet; use precision='float32'.")
-            X = validate_sparse_X(self, X, reset=first)
+            # a rank with no rows joins every step with an empty batch
+            X = validate_sparse_X(self, X, reset=first, ensure_min_samples=0)
             if y is None:
                 raise ValueError("SlideClassifier requires y to be passed, but the target y "
                                  "is None.")
             two_d = sp.issparse(y) or np.ndim(y) == 2 and np.shape(y)[1] != 1
             if first and classes is None and not two_d:
                 local_classes = np.unique(column_or_1d(y))
+        if comm.allreduce(X.shape[0]) == 0:
+            raise ValueError(f"X has 0 samples on every one of the {comm.Get_size()} ranks "
+                             "of comm: there is nothing to train on.")
         if first:
             _mpi.agree(comm, (int(X.shape[1]), bool(two_d),
                               int(np.shape(y)[1]) if two_d else None),
                        "the number of features and the kind of y")
             if local_classes is not None:
-                classes = np.unique(np.concatenate(comm.allgather(local_classes)))
+                # (without the empty arrays of ranks with no rows, whose dtype may
+                # differ: a y=[] is float64)
+                classes = np.unique(np.concatenate(
+                    [c for c in comm.allgather(local_classes) if c.size]))
         with _mpi.raise_together(comm):
             if first:
                 Y_indptr, Y_indices = self._encode_y(y, classes=classes, first=True)
@@ -1315,10 +1326,16 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         mode = self.inference if inference is None else inference
         if mode not in ("exact", "lsh"):
             raise ValueError(f"inference must be 'exact' or 'lsh', got {mode!r}")
-        X = validate_sparse_X(self, X, reset=False)
+        X = self._validate_X_predict(X)
         k = min(int(k), len(self.classes_))
         idx, scores = self._topk_indices(X, k, mode, effective_n_threads(self.n_jobs))
         return self.classes_[idx], scores
+
+    def _validate_X_predict(self, X):
+        """X for prediction; a model spread over ranks predicts collectively, so
+        there a rank with no rows is allowed (it still joins every step)."""
+        sharded = getattr(self, "_label_slice", None) is not None
+        return validate_sparse_X(self, X, reset=False, ensure_min_samples=0 if sharded else 1)
 
     def _check_dense_size(self, n_rows, what):
         size = n_rows * len(self.classes_)
@@ -1430,7 +1447,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         array([0, 0, 0])
         """
         check_is_fitted(self, "_model")
-        X = validate_sparse_X(self, X, reset=False)
+        X = self._validate_X_predict(X)
         n_threads = effective_n_threads(self.n_jobs)
         if not self.multilabel_:
             idx, _ = self._topk_indices(X, 1, self.inference, n_threads)

@@ -39,6 +39,27 @@ def _fspath(path, name="path"):
         ) from None
 
 
+# Signatures of files that are not (plain, 8-bit) text, for a clearer message.
+_SIGNATURES = ((b"\x1f\x8b", "the file is gzip-compressed; decompress it first"),
+               (b"BZh", "the file is bzip2-compressed; decompress it first"),
+               (b"\xfd7zXZ", "the file is xz-compressed; decompress it first"),
+               (b"PK\x03\x04", "the file is a zip archive; extract it first"),
+               (b"\xff\xfe", "the file is UTF-16 text; save it as ASCII or UTF-8"),
+               (b"\xfe\xff", "the file is UTF-16 text; save it as ASCII or UTF-8"))
+
+
+def _binary_kind(head, raw):
+    """Why a file that fails the header check is not text: a known signature, or
+    control bytes in the header; None for a text header."""
+    for magic, kind in _SIGNATURES:
+        if head.startswith(magic):
+            return kind
+    if any(b < 32 and b not in b"\t\r\v\f" for b in raw):
+        return ("the file holds binary data, not the text of an Extreme "
+                "Classification Repository file")
+    return None
+
+
 def _parse_header(buf):
     """Return ``(n_points, n_features, n_labels, data_start)`` for ``buf``."""
     start = len(_BOM) if bytes(buf[: len(_BOM)]) == _BOM else 0
@@ -52,9 +73,16 @@ def _parse_header(buf):
     fields = raw.split()
     shown = raw.decode("ascii", "backslashreplace")[:80]
     if end - start > 200 or len(fields) != 3 or not all(f.isdigit() for f in fields):
+        kind = _binary_kind(bytes(buf[:4]), raw)
+        if kind:
+            raise ValueError(f"line 1: invalid header: {kind}")
+        if b"\r" in raw.rstrip(b"\r"):
+            raise ValueError("line 1: invalid header: the lines end with a bare carriage "
+                             "return (\\r); convert the file to \\n or \\r\\n line endings")
+        long = f" ({end - start:,} bytes long)" if end - start > 200 else ""
         raise ValueError(
-            f"line 1: invalid header {shown!r}; expected three non-negative integers "
-            "'n_points n_features n_labels'"
+            f"line 1: invalid header {shown!r}{long}; expected three non-negative "
+            "integers 'n_points n_features n_labels'"
         )
     values = [int(f) for f in fields]
     for name, value in zip(("n_points", "n_features", "n_labels"), values):
@@ -145,7 +173,8 @@ def load_xc_repository(path):
         If ``path`` is not a str or path-like object.
     ValueError
         If the file is malformed. The message starts with ``line N:`` (1-based,
-        the header is line 1) and names the problem: invalid header, an
+        the header is line 1) and names the problem: a file that is not text
+        (binary data, compressed, UTF-16), an invalid header, an
         invalid label list or ``index:value`` token, an index out of the range
         given by the header, a feature or label repeated within a line, a
         value that overflows float32, fewer data lines than ``n_points`` or

@@ -55,13 +55,15 @@ def check_csr_indices(X, name="X"):
                              f"{n_cols} columns (row {row}).")
 
 
-def validate_sparse_X(estimator, X, *, reset):
+def validate_sparse_X(estimator, X, *, reset, ensure_min_samples=1):
     """Validate X for a kernel: CSR float32 with int32/int64 indices, finite values.
 
     Sparse (CSR/CSC/COO) and dense inputs, float32 or float64 (or integers), are
     converted once to CSR float32; an input that is already CSR float32 is not
     copied and never modified. ``reset`` is passed to ``validate_data`` (it sets
-    ``n_features_in_`` when True and checks it otherwise).
+    ``n_features_in_`` when True and checks it otherwise), and so is
+    ``ensure_min_samples`` (0 for an MPI rank that joins a collective call with no
+    rows of its own).
 
     Returns
     -------
@@ -79,7 +81,8 @@ def validate_sparse_X(estimator, X, *, reset):
     ('csr', dtype('float32'))
     """
     X = validate_data(estimator, X, accept_sparse=["csr", "csc", "coo"], dtype=np.float32,
-                      reset=reset, ensure_all_finite=True)
+                      reset=reset, ensure_all_finite=True,
+                      ensure_min_samples=ensure_min_samples)
     if not sp.issparse(X):
         X = sp.csr_matrix(X)
     elif X.format != "csr":
