@@ -313,3 +313,11 @@ def test_slide_integer_parameters_beyond_c_int(param):
     # the kernels take them as C ints: refused up front, not an OverflowError in fit
     with pytest.raises(ValueError, match=rf"'{param}' parameter .* range \[\d, 2147483647\]"):
         SlideClassifier(**{param: 2**40}).fit(X_OK, Y_BIN)
+
+
+def test_slide_training_that_diverges_raises():
+    # A loss of inf or NaN means weights of inf or NaN: say so instead of returning them.
+    X = np.random.default_rng(0).normal(size=(60, 5)) * 1e6
+    y = np.arange(60) % 3
+    with pytest.raises(FloatingPointError, match="diverged"):
+        SlideClassifier(learning_rate=1e10, max_iter=3, n_jobs=1, random_state=0).fit(X, y)

@@ -944,6 +944,10 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             total_loss += loss
             total_active += n_active
         n = max(len(rows), 1)
+        if not np.isfinite(total_loss):
+            raise FloatingPointError(
+                f"The training loss diverged to {total_loss / n}; lower learning_rate (now "
+                f"{self.learning_rate}).")
         return total_loss / n, total_active / n
 
     # ------------------------------------------------------------ fitting
