@@ -12,7 +12,7 @@ from slidelearn.utils._threads import single_threaded_blas
 
 from slidelearn._slide import _hashing, _network
 from slidelearn.metrics import precision_at_k
-from slidelearn.utils import _bf16, _mpi
+from slidelearn.utils import _bf16, _epochs, _mpi
 from slidelearn.utils._openmp_helpers import effective_n_threads
 from slidelearn.utils.validation import check_csr_indices, validate_sparse_X
 
@@ -249,6 +249,13 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         streams.
     verbose : int, default=0
         Print loss, samples/s, active-set size, validation P@1 and time per epoch.
+    callback : callable or None, default=None
+        Called after every training epoch (of ``fit``, and the one of each
+        ``partial_fit``) as ``callback(estimator, info)`` with an
+        :class:`~slidelearn.utils.EpochInfo` (epoch, loss, seconds, validation
+        score...), e.g. to draw a progress bar or log to a tracker. Training stops
+        after the epoch when it returns True. Under ``comm`` it is called on every
+        rank, and training stops when it returns True on any rank.
     comm : mpi4py.MPI.Intracomm or None, default=None
         Train on several processes (one machine or a cluster) over MPI. ``fit`` and
         ``partial_fit`` then run SPMD: every rank of ``comm`` calls them with its own
@@ -390,6 +397,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "callback": [callable, None],
         "comm": "no_validation",
         "rank_memory_budget": [Interval(Real, 0, None, closed="neither"), None],
     }
@@ -436,6 +444,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         n_jobs=None,
         random_state=None,
         verbose=0,
+        callback=None,
         comm=None,
         rank_memory_budget=None,
     ):
@@ -478,6 +487,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
+        self.callback = callback
         self.comm = comm
         self.rank_memory_budget = rank_memory_budget
 
@@ -932,9 +942,9 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         return loss, n_active
 
     def _run_epoch(self, X, Y_indptr, Y_indices, rows, n_threads, lr):
+        """One pass over ``rows`` (in that order), in batches; returns the mean loss and
+        the mean active-set size."""
         work = self._get_work(n_threads, self._max_labels)
-        if self.shuffle:
-            rows = self._rng.permutation(rows)
         total_loss = 0.0
         total_active = 0
         bs = self.batch_size
@@ -944,10 +954,6 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             total_loss += loss
             total_active += n_active
         n = max(len(rows), 1)
-        if not np.isfinite(total_loss):
-            raise FloatingPointError(
-                f"The training loss diverged to {total_loss / n}; lower learning_rate (now "
-                f"{self.learning_rate}).")
         return total_loss / n, total_active / n
 
     # ------------------------------------------------------------ fitting
@@ -994,22 +1000,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         rows = np.flatnonzero(counts > 0).astype(np.int64)
         if rows.size == 0:
             raise ValueError("Every row of y is empty: there is no label to learn from.")
-        if incremental:
-            t0 = time.perf_counter()
-            loss, active = self._run_epoch(X, Y_indptr, Y_indices, rows, n_threads,
-                                           self.learning_rate)
-            self.loss_curve_.append(loss)
-            self.mean_active_ = active
-            self.n_iter_ += 1
-            if self.verbose:
-                dt = time.perf_counter() - t0
-                print(f"partial_fit: loss {loss:.4f}, {len(rows) / max(dt, 1e-9):,.0f} samples/s, "
-                      f"{active:.0f} active neurons/sample, {dt:.2f} s")
-            self._build_inference_tables(n_threads)
-            return self
-
-        val_rows = None
-        if self.early_stopping:
+        validation = None
+        if self.early_stopping and not incremental:
             perm = self._rng.permutation(rows)
             n_val = max(1, int(round(self.validation_fraction * len(rows))))
             if n_val >= len(rows):
@@ -1019,50 +1011,29 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             Xv = X[val_rows]
             Yv = sp.csr_matrix((np.ones(len(Y_indices), dtype=np.int8), Y_indices, Y_indptr),
                                shape=(X.shape[0], len(self.classes_)))[val_rows]
-            best_state = None
-        best = -np.inf if self.early_stopping else np.inf
-        no_improve = 0
-        for epoch in range(self.max_iter):
-            t0 = time.perf_counter()
-            loss, active = self._run_epoch(X, Y_indptr, Y_indices, rows, n_threads,
-                                           self.learning_rate * self.learning_rate_decay ** epoch)
-            dt = time.perf_counter() - t0
-            self.loss_curve_.append(loss)
-            self.mean_active_ = active
-            self.n_iter_ += 1
-            msg = (f"Epoch {epoch + 1}/{self.max_iter}: loss {loss:.4f}, "
-                   f"{len(rows) / max(dt, 1e-9):,.0f} samples/s, {active:.0f} active neurons/sample")
-            if self.early_stopping:
+
+            def score():
                 self._sync_output()
                 labels, _ = self._topk_indices(Xv, 1, self.inference, n_threads)
-                score = float(precision_at_k(Yv, labels, k=1))
-                self.validation_scores_.append(score)
-                msg += f", validation P@1 {score:.4f}"
-                if score > best + self.tol:
-                    best, no_improve = score, 0
-                    best_state = self._snapshot()
-                else:
-                    no_improve += 1
-                if score > (self.best_validation_score_ or -np.inf):
-                    self.best_validation_score_ = score
-            else:
-                if loss < best - self.tol:
-                    no_improve = 0
-                else:
-                    no_improve += 1
-                best = min(best, loss)
-            if self.verbose:
-                print(msg + f", {dt:.2f} s", flush=True)
-            if no_improve >= self.n_iter_no_change:
-                if self.verbose:
-                    print(f"Stopping: no improvement above tol={self.tol} for "
-                          f"{self.n_iter_no_change} epochs.")
-                break
-        if self.early_stopping and best_state is not None:
-            self._restore(best_state)
-        # Tables from the final weights, so that LSH inference sees the trained model.
-        self._rehash(n_threads)
-        self._since_rehash = 0
+                return float(precision_at_k(Yv, labels, k=1))
+
+            validation = _epochs.Validation(score, "P@1", True, self._snapshot,
+                                            self._restore, self.validation_scores_)
+
+        def train_epoch(order, epoch):
+            lr = self.learning_rate * self.learning_rate_decay ** epoch
+            loss, active = self._run_epoch(X, Y_indptr, Y_indices, order, n_threads, lr)
+            self.mean_active_ = active
+            return loss, {"active neurons/sample": active}
+
+        best = _epochs.run_epochs(self, rows, train_epoch, incremental=incremental,
+                                  rng=lambda: self._rng, validation=validation)
+        if best is not None:
+            self.best_validation_score_ = best
+        if not incremental:
+            # Tables from the final weights, so that LSH inference sees the trained model.
+            self._rehash(n_threads)
+            self._since_rehash = 0
         self._build_inference_tables(n_threads)
         return self
 
@@ -1147,22 +1118,19 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         _label_parallel.to_slice(self, comm, n_threads)
         self.comm_stats_ = stats = {}
         me = comm.Get_rank()
-        for epoch in range(1 if incremental else self.max_iter):
-            t0 = time.perf_counter()
-            order = (np.random.default_rng([self._seed, 3, me, self.n_iter_]).permutation(rows)
-                     if self.shuffle else rows)
-            lr = self.learning_rate * (1.0 if incremental else self.learning_rate_decay ** epoch)
+
+        def train_epoch(order, epoch):
+            lr = self.learning_rate * self.learning_rate_decay ** epoch
             loss, active = _label_parallel.train_epoch(self, comm, X, Y_indptr, Y_indices,
                                                        order, n_threads, lr, stats)
-            dt = time.perf_counter() - t0
-            self.loss_curve_.append(loss)
             self.mean_active_ = active
-            self.n_iter_ += 1
-            if self.verbose and me == 0:
-                print(f"Epoch {self.n_iter_}: loss {loss:.4f}, "
-                      f"{comm.allreduce(len(rows)) / max(dt, 1e-9):,.0f} samples/s over "
-                      f"{comm.Get_size()} ranks, {active:.0f} active neurons/sample, "
-                      f"{dt:.2f} s", flush=True)
+            return loss, {"active neurons/sample": active}
+
+        # each rank shuffles its own rows, from the shared seed, its rank and the epoch
+        _epochs.run_epochs(
+            self, rows, train_epoch, incremental=incremental, comm=comm,
+            rng=lambda: np.random.default_rng([self._seed, 3, me, self.n_iter_]),
+            n_samples=comm.allreduce(len(rows)))
         H = int(self._model["sizes"][-1])
         if (self.rank_memory_budget is None or _label_parallel.output_bytes(
                 self._n_labels_total, H) <= self.rank_memory_budget):
