@@ -1,5 +1,4 @@
 """DLRMRegressor and DLRMClassifier: DLRM recommender models trained on CPU."""
-import time
 from numbers import Integral, Real
 
 import numpy as np
@@ -13,7 +12,7 @@ from slidelearn.utils._threads import single_threaded_blas
 from slidelearn._dlrm import _distributed, _inputs
 from slidelearn._dlrm import _kernels
 from slidelearn._slide._classifier import _check_seed
-from slidelearn.utils import _mpi
+from slidelearn.utils import _epochs, _mpi
 from slidelearn.utils._openmp_helpers import effective_n_threads
 from slidelearn.utils.validation import validate_sparse_X
 
@@ -75,6 +74,7 @@ class _BaseDLRM(BaseEstimator):
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "callback": [callable, None],
         "comm": "no_validation",
         "rank_memory_budget": [Interval(Real, 0, None, closed="neither"), None],
         "precision": [StrOptions({"float32", "bfloat16"})],
@@ -108,6 +108,7 @@ class _BaseDLRM(BaseEstimator):
         n_jobs=None,
         random_state=None,
         verbose=0,
+        callback=None,
         comm=None,
         rank_memory_budget=None,
         precision="float32",
@@ -137,6 +138,7 @@ class _BaseDLRM(BaseEstimator):
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
+        self.callback = callback
         self.comm = comm
         self.rank_memory_budget = rank_memory_budget
         self.precision = precision
@@ -382,12 +384,7 @@ class _BaseDLRM(BaseEstimator):
         self._step += n_batches
         sizes = np.full(n_batches, B, dtype=np.float64)
         sizes[-1] = len(order) - B * (n_batches - 1)
-        loss = float(np.dot(losses, sizes) / len(order))
-        if not np.isfinite(loss):
-            raise FloatingPointError(
-                f"The training loss diverged to {loss} at epoch {epoch + 1}; lower "
-                f"learning_rate_init (now {self.learning_rate_init}).")
-        return loss
+        return float(np.dot(losses, sizes) / len(order))
 
     def _raw_output(self, dense, bags, n_threads):
         n = dense.shape[0]
@@ -426,60 +423,34 @@ class _BaseDLRM(BaseEstimator):
         self.n_threads_ = n_threads
         n = dense.shape[0]
         rows = np.arange(n, dtype=np.int64)
-        if incremental:
-            t0 = time.perf_counter()
-            order = self._rng.permutation(rows) if self.shuffle else rows
-            loss = self._train_rows(dense, bags, Y, order, 0, n_threads)
-            self.loss_curve_.append(loss)
-            self.n_iter_ += 1
-            if self.verbose:
-                dt = time.perf_counter() - t0
-                print(f"partial_fit: loss {loss:.5f}, {n / max(dt, 1e-9):,.0f} samples/s")
-            return self
-
-        val = None
-        if self.early_stopping:
+        validation = None
+        if self.early_stopping and not incremental:
             perm = self._rng.permutation(rows)
             n_val = max(1, int(round(self.validation_fraction * n)))
             if n_val >= n:
                 raise ValueError("validation_fraction leaves no training rows.")
             val, rows = np.sort(perm[:n_val]), perm[n_val:]
-            best_state = None
-        best, no_improve = np.inf, 0
-        for epoch in range(self.max_iter):
-            t0 = time.perf_counter()
-            order = self._rng.permutation(rows) if self.shuffle else rows
-            loss = self._train_rows(dense, bags, Y, order, epoch, n_threads)
-            dt = time.perf_counter() - t0
-            self.loss_curve_.append(loss)
-            self.n_iter_ += 1
-            msg = (f"Epoch {epoch + 1}/{self.max_iter}: loss {loss:.5f}, "
-                   f"{len(rows) / max(dt, 1e-9):,.0f} samples/s")
-            if self.early_stopping:
+
+            def score():
                 out = self._raw_output(dense[val], self._subset_bags(bags, val), n_threads)
-                score = self._loss_value(out, Y[val])
-                self.validation_loss_curve_.append(score)
-                msg += f", validation loss {score:.5f}"
-                if score < best - self.tol:
-                    best, no_improve = score, 0
-                    best_state = {k: v.copy() for k, v in self._model.items()
-                                  if k in ("theta", "acc", "E", "E_acc")}
-                else:
-                    no_improve += 1
-                self.best_validation_loss_ = min(best, score)
-            else:
-                no_improve = 0 if loss < best - self.tol else no_improve + 1
-                best = min(best, loss)
-            if self.verbose:
-                print(msg + f", {dt:.2f} s", flush=True)
-            if no_improve >= self.n_iter_no_change:
-                if self.verbose:
-                    print(f"Stopping: no improvement above tol={self.tol} for "
-                          f"{self.n_iter_no_change} epochs.")
-                break
-        if self.early_stopping and best_state is not None:
-            for k, v in best_state.items():
-                self._model[k][...] = v
+                return self._loss_value(out, Y[val])
+
+            def snapshot():
+                return {k: self._model[k].copy() for k in ("theta", "acc", "E", "E_acc")}
+
+            def restore(state):
+                for k, v in state.items():
+                    self._model[k][...] = v
+
+            validation = _epochs.Validation(score, "loss", False, snapshot, restore,
+                                            self.validation_loss_curve_)
+        best = _epochs.run_epochs(
+            self, rows, lambda order, epoch: (
+                self._train_rows(dense, bags, Y, order, epoch, n_threads), {}),
+            incremental=incremental, rng=lambda: self._rng, validation=validation,
+            lr_param="learning_rate_init")
+        if best is not None:
+            self.best_validation_loss_ = best
         return self
 
     @staticmethod
@@ -616,7 +587,7 @@ class _BaseDLRM(BaseEstimator):
         has_wts = bool(comm.allreduce(int(bags.wts.size > 0)))
         n = dense.shape[0]
         rows = np.arange(n, dtype=np.int64)
-        val = None
+        validation = None
         if self.early_stopping and not incremental:
             perm = np.random.default_rng([self._seed, 1, me]).permutation(rows)
             # a rank with no rows holds out none (the others' rows score the epochs)
@@ -626,53 +597,37 @@ class _BaseDLRM(BaseEstimator):
                     raise ValueError("validation_fraction leaves no training rows.")
             val, rows = np.sort(perm[:n_val]), perm[n_val:]
             val_bags = self._subset_bags(bags, val)
-            best_state = None
-        best, no_improve = np.inf, 0
+
+            def score():  # the mean loss over every rank's held-out rows
+                out = _distributed.forward(self, st, dense[val], val_bags, n_threads)
+                total = np.array([self._loss_value(out, Y[val]) * len(val) if len(val)
+                                  else 0.0, len(val)])
+                _mpi.allreduce_(comm, total)
+                return float(total[0] / total[1])
+
+            def snapshot():
+                return ({k: self._model[k].copy() for k in ("theta", "acc")},
+                        {k: st.local[k].copy() for k in ("E", "E_acc")})
+
+            def restore(state):
+                for k, v in state[0].items():
+                    self._model[k][...] = v
+                for k, v in state[1].items():
+                    st.local[k][...] = v
+
+            validation = _epochs.Validation(score, "loss", False, snapshot, restore,
+                                            self.validation_loss_curve_)
         stats = {}
         with single_threaded_blas():
-            for epoch in range(1 if incremental else self.max_iter):
-                t0 = time.perf_counter()
-                order = (np.random.default_rng([self._seed, 2, me, self.n_iter_]).permutation(rows)
-                         if self.shuffle else rows)
-                loss = _distributed.train_epoch(self, st, dense, bags, Y, order, epoch,
-                                                n_threads, has_wts, stats)
-                dt = time.perf_counter() - t0
-                if not np.isfinite(loss):
-                    raise FloatingPointError(
-                        f"The training loss diverged to {loss} at epoch {epoch + 1}; lower "
-                        f"learning_rate_init (now {self.learning_rate_init}).")
-                self.loss_curve_.append(loss)
-                self.n_iter_ += 1
-                n_all = comm.allreduce(len(rows))
-                msg = (f"Epoch {epoch + 1}: loss {loss:.5f}, {n_all / max(dt, 1e-9):,.0f} "
-                       f"samples/s over {N} ranks")
-                if val is not None:
-                    out = _distributed.forward(self, st, dense[val], val_bags, n_threads)
-                    score = np.array([self._loss_value(out, Y[val]) * len(val) if len(val)
-                                      else 0.0, len(val)])
-                    _mpi.allreduce_(comm, score)
-                    score = float(score[0] / score[1])
-                    self.validation_loss_curve_.append(score)
-                    msg += f", validation loss {score:.5f}"
-                    if score < best - self.tol:
-                        best, no_improve = score, 0
-                        best_state = ({k: self._model[k].copy() for k in ("theta", "acc")},
-                                      {k: st.local[k].copy() for k in ("E", "E_acc")})
-                    else:
-                        no_improve += 1
-                    self.best_validation_loss_ = min(best, score)
-                else:
-                    no_improve = 0 if loss < best - self.tol else no_improve + 1
-                    best = min(best, loss)
-                if self.verbose and me == 0:
-                    print(msg + f", {dt:.2f} s", flush=True)
-                if not incremental and no_improve >= self.n_iter_no_change:
-                    break
-        if val is not None and best_state is not None:
-            for k, v in best_state[0].items():
-                self._model[k][...] = v
-            for k, v in best_state[1].items():
-                st.local[k][...] = v
+            # each rank shuffles its own rows, from the shared seed, its rank and the epoch
+            best = _epochs.run_epochs(
+                self, rows, lambda order, epoch: (_distributed.train_epoch(
+                    self, st, dense, bags, Y, order, epoch, n_threads, has_wts, stats), {}),
+                incremental=incremental, comm=comm, validation=validation,
+                rng=lambda: np.random.default_rng([self._seed, 2, me, self.n_iter_]),
+                n_samples=comm.allreduce(len(rows)), lr_param="learning_rate_init")
+        if best is not None:
+            self.best_validation_loss_ = best
         self.comm_stats_ = stats
         row_bytes = 4 * self._spec["d"] + (4 if adagrad else 0)
         n_rows = int(self._table_offsets[-1])
@@ -805,6 +760,11 @@ class DLRMRegressor(RegressorMixin, _BaseDLRM):
         two fits are identical.
     verbose : int, default=0
         Print the loss and samples/s of every epoch.
+    callback : callable or None, default=None
+        Called after every training epoch (of ``fit``, and the one of each
+        ``partial_fit``) as ``callback(estimator, info)`` with an
+        :class:`~slidelearn.utils.EpochInfo`; training stops after the epoch when it
+        returns True (under ``comm``: on any rank).
     comm : mpi4py.MPI.Intracomm or None, default=None
         Train on several processes (one machine or a cluster) over MPI. ``fit`` and
         ``partial_fit`` then run SPMD: every rank of ``comm`` calls them with its own
@@ -1039,6 +999,11 @@ class DLRMClassifier(ClassifierMixin, _BaseDLRM):
         Seed of initialisation and shuffling.
     verbose : int, default=0
         Print progress per epoch.
+    callback : callable or None, default=None
+        Called after every training epoch (of ``fit``, and the one of each
+        ``partial_fit``) as ``callback(estimator, info)`` with an
+        :class:`~slidelearn.utils.EpochInfo`; training stops after the epoch when it
+        returns True (under ``comm``: on any rank).
     comm : mpi4py.MPI.Intracomm or None, default=None
         Train on several processes (one machine or a cluster) over MPI. ``fit`` and
         ``partial_fit`` then run SPMD: every rank of ``comm`` calls them with its own

@@ -1,5 +1,4 @@
 """SlideClassifier: SLIDE (sub-linear deep learning) behind a scikit-learn estimator."""
-import time
 from numbers import Integral, Real
 
 import numpy as np
