@@ -57,13 +57,14 @@ def agree_classes(comm, classes):
 
 
 # Parameters a rank may set on its own: they do not change the model it trains.
-_LOCAL_PARAMS = ("comm", "n_jobs", "verbose", "random_state")
+_LOCAL_PARAMS = ("comm", "n_jobs", "verbose", "callback", "random_state")
 
 
 def agree_params(comm, est):
     """Raise ``ValueError`` on every rank, naming the parameters, unless every rank's
     estimator has the same training parameters (all but ``comm``, ``n_jobs``,
-    ``verbose`` and ``random_state``, whose seed rank 0 broadcasts). Collective."""
+    ``verbose``, ``callback`` and ``random_state``, whose seed rank 0 broadcasts).
+    Collective."""
     mine = {k: repr(v) for k, v in est.get_params(deep=False).items()
             if k not in _LOCAL_PARAMS}
     seen = comm.allgather(mine)
