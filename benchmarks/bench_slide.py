@@ -496,7 +496,8 @@ def run_slidelearn(args, threads, data):
         "peak_rss_train_bytes": peak_rss_bytes(),
         # Samples trained since the hash tables were last rebuilt from the weights
         # (a private counter, read for this diagnostic only; None if it is gone).
-        "samples_since_rehash": getattr(clf, "_since_rehash", None),
+        "samples_since_rehash": (clf._schedule.since_rehash if hasattr(clf, "_schedule")
+                                 else getattr(clf, "_since_rehash", None)),  # older checkouts
         "inference": {},
     }
 

@@ -70,9 +70,9 @@ def retrieved_votes(clf, X):
     """Sparse (n_rows, n_labels) matrix: in how many of the L tables each output
     neuron was found for each row (absent: 0)."""
     lsh = clf._lsh
-    buckets = hash_vectors(lsh["params"], last_hidden(clf, X))  # (L, n_rows)
+    buckets = hash_vectors(lsh.params, last_hidden(clf, X))  # (L, n_rows)
     # bucket b of table t holds ids[t, offsets[t, b]:offsets[t, b + 1]]
-    offsets, ids = lsh["offsets"], lsh["ids"]
+    offsets, ids = lsh.offsets, lsh.ids
     n_rows = X.shape[0]
     rows, cols = [], []
     for t, b in enumerate(buckets):

@@ -735,8 +735,8 @@ def test_inference_tables_are_separate_and_used_by_lsh_inference():
     assert plain._inference_lsh is None
     sep = SlideClassifier(**base, inference_n_codes=2, inference_n_tables=7).fit(X, Y)
     tables = sep._inference_lsh
-    assert tables["params"]["n_tables"] == 7 and tables["params"]["n_codes"] == 2
-    assert tables["offsets"].shape[0] == 7 and sep._lsh["offsets"].shape[0] == 4
+    assert tables.params["n_tables"] == 7 and tables.params["n_codes"] == 2
+    assert tables.offsets.shape[0] == 7 and sep._lsh.offsets.shape[0] == 4
     # Training is unaffected by the inference tables (they are drawn after the last epoch).
     np.testing.assert_array_equal(plain.coefs_[-1], sep.coefs_[-1])
     # LSH inference ranks exactly the neurons those tables retrieve.
@@ -747,9 +747,9 @@ def test_inference_tables_are_separate_and_used_by_lsh_inference():
     labels, _ = sep.predict_topk(X[:50], k=5, inference="lsh")
     np.testing.assert_array_equal(labels, sep.classes_[idx])
     # partial_fit rebuilds them from the updated weights.
-    before = tables["ids"].copy()
+    before = tables.ids.copy()
     sep.partial_fit(X, Y)
-    assert sep._inference_lsh is not tables and sep._inference_lsh["ids"].shape == before.shape
+    assert sep._inference_lsh is not tables and sep._inference_lsh.ids.shape == before.shape
     # ... and building them never changes how the model trains.
     plain.partial_fit(X, Y)
     np.testing.assert_array_equal(plain.coefs_[-1], sep.coefs_[-1])
@@ -766,14 +766,14 @@ def test_inference_bucket_size_keeps_training_functions_and_samples_buckets():
     plain = SlideClassifier(**base).fit(X, Y)
     small = SlideClassifier(**base, inference_bucket_size=3).fit(X, Y)
     tables = small._inference_lsh
-    assert tables["params"] is small._lsh["params"]  # the training hash functions
-    assert tables["bucket_size"] == 3
-    assert np.diff(tables["offsets"], axis=1).max() <= 3
+    assert tables.params is small._lsh.params  # the training hash functions
+    assert tables.bucket_size == 3
+    assert np.diff(tables.offsets, axis=1).max() <= 3
     # each bucket keeps a subset of the training table's (same functions, same weights)
     for t in range(4):
-        for b in np.flatnonzero(np.diff(tables["offsets"][t])):
-            kept = tables["ids"][t, tables["offsets"][t, b]:tables["offsets"][t, b + 1]]
-            full = small._lsh["ids"][t, small._lsh["offsets"][t, b]:small._lsh["offsets"][t, b + 1]]
+        for b in np.flatnonzero(np.diff(tables.offsets[t])):
+            kept = tables.ids[t, tables.offsets[t, b]:tables.offsets[t, b + 1]]
+            full = small._lsh.ids[t, small._lsh.offsets[t, b]:small._lsh.offsets[t, b + 1]]
             assert set(kept.tolist()) <= set(full.tolist())
     np.testing.assert_array_equal(plain.coefs_[-1], small.coefs_[-1])  # training unchanged
     labels, _ = small.predict_topk(X[:50], k=5, inference="lsh")

@@ -1,4 +1,5 @@
 """Tests of the SLIDE network kernels (slidelearn._slide._network) against numpy."""
+import copy
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -185,8 +186,8 @@ def test_topk_lsh_with_full_tables_equals_exact(k, n_threads):
                     bucket_size=10**6)
     clf._model["W_out"][:] = np.abs(clf._model["W_out"]) + 0.01
     # Tables of the raw (uncentred) rows, so that every row is all-positive.
-    params = clf._lsh["params"]
-    clf._lsh["offsets"], clf._lsh["ids"] = _hashing.build_tables(
+    params = clf._lsh.params
+    clf._lsh.offsets, clf._lsh.ids = _hashing.build_tables(
         _hashing.hash_vectors(params, clf._model["W_out"], 1), params["n_buckets"],
         10**6, False, 0, 1)
     Hm = (np.abs(rng.standard_normal((n, 6))) + 0.01).astype(np.float32)
@@ -244,12 +245,12 @@ def test_topk_lsh_max_candidates_keeps_the_most_voted(threshold, max_cand, n_thr
                                         max_cand)
     total = 0
     for i in range(n):
-        _, buckets = _hashing.hash_codes(lsh["params"], Hm[i])
+        _, buckets = _hashing.hash_codes(lsh.params, Hm[i])
         votes, first = {}, {}
         for t in range(L):
             b = buckets[t]
-            for p in range(lsh["offsets"][t, b], lsh["offsets"][t, b + 1]):
-                j = int(lsh["ids"][t, p])
+            for p in range(lsh.offsets[t, b], lsh.offsets[t, b + 1]):
+                j = int(lsh.ids[t, p])
                 first.setdefault(j, len(first))
                 votes[j] = votes.get(j, 0) + 1
         eligible = sorted((j for j in votes if votes[j] >= threshold),
@@ -286,11 +287,11 @@ def test_lsh_votes_are_exact_with_the_most_tables(threshold, max_cand):
     idx, _, n_cand = _network.topk_lsh(Hm, m, lsh, k, threshold, fallback, 2, max_cand)
     total, top = 0, 0
     for i in range(n):
-        _, buckets = _hashing.hash_codes(lsh["params"], Hm[i])
+        _, buckets = _hashing.hash_codes(lsh.params, Hm[i])
         votes, first = {}, {}
         for t in range(L):
-            for p in range(lsh["offsets"][t, buckets[t]], lsh["offsets"][t, buckets[t] + 1]):
-                j = int(lsh["ids"][t, p])
+            for p in range(lsh.offsets[t, buckets[t]], lsh.offsets[t, buckets[t] + 1]):
+                j = int(lsh.ids[t, p])
                 first.setdefault(j, len(first))
                 votes[j] = votes.get(j, 0) + 1
         top = max(top, max(votes.values()))
@@ -314,9 +315,9 @@ def test_more_tables_than_the_vote_counters_hold_are_rejected():
         SlideClassifier(inference_n_tables=_network.MAX_TABLES + 1).fit(np.eye(3), [0, 1, 2])
     clf = _make_clf(4, 10)
     clf._rehash(1)
-    lsh = dict(clf._lsh)
-    lsh["offsets"] = np.zeros((_network.MAX_TABLES + 1, lsh["offsets"].shape[1]), np.int32)
-    lsh["ids"] = np.zeros((_network.MAX_TABLES + 1, lsh["ids"].shape[1]), np.int32)
+    lsh = copy.copy(clf._lsh)
+    lsh.offsets = np.zeros((_network.MAX_TABLES + 1, lsh.offsets.shape[1]), np.int32)
+    lsh.ids = np.zeros((_network.MAX_TABLES + 1, lsh.ids.shape[1]), np.int32)
     with pytest.raises(ValueError, match="at most 254 hash tables"):
         _network.topk_lsh(np.ones((1, 6), np.float32), clf._model, lsh, 1, 1,
                           np.arange(10, dtype=np.int32), 1)
@@ -424,8 +425,8 @@ def test_train_batch_empty_rows_and_thread_check():
 
 
 def _empty_tables(lsh):
-    out = dict(lsh)
-    out["offsets"] = np.zeros_like(lsh["offsets"])
+    out = copy.copy(lsh)
+    out.offsets = np.zeros_like(lsh.offsets)
     return out
 
 
@@ -477,7 +478,7 @@ def test_train_batch_active_set_matches_a_python_count(threshold):
                     n_tables=L, bucket_size=90)
     clf._rehash(1)
     lsh, m = clf._lsh, clf._model
-    sizes = np.diff(lsh["offsets"], axis=1)
+    sizes = np.diff(lsh.offsets, axis=1)
     assert sizes.max() > 40  # longer than the marks' prefetch distance
     X, Y, Y_indptr, Y_indices = _random_batch(rng, 5, 10, n_labels)
     work = clf._get_work(1, int(np.diff(Y_indptr).max()), transposed=False)
@@ -487,11 +488,11 @@ def test_train_batch_active_set_matches_a_python_count(threshold):
             X.data, X.indices, X.indptr, Y_indptr, Y_indices, np.array([r], np.int64), m,
             lsh, work, 0, threshold, 7, 1)
         h = work["acts"][0, m["a_off"][-1]:].copy()
-        _, buckets = _hashing.hash_codes(lsh["params"], h)
+        _, buckets = _hashing.hash_codes(lsh.params, h)
         votes, order = {}, []
         for t in range(L):
-            for p in range(lsh["offsets"][t, buckets[t]], lsh["offsets"][t, buckets[t] + 1]):
-                j = int(lsh["ids"][t, p])
+            for p in range(lsh.offsets[t, buckets[t]], lsh.offsets[t, buckets[t] + 1]):
+                j = int(lsh.ids[t, p])
                 if j not in votes:
                     order.append(j)
                 votes[j] = votes.get(j, 0) + 1

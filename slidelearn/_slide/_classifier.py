@@ -9,7 +9,8 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 from slidelearn.utils._threads import single_threaded_blas
 
-from slidelearn._slide import _hashing, _network
+from slidelearn._slide import _network
+from slidelearn._slide._lsh import LSHIndex, RehashSchedule
 from slidelearn.metrics import precision_at_k
 from slidelearn.utils import _bf16, _epochs, _mpi
 from slidelearn.utils._openmp_helpers import effective_n_threads
@@ -504,6 +505,19 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         state["comm"] = None  # a communicator belongs to the job that ran the fit
         return state
 
+    def __setstate__(self, state):
+        # models pickled before LSHIndex / RehashSchedule kept them as dicts and counters
+        for key in ("_lsh", "_inference_lsh"):
+            if isinstance(state.get(key), dict):
+                state[key] = LSHIndex.from_dict(state[key])
+        if "_rehash_every" in state:
+            schedule = RehashSchedule(state.pop("_rehash_every"), state.pop("_rebuild_every"),
+                                      state.get("interval_growth", 1.0))
+            schedule.since_rehash = state.pop("_since_rehash")
+            schedule.since_rebuild = state.pop("_since_rebuild")
+            state["_schedule"] = schedule
+        self.__dict__.update(state)
+
     # ------------------------------------------------------------ utilities
     def _hidden_sizes(self):
         sizes = self.hidden_layer_sizes
@@ -669,10 +683,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         self._max_labels = 1
         self._step = 0
         self._rng = rng
-        self._rehash_every = float(self.rehash_interval)
-        self._rebuild_every = float(self.rebuild_interval)
-        self._since_rehash = 0
-        self._since_rebuild = 0
+        self._schedule = RehashSchedule(self.rehash_interval, self.rebuild_interval,
+                                        self.interval_growth)
         self.t_ = 0
         # the output layer's Adam state in the layout of the precision (float32 on ranks)
         self._set_output_precision(self.precision if label_slice is None else "float32")
@@ -680,17 +692,12 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         self.loss_curve_ = []
         self.validation_scores_ = [] if self.early_stopping else None
         self.best_validation_score_ = None
-        self._lsh = {"params": None}
-        self._new_hash_functions()
+        self._lsh = LSHIndex(self.hash_family, int(self._model["sizes"][-1]), self.n_codes,
+                             self.n_tables, self.bin_size, self.range_pow, self._rng)
         if label_slice is None:
             self._rehash(effective_n_threads(self.n_jobs))
         else:  # the draw _rehash makes, so that the stream stays that of a whole model
             self._rng.integers(0, 2**63 - 1)
-
-    def _new_hash_functions(self):
-        self._lsh["params"] = _hashing.draw_hash_functions(
-            self.hash_family, int(self._model["sizes"][-1]), self.n_codes, self.n_tables,
-            self.bin_size, self.range_pow, self._rng)
 
     def _rehash(self, n_threads):
         self._fill_tables(self._lsh, n_threads)
@@ -706,7 +713,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         # asking for inference tables never changes how the model trains.
         rng = np.random.default_rng([self._seed, 1, self.n_iter_])
         if new_functions:
-            params = _hashing.draw_hash_functions(
+            self._inference_lsh = LSHIndex(
                 self.hash_family, int(self._model["sizes"][-1]),
                 self.n_codes if self.inference_n_codes is None else self.inference_n_codes,
                 self.n_tables if self.inference_n_tables is None else self.inference_n_tables,
@@ -714,8 +721,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         else:
             # the training hash functions: training shapes the network so that the true
             # labels collide with the inputs under these very functions
-            params = self._lsh["params"]
-        self._inference_lsh = {"params": params}
+            self._inference_lsh = LSHIndex.sharing_functions(self._lsh)
         if self.inference_bucket_size is None:
             self._fill_tables(self._inference_lsh, n_threads, rng)
         else:
@@ -730,28 +736,15 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         bucket_size = self.bucket_size if bucket_size is None else bucket_size
         if reservoir is None:
             reservoir = self.bucket_policy == "reservoir"
-        params = lsh["params"]
-        W_out = self._output_rows()
-        # Centred rows: same inner-product ranking for every query, balanced buckets.
-        if center is None:
-            center = _hashing.column_sums(W_out, n_threads) / max(W_out.shape[0], 1)
-        # A rebuild writes into the previous tables' arrays and a kept bucket buffer:
-        # fresh arrays would fault in (and zero) hundreds of MB of new pages each time.
+        # the training tables keep their arrays and a code buffer between rebuilds
         work = getattr(self, "_work", None)
         keep = work is not None and lsh is self._lsh
-        buckets = _hashing.hash_vectors(params, W_out, n_threads, center=center,
-                                        out=work.get("hash_buckets") if keep else None)
+        seed = int((self._rng if rng is None else rng).integers(0, 2**63 - 1))
+        codes = lsh.fill(self._output_rows(), n_threads, seed, bucket_size, reservoir,
+                         center=center, buckets=work.get("hash_buckets") if keep else None,
+                         reuse=keep)
         if keep:
-            work["hash_buckets"] = buckets
-        old = (lsh.get("offsets"), lsh.get("ids"))
-        reuse = keep and all(a is not None and a.flags.writeable for a in old)
-        offsets, ids = _hashing.build_tables(
-            buckets, params["n_buckets"], bucket_size, reservoir,
-            int((self._rng if rng is None else rng).integers(0, 2**63 - 1)), n_threads,
-            out=old if reuse else None)
-        lsh["offsets"] = offsets
-        lsh["ids"] = ids
-        lsh["bucket_size"] = int(bucket_size)
+            work["hash_buckets"] = codes
 
     def _check_same_classes(self, classes):
         """On a later ``partial_fit`` call: ``classes``, when given, must be ``classes_``."""
@@ -926,18 +919,12 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         # input and hidden layers (and the output layer without the transposed gradient)
         _network.adam_update(self._model, self._opt, work, lr, self.beta_1,
                              self.beta_2, self.epsilon, self.alpha, self._step, n_threads)
-        n = len(rows)
-        self.t_ += n
-        self._since_rehash += n
-        self._since_rebuild += n
-        if self._since_rehash >= self._rehash_every:
-            if self._since_rebuild >= self._rebuild_every:
-                self._new_hash_functions()
-                self._since_rebuild = 0
-                self._rebuild_every *= self.interval_growth
+        self.t_ += len(rows)
+        rehash, redraw = self._schedule.advance(len(rows))
+        if redraw:
+            self._lsh.redraw(self._rng)
+        if rehash:
             self._rehash(n_threads)
-            self._since_rehash = 0
-            self._rehash_every *= self.interval_growth
         return loss, n_active
 
     def _run_epoch(self, X, Y_indptr, Y_indices, rows, n_threads, lr):
@@ -1032,7 +1019,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         if not incremental:
             # Tables from the final weights, so that LSH inference sees the trained model.
             self._rehash(n_threads)
-            self._since_rehash = 0
+            self._schedule.rehashed()
         self._build_inference_tables(n_threads)
         return self
 
@@ -1136,13 +1123,13 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             _label_parallel.assemble(self, comm)
             if not incremental:
                 self._rehash(n_threads)
-                self._since_rehash = 0
+                self._schedule.rehashed()
             self._build_inference_tables(n_threads)
         else:  # the output layer stays spread over the ranks: collective inference
             if not incremental:
                 self._fill_tables(self._lsh, n_threads,
                                   center=_label_parallel.global_center(self, comm))
-                self._since_rehash = 0
+                self._schedule.rehashed()
             self._inference_lsh = None
         return self
 

@@ -264,16 +264,11 @@ def train_epoch(est, comm, X, Y_indptr, Y_indices, rows, n_threads, lr, stats):
                              est.alpha, est._step, n_threads)
         totals += (loss, float(n_act.sum()))
         est.t_ += B
-        est._since_rehash += B
-        est._since_rebuild += B
-        if est._since_rehash >= est._rehash_every:
-            if est._since_rebuild >= est._rebuild_every:
-                est._new_hash_functions()
-                est._since_rebuild = 0
-                est._rebuild_every *= est.interval_growth
+        rehash, redraw = est._schedule.advance(B)
+        if redraw:
+            est._lsh.redraw(est._rng)
+        if rehash:
             est._fill_tables(est._lsh, n_threads, center=global_center(est, comm))
-            est._since_rehash = 0
-            est._rehash_every *= est.interval_growth
         if stats is not None:
             stats["comm_s"] = stats.get("comm_s", 0.0) + comm_s
             stats["steps"] = stats.get("steps", 0) + 1

@@ -278,9 +278,9 @@ cdef void _forward_hidden(const Net* net, const float* xd, const index_t* xi,
                 a[k] = 0
 
 
-cdef Tables _tables(dict lsh) except *:
+cdef Tables _tables(lsh) except *:
     """The bucket tables of ``lsh``, at most MAX_TABLES of them (one-byte marks)."""
-    cdef Tables tb = make_tables(lsh["offsets"], lsh["ids"])
+    cdef Tables tb = make_tables(lsh.offsets, lsh.ids)
     if tb.n_tables > MAX_TABLES:
         raise ValueError(f"at most {MAX_TABLES} hash tables are supported, got {tb.n_tables}")
     return tb
@@ -593,7 +593,7 @@ cdef void _layer_grads(const Net* net, const float* xd, const index_t* xi,
 def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
                 const index_t[::1] X_indptr, const int64_t[::1] Y_indptr,
                 const int32_t[::1] Y_indices, const int64_t[::1] rows,
-                dict model, dict lsh, dict work, int min_active, int threshold,
+                dict model, lsh, dict work, int min_active, int threshold,
                 uint64_t seed, int n_threads, float dropout=0.0, w16=None):
     """Forward/backward of the samples ``rows`` in parallel.
 
@@ -612,7 +612,7 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
     batch.
     """
     cdef Net net = _make_net(model, True)
-    cdef HashFn fn = make_hash_fn(lsh["params"])
+    cdef HashFn fn = make_hash_fn(lsh.params)
     cdef Tables tb = _tables(lsh)
     cdef float[:, ::1] acts = work["acts"]
     cdef float[:, ::1] delta = work["delta"]
@@ -680,11 +680,11 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
         for q in range(Y_indptr[i], Y_indptr[i + 1]):
             if Y_indices[q] < 0 or Y_indices[q] >= net.n_labels:
                 raise ValueError(f"label index {Y_indices[q]} is outside [0, {net.n_labels})")
-    need = active_capacity(net.n_labels, max_m, tb.n_tables, lsh["bucket_size"], min_active)
+    need = active_capacity(net.n_labels, max_m, tb.n_tables, lsh.bucket_size, min_active)
     if act.shape[1] < need or logits.shape[1] < need - 1:
         raise ValueError(f"active-set buffers have {act.shape[1]} columns, the batch "
                          f"needs {need}")
-    if cand.shape[1] < <int64_t>tb.n_tables * lsh["bucket_size"]:
+    if cand.shape[1] < <int64_t>tb.n_tables * lsh.bucket_size:
         raise ValueError("candidate buffer is smaller than n_tables * bucket_size")
     if rec:
         rec_ids = work["rec_ids"]
@@ -1347,7 +1347,7 @@ cdef int _voted_set(const Tables* tb, Work* w, int32_t* hist, int threshold,
     return n_act
 
 
-def topk_lsh(const float[:, ::1] Hm, dict model, dict lsh, int k, int threshold,
+def topk_lsh(const float[:, ::1] Hm, dict model, lsh, int k, int threshold,
              const int32_t[::1] fallback, int n_threads, int max_cand=0, int n_head=0):
     """Top-k among the output neurons the hash tables retrieve for each row.
 
@@ -1358,7 +1358,7 @@ def topk_lsh(const float[:, ::1] Hm, dict model, dict lsh, int k, int threshold,
     the rest of ``fallback``. Returns (indices, scores, n_candidates).
     """
     cdef Net net = _make_net(model, False)
-    cdef HashFn fn = make_hash_fn(lsh["params"])
+    cdef HashFn fn = make_hash_fn(lsh.params)
     cdef Tables tb = _tables(lsh)
     cdef int n = Hm.shape[0], d = Hm.shape[1], n_labels = net.n_labels
     cdef int i, tid, a, n_act, q, size
@@ -1375,7 +1375,7 @@ def topk_lsh(const float[:, ::1] Hm, dict model, dict lsh, int k, int threshold,
     cdef float[:, ::1] sc = sc_np
     T = max(n_threads, 1)
     L = tb.n_tables
-    cap = int(min(n_labels, L * lsh["bucket_size"])) + 1
+    cap = int(min(n_labels, L * lsh.bucket_size)) + 1
     codes_np = np.empty((T, fn.n_codes * L), dtype=np.int32)
     buckets_np = np.empty((T, L), dtype=np.uint32)
     act_np = np.empty((T, cap), dtype=np.int32)
@@ -1471,7 +1471,7 @@ def forward_acts(const float[::1] X_data, const index_t[::1] X_indices,
 
 
 def slice_forward(const float[:, ::1] H, const int64_t[::1] Y_indptr,
-                  const int32_t[::1] Y_local, dict model, dict lsh, dict work, int min_active,
+                  const int32_t[::1] Y_local, dict model, lsh, dict work, int min_active,
                   int threshold, uint64_t seed, int32_t[:, ::1] act, int32_t[::1] n_act,
                   float[:, ::1] logits, float[::1] mx, float[::1] se, int n_threads):
     """Active sets and logits of this rank's output neurons for every row of ``H``.
@@ -1481,7 +1481,7 @@ def slice_forward(const float[:, ::1] H, const int64_t[::1] Y_indptr,
     logits, and the row's local maximum logit ``mx`` and ``se`` = sum of exp(logit -
     mx) (0 and -inf for a row without active neurons)."""
     cdef Net net = _make_net(model, False)
-    cdef HashFn fn = make_hash_fn(lsh["params"])
+    cdef HashFn fn = make_hash_fn(lsh.params)
     cdef Tables tb = _tables(lsh)
     cdef int32_t[:, ::1] codes = work["codes"]
     cdef uint32_t[:, ::1] buckets = work["buckets"]
@@ -1496,10 +1496,10 @@ def slice_forward(const float[:, ::1] H, const int64_t[::1] Y_indptr,
     if H.shape[1] != hd or act.shape[0] != n or logits.shape[0] != n or n_act.shape[0] != n:
         raise ValueError("slice_forward: inconsistent shapes")
     need = active_capacity(net.n_labels, int(np.max(np.diff(Y_indptr), initial=0)),
-                           tb.n_tables, lsh["bucket_size"], min_active)
+                           tb.n_tables, lsh.bucket_size, min_active)
     if act.shape[1] < need or logits.shape[1] < need - 1:
         raise ValueError("slice_forward: act has too few columns")
-    if cand.shape[1] < <int64_t>tb.n_tables * lsh["bucket_size"]:
+    if cand.shape[1] < <int64_t>tb.n_tables * lsh.bucket_size:
         raise ValueError("slice_forward: cand has too few columns")
     if Y_indptr.shape[0] != n + 1 or (Y_local.shape[0] > 0 and (
             np.min(Y_local) < 0 or np.max(Y_local) >= net.n_labels)):
