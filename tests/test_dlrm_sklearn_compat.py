@@ -18,6 +18,8 @@ from slidelearn import DLRMClassifier, DLRMRegressor, feature_groups_from_encode
 @parametrize_with_checks([
     DLRMRegressor(max_iter=30, learning_rate_init=0.02, n_jobs=1, random_state=0),
     DLRMClassifier(max_iter=30, learning_rate_init=0.02, n_jobs=1, random_state=0),
+    DLRMRegressor(),
+    DLRMClassifier(),
 ])
 def test_sklearn_common_checks(estimator, check):
     check(estimator)

@@ -14,10 +14,12 @@ from slidelearn import SlideClassifier
 
 
 # Small and fast parameters for the tiny data sets of the common checks (few labels:
-# the active set covers every label and training is an exact softmax).
+# the active set covers every label and training is an exact softmax); and the defaults,
+# as a new user runs them (every core: several threads on a few labels).
 @parametrize_with_checks(
     [SlideClassifier(hidden_layer_sizes=(32,), learning_rate=1e-2, learning_rate_decay=1.0, max_iter=20,
-                     n_tables=4, n_jobs=1, random_state=0)],
+                     n_tables=4, n_jobs=1, random_state=0),
+     SlideClassifier(n_jobs=2)],
 )
 def test_sklearn_common_checks(estimator, check):
     check(estimator)
