@@ -14,7 +14,8 @@ import pytest
 
 import slidelearn
 from slidelearn import SlideClassifier
-from slidelearn.__main__ import _Progress, build_parser, main
+from slidelearn._cli import build_parser, main
+from slidelearn._cli._progress import Progress
 from slidelearn.datasets import load_xc_repository
 from slidelearn.metrics import (jain_propensity, precision_at_k,
                                 propensity_scored_precision_at_k)
@@ -102,14 +103,14 @@ def test_every_train_option_is_an_estimator_parameter_with_its_default():
     parser = build_parser()
     args = parser.parse_args(["train", "a.txt", "m.joblib"])
     defaults = SlideClassifier().get_params()
-    from slidelearn.__main__ import _TRAIN_PARAMS
+    names = args.estimator_params
 
-    assert set(_TRAIN_PARAMS) <= set(defaults)
+    assert set(names) <= set(defaults)
     # comm and rank_memory_budget (MPI) are for SPMD scripts, not for a command that
-    # reads one file
-    assert set(defaults) - set(_TRAIN_PARAMS) == {"warm_start", "verbose", "comm",
-                                                  "rank_memory_budget"}
-    for name in _TRAIN_PARAMS:
+    # reads one file; the command's progress bar is the callback
+    assert set(defaults) - set(names) == {"warm_start", "verbose", "callback", "comm",
+                                          "rank_memory_budget"}
+    for name in names:
         value = getattr(args, name)
         expected = defaults[name]
         if name == "hidden_layer_sizes":
@@ -431,7 +432,7 @@ def test_help_exits_cleanly(cmd, capsys):
 # --------------------------------------------------------------------------- progress bar
 def test_progress_bar_draws_only_when_enabled():
     stream = io.StringIO()
-    bar = _Progress(3, "work", enabled=True, unit="steps", stream=stream, min_interval=0)
+    bar = Progress(3, "work", enabled=True, unit="steps", stream=stream, min_interval=0)
     for _ in range(3):
         bar.update(1, note="ok")
     bar.close()
@@ -439,7 +440,7 @@ def test_progress_bar_draws_only_when_enabled():
     assert "work:   0%" in text and "work: 100%" in text and "3/3 steps" in text
     assert text.endswith("\n") and text.count("\n") == 1 and text.count("\r") == 4
     quiet = io.StringIO()
-    bar = _Progress(3, "work", enabled=False, stream=quiet)
+    bar = Progress(3, "work", enabled=False, stream=quiet)
     bar.update(3)
     bar.close()
     assert quiet.getvalue() == ""
