@@ -166,9 +166,10 @@ def _add_train_options(p, options):
 def _add_demo(sub):
     p = sub.add_parser("demo", help="train SlideClassifier on a generated extreme "
                                     "classification problem and print P@k and speed",
-                       description="Train SlideClassifier on a generated extreme "
-                                   "classification problem (90% train, 10% test) and "
-                                   "print P@1/P@3/P@5, training time and samples/s.",
+                       description=_wrap("Train SlideClassifier on a generated extreme "
+                                         "classification problem (90% train, 10% test) "
+                                         "and print P@1/P@3/P@5, training time and "
+                                         "samples/s."),
                        formatter_class=_HelpFormatter, allow_abbrev=False)
     p.add_argument("--n-samples", type=_positive_int, default=20000,
                    help="rows to generate (90%% train, at least 2) (default: %(default)s)")
@@ -185,12 +186,24 @@ def _add_demo(sub):
     p.set_defaults(subparser=p)
 
 
+def _add_file_command(sub, name, summary, description):
+    """A sub-command on data and model files (their formats in its epilog)."""
+    p = sub.add_parser(name, help=summary, description=_wrap(description),
+                       epilog=_FORMAT_HELP + "\n" + _MODEL_HELP,
+                       formatter_class=_HelpFormatter, allow_abbrev=False)
+    p.set_defaults(subparser=p)
+    return p
+
+
+def _add_model_and_test_files(p, test_help):
+    p.add_argument("model_file", metavar="MODEL_FILE",
+                   help="model written by 'slidelearn train'")
+    p.add_argument("test_file", metavar="TEST_FILE", help=test_help)
+
+
 def _add_train(sub, options):
-    p = sub.add_parser(
-        "train", help="fit a SlideClassifier on a training file and save it",
-        description=_wrap(_TRAIN_DESCRIPTION),
-        epilog=_FORMAT_HELP + "\n" + _MODEL_HELP,
-        formatter_class=_HelpFormatter, allow_abbrev=False)
+    p = _add_file_command(sub, "train", "fit a SlideClassifier on a training file and "
+                                        "save it", _TRAIN_DESCRIPTION)
     p.add_argument("train_file", metavar="TRAIN_FILE", help="training data")
     p.add_argument("model_file", metavar="MODEL_FILE",
                    help="where the model is saved (overwritten)")
@@ -202,18 +215,13 @@ def _add_train(sub, options):
     g.add_argument("-v", "--verbose", action="store_true",
                    help="print the estimator's line per epoch (loss, samples/s, active "
                         "neurons) on standard error (default: off)")
-    p.set_defaults(subparser=p, estimator_params=names)
+    p.set_defaults(estimator_params=names)
 
 
 def _add_evaluate(sub, options):
-    p = sub.add_parser(
-        "evaluate", help="print P@k and PSP@k of a model on a test file",
-        description=_wrap(_EVALUATE_DESCRIPTION),
-        epilog=_FORMAT_HELP + "\n" + _MODEL_HELP,
-        formatter_class=_HelpFormatter, allow_abbrev=False)
-    p.add_argument("model_file", metavar="MODEL_FILE", help="model written by "
-                                                             "'slidelearn train'")
-    p.add_argument("test_file", metavar="TEST_FILE", help="test data with true labels")
+    p = _add_file_command(sub, "evaluate", "print P@k and PSP@k of a model on a test file",
+                          _EVALUATE_DESCRIPTION)
+    _add_model_and_test_files(p, "test data with true labels")
     p.add_argument("-k", type=_positive_int, nargs="+", default=[1, 3, 5], metavar="K",
                    help="ranks at which P@k and PSP@k are reported (default: 1 3 5)")
     g = p.add_argument_group("propensities (PSP@k)")
@@ -229,18 +237,12 @@ def _add_evaluate(sub, options):
                         "train') (default: the counts saved in MODEL_FILE)")
     _add_inference_options(p, options)
     _add_output_options(p)
-    p.set_defaults(subparser=p)
 
 
 def _add_predict(sub, options):
-    p = sub.add_parser(
-        "predict", help="write the top-k labels of every row of a file",
-        description=_wrap(_PREDICT_DESCRIPTION),
-        epilog=_FORMAT_HELP + "\n" + _MODEL_HELP,
-        formatter_class=_HelpFormatter, allow_abbrev=False)
-    p.add_argument("model_file", metavar="MODEL_FILE", help="model written by "
-                                                             "'slidelearn train'")
-    p.add_argument("test_file", metavar="TEST_FILE", help="rows to predict")
+    p = _add_file_command(sub, "predict", "write the top-k labels of every row of a file",
+                          _PREDICT_DESCRIPTION)
+    _add_model_and_test_files(p, "rows to predict")
     p.add_argument("output_file", metavar="OUTPUT_FILE",
                    help="where the predictions are written (overwritten; '-' for "
                         "standard output)")
@@ -248,7 +250,6 @@ def _add_predict(sub, options):
                    help="labels per row (default: %(default)s)")
     _add_inference_options(p, options)
     _add_output_options(p)
-    p.set_defaults(subparser=p)
 
 
 def build_parser():

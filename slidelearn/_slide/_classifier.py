@@ -147,7 +147,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         this many of the L tables (1 = union of the buckets).
     inference_threshold : int, default=1
         With ``inference="lsh"``, a retrieved neuron is scored only if it was found in
-        at least this many of the L tables (``active_threshold`` of inference).
+        at least this many of the L tables.
     inference_max_candidates : int or None, default=None
         With ``inference="lsh"``, score at most this many retrieved neurons per row:
         those found in the most tables (ties in retrieval order). Between the union
