@@ -22,7 +22,7 @@ from numbers import Integral
 
 from sklearn.utils._param_validation import Interval, StrOptions
 
-__all__ = ["EstimatorOptions", "docstring_parameters", "interval_type", "sentences"]
+__all__ = ["EstimatorOptions", "docstring_parameters", "interval_type", "seed", "sentences"]
 
 # A numpydoc section header is underlined with dashes.
 _RULE = re.compile(r"^-{3,}$")
@@ -160,7 +160,7 @@ def interval_type(interval):
 
 
 # Seeds that numpy.random.RandomState accepts.
-_seed = interval_type(Interval(Integral, 0, 2**32 - 1, closed="both"))
+seed = interval_type(Interval(Integral, 0, 2**32 - 1, closed="both"))
 
 
 def _default_text(value):
@@ -272,7 +272,7 @@ class EstimatorOptions:
         if Integral in constraints:
             return {"type": int}
         if "random_state" in constraints:
-            return {"type": _seed}
+            return {"type": seed}
         raise TypeError(f"no command-line option for {name!r}: its constraints "
                         f"{constraints!r} take no value a command line can give")
 

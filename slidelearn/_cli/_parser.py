@@ -13,7 +13,7 @@ from numbers import Integral, Real
 
 from sklearn.utils._param_validation import Interval
 
-from slidelearn._cli._params import EstimatorOptions, interval_type
+from slidelearn._cli._params import EstimatorOptions, interval_type, seed
 
 __all__ = ["NOT_OPTIONS", "TRAIN_GROUPS", "build_parser"]
 
@@ -54,7 +54,6 @@ _INFERENCE_OVERRIDES = {"inference": None, "inference_threshold": "T",
 _positive_int = interval_type(Interval(Integral, 1, None, closed="left"))
 _positive_float = interval_type(Interval(Real, 0, None, closed="neither"))
 _compress_level = interval_type(Interval(Integral, 0, 9, closed="both"))
-_seed = interval_type(Interval(Integral, 0, 2**32 - 1, closed="both"))
 
 
 def _n_jobs(text):
@@ -181,7 +180,7 @@ def _add_demo(sub):
                    help="training epochs (default: %(default)s)")
     p.add_argument("--n-jobs", type=_n_jobs, default=None,
                    help="threads (default: all usable cores)")
-    p.add_argument("--random-state", type=_seed, default=0,
+    p.add_argument("--random-state", type=seed, default=0,
                    help="seed, 0 to 2**32 - 1 (default: %(default)s)")
     p.set_defaults(subparser=p)
 
