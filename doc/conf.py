@@ -192,12 +192,12 @@ def _indent(text, prefix="   "):
 
 def _write_cli_help():
     """``doc/generated/cli.inc``: the ``--help`` of the command and of each subcommand,
-    from ``slidelearn.__main__.build_parser()``. A missing parser or subcommand is a
+    from ``slidelearn._cli.build_parser()``. A missing parser or subcommand is a
     warning (so an error with ``-W``): the pages describe all of ``CLI_COMMANDS``."""
-    cli = importlib.import_module("slidelearn.__main__")
+    cli = importlib.import_module("slidelearn._cli")
     lines = []
     if not hasattr(cli, "build_parser"):
-        logger.warning("slidelearn.__main__ has no build_parser(): the command line "
+        logger.warning("slidelearn._cli has no build_parser(): the command line "
                        "reference cannot be generated")
         helps = {}
     else:

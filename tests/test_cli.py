@@ -14,7 +14,8 @@ import pytest
 
 import slidelearn
 from slidelearn import SlideClassifier
-from slidelearn.__main__ import _Progress, build_parser, main
+from slidelearn._cli import build_parser, main
+from slidelearn._cli._progress import Progress
 from slidelearn.datasets import load_xc_repository
 from slidelearn.metrics import (jain_propensity, precision_at_k,
                                 propensity_scored_precision_at_k)
@@ -102,14 +103,14 @@ def test_every_train_option_is_an_estimator_parameter_with_its_default():
     parser = build_parser()
     args = parser.parse_args(["train", "a.txt", "m.joblib"])
     defaults = SlideClassifier().get_params()
-    from slidelearn.__main__ import _TRAIN_PARAMS
+    names = args.estimator_params
 
-    assert set(_TRAIN_PARAMS) <= set(defaults)
+    assert set(names) <= set(defaults)
     # comm and rank_memory_budget (MPI) are for SPMD scripts, not for a command that
-    # reads one file
-    assert set(defaults) - set(_TRAIN_PARAMS) == {"warm_start", "verbose", "comm",
-                                                  "rank_memory_budget"}
-    for name in _TRAIN_PARAMS:
+    # reads one file; the command's progress bar is the callback
+    assert set(defaults) - set(names) == {"warm_start", "verbose", "callback", "comm",
+                                          "rank_memory_budget"}
+    for name in names:
         value = getattr(args, name)
         expected = defaults[name]
         if name == "hidden_layer_sizes":
@@ -431,7 +432,7 @@ def test_help_exits_cleanly(cmd, capsys):
 # --------------------------------------------------------------------------- progress bar
 def test_progress_bar_draws_only_when_enabled():
     stream = io.StringIO()
-    bar = _Progress(3, "work", enabled=True, unit="steps", stream=stream, min_interval=0)
+    bar = Progress(3, "work", enabled=True, unit="steps", stream=stream, min_interval=0)
     for _ in range(3):
         bar.update(1, note="ok")
     bar.close()
@@ -439,7 +440,156 @@ def test_progress_bar_draws_only_when_enabled():
     assert "work:   0%" in text and "work: 100%" in text and "3/3 steps" in text
     assert text.endswith("\n") and text.count("\n") == 1 and text.count("\r") == 4
     quiet = io.StringIO()
-    bar = _Progress(3, "work", enabled=False, stream=quiet)
+    bar = Progress(3, "work", enabled=False, stream=quiet)
     bar.update(3)
     bar.close()
     assert quiet.getvalue() == ""
+
+
+def test_progress_bar_writes_lines_above_itself():
+    stream = io.StringIO()
+    bar = Progress(2, "work", enabled=True, stream=stream, min_interval=0)
+    bar.update(1)
+    bar.write("a message")
+    bar.close()
+    # the message stands alone on its line, and the bar is drawn again below it
+    lines = [chunk.split("\r")[-1] for chunk in stream.getvalue().split("\n")]
+    assert lines[0] == "a message" and lines[1].startswith("work:  50%")
+
+
+# ------------------------------------------------- options made from the estimator
+def _train_actions(parser=None):
+    """{dest: action} of the options of ``slidelearn train``."""
+    sub = _subparsers(parser or build_parser())["train"]
+    return {a.dest: a for a in sub._actions if a.option_strings}
+
+
+def test_train_choices_come_from_the_parameter_constraints(monkeypatch):
+    from sklearn.utils._param_validation import StrOptions
+
+    constraints = SlideClassifier._parameter_constraints
+    actions = _train_actions()
+    for name in ("hash_family", "bucket_policy", "precision", "inference"):
+        options = next(c for c in constraints[name] if isinstance(c, StrOptions))
+        assert set(actions[name].choices) == options.options, name
+    # in the order the docstring's type field lists (and its text explains) them
+    assert actions["hash_family"].choices == ["dwta", "wta", "simhash", "doph"]
+    monkeypatch.setitem(constraints, "hash_family", [StrOptions({"wta", "dwta", "new"})])
+    assert _train_actions()["hash_family"].choices == ["dwta", "new", "wta"]
+
+
+def test_train_defaults_and_bounds_come_from_the_estimator(monkeypatch, capsys):
+    from numbers import Integral
+
+    from sklearn.utils._param_validation import Interval
+
+    monkeypatch.setitem(SlideClassifier.__init__.__kwdefaults__, "n_codes", 7)
+    monkeypatch.setitem(SlideClassifier.__init__.__kwdefaults__, "shuffle", False)
+    monkeypatch.setitem(SlideClassifier._parameter_constraints, "n_tables",
+                        [Interval(Integral, 1, 8, closed="both")])
+    parser = build_parser()
+    args = parser.parse_args(["train", "a.txt", "m.joblib"])
+    assert args.n_codes == 7 and args.shuffle is False
+    actions = _train_actions(parser)
+    assert actions["n_codes"].help.endswith("(default: 7)")
+    assert actions["shuffle"].help.endswith("(default: off)")
+    assert parser.parse_args(["train", "a", "m", "--n-tables", "8"]).n_tables == 8
+    with pytest.raises(SystemExit) as exc:
+        parser.parse_args(["train", "a", "m", "--n-tables", "9"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --n-tables: must be an int in the range [1, 8], got 9" in err
+
+
+def test_train_help_comes_from_the_docstring(monkeypatch):
+    actions = _train_actions()
+    # the entry's first sentence, reST made plain, parameter names as options
+    assert actions["bucket_size"].help == "Maximum neuron ids kept per bucket (default: 128)"
+    assert actions["n_iter_no_change"].help == "See --tol (default: 3)"
+    assert actions["inference_threshold"].help.startswith("With --inference lsh, ")
+    # with a default of None, also the sentence that says what None means
+    assert "None: no cap (default: None)" in actions["inference_max_candidates"].help
+    assert "None uses all usable cores" in actions["n_jobs"].help
+    doc = SlideClassifier.__doc__.replace(
+        "Maximum neuron ids kept per bucket.",
+        "Most ids of a bucket, e.g. 10. Or ``bin_size`` times 2. A second sentence.")
+    monkeypatch.setattr(SlideClassifier, "__doc__", doc)
+    assert _train_actions()["bucket_size"].help == (
+        "Most ids of a bucket, e.g. 10 (default: 128)")
+
+
+def test_estimator_options_need_a_documented_parameter():
+    from slidelearn._cli._params import EstimatorOptions
+
+    class Undocumented(SlideClassifier):
+        """No Parameters section."""
+
+    with pytest.raises(ValueError, match="no entry for the parameter 'n_codes'"):
+        EstimatorOptions(Undocumented).help("n_codes")
+
+
+def _epoch_counts(err, n_epochs):
+    """The epoch counts of the train bar's successive draws."""
+    return [int(n) for n in re.findall(rf"(\d+)/{n_epochs} epochs", err)]
+
+
+def test_progress_bar_advances_once_per_epoch_through_the_callback():
+    from slidelearn._cli._progress import EpochProgress
+    from slidelearn.utils import EpochInfo
+
+    X, y = np.eye(6), np.arange(6) % 3
+    stream = io.StringIO()
+    bar = Progress(4, "train", enabled=True, unit="epochs", stream=stream, min_interval=0)
+    seen = []
+    feed = EpochProgress(bar)
+    clf = SlideClassifier(max_iter=4, tol=0, n_jobs=1, random_state=0, verbose=0,
+                          callback=lambda est, info: seen.append(info) or feed(est, info))
+    clf.fit(X, y)
+    bar.close()
+    assert [info.epoch for info in seen] == [1, 2, 3, 4]
+    # one draw at the start, then one per epoch, each with that epoch's loss
+    assert _epoch_counts(stream.getvalue(), 4) == [0, 1, 2, 3, 4]
+    final = stream.getvalue().split("\r")[-1]
+    assert final.startswith("train: 100%") and f"loss {seen[-1].loss:.5f}" in final
+    assert "Epoch" not in stream.getvalue()  # nothing printed by the estimator
+    # the validation score of early stopping is shown too
+    feed(clf, EpochInfo(4, 4, 4, 0.5, 0.1, 6, validation_score=0.75))
+    assert bar.note == "loss 0.50000, validation 0.7500"
+
+
+def test_train_progress_bar_is_fed_by_the_callback(tmp_path, monkeypatch):
+    from slidelearn._cli import _progress
+
+    # draw every update, however fast the epochs
+    monkeypatch.setitem(_progress.Progress.__init__.__kwdefaults__, "min_interval", 0)
+    data = tiny_file(tmp_path)
+    argv = ["train", data, tmp_path / "m.joblib", "--epochs", "6", "--tol", "0",
+            "--hidden-layer-sizes", "8", "--n-jobs", "1", "--random-state", "0",
+            "--progress"]
+    status, out, err = run(argv)
+    assert status == 0, err
+    assert "6 epochs on 60 labelled rows" in out
+    assert _epoch_counts(err, 6) == [0, 1, 2, 3, 4, 5, 6]
+    assert "Epoch" not in err  # the estimator printed nothing: no --verbose
+    assert err.strip().split("\r")[-1].startswith("train: 100%")
+    assert joblib.load(tmp_path / "m.joblib")["estimator"].callback is None
+
+    # --verbose: the estimator's lines, each on a line of its own above the bar
+    status, out, err = run([*argv, "--verbose"])
+    assert status == 0, err
+    lines = [chunk.split("\r")[-1] for chunk in err.split("\n")]
+    epochs = [line for line in lines if line.startswith("Epoch ")]
+    assert [line.split(":")[0] for line in epochs] == [f"Epoch {e}/6" for e in range(1, 7)]
+    assert lines[-2].startswith("train: 100%") and lines[-1] == ""
+    assert "Epoch" not in out
+
+
+def test_console_script_and_python_m_run_the_same_main():
+    tomllib = pytest.importorskip("tomllib")
+    import importlib
+
+    import slidelearn.__main__ as entry
+
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    module, _, func = scripts["slidelearn"].partition(":")
+    assert getattr(importlib.import_module(module), func) is main is entry.main

@@ -16,7 +16,7 @@ import pytest
 
 import slidelearn
 from slidelearn import DLRMClassifier, SlideClassifier
-from slidelearn.__main__ import main
+from slidelearn._cli import main
 from slidelearn.datasets import load_xc_repository
 
 GOOD = "6 5 3\n0,1 0:1 3:0.5\n2 1:1\n1 2:2 4:1\n0 0:0.5\n2 1:0.25 4:1\n1 3:1\n"

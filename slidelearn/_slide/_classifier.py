@@ -147,7 +147,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         A retrieved neuron joins the active set only if it was found in at least
         this many of the L tables (1 = union of the buckets).
     inference_threshold : int, default=1
-        The same threshold for ``inference="lsh"``.
+        With ``inference="lsh"``, a retrieved neuron is scored only if it was found in
+        at least this many of the L tables.
     inference_max_candidates : int or None, default=None
         With ``inference="lsh"``, score at most this many retrieved neurons per row:
         those found in the most tables (ties in retrieval order). Between the union
@@ -246,7 +247,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         exception, very large active sets).
     random_state : int, RandomState instance or None, default=None
         Seeds the weights, hash functions, shuffling and the per-sample random
-        streams.
+        streams. None: a seed drawn from the operating system's entropy.
     verbose : int, default=0
         Print loss, samples/s, active-set size, validation P@1 and time per epoch.
     callback : callable or None, default=None
