@@ -12,9 +12,9 @@ from slidelearn.utils._threads import single_threaded_blas
 
 from slidelearn._dlrm import _distributed, _inputs
 from slidelearn._dlrm import _kernels
-from slidelearn._slide._classifier import _check_seed
 from slidelearn.utils import _mpi
 from slidelearn.utils._openmp_helpers import effective_n_threads
+from slidelearn.utils._random import check_seed as _check_seed
 from slidelearn.utils.validation import validate_sparse_X
 
 # Rows per prediction block (every block is computed at this size, see forward()).
