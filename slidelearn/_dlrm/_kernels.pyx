@@ -45,7 +45,7 @@ ctypedef fused index_t:
     int32_t
     int64_t
 
-cdef extern from "../_slide/_vec.h" nogil:
+cdef extern from "../utils/_simd.h" nogil:
     float sl_dot(const float *a, const float *b, int n)
     void sl_axpy(float alpha, const float *x, float *y, int n)
     void sl_prefetch_row(const float *p, int n)
@@ -78,7 +78,7 @@ cdef extern from "_split.h" nogil:
 from slidelearn.utils import _cpu
 
 # Vector code for the CPU level chosen at import (SLIDELEARN_CPU_LEVEL forces a lower
-# one): _cpu levels generic / avx2 / avx512 / avx512_bf16 -> _vec.h 0 / 1 / 2 / 2,
+# one): _cpu levels generic / avx2 / avx512 / avx512_bf16 -> _simd.h 0 / 1 / 2 / 2,
 # _bfloat16.h 0 / 0 / 1 / 2 and _gemm_bf16.h 0 / 1 / 2 / 3.
 sl_vec_set_level((0, 1, 2, 2)[_cpu._level_index()])
 sl_bf16_set_level((0, 0, 1, 2)[_cpu._level_index()])

@@ -40,7 +40,7 @@
 #include <string.h>
 #include <math.h>
 #include "../utils/_bfloat16.h"
-#include "_vec.h"
+#include "../utils/_simd.h"
 
 static inline uint32_t sl_mix32(uint32_t x) {
     x ^= x >> 16; x *= 0x7feb352dU;

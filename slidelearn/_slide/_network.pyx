@@ -33,7 +33,7 @@ ctypedef fused index_t:
     int32_t
     int64_t
 
-cdef extern from "_vec.h" nogil:
+cdef extern from "../utils/_simd.h" nogil:
     void sl_vec_set_level(int level)
     int sl_vec_get_level()
     float sl_dot(const float *a, const float *b, int n)
@@ -44,6 +44,8 @@ cdef extern from "_vec.h" nogil:
                      const float *x, int64_t ld, float *y, int n)
     void sl_prefetch_row(const float *p, int n)
     void sl_prefetchw_row(float *p, int n)
+
+cdef extern from "_buckets.h" nogil:
     void sl_prefetch_ids(const int32_t *p, int64_t n)
     void sl_prefetch_int(const int32_t *p)
     int64_t sl_vote_bucket(const int32_t *ids, int64_t n, uint8_t *mark, int32_t *cand,
@@ -85,7 +87,7 @@ cdef extern from "_adam16.h" nogil:
 from slidelearn.utils import _cpu
 
 # Vector code for the CPU level chosen at import (SLIDELEARN_CPU_LEVEL forces a lower
-# one): _cpu levels generic / avx2 / avx512 / avx512_bf16 -> _vec.h 0 / 1 / 2 / 2 and
+# one): _cpu levels generic / avx2 / avx512 / avx512_bf16 -> _simd.h 0 / 1 / 2 / 2 and
 # _bfloat16.h 0 / 0 / 1 / 2.
 sl_vec_set_level((0, 1, 2, 2)[_cpu._level_index()])
 sl_bf16_set_level((0, 0, 1, 2)[_cpu._level_index()])
@@ -335,7 +337,7 @@ cdef int _active_set(const Net* net, const Tables* tb, Work* w, const int32_t* l
     the scan through the buckets (one line per 16 ids), and the marks of the ids
     MARKS_AHEAD positions on are prefetched (670 KB of random bytes for Amazon-670K,
     which the row traffic of the output layer keeps pushing out of L2). The counting
-    itself is branch-free C (sl_vote_bucket and the helpers beside it in _vec.h).
+    itself is branch-free C (sl_vote_bucket and the helpers beside it in _buckets.h).
     Against prefetching whole buckets 4 tables ahead, with a branch per id, this cut
     the profile samples of this function by 44% (30,000 Amazon-shaped samples, 1
     thread): the loads of the ids had waited on memory, then those of the marks."""
