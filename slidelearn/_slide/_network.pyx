@@ -81,8 +81,10 @@ cdef extern from "_adam16.h" nogil:
                            int64_t n_rec, const uint16_t *Hb, int64_t ld, float *g, int n,
                            float lr_t, float b1, float b2, float eps, float alpha,
                            uint32_t seed)
-    void sl_join16_row(const uint16_t *hi, const uint16_t *lo, float *out, int64_t n)
-    void sl_split16_row(const float *w, uint16_t *hi, uint16_t *lo, int64_t n)
+
+cdef extern from "../utils/_bf16_split.h" nogil:
+    void sl_join_round_n(const uint16_t *hi, const uint16_t *lo, float *out, int64_t n)
+    void sl_split_round_n(const float *w, uint16_t *hi, uint16_t *lo, int64_t n)
 
 from slidelearn.utils import _cpu
 
@@ -1126,7 +1128,7 @@ def sync_bf16_rows(const uint16_t[:, ::1] w16, const uint16_t[:, ::1] s16,
         for b in prange(n_blocks, schedule="static", num_threads=max(n_threads, 1)):
             if dirty[b]:
                 for j in range(b * DIRTY, min(n, (b + 1) * DIRTY)):
-                    sl_join16_row(&w16[j, 0], &s16[j, 0], &W_out[j, 0], H)
+                    sl_join_round_n(&w16[j, 0], &s16[j, 0], &W_out[j, 0], H)
                 dirty[b] = 0
                 count += min(n, (b + 1) * DIRTY) - b * DIRTY
     return count
@@ -1141,7 +1143,7 @@ def split_bf16_rows(const float[:, ::1] W_out, uint16_t[:, ::1] w16, uint16_t[:,
     _check_bf16(w16, s16, n, H, True)
     with nogil:
         for j in prange(n, schedule="static", num_threads=max(n_threads, 1)):
-            sl_split16_row(&W_out[j, 0], &w16[j, 0], &s16[j, 0], H)
+            sl_split_round_n(&W_out[j, 0], &w16[j, 0], &s16[j, 0], H)
 
 
 cdef void _check_bf16(const uint16_t[:, ::1] w16, const uint16_t[:, ::1] s16, int64_t n,

@@ -43,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "_bf16_split.h"  /* sl_bf16_to_f32 */
 #include "_cpu_features.h"
 
 #ifndef SL_GEMM_KC
@@ -59,13 +60,6 @@ static int sl_gemm_level = SL_CPU_GENERIC;
 
 static inline void sl_gemm_set_level(int level) { sl_gemm_level = level; }
 static inline int sl_gemm_get_level(void) { return sl_gemm_level; }
-
-static inline float sl_gemm_b2f(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
 
 /* micro-kernel: kk k-steps (k-pairs for the bf16 kernel) of packed panels Ap, Bp into the
  * mr x nr (<= MR x NR) tile at C: C = alpha * acc + beta * C, C not read when beta == 0. */
@@ -168,7 +162,7 @@ static void sl_pack_b_pairs(int transb, const uint16_t *B, int64_t ldb, int64_t 
 /* A block -> MR-row panels of fp32, dst[panel][k][r] = a[r, k], and B block -> NR-column
  * panels of fp32, dst[panel][k][c] = b[k, c]; generated for bf16 operands (widened
  * exactly) and for fp32 ones (copied; sl_gemm_task with in_f32). */
-#define SL_GEMM_LOAD_BF16(x) sl_gemm_b2f(x)
+#define SL_GEMM_LOAD_BF16(x) sl_bf16_to_f32(x)
 #define SL_GEMM_LOAD_F32(x) (x)
 #define SL_DEFINE_PACK_F32(SUFFIX, T, LOAD)                                                \
 static void sl_pack_a_##SUFFIX(int transa, const T *A, int64_t lda, int64_t i0, int64_t k0,  \
