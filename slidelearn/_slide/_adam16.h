@@ -8,33 +8,26 @@
  * lo is the lower half of each float32 weight; hi its upper half plus the carry of
  * rounding, which the join takes back (sl_join_round). The dot products and the
  * rehash read hi alone: a bfloat16 rounded to nearest, in a compact (n_labels, H)
- * array. The update joins the halves, takes the
- * float32 Adam step and splits the result again, as the split-SGD of the CPU-cluster
- * DLRM work does with a truncated upper half. The moments are stored in bfloat16:
- * m rounded to nearest (it moves by 1 - beta_1 = 10% of g - m a step, far above the
- * 0.4% spacing of bfloat16), v rounded *stochastically*, so that its small per-step
- * changes (0.1% with beta_2 = 0.999, below half a bf16 ulp) survive in expectation
- * instead of being rounded away; the 16 random bits per value come from a counter hash
- * of (seed, element): reproducible, no state shared between threads. The bias and
- * its moments are float32 arrays of their own (the caller's).
+ * array. The update joins the halves, takes the float32 Adam step and splits the
+ * result again, as the split-SGD of the CPU-cluster DLRM work does with a truncated
+ * upper half. (Weights in bfloat16 alone would lose the steps smaller than their
+ * rounding, or with stochastic rounding keep them only in expectation, as noise.)
+ * The moments are stored in bfloat16: m rounded to nearest (it moves by
+ * 1 - beta_1 = 1/10 of g - m a step, far above bfloat16's relative spacing of 2^-8),
+ * v rounded *stochastically*, so that its small per-step changes (1/1000 of g^2 - v
+ * with beta_2 = 0.999, below half a bf16 ulp) survive in expectation instead of being
+ * rounded away; the 16 random bits per value come from a counter hash of (seed,
+ * element): reproducible, no state shared between threads. One sl_mix32 per element:
+ * cheaper bits (one mix for two elements, a multiplicative hash) saved little time and
+ * measured a higher bfloat16 loss (doc/user_guide/performance.rst). The bias and its
+ * moments are float32 arrays of their own (the caller's).
  *
  * One row update moves 8 H bytes in and out, against 12 H bytes of float32 weights
- * and moments. Still, on Zen 4 a row of 128 costs about as much arithmetic as memory
- * time: from L1, about 50 ns with both moments rounded stochastically and NaN-tested,
- * 38 ns for the compiler's AVX-512 version of the loop below, 29 ns for the even / odd
- * block version (sl_adam16_row_avx512), against 25 ns for the float32 update. (One
- * sl_mix32 for the random bits of two elements, a half each, saved no measurable time
- * in the block version; the Amazon-shaped loss on 2 threads, bf16 - fp32, was +0.04 to
- * +0.10 in 5 runs of one seed against 0.00 to +0.04 with a mix an element: not kept.)
- * (One multiplicative hash per element
- * instead of sl_mix32 took 34 ns against 38, but no measurable time off training, and
- * bfloat16's final loss on the Amazon-shaped benchmark rose in 6 of 7 seeds; not
- * kept. Replacing sqrt and the division by the 14-bit reciprocal instructions took
- * 3 ns less: left out, the update would no longer be the loop's, bit for bit.)
- * (Stored in bfloat16 alone,
- * with stochastic rounding, the weights trained to a measurably higher loss: 4.92
- * against 4.89 for float32 and 4.90 for these halves, one epoch of 30,000
- * Amazon-shaped samples.) */
+ * and moments, but per element it also joins, splits, rounds two moments and hashes:
+ * arithmetic that can cost as much as the memory it saves, hence the hand-written
+ * AVX-512 block version (sl_adam16_row_avx512) beside the compiler's vectorisation of
+ * the loop. sqrt and the division stay IEEE operations (not the approximate reciprocal
+ * instructions), so that every version gives the loop's values bit for bit. */
 #ifndef SLIDELEARN_ADAM16_H
 #define SLIDELEARN_ADAM16_H
 #include <stdint.h>
@@ -156,8 +149,8 @@ SL_AVX512 static void sl_adam16_tail_avx512(uint16_t *w, uint16_t *s, const floa
  * vector of 16-bit values holds an even element in its lower half and the next odd one
  * in its upper half, so that widening a bfloat16 is a shift (even) or a mask (odd), and
  * narrowing two float32 vectors back into one of 16-bit values is a shift and a blend,
- * with no lane permutes but the two that split the float32 gradient (about a third
- * fewer instructions than the compiler's version of the loop above, which widens and
+ * with no lane permutes but the two that split the float32 gradient (fewer
+ * instructions than the compiler's version of the loop above, which widens and
  * packs across lanes). The same values as SL_ADAM16_BODY, random bits included; the
  * last n % 32 elements go through that loop. */
 SL_AVX512 static void sl_adam16_row_avx512(uint16_t *w, uint16_t *s, const float *g, int n,

@@ -14,9 +14,8 @@
  * register-blocked micro-kernel computing an MR x NR tile of C over KC. The A micro-panel
  * (KC x 14 bf16 = 14 KiB) stays in L1 while the B micro-panels stream from L2, and C is
  * walked along a band of 14 rows (the same pages). The kernel prefetches its C tile
- * before the k loop. Blocking (KC 512, MC 168, NC 3072) was tuned on Zen 4 (1 MiB L2);
- * the macros can be overridden at compile time. Measured on the 2048x1024x1024 shape:
- * swapping ir/jr and the C prefetch took the bf16 path from ~130 to ~180 GFLOP/s.
+ * before the k loop. The blocking (KC 512, MC 168, NC 3072) sizes the packed blocks for
+ * a core with a 1 MiB L2; the macros can be overridden at compile time.
  *
  * Levels (see _cpu_features.h), each with its own packing and micro-kernel:
  *   avx512_bf16  14 x 32 tile, 28 zmm accumulators, vdpbf16ps. Panels are packed as
@@ -284,7 +283,8 @@ static void sl_kernel_avx2(int64_t kk, const void *Ap_, const void *Bp_, float *
 #define SL_Z_NR 32
 
 /* fetch the C tile while the k loop runs (its rows are ldc apart: one page each when
- * ldc is large, and not in cache; measured 10-20% of the whole GEMM on 1024-wide C) */
+ * ldc is large, and not in cache, so that the tile's loads would otherwise wait on
+ * memory after the k loop) */
 #define SL_Z_PREFETCH_C()                                                                 \
     do {                                                                                  \
         for (int r_ = 0; r_ < mr; r_++) {                                                 \
