@@ -5,7 +5,7 @@ The script compiles the C files that Cython generated for the kernel modules (ru
 ``python setup.py build_ext --inplace`` first) with the package's own optimisation flags
 plus ``-fopt-info-vec-optimized``, and lists every vectorized loop by source line and
 function, with the vector width GCC chose. Loops inside the C helpers included from
-Cython (``_vec.h``, ``_bfloat16.h``, ...) are reported at their header lines; loops of the
+Cython (``_simd.h``, ``_bfloat16.h``, ...) are reported at their header lines; loops of the
 generated code at the ``.pyx`` line they were compiled from. Compiled functions carry
 their ``target`` attribute, so a helper compiled for several levels shows up once per
 vector width (16 bytes: SSE2 of the generic level, 32: AVX2, 64: AVX-512).

@@ -24,6 +24,7 @@ MODULES = [
     "slidelearn.utils._bf16",
     "slidelearn.utils._cpu",
     "slidelearn.utils._mpi",
+    "slidelearn.utils._random",
 ]
 
 

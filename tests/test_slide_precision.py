@@ -177,7 +177,7 @@ def test_levels_agree(level_runs):
 
 # ---------------------------------------------------------------- bfloat16
 def _join(w16, s16):
-    """The float32 weights of the halves (reference for sl_join16)."""
+    """The float32 weights of the halves (reference for sl_join_round)."""
     H = w16.shape[1]
     lo = s16[:, :H].astype(np.uint32)
     hi = (w16.astype(np.int64) - (lo >= 0x8000)).astype(np.uint32) & 0xFFFF

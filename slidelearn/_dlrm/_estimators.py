@@ -11,9 +11,9 @@ from slidelearn.utils._threads import single_threaded_blas
 
 from slidelearn._dlrm import _distributed, _inputs
 from slidelearn._dlrm import _kernels
-from slidelearn._slide._classifier import _check_seed
-from slidelearn.utils import _epochs, _mpi
+from slidelearn.utils import _bf16, _epochs, _mpi
 from slidelearn.utils._openmp_helpers import effective_n_threads
+from slidelearn.utils._random import check_seed as _check_seed
 from slidelearn.utils.validation import validate_sparse_X
 
 # Rows per prediction block (every block is computed at this size, see forward()).
@@ -22,27 +22,26 @@ _PREDICT_BATCH = 512
 
 def _split_rows(a):
     """float32 (n, d) -> uint16 (n, 2 d), each row the upper 16 bits of its d weights
-    then their lower 16 bits. Done in place, in blocks of rows: the result is a view of
-    ``a``'s memory (the tables are the largest arrays of the model)."""
+    then their lower 16 bits (``_bf16.split``). Done in place, in blocks of rows: the
+    result is a view of ``a``'s memory (the tables are the largest arrays of the model)."""
     n, d = a.shape
     out = a.view(np.uint16).reshape(n, 2 * d)
     step = max(1, (1 << 20) // max(d, 1))
     for r in range(0, n, step):
-        u = a[r:r + step].view(np.uint32).copy()
-        out[r:r + step, :d] = u >> 16
-        out[r:r + step, d:] = u & 0xFFFF
+        hi, lo = _bf16.split(a[r:r + step])
+        out[r:r + step, :d] = hi
+        out[r:r + step, d:] = lo
     return out
 
 
 def _join_rows(a):
     """Inverse of ``_split_rows``, in place: uint16 (n, 2 d) -> float32 (n, d)."""
     n, d = a.shape[0], a.shape[1] // 2
-    out = a.view(np.uint32).reshape(n, d)
+    out = a.view(np.float32).reshape(n, d)
     step = max(1, (1 << 20) // max(d, 1))
     for r in range(0, n, step):
-        u = (a[r:r + step, :d].astype(np.uint32) << 16) | a[r:r + step, d:]
-        out[r:r + step] = u
-    return out.view(np.float32)
+        out[r:r + step] = _bf16.join(a[r:r + step, :d], a[r:r + step, d:])
+    return out
 
 
 class _BaseDLRM(BaseEstimator):

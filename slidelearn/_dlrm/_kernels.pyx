@@ -45,7 +45,7 @@ ctypedef fused index_t:
     int32_t
     int64_t
 
-cdef extern from "../_slide/_vec.h" nogil:
+cdef extern from "../utils/_simd.h" nogil:
     float sl_dot(const float *a, const float *b, int n)
     void sl_axpy(float alpha, const float *x, float *y, int n)
     void sl_prefetch_row(const float *p, int n)
@@ -67,8 +67,10 @@ cdef extern from "../utils/_gemm_bf16.h" nogil:
                      int64_t m, int64_t n, int64_t K, float alpha, const void *A, int64_t lda,
                      const void *B, int64_t ldb, float beta, float *C, int64_t ldc)
 
+cdef extern from "../utils/_bf16_split.h" nogil:
+    void sl_join_trunc_n(const uint16_t *hi, const uint16_t *lo, float *out, int64_t n)
+
 cdef extern from "_split.h" nogil:
-    void sl_join_n(const uint16_t *hi, const uint16_t *lo, float *out, int64_t n)
     void sl_split_add_scaled(float s, const uint16_t *hi, const uint16_t *lo, float *g,
                              int64_t n)
     void sl_adagrad_split(uint16_t *hi, uint16_t *lo, float *acc, const float *g, float lr,
@@ -78,7 +80,7 @@ cdef extern from "_split.h" nogil:
 from slidelearn.utils import _cpu
 
 # Vector code for the CPU level chosen at import (SLIDELEARN_CPU_LEVEL forces a lower
-# one): _cpu levels generic / avx2 / avx512 / avx512_bf16 -> _vec.h 0 / 1 / 2 / 2,
+# one): _cpu levels generic / avx2 / avx512 / avx512_bf16 -> _simd.h 0 / 1 / 2 / 2,
 # _bfloat16.h 0 / 0 / 1 / 2 and _gemm_bf16.h 0 / 1 / 2 / 3.
 sl_vec_set_level((0, 1, 2, 2)[_cpu._level_index()])
 sl_bf16_set_level((0, 0, 1, 2)[_cpu._level_index()])
@@ -328,7 +330,7 @@ cdef void _layer_forward16(Net* net, Work* w, const float* X, int ldx, const int
         sl_rows_to_bf16(X + <int64_t>i * ldx, ldx, w.x16 + <int64_t>i * n_in, 1, n_in)
     _gemm_tasks(w, False, 0, 1, B, n_out, n_in, w.x16, n_in, hi + L[2], n_in, Y, ldy,
                 n_threads)
-    sl_join_n(hi + L[3], lo + L[3], w.bias, n_out)
+    sl_join_trunc_n(hi + L[3], lo + L[3], w.bias, n_out)
     for i in prange(B, nogil=True, schedule='static', num_threads=n_threads):
         sl_bias_act(Y + <int64_t>i * ldy, w.bias, n_out, L[4] != 0)
 

@@ -1,46 +1,40 @@
 /* Lazy Adam on one output neuron of SlideClassifier(precision="bfloat16"), whose
- * float32 weights are kept exactly in two 16-bit halves:
+ * float32 weights are kept exactly in two 16-bit halves, in the ROUND convention of
+ * ../utils/_bf16_split.h:
  *
  *   w row (H uint16):     hi = the weights rounded to bfloat16 (half up, on the bits)
  *   s row:                [ lo (H) | m (H) | v (H) | pad to 64 B ]
  *
  * lo is the lower half of each float32 weight; hi its upper half plus the carry of
- * rounding, so that the weight is ((hi - (lo >= 0x8000)) << 16 | lo) exactly
- * (sl_join16). The dot products and the rehash read hi alone: a bfloat16 rounded to
- * nearest, in a compact (n_labels, H) array. The update joins the halves, takes the
- * float32 Adam step and splits the result again, as the split-SGD of the CPU-cluster
- * DLRM work does with a truncated upper half. The moments are stored in bfloat16:
- * m rounded to nearest (it moves by 1 - beta_1 = 10% of g - m a step, far above the
- * 0.4% spacing of bfloat16), v rounded *stochastically*, so that its small per-step
- * changes (0.1% with beta_2 = 0.999, below half a bf16 ulp) survive in expectation
- * instead of being rounded away; the 16 random bits per value come from a counter hash
- * of (seed, element): reproducible, no state shared between threads. The bias and
- * its moments are float32 arrays of their own (the caller's).
+ * rounding, which the join takes back (sl_join_round). The dot products and the
+ * rehash read hi alone: a bfloat16 rounded to nearest, in a compact (n_labels, H)
+ * array. The update joins the halves, takes the float32 Adam step and splits the
+ * result again, as the split-SGD of the CPU-cluster DLRM work does with a truncated
+ * upper half. (Weights in bfloat16 alone would lose the steps smaller than their
+ * rounding, or with stochastic rounding keep them only in expectation, as noise.)
+ * The moments are stored in bfloat16: m rounded to nearest (it moves by
+ * 1 - beta_1 = 1/10 of g - m a step, far above bfloat16's relative spacing of 2^-8),
+ * v rounded *stochastically*, so that its small per-step changes (1/1000 of g^2 - v
+ * with beta_2 = 0.999, below half a bf16 ulp) survive in expectation instead of being
+ * rounded away; the 16 random bits per value come from a counter hash of (seed,
+ * element): reproducible, no state shared between threads. One sl_mix32 per element:
+ * cheaper bits (one mix for two elements, a multiplicative hash) saved little time and
+ * measured a higher bfloat16 loss (doc/user_guide/performance.rst). The bias and its
+ * moments are float32 arrays of their own (the caller's).
  *
  * One row update moves 8 H bytes in and out, against 12 H bytes of float32 weights
- * and moments. Still, on Zen 4 a row of 128 costs about as much arithmetic as memory
- * time: from L1, about 50 ns with both moments rounded stochastically and NaN-tested,
- * 38 ns for the compiler's AVX-512 version of the loop below, 29 ns for the even / odd
- * block version (sl_adam16_row_avx512), against 25 ns for the float32 update. (One
- * sl_mix32 for the random bits of two elements, a half each, saved no measurable time
- * in the block version; the Amazon-shaped loss on 2 threads, bf16 - fp32, was +0.04 to
- * +0.10 in 5 runs of one seed against 0.00 to +0.04 with a mix an element: not kept.)
- * (One multiplicative hash per element
- * instead of sl_mix32 took 34 ns against 38, but no measurable time off training, and
- * bfloat16's final loss on the Amazon-shaped benchmark rose in 6 of 7 seeds; not
- * kept. Replacing sqrt and the division by the 14-bit reciprocal instructions took
- * 3 ns less: left out, the update would no longer be the loop's, bit for bit.)
- * (Stored in bfloat16 alone,
- * with stochastic rounding, the weights trained to a measurably higher loss: 4.92
- * against 4.89 for float32 and 4.90 for these halves, one epoch of 30,000
- * Amazon-shaped samples.) */
+ * and moments, but per element it also joins, splits, rounds two moments and hashes:
+ * arithmetic that can cost as much as the memory it saves, hence the hand-written
+ * AVX-512 block version (sl_adam16_row_avx512) beside the compiler's vectorisation of
+ * the loop. sqrt and the division stay IEEE operations (not the approximate reciprocal
+ * instructions), so that every version gives the loop's values bit for bit. */
 #ifndef SLIDELEARN_ADAM16_H
 #define SLIDELEARN_ADAM16_H
 #include <stdint.h>
 #include <string.h>
 #include <math.h>
 #include "../utils/_bfloat16.h"
-#include "_vec.h"
+#include "../utils/_simd.h"
 
 static inline uint32_t sl_mix32(uint32_t x) {
     x ^= x >> 16; x *= 0x7feb352dU;
@@ -60,50 +54,19 @@ static inline uint16_t sl_bf16_add_round(float x, uint32_t r) {
     return (uint16_t)((u + r) >> 16);
 }
 
-static inline float sl_b2f(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-/* The float32 weight of the halves (hi, lo): exact for every bit pattern. */
-static inline float sl_join16(uint16_t hi, uint16_t lo) {
-    uint32_t u = ((uint32_t)(uint16_t)(hi - (lo >= 0x8000u)) << 16) | lo;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-/* The upper half of w, rounded half up on the bits (the carry that sl_join16 takes
- * back); a NaN gives a quiet NaN whose join is a NaN. */
-static inline uint16_t sl_split16_hi(float w) {
-    uint32_t u;
-    memcpy(&u, &w, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)0x7fc0u;
-    return (uint16_t)((u + 0x8000u) >> 16);
-}
-
-static inline uint16_t sl_split16_lo(float w) {
-    uint32_t u;
-    memcpy(&u, &w, 4);
-    return (uint16_t)(u & 0xffffu);
-}
-
 /* Elements [i0, n) of a row of n. */
 #define SL_ADAM16_BODY                                                       \
     uint16_t *lo = s, *m = s + n, *v = s + 2 * n;                            \
     _Pragma("omp simd")                                                      \
     for (int i = i0; i < n; i++) {                                           \
-        float wi = sl_join16(w[i], lo[i]);                                   \
+        float wi = sl_join_round(w[i], lo[i]);                               \
         float gi = g[i] + alpha * wi;                                        \
-        float mi = b1 * sl_b2f(m[i]) + (1.0f - b1) * gi;                     \
-        float vi = b2 * sl_b2f(v[i]) + (1.0f - b2) * gi * gi;                \
+        float mi = b1 * sl_bf16_to_f32(m[i]) + (1.0f - b1) * gi;             \
+        float vi = b2 * sl_bf16_to_f32(v[i]) + (1.0f - b2) * gi * gi;        \
         m[i] = sl_bf16_add_round(mi, 0x8000u);                               \
         v[i] = sl_bf16_add_round(vi, sl_mix32(seed + (uint32_t)i) & 0xffffu); \
         wi = wi - lr_t * mi / (sqrtf(vi) + eps);                             \
-        w[i] = sl_split16_hi(wi);                                            \
-        lo[i] = sl_split16_lo(wi);                                           \
+        sl_split_round(wi, w + i, lo + i);                                   \
     }
 
 static inline void sl_adam16_row_generic(uint16_t *w, uint16_t *s, const float *g, int n,
@@ -147,7 +110,7 @@ SL_AVX512 static void sl_adam16_tail_avx512(uint16_t *w, uint16_t *s, const floa
     const __m512 C1 = _mm512_set1_ps(1.0f - b1), C2 = _mm512_set1_ps(1.0f - b2);                        \
     const __m512 LR = _mm512_set1_ps(lr_t), E = _mm512_set1_ps(eps);                                    \
     const __m512i LOW = _mm512_set1_epi32(0xffff), HIGH = _mm512_set1_epi32((int)0xffff0000u);          \
-    const __m512i HALF = _mm512_set1_epi32(0x8000), QNAN = _mm512_set1_epi32(0x7fc00000);               \
+    const __m512i HALF = _mm512_set1_epi32(0x8000);                                                     \
     const __m512i K1 = _mm512_set1_epi32(0x7feb352d), K2 = _mm512_set1_epi32((int)0x846ca68bu);         \
     const __m512i ONE = _mm512_set1_epi32(1);                                                           \
     const __m512i EVEN = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);  \
@@ -158,10 +121,8 @@ SL_AVX512 static void sl_adam16_tail_avx512(uint16_t *w, uint16_t *s, const floa
         __m512i L = _mm512_loadu_si512((const void *)(lo + i));                                                          \
         __m512i M = _mm512_loadu_si512((const void *)(m + i));                                                           \
         __m512i V = _mm512_loadu_si512((const void *)(v + i));                                                           \
-        /* sl_join16: the upper halves less the carry of their rounding, then the words */                               \
-        __m512i Hc = _mm512_sub_epi16(W, _mm512_srli_epi16(L, 15));                                                      \
-        __m512 wE = _mm512_castsi512_ps(_mm512_or_si512(_mm512_slli_epi32(Hc, 16), _mm512_and_si512(L, LOW)));           \
-        __m512 wO = _mm512_castsi512_ps(_mm512_or_si512(_mm512_and_si512(Hc, HIGH), _mm512_srli_epi32(L, 16)));          \
+        __m512 wE, wO;                                                                                                   \
+        sl_join_round_eo(W, L, &wE, &wO);                                                                                \
         __m512 mE = _mm512_castsi512_ps(_mm512_slli_epi32(M, 16));                                                       \
         __m512 mO = _mm512_castsi512_ps(_mm512_and_si512(M, HIGH));                                                      \
         __m512 vE = _mm512_castsi512_ps(_mm512_slli_epi32(V, 16));                                                       \
@@ -178,14 +139,9 @@ SL_AVX512 static void sl_adam16_tail_avx512(uint16_t *w, uint16_t *s, const floa
         __m512i mrO = _mm512_add_epi32(_mm512_castps_si512(mO), HALF);                                                   \
         __m512i vrE = _mm512_add_epi32(_mm512_castps_si512(vE), _mm512_and_si512(xE, LOW));                              \
         __m512i vrO = _mm512_add_epi32(_mm512_castps_si512(vO), _mm512_and_si512(xO, LOW));                              \
-        /* sl_split16_hi / _lo: rounded upper halves (NaN: a quiet NaN), lower halves */                                 \
-        __m512i uE = _mm512_castps_si512(wE), uO = _mm512_castps_si512(wO);                                              \
-        __m512i hE = _mm512_mask_mov_epi32(_mm512_add_epi32(uE, HALF),                                                   \
-                                           _mm512_cmp_ps_mask(wE, wE, _CMP_UNORD_Q), QNAN);                              \
-        __m512i hO = _mm512_mask_mov_epi32(_mm512_add_epi32(uO, HALF),                                                   \
-                                           _mm512_cmp_ps_mask(wO, wO, _CMP_UNORD_Q), QNAN);                              \
-        _mm512_storeu_si512((void *)(w + i), _mm512_or_si512(_mm512_srli_epi32(hE, 16), _mm512_and_si512(hO, HIGH)));    \
-        _mm512_storeu_si512((void *)(lo + i), _mm512_or_si512(_mm512_and_si512(uE, LOW), _mm512_slli_epi32(uO, 16)));    \
+        sl_split_round_eo(wE, wO, &W, &L);                                                                               \
+        _mm512_storeu_si512((void *)(w + i), W);                                                                         \
+        _mm512_storeu_si512((void *)(lo + i), L);                                                                        \
         _mm512_storeu_si512((void *)(m + i), _mm512_or_si512(_mm512_srli_epi32(mrE, 16), _mm512_and_si512(mrO, HIGH)));  \
         _mm512_storeu_si512((void *)(v + i), _mm512_or_si512(_mm512_srli_epi32(vrE, 16), _mm512_and_si512(vrO, HIGH)));  \
 
@@ -193,8 +149,8 @@ SL_AVX512 static void sl_adam16_tail_avx512(uint16_t *w, uint16_t *s, const floa
  * vector of 16-bit values holds an even element in its lower half and the next odd one
  * in its upper half, so that widening a bfloat16 is a shift (even) or a mask (odd), and
  * narrowing two float32 vectors back into one of 16-bit values is a shift and a blend,
- * with no lane permutes but the two that split the float32 gradient (about a third
- * fewer instructions than the compiler's version of the loop above, which widens and
+ * with no lane permutes but the two that split the float32 gradient (fewer
+ * instructions than the compiler's version of the loop above, which widens and
  * packs across lanes). The same values as SL_ADAM16_BODY, random bits included; the
  * last n % 32 elements go through that loop. */
 SL_AVX512 static void sl_adam16_row_avx512(uint16_t *w, uint16_t *s, const float *g, int n,
@@ -289,17 +245,4 @@ static inline void sl_adam16_row_loop(uint16_t *w, uint16_t *s, const float *g, 
     sl_adam16_row(w, s, g, n, lr_t, b1, b2, eps, alpha, seed);
 }
 
-/* out[i] = the float32 weights of the halves (hi[i], lo[i]), and back. */
-static inline void sl_join16_row(const uint16_t *hi, const uint16_t *lo, float *out, int64_t n) {
-    _Pragma("omp simd")
-    for (int64_t i = 0; i < n; i++) out[i] = sl_join16(hi[i], lo[i]);
-}
-
-static inline void sl_split16_row(const float *w, uint16_t *hi, uint16_t *lo, int64_t n) {
-    _Pragma("omp simd")
-    for (int64_t i = 0; i < n; i++) {
-        hi[i] = sl_split16_hi(w[i]);
-        lo[i] = sl_split16_lo(w[i]);
-    }
-}
 #endif

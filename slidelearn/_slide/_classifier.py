@@ -13,7 +13,11 @@ from slidelearn._slide import _network
 from slidelearn._slide._lsh import LSHIndex, RehashSchedule
 from slidelearn.metrics import precision_at_k
 from slidelearn.utils import _bf16, _epochs, _mpi
+from slidelearn.utils._aligned import aligned_empty as _aligned_empty
+from slidelearn.utils._aligned import aligned_zeros as _aligned_zeros
+from slidelearn.utils._aligned import cache_aligned as _cache_aligned
 from slidelearn.utils._openmp_helpers import effective_n_threads
+from slidelearn.utils._random import check_seed as _check_seed
 from slidelearn.utils.validation import check_csr_indices, validate_sparse_X
 
 __all__ = ["SlideClassifier"]
@@ -37,30 +41,9 @@ def _as_label_csr(Y):
 
 
 
-# Arrays whose rows the kernels stream one at a time (a row of 128 floats is 512 bytes):
-# their rows start on 64-byte cache-line boundaries when the row size is a multiple of
-# 64 bytes, so that a row touches 8 cache lines rather than 9 (numpy only guarantees
-# 16-byte alignment).
+# Arrays whose rows the kernels stream one at a time: allocated on cache lines
+# (slidelearn.utils._aligned).
 _ROW_ARRAYS = ("W_in", "W_out", "m_in", "v_in", "m_out", "v_out", "w16_out", "s16_out")
-_LINE = 64
-
-
-def _aligned_empty(shape, dtype):
-    """An uninitialised array whose first byte sits on a cache-line boundary."""
-    dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape)) * dtype.itemsize
-    buf = np.empty(nbytes + _LINE, dtype=np.uint8)
-    off = (-buf.ctypes.data) % _LINE
-    return buf[off:off + nbytes].view(dtype).reshape(shape)
-
-
-def _aligned_zeros(shape, dtype):
-    """Zeros whose first byte sits on a cache-line boundary. Written, not calloc'ed: the
-    pages are faulted in here, at initialisation, not by the first training batches
-    that touch each row (as the bfloat16 state, computed from the weights, is)."""
-    out = _aligned_empty(shape, dtype)
-    out.fill(0)
-    return out
 
 
 def _input_energy(X, comm=None):
@@ -91,14 +74,6 @@ def _uniform_float32(rng, bound, shape):
         flat[s:s + step] = rng.uniform(-bound, bound, size=min(step, flat.shape[0] - s))
     return out
 
-
-def _cache_aligned(a):
-    """``a``, or its copy starting on a cache-line boundary (after unpickling)."""
-    if a.size == 0 or a.ctypes.data % _LINE == 0:
-        return a
-    out = _aligned_zeros(a.shape, a.dtype)
-    out[...] = a
-    return out
 
 class SlideClassifier(ClassifierMixin, BaseEstimator):
     """Neural network classifier for extreme multi-class and multi-label problems,
@@ -644,9 +619,9 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         # on unit tf-idf rows of 135,909 features (Amazon-670K shaped) it starts the
         # layer ~30x smaller, the hidden bias (a step every batch, where a feature's
         # row gets one every ~14 batches) outgrows it, the hidden layer collapses onto
-        # one direction and test P@1 falls from ~85 to 16-61. rms 1/8 is what Glorot
-        # gives a unit input and H = 128, measured at least as good as Glorot on
-        # Bibtex (binary rows) and on small tf-idf vocabularies (doc/user_guide/slide.rst).
+        # one direction and a few frequent labels win every row. rms 1/8 is what Glorot
+        # gives a unit input and H = 128; the measurements on the Amazon shape, Bibtex
+        # and small tf-idf vocabularies are in doc/user_guide/slide.rst.
         # (all-zero rows: any scale; an energy below 1e-30, of values near the float32
         # underflow, counts as 1e-30, so that the bound cannot overflow float32)
         energy = max(input_energy, 1e-30) if input_energy > 0 else 1.0
@@ -1468,10 +1443,3 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
                 raise ValueError(f"y has {len(y)} rows, X has {len(top)}.")
             hits = self.classes_[top] == y
         return float(np.average(hits, weights=sample_weight))
-
-
-def _check_seed(random_state):
-    """An int seed for numpy's Generator from a scikit-learn random_state."""
-    if isinstance(random_state, np.random.RandomState):
-        return int(random_state.randint(0, 2**31 - 1))
-    return int(np.random.RandomState(random_state).randint(0, 2**31 - 1))

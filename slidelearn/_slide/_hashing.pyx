@@ -37,7 +37,7 @@ cdef extern from "_wta.h" nogil:
     void sl_wta_set_level(int level)
     int sl_wta_block_ok()
 
-cdef extern from "_vec.h" nogil:
+cdef extern from "_buckets.h" nogil:
     void sl_prefetchw_int(int32_t *p)
 
 cdef extern from "../utils/_bfloat16.h" nogil:

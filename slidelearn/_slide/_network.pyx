@@ -33,7 +33,7 @@ ctypedef fused index_t:
     int32_t
     int64_t
 
-cdef extern from "_vec.h" nogil:
+cdef extern from "../utils/_simd.h" nogil:
     void sl_vec_set_level(int level)
     int sl_vec_get_level()
     float sl_dot(const float *a, const float *b, int n)
@@ -44,6 +44,8 @@ cdef extern from "_vec.h" nogil:
                      const float *x, int64_t ld, float *y, int n)
     void sl_prefetch_row(const float *p, int n)
     void sl_prefetchw_row(float *p, int n)
+
+cdef extern from "_buckets.h" nogil:
     void sl_prefetch_ids(const int32_t *p, int64_t n)
     void sl_prefetch_int(const int32_t *p)
     int64_t sl_vote_bucket(const int32_t *ids, int64_t n, uint8_t *mark, int32_t *cand,
@@ -79,13 +81,15 @@ cdef extern from "_adam16.h" nogil:
                            int64_t n_rec, const uint16_t *Hb, int64_t ld, float *g, int n,
                            float lr_t, float b1, float b2, float eps, float alpha,
                            uint32_t seed)
-    void sl_join16_row(const uint16_t *hi, const uint16_t *lo, float *out, int64_t n)
-    void sl_split16_row(const float *w, uint16_t *hi, uint16_t *lo, int64_t n)
+
+cdef extern from "../utils/_bf16_split.h" nogil:
+    void sl_join_round_n(const uint16_t *hi, const uint16_t *lo, float *out, int64_t n)
+    void sl_split_round_n(const float *w, uint16_t *hi, uint16_t *lo, int64_t n)
 
 from slidelearn.utils import _cpu
 
 # Vector code for the CPU level chosen at import (SLIDELEARN_CPU_LEVEL forces a lower
-# one): _cpu levels generic / avx2 / avx512 / avx512_bf16 -> _vec.h 0 / 1 / 2 / 2 and
+# one): _cpu levels generic / avx2 / avx512 / avx512_bf16 -> _simd.h 0 / 1 / 2 / 2 and
 # _bfloat16.h 0 / 0 / 1 / 2.
 sl_vec_set_level((0, 1, 2, 2)[_cpu._level_index()])
 sl_bf16_set_level((0, 0, 1, 2)[_cpu._level_index()])
@@ -99,8 +103,8 @@ def vector_levels():
 # Per-thread marks of the output neurons while an active set is gathered: 0 = unseen,
 # 1..n_tables = found in that many of the sample's buckets, SENT = in the set. One byte
 # each, so that a thread's marks (n_labels bytes: 670 KB for Amazon-670K) stay in the
-# L2 cache, which cut a training batch by about 12% against int32 marks; hence at most
-# MAX_TABLES tables, so that a count never reaches SENT.
+# L2 cache, where int32 marks would not; hence at most MAX_TABLES tables, so that a
+# count never reaches SENT.
 ctypedef uint8_t mark_t
 cdef mark_t SENT = 255
 cdef enum:
@@ -111,15 +115,15 @@ cdef int PREFETCH = 6
 # The forward pass of a training sample prefetches its active neurons' output rows and
 # biases this many neurons ahead: a float32 row is 8 lines, a bfloat16 row 4, and the
 # loop does little else, so that both wait on memory unless the rows are requested
-# well ahead (on Zen 4, 12 and 20 beat 6, by about 6% of a training batch each).
+# well ahead; a bfloat16 row being half the lines, it goes further ahead for the same
+# lines in flight.
 cdef int OUT_AHEAD = 12
 cdef int OUT_AHEAD_BF16 = 20
 # Output neurons ahead of the one being updated whose rows output_adam prefetches:
 # each float32 update streams 1.5 KB of weights and moments (24 lines, and 3 of the
-# bias arrays), so fewer rows ahead than for the dot products; on Zen 4, 4 rows beat 2
-# (update time -6%) and 6 or 8 (too many lines in flight). A bfloat16 update streams
-# 1 KB (16 lines and 3): 8 rows ahead beat 4 (update time -5%, 30,000 Amazon-shaped
-# samples) and 12.
+# bias arrays), so fewer rows ahead than for the dot products: too few leave the update
+# waiting on memory, too many put more lines in flight than the core tracks. A bfloat16
+# update streams 1 KB (16 lines and 3), so more of its rows fit in flight.
 cdef int ADAM_AHEAD = 4
 cdef int ADAM_AHEAD_BF16 = 8
 # Hash tables ahead of the one being read whose bucket _voted_set prefetches.
@@ -335,10 +339,10 @@ cdef int _active_set(const Net* net, const Tables* tb, Work* w, const int32_t* l
     the scan through the buckets (one line per 16 ids), and the marks of the ids
     MARKS_AHEAD positions on are prefetched (670 KB of random bytes for Amazon-670K,
     which the row traffic of the output layer keeps pushing out of L2). The counting
-    itself is branch-free C (sl_vote_bucket and the helpers beside it in _vec.h).
-    Against prefetching whole buckets 4 tables ahead, with a branch per id, this cut
-    the profile samples of this function by 44% (30,000 Amazon-shaped samples, 1
-    thread): the loads of the ids had waited on memory, then those of the marks."""
+    itself is branch-free C (sl_vote_bucket and the helpers beside it in _buckets.h):
+    whether an id was seen before follows no pattern, so a branch on it mispredicts.
+    Prefetching whole buckets some tables ahead instead left the loads of the ids, then
+    those of the marks, waiting on memory."""
     cdef int n_act = 0, q, t, nc = 0, target, s, start, L = tb.n_tables
     cdef int32_t j, n = net.n_labels
     cdef mark_t* mark = w.mark
@@ -1124,7 +1128,7 @@ def sync_bf16_rows(const uint16_t[:, ::1] w16, const uint16_t[:, ::1] s16,
         for b in prange(n_blocks, schedule="static", num_threads=max(n_threads, 1)):
             if dirty[b]:
                 for j in range(b * DIRTY, min(n, (b + 1) * DIRTY)):
-                    sl_join16_row(&w16[j, 0], &s16[j, 0], &W_out[j, 0], H)
+                    sl_join_round_n(&w16[j, 0], &s16[j, 0], &W_out[j, 0], H)
                 dirty[b] = 0
                 count += min(n, (b + 1) * DIRTY) - b * DIRTY
     return count
@@ -1139,7 +1143,7 @@ def split_bf16_rows(const float[:, ::1] W_out, uint16_t[:, ::1] w16, uint16_t[:,
     _check_bf16(w16, s16, n, H, True)
     with nogil:
         for j in prange(n, schedule="static", num_threads=max(n_threads, 1)):
-            sl_split16_row(&W_out[j, 0], &w16[j, 0], &s16[j, 0], H)
+            sl_split_round_n(&W_out[j, 0], &w16[j, 0], &s16[j, 0], H)
 
 
 cdef void _check_bf16(const uint16_t[:, ::1] w16, const uint16_t[:, ::1] s16, int64_t n,

@@ -4,9 +4,9 @@
  * all 8 are zero. Same results as the scalar loop of _hashing.hash_vector.
  *
  * Branch-free: the winner changes unpredictably, and the mispredicted branch per bin
- * of the plain loop cost more than the loads (5.1 -> 1.15 us per 128-dim vector with
- * 200 codes on Zen 4). An AVX-512 version that gathers two bins per register was
- * measured too and was slower (1.4 us): gathers are microcoded on that CPU. */
+ * of the plain loop cost more than the loads. No gather version: a bin's 8 dims are
+ * scattered, and gathers are slow (microcoded) on some AVX-512 CPUs; the batch case
+ * below transposes instead. */
 #ifndef SLIDELEARN_WTA_H
 #define SLIDELEARN_WTA_H
 #include <stdint.h>
@@ -36,9 +36,9 @@ static inline void sl_wta8(const float *vec, const int32_t *dims, int n, int dwt
  * codes[16 * i + r] is code i of vector r, the same as sl_wta8 gives (the same strict
  * comparisons in the same order; NaN never wins, and counts as non-zero). Returns the
  * mask of the vectors with an empty bin (dwta), which alone need densifying.
- * AVX-512 only (measured on Zen 4: 1.3 -> 0.3 us a 128-dim row with 200 codes, bucket
- * keys included); the AVX2 and generic levels keep sl_wta8 row by row, which their
- * 8-lane or scalar versions of this loop did not beat. */
+ * AVX-512 only: 16 lanes and mask registers carry a whole block of vectors; the AVX2 and
+ * generic levels keep sl_wta8 row by row (8-lane and scalar versions of this loop were
+ * no faster where measured: doc/user_guide/performance.rst). */
 #define SL_WTA_LANES 16
 
 static int sl_wta_level = 0;

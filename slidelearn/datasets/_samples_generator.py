@@ -138,8 +138,9 @@ def make_extreme_classification(
     Labels therefore share predictive features with their prototypes and a
     linear one-vs-rest model or a nearest-prototype classifier beats the
     label-prior baseline by a wide margin. Generation is vectorised (no loop
-    per sample) and works in chunks of rows, so the Amazon-670K shape
-    (``n_features=135909, n_labels=670091``) with 200,000 rows takes seconds.
+    per sample) and works in chunks of rows, so that the Amazon-670K shape
+    (``n_features=135909, n_labels=670091``) costs no Python work per row and
+    bounded temporary memory.
 
     Parameters
     ----------

@@ -6,7 +6,8 @@ the CPU supports, or the lower one set by ``SLIDELEARN_CPU_LEVEL``):
 
 * conversions and split-SGD reuse the C of :mod:`slidelearn.utils._bfloat16`
   (``_bfloat16.h``: round to nearest even on the integer bits, AVX-512 integer code at
-  the ``avx512`` levels, portable C below);
+  the ``avx512`` levels, portable C below), :func:`split` and :func:`join` the
+  truncating convention of ``_bf16_split.h``;
 * :func:`gemm_bf16` (``_gemm_bf16.h``) uses a vdpbf16ps micro-kernel at
   ``avx512_bf16``, fp32 FMA kernels on panels widened to fp32 at ``avx512`` and
   ``avx2``, and portable C at ``generic``.
@@ -26,6 +27,10 @@ cdef extern from "_bfloat16.h" nogil:
     void sl_to_bf16(const float *x, uint16_t *out, int64_t n)
     void sl_from_bf16(const uint16_t *h, float *out, int64_t n)
     void sl_sgd_split(uint16_t *hi, uint16_t *lo, const float *g, float lr, int64_t n)
+
+cdef extern from "_bf16_split.h" nogil:
+    void sl_split_trunc_n(const float *w, uint16_t *hi, uint16_t *lo, int64_t n)
+    void sl_join_trunc_n(const uint16_t *hi, const uint16_t *lo, float *out, int64_t n)
 
 cdef extern from "_gemm_bf16.h" nogil:
     void sl_gemm_set_level(int level)
@@ -167,8 +172,16 @@ def split(x):
     >>> bool(np.array_equal(join(hi, lo).view(np.uint32), x.view(np.uint32)))
     True
     """
-    u = _f32(x, "x").view(np.uint32)
-    return (u >> 16).astype(np.uint16), (u & 0xFFFF).astype(np.uint16)
+    x = _f32(x, "x")
+    hi = np.empty(x.shape, dtype=np.uint16)
+    lo = np.empty(x.shape, dtype=np.uint16)
+    cdef const float[::1] xv = x.reshape(-1)
+    cdef uint16_t[::1] hv = hi.reshape(-1)
+    cdef uint16_t[::1] lv = lo.reshape(-1)
+    if xv.shape[0]:
+        with nogil:
+            sl_split_trunc_n(&xv[0], &hv[0], &lv[0], xv.shape[0])
+    return hi, lo
 
 
 def join(hi, lo):
@@ -193,7 +206,14 @@ def join(hi, lo):
     hi, lo = _u16(hi, "hi"), _u16(lo, "lo")
     if hi.shape != lo.shape:
         raise ValueError(f"hi and lo must have the same shape; got {hi.shape} and {lo.shape}.")
-    return ((hi.astype(np.uint32) << 16) | lo).view(np.float32)
+    out = np.empty(hi.shape, dtype=np.float32)
+    cdef const uint16_t[::1] hv = hi.reshape(-1)
+    cdef const uint16_t[::1] lv = lo.reshape(-1)
+    cdef float[::1] ov = out.reshape(-1)
+    if ov.shape[0]:
+        with nogil:
+            sl_join_trunc_n(&hv[0], &lv[0], &ov[0], ov.shape[0])
+    return out
 
 
 def sgd_split_(hi, lo, grad, lr, n_threads=1):

@@ -7,8 +7,9 @@
  *
  * Split-SGD (the CPU-cluster DLRM paper): an fp32 weight is stored as its upper half
  * `hi` (a bf16, TRUNCATED, not rounded: what forward passes read) and its lower half
- * `lo`; the update joins them back into the exact fp32, applies w -= lr * g in fp32
- * and splits again, so training reproduces fp32 SGD bit for bit at 4 bytes a weight.
+ * `lo` (the TRUNC convention of _bf16_split.h); the update joins them back into the
+ * exact fp32, applies w -= lr * g in fp32 and splits again, so training reproduces
+ * fp32 SGD bit for bit at 4 bytes a weight.
  *
  * Dispatch: the level is chosen once (sl_bf16_set_level) among
  *   0 generic (portable C), 1 avx512 (AVX-512F/BW integer ops, same bits as generic),
@@ -22,12 +23,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 10
-#define SL_HAVE_X86_DISPATCH 1
-#include <immintrin.h>
-#else
-#define SL_HAVE_X86_DISPATCH 0
-#endif
+#include "_bf16_split.h"  /* the halves, sl_bf16_to_f32 and SL_HAVE_X86_DISPATCH */
 
 /* w - lr * g must round twice, as fp32 SGD elsewhere does: no fused multiply-add. */
 #if defined(__GNUC__) && !defined(__clang__)
@@ -67,23 +63,12 @@ static inline uint16_t sl_f32_to_bf16(float f) {
     return (uint16_t)(u >> 16);
 }
 
-static inline float sl_bf16_to_f32(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
 SL_NO_FMA static inline void sl_sgd_split_scalar(uint16_t *hi, uint16_t *lo, const float *g,
                                        float lr, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
-        uint32_t u = ((uint32_t)hi[i] << 16) | lo[i];
-        float w;
-        memcpy(&w, &u, 4);
+        float w = sl_join_trunc(hi[i], lo[i]);
         w -= lr * g[i];
-        memcpy(&u, &w, 4);
-        hi[i] = (uint16_t)(u >> 16);
-        lo[i] = (uint16_t)u;
+        sl_split_trunc(w, hi + i, lo + i);
     }
 }
 
@@ -126,14 +111,10 @@ static void sl_sgd_split_avx512(uint16_t *hi, uint16_t *lo, const float *g, floa
     const __m512 vlr = _mm512_set1_ps(lr);
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) {
-        __m512i h = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(hi + i)));
-        __m512i l = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(lo + i)));
-        __m512 w = _mm512_castsi512_ps(_mm512_or_si512(_mm512_slli_epi32(h, 16), l));
+        __m512 w = sl_join_trunc_x16(hi + i, lo + i);
         /* w - lr * g, rounded once per operation as the scalar code (no FMA) */
         w = _mm512_sub_ps(w, _mm512_mul_ps(vlr, _mm512_loadu_ps(g + i)));
-        __m512i u = _mm512_castps_si512(w);
-        _mm256_storeu_si256((__m256i *)(hi + i), _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16)));
-        _mm256_storeu_si256((__m256i *)(lo + i), _mm512_cvtepi32_epi16(u));
+        sl_split_trunc_x16(w, hi + i, lo + i);
     }
     sl_sgd_split_scalar(hi + i, lo + i, g + i, lr, n - i);
 }

@@ -14,9 +14,8 @@
  * register-blocked micro-kernel computing an MR x NR tile of C over KC. The A micro-panel
  * (KC x 14 bf16 = 14 KiB) stays in L1 while the B micro-panels stream from L2, and C is
  * walked along a band of 14 rows (the same pages). The kernel prefetches its C tile
- * before the k loop. Blocking (KC 512, MC 168, NC 3072) was tuned on Zen 4 (1 MiB L2);
- * the macros can be overridden at compile time. Measured on the 2048x1024x1024 shape:
- * swapping ir/jr and the C prefetch took the bf16 path from ~130 to ~180 GFLOP/s.
+ * before the k loop. The blocking (KC 512, MC 168, NC 3072) sizes the packed blocks for
+ * a core with a 1 MiB L2; the macros can be overridden at compile time.
  *
  * Levels (see _cpu_features.h), each with its own packing and micro-kernel:
  *   avx512_bf16  14 x 32 tile, 28 zmm accumulators, vdpbf16ps. Panels are packed as
@@ -43,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "_bf16_split.h"  /* sl_bf16_to_f32 */
 #include "_cpu_features.h"
 
 #ifndef SL_GEMM_KC
@@ -59,13 +59,6 @@ static int sl_gemm_level = SL_CPU_GENERIC;
 
 static inline void sl_gemm_set_level(int level) { sl_gemm_level = level; }
 static inline int sl_gemm_get_level(void) { return sl_gemm_level; }
-
-static inline float sl_gemm_b2f(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
 
 /* micro-kernel: kk k-steps (k-pairs for the bf16 kernel) of packed panels Ap, Bp into the
  * mr x nr (<= MR x NR) tile at C: C = alpha * acc + beta * C, C not read when beta == 0. */
@@ -168,7 +161,7 @@ static void sl_pack_b_pairs(int transb, const uint16_t *B, int64_t ldb, int64_t 
 /* A block -> MR-row panels of fp32, dst[panel][k][r] = a[r, k], and B block -> NR-column
  * panels of fp32, dst[panel][k][c] = b[k, c]; generated for bf16 operands (widened
  * exactly) and for fp32 ones (copied; sl_gemm_task with in_f32). */
-#define SL_GEMM_LOAD_BF16(x) sl_gemm_b2f(x)
+#define SL_GEMM_LOAD_BF16(x) sl_bf16_to_f32(x)
 #define SL_GEMM_LOAD_F32(x) (x)
 #define SL_DEFINE_PACK_F32(SUFFIX, T, LOAD)                                                \
 static void sl_pack_a_##SUFFIX(int transa, const T *A, int64_t lda, int64_t i0, int64_t k0,  \
@@ -290,7 +283,8 @@ static void sl_kernel_avx2(int64_t kk, const void *Ap_, const void *Bp_, float *
 #define SL_Z_NR 32
 
 /* fetch the C tile while the k loop runs (its rows are ldc apart: one page each when
- * ldc is large, and not in cache; measured 10-20% of the whole GEMM on 1024-wide C) */
+ * ldc is large, and not in cache, so that the tile's loads would otherwise wait on
+ * memory after the k loop) */
 #define SL_Z_PREFETCH_C()                                                                 \
     do {                                                                                  \
         for (int r_ = 0; r_ < mr; r_++) {                                                 \

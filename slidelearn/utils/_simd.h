@@ -1,14 +1,14 @@
-/* Small vector helpers for the SLIDE kernels. The reductions carry an OpenMP SIMD
- * pragma (honoured with -fopenmp or -fopenmp-simd, ignored otherwise) so that the
- * compiler may reorder the sum into vector lanes without -ffast-math.
+/* Small vector helpers shared by the SLIDE and DLRM kernels. The reductions carry an
+ * OpenMP SIMD pragma (honoured with -fopenmp or -fopenmp-simd, ignored otherwise) so
+ * that the compiler may reorder the sum into vector lanes without -ffast-math.
  *
  * The hot ones (dot, axpy, the Adam row) also have an AVX-512 version, compiled from
  * the same loop with a per-function target attribute (one build, no -march) and chosen
  * at run time through sl_vec_level, which the including module sets at import from
  * slidelearn.utils._cpu (0 = the portable build, SSE2 on x86-64; 1 = AVX2 + FMA;
  * 2 = AVX-512). The default, 0, keeps modules that never set it on the portable code. */
-#ifndef SLIDELEARN_VEC_H
-#define SLIDELEARN_VEC_H
+#ifndef SLIDELEARN_SIMD_H
+#define SLIDELEARN_SIMD_H
 #include <math.h>
 #include <stdint.h>
 
@@ -136,9 +136,9 @@ static inline void sl_adam_row(float *w, float *m, float *v, float *g, int n,
     sl_adam_row_generic(w, m, v, g, n, lr_t, b1, b2, eps, alpha);
 }
 
-/* Software prefetch of a whole row of n floats (one hint per 64-byte line); the rows
- * of the output layer are visited in random order, so the hardware prefetcher alone
- * leaves most of their cache misses exposed. */
+/* Software prefetch of a whole row of n floats (one hint per 64-byte line); rows
+ * visited in random order (output neurons, embedding rows) defeat the hardware
+ * prefetcher, which leaves most of their cache misses exposed. */
 #if defined(__GNUC__) || defined(__clang__)
 #define SL_PREFETCH(p, rw) __builtin_prefetch((p), (rw), 3)
 #else
@@ -149,67 +149,6 @@ static inline void sl_prefetch_row(const float *p, int n) {
 }
 static inline void sl_prefetchw_row(float *p, int n) {
     for (int i = 0; i < n; i += 16) SL_PREFETCH(p + i, 1);
-}
-/* The lines of n int32 ids starting at p (a hash bucket), the last one included when
- * the bucket does not start on a line. */
-static inline void sl_prefetch_ids(const int32_t *p, int64_t n) {
-    for (int64_t i = 0; i < n; i += 16) SL_PREFETCH(p + i, 0);
-    if (n > 0) SL_PREFETCH(p + n - 1, 0);
-}
-static inline void sl_prefetch_int(const int32_t *p) { SL_PREFETCH(p, 0); }
-static inline void sl_prefetchw_int(int32_t *p) { SL_PREFETCH(p, 1); }
-
-/* One hash bucket's votes (the active-set count of SlideClassifier): for each of the
- * n ids, its one-byte mark counts one more table (255 = already taken stays), and
- * an id seen for the first time is appended to cand. Returns the new length of cand.
- * Without branches: whether an id was seen before follows no pattern, so that a
- * branch on it would be mispredicted about half of the time. The marks of the ids
- * `ahead` positions on are prefetched (they are random bytes of an n_labels array). */
-static inline int64_t sl_vote_bucket(const int32_t *restrict ids, int64_t n,
-                                     unsigned char *restrict mark, int32_t *restrict cand,
-                                     int64_t nc, int64_t ahead) {
-    for (int64_t p = 0; p < n; p++) {
-        if (p + ahead < n) SL_PREFETCH(mark + ids[p + ahead], 1);
-        int32_t j = ids[p];
-        unsigned char mk = mark[j];
-        cand[nc] = j;
-        nc += mk == 0;
-        mark[j] = (unsigned char)(mk + (mk < 255));
-    }
-    return nc;
-}
-
-/* The same bucket with a threshold of one table: an id seen for the first time is
- * appended to act and marked taken (255). Returns the new length of act. */
-static inline int64_t sl_take_bucket(const int32_t *restrict ids, int64_t n,
-                                     unsigned char *restrict mark, int32_t *restrict act,
-                                     int64_t n_act, int64_t ahead) {
-    for (int64_t p = 0; p < n; p++) {
-        if (p + ahead < n) SL_PREFETCH(mark + ids[p + ahead], 1);
-        int32_t j = ids[p];
-        int fresh = mark[j] == 0;
-        act[n_act] = j;
-        n_act += fresh;
-        mark[j] = (unsigned char)(fresh ? 255 : mark[j]);
-    }
-    return n_act;
-}
-
-/* After the votes: the candidates with at least `threshold` votes are appended to act
- * (marked 255, taken) and the others' marks cleared. Returns the new length of act.
- * Without branches, and prefetching marks `ahead` candidates on, as sl_vote_bucket. */
-static inline int64_t sl_take_voted(const int32_t *restrict cand, int64_t nc,
-                                    unsigned char *restrict mark, int threshold,
-                                    int32_t *restrict act, int64_t n_act, int64_t ahead) {
-    for (int64_t q = 0; q < nc; q++) {
-        if (q + ahead < nc) SL_PREFETCH(mark + cand[q + ahead], 1);
-        int32_t j = cand[q];
-        int keep = mark[j] >= threshold;
-        act[n_act] = j;
-        n_act += keep;
-        mark[j] = (unsigned char)(keep ? 255 : 0);
-    }
-    return n_act;
 }
 
 /* Backward of ReLU: dy[i] = 0 where the layer's output y[i] is not positive. Written
