@@ -436,9 +436,9 @@ def make_extreme_classification_preset(name, *, n_train=None, n_test=None,
       :func:`make_extreme_classification`'s head-heavy default
       ``label_power=1``.
 
-    ================  ==================  ==================
+    ================  ==================  ====================
     preset            ``"amazon-670k"``   ``"delicious-200k"``
-    ================  ==================  ==================
+    ================  ==================  ====================
     train / test      490,449 / 153,025   196,606 / 100,095
     features          135,909             782,585
     labels            670,091             205,443
@@ -448,7 +448,7 @@ def make_extreme_classification_preset(name, *, n_train=None, n_test=None,
     label_power       0.4991              1.2927
     label_offset      1                   48.26
     top-1000 share    3.8%                63.4%
-    ================  ==================  ==================
+    ================  ==================  ====================
 
     Shapes and averages are those of the Extreme Classification Repository;
     the non-zeros a row follow from the feature densities reported in the
