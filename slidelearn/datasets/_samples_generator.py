@@ -165,7 +165,11 @@ def make_extreme_classification(
         when ``label_power`` concentrates almost all the mass on a few labels.
     label_power : float, default=1.0
         Exponent of the power law of label frequencies; 0 gives uniform label
-        frequencies, larger values a heavier head and a longer tail.
+        frequencies, larger values a heavier head and a longer tail. The
+        default is head-heavy at extreme sizes: with 670,091 labels the 1,000
+        most frequent hold about half of the occurrences and many labels
+        never occur (see :func:`make_extreme_classification_preset` for laws
+        fitted to real data sets).
     n_prototype_features : int, default=None
         Number of feature slots in each label's prototype. ``None`` means
         ``max(20, ceil(2 * n_nonzeros / n_labels_per_sample))``.
@@ -187,6 +191,8 @@ def make_extreme_classification(
 
     See Also
     --------
+    make_extreme_classification_preset : Train/test splits shaped like
+        Amazon-670K or Delicious-200K, every label in the training part.
     load_xc_repository : Load real data sets with the same output layout.
     sklearn.datasets.make_multilabel_classification : Dense, small-scale
         multi-label generator.
@@ -495,8 +501,9 @@ def make_extreme_classification_preset(name, *, n_train=None, n_test=None,
     Returns
     -------
     X_train : scipy.sparse.csr_matrix of shape (n_train, n_features)
-    X_test : scipy.sparse.csr_matrix of shape (n_test, n_features)
         Non-negative tf-idf features with L2-normalised rows.
+    X_test : scipy.sparse.csr_matrix of shape (n_test, n_features)
+        The same for the test rows.
     Y_train : scipy.sparse.csr_matrix of shape (n_train, n_labels)
         Binary label indicators; every column has at least one entry.
     Y_test : scipy.sparse.csr_matrix of shape (n_test, n_labels)
@@ -512,8 +519,16 @@ def make_extreme_classification_preset(name, *, n_train=None, n_test=None,
     The full presets are heavy (Amazon-670K: about 48 million non-zeros,
     Delicious-200K about 90 million); use ``n_train`` of a few thousand for
     quick experiments.
-    Rows are in random order: the split is the first ``n_train`` rows of one
-    draw, so train and test come from the same distribution.
+    Train and test rows come from one draw (the test rows only lack the
+    guarantee that every label occurs), so they share the label prototypes
+    and the tf-idf weights.
+
+    The presets are a function of their own rather than a ``preset``
+    parameter of :func:`make_extreme_classification`: a preset fixes every
+    shape parameter, returns a train/test split instead of one ``(X, Y)``,
+    and uses label-stage options (the offset, the covering of every label)
+    that the plain generator does not expose; scikit-learn's generators keep
+    one return type and explicit parameters.
 
     Examples
     --------
