@@ -167,13 +167,14 @@ def load_text8_skipgram(path, *, window=2, vocabulary_size="all", subsample=None
     >>> text.target[0].indices.tolist(), text.target[5].indices.tolist()  # the ends
     ([1], [0])
     """
-    file = _resolve(path)
     window = _check_int("window", window, 1)
     start = _check_int("start", start, 0)
     n_positions = _check_int("n_positions", n_positions, 0, none_ok=True)
     if isinstance(vocabulary_size, str):
         if vocabulary_size != "all":
-            raise ValueError(f'vocabulary_size must be "all" or an integer, got {vocabulary_size!r}')
+            raise ValueError(
+                f'vocabulary_size must be "all" or an integer, got {vocabulary_size!r}'
+            )
     else:
         vocabulary_size = _check_int("vocabulary_size", vocabulary_size, 1)
     if subsample is not None:
@@ -182,7 +183,7 @@ def load_text8_skipgram(path, *, window=2, vocabulary_size="all", subsample=None
             raise ValueError(f"subsample must be a positive number or None, got {subsample!r}")
     rs = check_random_state(random_state)
 
-    ids, words, counts = _vocabulary(file)
+    ids, words, counts = _vocabulary(_resolve(path))
     n_corpus = ids.size
     n_words = words.size if vocabulary_size == "all" else min(vocabulary_size, words.size)
     words, counts = words[:n_words], counts[:n_words]
