@@ -21,6 +21,7 @@ MODULES = [
     "slidelearn._dlrm._inputs",
     "slidelearn.datasets._criteo",
     "slidelearn.datasets._movielens",
+    "slidelearn.datasets._text8",
     "slidelearn.utils._bf16",
     "slidelearn.utils._cpu",
     "slidelearn.utils._mpi",
