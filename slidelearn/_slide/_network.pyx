@@ -1,6 +1,6 @@
 """SLIDE network kernels: sparse input layer, dense hidden layers, LSH-sampled
-softmax output layer, HOGWILD training over the samples of a batch, sparse Adam,
-and exact / LSH top-k inference.
+softmax output layer, training over the samples of a batch in parallel, sparse
+Adam, and exact / LSH top-k inference.
 
 Layout (all float32, C-contiguous):
 
@@ -9,9 +9,13 @@ Layout (all float32, C-contiguous):
   ``W_i`` (H_{i-1}, H_i) then ``b_i``; offsets in ``w_off`` / ``b_off``.
 * ``W_out`` (n_labels, H_last) neuron-major, and ``b_out`` (n_labels,).
 
-Training accumulates batch-mean gradients into ``g_in`` / ``g_out`` / ``gb_out``
-(shared, lock-free) and per-thread dense gradients; ``adam_update`` then updates
-only the rows touched in the batch and clears their gradients.
+Training keeps, per batch position, the activations and their gradients and the
+output layer's (neuron, d loss / d logit) records; the input and hidden layers'
+batch-mean gradients are then summed from them in batch order into ``g_in`` /
+``g_dense`` (``_layer_grads``), the output layer's by ``output_adam`` from the
+records (or, when the records would not fit, added by the threads into a shared
+``g_out`` / ``gb_out``). ``adam_update`` then updates only the rows touched in the
+batch and clears their gradients.
 """
 import numpy as np
 
