@@ -42,6 +42,12 @@ def _to_format(X, fmt, index_dtype, dtype):
 
 # --------------------------------------------------------------------------- SLIDE
 def _slide_data(ex):
+    if "make_multilabel" in ex:  # a problem of sklearn.datasets (a reported bug's input)
+        from sklearn.datasets import make_multilabel_classification
+
+        X, Y = make_multilabel_classification(**ex["make_multilabel"])
+        return _to_format(X.astype(np.float64), ex["x_format"], np.dtype(ex["index_dtype"]),
+                          np.dtype(ex["dtype"])), Y, list(range(Y.shape[1])), not Y.any()
     rng = np.random.default_rng(ex["seed"])
     n, d, L = ex["n_samples"], ex["n_features"], ex["n_labels"]
     X = rng.uniform(0.05, 2.0, (n, d)) * (rng.random((n, d)) < ex["density"])

@@ -79,15 +79,17 @@ def slide_examples(draw):
     }
 
 
-# The example of the bug fixed in 821ba6e: every label of a 5-label problem active (the
-# default min_active), some rows with all of them, two threads; the branch-free bucket
-# scans wrote one int32 past the active-set buffer.
+# The input of the bug fixed in 821ba6e: every label of a 5-label problem active (the
+# default min_active), rows with all of them, two threads; the branch-free bucket scans
+# wrote one int32 past the active-set buffer, and the process aborted at exit (free():
+# invalid pointer).
 _BUG_821BA6E = {
-    "seed": 0, "n_samples": 100, "n_features": 10, "n_labels": 5, "density": 1.0,
-    "multilabel": True, "y_sparse": False, "str_labels": False, "drop_class": False,
-    "x_format": "dense", "index_dtype": "int32", "dtype": "float64", "empty_rows": [3],
-    "full_rows": [1, 7, 42], "unlabeled_rows": [5], "mode": "fit", "k": 3,
-    "pickle": False, "params": {"random_state": 0, "n_jobs": 2, "max_iter": 2},
+    "make_multilabel": {"n_samples": 100, "n_features": 10, "n_classes": 5, "n_labels": 3,
+                        "length": 50, "allow_unlabeled": True, "random_state": 0},
+    "n_samples": 100, "n_features": 10, "n_labels": 5, "multilabel": True,
+    "y_sparse": False, "str_labels": False, "x_format": "dense", "index_dtype": "int32",
+    "dtype": "float64", "mode": "fit", "k": 3, "pickle": False,
+    "params": {"random_state": 0, "n_jobs": 2},
 }
 
 
