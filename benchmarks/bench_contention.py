@@ -20,6 +20,7 @@ against the targets. It asserts nothing.
 
     python benchmarks/bench_contention.py --out results/contention.json
     python benchmarks/bench_contention.py --skip-torch --repeats 3
+    python benchmarks/bench_contention.py --before /tmp/old_checkout   # and an old build
 """
 import argparse
 import json
@@ -72,15 +73,19 @@ def busy_processes(n):
     return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
 
 
-def one_run(args, task, threads, busy=0, after_torch=False):
+def one_run(args, task, threads, busy=0, after_torch=False, code=None):
+    """One configuration in a fresh process; ``code``: the checkout to import slidelearn
+    from (default: this one)."""
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--task", task,
            "--threads", str(threads), "--steps", str(args.steps)]
     if after_torch:
         cmd.append("--after-torch")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = code or os.path.dirname(HERE)
     procs = busy_processes(busy)
     try:
         time.sleep(0.5 if busy else 0)  # let the busy processes get going
-        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     finally:
         for p in procs:
             p.kill()
@@ -104,6 +109,9 @@ def main():
     p.add_argument("--skip-torch", action="store_true", help="skip the mixed-runtime case")
     p.add_argument("--skip-busy", action="store_true", help="skip the busy-cores case")
     p.add_argument("--out", help="write the figures as JSON")
+    p.add_argument("--before", metavar="PATH",
+                   help="also run the 2-thread configurations with slidelearn imported "
+                        "from this checkout (built in place)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--task", choices=["slide", "dlrm"], help=argparse.SUPPRESS)
     p.add_argument("--threads", type=int, default=2, help=argparse.SUPPRESS)
@@ -115,34 +123,41 @@ def main():
     from bench_slide import machine_info
     info = machine_info()
     cores = len(os.sched_getaffinity(0))
-    print(f"# {info}")
+    print(f"# {info['cpu']}, {info['usable_cores']} usable cores, {info['memory_gb']:.0f} GB; "
+          f"python {info['python']}, numpy {info['numpy']}, torch {info['torch']}, "
+          f"slidelearn git {info['git_revision']}")
     print(f"# {' '.join([os.path.basename(sys.argv[0])] + sys.argv[1:])}; {cores} usable cores; "
           f"{args.repeats} runs a configuration, each in its own process")
     result = {"machine": info, "command": sys.argv[1:], "cores": cores}
+    codes = [("", None)] + ([("before: ", args.before)] if args.before else [])
     if not args.skip_busy:
         print(f"SlideClassifier, demo problem, 3 epochs: training seconds "
               f"({cores} busy processes beside it where said)")
-        runs = {}
-        for name, threads, busy in [("2 threads alone", 2, 0),
-                                    (f"2 threads, {cores} busy processes", 2, cores),
-                                    ("1 thread alone", 1, 0),
-                                    (f"1 thread, {cores} busy processes", 1, cores)]:
-            runs[name] = [one_run(args, "slide", threads, busy) for _ in range(args.repeats)]
-        med = {k: summary(k, v, "seconds") for k, v in runs.items()}
-        ratio = med[f"2 threads, {cores} busy processes"] / med["2 threads alone"]
-        print(f"  busy / alone, 2 threads: {ratio:.2f}x (target <= {TARGET_BUSY}x; a fair "
-              f"share is 2x)")
-        result["busy"] = {"runs": runs, "median_seconds": med, "ratio": ratio,
-                          "target": TARGET_BUSY, "met": bool(ratio <= TARGET_BUSY)}
+        configs = [("2 threads alone", 2, 0), (f"2 threads, {cores} busy processes", 2, cores),
+                   ("1 thread alone", 1, 0), (f"1 thread, {cores} busy processes", 1, cores)]
+        for tag, code in codes:
+            runs = {tag + name: [one_run(args, "slide", threads, busy, code=code)
+                                 for _ in range(args.repeats)]
+                    for name, threads, busy in configs if not code or threads == 2}
+            med = {k: summary(k, v, "seconds") for k, v in runs.items()}
+            ratio = med[f"{tag}2 threads, {cores} busy processes"] / med[f"{tag}2 threads alone"]
+            print(f"  {tag}busy / alone, 2 threads: {ratio:.2f}x (target <= {TARGET_BUSY}x; "
+                  f"a fair share is 2x)")
+            result["busy_before" if code else "busy"] = {
+                "runs": runs, "median_seconds": med, "ratio": ratio, "target": TARGET_BUSY,
+                "met": bool(ratio <= TARGET_BUSY)}
     if not args.skip_torch:
         print(f"DLRMClassifier shape (a), 2 threads, {args.steps} steps of 2048 rows: samples/s")
-        runs = {name: [one_run(args, "dlrm", 2, after_torch=after) for _ in range(args.repeats)]
-                for name, after in [("fresh process", False), ("after torch training", True)]}
-        med = {k: summary(k, v, "samples_per_s") for k, v in runs.items()}
-        ratio = med["fresh process"] / med["after torch training"]
-        print(f"  fresh / after torch: {ratio:.2f}x (target <= {TARGET_TORCH}x)")
-        result["torch"] = {"runs": runs, "median_samples_per_s": med, "ratio": ratio,
-                           "target": TARGET_TORCH, "met": bool(ratio <= TARGET_TORCH)}
+        for tag, code in codes:
+            runs = {tag + name: [one_run(args, "dlrm", 2, after_torch=after, code=code)
+                                 for _ in range(args.repeats)]
+                    for name, after in [("fresh process", False), ("after torch training", True)]}
+            med = {k: summary(k, v, "samples_per_s") for k, v in runs.items()}
+            ratio = med[f"{tag}fresh process"] / med[f"{tag}after torch training"]
+            print(f"  {tag}fresh / after torch: {ratio:.2f}x (target <= {TARGET_TORCH}x)")
+            result["torch_before" if code else "torch"] = {
+                "runs": runs, "median_samples_per_s": med, "ratio": ratio,
+                "target": TARGET_TORCH, "met": bool(ratio <= TARGET_TORCH)}
     if args.out:
         with open(args.out, "w") as f:
             json.dump(result, f, indent=1)

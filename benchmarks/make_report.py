@@ -15,8 +15,11 @@ Reads the JSON files in ``benchmarks/results/``:
   ``--levels`` (the CPU optimisation levels of issue 6, each in its own process), for
   ``levels.inc``;
 
-and writes, into one output folder, ``slide.inc``, ``dlrm.inc``, ``levels.inc`` and
-``lsh_summary.inc`` (reStructuredText to ``.. include::``) and one PNG figure per
+* ``contention_*.json``, written by ``benchmarks/bench_contention.py --out``: training
+  beside busy processes and after a PyTorch model, for ``contention.inc``;
+
+and writes, into one output folder, ``slide.inc``, ``dlrm.inc``, ``levels.inc``,
+``contention.inc`` and ``lsh_summary.inc`` (reStructuredText to ``.. include::``) and one PNG figure per
 recorded run. Every number comes from the JSON files: nothing is typed by hand.
 The documentation build (``doc/conf.py``) runs it into ``doc/generated/benchmarks``.
 
@@ -31,6 +34,7 @@ import json
 import math
 import os
 import re
+import statistics
 import sys
 from pathlib import Path
 
@@ -1001,7 +1005,7 @@ def make_report(results_dir=RESULTS_DIR, out_dir=DEFAULT_OUT, image_prefix=None)
     -------
     written : list of pathlib.Path
         The files written: ``slide.inc``, ``lsh_summary.inc``, ``dlrm.inc``,
-        ``mpi.inc``, ``levels.inc`` and the PNG figures.
+        ``mpi.inc``, ``levels.inc``, ``contention.inc`` and the PNG figures.
 
     Raises
     ------
@@ -1016,7 +1020,7 @@ def make_report(results_dir=RESULTS_DIR, out_dir=DEFAULT_OUT, image_prefix=None)
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     names = sorted(p.name for p in make_report(out_dir=tmp))
     >>> [name for name in names if name.endswith(".inc")]
-    ['dlrm.inc', 'levels.inc', 'lsh_summary.inc', 'mpi.inc', 'slide.inc']
+    ['contention.inc', 'dlrm.inc', 'levels.inc', 'lsh_summary.inc', 'mpi.inc', 'slide.inc']
     >>> any(name.startswith("slide_") and name.endswith(".png") for name in names)
     True
     """
@@ -1055,10 +1059,71 @@ def make_report(results_dir=RESULTS_DIR, out_dir=DEFAULT_OUT, image_prefix=None)
     written.append(_write(out_dir / "dlrm.inc", dlrm_rst(dlrm_runs, images=figures)))
     mpi_runs = [load_mpi_run(p) for p in sorted(results_dir.glob("mpi_*.json"))]
     written.append(_write(out_dir / "mpi.inc", mpi_rst(mpi_runs)))
+    written.append(_write(out_dir / "contention.inc", contention_rst(
+        [dict(_load_json_or_lines(p), name=p.stem)
+         for p in sorted(results_dir.glob("contention_*.json"))])))
     written.append(_write(out_dir / "levels.inc", levels_rst(
         [load_slide_run(p) for p in sorted(results_dir.glob("levels_slide_*.json"))],
         [load_dlrm_run(p) for p in sorted(results_dir.glob("levels_dlrm_*.json"))])))
     return sorted(written)
+
+
+def contention_rst(runs):
+    """reStructuredText for the runs of ``benchmarks/bench_contention.py``.
+
+    Parameters
+    ----------
+    runs : list of dict
+        The recorded ``contention_*.json`` files, each with ``name`` added.
+
+    Returns
+    -------
+    lines : list of str
+        One section per run: command, machine, and a table per case (every
+        configuration's median, range and runs) with the ratio against its target.
+
+    Examples
+    --------
+    >>> contention_rst([])[0]
+    'No contention benchmark result is recorded yet (no ``benchmarks/results/contention_*.json``).'
+    """
+    if not runs:
+        return ["No contention benchmark result is recorded yet (no "
+                "``benchmarks/results/contention_*.json``).", ""]
+    cases = [("busy", "SlideClassifier beside busy processes", "seconds", "training s", 2,
+              "busy / alone"),
+             ("busy_before", "The same, before (the checkout given to ``--before``)",
+              "seconds", "training s", 2, "busy / alone"),
+             ("torch", "DLRMClassifier after a PyTorch model in the same process",
+              "samples_per_s", "samples/s", 0, "fresh / after torch"),
+             ("torch_before", "The same, before", "samples_per_s", "samples/s", 0,
+              "fresh / after torch")]
+    lines = []
+    for run in runs:
+        lines += [f".. _bench-{run['name']}:", ""]
+        lines += _heading(run["name"], _RUN_UNDERLINE)
+        lines += _field_list([
+            ("Date", _date_of(run["name"])),
+            ("Command", _literal("python benchmarks/bench_contention.py "
+                                 + " ".join(run.get("command") or []))),
+            ("Machine", _machine_text(run.get("machine")) or "not recorded in the file"),
+            ("Software", _software_text(run.get("machine"))),
+        ])
+        for key, title, field, unit, digits, ratio_name in cases:
+            case = run.get(key)
+            if not case:
+                continue
+            rows = []
+            for name, values in case["runs"].items():
+                v = [r[field] for r in values]
+                rows.append([name, _num(float(statistics.median(v)), digits),
+                             f"{_num(min(v), digits)} - {_num(max(v), digits)}",
+                             ", ".join(_num(x, digits) for x in v)])
+            lines += _list_table(
+                ["configuration", f"median {unit}", "range", "runs"], rows,
+                caption=f"{title}: {ratio_name} {case['ratio']:.2f}x (target at most "
+                        f"{case['target']}x: {'met' if case['met'] else 'not met'})")
+    return lines
 
 
 def _write(path, lines):
