@@ -152,6 +152,16 @@ def run_slide(ex):
     for mode in ("exact", "lsh"):
         out["topk"][mode], results[mode] = _topk_facts(clf, X, ex["k"], mode, logits)
 
+    if "alt_format" in ex:  # the same rows in another format, index type and dtype
+        fmt, index_dtype, dtype = ex["alt_format"]
+        Xa = _to_format(X.toarray() if sp.issparse(X) else np.asarray(X), fmt,
+                        np.dtype(index_dtype), np.dtype(dtype))
+        same = True
+        for mode in ("exact", "lsh"):
+            labels2, scores2 = clf.predict_topk(Xa, k=ex["k"], inference=mode)
+            same &= bool(np.array_equal(labels2, results[mode][0])
+                         and np.array_equal(scores2, results[mode][1]))
+        out["formats_agree"] = same
     if ex["pickle"]:
         clone = pickle.loads(pickle.dumps(clf))
         same = bool(np.array_equal(clone.predict_proba(X), proba))
@@ -258,6 +268,10 @@ def run_dlrm(ex):
                         "in_01": bool(((proba >= 0) & (proba <= 1)).all()),
                         "max_sum_error": float(np.abs(proba.sum(axis=1) - 1).max(initial=0))}
         out["n_classes"] = len(est.classes_)
+    if ex["input"] == "sparse" and "alt_format" in ex:  # another format and index type
+        fmt, index_dtype = ex["alt_format"]
+        Xa = _to_format(Xp.toarray(), fmt, np.dtype(index_dtype), np.float32)
+        out["formats_agree"] = bool(np.array_equal(est.predict(Xa), pred))
     if ex["pickle"]:
         clone = pickle.loads(pickle.dumps(est))
         out["pickle_same"] = bool(np.array_equal(clone.predict(Xp), pred))
