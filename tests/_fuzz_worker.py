@@ -152,6 +152,16 @@ def run_slide(ex):
     for mode in ("exact", "lsh"):
         out["topk"][mode], results[mode] = _topk_facts(clf, X, ex["k"], mode, logits)
 
+    if "alt_format" in ex:  # the same rows in another format, index type and dtype
+        fmt, index_dtype, dtype = ex["alt_format"]
+        Xa = _to_format(X.toarray() if sp.issparse(X) else np.asarray(X), fmt,
+                        np.dtype(index_dtype), np.dtype(dtype))
+        same = True
+        for mode in ("exact", "lsh"):
+            labels2, scores2 = clf.predict_topk(Xa, k=ex["k"], inference=mode)
+            same &= bool(np.array_equal(labels2, results[mode][0])
+                         and np.array_equal(scores2, results[mode][1]))
+        out["formats_agree"] = same
     if ex["pickle"]:
         clone = pickle.loads(pickle.dumps(clf))
         same = bool(np.array_equal(clone.predict_proba(X), proba))
@@ -163,15 +173,19 @@ def run_slide(ex):
         same &= bool((abs(p2 - pred).sum() == 0) if sp.issparse(pred)
                      else np.array_equal(p2, pred))
         out["pickle_same"] = same
-        clone.partial_fit(X, y) if ex["mode"] == "partial_fit" else clone.fit(X, y)
+        if ex["mode"] == "partial_fit":  # the copy trains on
+            clone.partial_fit(X, y)
+        else:
+            clone.fit(X, y)
         out["refit_after_pickle"] = bool(np.isfinite(clone.predict_proba(X)).all())
     return out
 
 
 # --------------------------------------------------------------------------- DLRM
 def _dlrm_data(ex):
-    """X (dense ids + features, or sparse one-hot / multi-hot fields + features), y,
-    and the estimator parameters that describe X."""
+    """(X, X to predict, estimator parameters that describe X, ids per field): dense id
+    columns and features (the rows to predict hold ids beyond the tables), or sparse
+    one-hot / multi-hot fields and features (predicted as they are)."""
     rng = np.random.default_rng(ex["seed"])
     n, T, n_dense = ex["n_samples"], ex["n_tables"], ex["n_dense"]
     sizes = ex["sizes"]                      # distinct ids (columns) per field
@@ -224,7 +238,7 @@ def run_dlrm(ex):
     rng = np.random.default_rng(ex["seed"] + 1)
     n = ex["n_samples"]
     if ex["task"] == "regression":
-        y = rng.normal(size=(n, ex["n_outputs"])) if ex["n_outputs"] > 1 else rng.normal(size=n)
+        y = rng.normal(size=(n, ex["n_outputs"]) if ex["n_outputs"] > 1 else n)
         Est = DLRMRegressor
     else:
         y = rng.integers(0, ex["n_classes"], n)
@@ -258,12 +272,19 @@ def run_dlrm(ex):
                         "in_01": bool(((proba >= 0) & (proba <= 1)).all()),
                         "max_sum_error": float(np.abs(proba.sum(axis=1) - 1).max(initial=0))}
         out["n_classes"] = len(est.classes_)
+    if ex["input"] == "sparse" and "alt_format" in ex:  # another format and index type
+        fmt, index_dtype = ex["alt_format"]
+        Xa = _to_format(Xp.toarray(), fmt, np.dtype(index_dtype), np.float32)
+        out["formats_agree"] = bool(np.array_equal(est.predict(Xa), pred))
     if ex["pickle"]:
         clone = pickle.loads(pickle.dumps(est))
         out["pickle_same"] = bool(np.array_equal(clone.predict(Xp), pred))
         if ex["task"] != "regression":
             out["pickle_same"] &= bool(np.array_equal(clone.predict_proba(Xp), proba))
-        (clone.partial_fit(X, y) if ex["mode"] == "partial_fit" else clone.fit(X, y))
+        if ex["mode"] == "partial_fit":  # the copy trains on
+            clone.partial_fit(X, y)
+        else:
+            clone.fit(X, y)
         p2 = clone.predict(Xp)
         out["refit_after_pickle"] = bool(p2.shape == pred.shape)
     return out

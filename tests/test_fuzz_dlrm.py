@@ -58,6 +58,9 @@ def dlrm_examples(draw):
         "shuffle_columns": draw(st.booleans()),
         "x_format": draw(st.sampled_from(["csr", "csc", "coo"])),
         "index_dtype": draw(st.sampled_from(["int32", "int64"])),
+        # sparse X predicted again in this form: the same answers
+        "alt_format": [draw(st.sampled_from(["csr", "csc", "coo"])),
+                       draw(st.sampled_from(["int32", "int64"]))],
         "mode": draw(st.sampled_from(["fit", "partial_fit"])),
         "pickle": draw(st.booleans()),
         "params": params,
@@ -120,6 +123,7 @@ def check_dlrm_facts(ex, facts):
         proba = facts["proba"]
         assert proba["shape"] == [n, C] and proba["finite"] and proba["in_01"]
         assert proba["max_sum_error"] < 1e-5
+    assert facts.get("formats_agree", True)
     if ex["pickle"]:
         assert facts["pickle_same"] and facts["refit_after_pickle"]
 

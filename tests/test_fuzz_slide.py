@@ -6,7 +6,6 @@ inference modes and a pickle round trip. Each example runs in a worker process (
 _fuzz.py): an out-of-bounds write in the kernels fails the test through the worker's exit
 status (glibc aborts at exit on a corrupted heap; under tools/sanitize.sh ASan aborts at
 the write)."""
-import numpy as np
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -72,6 +71,10 @@ def slide_examples(draw):
         "empty_rows": draw(rows),
         "full_rows": draw(rows) if multilabel else draw(st.booleans()),
         "unlabeled_rows": draw(rows) if multilabel else [],
+        # predicted again from X in this form: the same answers
+        "alt_format": [draw(st.sampled_from(["dense", "csr", "csc", "coo"])),
+                       draw(st.sampled_from(["int32", "int64"])),
+                       draw(st.sampled_from(["float32", "float64"]))],
         "mode": draw(st.sampled_from(["fit", "partial_fit"])),
         "k": draw(st.integers(1, n_labels + 2)),
         "pickle": draw(st.booleans()),
@@ -106,7 +109,8 @@ def check_slide_facts(ex, facts):
     C = facts["n_classes"]
     assert set(facts["classes"]) <= set(labels)
     if ex["multilabel"] or ex["mode"] == "partial_fit":
-        assert facts["classes"] == labels  # every indicator column / every classes= label
+        # every indicator column / every label of classes=
+        assert sorted(facts["classes"]) == sorted(labels)
     assert facts["multilabel"] == ex["multilabel"]
 
     pred = facts["predict"]
@@ -129,6 +133,7 @@ def check_slide_facts(ex, facts):
         assert topk["finite"] and topk["sorted"], (mode, topk)
         assert topk.get("scores_match_logits", True), (mode, topk)
         assert topk.get("top1_is_max", True), (mode, topk)
+    assert facts.get("formats_agree", True)
     if ex["pickle"]:
         assert facts["pickle_same"] and facts["refit_after_pickle"]
 

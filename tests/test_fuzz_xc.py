@@ -191,7 +191,8 @@ def _cli(args, cwd, timeout=120):
 
 def _check_clean_outcome(proc, args):
     """Success, or exit status 1 with one line 'slidelearn: error: ...' on stderr."""
-    what = f"slidelearn {' '.join(args)}: {describe_status(proc.returncode)}\n{proc.stderr[-3000:]}"
+    what = (f"slidelearn {' '.join(args)}: {describe_status(proc.returncode)}\n"
+            f"{proc.stderr[-3000:]}")
     assert proc.returncode in (0, 1), what
     assert "Traceback" not in proc.stderr, what
     if proc.returncode == 1:

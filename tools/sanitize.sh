@@ -17,13 +17,19 @@
 set -euo pipefail
 caller=$(pwd)
 root=$(cd "$(dirname "$0")/.." && pwd)
-dest=${SANITIZE_DIR:-$root/build/sanitize}
+dest=$(realpath -m "${SANITIZE_DIR:-$root/build/sanitize}")
 src=$dest/src
 jobs=${SANITIZE_BUILD_JOBS:-2}
 
+# Only ever remove a folder this script made (it leaves a marker file there).
+if [ -e "$dest" ] && [ ! -e "$dest/.sanitize-build" ] && [ -n "$(ls -A "$dest")" ]; then
+    echo "tools/sanitize.sh: $dest exists and was not made by this script; not removing it" >&2
+    exit 1
+fi
 start=$SECONDS
 rm -rf "$dest"
 mkdir -p "$src"
+touch "$dest/.sanitize-build"
 # The package sources (tracked and new, untracked files; never build outputs).
 cd "$root"
 if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
