@@ -811,11 +811,14 @@ def test_fit_is_the_same_for_any_n_jobs(precision, hidden):
         assert other.loss_curve_ == models[0].loss_curve_
 
 
-def test_regression_few_labels_with_two_threads_keep_the_heap_intact():
+def test_regression_few_labels_with_two_threads_keep_the_heap_intact(tmp_path):
     # The branch-free bucket scans wrote one id past the active-set buffer once every
     # label was active (3 or 5 labels, 2 threads): glibc aborted at interpreter exit.
+    import os
     import subprocess
     import sys
+
+    import slidelearn
     code = (
         "from sklearn.datasets import make_multilabel_classification\n"
         "from slidelearn import SlideClassifier\n"
@@ -824,6 +827,8 @@ def test_regression_few_labels_with_two_threads_keep_the_heap_intact():
         "        n_classes=n_classes, n_labels=3, length=50, allow_unlabeled=True,\n"
         "        random_state=0)\n"
         "    SlideClassifier(random_state=0, n_jobs=2).fit(X, y)\n")
+    # the slidelearn this test imported, not a source tree in the working directory
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(slidelearn.__file__)))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
