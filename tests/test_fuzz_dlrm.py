@@ -136,9 +136,6 @@ def test_dlrm_fuzz(examples):
         check_dlrm_facts(ex, facts)
 
 
-@pytest.mark.xfail(strict=True, reason="table_sizes=[] with no categorical feature is "
-                   "refused: 'table_sizes must be an int or 0 integers (one per categorical "
-                   "feature); got [].' (np.asarray([]) is float64)")
 def test_empty_table_sizes_without_tables():
     # Found by test_dlrm_fuzz: a list with one size per categorical feature is accepted
     # for every number of features but zero.

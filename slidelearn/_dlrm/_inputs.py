@@ -246,6 +246,8 @@ def table_sizes_from(table_sizes, max_ids, n_tables, names=None):
         sizes = np.full(n_tables, int(table_sizes), dtype=np.int64)
     else:
         sizes = np.asarray(table_sizes)
+        if sizes.size == 0:  # an empty list is float64 to numpy, and means no table
+            sizes = sizes.astype(np.int64)
         if sizes.dtype.kind not in "iu" or sizes.shape != (n_tables,):
             raise ValueError(f"table_sizes must be an int or {n_tables} integers (one per "
                              f"categorical feature); got {table_sizes!r}.")
