@@ -6,7 +6,6 @@ every interaction, both solvers and precisions, 1 to 3 threads, fit or partial_f
 pickle round trip. Each example runs in a worker process (see _fuzz.py), so that memory
 corruption in the kernels fails the test through the worker's exit status."""
 import numpy as np
-import pytest
 from hypothesis import event, example, given
 from hypothesis import strategies as st
 
