@@ -598,6 +598,27 @@ cdef void _layer_grads(const Net* net, const float* xd, const index_t* xi,
             k += n_shares
 
 
+cdef int _check_rows(const index_t[::1] X_indices, const index_t[::1] X_indptr,
+                     const int64_t[::1] rows, int n_features) except -1:
+    """Refuse rows of X, or feature ids in them, that the kernels would read through
+    raw pointers past X or past the input layer."""
+    cdef Py_ssize_t n_rows = X_indptr.shape[0] - 1, r
+    cdef int64_t i
+    cdef index_t q
+    for r in range(rows.shape[0]):
+        i = rows[r]
+        if i < 0 or i >= n_rows:
+            raise ValueError(f"row {i} is outside X's {n_rows} rows")
+        if (X_indptr[i] < 0 or X_indptr[i + 1] < X_indptr[i]
+                or X_indptr[i + 1] > X_indices.shape[0]):
+            raise ValueError(f"X's indptr is invalid at row {i}")
+        for q in range(X_indptr[i], X_indptr[i + 1]):
+            if X_indices[q] < 0 or X_indices[q] >= n_features:
+                raise ValueError(f"feature index {X_indices[q]} is outside "
+                                 f"[0, {n_features})")
+    return 0
+
+
 def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
                 const index_t[::1] X_indptr, const int64_t[::1] Y_indptr,
                 const int32_t[::1] Y_indices, const int64_t[::1] rows,
@@ -668,19 +689,11 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
     # work buffers: the kernels below read and write through raw pointers.
     if Y_indptr.shape[0] != X_indptr.shape[0]:
         raise ValueError("X and Y have different numbers of rows")
-    cdef Py_ssize_t n_rows = X_indptr.shape[0] - 1, q
+    _check_rows(X_indices, X_indptr, rows, net.n_features)
+    cdef Py_ssize_t q
     cdef int64_t max_m = 0
     for r in range(n):
         i = rows[r]
-        if i < 0 or i >= n_rows:
-            raise ValueError(f"row {i} is outside X's {n_rows} rows")
-        if (X_indptr[i] < 0 or X_indptr[i + 1] < X_indptr[i]
-                or X_indptr[i + 1] > X_indices.shape[0]):
-            raise ValueError(f"X's indptr is invalid at row {i}")
-        for q in range(X_indptr[i], X_indptr[i + 1]):
-            if X_indices[q] < 0 or X_indices[q] >= net.n_features:
-                raise ValueError(f"feature index {X_indices[q]} is outside "
-                                 f"[0, {net.n_features})")
         if (Y_indptr[i] < 0 or Y_indptr[i + 1] < Y_indptr[i]
                 or Y_indptr[i + 1] > Y_indices.shape[0]):
             raise ValueError(f"Y's indptr is invalid at row {i}")
@@ -1628,13 +1641,7 @@ def hidden_backward(const float[::1] X_data, const index_t[::1] X_indices,
         raise ValueError("work buffers were sized for fewer threads")
     if n == 0:
         return
-    for r in range(n):
-        if rows[r] < 0 or rows[r] >= X_indptr.shape[0] - 1:
-            raise ValueError(f"row {rows[r]} is outside X")
-        for k in range(X_indptr[rows[r]], X_indptr[rows[r] + 1]):
-            if X_indices[k] < 0 or X_indices[k] >= net.n_features:
-                raise ValueError(f"feature index {X_indices[k]} is outside "
-                                 f"[0, {net.n_features})")
+    _check_rows(X_indices, X_indptr, rows, net.n_features)
     delta_np = np.empty((n, S), dtype=np.float32)
     cdef float[:, ::1] delta = delta_np
     with nogil:
