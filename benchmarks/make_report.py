@@ -18,6 +18,9 @@ Reads the JSON files in ``benchmarks/results/``:
 * ``contention_*.json``, written by ``benchmarks/bench_contention.py --out``: training
   beside busy processes and after a PyTorch model, for ``contention.inc``;
 
+* ``defaults_*.json``, written by ``benchmarks/bench_defaults.py study --out``: the
+  defaults study on the real data sets, every run a record, for ``defaults.inc``;
+
 and writes, into one output folder, ``slide.inc``, ``dlrm.inc``, ``levels.inc``,
 ``contention.inc`` and ``lsh_summary.inc`` (reStructuredText to ``.. include::``) and one PNG figure per
 recorded run. Every number comes from the JSON files: nothing is typed by hand.
@@ -1020,7 +1023,7 @@ def make_report(results_dir=RESULTS_DIR, out_dir=DEFAULT_OUT, image_prefix=None)
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     names = sorted(p.name for p in make_report(out_dir=tmp))
     >>> [name for name in names if name.endswith(".inc")]
-    ['contention.inc', 'dlrm.inc', 'levels.inc', 'lsh_summary.inc', 'mpi.inc', 'slide.inc']
+    ['contention.inc', 'defaults.inc', 'dlrm.inc', 'levels.inc', 'lsh_summary.inc', 'mpi.inc', 'slide.inc']
     >>> any(name.startswith("slide_") and name.endswith(".png") for name in names)
     True
     """
@@ -1062,6 +1065,9 @@ def make_report(results_dir=RESULTS_DIR, out_dir=DEFAULT_OUT, image_prefix=None)
     written.append(_write(out_dir / "contention.inc", contention_rst(
         [dict(_load_json_or_lines(p), name=p.stem)
          for p in sorted(results_dir.glob("contention_*.json"))])))
+    written.append(_write(out_dir / "defaults.inc", defaults_rst(
+        [dict(_load_json_or_lines(p), name=p.stem)
+         for p in sorted(results_dir.glob("defaults_*.json"))])))
     written.append(_write(out_dir / "levels.inc", levels_rst(
         [load_slide_run(p) for p in sorted(results_dir.glob("levels_slide_*.json"))],
         [load_dlrm_run(p) for p in sorted(results_dir.glob("levels_dlrm_*.json"))])))
@@ -1123,6 +1129,84 @@ def contention_rst(runs):
                 ["configuration", f"median {unit}", "range", "runs"], rows,
                 caption=f"{title}: {ratio_name} {case['ratio']:.2f}x (target at most "
                         f"{case['target']}x: {'met' if case['met'] else 'not met'})")
+    return lines
+
+
+# Columns of the defaults tables, per kind of data set: (record key, header, digits)
+_DEFAULTS_COLUMNS = {
+    "xc": [("p@1", "P@1", 4), ("p@3", "P@3", 4), ("p@5", "P@5", 4), ("psp@1", "PSP@1", 4),
+           ("psp@3", "PSP@3", 4), ("psp@5", "PSP@5", 4), ("fit_s", "fit s", 2),
+           ("predict_s", "predict s", 2), ("model_bytes", "model MB", 1)],
+    "movielens": [("rmse", "RMSE", 4), ("fit_s", "fit s", 2), ("model_bytes", "model MB", 1)],
+    "criteo": [("log_loss", "log loss", 4), ("auc", "AUC", 4), ("fit_s", "fit s", 2)],
+}
+
+
+def defaults_rst(runs):
+    """reStructuredText for the runs of ``benchmarks/bench_defaults.py study``.
+
+    Parameters
+    ----------
+    runs : list of dict
+        The recorded ``defaults_*.json`` files, each with ``name`` added.
+
+    Returns
+    -------
+    lines : list of str
+        One section per run (command, machine) and one table per data set: every
+        method and thread count with the mean over seeds and, after ``±``, half the
+        range between the worst and best seed; a last column gives the fewest
+        distinct top-1 labels of any seed (1 is a collapse to one answer).
+
+    Examples
+    --------
+    >>> defaults_rst([])[0]
+    'No defaults study is recorded yet (no ``benchmarks/results/defaults_*.json``).'
+    """
+    if not runs:
+        return ["No defaults study is recorded yet (no "
+                "``benchmarks/results/defaults_*.json``).", ""]
+    lines = []
+    for run in runs:
+        lines += [f".. _bench-{run['name']}:", ""]
+        lines += _heading(run["name"], _RUN_UNDERLINE)
+        lines += _field_list([
+            ("Date", _date_of(run["name"])),
+            ("Command", _literal("python benchmarks/" + run.get("command", ""))),
+            ("Machine", _machine_text(run.get("machine")) or "not recorded in the file"),
+            ("Software", _software_text(run.get("machine"))),
+        ])
+        records = [r for r in run["records"] if "error" not in r]
+        failed = [r for r in run["records"] if "error" in r]
+        for data in sorted({r["data"] for r in records}):
+            kind = data if data in _DEFAULTS_COLUMNS else "xc"
+            cols = _DEFAULTS_COLUMNS[kind]
+            groups = {}
+            for r in records:
+                if r["data"] == data:
+                    groups.setdefault((r["label"], r["threads"]), []).append(r)
+            rows = []
+            for (label, threads), rs in sorted(groups.items()):
+                row = [label, threads, len(rs)]
+                for key, _, digits in cols:
+                    vals = [r[key] for r in rs if r.get(key) is not None]
+                    if key == "model_bytes":
+                        vals = [v / 1e6 for v in vals]
+                    if not vals:
+                        row.append("-")
+                        continue
+                    half = (max(vals) - min(vals)) / 2
+                    row.append(f"{statistics.mean(vals):.{digits}f}"
+                               + (f" ± {half:.{digits}f}" if len(vals) > 1 else ""))
+                if kind == "xc":
+                    row.append(min(r["distinct_top1"] for r in rs))
+                rows.append(row)
+            header = ["method", "threads", "seeds"] + [h for _, h, _ in cols]
+            header += ["distinct top-1 (min)"] if kind == "xc" else []
+            lines += _list_table(header, rows, caption=data)
+        if failed:
+            lines += ["Runs that failed: " + "; ".join(
+                f"{r['data']} {r['label']} seed {r['seed']}: {r['error']}" for r in failed), ""]
     return lines
 
 

@@ -18,7 +18,8 @@ from slidelearn.utils._aligned import aligned_zeros as _aligned_zeros
 from slidelearn.utils._aligned import cache_aligned as _cache_aligned
 from slidelearn.utils._openmp_helpers import effective_n_threads
 from slidelearn.utils._random import check_seed as _check_seed
-from slidelearn.utils.validation import check_csr_indices, validate_sparse_X
+from slidelearn.utils.validation import (check_csr_indices, feature_scale, scale_features,
+                                         validate_sparse_X)
 
 __all__ = ["SlideClassifier"]
 
@@ -93,6 +94,14 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
     ----------
     hidden_layer_sizes : tuple of int, default=(128,)
         Widths of the hidden ReLU layers; the first one is the sparse input layer.
+    feature_scaling : {"auto"} or None, default="auto"
+        ``"auto"``: the first ``fit`` divides every feature whose root mean square
+        over the training rows exceeds 1 by it (``feature_scale_``), in training and
+        prediction alike; binary, tf-idf and other features within about [-1, 1]
+        are left as they are. Raw measurements (counts, lengths, intensities in the
+        thousands) would otherwise dominate the input layer and can make training
+        diverge. Scaling keeps X sparse. None: use X as given (put your own scaler,
+        e.g. :class:`~sklearn.preprocessing.MaxAbsScaler`, in a pipeline).
     hash_family : {"dwta", "wta", "simhash", "doph"}, default="dwta"
         Hash family of the output-layer tables: densified winner-take-all,
         winner-take-all, signed random projections, or densified one-permutation
@@ -269,6 +278,9 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         Number of input features.
     feature_names_in_ : ndarray of str
         Names of the features, when X was a DataFrame with string column names.
+    feature_scale_ : ndarray of shape (n_features_in_,) or None
+        Factors applied to the columns of X (see ``feature_scaling``); None when
+        no feature needed scaling.
     multilabel_ : bool
         Whether the model was fitted on a 2-D indicator y.
     sparse_output_ : bool
@@ -335,6 +347,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
     # would raise OverflowError deep inside fit)
     _parameter_constraints = {
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "feature_scaling": [StrOptions({"auto"}), None],
         "hash_family": [StrOptions({"dwta", "wta", "simhash", "doph"})],
         "n_codes": [Interval(Integral, 1, 32, closed="both")],
         "n_tables": [Interval(Integral, 1, _network.MAX_TABLES, closed="both")],
@@ -382,6 +395,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         self,
         hidden_layer_sizes=(128,),
         *,
+        feature_scaling="auto",
         hash_family="dwta",
         n_codes=4,
         n_tables=50,
@@ -425,6 +439,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         rank_memory_budget=None,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
+        self.feature_scaling = feature_scaling
         self.hash_family = hash_family
         self.n_codes = n_codes
         self.n_tables = n_tables
@@ -929,7 +944,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
                 from slidelearn._slide import _label_parallel
                 _label_parallel.check_sharded_comm(self)  # raises: needs its ranks
             self._label_slice = None
-        X = validate_sparse_X(self, X, reset=first)
+        X = self._check_X(X, reset=first)
         if first:
             Y_indptr, Y_indices = self._encode_y(y, classes=classes, first=True)
         else:
@@ -1015,7 +1030,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
                 raise ValueError(f"comm= does not support precision={self.precision!r} "
                                  "yet; use precision='float32'.")
             # a rank with no rows joins every step with an empty batch
-            X = validate_sparse_X(self, X, reset=first, ensure_min_samples=0)
+            X = self._check_X(X, reset=first, ensure_min_samples=0, comm=comm)
             if y is None:
                 raise ValueError("SlideClassifier requires y to be passed, but the target y "
                                  "is None.")
@@ -1265,11 +1280,20 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         idx, scores = self._topk_indices(X, k, mode, effective_n_threads(self.n_jobs))
         return self.classes_[idx], scores
 
+    def _check_X(self, X, *, reset, ensure_min_samples=1, comm=None):
+        """X validated for the kernels (CSR float32) and scaled by ``feature_scale_``;
+        ``reset`` (a first fit) sets the factors from X (over the ranks of ``comm``)."""
+        X = validate_sparse_X(self, X, reset=reset, ensure_min_samples=ensure_min_samples)
+        if reset:
+            self.feature_scale_ = (feature_scale(X, comm) if self.feature_scaling == "auto"
+                                   else None)
+        return scale_features(X, getattr(self, "feature_scale_", None))
+
     def _validate_X_predict(self, X):
         """X for prediction; a model spread over ranks predicts collectively, so
         there a rank with no rows is allowed (it still joins every step)."""
         sharded = getattr(self, "_label_slice", None) is not None
-        return validate_sparse_X(self, X, reset=False, ensure_min_samples=0 if sharded else 1)
+        return self._check_X(X, reset=False, ensure_min_samples=0 if sharded else 1)
 
     def _check_dense_size(self, n_rows, what):
         size = n_rows * len(self.classes_)
@@ -1314,7 +1338,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         (2, 3)
         """
         check_is_fitted(self, "_model")
-        X = validate_sparse_X(self, X, reset=False)
+        X = self._check_X(X, reset=False)
         self._check_dense_size(X.shape[0], "decision_function")
         z = self._logits(X)
         if not self.multilabel_ and len(self.classes_) == 2:
@@ -1346,7 +1370,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         array([1., 1.])
         """
         check_is_fitted(self, "_model")
-        X = validate_sparse_X(self, X, reset=False)
+        X = self._check_X(X, reset=False)
         self._check_dense_size(X.shape[0], "predict_proba")
         z = self._logits(X).astype(np.float64)
         z -= z.max(axis=1, keepdims=True)
@@ -1429,7 +1453,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         True
         """
         check_is_fitted(self, "_model")
-        X = validate_sparse_X(self, X, reset=False)
+        X = self._check_X(X, reset=False)
         idx, _ = self._topk_indices(X, 1, self.inference, effective_n_threads(self.n_jobs))
         top = idx[:, 0]
         if self.multilabel_:

@@ -3,7 +3,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.validation import validate_data
 
-__all__ = ["check_csr_indices", "validate_sparse_X"]
+__all__ = ["check_csr_indices", "feature_scale", "scale_features", "validate_sparse_X"]
 
 
 def check_csr_indices(X, name="X"):
@@ -94,3 +94,81 @@ def validate_sparse_X(estimator, X, *, reset, ensure_min_samples=1):
     if not (X.data.flags.c_contiguous and X.indices.flags.c_contiguous and X.indptr.flags.c_contiguous):
         X = X.copy()
     return X
+
+
+def feature_scale(X, comm=None):
+    """Per-feature factors that bring features of large magnitude to root mean square 1.
+
+    Feature ``j`` gets the factor ``1 / max(1, rms_j)``, where ``rms_j`` is the root
+    mean square of its values over the rows of ``X`` (zeros included): binary,
+    tf-idf and other features whose values stay within about [-1, 1] keep factor 1,
+    while raw measurements in the hundreds or thousands are shrunk to unit scale.
+    A few such features would otherwise dominate every row's pre-activations and
+    the gradient of the sparse input layer. Scaling (not centring) keeps ``X``
+    sparse.
+
+    Parameters
+    ----------
+    X : scipy.sparse.csr_matrix of float32
+        Training rows, as returned by :func:`validate_sparse_X`.
+    comm : mpi4py.MPI.Intracomm or None, default=None
+        When given, the mean is taken over the rows of every rank (collective).
+
+    Returns
+    -------
+    scale : ndarray of float32 of shape (n_features,) or None
+        The factors, or None when every factor is 1.
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp
+    >>> from slidelearn.utils.validation import feature_scale
+    >>> X = sp.csr_matrix(np.array([[1.0, 300.0], [0.0, 400.0]], dtype=np.float32))
+    >>> feature_scale(X).round(5)
+    array([1.     , 0.00283], dtype=float32)
+    """
+    sq = np.zeros(X.shape[1], dtype=np.float64)
+    np.add.at(sq, X.indices[: X.indptr[-1]],
+              np.square(X.data[: X.indptr[-1]], dtype=np.float64))
+    n_rows = X.shape[0]
+    if comm is not None:
+        from slidelearn.utils._mpi import allreduce_
+        allreduce_(comm, sq)
+        n_rows = comm.allreduce(n_rows)
+    rms = np.sqrt(sq / max(n_rows, 1))
+    if not np.any(rms > 1.0):
+        return None
+    # rounded to 4 significant digits, so that sums in another order (over MPI
+    # ranks) give the same factors
+    big = rms > 1.0
+    digits = np.floor(np.log10(rms[big]))
+    rms[big] = np.round(rms[big] / 10.0 ** digits, 3) * 10.0 ** digits
+    return (1.0 / np.maximum(rms, 1.0)).astype(np.float32)
+
+
+def scale_features(X, scale):
+    """``X`` with its columns multiplied by ``scale`` (a new matrix; ``X`` is unchanged).
+
+    Parameters
+    ----------
+    X : scipy.sparse.csr_matrix of float32
+        Rows to scale.
+    scale : ndarray of float32 of shape (n_features,) or None
+        Factors from :func:`feature_scale`; None returns ``X`` itself.
+
+    Returns
+    -------
+    X_scaled : scipy.sparse.csr_matrix of float32
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp
+    >>> from slidelearn.utils.validation import scale_features
+    >>> X = sp.csr_matrix(np.array([[2.0, 300.0]], dtype=np.float32))
+    >>> scale_features(X, np.array([1.0, 0.01], dtype=np.float32)).toarray()
+    array([[2., 3.]], dtype=float32)
+    """
+    if scale is None:
+        return X
+    data = X.data * scale[X.indices]
+    return sp.csr_matrix((data, X.indices, X.indptr), shape=X.shape)

@@ -1,0 +1,449 @@
+"""Defaults study: slidelearn's estimators with given parameters against peers, on the
+real data sets of ``../shared/data``.
+
+Every configuration (data set, method, parameters, seed, threads) runs in a process of its
+own, so that no run inherits another's threads, memory or OpenMP runtime; the driver
+collects one JSON record a run.
+
+Data sets and metrics
+---------------------
+- ``bibtex``, ``go-seq``, ``go-derisi`` (multi-label, the published train / test split):
+  P@1/3/5, PSP@1/3/5 (Jain et al. propensities, A=0.55, B=1.5), the number of distinct
+  top-1 labels over the test rows (1 means a collapse to one answer), fit and predict
+  seconds, model bytes. The label prior (the 5 most frequent training labels for every
+  row) is reported as a method.
+- ``text8``: skip-gram over ``../shared/data/text8-10M`` with the whole vocabulary (centre
+  word in, the distinct words within +-2 positions out): the first ``--text8-train``
+  positions to train, 5,000 positions from the last 10% of the text to test.
+- ``movielens`` (DLRM): ``u.data`` joined with ``u.user`` (user, item, age, occupation,
+  sex; age numeric), a random 80/20 split (``random_state=0``): test RMSE. Baselines: the
+  user + item bias model, and a matrix factorisation trained by SGD (biases + rank-32
+  factors, in numpy, in this file).
+- ``criteo`` (DLRM classifier): the 1,000 Criteo rows, a random 80/20 split: test log
+  loss and ROC AUC; the base rate's log loss as baseline.
+
+Peers: napkinXC (``PLT``) and omikuji (Parabel-like trees) from PyPI, at their defaults,
+with the same number of threads.
+
+Usage
+-----
+::
+
+    # one run, printed as JSON (what the driver calls)
+    python benchmarks/bench_defaults.py run --data bibtex --method slide \
+        --params '{"alpha": 0}' --seed 0 --threads 2
+
+    # the recorded study: defaults (as given by --slide-params / --dlrm-params, default:
+    # the library defaults) and the peers, 5 seeds x 1 and 2 threads
+    python benchmarks/bench_defaults.py study --out benchmarks/results/defaults_DATE.json
+
+The JSON result holds the machine, command and every record; ``make_report.py`` renders it.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DATA = os.environ.get("SLIDELEARN_DATA", os.path.join(HERE, "..", "..", "shared", "data"))
+
+XC_SETS = {"bibtex": "bibtex", "go-seq": "go-yeast/seq", "go-derisi": "go-yeast/derisi"}
+
+
+# ---------------------------------------------------------------- data
+def load_xc(name):
+    from slidelearn.datasets import load_xc_repository
+    folder = os.path.join(DATA, XC_SETS[name])
+    X_train, Y_train = load_xc_repository(os.path.join(folder, "train.txt"))
+    X_test, Y_test = load_xc_repository(os.path.join(folder, "test.txt"))
+    n_labels = max(Y_train.shape[1], Y_test.shape[1])
+    Y_train.resize((Y_train.shape[0], n_labels))
+    Y_test.resize((Y_test.shape[0], n_labels))
+    return X_train, Y_train.tocsr(), X_test, Y_test.tocsr()
+
+
+def load_text8(n_train):
+    """Skip-gram rows of text8: train on the first ``n_train`` positions, test on 5,000
+    positions drawn from the last 10% of the text (the vocabulary is the whole text's)."""
+    from slidelearn.datasets import load_text8_skipgram
+    path = os.path.join(DATA, "text8-10M", "text8_first10M.txt")
+    train = load_text8_skipgram(path, n_positions=n_train)
+    start = int(0.9 * train.n_corpus_words)
+    test = load_text8_skipgram(path, start=start)
+    rows = np.random.default_rng(0).choice(test.data.shape[0], 5000, replace=False)
+    rows.sort()
+    return train.data, train.target.tocsr(), test.data[rows], test.target.tocsr()[rows]
+
+
+def load_movielens_frame():
+    import pandas as pd
+    folder = os.path.join(DATA, "ml-100k")
+    ratings = pd.read_csv(os.path.join(folder, "u.data"), sep="\t",
+                          names=["user", "item", "rating", "ts"])
+    users = pd.read_csv(os.path.join(folder, "u.user"), sep="|",
+                        names=["user", "age", "sex", "occ", "zip"])
+    df = ratings.merge(users, on="user", how="left")
+    X = df[["user", "item", "age", "occ", "sex"]].copy()
+    X["occ"] = X["occ"].astype("category").cat.codes
+    X["sex"] = (X["sex"] == "M").astype(int)
+    X["age"] = X["age"].astype(float)
+    y = df["rating"].to_numpy(dtype=np.float64)
+    from sklearn.model_selection import train_test_split
+    return train_test_split(X, y, test_size=0.2, random_state=0)
+
+
+def load_criteo_rows():
+    from slidelearn.datasets import iter_criteo
+    X, y = next(iter_criteo(os.path.join(DATA, "criteo-sample", "train.txt"),
+                            n_hash_bins=10000))
+    from sklearn.model_selection import train_test_split
+    return train_test_split(X, y, test_size=0.2, random_state=0, stratify=y)
+
+
+# ---------------------------------------------------------------- metrics
+def xc_metrics(top, Y_test, Y_train):
+    from slidelearn.metrics import (jain_propensity, precision_at_k,
+                                    propensity_scored_precision_at_k)
+    prop = jain_propensity(Y_train, n_labels=Y_test.shape[1])
+    out = {}
+    for k in (1, 3, 5):
+        out[f"p@{k}"] = float(precision_at_k(Y_test, top[:, :k], k=k))
+        out[f"psp@{k}"] = float(propensity_scored_precision_at_k(Y_test, top[:, :k], prop, k=k))
+    out["distinct_top1"] = int(np.unique(top[:, 0]).size)
+    return out
+
+
+def model_bytes(obj):
+    import pickle
+    try:
+        return len(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+    except Exception:  # peers that keep their model in native memory
+        return None
+
+
+# ---------------------------------------------------------------- methods
+def run_xc(data, method, params, seed, threads, text8_train):
+    if data == "text8":
+        X_train, Y_train, X_test, Y_test = load_text8(text8_train)
+    else:
+        X_train, Y_train, X_test, Y_test = load_xc(data)
+    rec = {}
+    if method == "prior":
+        counts = np.asarray(Y_train.sum(axis=0)).ravel()
+        top = np.tile(np.argsort(-counts, kind="stable")[:5], (X_test.shape[0], 1))
+        rec.update(fit_s=0.0, predict_s=0.0)
+    elif method == "slide":
+        from slidelearn import SlideClassifier
+        clf = SlideClassifier(random_state=seed, n_jobs=threads, **params)
+        t = time.perf_counter()
+        clf.fit(X_train, Y_train)
+        rec["fit_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        top, _ = clf.predict_topk(X_test, k=5)
+        rec["predict_s"] = time.perf_counter() - t
+        rec.update(n_iter=clf.n_iter_, loss=clf.loss_curve_[-1], model_bytes=model_bytes(clf))
+        if clf.validation_scores_ is not None:
+            rec["best_validation"] = clf.best_validation_score_
+    elif method == "napkinxc":
+        from napkinxc.models import PLT
+        import tempfile
+        with tempfile.TemporaryDirectory() as tmp:
+            model = PLT(os.path.join(tmp, "m"), threads=threads, seed=seed, **params)
+            rows = [Y_train.indices[Y_train.indptr[i]:Y_train.indptr[i + 1]].tolist()
+                    for i in range(Y_train.shape[0])]
+            t = time.perf_counter()
+            model.fit(X_train, rows)
+            rec["fit_s"] = time.perf_counter() - t
+            t = time.perf_counter()
+            pred = model.predict(X_test, top_k=5)
+            rec["predict_s"] = time.perf_counter() - t
+            rec["model_bytes"] = sum(os.path.getsize(os.path.join(r, f))
+                                     for r, _, fs in os.walk(tmp) for f in fs)
+        top = np.array([(p + [-1] * 5)[:5] for p in pred])
+    elif method == "omikuji":
+        import omikuji
+        import tempfile
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "train.txt")
+            _write_xc(path, X_train, Y_train)
+            hyper = omikuji.Model.default_hyper_param()
+            for key, value in params.items():
+                setattr(hyper, key, value)
+            t = time.perf_counter()
+            model = omikuji.Model.train_on_data(path, hyper, n_threads=threads)
+            rec["fit_s"] = time.perf_counter() - t
+            model.save(os.path.join(tmp, "model"))
+            rec["model_bytes"] = sum(os.path.getsize(os.path.join(r, f))
+                                     for r, _, fs in os.walk(os.path.join(tmp, "model"))
+                                     for f in fs)
+        X_test = X_test.tocsr()
+        model.init_prediction_thread_pool(threads)
+        t = time.perf_counter()
+        top = np.full((X_test.shape[0], 5), -1)
+        for i in range(X_test.shape[0]):
+            lo, hi = X_test.indptr[i], X_test.indptr[i + 1]
+            feats = list(zip(X_test.indices[lo:hi].tolist(), X_test.data[lo:hi].tolist()))
+            pred = [label for label, _ in model.predict(feats, top_k=5)]
+            top[i, :len(pred)] = pred
+        rec["predict_s"] = time.perf_counter() - t
+    else:
+        raise ValueError(f"unknown method {method!r} for {data}")
+    rec.update(xc_metrics(top, Y_test, Y_train))
+    return rec
+
+
+def _write_xc(path, X, Y):
+    X, Y = X.tocsr(), Y.tocsr()
+    with open(path, "w") as f:
+        f.write(f"{X.shape[0]} {X.shape[1]} {Y.shape[1]}\n")
+        for i in range(X.shape[0]):
+            labels = ",".join(map(str, Y.indices[Y.indptr[i]:Y.indptr[i + 1]]))
+            lo, hi = X.indptr[i], X.indptr[i + 1]
+            feats = " ".join(f"{j}:{v:.6g}" for j, v in zip(X.indices[lo:hi], X.data[lo:hi]))
+            f.write(f"{labels} {feats}\n")
+
+
+def fit_biases(users, items, ratings, reg=5.0, n_rounds=10):
+    """Global mean and shrunk user and item offsets (alternating averages)."""
+    mean = ratings.mean()
+    n_users, n_items = users.max() + 1, items.max() + 1
+    b_user = np.zeros(n_users)
+    for _ in range(n_rounds):
+        resid = ratings - mean - b_user[users]
+        b_item = np.bincount(items, resid, n_items) / (np.bincount(items, None, n_items) + reg)
+        resid = ratings - mean - b_item[items]
+        b_user = np.bincount(users, resid, n_users) / (np.bincount(users, None, n_users) + reg)
+    return mean, b_user, b_item
+
+
+def fit_mf(users, items, ratings, seed, rank=32, epochs=40, lr=0.01, reg=0.05):
+    """Biased matrix factorisation by SGD (Funk / Koren style), one rating at a time."""
+    rng = np.random.default_rng(seed)
+    n_users, n_items = users.max() + 1, items.max() + 1
+    mean = ratings.mean()
+    bu, bi = np.zeros(n_users), np.zeros(n_items)
+    P = rng.normal(0, 0.1, (n_users, rank))
+    Q = rng.normal(0, 0.1, (n_items, rank))
+    for _ in range(epochs):
+        for r in rng.permutation(len(ratings)):
+            u, i = users[r], items[r]
+            err = ratings[r] - (mean + bu[u] + bi[i] + P[u] @ Q[i])
+            bu[u] += lr * (err - reg * bu[u])
+            bi[i] += lr * (err - reg * bi[i])
+            pu = P[u].copy()
+            P[u] += lr * (err * Q[i] - reg * P[u])
+            Q[i] += lr * (err * pu - reg * Q[i])
+    return mean, bu, bi, P, Q
+
+
+def run_movielens(method, params, seed, threads):
+    from sklearn.metrics import root_mean_squared_error
+    X_train, X_test, y_train, y_test = load_movielens_frame()
+    users, items = X_train["user"].to_numpy(), X_train["item"].to_numpy()
+    tu, ti = X_test["user"].to_numpy(), X_test["item"].to_numpy()
+    n_u, n_i = max(users.max(), tu.max()) + 1, max(items.max(), ti.max()) + 1
+    rec = {}
+    t = time.perf_counter()
+    if method == "biases":
+        mean, bu, bi = fit_biases(users, items, y_train)
+        bu, bi = np.pad(bu, (0, n_u - len(bu))), np.pad(bi, (0, n_i - len(bi)))
+        rec["fit_s"] = time.perf_counter() - t
+        pred = mean + bu[tu] + bi[ti]
+    elif method == "mf":
+        mean, bu, bi, P, Q = fit_mf(users, items, y_train, seed, **params)
+        rec["fit_s"] = time.perf_counter() - t
+        bu, bi = np.pad(bu, (0, n_u - len(bu))), np.pad(bi, (0, n_i - len(bi)))
+        P = np.pad(P, ((0, n_u - len(P)), (0, 0)))
+        Q = np.pad(Q, ((0, n_i - len(Q)), (0, 0)))
+        pred = mean + bu[tu] + bi[ti] + np.einsum("ij,ij->i", P[tu], Q[ti])
+    elif method == "dlrm":
+        from slidelearn import DLRMRegressor
+        params = dict(params)
+        params.setdefault("categorical_features", ["user", "item", "occ", "sex"])
+        est = DLRMRegressor(random_state=seed, n_jobs=threads, **params)
+        est.fit(X_train, y_train)
+        rec["fit_s"] = time.perf_counter() - t
+        rec.update(n_iter=est.n_iter_, model_bytes=model_bytes(est))
+        pred = est.predict(X_test)
+    else:
+        raise ValueError(f"unknown method {method!r} for movielens")
+    pred = np.clip(pred, 1, 5)
+    rec["rmse"] = float(root_mean_squared_error(y_test, pred))
+    rec["distinct_pred"] = int(np.unique(np.round(pred, 4)).size)
+    return rec
+
+
+def run_criteo(method, params, seed, threads):
+    from sklearn.metrics import log_loss, roc_auc_score
+    X_train, X_test, y_train, y_test = load_criteo_rows()
+    rec = {}
+    if method == "base-rate":
+        proba = np.full(len(y_test), y_train.mean())
+        rec["fit_s"] = 0.0
+    elif method == "dlrm":
+        from slidelearn import DLRMClassifier
+        params = dict(params)
+        params.setdefault("categorical_features", list(range(13, 39)))
+        est = DLRMClassifier(random_state=seed, n_jobs=threads, **params)
+        t = time.perf_counter()
+        est.fit(X_train, y_train)
+        rec["fit_s"] = time.perf_counter() - t
+        rec["n_iter"] = est.n_iter_
+        proba = est.predict_proba(X_test)[:, 1]
+    else:
+        raise ValueError(f"unknown method {method!r} for criteo")
+    rec["log_loss"] = float(log_loss(y_test, proba, labels=[0, 1]))
+    rec["auc"] = float(roc_auc_score(y_test, proba))
+    return rec
+
+
+def run_one(args):
+    params = json.loads(args.params)
+    if args.data == "movielens":
+        rec = run_movielens(args.method, params, args.seed, args.threads)
+    elif args.data == "criteo":
+        rec = run_criteo(args.method, params, args.seed, args.threads)
+    else:
+        rec = run_xc(args.data, args.method, params, args.seed, args.threads, args.text8_train)
+    rec.update(data=args.data, method=args.method, params=params, seed=args.seed,
+               threads=args.threads, label=args.label)
+    print(json.dumps(rec))
+
+
+# ---------------------------------------------------------------- driver
+def spawn(data, method, params, seed, threads, label, text8_train, timeout=3600):
+    cmd = [sys.executable, os.path.abspath(__file__), "run", "--data", data, "--method", method,
+           "--params", json.dumps(params), "--seed", str(seed), "--threads", str(threads),
+           "--label", label, "--text8-train", str(text8_train)]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS="1",
+               MKL_NUM_THREADS="1")
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return dict(data=data, method=method, params=params, seed=seed, threads=threads,
+                    label=label, error=f"timeout after {timeout} s")
+    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    if out.returncode != 0 or not lines:
+        return dict(data=data, method=method, params=params, seed=seed, threads=threads,
+                    label=label, error=(out.stderr.strip().splitlines() or ["?"])[-1])
+    return json.loads(lines[-1])
+
+
+def machine():
+    sys.path.insert(0, HERE)
+    from bench_slide import machine_info
+    return machine_info()
+
+
+# The configurations of the study: (label, data, method, params). "old defaults" are
+# the library's parameters before this study; "defaults" are the estimators' defaults.
+OLD_SLIDE = {"alpha": 1e-3, "min_active": 1000, "max_iter": 12, "learning_rate": 3e-3,
+             "learning_rate_decay": 0.75, "early_stopping": False}
+OLD_DLRM = {"embedding_dim": 16, "max_iter": 10, "early_stopping": False}
+
+
+def study_configs(which):
+    xc = ["bibtex", "go-seq", "go-derisi", "text8"]
+    configs = []
+    for data in xc:
+        configs.append(("defaults", data, "slide", {}))
+        if "old" in which:
+            configs.append(("old defaults", data, "slide", OLD_SLIDE))
+        if "bf16" in which and data in ("bibtex", "text8"):
+            configs.append(("defaults bf16", data, "slide", {"precision": "bfloat16"}))
+        if "peers" in which:
+            configs.append(("prior", data, "prior", {}))
+            if data != "text8":
+                configs.append(("napkinxc", data, "napkinxc", {}))
+                configs.append(("omikuji", data, "omikuji", {}))
+    configs.append(("defaults", "movielens", "dlrm", {}))
+    configs.append(("defaults", "criteo", "dlrm", {}))
+    if "old" in which:
+        configs.append(("old defaults", "movielens", "dlrm", OLD_DLRM))
+        configs.append(("old defaults", "criteo", "dlrm", OLD_DLRM))
+    if "bf16" in which:
+        configs.append(("defaults bf16", "movielens", "dlrm", {"precision": "bfloat16"}))
+        configs.append(("defaults bf16", "criteo", "dlrm", {"precision": "bfloat16"}))
+    if "peers" in which:
+        configs.append(("biases", "movielens", "biases", {}))
+        configs.append(("mf", "movielens", "mf", {}))
+        configs.append(("base rate", "criteo", "base-rate", {}))
+    return configs
+
+
+def summarize(records):
+    groups = {}
+    for r in records:
+        if "error" in r:
+            continue
+        groups.setdefault((r["data"], r["label"], r["threads"]), []).append(r)
+    lines = []
+    keys = ["p@1", "p@3", "p@5", "psp@1", "psp@5", "rmse", "log_loss", "auc", "fit_s"]
+    for (data, label, threads), rs in sorted(groups.items()):
+        cells = []
+        for k in keys:
+            vals = [r[k] for r in rs if r.get(k) is not None]
+            if vals:
+                spread = (max(vals) - min(vals)) if len(vals) > 1 else 0.0
+                cells.append(f"{k} {statistics.mean(vals):.4f}±{spread / 2:.4f}")
+        if "distinct_top1" in rs[0]:
+            cells.append(f"min distinct top-1 {min(r['distinct_top1'] for r in rs)}")
+        lines.append(f"{data:<10} {label:<16} {threads}t n={len(rs)}  " + "  ".join(cells))
+    return "\n".join(lines)
+
+
+def run_study(args):
+    seeds = list(range(args.seeds))
+    records = []
+    t0 = time.time()
+    for label, data, method, params in study_configs(args.which):
+        if args.data and data not in args.data.split(","):
+            continue
+        deterministic = method in ("prior", "biases", "base-rate")
+        for threads in args.threads_list:
+            for seed in (seeds[:1] if deterministic else seeds):
+                rec = spawn(data, method, params, seed, threads, label, args.text8_train)
+                records.append(rec)
+                print(json.dumps(rec), flush=True)
+    command = " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])
+    result = dict(benchmark="defaults", machine=machine(), command=command,
+                  seconds=time.time() - t0, records=records)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=1)
+        with open(os.path.splitext(args.out)[0] + ".txt", "w") as f:
+            f.write(f"machine: {result['machine']}\ncommand: {result['command']}\n\n")
+            f.write(summarize(records) + "\n")
+    print(summarize(records))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    one = sub.add_parser("run", help="one configuration, printed as JSON")
+    one.add_argument("--data", required=True,
+                     choices=sorted(XC_SETS) + ["text8", "movielens", "criteo"])
+    one.add_argument("--method", required=True)
+    one.add_argument("--params", default="{}")
+    one.add_argument("--seed", type=int, default=0)
+    one.add_argument("--threads", type=int, default=2)
+    one.add_argument("--label", default="")
+    one.add_argument("--text8-train", type=int, default=400_000)
+    study = sub.add_parser("study", help="the recorded study")
+    study.add_argument("--out")
+    study.add_argument("--seeds", type=int, default=5)
+    study.add_argument("--threads-list", type=int, nargs="+", default=[1, 2])
+    study.add_argument("--which", default="old,peers,bf16")
+    study.add_argument("--data", default="", help="comma-separated subset of the data sets")
+    study.add_argument("--text8-train", type=int, default=400_000)
+    args = parser.parse_args()
+    run_one(args) if args.cmd == "run" else run_study(args)
+
+
+if __name__ == "__main__":
+    main()
