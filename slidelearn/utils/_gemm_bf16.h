@@ -84,7 +84,9 @@ static inline void sl_gemm_store_tile(const float *tile, int ldt, float *C, int6
  * op(A)[i, k] = transa ? A[k * lda + i] : A[i * lda + k]
  * op(B)[k, j] = transb ? B[j * ldb + k] : B[k * ldb + j]
  * Blocks are given by their origin (i0 or j0, k0) and size (rows/cols, kb); panels are
- * padded with zeros to MR rows / NR columns and, for pairs, to an even kb. */
+ * padded with zeros to MR rows / NR columns and, for pairs, to an even kb.
+ * The columns of op(B) are the rows of op(B)^T, whose transpose flag is !transb: each B
+ * packing is the A packing of the same memory with the flag flipped (one loop to keep). */
 
 /* A block -> MR-row panels of k-pairs: dst[panel][p][r] = (a[r, 2p], a[r, 2p + 1]) */
 static void sl_pack_a_pairs(int transa, const uint16_t *A, int64_t lda, int64_t i0,
@@ -123,39 +125,9 @@ static void sl_pack_a_pairs(int transa, const uint16_t *A, int64_t lda, int64_t 
 }
 
 /* B block -> NR-column panels of k-pairs: dst[panel][p][c] = (b[2p, c], b[2p + 1, c]) */
-static void sl_pack_b_pairs(int transb, const uint16_t *B, int64_t ldb, int64_t j0,
-                            int64_t k0, int64_t nb, int64_t kb, int NR, uint32_t *dst) {
-    const int64_t kp = (kb + 1) / 2, kfull = kb / 2;
-    for (int64_t jp = 0; jp < nb; jp += NR) {
-        const int cols = (int)(nb - jp < NR ? nb - jp : NR);
-        uint32_t *d = dst + jp * kp;
-        if (transb) {
-            for (int c = 0; c < cols; c++) {
-                const uint16_t *b = B + (j0 + jp + c) * ldb + k0;
-                for (int64_t p = 0; p < kfull; p++) {
-                    uint32_t w;
-                    memcpy(&w, b + 2 * p, 4);
-                    d[p * NR + c] = w;
-                }
-                if (kp > kfull) d[kfull * NR + c] = b[2 * kfull];
-            }
-        } else {
-            for (int64_t p = 0; p < kp; p++) {
-                const uint16_t *b0 = B + (k0 + 2 * p) * ldb + j0 + jp;
-                uint32_t *dp = d + p * NR;
-                if (2 * p + 1 < kb) {
-                    const uint16_t *b1 = b0 + ldb;
-                    for (int c = 0; c < cols; c++)
-                        dp[c] = (uint32_t)b0[c] | ((uint32_t)b1[c] << 16);
-                } else {
-                    for (int c = 0; c < cols; c++) dp[c] = b0[c];
-                }
-            }
-        }
-        if (cols < NR)
-            for (int64_t p = 0; p < kp; p++)
-                for (int c = cols; c < NR; c++) d[p * NR + c] = 0;
-    }
+static inline void sl_pack_b_pairs(int transb, const uint16_t *B, int64_t ldb, int64_t j0,
+                                   int64_t k0, int64_t nb, int64_t kb, int NR, uint32_t *dst) {
+    sl_pack_a_pairs(!transb, B, ldb, j0, k0, nb, kb, NR, dst);
 }
 
 /* A block -> MR-row panels of fp32, dst[panel][k][r] = a[r, k], and B block -> NR-column
@@ -185,26 +157,10 @@ static void sl_pack_a_##SUFFIX(int transa, const T *A, int64_t lda, int64_t i0, 
                 for (int r = rows; r < MR; r++) d[k * MR + r] = 0.0f;                     \
     }                                                                                     \
 }                                                                                         \
-static void sl_pack_b_##SUFFIX(int transb, const T *B, int64_t ldb, int64_t j0, int64_t k0,  \
-                               int64_t nb, int64_t kb, int NR, float *dst) {              \
-    for (int64_t jp = 0; jp < nb; jp += NR) {                                             \
-        const int cols = (int)(nb - jp < NR ? nb - jp : NR);                              \
-        float *d = dst + jp * kb;                                                         \
-        if (transb) {                                                                     \
-            for (int c = 0; c < cols; c++) {                                              \
-                const T *b = B + (j0 + jp + c) * ldb + k0;                                \
-                for (int64_t k = 0; k < kb; k++) d[k * NR + c] = LOAD(b[k]);              \
-            }                                                                             \
-        } else {                                                                          \
-            for (int64_t k = 0; k < kb; k++) {                                            \
-                const T *b = B + (k0 + k) * ldb + j0 + jp;                                \
-                for (int c = 0; c < cols; c++) d[k * NR + c] = LOAD(b[c]);                \
-            }                                                                             \
-        }                                                                                 \
-        if (cols < NR)                                                                    \
-            for (int64_t k = 0; k < kb; k++)                                              \
-                for (int c = cols; c < NR; c++) d[k * NR + c] = 0.0f;                     \
-    }                                                                                     \
+static inline void sl_pack_b_##SUFFIX(int transb, const T *B, int64_t ldb, int64_t j0,     \
+                                      int64_t k0, int64_t nb, int64_t kb, int NR,          \
+                                      float *dst) {                                        \
+    sl_pack_a_##SUFFIX(!transb, B, ldb, j0, k0, nb, kb, NR, dst);                         \
 }
 
 SL_DEFINE_PACK_F32(f32, uint16_t, SL_GEMM_LOAD_BF16)
