@@ -106,6 +106,16 @@ class _TrueLabels:
         self.rows = np.repeat(np.arange(self.n_rows, dtype=np.int64), lengths)
         self.cols = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
 
+    def unique_keys(self, width):
+        """Sorted unique keys ``row * width + label`` of the positive labels.
+
+        ``width`` must exceed every label index; keys that would overflow int64
+        raise ``ValueError``.
+        """
+        if width > np.iinfo(np.int64).max // max(self.n_rows, 1):
+            raise ValueError("label indices are too large")
+        return np.unique(self.rows * width + self.cols)
+
 
 def _resolve_kind(arr, kind):
     if kind not in ("auto", "scores", "topk"):
@@ -168,10 +178,8 @@ class _RankedPairs:
                 truth.cols.max() if truth.cols.size else 0,
                 self.cols.max() if self.cols.size else 0,
             )
-            if width > np.iinfo(np.int64).max // max(self.n, 1):
-                raise ValueError("label indices are too large")
+            self._true_keys = truth.unique_keys(width)
             self._width = width
-            self._true_keys = np.unique(truth.rows * width + truth.cols)
         return self._width, self._true_keys
 
     def hits(self):
@@ -469,9 +477,7 @@ def jain_propensity(Y_train, A=0.55, B=1.5, *, n_labels=None):
             f"Y_train contains label index {truth.cols.max()}, out of range for "
             f"n_labels={width}"
         )
-    if width > np.iinfo(np.int64).max // max(truth.n_rows, 1):
-        raise ValueError("label indices are too large")
-    keys = np.unique(truth.rows * width + truth.cols)
+    keys = truth.unique_keys(width)
     counts = np.bincount(keys % width, minlength=width)
     return _jain_from_counts(counts, truth.n_rows, A, B)
 

@@ -58,6 +58,33 @@ def _id(text, file, lineno, what):
     return int(text)
 
 
+def _new_id(text, seen, file, lineno, what):
+    """The user or item number ``text`` of a side file, which must not repeat.
+
+    ``seen`` maps the numbers read so far to their line and gets this one.
+    """
+    number = _id(text, file, lineno, f"the {what}")
+    if number in seen:
+        raise ValueError(
+            f"{file}, line {lineno}: {what} {number} is repeated (first on line {seen[number]})"
+        )
+    seen[number] = lineno
+    return number
+
+
+def _known_table(numbers, n_columns):
+    """Lookup structures of a side file listing ``numbers``.
+
+    Returns the numbers as an int64 array, a boolean mask of the numbers that
+    occur and a zero table with a row for each number up to the largest.
+    """
+    size = max(numbers, default=0) + 1
+    known = np.zeros(size, dtype=bool)
+    numbers = np.array(numbers, dtype=np.int64)
+    known[numbers] = True
+    return numbers, known, np.zeros((size, n_columns), dtype=np.float64)
+
+
 def _read_ratings(file):
     users, items, ratings, stamps, linenos = [], [], [], [], []
     match = _RATING_LINE.fullmatch
@@ -109,12 +136,7 @@ def _read_users(file):
                 f"{file}, line {lineno}: expected 5 '|'-separated fields "
                 f"'user|age|gender|occupation|zip', got {len(fields)}"
             )
-        user = _id(fields[0].strip(), file, lineno, "the user")
-        if user in seen:
-            raise ValueError(
-                f"{file}, line {lineno}: user {user} is repeated (first on line {seen[user]})"
-            )
-        seen[user] = lineno
+        user = _new_id(fields[0].strip(), seen, file, lineno, "user")
         age = fields[1].strip()
         if not _UINT.fullmatch(age):
             raise ValueError(
@@ -131,11 +153,7 @@ def _read_users(file):
         zip_code = fields[4].strip()
         zips.append(int(zip_code[0]) if zip_code[:1].isdigit() and zip_code[0].isascii()
                     else ZIP_OTHER)
-    size = max(numbers, default=0) + 1
-    known = np.zeros(size, dtype=bool)
-    numbers = np.array(numbers, dtype=np.int64)
-    known[numbers] = True
-    table = np.zeros((size, 4), dtype=np.float64)
+    numbers, known, table = _known_table(numbers, 4)
     gender_codes, _ = _encode_sorted(genders)
     occupation_codes, _ = _encode_sorted(occupations)
     table[numbers, 0] = gender_codes
@@ -158,12 +176,7 @@ def _read_items(file):
                 "'item|title|release date|video release date|url|' and 19 genre flags, "
                 f"got {len(fields)}"
             )
-        item = _id(fields[0].strip(), file, lineno, "the item")
-        if item in seen:
-            raise ValueError(
-                f"{file}, line {lineno}: item {item} is repeated (first on line {seen[item]})"
-            )
-        seen[item] = lineno
+        item = _new_id(fields[0].strip(), seen, file, lineno, "item")
         # A title containing '|' shifts the fields: count them from the end.
         date = fields[-_N_GENRES - 3].strip()
         if date:
@@ -185,17 +198,13 @@ def _read_items(file):
                 )
         numbers.append(item)
         flags.append([g == "1" for g in genre])
-    size = max(numbers, default=0) + 1
-    known = np.zeros(size, dtype=bool)
-    numbers = np.array(numbers, dtype=np.int64)
-    known[numbers] = True
+    numbers, known, table = _known_table(numbers, 2 + _N_GENRES)
     years = np.array(years, dtype=np.float64)
     finite = ~np.isnan(years)
     # Missing release years get the median of the known ones.
     years[~finite] = np.median(years[finite]) if finite.any() else 0.0
     decades = np.floor(years / 10.0) * 10.0
     decade_codes = np.unique(decades, return_inverse=True)[1]
-    table = np.zeros((size, 2 + _N_GENRES), dtype=np.float64)
     table[numbers, 0] = decade_codes
     table[numbers, 1] = years
     table[numbers, 2:] = np.array(flags, dtype=np.float64).reshape(-1, _N_GENRES)

@@ -19,7 +19,7 @@ from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.math cimport floor, isfinite, log10, nearbyint, pow
 from libc.stdint cimport int32_t, int64_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memchr
+from libc.string cimport memchr, memcpy, memset
 
 import re
 
@@ -108,6 +108,31 @@ cdef inline Py_ssize_t _parse_index(const unsigned char* buf, Py_ssize_t q,
     return q
 
 
+cdef inline Py_ssize_t _parse_mantissa_digits(const unsigned char* buf, Py_ssize_t q,
+                                              Py_ssize_t end, uint64_t* mant, int* ndig,
+                                              bint* truncated, Py_ssize_t* kept) noexcept nogil:
+    """Append the digits at ``buf[q:end]`` to the mantissa ``mant``.
+
+    Digits go into ``mant`` while it holds fewer than 19 significant ones (the
+    number of those is added to ``kept``); later ones are dropped, and a
+    dropped nonzero digit sets ``truncated``. Returns the position after the
+    digits. The integer and the fraction part differ only in how ``kept`` and
+    the dropped digits move the decimal exponent.
+    """
+    cdef unsigned int d
+    while q < end and _is_digit(buf[q]):
+        d = buf[q] - 48
+        if ndig[0] < 19:
+            mant[0] = mant[0] * 10 + d
+            kept[0] += 1
+            if mant[0] != 0:
+                ndig[0] += 1
+        elif d != 0:
+            truncated[0] = True
+        q += 1
+    return q
+
+
 cdef inline Py_ssize_t _parse_float(const unsigned char* buf, Py_ssize_t q,
                                     Py_ssize_t end, double* out) noexcept nogil:
     """Parse a decimal floating point number at ``buf[q:end]``.
@@ -117,44 +142,32 @@ cdef inline Py_ssize_t _parse_float(const unsigned char* buf, Py_ssize_t q,
     number starts at ``q``. Infinities and NaNs are not accepted.
     """
     cdef bint neg = False
-    cdef bint any_digit = False
+    cdef bint any_digit
     cdef bint truncated = False
     cdef uint64_t mant = 0
     cdef int ndig = 0
     cdef int64_t exp10 = 0
     cdef int64_t ev = 0
     cdef int64_t esign = 1
-    cdef unsigned int d
+    cdef Py_ssize_t q0, kept = 0
     cdef double v
 
     if q < end and (buf[q] == 45 or buf[q] == 43):      # '-' or '+'
         neg = buf[q] == 45
         q += 1
-    while q < end and _is_digit(buf[q]):
-        any_digit = True
-        d = buf[q] - 48
-        if ndig < 19:
-            mant = mant * 10 + d
-            if mant != 0:
-                ndig += 1
-        else:
-            exp10 += 1
-            if d != 0:
-                truncated = True
-        q += 1
+    # Integer part: each digit dropped from the mantissa is a factor of ten.
+    q0 = q
+    q = _parse_mantissa_digits(buf, q, end, &mant, &ndig, &truncated, &kept)
+    exp10 = (q - q0) - kept
+    any_digit = q > q0
     if q < end and buf[q] == 46:                        # '.'
         q += 1
-        while q < end and _is_digit(buf[q]):
-            any_digit = True
-            d = buf[q] - 48
-            if ndig < 19:
-                mant = mant * 10 + d
-                exp10 -= 1
-                if mant != 0:
-                    ndig += 1
-            elif d != 0:
-                truncated = True
-            q += 1
+        # Fraction part: each digit kept in the mantissa divides it by ten.
+        q0 = q
+        kept = 0
+        q = _parse_mantissa_digits(buf, q, end, &mant, &ndig, &truncated, &kept)
+        exp10 -= kept
+        any_digit = any_digit or q > q0
     if not any_digit:
         return -1
     if q < end and (buf[q] == 101 or buf[q] == 69):     # 'e' or 'E'
@@ -190,6 +203,16 @@ cdef inline Py_ssize_t _parse_float(const unsigned char* buf, Py_ssize_t q,
     return q
 
 
+cdef inline void _swap_pairs(index_t* idx, float* val, Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    """Swap entries ``a`` and ``b`` of ``idx`` and of ``val``."""
+    cdef index_t ti = idx[a]
+    cdef float tv = val[a]
+    idx[a] = idx[b]
+    idx[b] = ti
+    val[a] = val[b]
+    val[b] = tv
+
+
 cdef inline void _sort_pairs(index_t* idx, float* val, Py_ssize_t n) noexcept nogil:
     """Sort ``idx[:n]`` ascending, carrying ``val`` along (insertion/heap sort)."""
     cdef Py_ssize_t i, j, start, end, root, child
@@ -220,8 +243,7 @@ cdef inline void _sort_pairs(index_t* idx, float* val, Py_ssize_t n) noexcept no
             if child + 1 < end and idx[child] < idx[child + 1]:
                 child += 1
             if idx[root] < idx[child]:
-                ti = idx[root]; idx[root] = idx[child]; idx[child] = ti
-                tv = val[root]; val[root] = val[child]; val[child] = tv
+                _swap_pairs(idx, val, root, child)
                 root = child
             else:
                 break
@@ -231,8 +253,7 @@ cdef inline void _sort_pairs(index_t* idx, float* val, Py_ssize_t n) noexcept no
             end -= 1
             if end <= 0:
                 break
-            ti = idx[0]; idx[0] = idx[end]; idx[end] = ti
-            tv = val[0]; val[0] = val[end]; val[end] = tv
+            _swap_pairs(idx, val, 0, end)
 
 
 cdef inline int64_t _first_duplicate(const index_t* idx, Py_ssize_t n) noexcept nogil:
@@ -244,9 +265,49 @@ cdef inline int64_t _first_duplicate(const index_t* idx, Py_ssize_t n) noexcept 
     return -1
 
 
+cdef inline bint _sort_row(index_t* idx, float* val, Py_ssize_t n, int dup_code,
+                           ParseState* st) noexcept nogil:
+    """Sort the ``n`` entries of a row given out of order and check they are unique.
+
+    On a repeated index, records ``dup_code`` in ``st`` and returns True.
+    """
+    cdef int64_t dup
+    _sort_pairs(idx, val, n)
+    dup = _first_duplicate(idx, n)
+    if dup >= 0:
+        st.code = dup_code
+        st.value = dup
+        return True
+    return False
+
+
 # ---------------------------------------------------------------------------
 # Parser
 # ---------------------------------------------------------------------------
+
+cdef inline bint _next_index(int64_t idx, int64_t* last, bint* in_order, Py_ssize_t n,
+                             Py_ssize_t cap, int dup_code, Py_ssize_t tok,
+                             ParseState* st) noexcept nogil:
+    """Check ``idx``, the next label or feature of a row, before it is stored at ``n``.
+
+    An index equal to the previous one (``last``) is an error (``dup_code``),
+    as is a full buffer (``cap`` entries); a smaller one clears ``in_order``
+    (the row is sorted and checked at its end). Records the error in ``st``
+    and returns True, or moves ``last`` on and returns False.
+    """
+    if idx == last[0]:
+        st.code = dup_code
+        st.value = idx
+        return True
+    if idx < last[0]:
+        in_order[0] = False
+    last[0] = idx
+    if n >= cap:
+        st.code = ERR_CAPACITY
+        st.pos = tok
+        return True
+    return False
+
 
 cdef void _parse_rows(const unsigned char* buf, Py_ssize_t start, Py_ssize_t end,
                       Py_ssize_t n_points, int64_t n_features, int64_t n_labels,
@@ -260,7 +321,7 @@ cdef void _parse_rows(const unsigned char* buf, Py_ssize_t start, Py_ssize_t end
     cdef Py_ssize_t xn = 0
     cdef Py_ssize_t yn = 0
     cdef Py_ssize_t row_x0, row_y0
-    cdef int64_t idx, last, dup
+    cdef int64_t idx, last
     cdef bint in_order, has_colon
     cdef double val
     cdef float fval
@@ -306,16 +367,7 @@ cdef void _parse_rows(const unsigned char* buf, Py_ssize_t start, Py_ssize_t end
                         st.code = ERR_LABEL_RANGE
                         st.pos = tok
                         return
-                    if idx == last:
-                        st.code = ERR_DUP_LABEL
-                        st.value = idx
-                        return
-                    if idx < last:
-                        in_order = False
-                    last = idx
-                    if yn >= y_cap:
-                        st.code = ERR_CAPACITY
-                        st.pos = tok
+                    if _next_index(idx, &last, &in_order, yn, y_cap, ERR_DUP_LABEL, tok, st):
                         return
                     y_indices[yn] = <yidx_t>idx
                     yn += 1
@@ -326,13 +378,9 @@ cdef void _parse_rows(const unsigned char* buf, Py_ssize_t start, Py_ssize_t end
                         st.pos = p
                         return
                     q += 1
-                if not in_order:
-                    _sort_pairs(y_indices + row_y0, y_data + row_y0, yn - row_y0)
-                    dup = _first_duplicate(y_indices + row_y0, yn - row_y0)
-                    if dup >= 0:
-                        st.code = ERR_DUP_LABEL
-                        st.value = dup
-                        return
+                if not in_order and _sort_row(y_indices + row_y0, y_data + row_y0,
+                                              yn - row_y0, ERR_DUP_LABEL, st):
+                    return
 
         # Features: blank-separated ``index:value`` pairs.
         last = -1
@@ -362,27 +410,14 @@ cdef void _parse_rows(const unsigned char* buf, Py_ssize_t start, Py_ssize_t end
                 st.code = ERR_VALUE_RANGE
                 st.pos = tok
                 return
-            if idx == last:
-                st.code = ERR_DUP_FEATURE
-                st.value = idx
-                return
-            if idx < last:
-                in_order = False
-            last = idx
-            if xn >= x_cap:
-                st.code = ERR_CAPACITY
-                st.pos = tok
+            if _next_index(idx, &last, &in_order, xn, x_cap, ERR_DUP_FEATURE, tok, st):
                 return
             x_indices[xn] = <xidx_t>idx
             x_data[xn] = fval
             xn += 1
-        if not in_order:
-            _sort_pairs(x_indices + row_x0, x_data + row_x0, xn - row_x0)
-            dup = _first_duplicate(x_indices + row_x0, xn - row_x0)
-            if dup >= 0:
-                st.code = ERR_DUP_FEATURE
-                st.value = dup
-                return
+        if not in_order and _sort_row(x_indices + row_x0, x_data + row_x0, xn - row_x0,
+                                      ERR_DUP_FEATURE, st):
+            return
 
         row += 1
         x_indptr[row] = <xidx_t>xn
@@ -431,6 +466,30 @@ def _excerpt(buf, Py_ssize_t pos, pattern=rb"\S+"):
     return text
 
 
+# Message of each parse error, after "line N: ". Fields: ``token`` (the token at
+# the error), ``number`` (its leading digits), ``value`` (a repeated index),
+# ``rows`` (data lines read) and the header's ``n_points``, ``n_features``, ``n_labels``.
+_PARSE_ERRORS = {
+    ERR_LABEL_TOKEN: ("invalid label list {token!r}; expected comma-separated non-negative "
+                      "integers (or a blank before the features for no labels)"),
+    ERR_LABEL_RANGE: ("label index {number} out of range [0, {n_labels}) "
+                      "(n_labels={n_labels} in the header)"),
+    ERR_DUP_LABEL: "duplicate label index {value}",
+    ERR_FEATURE_TOKEN: "invalid feature token {token!r}; expected 'index:value'",
+    ERR_FEATURE_RANGE: ("feature index {number} out of range [0, {n_features}) "
+                        "(n_features={n_features} in the header)"),
+    ERR_VALUE_TOKEN: ("invalid feature value in {token!r}; expected a finite decimal number "
+                      "such as 1, 0.25, -2.5 or 1e-3"),
+    ERR_VALUE_RANGE: "feature value in {token!r} overflows float32",
+    ERR_DUP_FEATURE: ("duplicate feature index {value} (each feature may appear at most "
+                      "once per line)"),
+    ERR_TOO_FEW_LINES: ("unexpected end of file: the header (line 1) declares "
+                        "n_points={n_points} but only {rows} data line(s) follow"),
+    ERR_TOO_MANY_LINES: ("unexpected data after the n_points={n_points} data lines declared "
+                         "in the header (line 1): {token!r}"),
+}
+
+
 def parse_xc_body(const unsigned char[::1] buf, Py_ssize_t start, Py_ssize_t n_points,
                   int64_t n_features, int64_t n_labels,
                   xidx_t[::1] x_indptr, xidx_t[::1] x_indices, float[::1] x_data,
@@ -465,37 +524,12 @@ def parse_xc_body(const unsigned char[::1] buf, Py_ssize_t start, Py_ssize_t n_p
     if st.code == PARSE_OK:
         return st.x_nnz, st.y_nnz
 
-    where = f"line {st.line}: "
-    if st.code == ERR_LABEL_TOKEN:
-        msg = (f"invalid label list {_excerpt(buf, st.pos)!r}; expected comma-separated "
-               f"non-negative integers (or a blank before the features for no labels)")
-    elif st.code == ERR_LABEL_RANGE:
-        msg = (f"label index {_excerpt(buf, st.pos, rb'[0-9]+')} out of range "
-               f"[0, {n_labels}) (n_labels={n_labels} in the header)")
-    elif st.code == ERR_DUP_LABEL:
-        msg = f"duplicate label index {st.value}"
-    elif st.code == ERR_FEATURE_TOKEN:
-        msg = f"invalid feature token {_excerpt(buf, st.pos)!r}; expected 'index:value'"
-    elif st.code == ERR_FEATURE_RANGE:
-        msg = (f"feature index {_excerpt(buf, st.pos, rb'[0-9]+')} out of range "
-               f"[0, {n_features}) (n_features={n_features} in the header)")
-    elif st.code == ERR_VALUE_TOKEN:
-        msg = (f"invalid feature value in {_excerpt(buf, st.pos)!r}; expected a finite "
-               f"decimal number such as 1, 0.25, -2.5 or 1e-3")
-    elif st.code == ERR_VALUE_RANGE:
-        msg = f"feature value in {_excerpt(buf, st.pos)!r} overflows float32"
-    elif st.code == ERR_DUP_FEATURE:
-        msg = (f"duplicate feature index {st.value} (each feature may appear at most "
-               f"once per line)")
-    elif st.code == ERR_TOO_FEW_LINES:
-        msg = (f"unexpected end of file: the header (line 1) declares n_points={n_points} "
-               f"but only {st.rows} data line(s) follow")
-    elif st.code == ERR_TOO_MANY_LINES:
-        msg = (f"unexpected data after the n_points={n_points} data lines declared in "
-               f"the header (line 1): {_excerpt(buf, st.pos)!r}")
-    else:  # pragma: no cover - the separator count bounds the entries
-        msg = "internal error: entry buffers too small"
-    raise ValueError(where + msg)
+    # ERR_CAPACITY cannot happen: the separator count bounds the entries.
+    template = _PARSE_ERRORS.get(st.code, "internal error: entry buffers too small")
+    msg = template.format(token=_excerpt(buf, st.pos), number=_excerpt(buf, st.pos, rb"[0-9]+"),
+                          value=st.value, rows=st.rows, n_points=n_points,
+                          n_features=n_features, n_labels=n_labels)
+    raise ValueError(f"line {st.line}: " + msg)
 
 
 # ---------------------------------------------------------------------------
@@ -517,6 +551,20 @@ cdef inline Py_ssize_t _write_uint(char* out, uint64_t v) noexcept nogil:
     return n
 
 
+cdef inline Py_ssize_t _write_fraction(char* out, const char* digits, int start,
+                                      int ndig) noexcept nogil:
+    """Write ``.`` and ``digits[start:ndig]`` (nothing when ``start >= ndig``).
+
+    Returns the number of characters. Positional and scientific notation both
+    end their mantissa this way.
+    """
+    if start >= ndig:
+        return 0
+    out[0] = 46                                         # '.'
+    memcpy(out + 1, digits + start, ndig - start)
+    return 1 + ndig - start
+
+
 cdef inline Py_ssize_t _format_positive(double a, int prec, char* out) noexcept nogil:
     """Write the positive finite ``a`` with ``prec`` (<= 17) significant digits.
 
@@ -525,7 +573,7 @@ cdef inline Py_ssize_t _format_positive(double a, int prec, char* out) noexcept 
     digits, ``.``, ``e`` and signs are written, whatever the C locale.
     """
     cdef int e10 = <int>floor(log10(a))
-    cdef int k, it, ndig, i, n = 0, ex
+    cdef int k, it, ndig, i, n, ex
     cdef uint64_t lo = POW10_U[prec - 1], hi = POW10_U[prec], d = 0
     cdef double scaled
     cdef char digits[24]
@@ -553,34 +601,22 @@ cdef inline Py_ssize_t _format_positive(double a, int prec, char* out) noexcept 
 
     if -5 <= e10 < prec:
         if e10 >= 0:
-            for i in range(e10 + 1):
-                out[n] = digits[i] if i < ndig else 48
-                n += 1
-            if ndig > e10 + 1:
-                out[n] = 46
-                n += 1
-                for i in range(e10 + 1, ndig):
-                    out[n] = digits[i]
-                    n += 1
+            # Integer part: e10 + 1 characters, zeros where the digits run out.
+            n = e10 + 1
+            i = ndig if ndig < n else n
+            memcpy(out, digits, i)
+            memset(out + i, 48, n - i)
+            n += _write_fraction(out + n, digits, n, ndig)
         else:
-            out[n] = 48
-            out[n + 1] = 46
-            n += 2
-            for i in range(-e10 - 1):
-                out[n] = 48
-                n += 1
-            for i in range(ndig):
-                out[n] = digits[i]
-                n += 1
+            # "0." and -e10 - 1 zeros before the digits.
+            n = 1 - e10
+            memset(out, 48, n)
+            out[1] = 46
+            memcpy(out + n, digits, ndig)
+            n += ndig
     else:
-        out[n] = digits[0]
-        n += 1
-        if ndig > 1:
-            out[n] = 46
-            n += 1
-            for i in range(1, ndig):
-                out[n] = digits[i]
-                n += 1
+        out[0] = digits[0]
+        n = 1 + _write_fraction(out + 1, digits, 1, ndig)
         out[n] = 101                                    # 'e'
         n += 1
         ex = e10

@@ -13,6 +13,8 @@ from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 
+from . import _mpi
+
 __all__ = ["EpochInfo", "Validation", "run_epochs"]
 
 
@@ -183,8 +185,9 @@ def run_epochs(est, rows, train_epoch, *, incremental, rng, n_samples=None,
         asked = bool(est.callback(est, info)) if est.callback is not None else False
         converged = not incremental and no_improve >= est.n_iter_no_change
         if comm is not None:  # every rank stops at the same epoch, or the steps hang
-            asked = bool(comm.allreduce(int(asked)))
-            converged = bool(comm.allreduce(int(converged)))
+            # One collective for both flags: each is set if it is set on any rank.
+            flags = _mpi.allreduce_(comm, np.array([asked, converged], dtype=np.int64), "max")
+            asked, converged = bool(flags[0]), bool(flags[1])
         if asked:
             if est.verbose and root:
                 print("Stopping: the callback asked to stop.", flush=True)

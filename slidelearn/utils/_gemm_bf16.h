@@ -84,7 +84,9 @@ static inline void sl_gemm_store_tile(const float *tile, int ldt, float *C, int6
  * op(A)[i, k] = transa ? A[k * lda + i] : A[i * lda + k]
  * op(B)[k, j] = transb ? B[j * ldb + k] : B[k * ldb + j]
  * Blocks are given by their origin (i0 or j0, k0) and size (rows/cols, kb); panels are
- * padded with zeros to MR rows / NR columns and, for pairs, to an even kb. */
+ * padded with zeros to MR rows / NR columns and, for pairs, to an even kb.
+ * The columns of op(B) are the rows of op(B)^T, whose transpose flag is !transb, so B is
+ * packed by the A packings with the flag flipped (sl_gemm_pack). */
 
 /* A block -> MR-row panels of k-pairs: dst[panel][p][r] = (a[r, 2p], a[r, 2p + 1]) */
 static void sl_pack_a_pairs(int transa, const uint16_t *A, int64_t lda, int64_t i0,
@@ -122,45 +124,8 @@ static void sl_pack_a_pairs(int transa, const uint16_t *A, int64_t lda, int64_t 
     }
 }
 
-/* B block -> NR-column panels of k-pairs: dst[panel][p][c] = (b[2p, c], b[2p + 1, c]) */
-static void sl_pack_b_pairs(int transb, const uint16_t *B, int64_t ldb, int64_t j0,
-                            int64_t k0, int64_t nb, int64_t kb, int NR, uint32_t *dst) {
-    const int64_t kp = (kb + 1) / 2, kfull = kb / 2;
-    for (int64_t jp = 0; jp < nb; jp += NR) {
-        const int cols = (int)(nb - jp < NR ? nb - jp : NR);
-        uint32_t *d = dst + jp * kp;
-        if (transb) {
-            for (int c = 0; c < cols; c++) {
-                const uint16_t *b = B + (j0 + jp + c) * ldb + k0;
-                for (int64_t p = 0; p < kfull; p++) {
-                    uint32_t w;
-                    memcpy(&w, b + 2 * p, 4);
-                    d[p * NR + c] = w;
-                }
-                if (kp > kfull) d[kfull * NR + c] = b[2 * kfull];
-            }
-        } else {
-            for (int64_t p = 0; p < kp; p++) {
-                const uint16_t *b0 = B + (k0 + 2 * p) * ldb + j0 + jp;
-                uint32_t *dp = d + p * NR;
-                if (2 * p + 1 < kb) {
-                    const uint16_t *b1 = b0 + ldb;
-                    for (int c = 0; c < cols; c++)
-                        dp[c] = (uint32_t)b0[c] | ((uint32_t)b1[c] << 16);
-                } else {
-                    for (int c = 0; c < cols; c++) dp[c] = b0[c];
-                }
-            }
-        }
-        if (cols < NR)
-            for (int64_t p = 0; p < kp; p++)
-                for (int c = cols; c < NR; c++) d[p * NR + c] = 0;
-    }
-}
-
-/* A block -> MR-row panels of fp32, dst[panel][k][r] = a[r, k], and B block -> NR-column
- * panels of fp32, dst[panel][k][c] = b[k, c]; generated for bf16 operands (widened
- * exactly) and for fp32 ones (copied; sl_gemm_task with in_f32). */
+/* A block -> MR-row panels of fp32, dst[panel][k][r] = a[r, k]; generated for bf16
+ * operands (widened exactly) and for fp32 ones (copied; sl_gemm_task with in_f32). */
 #define SL_GEMM_LOAD_BF16(x) sl_bf16_to_f32(x)
 #define SL_GEMM_LOAD_F32(x) (x)
 #define SL_DEFINE_PACK_F32(SUFFIX, T, LOAD)                                                \
@@ -184,31 +149,24 @@ static void sl_pack_a_##SUFFIX(int transa, const T *A, int64_t lda, int64_t i0, 
             for (int64_t k = 0; k < kb; k++)                                              \
                 for (int r = rows; r < MR; r++) d[k * MR + r] = 0.0f;                     \
     }                                                                                     \
-}                                                                                         \
-static void sl_pack_b_##SUFFIX(int transb, const T *B, int64_t ldb, int64_t j0, int64_t k0,  \
-                               int64_t nb, int64_t kb, int NR, float *dst) {              \
-    for (int64_t jp = 0; jp < nb; jp += NR) {                                             \
-        const int cols = (int)(nb - jp < NR ? nb - jp : NR);                              \
-        float *d = dst + jp * kb;                                                         \
-        if (transb) {                                                                     \
-            for (int c = 0; c < cols; c++) {                                              \
-                const T *b = B + (j0 + jp + c) * ldb + k0;                                \
-                for (int64_t k = 0; k < kb; k++) d[k * NR + c] = LOAD(b[k]);              \
-            }                                                                             \
-        } else {                                                                          \
-            for (int64_t k = 0; k < kb; k++) {                                            \
-                const T *b = B + (k0 + k) * ldb + j0 + jp;                                \
-                for (int c = 0; c < cols; c++) d[k * NR + c] = LOAD(b[c]);                \
-            }                                                                             \
-        }                                                                                 \
-        if (cols < NR)                                                                    \
-            for (int64_t k = 0; k < kb; k++)                                              \
-                for (int c = cols; c < NR; c++) d[k * NR + c] = 0.0f;                     \
-    }                                                                                     \
 }
 
 SL_DEFINE_PACK_F32(f32, uint16_t, SL_GEMM_LOAD_BF16)
 SL_DEFINE_PACK_F32(f32_f32, float, SL_GEMM_LOAD_F32)
+
+/* Pack rb rows (from r0) of op(X), X an operand of sl_gemm_block, into R-row panels at
+ * dst for the kernel: fp32 operands copied (in_f32), bf16 ones as k-pairs (pairs) or
+ * widened to fp32. A is packed with transa, B (rows of op(B)^T) with !transb. */
+static inline void sl_gemm_pack(int in_f32, int pairs, int trans, const void *X, int64_t ldx,
+                                int64_t r0, int64_t k0, int64_t rb, int64_t kb, int R,
+                                char *dst) {
+    if (in_f32)
+        sl_pack_a_f32_f32(trans, (const float *)X, ldx, r0, k0, rb, kb, R, (float *)dst);
+    else if (pairs)
+        sl_pack_a_pairs(trans, (const uint16_t *)X, ldx, r0, k0, rb, kb, R, (uint32_t *)dst);
+    else
+        sl_pack_a_f32(trans, (const uint16_t *)X, ldx, r0, k0, rb, kb, R, (float *)dst);
+}
 
 /* ------------------------------------------------------------------ generic kernel */
 #define SL_GEN_MR 4
@@ -442,26 +400,10 @@ static int sl_gemm_block(int in_f32, int transa, int transb, int64_t m0, int64_t
             const int64_t kb = K - pc < kc ? K - pc : kc;
             const int64_t kk = im.pairs ? (kb + 1) / 2 : kb;  /* k-steps of the kernel */
             const float beta_eff = pc == 0 ? beta : 1.0f;
-            if (in_f32)
-                sl_pack_b_f32_f32(transb, (const float *)B, ldb, jc, pc, nb, kb, NR,
-                                  (float *)bufb);
-            else if (im.pairs)
-                sl_pack_b_pairs(transb, (const uint16_t *)B, ldb, jc, pc, nb, kb, NR,
-                                (uint32_t *)bufb);
-            else
-                sl_pack_b_f32(transb, (const uint16_t *)B, ldb, jc, pc, nb, kb, NR,
-                              (float *)bufb);
+            sl_gemm_pack(in_f32, im.pairs, !transb, B, ldb, jc, pc, nb, kb, NR, bufb);
             for (int64_t ic = m0; ic < m1; ic += mc) {
                 const int64_t mb = m1 - ic < mc ? m1 - ic : mc;
-                if (in_f32)
-                    sl_pack_a_f32_f32(transa, (const float *)A, lda, ic, pc, mb, kb, MR,
-                                      (float *)bufa);
-                else if (im.pairs)
-                    sl_pack_a_pairs(transa, (const uint16_t *)A, lda, ic, pc, mb, kb, MR,
-                                    (uint32_t *)bufa);
-                else
-                    sl_pack_a_f32(transa, (const uint16_t *)A, lda, ic, pc, mb, kb, MR,
-                                  (float *)bufa);
+                sl_gemm_pack(in_f32, im.pairs, transa, A, lda, ic, pc, mb, kb, MR, bufa);
                 for (int64_t ir = 0; ir < mb; ir += MR) {
                     const int mr = (int)(mb - ir < MR ? mb - ir : MR);
                     const char *ap = bufa + (size_t)(ir * kk) * 4;
@@ -502,21 +444,15 @@ static int sl_gemm_task(int in_f32, int64_t t, int64_t n_tasks, int transa, int 
                         int64_t ldc) {
     int mr, nr;
     sl_gemm_tile(&mr, &nr);
-    if (m / mr >= n / nr) {
-        const int64_t tiles = (m + mr - 1) / mr, per = (tiles + n_tasks - 1) / n_tasks;
-        int64_t a = t * per * mr, b = (t + 1) * per * mr;
-        if (b > m) b = m;
-        return a < b ? sl_gemm_block(in_f32, transa, transb, a, b, 0, n, K, alpha, A, lda, B,
-                                     ldb, beta, C, ldc)
-                     : 0;
-    } else {
-        const int64_t tiles = (n + nr - 1) / nr, per = (tiles + n_tasks - 1) / n_tasks;
-        int64_t a = t * per * nr, b = (t + 1) * per * nr;
-        if (b > n) b = n;
-        return a < b ? sl_gemm_block(in_f32, transa, transb, 0, m, a, b, K, alpha, A, lda, B,
-                                     ldb, beta, C, ldc)
-                     : 0;
-    }
+    const int by_rows = m / mr >= n / nr;
+    const int64_t len = by_rows ? m : n, tile = by_rows ? mr : nr;
+    const int64_t tiles = (len + tile - 1) / tile, per = (tiles + n_tasks - 1) / n_tasks;
+    int64_t a = t * per * tile, b = (t + 1) * per * tile;
+    if (b > len) b = len;
+    if (a >= b) return 0;
+    return sl_gemm_block(in_f32, transa, transb, by_rows ? a : 0, by_rows ? b : m,
+                         by_rows ? 0 : a, by_rows ? n : b, K, alpha, A, lda, B, ldb, beta, C,
+                         ldc);
 }
 
 static int sl_gemm_bf16_task(int64_t t, int64_t n_tasks, int transa, int transb, int64_t m,
