@@ -180,7 +180,8 @@ cdef int64_t _work_size(int B, Net* net) noexcept nogil:
         total += B * net.layers[5 * l + 1]
     total += <int64_t>B * (net.n_dense + 2 * net.F * net.d + 2 * net.n_int + 2 * max_w + 1)
     if net.bf16:
-        total += <int64_t>B * max_w + max_w + 32  # two (B, max_w) uint16 blocks, the bias, alignment
+        # two (B, max_w) uint16 blocks, the bias, alignment
+        total += <int64_t>B * max_w + max_w + 32
     return total
 
 
@@ -232,9 +233,21 @@ cdef void _work(Work* w, float* buf, int B, Net* net, int64_t* act_off) noexcept
 # column-major BLAS as their transposes.
 # ---------------------------------------------------------------------------
 
-cdef inline int _share(int n, int o, int n_threads) noexcept nogil:
-    """First of the n rows that thread o of n_threads takes (contiguous, balanced)."""
-    return <int>(<int64_t>n * o // n_threads)
+cdef struct Rows:
+    int lo               # first row
+    int hi               # one past the last
+    int n                # hi - lo
+
+
+cdef inline Rows _block(int n, int o, int n_threads) noexcept nogil:
+    """The rows of the ``n`` that thread ``o`` of ``n_threads`` takes (contiguous,
+    balanced). Returned, not written through a pointer: a prange variable is private
+    to the thread only when the loop body assigns it."""
+    cdef Rows rs
+    rs.lo = <int>(<int64_t>n * o // n_threads)
+    rs.hi = <int>(<int64_t>n * (o + 1) // n_threads)
+    rs.n = rs.hi - rs.lo
+    return rs
 
 
 cdef void _layer_forward(const float* X, int ldx, const float* W, const float* b,
@@ -248,21 +261,21 @@ cdef void _layer_forward(const float* X, int ldx, const float* W, const float* b
     change with the other rows it is predicted with)."""
     cdef char ta = b'T', tb = b'N'
     cdef float one = 1.0, zero = 0.0
-    cdef int o, i, r0, r1, nr
+    cdef int o, i
+    cdef Rows rs
     if w.own_gemm:
         _gemm_tasks(w, True, 0, 1, B, n_out, n_in, X, ldx, W, n_in, Y, ldy, n_threads)
         for i in prange(B, nogil=True, schedule='static', num_threads=n_threads):
             sl_bias_act(Y + <int64_t>i * ldy, b, n_out, relu)
         return
     for o in prange(n_threads, nogil=True, schedule='static', num_threads=n_threads):
-        r0 = _share(B, o, n_threads)
-        r1 = _share(B, o + 1, n_threads)
-        nr = r1 - r0
-        if nr <= 0:
+        rs = _block(B, o, n_threads)
+        if rs.n <= 0:
             continue
-        sgemm(&ta, &tb, &n_out, &nr, &n_in, &one, <float*>W, &n_in,
-              <float*>X + <int64_t>r0 * ldx, &ldx, &zero, Y + <int64_t>r0 * ldy, &ldy)
-        for i in range(r0, r1):
+        sgemm(&ta, &tb, &n_out, &rs.n, &n_in, &one, <float*>W, &n_in,
+              <float*>X + <int64_t>rs.lo * ldx, &ldx, &zero, Y + <int64_t>rs.lo * ldy,
+              &ldy)
+        for i in range(rs.lo, rs.hi):
             sl_bias_act(Y + <int64_t>i * ldy, b, n_out, relu)
 
 
@@ -287,36 +300,33 @@ cdef void _layer_backward(const float* X, int ldx, float* W, const float* Y, int
     output neurons (rows of W) for the weight gradient, so no reduction is needed."""
     cdef char tn = b'N', tt = b'T'
     cdef float one = 1.0, zero = 0.0, beta = 1.0 - lr * alpha, a = -lr
-    cdef int o, i, j, r0, r1, nr
+    cdef int o, i, j
+    cdef Rows rs
     for o in prange(n_threads, nogil=True, schedule='static', num_threads=n_threads):
-        r0 = _share(B, o, n_threads)
-        r1 = _share(B, o + 1, n_threads)
-        nr = r1 - r0
-        if nr <= 0:
+        rs = _block(B, o, n_threads)
+        if rs.n <= 0:
             continue
         if relu:
-            for i in range(r0, r1):
+            for i in range(rs.lo, rs.hi):
                 sl_relu_mask(dY + <int64_t>i * lddy, Y + <int64_t>i * ldy, n_out)
         if dX != NULL:
-            sgemm(&tn, &tn, &n_in, &nr, &n_out, &one, W, &n_in, dY + <int64_t>r0 * lddy,
-                  &lddy, &zero, dX + <int64_t>r0 * lddx, &lddx)
+            sgemm(&tn, &tn, &n_in, &rs.n, &n_out, &one, W, &n_in,
+                  dY + <int64_t>rs.lo * lddy, &lddy, &zero, dX + <int64_t>rs.lo * lddx, &lddx)
     for o in prange(n_threads, nogil=True, schedule='static', num_threads=n_threads):
-        r0 = _share(n_out, o, n_threads)
-        r1 = _share(n_out, o + 1, n_threads)
-        nr = r1 - r0
-        if nr <= 0:
+        rs = _block(n_out, o, n_threads)
+        if rs.n <= 0:
             continue
-        _bias_grad(gb, dY, lddy, B, r0, nr)
+        _bias_grad(gb, dY, lddy, B, rs.lo, rs.n)
         if fused_sgd:
-            sgemm(&tn, &tt, &n_in, &nr, &B, &a, <float*>X, &ldx, dY + r0, &lddy, &beta,
-                  W + <int64_t>r0 * n_in, &n_in)
-            for j in range(r0, r1):
+            sgemm(&tn, &tt, &n_in, &rs.n, &B, &a, <float*>X, &ldx, dY + rs.lo, &lddy,
+                  &beta, W + <int64_t>rs.lo * n_in, &n_in)
+            for j in range(rs.lo, rs.hi):
                 b[j] -= lr * gb[j]
         else:
-            sgemm(&tn, &tt, &n_in, &nr, &B, &one, <float*>X, &ldx, dY + r0, &lddy, &zero,
-                  gW + <int64_t>r0 * n_in, &n_in)
+            sgemm(&tn, &tt, &n_in, &rs.n, &B, &one, <float*>X, &ldx, dY + rs.lo, &lddy,
+                  &zero, gW + <int64_t>rs.lo * n_in, &n_in)
             if alpha != 0.0:
-                for i in range(r0 * n_in, r1 * n_in):
+                for i in range(rs.lo * n_in, rs.hi * n_in):
                     gW[i] += alpha * W[i]
 
 
@@ -360,7 +370,9 @@ cdef void _layer_backward16(Net* net, Work* w, const float* X, int ldx, const in
     ``net.grad``. With ``sgd`` the weights are updated by split-SGD, exactly as fp32
     SGD would update them with that gradient (``W -= lr * (gW + alpha W)``, the bias
     ``b -= lr * gb``); otherwise the gradient (L2 term included) is left for Adagrad."""
-    cdef int o, i, r0, r1, nr, n_in = <int>L[0], n_out = <int>L[1]
+    cdef int o, i, n_in = <int>L[0], n_out = <int>L[1]
+    cdef int64_t r0
+    cdef Rows rs
     cdef uint16_t* hi = net.theta16
     cdef uint16_t* lo = net.theta16 + net.n_theta
     cdef float* gW = net.grad + L[2]
@@ -376,20 +388,16 @@ cdef void _layer_backward16(Net* net, Work* w, const float* X, int ldx, const in
     _gemm_tasks(w, False, 1, 0, n_out, n_in, B, w.dy16, n_out, w.x16, n_in, gW, n_in,
                 n_threads)
     for o in prange(n_threads, nogil=True, schedule='static', num_threads=n_threads):
-        r0 = _share(n_out, o, n_threads)
-        r1 = _share(n_out, o + 1, n_threads)
-        nr = r1 - r0
-        if nr <= 0:
+        rs = _block(n_out, o, n_threads)
+        if rs.n <= 0:
             continue
-        _bias_grad(gb, dY, lddy, B, r0, nr)
+        _bias_grad(gb, dY, lddy, B, rs.lo, rs.n)
+        r0 = L[2] + <int64_t>rs.lo * n_in  # the first weight of these neurons
         if alpha != 0.0:
-            sl_split_add_scaled(alpha, hi + L[2] + <int64_t>r0 * n_in,
-                                lo + L[2] + <int64_t>r0 * n_in, gW + <int64_t>r0 * n_in,
-                                <int64_t>nr * n_in)
+            sl_split_add_scaled(alpha, hi + r0, lo + r0, net.grad + r0, <int64_t>rs.n * n_in)
         if sgd:
-            sl_sgd_split(hi + L[2] + <int64_t>r0 * n_in, lo + L[2] + <int64_t>r0 * n_in,
-                         gW + <int64_t>r0 * n_in, lr, <int64_t>nr * n_in)
-            sl_sgd_split(hi + L[3] + r0, lo + L[3] + r0, gb + r0, lr, nr)
+            sl_sgd_split(hi + r0, lo + r0, net.grad + r0, lr, <int64_t>rs.n * n_in)
+            sl_sgd_split(hi + L[3] + rs.lo, lo + L[3] + rs.lo, gb + rs.lo, lr, rs.n)
 
 
 cdef inline void _forward_layer(Net* net, Work* w, const float* X, int ldx, const int64_t* L,
@@ -575,51 +583,39 @@ cdef void _bags_update(Net* net, Work* w, const int64_t* rows, int B,
 # Interaction
 # ---------------------------------------------------------------------------
 
-cdef void _interact_forward(Net* net, Work* w, int B, int n_threads) noexcept nogil:
+cdef void _interact(Net* net, Work* w, int B, bint backward, int n_threads) noexcept nogil:
+    """The dot interaction: ``R`` from ``Z`` or, with ``backward``, ``dZ`` from ``dR``
+    (one enumeration of the pairs for both). Nothing for 'cat', whose ``R`` is ``Z``."""
     if net.interaction == INTERACTION_CAT:
         return
     cdef int i, a, c, p, d = net.d, F = net.F
     cdef bint self_int = net.interaction == INTERACTION_DOT_SELF
     cdef float* z
     cdef float* r
-    cdef int off = d if net.n_dense > 0 else 0
-    for i in prange(B, nogil=True, schedule='static', num_threads=n_threads):
-        z = w.Z + <int64_t>i * F * d
-        r = w.R + <int64_t>i * net.n_int
-        if off:
-            memcpy(r, z, d * sizeof(float))
-        p = off
-        for a in range(F):
-            for c in range(a + 1 if self_int else a):
-                r[p] = sl_dot(z + a * d, z + c * d, d)
-                p = p + 1
-
-
-cdef void _interact_backward(Net* net, Work* w, int B, int n_threads) noexcept nogil:
-    """dZ from dR (for 'cat' dR is dZ already)."""
-    if net.interaction == INTERACTION_CAT:
-        return
-    cdef int i, a, c, p, d = net.d, F = net.F
-    cdef bint self_int = net.interaction == INTERACTION_DOT_SELF
-    cdef float* z
     cdef float* dz
-    cdef float* dr
-    cdef int off = d if net.n_dense > 0 else 0
+    cdef int off = d if net.n_dense > 0 else 0  # the bottom MLP output leads R
     for i in prange(B, nogil=True, schedule='static', num_threads=n_threads):
         z = w.Z + <int64_t>i * F * d
-        dz = w.dZ + <int64_t>i * F * d
-        dr = w.dR + <int64_t>i * net.n_int
-        memset(dz, 0, F * d * sizeof(float))
-        if off:
-            memcpy(dz, dr, d * sizeof(float))
+        if backward:
+            r = w.dR + <int64_t>i * net.n_int
+            dz = w.dZ + <int64_t>i * F * d
+            memset(dz, 0, F * d * sizeof(float))
+            if off:
+                memcpy(dz, r, d * sizeof(float))
+        else:
+            r = w.R + <int64_t>i * net.n_int
+            if off:
+                memcpy(r, z, d * sizeof(float))
         p = off
         for a in range(F):
             for c in range(a + 1 if self_int else a):
-                if a == c:
-                    sl_axpy(2.0 * dr[p], z + a * d, dz + a * d, d)
+                if not backward:
+                    r[p] = sl_dot(z + a * d, z + c * d, d)
+                elif a == c:
+                    sl_axpy(2.0 * r[p], z + a * d, dz + a * d, d)
                 else:
-                    sl_axpy(dr[p], z + c * d, dz + a * d, d)
-                    sl_axpy(dr[p], z + a * d, dz + c * d, d)
+                    sl_axpy(r[p], z + c * d, dz + a * d, d)
+                    sl_axpy(r[p], z + a * d, dz + c * d, d)
                 p = p + 1
 
 
@@ -631,32 +627,32 @@ cdef float* _layer_out(Net* net, Work* w, int l) noexcept nogil:
     return w.acts + w.act_off[l]
 
 
+cdef inline float* _bottom_out(Net* net, Work* w, int l, int* ld) noexcept nogil:
+    """Output of bottom layer ``l``, and its row stride in ``ld``: the last bottom
+    layer writes slot 0 of Z, the interaction's input, directly."""
+    if l == net.n_bottom - 1:
+        ld[0] = net.F * net.d
+        return w.Z
+    ld[0] = <int>net.layers[5 * l + 1]
+    return _layer_out(net, w, l)
+
+
 cdef void _bottom_forward(Net* net, Work* w, const float* X, int64_t n_dense_stride,
                          const int64_t* rows, int B, int n_threads) noexcept nogil:
     """Bottom MLP of the rows ``rows`` of ``X``; its last layer writes slot 0 of Z."""
-    cdef int i, l, n_in, n_out, ldx, ldy
-    cdef const int64_t* L
+    cdef int i, l, ldx, ldy
     cdef const float* inp
     cdef float* out
-    cdef int nb = net.n_bottom
-    if nb == 0:
+    if net.n_bottom == 0:
         return
     for i in prange(B, nogil=True, schedule='static', num_threads=n_threads):
         memcpy(w.Xb + <int64_t>i * net.n_dense, X + rows[i] * n_dense_stride,
                net.n_dense * sizeof(float))
     inp = w.Xb
     ldx = net.n_dense
-    for l in range(nb):
-        L = net.layers + 5 * l
-        n_in = <int>L[0]
-        n_out = <int>L[1]
-        if l == nb - 1:
-            out = w.Z
-            ldy = net.F * net.d
-        else:
-            out = _layer_out(net, w, l)
-            ldy = n_out
-        _forward_layer(net, w, inp, ldx, L, out, ldy, B, n_threads)
+    for l in range(net.n_bottom):
+        out = _bottom_out(net, w, l, &ldy)
+        _forward_layer(net, w, inp, ldx, net.layers + 5 * l, out, ldy, B, n_threads)
         inp = out
         ldx = ldy
 
@@ -668,7 +664,7 @@ cdef void _top_forward(Net* net, Work* w, int B, int n_threads) noexcept nogil:
     cdef const float* inp
     cdef float* out
     cdef int ldx, nb = net.n_bottom, nt = net.n_top
-    _interact_forward(net, w, B, n_threads)
+    _interact(net, w, B, False, n_threads)
     inp = w.R
     ldx = net.n_int
     for l in range(nb, nb + nt):
@@ -768,7 +764,7 @@ cdef double _backward(Net* net, Work* w, const float* Y, const int64_t* rows, in
                         n_in, B, fused, lr, alpha, n_threads)
         dY = dX
         lddy = n_in
-    _interact_backward(net, w, B, n_threads)
+    _interact(net, w, B, True, n_threads)
     # bottom MLP, from slot 0 of dZ
     if nb > 0:
         dY = w.dZ
@@ -776,13 +772,7 @@ cdef double _backward(Net* net, Work* w, const float* Y, const int64_t* rows, in
         for l in range(nb - 1, -1, -1):
             L = net.layers + 5 * l
             n_in = <int>L[0]
-            n_out = <int>L[1]
-            if l == nb - 1:
-                outp = w.Z
-                ldy = net.F * net.d
-            else:
-                outp = _layer_out(net, w, l)
-                ldy = n_out
+            outp = _bottom_out(net, w, l, &ldy)
             if l > 0:
                 inp = _layer_out(net, w, l - 1)
                 ldx = n_in
@@ -1193,11 +1183,35 @@ def mlp_update(state, Workspace work, float lr, float eps, int n_threads):
             _adagrad(&net, n, lr, eps, n_threads)
 
 
-cdef int _check_bags(const int64_t[:, ::1] bag_ptr, const float[:, :, ::1] P,
-                     str name) except -1:
-    if P.shape[1] != bag_ptr.shape[0] or (bag_ptr.shape[0] > 0 and
-                                         bag_ptr.shape[1] != P.shape[0] + 1):
-        raise ValueError(f"{name} does not match bag_ptr")
+cdef int _shard_bags(const int64_t[:, ::1] bag_ptr, const index_t[::1] bag_ids,
+                     const float[::1] bag_wts, float[:, :, ::1] P, tables, Workspace work,
+                     bint update, int optimizer, float lr, float eps, float alpha,
+                     int n_threads) except -1:
+    """``bags_pool`` (``P`` receives the pooled bags) or, with ``update``,
+    ``bags_update`` (``P`` holds their gradients)."""
+    cdef int T = bag_ptr.shape[0]
+    cdef int64_t n = P.shape[0]
+    if P.shape[1] != T or (T > 0 and bag_ptr.shape[1] != n + 1):
+        raise ValueError("the pooled bags do not match bag_ptr")
+    if T == 0 or n == 0:
+        return 0
+    cdef Net net = _tables_net(tables, work, P.shape[2], T)
+    if update:
+        _check_training(None, work, &net, tables, optimizer != OPT_SGD or alpha != 0.0)
+    cdef Work w
+    cdef const int64_t* rows = work._rows(n)
+    cdef BagsRef bags = _bags_ref(bag_ptr, bag_wts)
+    cdef const index_t* ids = &bag_ids[0] if bag_ids.shape[0] > 0 else NULL
+    memset(&w, 0, sizeof(Work))
+    w.Z = &P[0, 0, 0]
+    w.dZ = w.Z
+    with nogil:
+        if update:
+            _bags_update(&net, &w, rows, <int>n, bags.ptr, bags.stride, ids, bags.wts,
+                         bags.has_wts, optimizer, lr, eps, alpha, n_threads)
+        else:
+            _bags_forward(&net, &w, rows, <int>n, bags.ptr, bags.stride, ids, bags.wts,
+                          bags.has_wts, n_threads)
     return 0
 
 
@@ -1207,21 +1221,8 @@ def bags_pool(const int64_t[:, ::1] bag_ptr, const index_t[::1] bag_ids,
     """Pooled (weighted-sum) embeddings of every bag: ``out[i, t]`` is the bag of
     sample ``i`` in table ``t`` of ``tables`` (an ``EmbeddingTables``, row ids local
     to it)."""
-    cdef int T = bag_ptr.shape[0]
-    cdef int64_t n = out.shape[0]
-    _check_bags(bag_ptr, out, "out")
-    if T == 0 or n == 0:
-        return np.asarray(out)
-    cdef Net net = _tables_net(tables, work, out.shape[2], T)
-    cdef Work w
-    cdef const int64_t* rows = work._rows(n)
-    cdef BagsRef bags = _bags_ref(bag_ptr, bag_wts)
-    cdef const index_t* ids = &bag_ids[0] if bag_ids.shape[0] > 0 else NULL
-    memset(&w, 0, sizeof(Work))
-    w.Z = &out[0, 0, 0]
-    with nogil:
-        _bags_forward(&net, &w, rows, <int>n, bags.ptr, bags.stride, ids, bags.wts,
-                      bags.has_wts, n_threads)
+    _shard_bags(bag_ptr, bag_ids, bag_wts, out, tables, work, False, OPT_SGD, 0.0, 0.0, 0.0,
+                n_threads)
     return np.asarray(out)
 
 
@@ -1232,22 +1233,8 @@ def bags_update(const int64_t[:, ::1] bag_ptr, const index_t[::1] bag_ids,
     gradient of the pooled bag of sample ``i`` in table ``t``; the L2 term ``alpha`` is
     averaged over the ``len(grad)`` samples, as in ``train_epoch``. ``work`` holds the
     tables' reduction slots for Adagrad or L2."""
-    cdef int T = bag_ptr.shape[0]
-    cdef int64_t n = grad.shape[0]
-    _check_bags(bag_ptr, grad, "grad")
-    if T == 0 or n == 0:
-        return
-    cdef Net net = _tables_net(tables, work, grad.shape[2], T)
-    _check_training(None, work, &net, tables, optimizer != OPT_SGD or alpha != 0.0)
-    cdef Work w
-    cdef const int64_t* rows = work._rows(n)
-    cdef BagsRef bags = _bags_ref(bag_ptr, bag_wts)
-    cdef const index_t* ids = &bag_ids[0] if bag_ids.shape[0] > 0 else NULL
-    memset(&w, 0, sizeof(Work))
-    w.dZ = &grad[0, 0, 0]
-    with nogil:
-        _bags_update(&net, &w, rows, <int>n, bags.ptr, bags.stride, ids, bags.wts,
-                     bags.has_wts, optimizer, lr, eps, alpha, n_threads)
+    _shard_bags(bag_ptr, bag_ids, bag_wts, grad, tables, work, True, optimizer, lr, eps,
+                alpha, n_threads)
 
 
 cdef inline int64_t _find_run(const int64_t* start, int64_t n_runs, int64_t c,
@@ -1272,6 +1259,20 @@ cdef inline int64_t _find_run(const int64_t* start, int64_t n_runs, int64_t c,
     return lo
 
 
+cdef struct Runs:
+    const int64_t* start   # (n + 1,) first column of each run, then the column count
+    const int64_t* base    # (n,) stacked table row (or dense column) of its first column
+    int64_t n
+
+
+cdef inline int64_t _place(const Runs* runs, int64_t c, int64_t* r) noexcept nogil:
+    """Where column ``c`` goes: its stacked table row, or its dense column when its run
+    has no table. ``r`` holds the run of the row's previous column (a hint) and
+    receives ``c``'s (the caller's prange assigns it, so each thread has its own)."""
+    r[0] = _find_run(runs.start, runs.n, c, r[0])
+    return runs.base[r[0]] + c - runs.start[r[0]]
+
+
 def csr_to_bags(const int64_t[::1] indptr, const index_t[::1] indices, const float[::1] data,
                 const int64_t[::1] run_start, const int32_t[::1] run_table,
                 const int64_t[::1] run_base, int n_tables, float[:, ::1] dense, ids_dtype,
@@ -1287,23 +1288,23 @@ def csr_to_bags(const int64_t[::1] indptr, const index_t[::1] indices, const flo
     ``i`` is ``ptr[t, i]:ptr[t, i + 1]``, in the row's column order.
     """
     cdef Py_ssize_t n = indptr.shape[0] - 1, i, t
-    cdef int64_t j, c, pos, r, k, n_runs = run_table.shape[0]
+    cdef int64_t j, pos, r, k, at, n_runs = run_table.shape[0]
     cdef int32_t tb
+    cdef Runs runs
     ptr_arr = np.zeros((n_tables, n + 1), dtype=np.int64)
     cdef int64_t[:, ::1] ptr = ptr_arr
     if run_start.shape[0] != n_runs + 1 or run_base.shape[0] != n_runs or n_runs == 0:
         raise ValueError("malformed column runs")
+    runs.start, runs.base, runs.n = &run_start[0], &run_base[0], n_runs
     with nogil:
         for i in prange(n, schedule='static', num_threads=n_threads):
             r = 0
             for j in range(indptr[i], indptr[i + 1]):
-                c = indices[j]
-                r = _find_run(&run_start[0], n_runs, c, r)
-                tb = run_table[r]
-                if tb >= 0:
-                    ptr[tb, i + 1] += 1
+                at = _place(&runs, indices[j], &r)
+                if run_table[r] >= 0:
+                    ptr[run_table[r], i + 1] += 1
                 else:
-                    dense[i, run_base[r] + c - run_start[r]] += data[j]
+                    dense[i, at] += data[j]
         pos = 0
         for t in range(n_tables):
             ptr[t, 0] = pos
@@ -1327,15 +1328,15 @@ def csr_to_bags(const int64_t[::1] indptr, const index_t[::1] indices, const flo
         for i in prange(n, schedule='static', num_threads=n_threads):
             r = 0
             for j in range(indptr[i], indptr[i + 1]):
-                c = indices[j]
-                r = _find_run(&run_start[0], n_runs, c, r)
+                at = _place(&runs, indices[j], &r)
                 tb = run_table[r]
-                if tb >= 0:
-                    k = cursor[tb, i]
-                    if wide:
-                        ids64[k] = run_base[r] + c - run_start[r]
-                    else:
-                        ids32[k] = <int32_t>(run_base[r] + c - run_start[r])
-                    wts[k] = data[j]
-                    cursor[tb, i] = k + 1
+                if tb < 0:
+                    continue
+                k = cursor[tb, i]
+                if wide:
+                    ids64[k] = at
+                else:
+                    ids32[k] = <int32_t>at
+                wts[k] = data[j]
+                cursor[tb, i] = k + 1
     return ptr_arr, ids_arr, wts_arr
