@@ -856,7 +856,7 @@ cdef class Workspace:
         embeddings need. Returns the workspace.
         """
         cdef Net net = _net_of(state, self)
-        cdef int64_t size = _work_size(batch_size, &net)
+        cdef int64_t size = max(_work_size(batch_size, &net), 1)
         cdef int n_layers = net.n_bottom + net.n_top
         if self.buf.shape[0] < size:
             self.buf = np.empty(size, dtype=np.float32)
