@@ -20,6 +20,10 @@ batch. Rank ``r`` takes
 batch is the concatenation, in rank order, of the ranks' local batches, and the
 gradient is the mean over it. With a deterministic configuration the model is
 therefore the one a single process trains on those global batches.
+
+The functions take the model (``_state.DLRMState``), this rank's ``TableShards``, the
+epoch's ``TrainParams`` and a ``_kernels.Workspace`` (whose ``grad`` is the allreduced
+gradient), not the estimator.
 """
 import time
 
