@@ -106,6 +106,7 @@ def dlrm_worker(args):
     from mpi4py import MPI
 
     from slidelearn import DLRMClassifier
+    from slidelearn._dlrm import _testing
 
     comm = MPI.COMM_WORLD
     N, me = comm.Get_size(), comm.Get_rank()
@@ -128,15 +129,16 @@ def dlrm_worker(args):
     clf.partial_fit(X[warm:], y[warm:])
     wall = time.perf_counter() - t0
     st = clf.comm_stats_
+    shards = _testing.shards(clf)
     res = {"model": "dlrm", "ranks": N, "rank": me, "threads": clf.n_threads_,
            "steps": st["steps"],
            "ms_per_step": 1e3 * st["total_s"] / st["steps"],
            "comm_ms_per_step": 1e3 * st["comm_s"] / st["steps"],
            "partial_fit_s": wall, "loss": clf.loss_curve_[-1],
-           "table_rows_held": int(sum(hi - lo for q, _, lo, hi in clf._shard_state["shards"]
-                                      if q == me)) if clf._shard_state else
+           "table_rows_held": int(sum(hi - lo for q, _, lo, hi in shards.shards
+                                      if q == me)) if shards is not None else
            int(SHAPE["tables"] * SHAPE["rows"]),
-           "n_theta": int(clf._model["theta"].size)}
+           "n_theta": _testing.state(clf).layout.n_theta}
     for key in DLRM_KINDS:
         res[f"{key}_bytes_per_step"] = st.get(key, 0) / st["steps"]
     _finish(comm, args, res)

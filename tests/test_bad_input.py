@@ -8,6 +8,7 @@ import pytest
 import scipy.sparse as sp
 
 from slidelearn import DLRMClassifier, DLRMRegressor, SlideClassifier
+from slidelearn._dlrm import _testing as _dlrm_testing
 
 RNG = np.random.default_rng(0)
 N = 40
@@ -87,11 +88,11 @@ def test_dlrm_bad_categorical_value_in_fit(Est, value, match, kind):
 def test_dlrm_bad_categorical_value_after_fit(value, match, method):
     clf = DLRMClassifier(categorical_features=[1], max_iter=1, n_jobs=1,
                          random_state=0).fit(X_OK, Y_BIN)
-    theta = clf._model["theta"].copy()
+    theta = _dlrm_testing.weights(clf)[0]
     args = (Y_BIN,) if method == "partial_fit" else ()
     _raises_unchanged(ValueError, rf"categorical feature 1 .*{match}",
                       getattr(clf, method), _with_user(value, "float"), *args)
-    assert np.array_equal(theta, clf._model["theta"])  # nothing trained on it
+    assert np.array_equal(theta, _dlrm_testing.weights(clf)[0])  # nothing trained on it
 
 
 @pytest.mark.parametrize("value,match", [

@@ -9,7 +9,7 @@ from conftest import level_result, run_at_every_level
 from sklearn.utils._param_validation import InvalidParameterError
 
 from slidelearn import DLRMClassifier, DLRMRegressor
-from slidelearn._dlrm import _estimators, _kernels
+from slidelearn._dlrm import _testing
 from slidelearn.datasets import CRITEO_CATEGORICAL_FEATURES, iter_criteo
 from slidelearn.utils import _cpu
 
@@ -32,14 +32,6 @@ def _clf(**kw):
     return DLRMClassifier(**params)
 
 
-def _joined(model):
-    """The fp32 weights of a model of either precision (copies)."""
-    if not _kernels.is_bf16(model):
-        return model["theta"].copy(), model["E"].copy()
-    theta = _estimators._join_rows(model["theta"][None, :].copy())[0]
-    return theta, _estimators._join_rows(model["E"].copy())
-
-
 # ---------------------------------------------------------------- storage
 def test_split_rows_is_exact_and_in_place():
     bits = np.array([0x3F800000, 0xBF808000, 0x7F800000, 0xFF800000, 0x7FC00001,
@@ -49,12 +41,12 @@ def test_split_rows_is_exact_and_in_place():
     a = np.concatenate([bits, rng.integers(0, 2**32, 36, dtype=np.uint64).astype(np.uint32)])
     a = a.view(np.float32).reshape(6, 8)
     orig = a.copy()
-    s = _estimators._split_rows(a)
+    s = _testing.split_rows(a)
     assert s.dtype == np.uint16 and s.shape == (6, 16) and np.shares_memory(s, a)
     u = orig.view(np.uint32)
     np.testing.assert_array_equal(s[:, :8], u >> 16)      # upper halves (truncated)
     np.testing.assert_array_equal(s[:, 8:], u & 0xFFFF)   # lower halves
-    back = _estimators._join_rows(s)
+    back = _testing.join_rows(s)
     assert back.dtype == np.float32 and np.shares_memory(back, a)
     np.testing.assert_array_equal(back.view(np.uint32), u)  # NaN payloads, -0.0, denormals
 
@@ -62,21 +54,23 @@ def test_split_rows_is_exact_and_in_place():
 def test_bf16_model_layout_and_exact_switch(problem):
     X, y, _ = problem
     clf = _clf().fit(X, y)
-    theta, E = _joined(clf._model)
+    theta, E = _testing.weights(clf)
     p32 = clf.predict_proba(X)
-    clf._set_precision("bfloat16")
-    m = clf._model
-    assert _kernels.is_bf16(m)
-    assert m["theta"].dtype == np.uint16 and m["theta"].shape == (2 * theta.size,)
-    assert m["E"].dtype == np.uint16 and m["E"].shape == (E.shape[0], 2 * E.shape[1])
-    np.testing.assert_array_equal(m["theta"][:theta.size], theta.view(np.uint32) >> 16)
+    _testing.set_precision(clf, "bfloat16")
+    state = _testing.state(clf)
+    assert state.bf16
+    assert state.theta.dtype == np.uint16 and state.theta.shape == (2 * theta.size,)
+    E16 = state.tables.E
+    assert E16.dtype == np.uint16 and E16.shape == (E.shape[0], 2 * E.shape[1])
+    np.testing.assert_array_equal(state.theta[:theta.size], theta.view(np.uint32) >> 16)
     # the forward pass reads the bf16 halves: close to, not equal to, float32
     p16 = clf.predict_proba(X)
     assert not np.array_equal(p16, p32)
     np.testing.assert_allclose(p16, p32, atol=0.03)
-    clf._set_precision("float32")
-    np.testing.assert_array_equal(clf._model["theta"].view(np.uint32), theta.view(np.uint32))
-    np.testing.assert_array_equal(clf._model["E"].view(np.uint32), E.view(np.uint32))
+    _testing.set_precision(clf, "float32")
+    assert state.theta.dtype == np.float32
+    np.testing.assert_array_equal(state.theta.view(np.uint32), theta.view(np.uint32))
+    np.testing.assert_array_equal(state.tables.E.view(np.uint32), E.view(np.uint32))
     np.testing.assert_array_equal(clf.predict_proba(X), p32)
 
 
@@ -89,10 +83,10 @@ def test_split_sgd_step_is_the_fp32_sgd_step(problem, alpha):
     clf = _clf(solver="sgd", learning_rate_init=0.05, alpha=alpha, precision="bfloat16",
                batch_size=len(y), shuffle=False)
     clf.partial_fit(X, y, classes=[0, 1])           # initialises, one step
-    before, _ = _joined(clf._model)
+    before, _ = _testing.weights(clf)
     clf.partial_fit(X, y)                          # one more step
-    after, _ = _joined(clf._model)
-    g = clf._model["grad"]
+    after, _ = _testing.weights(clf)
+    g = _testing.gradient(clf)
     assert np.abs(g).max() > 0
     want = before - np.float32(0.05) * g
     np.testing.assert_array_equal(after.view(np.uint32), want.view(np.uint32))
@@ -124,7 +118,7 @@ def test_bf16_regressor_threads_and_pickle(problem):
     # the row split of the GEMMs changes nothing but summation order
     np.testing.assert_allclose(two.predict(X), pred1, rtol=1e-3, atol=1e-3)
     back = pickle.loads(pickle.dumps(one))
-    assert _kernels.is_bf16(back._model)
+    assert _testing.state(back).bf16
     np.testing.assert_array_equal(back.predict(X), pred1)
     assert one.score(X, score) > 0.5
 
@@ -132,13 +126,13 @@ def test_bf16_regressor_threads_and_pickle(problem):
 def test_precision_change_between_fits(problem):
     X, y, _ = problem
     clf = _clf(warm_start=True, max_iter=2).fit(X, y)
-    theta, _ = _joined(clf._model)
+    theta, _ = _testing.weights(clf)
     clf.set_params(precision="bfloat16").fit(X, y)  # converts, then trains on
-    assert _kernels.is_bf16(clf._model)
+    assert _testing.state(clf).bf16
     clf.set_params(precision="float32").fit(X, y)
-    assert clf._model["theta"].dtype == np.float32
+    assert _testing.state(clf).theta.dtype == np.float32
     assert clf.loss_curve_[-1] < clf.loss_curve_[0]
-    assert not np.array_equal(clf._model["theta"], theta)
+    assert not np.array_equal(_testing.weights(clf)[0], theta)
 
 
 def test_bad_precision(problem):
@@ -154,10 +148,9 @@ def test_bf16_with_comm_raises(problem):
         _clf(precision="bfloat16", comm=MPI.COMM_SELF).fit(X, y)
     clf = _clf(precision="bfloat16", max_iter=1).fit(X, y)
     with pytest.raises(ValueError, match="float32 models only"):
-        _kernels.mlp_update(clf._model, clf._spec, 0.1, 1)
+        _testing.mlp_update(clf, 0.1)
     with pytest.raises(ValueError, match="float32 models only"):
-        _kernels.mlp_bottom_forward(np.zeros((2, 6), np.float32), clf._model, clf._spec,
-                                    np.zeros(1 << 12, np.float32), 1)
+        _testing.mlp_bottom_forward(clf, np.zeros((2, 6)))
 
 
 # ---------------------------------------------------------------- every level

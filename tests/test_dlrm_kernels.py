@@ -6,15 +6,16 @@ import pytest
 import scipy.sparse as sp
 
 from slidelearn import DLRMClassifier, DLRMRegressor
-from slidelearn._dlrm import _kernels
-from slidelearn._dlrm._inputs import column_runs
+from slidelearn._dlrm import _testing
+from slidelearn._dlrm._testing import CODES, column_runs, csr_to_bags
 
 
-def _reference_loss(theta, E, spec, dense, bags, Y, alpha=0.0):
+def _reference_loss(theta, E, state, dense, bags, Y, alpha=0.0):
     """Mean loss of the batch in float64 (plus the L2 terms of the kernels)."""
-    layers, nb, d = spec["layers"], spec["n_bottom"], spec["d"]
+    lay = state.layout
+    layers, nb, d = lay.layers, lay.n_bottom, lay.d
     n = Y.shape[0]
-    T = spec["n_tables"]
+    T = lay.n_tables
     vecs = []
     if nb:
         h = dense.astype(np.float64)
@@ -33,11 +34,11 @@ def _reference_loss(theta, E, spec, dense, bags, Y, alpha=0.0):
                 reg += 0.5 * alpha * np.dot(E[bags.ids[j]], E[bags.ids[j]])
         vecs.append(pooled)
     Z = np.stack(vecs, axis=1)
-    code = spec["interaction"]
-    if code == _kernels.CODES["cat"]:
+    code = lay.interaction
+    if code == CODES["cat"]:
         R = Z.reshape(n, -1)
     else:
-        self_int = code == _kernels.CODES["dot_self"]
+        self_int = code == CODES["dot_self"]
         F = Z.shape[1]
         pairs = [np.einsum("nd,nd->n", Z[:, a], Z[:, c])
                  for a in range(F) for c in range(a + 1 if self_int else a)]
@@ -47,10 +48,10 @@ def _reference_loss(theta, E, spec, dense, bags, Y, alpha=0.0):
         n_in, n_out, w, b, relu = layers[l]
         h = h @ theta[w:b].reshape(n_out, n_in).T + theta[b:b + n_out]
         h = np.maximum(h, 0) if relu else h
-    loss = spec["loss"]
-    if loss == _kernels.CODES["squared_error"]:
+    loss = state.loss
+    if loss == CODES["squared_error"]:
         per = 0.5 * ((h - Y) ** 2).sum(1)
-    elif loss == _kernels.CODES["log_loss"]:
+    elif loss == CODES["log_loss"]:
         per = np.logaddexp(0, h[:, 0]) - Y[:, 0] * h[:, 0]
     else:
         m = h.max(1, keepdims=True)
@@ -76,7 +77,7 @@ def _fd_grad(f, x, h=1e-6):
 
 def _tiny(kind, interaction="dot", self_interaction=False, solver="sgd", alpha=0.0,
           n=7, index64=False, classes=2, seed=0):
-    """A fitted-shape estimator with random inputs and its prepared arrays."""
+    """An estimator with its initial model for random inputs, and the inputs."""
     rng = np.random.default_rng(seed)
     est_cls = DLRMClassifier if kind == "clf" else DLRMRegressor
     est = est_cls(embedding_dim=3, bottom_mlp=(4,), top_mlp=(5,), interaction=interaction,
@@ -101,14 +102,7 @@ def _tiny(kind, interaction="dot", self_interaction=False, solver="sgd", alpha=0
                              rng.integers(0, 9, n)])
         est.set_params(categorical_features=[3, 4], table_sizes=[5, 6])  # 6: ids hashed
         y = rng.integers(0, classes, n) if kind == "clf" else rng.normal(size=n)
-    dense, bags = est._inputs(X, reset=True)
-    if index64:
-        bags.ids = bags.ids.astype(np.int64)
-    Y = est._encode_y(y, dense.shape[0], first=True)
-    est._seed = seed
-    est._init_model(dense.shape[1], Y.shape[1], est._output_bias(Y.mean(axis=0)),
-                    np.random.default_rng(seed))
-    est._prepare_model()
+    dense, bags, Y = _testing.prepare(est, X, y, seed=seed, index64=index64)
     return est, dense, bags, Y
 
 
@@ -128,10 +122,10 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(f"{v}" for v in c.values()))
 def test_forward_matches_reference(case):
     est, dense, bags, Y = _tiny(**case)
-    out = est._raw_output(dense, bags, 1)
-    m = est._model
-    _, ref = _reference_loss(m["theta"].astype(np.float64), m["E"].astype(np.float64),
-                             est._spec, dense, bags, Y)
+    out = _testing.raw_output(est, dense, bags, 1)
+    theta, E = _testing.weights(est)
+    _, ref = _reference_loss(theta.astype(np.float64), E.astype(np.float64),
+                             _testing.state(est), dense, bags, Y)
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
 
 
@@ -143,43 +137,39 @@ def test_fused_step_equals_unfused_reference(case, solver, alpha, n_threads):
     """One fused training step equals the update computed from the reference
     gradient (finite differences of the float64 loss) applied afterwards."""
     est, dense, bags, Y = _tiny(solver=solver, alpha=alpha, **case)
-    m = est._model
-    theta0 = m["theta"].astype(np.float64)
-    E0 = m["E"].astype(np.float64)
-    spec = est._spec
+    theta0, E0 = (a.astype(np.float64) for a in _testing.weights(est))
+    state = _testing.state(est)
     th, Ev = theta0.copy(), E0.copy()
 
     def f():
-        return _reference_loss(th, Ev, spec, dense, bags, Y, alpha)[0]
+        return _reference_loss(th, Ev, state, dense, bags, Y, alpha)[0]
 
     g_theta = _fd_grad(f, th)
     g_E = _fd_grad(f, Ev)
     lr = 0.5
     n = dense.shape[0]
-    losses = _kernels.train_epoch(dense, Y, bags.ptr, bags.ids, bags.wts,
-                                  np.arange(n, dtype=np.int64), n,
-                                  np.array([lr], np.float32), m, spec, est._get_work(n),
-                                  n_threads)
+    losses = _testing.train(est, dense, bags, Y, [lr], n, n_threads)
     # the reported loss is the data term (without the L2 penalty)
-    np.testing.assert_allclose(losses[0], _reference_loss(th, Ev, spec, dense, bags, Y)[0],
+    np.testing.assert_allclose(losses[0], _reference_loss(th, Ev, state, dense, bags, Y)[0],
                                rtol=1e-5)
     if solver == "sgd":
         exp_theta = theta0 - lr * g_theta
         exp_E = E0 - lr * g_E
     else:
-        eps = spec["eps"]
+        eps = est.epsilon
         exp_theta = theta0 - lr * g_theta / (np.abs(g_theta) + eps)
         row_acc = (g_E ** 2).mean(axis=1, keepdims=True)
         exp_E = E0 - lr * g_E / (np.sqrt(row_acc) + eps)
-        np.testing.assert_allclose(m["E_acc"], row_acc[:, 0], rtol=1e-3, atol=1e-9)
+        np.testing.assert_allclose(state.tables.E_acc, row_acc[:, 0], rtol=1e-3, atol=1e-9)
     # where adagrad divides ~0 by ~0 the direction is noise: compare only clear gradients
     keep_t = np.abs(g_theta) > 1e-6 if solver == "adagrad" else slice(None)
-    np.testing.assert_allclose(m["theta"][keep_t], exp_theta[keep_t], rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(m["E"], exp_E, rtol=1e-4, atol=1e-5)
+    theta, E = _testing.weights(est)
+    np.testing.assert_allclose(theta[keep_t], exp_theta[keep_t], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(E, exp_E, rtol=1e-4, atol=1e-5)
     # only rows that appear in a bag changed
     untouched = np.setdiff1d(np.arange(E0.shape[0]), bags.ids)
-    np.testing.assert_array_equal(m["E"][untouched], E0[untouched].astype(np.float32))
-    assert (m["slot"] == -1).all()
+    np.testing.assert_array_equal(E[untouched], E0[untouched].astype(np.float32))
+    assert (_testing.slots(est) == -1).all()
 
 
 def test_thread_count_does_not_change_training():
@@ -187,13 +177,9 @@ def test_thread_count_does_not_change_training():
     results = []
     for n_threads in (1, 2):
         est, dense, bags, Y = _tiny(kind="sparse", solver="adagrad", n=64, seed=3)
-        m = est._model
         for _ in range(3):
-            _kernels.train_epoch(dense, Y, bags.ptr, bags.ids, bags.wts,
-                                 np.arange(64, dtype=np.int64), 16,
-                                 np.full(4, 0.1, np.float32), m, est._spec, est._get_work(16),
-                                 n_threads)
-        results.append(m["E"].copy())
+            _testing.train(est, dense, bags, Y, np.full(4, 0.1), 16, n_threads)
+        results.append(_testing.weights(est)[1])
     np.testing.assert_allclose(results[0], results[1], rtol=1e-5, atol=1e-6)
 
 
@@ -228,8 +214,8 @@ def test_csr_to_bags_matches_column_slicing(index_dtype, ids_dtype, layout, n_th
         np.testing.assert_array_equal(runs[1], [0, -1, 1, -1, 2])
         np.testing.assert_array_equal(runs[2], [0, 0, 7, 3, 9])
     dense = np.zeros((50, len(dense_cols)), np.float32)
-    ptr, ids, wts = _kernels.csr_to_bags(X.indptr.astype(np.int64), X.indices, X.data,
-                                         *runs, 3, dense, ids_dtype, n_threads)
+    ptr, ids, wts = csr_to_bags(X.indptr.astype(np.int64), X.indices, X.data, *runs, 3,
+                                dense, ids_dtype, n_threads)
     assert ids.dtype == ids_dtype
     np.testing.assert_array_equal(dense, X[:, dense_cols].toarray())
     for t, g in enumerate(groups):
@@ -247,8 +233,8 @@ def test_csr_to_bags_sums_duplicate_dense_entries():
                        np.array([0, 3])), shape=(1, 3))
     runs = column_runs(3, [np.array([1, 2])], np.array([0, 2]))
     dense = np.zeros((1, 1), np.float32)
-    ptr, ids, wts = _kernels.csr_to_bags(X.indptr.astype(np.int64), X.indices, X.data,
-                                         *runs, 1, dense, np.int32, 1)
+    ptr, ids, wts = csr_to_bags(X.indptr.astype(np.int64), X.indices, X.data, *runs, 1,
+                                dense, np.int32, 1)
     assert dense[0, 0] == 3.0
     np.testing.assert_array_equal(ids, [0])
     np.testing.assert_array_equal(wts, [5.0])

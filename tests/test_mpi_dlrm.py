@@ -18,6 +18,7 @@ import hashlib, json, pickle, sys
 import numpy as np
 from mpi4py import MPI
 from slidelearn import DLRMClassifier, DLRMRegressor
+from slidelearn._dlrm._testing import shards, weights
 from slidelearn.utils._mpi import local_batches
 
 comm = MPI.COMM_WORLD
@@ -50,16 +51,17 @@ for name, Est, target, solver, budget in [
     m = Est(**common, solver=solver, comm=comm, rank_memory_budget=budget)
     m.fit(X[mine], target[mine])
     r = {"loss_ref": ref.loss_curve_, "loss": m.loss_curve_}
-    sharded = getattr(m, "_shard_state", None) is not None
-    r["sharded"] = sharded
-    r["theta"] = float(np.abs(m._model["theta"] - ref._model["theta"]).max())
+    st = shards(m)
+    r["sharded"] = sharded = st is not None
+    (theta, E), (theta_ref, E_ref) = weights(m), weights(ref)
+    r["theta"] = float(np.abs(theta - theta_ref).max())
     if sharded:
-        r["shards"] = m._shard_state["shards"]
-        local, offs = m._shard_state["local"]["E"], ref._table_offsets
+        r["shards"] = st.shards
+        local, offs = st.local.E, st.table_offsets
         pos, err = 0, 0.0
         for q, t, lo, hi in r["shards"]:
             if q == me:  # this rank's rows of the shard against the same rows of ref
-                block = ref._model["E"][offs[t] + lo:offs[t] + hi]
+                block = E_ref[offs[t] + lo:offs[t] + hi]
                 err = max(err, float(np.abs(local[pos:pos + hi - lo] - block).max()))
                 pos += hi - lo
         r["E"] = err
@@ -70,11 +72,11 @@ for name, Est, target, solver, budget in [
         except ValueError as exc:
             r["unsharded_predict_error"] = str(exc)
     else:
-        r["E"] = float(np.abs(m._model["E"] - ref._model["E"]).max())
+        r["E"] = float(np.abs(E - E_ref).max())
         out = m.predict_proba(X) if name == "classifier" else m.predict(X)
         out_ref = ref.predict_proba(X) if name == "classifier" else ref.predict(X)
         r["pred"] = float(np.abs(out - out_ref).max())
-        digest = hashlib.sha1(m._model["theta"].tobytes() + m._model["E"].tobytes()).hexdigest()
+        digest = hashlib.sha1(theta.tobytes() + E.tobytes()).hexdigest()
         r["same_on_all_ranks"] = len(set(comm.allgather(digest))) == 1
         loaded = pickle.loads(pickle.dumps(m))
         r["pickled_comm"] = repr(loaded.comm)
@@ -129,6 +131,7 @@ import json
 import numpy as np, scipy.sparse as sp
 from mpi4py import MPI
 from slidelearn import DLRMRegressor
+from slidelearn._dlrm._testing import shards, weights
 from slidelearn.utils._mpi import local_batches
 
 comm = MPI.COMM_WORLD
@@ -153,10 +156,10 @@ out = {}
 for budget in (None, 1200):
     m = DLRMRegressor(**kw, comm=comm, rank_memory_budget=budget).fit(X[mine], y[mine])
     out[str(budget)] = {
-        "theta": float(np.abs(m._model["theta"] - ref._model["theta"]).max()),
+        "theta": float(np.abs(weights(m)[0] - weights(ref)[0]).max()),
         "pred": float(np.abs(m.predict(X[mine]) - ref.predict(X[mine])).max()),
-        "split": None if m._shard_state is None else
-        len({q for q, t, _, _ in m._shard_state["shards"] if t == 1})}
+        "split": None if shards(m) is None else
+        len({q for q, t, _, _ in shards(m).shards if t == 1})}
 json.dump(out, open(f"sparse_{me}.json", "w"))
 """
 

@@ -4,7 +4,7 @@ import types
 import numpy as np
 import pytest
 
-from slidelearn._dlrm import _distributed
+from slidelearn._dlrm import _testing
 from slidelearn.utils import _mpi
 
 
@@ -40,12 +40,12 @@ def test_rank_threads_share_the_node(monkeypatch):
 
 def test_plan_shards_places_whole_tables_then_splits():
     # no budget: whole tables, largest first on the least loaded rank
-    shards = _distributed.plan_shards([10, 400, 300, 20], 4, 2, None)
+    shards = _testing.plan_shards([10, 400, 300, 20], 4, 2, None)
     assert sorted((t, lo, hi) for _, t, lo, hi in shards) == [
         (0, 0, 10), (1, 0, 400), (2, 0, 300), (3, 0, 20)]
     assert {t: q for q, t, _, _ in shards}[1] != {t: q for q, t, _, _ in shards}[2]
     # a 400-row table of 4-byte rows does not fit a 1,000-byte rank: split over ranks
-    shards = _distributed.plan_shards([400, 30], 4, 2, 1000)
+    shards = _testing.plan_shards([400, 30], 4, 2, 1000)
     split = sorted((lo, hi) for _, t, lo, hi in shards if t == 0)
     assert split[0][0] == 0 and split[-1][1] == 400 and len(split) == 2
     assert all(a[1] == b[0] for a, b in zip(split, split[1:]))
@@ -54,13 +54,13 @@ def test_plan_shards_places_whole_tables_then_splits():
         loads[q] += 4 * (hi - lo)
     assert loads.max() <= 1000
     with pytest.raises(ValueError, match="rank_memory_budget"):
-        _distributed.plan_shards([400, 300], 4, 2, 600)
+        _testing.plan_shards([400, 300], 4, 2, 600)
 
 
 def test_table_rows_do_not_depend_on_the_split():
-    n, d = 3 * _distributed.ROWS_PER_BLOCK // 2, 4
-    full = _distributed.init_table_rows(np.empty((n, d), np.float32), 7, 2, 0, n, n)
-    part = _distributed.init_table_rows(np.empty((n - 1000 - 5, d), np.float32), 7, 2, 1000,
+    n, d = 3 * _testing.ROWS_PER_BLOCK // 2, 4
+    full = _testing.init_table_rows(np.empty((n, d), np.float32), 7, 2, 0, n, n)
+    part = _testing.init_table_rows(np.empty((n - 1000 - 5, d), np.float32), 7, 2, 1000,
                                         n - 5, n)
     np.testing.assert_array_equal(full[1000:n - 5], part)
     bound = np.sqrt(1.0 / n)

@@ -20,42 +20,19 @@ batch. Rank ``r`` takes
 batch is the concatenation, in rank order, of the ranks' local batches, and the
 gradient is the mean over it. With a deterministic configuration the model is
 therefore the one a single process trains on those global batches.
+
+The functions take the model (``_state.DLRMState``), this rank's ``TableShards``, the
+epoch's ``TrainParams`` and a ``_kernels.Workspace`` (whose ``grad`` is the allreduced
+gradient), not the estimator.
 """
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..utils._mpi import alltoallv, alltoallv_known, import_mpi, local_batches, step_plan
 from . import _kernels
-
-ROWS_PER_BLOCK = 1 << 16  # rows drawn from one random stream at initialisation
-
-
-def init_table_rows(out, seed, t, lo, hi, n_rows):
-    """Initial values of rows ``lo:hi`` of table ``t`` (of ``n_rows`` rows), written
-    to ``out`` (hi - lo, d): uniform in +-sqrt(1 / n_rows), as the reference DLRM.
-
-    Each block of ``ROWS_PER_BLOCK`` rows comes from its own random stream, so a rank
-    draws only the rows it holds and a row's value does not depend on how the table
-    is split over ranks (or not split at all).
-    """
-    if hi <= lo:
-        return out
-    d = out.shape[1]
-    for blk in range(lo // ROWS_PER_BLOCK, (hi - 1) // ROWS_PER_BLOCK + 1):
-        a = blk * ROWS_PER_BLOCK
-        b = min(a + ROWS_PER_BLOCK, n_rows)
-        rng = np.random.default_rng([seed, 0x7AB1E, t, blk])
-        s, e = max(a, lo), min(b, hi)
-        if s == a and e == b:  # the whole block: drawn in place
-            rng.random(out=out[a - lo:b - lo], dtype=np.float32)
-        else:
-            out[s - lo:e - lo] = rng.random((b - a, d), dtype=np.float32)[s - a:e - a]
-    bound = np.float32(np.sqrt(1.0 / n_rows))
-    out *= 2 * bound
-    out -= bound
-    return out
+from ._inputs import bag_positions
+from ._state import EmbeddingTables, TableShards, init_table_rows
 
 
 def plan_shards(table_sizes, row_bytes, n_ranks, budget):
@@ -101,35 +78,14 @@ def _nbytes(n):
         n /= 1024
 
 
-@dataclass
-class ShardedTables:
-    """This rank's shards of the embedding tables and the routing to every shard."""
-    comm: object
-    d: int
-    shards: list                      # (rank, table, lo, hi) of every rank, sorted
-    table_offsets: np.ndarray         # global stacked-row offsets of the tables
-    local: dict = field(default_factory=dict)  # E, E_acc, slot, table_offsets (local)
-    index_dtype: type = np.int64
-
-    @property
-    def rank(self):
-        return self.comm.Get_rank()
-
-    def of_rank(self, q):
-        return [s for s in self.shards if s[0] == q]
-
-    def local_offsets(self, q):
-        return np.concatenate([[0], np.cumsum([hi - lo for _, _, lo, hi in self.of_rank(q)])]
-                              ).astype(np.int64)
-
-
-def make_tables(comm, spec, table_sizes, table_offsets, adagrad, needs_slot, budget,
-                seed=None, full=None):
-    """This rank's shards, initialised (``seed``) or sliced from a full model."""
-    d = spec["d"]
+def make_tables(comm, d, table_sizes, table_offsets, adagrad, budget, seed=None,
+                full=None):
+    """This rank's ``TableShards`` (rows of ``d`` entries, with Adagrad accumulators
+    when ``adagrad``) placed within ``budget`` bytes a rank, initialised from ``seed``
+    or sliced from ``full`` (an ``EmbeddingTables`` holding every table)."""
     row_bytes = 4 * d + (4 if adagrad else 0)
     shards = plan_shards(table_sizes, row_bytes, comm.Get_size(), budget)
-    st = ShardedTables(comm, d, shards, np.asarray(table_offsets, dtype=np.int64))
+    st = TableShards(comm.Get_size(), shards, np.asarray(table_offsets, dtype=np.int64))
     mine = st.of_rank(comm.Get_rank())
     offs = st.local_offsets(comm.Get_rank())
     n_local = int(offs[-1])
@@ -140,52 +96,48 @@ def make_tables(comm, spec, table_sizes, table_offsets, adagrad, needs_slot, bud
             init_table_rows(E[a:a + hi - lo], seed, t, lo, hi, int(table_sizes[t]))
         else:
             g = int(table_offsets[t])
-            E[a:a + hi - lo] = full["E"][g + lo:g + hi]
+            E[a:a + hi - lo] = full.E[g + lo:g + hi]
             if adagrad:
-                E_acc[a:a + hi - lo] = full["E_acc"][g + lo:g + hi]
-    st.local = {"E": E, "E_acc": E_acc,
-                "slot": np.full(n_local if needs_slot else 0, -1, dtype=np.int32),
-                "table_offsets": offs}
+                E_acc[a:a + hi - lo] = full.E_acc[g + lo:g + hi]
+    st.local = EmbeddingTables(E, E_acc, offs)
     largest = max((int(st.local_offsets(q)[-1]) for q in range(comm.Get_size())), default=0)
     st.index_dtype = np.int32 if largest < 2**31 else np.int64
     return st
 
 
-def assemble(st, n_rows, adagrad):
-    """The full tables on every rank (each shard broadcast from its owner into place)."""
-    d = st.d
+def assemble(comm, st, n_rows, adagrad):
+    """The full tables (an ``EmbeddingTables``) on every rank, each shard broadcast
+    from its owner into place."""
+    d, me = st.d, comm.Get_rank()
     E = np.empty((n_rows, d), dtype=np.float32)
     E_acc = np.zeros(n_rows if adagrad else 0, dtype=np.float32)
-    for q in range(st.comm.Get_size()):
+    for q in range(comm.Get_size()):
         offs = st.local_offsets(q)
         for (_, t, lo, hi), a in zip(st.of_rank(q), offs[:-1]):
             g = int(st.table_offsets[t])
             block = E[g + lo:g + hi]
-            if q == st.rank:
-                block[...] = st.local["E"][a:a + hi - lo]
-            st.comm.Bcast(block, root=q)
+            if q == me:
+                block[...] = st.local.E[a:a + hi - lo]
+            comm.Bcast(block, root=q)
             if adagrad:
                 acc = E_acc[g + lo:g + hi]
-                if q == st.rank:
-                    acc[...] = st.local["E_acc"][a:a + hi - lo]
-                st.comm.Bcast(acc, root=q)
-    return E, E_acc
+                if q == me:
+                    acc[...] = st.local.E_acc[a:a + hi - lo]
+                comm.Bcast(acc, root=q)
+    return EmbeddingTables(E, E_acc, st.table_offsets)
 
 
 class _Exchange:
     """The bags of one step, moved to the ranks owning their rows."""
 
-    def __init__(self, st, bags, rows, batch_sizes, has_wts):
-        comm, me, N = st.comm, st.rank, st.comm.Get_size()
+    def __init__(self, comm, st, bags, rows, batch_sizes, has_wts):
+        me, N = comm.Get_rank(), comm.Get_size()
         B = len(rows)
         T = bags.ptr.shape[0]
         # this rank's ids (stacked global rows) per table, with their sample index
         per_table = []
         for t in range(T):
-            starts, ends = bags.ptr[t, rows], bags.ptr[t, rows + 1]
-            lens = ends - starts
-            idx = np.repeat(starts - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens) \
-                + np.arange(int(lens.sum()))
+            idx, lens = bag_positions(bags.ptr[t], rows)
             per_table.append((bags.ids[idx].astype(np.int64), np.repeat(np.arange(B), lens),
                               bags.wts[idx] if bags.wts.size else None, lens))
         int_parts, wt_parts, int_counts = [], [], np.zeros(N, dtype=np.int64)
@@ -256,16 +208,17 @@ class _Exchange:
         wts = (np.concatenate([c for ch in wt_chunks for c in ch]).astype(np.float32)
                if has_wts and S else np.empty(0, np.float32))
         self.ptr, self.ids, self.wts = ptr, ids, wts
-        self.st, self.batch_sizes, self.n_glob, self.n_tables = st, batch_sizes, n_glob, T
+        self.comm, self.st = comm, st
+        self.batch_sizes, self.n_glob, self.n_tables = batch_sizes, n_glob, T
 
-    def pool(self, n_threads):
+    def pool(self, work, n_threads):
         """Pool this rank's shards for the global batch and start sending each rank the
         rows of its samples; ``finish_pool`` waits and sums the shards per table."""
-        st, N = self.st, self.st.comm.Get_size()
-        d, S = st.d, len(st.of_rank(st.rank))
+        comm, st = self.comm, self.st
+        N, me = comm.Get_size(), comm.Get_rank()
+        d, S = st.d, len(st.of_rank(me))
         P = np.empty((self.n_glob, S, d), dtype=np.float32)
-        _kernels.bags_pool(self.ptr, self.ids, self.wts, st.local, P, n_threads)
-        me = st.rank
+        _kernels.bags_pool(self.ptr, self.ids, self.wts, st.local, work, P, n_threads)
         Bme = int(self.batch_sizes[me])
         self._S = [len(st.of_rank(q)) for q in range(N)]
         self._recv = np.empty(Bme * sum(self._S) * d, dtype=np.float32)
@@ -273,15 +226,15 @@ class _Exchange:
         recv_counts = Bme * np.asarray(self._S, dtype=np.int64) * d
         self._P = P
         self.sent["pooled"] = int(send_counts[np.arange(N) != me].sum()) * 4
-        self._req = alltoallv_known(st.comm, P, send_counts, self._recv, recv_counts,
+        self._req = alltoallv_known(comm, P, send_counts, self._recv, recv_counts,
                                     request=True)
 
     def finish_pool(self):
-        st, N = self.st, self.st.comm.Get_size()
+        st, N = self.st, self.comm.Get_size()
         t0 = time.perf_counter()
         self._req.Wait()
         self.comm_time += time.perf_counter() - t0
-        d, Bme = st.d, int(self.batch_sizes[st.rank])
+        d, Bme = st.d, int(self.batch_sizes[self.comm.Get_rank()])
         Z = np.zeros((Bme, self.n_tables, d), dtype=np.float32)
         pos = 0
         for q in range(N):
@@ -292,11 +245,11 @@ class _Exchange:
         del self._P, self._recv
         return Z
 
-    def push_grad(self, dZ, optimizer, lr, eps, alpha, n_threads):
+    def push_grad(self, dZ, optimizer, lr, eps, alpha, work, n_threads):
         """Send the gradients of the pooled embeddings to the shard owners, which
         apply the fused backward + update to their rows."""
-        st, N = self.st, self.st.comm.Get_size()
-        d, me = st.d, st.rank
+        comm, st = self.comm, self.st
+        N, me, d = comm.Get_size(), comm.Get_rank(), st.d
         S = [len(st.of_rank(q)) for q in range(N)]
         send = np.concatenate(
             [dZ[:, [t for _, t, _, _ in st.of_rank(q)]].reshape(-1) for q in range(N)]
@@ -307,15 +260,21 @@ class _Exchange:
         G = np.empty((self.n_glob, S[me], d), dtype=np.float32)
         self.sent["grad"] = int(send_counts[np.arange(N) != me].sum()) * 4
         t0 = time.perf_counter()
-        alltoallv_known(st.comm, np.ascontiguousarray(send), send_counts, G, recv_counts)
+        alltoallv_known(comm, np.ascontiguousarray(send), send_counts, G, recv_counts)
         self.comm_time += time.perf_counter() - t0
-        _kernels.bags_update(self.ptr, self.ids, self.wts, G, st.local, optimizer, lr, eps,
-                             alpha, n_threads)
+        _kernels.bags_update(self.ptr, self.ids, self.wts, G, st.local, work, optimizer, lr,
+                             eps, alpha, n_threads)
 
 
-def train_epoch(est, st, dense, bags, Y, order, epoch, n_threads, has_wts, stats=None):
-    """One pass of every rank over its rows ``order``; returns the mean loss over
-    all ranks' rows. Collective.
+def train_epoch(comm, state, st, params, work, dense, bags, Y, order, epoch, n_threads,
+                has_wts, stats=None):
+    """One pass of every rank over its rows ``order`` (epoch ``epoch`` of this call);
+    returns the mean loss over all ranks' rows. Collective.
+
+    ``state`` is the model (``DLRMState``, its MLP replicated on every rank), ``st``
+    this rank's ``TableShards``, ``params`` the ``TrainParams`` of the epoch and
+    ``work`` the ``_kernels.Workspace`` the steps write their scratch to (reserved
+    here). ``state.step`` counts the steps.
 
     ``stats`` (a dict), when given, accumulates this rank's ``steps``, the bytes it
     sent to other ranks (``ids``: bag ids and weights, ``pooled``: pooled
@@ -323,69 +282,65 @@ def train_epoch(est, st, dense, bags, Y, order, epoch, n_threads, has_wts, stats
     as a ring allreduce sends it, 2 (N - 1) / N of its size) and the seconds spent
     waiting on communication (``comm_s``) out of the total (``total_s``)."""
     MPI = import_mpi()
-    comm = st.comm
     N, me = comm.Get_size(), comm.Get_rank()
-    n_local, lbs, steps = step_plan(comm, len(order), est.batch_size)
-    lrs = est._lrs(steps, epoch)
-    spec, model = est._spec, est._model
-    work = est._get_work(int(lbs[me]) if lbs[me] else 1)
+    n_local, lbs, steps = step_plan(comm, len(order), params.batch_size)
+    lrs = params.learning_rates(state.step, steps, epoch)
+    alpha, eps = float(params.alpha), float(params.epsilon)
+    work.reserve(state, int(lbs[me]) if lbs[me] else 1, train=True, tables=st.local,
+                 slots=state.adagrad or alpha > 0)
     total = np.zeros(1, dtype=np.float64)
-    alpha = float(spec["alpha"])
     t_start = time.perf_counter()
     for s in range(steps):
         sizes = np.clip(n_local - s * lbs, 0, lbs)
         n_glob = int(sizes.sum())
         rows = np.ascontiguousarray(order[s * lbs[me]: s * lbs[me] + sizes[me]], dtype=np.int64)
-        ex = _Exchange(st, bags, rows, sizes, has_wts)
-        ex.pool(n_threads)
+        ex = _Exchange(comm, st, bags, rows, sizes, has_wts)
+        ex.pool(work, n_threads)
         Xb = np.ascontiguousarray(dense[rows])
-        _kernels.mlp_bottom_forward(Xb, model, spec, work, n_threads)  # overlaps the pooling
+        _kernels.mlp_bottom_forward(Xb, state, work, n_threads)  # overlaps the pooling
         Z = ex.finish_pool()
         dZ = np.empty_like(Z)
         loss = _kernels.mlp_backward(Z, np.ascontiguousarray(Y[rows]), 1.0 / n_glob,
-                                     alpha / N, model, spec, work, dZ, n_threads)
+                                     alpha / N, state, work, dZ, n_threads)
         total += loss
-        req = comm.Iallreduce(MPI.IN_PLACE, model["grad"], op=MPI.SUM)
-        ex.push_grad(dZ, spec["optimizer"], float(lrs[s]), float(spec["eps"]), alpha,
-                     n_threads)
+        req = comm.Iallreduce(MPI.IN_PLACE, work.grad, op=MPI.SUM)
+        ex.push_grad(dZ, state.optimizer, float(lrs[s]), eps, alpha, work, n_threads)
         t1 = time.perf_counter()
         req.Wait()
         ex.comm_time += time.perf_counter() - t1
-        _kernels.mlp_update(model, spec, float(lrs[s]), n_threads)
+        _kernels.mlp_update(state, work, float(lrs[s]), eps, n_threads)
         if stats is not None:
-            ex.sent["allreduce"] = int(model["grad"].nbytes * 2 * (N - 1) // N)
+            ex.sent["allreduce"] = int(work.grad.nbytes * 2 * (N - 1) // N)
             for key, v in ex.sent.items():
                 stats[key] = stats.get(key, 0) + v
             stats["comm_s"] = stats.get("comm_s", 0.0) + ex.comm_time
             stats["steps"] = stats.get("steps", 0) + 1
-    est._step += steps
+    state.step += steps
     if stats is not None:
         stats["total_s"] = stats.get("total_s", 0.0) + time.perf_counter() - t_start
     comm.Allreduce(MPI.IN_PLACE, total, op=MPI.SUM)
     return float(total[0] / max(n_local.sum(), 1))
 
 
-def forward(est, st, dense, bags, n_threads, batch_size=4096):
-    """Outputs (before the link function) of this rank's rows. Collective."""
-    comm = st.comm
+def forward(comm, state, st, dense, bags, n_threads, batch_size=4096):
+    """Outputs (before the link function) of this rank's rows of the model ``state``
+    whose tables are spread as ``st``. Collective."""
     N, me = comm.Get_size(), comm.Get_rank()
     n = dense.shape[0]
     n_local = np.array(comm.allgather(n), dtype=np.int64)
     lbs = local_batches(batch_size * N, N)
     steps = int(max(-(-n_local // lbs)))
-    spec, model = est._spec, est._model
-    work = est._get_work(int(lbs[me]), cache=False)
-    out = np.empty((n, spec["k"]), dtype=np.float32)
+    work = _kernels.Workspace().reserve(state, int(lbs[me]))
+    out = np.empty((n, state.layout.k), dtype=np.float32)
     has_wts = bool(comm.allreduce(int(bags.wts.size > 0)))
     for s in range(steps):
         sizes = np.clip(n_local - s * lbs, 0, lbs)
         rows = np.arange(s * lbs[me], s * lbs[me] + sizes[me], dtype=np.int64)
-        ex = _Exchange(st, bags, rows, sizes, has_wts)
-        ex.pool(n_threads)
-        _kernels.mlp_bottom_forward(np.ascontiguousarray(dense[rows]), model, spec, work,
+        ex = _Exchange(comm, st, bags, rows, sizes, has_wts)
+        ex.pool(work, n_threads)
+        _kernels.mlp_bottom_forward(np.ascontiguousarray(dense[rows]), state, work,
                                     n_threads)
         Z = ex.finish_pool()
-        _kernels.mlp_forward_top(Z, model, spec, work, out[rows[0]:rows[0] + len(rows)]
+        _kernels.mlp_forward_top(Z, state, work, out[rows[0]:rows[0] + len(rows)]
                                  if len(rows) else out[:0], n_threads)
     return out
-

@@ -11,37 +11,15 @@ from slidelearn.utils._threads import single_threaded_blas
 
 from slidelearn._dlrm import _distributed, _inputs
 from slidelearn._dlrm import _kernels
-from slidelearn.utils import _bf16, _epochs, _mpi
+from slidelearn._dlrm._state import (DLRMLayout, DLRMState, EmbeddingTables, TableShards,
+                                     TrainParams)
+from slidelearn.utils import _epochs, _mpi
 from slidelearn.utils._openmp_helpers import effective_n_threads
 from slidelearn.utils._random import check_seed as _check_seed
 from slidelearn.utils.validation import validate_sparse_X
 
 # Rows per prediction block (every block is computed at this size, see forward()).
 _PREDICT_BATCH = 512
-
-
-def _split_rows(a):
-    """float32 (n, d) -> uint16 (n, 2 d), each row the upper 16 bits of its d weights
-    then their lower 16 bits (``_bf16.split``). Done in place, in blocks of rows: the
-    result is a view of ``a``'s memory (the tables are the largest arrays of the model)."""
-    n, d = a.shape
-    out = a.view(np.uint16).reshape(n, 2 * d)
-    step = max(1, (1 << 20) // max(d, 1))
-    for r in range(0, n, step):
-        hi, lo = _bf16.split(a[r:r + step])
-        out[r:r + step, :d] = hi
-        out[r:r + step, d:] = lo
-    return out
-
-
-def _join_rows(a):
-    """Inverse of ``_split_rows``, in place: uint16 (n, 2 d) -> float32 (n, d)."""
-    n, d = a.shape[0], a.shape[1] // 2
-    out = a.view(np.float32).reshape(n, d)
-    step = max(1, (1 << 20) // max(d, 1))
-    for r in range(0, n, step):
-        out[r:r + step] = _bf16.join(a[r:r + step, :d], a[r:r + step, d:])
-    return out
 
 
 class _BaseDLRM(BaseEstimator):
@@ -152,12 +130,19 @@ class _BaseDLRM(BaseEstimator):
         state = self.__dict__.copy()
         state.pop("_work", None)  # scratch, rebuilt on demand
         state["comm"] = None  # a communicator belongs to the job that ran the fit
-        if "_model" in state:
-            model = dict(state["_model"])
-            model["slot"] = np.empty(0, np.int32)  # all -1 between batches: rebuilt
-            model["grad"] = np.empty(0, np.float32)
-            state["_model"] = model
         return state
+
+    def __setstate__(self, state):
+        if "_model" in state:
+            # pickled before DLRMState: the model, its layout and tables spread over
+            # ranks were dictionaries
+            state = dict(state)
+            state["_state"] = DLRMState.from_dicts(state.pop("_model"), state.pop("_spec"),
+                                                   state.pop("_step", 0))
+            shards = state.pop("_shard_state", None)
+            state["_shards"] = (None if shards is None else
+                                TableShards.from_dict(shards, state["_table_offsets"]))
+        super().__setstate__(state)
 
     # ------------------------------------------------------------ inputs
     def _inputs(self, X, reset, min_samples=1):
@@ -255,144 +240,59 @@ class _BaseDLRM(BaseEstimator):
 
     # ------------------------------------------------------------- model
     def _init_model(self, n_dense, k, y_bias, rng, tables=True):
-        d = int(self.embedding_dim)
-        T = len(self.table_sizes_)
-        bottom = [int(h) for h in np.atleast_1d(self.bottom_mlp)] if len(self.bottom_mlp) else []
-        top = [int(h) for h in np.atleast_1d(self.top_mlp)] if len(self.top_mlp) else []
-        if any(h < 1 for h in bottom + top):
-            raise ValueError("bottom_mlp and top_mlp layer sizes must be positive.")
-        has_bottom = n_dense > 0
-        F = T + int(has_bottom)
-        if self.interaction == "cat":
-            n_int = F * d
-            code = _kernels.CODES["cat"]
-        else:
-            n_pairs = F * (F + 1) // 2 if self.self_interaction else F * (F - 1) // 2
-            n_int = (d if has_bottom else 0) + n_pairs
-            code = _kernels.CODES["dot_self" if self.self_interaction else "dot"]
-        if n_int == 0:
-            raise ValueError("interaction='dot' over a single embedding table and no dense "
-                             "features has nothing to interact: use interaction='cat' or "
-                             "self_interaction=True.")
-        dims = []
-        if has_bottom:
-            sizes = [n_dense] + bottom + [d]
-            dims += [(sizes[i], sizes[i + 1], 1) for i in range(len(sizes) - 1)]
-        n_bottom = len(dims)
-        sizes = [n_int] + top + [k]
-        dims += [(sizes[i], sizes[i + 1], int(i < len(sizes) - 2)) for i in range(len(sizes) - 1)]
-        layers = np.zeros((len(dims), 5), dtype=np.int64)
-        pos = 0
-        for l, (n_in, n_out, relu) in enumerate(dims):
-            layers[l] = (n_in, n_out, pos, pos + n_in * n_out, relu)
-            pos += n_in * n_out + n_out
-        theta = np.empty(pos, dtype=np.float32)
-        for n_in, n_out, w_off, b_off, _ in layers:
-            theta[w_off:b_off] = rng.normal(0.0, np.sqrt(2.0 / (n_in + n_out)), n_in * n_out)
-            theta[b_off:b_off + n_out] = rng.normal(0.0, np.sqrt(1.0 / n_out), n_out)
-        out_b = layers[-1, 3]
-        theta[out_b:out_b + k] = y_bias
-        # Tables: drawn in place, in blocks of rows with their own random streams, so
-        # that ranks holding parts of a table (comm=...) draw the same values.
-        # tables=False (distributed training) leaves them to the ranks.
-        n_rows = int(self._table_offsets[-1]) if tables else 0
-        E = np.empty((n_rows, d), dtype=np.float32)
-        for t in range(T if tables else 0):
-            lo, hi = self._table_offsets[t], self._table_offsets[t + 1]
-            _distributed.init_table_rows(E[lo:hi], self._seed, t, 0, hi - lo, hi - lo)
-        adagrad = self.solver == "adagrad"
-        self._model = {
-            "theta": theta,
-            "grad": np.zeros(pos, dtype=np.float32),
-            "acc": np.zeros(pos if adagrad else 0, dtype=np.float32),
-            "E": E,
-            "E_acc": np.zeros(n_rows if adagrad else 0, dtype=np.float32),
-            "slot": np.empty(0, np.int32),
-            "table_offsets": self._table_offsets,
-        }
-        self._spec = {
-            "n_dense": n_dense, "n_tables": T, "d": d, "n_bottom": n_bottom,
-            "n_top": len(dims) - n_bottom, "n_int": n_int, "interaction": code, "k": k,
-            "layers": layers, "loss": _kernels.CODES[self._loss_name],
-            "optimizer": _kernels.CODES[self.solver],
-            "eps": float(self.epsilon), "alpha": float(self.alpha),
-            "max_width": int(layers[:, :2].max()),
-        }
-        self._step = 0
+        layout = DLRMLayout.build(n_dense, len(self.table_sizes_), int(self.embedding_dim),
+                                  self.bottom_mlp, self.top_mlp, self.interaction,
+                                  self.self_interaction, k)
+        # tables=False (distributed training) leaves the tables to the ranks
+        self._state = DLRMState.initial(layout, self._table_offsets, loss=self._loss_name,
+                                        solver=self.solver, y_bias=y_bias, rng=rng,
+                                        seed=self._seed, tables=tables)
         self.n_iter_ = 0
         self.loss_curve_ = []
         self.validation_loss_curve_ = [] if self.early_stopping else None
         self.best_validation_loss_ = None
 
-    def _prepare_model(self):
-        """Buffers the kernels need that pickling dropped; a private copy of a
-        read-only (memory-mapped) model before training."""
-        m = self._model
-        if not m["theta"].flags.writeable or (m["E"].size and not m["E"].flags.writeable):
-            self._model = m = {k: np.array(v) for k, v in m.items()}
-        n_theta = m["theta"].shape[0] // (2 if _kernels.is_bf16(m) else 1)
-        if m["grad"].shape != (n_theta,):
-            m["grad"] = np.zeros(n_theta, dtype=np.float32)
-        # Hyper-parameters that may change between partial_fit calls / warm starts.
-        self._spec["alpha"] = float(self.alpha)
-        self._spec["eps"] = float(self.epsilon)
-        needs_slot = self._spec["n_tables"] > 0 and (
-            self._spec["optimizer"] != _kernels.CODES["sgd"] or self.alpha > 0)
-        if needs_slot and m["slot"].shape[0] != m["E"].shape[0]:
-            m["slot"] = np.full(m["E"].shape[0], -1, dtype=np.int32)
-
-    def _set_precision(self, precision):
-        """Convert the weights to the layout of ``precision`` (exact both ways)."""
-        m = self._model
-        if _kernels.is_bf16(m) == (precision == "bfloat16"):
-            return
-        convert = _split_rows if precision == "bfloat16" else _join_rows
-        m["theta"] = convert(m["theta"][None, :])[0]
-        m["E"] = convert(m["E"])
-        self._work = None
-
-    def _get_work(self, B, cache=True):
-        spec = self._spec
-        size = _kernels.work_size(B, spec["n_dense"], spec["n_tables"] + int(spec["n_bottom"] > 0),
-                                  spec["d"], spec["n_int"], spec["layers"], spec["max_width"],
-                                  _kernels.is_bf16(self._model))
-        if not cache:  # prediction leaves the estimator untouched
-            return np.empty(size, dtype=np.float32)
+    def _workspace(self):
+        """The kernels' scratch of this estimator's fits (not pickled)."""
         work = getattr(self, "_work", None)
-        if work is None or work.shape[0] < size:
-            work = self._work = np.empty(size, dtype=np.float32)
+        if work is None:
+            work = self._work = _kernels.Workspace()
         return work
 
-    # --------------------------------------------------------- training
-    def _lrs(self, n_batches, epoch):
-        steps = self._step + np.arange(n_batches, dtype=np.float64)
-        lr = self.learning_rate_init * self.learning_rate_decay ** epoch * np.ones(n_batches)
-        if self.warmup_steps > 0:
-            lr *= np.minimum(1.0, (steps + 1) / self.warmup_steps)
-        return lr.astype(np.float32)
+    def _train_params(self, epsilon, alpha):
+        """The hyper-parameters of the next epoch. The learning-rate schedule and the
+        batch size are read anew every epoch; ``epsilon`` and ``alpha`` are the
+        values of the whole fit."""
+        return TrainParams(self.batch_size, self.learning_rate_init,
+                           self.learning_rate_decay, self.warmup_steps, epsilon, alpha)
 
-    def _train_rows(self, dense, bags, Y, order, epoch, n_threads):
-        B = int(min(self.batch_size, max(len(order), 1)))
+    # --------------------------------------------------------- training
+    def _train_rows(self, dense, bags, Y, order, epoch, n_threads, params):
+        state = self._state
+        B = int(min(params.batch_size, max(len(order), 1)))
         n_batches = -(-len(order) // B)
-        work = self._get_work(B)
+        work = self._workspace().reserve(state, B, train=True,
+                                         slots=state.adagrad or params.alpha > 0)
         with single_threaded_blas():
             losses = _kernels.train_epoch(dense, Y, bags.ptr, bags.ids, bags.wts,
                                           order.astype(np.int64, copy=False), B,
-                                          self._lrs(n_batches, epoch), self._model,
-                                          self._spec, work, n_threads)
-        self._step += n_batches
+                                          params.learning_rates(state.step, n_batches, epoch),
+                                          state, work, params.epsilon, params.alpha,
+                                          n_threads)
+        state.step += n_batches
         sizes = np.full(n_batches, B, dtype=np.float64)
         sizes[-1] = len(order) - B * (n_batches - 1)
         return float(np.dot(losses, sizes) / len(order))
 
     def _raw_output(self, dense, bags, n_threads):
         n = dense.shape[0]
-        out = np.empty((n, self._spec["k"]), dtype=np.float32)
+        out = np.empty((n, self._state.layout.k), dtype=np.float32)
         B = _PREDICT_BATCH
-        work = self._get_work(B, cache=False)
+        # a workspace of its own: prediction leaves the estimator untouched
+        work = _kernels.Workspace().reserve(self._state, B)
         with single_threaded_blas():
-            _kernels.forward(dense, bags.ptr, bags.ids, bags.wts, B, self._model, self._spec,
-                             work, out, n_threads)
+            _kernels.forward(dense, bags.ptr, bags.ids, bags.wts, B, self._state, work, out,
+                             n_threads)
         return out
 
     def _fit(self, X, y, *, incremental, classes=None):
@@ -402,13 +302,13 @@ class _BaseDLRM(BaseEstimator):
                 raise ValueError("precision='bfloat16' is not available with comm: "
                                  "distributed training keeps float32 weights.")
             return self._fit_mpi(X, y, comm, incremental=incremental, classes=classes)
-        if getattr(self, "_shard_state", None) is not None and (incremental or self.warm_start):
+        if getattr(self, "_shards", None) is not None and (incremental or self.warm_start):
             self._sharded_tables(None)  # raises: the tables are spread over ranks
-        self._shard_state = None
+        self._shards = None
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target "
                              "y is None.")
-        first = not hasattr(self, "_model") or not (incremental or self.warm_start)
+        first = not hasattr(self, "_state") or not (incremental or self.warm_start)
         dense, bags = self._inputs(X, reset=first)
         Y = self._encode_y(y, dense.shape[0], first=first, classes=classes)
         if first:
@@ -416,8 +316,10 @@ class _BaseDLRM(BaseEstimator):
             self._rng = np.random.default_rng(self._seed)
             self._init_model(dense.shape[1], Y.shape[1], self._output_bias(Y.mean(axis=0)),
                              self._rng)
-        self._prepare_model()
-        self._set_precision(self.precision)
+        state = self._state
+        state.ensure_writeable()
+        state.set_precision(self.precision)
+        penalty = float(self.epsilon), float(self.alpha)
         n_threads = effective_n_threads(self.n_jobs)
         self.n_threads_ = n_threads
         n = dense.shape[0]
@@ -434,18 +336,11 @@ class _BaseDLRM(BaseEstimator):
                 out = self._raw_output(dense[val], self._subset_bags(bags, val), n_threads)
                 return self._loss_value(out, Y[val])
 
-            def snapshot():
-                return {k: self._model[k].copy() for k in ("theta", "acc", "E", "E_acc")}
-
-            def restore(state):
-                for k, v in state.items():
-                    self._model[k][...] = v
-
-            validation = _epochs.Validation(score, "loss", False, snapshot, restore,
+            validation = _epochs.Validation(score, "loss", False, state.snapshot, state.restore,
                                             self.validation_loss_curve_)
         best = _epochs.run_epochs(
-            self, rows, lambda order, epoch: (
-                self._train_rows(dense, bags, Y, order, epoch, n_threads), {}),
+            self, rows, lambda order, epoch: (self._train_rows(
+                dense, bags, Y, order, epoch, n_threads, self._train_params(*penalty)), {}),
             incremental=incremental, rng=lambda: self._rng, validation=validation,
             lr_param="learning_rate_init")
         if best is not None:
@@ -459,12 +354,9 @@ class _BaseDLRM(BaseEstimator):
         ptr = np.empty((T, len(rows) + 1), dtype=np.int64)
         ids_parts, wts_parts, base = [], [], 0
         for t in range(T):
-            starts, ends = bags.ptr[t, rows], bags.ptr[t, rows + 1]
-            lens = ends - starts
+            idx, lens = _inputs.bag_positions(bags.ptr[t], rows)
             ptr[t, 0] = base
             ptr[t, 1:] = base + np.cumsum(lens)
-            idx = np.repeat(starts - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens) + \
-                np.arange(lens.sum())
             ids_parts.append(bags.ids[idx])
             if bags.wts.size:
                 wts_parts.append(bags.wts[idx])
@@ -474,26 +366,24 @@ class _BaseDLRM(BaseEstimator):
         return _inputs.Bags(ptr, ids, wts)
 
     def _forward_X(self, X):
-        check_is_fitted(self, "_model")
-        if getattr(self, "_shard_state", None) is not None:
+        check_is_fitted(self, "_state")
+        if getattr(self, "_shards", None) is not None:
             return self._forward_sharded(X)
         dense, bags = self._inputs(X, reset=False)
         return self._raw_output(dense, bags, effective_n_threads(self.n_jobs))
 
     # ------------------------------------------------------ MPI (comm=...)
     def _sharded_tables(self, comm):
-        """This rank's ShardedTables of the current ``_shard_state``."""
-        state = self._shard_state
-        if comm is None or comm.Get_size() != state["n_ranks"]:
+        """The ``TableShards`` of this model, after checking that ``comm`` has the
+        ranks they are spread over."""
+        st = self._shards
+        if comm is None or comm.Get_size() != st.n_ranks:
             raise ValueError(
-                f"This model's embedding tables are split over {state['n_ranks']} ranks "
+                f"This model's embedding tables are split over {st.n_ranks} ranks "
                 "(they exceeded rank_memory_budget, so fit did not gather them): predict "
                 "collectively, each rank with its own rows, after "
-                f"set_params(comm=...) with a communicator of {state['n_ranks']} ranks in "
+                f"set_params(comm=...) with a communicator of {st.n_ranks} ranks in "
                 "the order of the fit.")
-        st = _distributed.ShardedTables(comm, self._spec["d"], state["shards"],
-                                        self._table_offsets)
-        st.local, st.index_dtype = state["local"], state["index_dtype"]
         return st
 
     def _forward_sharded(self, X):
@@ -503,19 +393,19 @@ class _BaseDLRM(BaseEstimator):
             # a rank with no rows still joins every step of the collective forward
             dense, bags = self._inputs(X, reset=False, min_samples=0)
         with single_threaded_blas():
-            return _distributed.forward(self, st, dense, bags,
+            return _distributed.forward(comm, self._state, st, dense, bags,
                                         _mpi.rank_threads(comm, self.n_jobs))
 
     def _fit_mpi(self, X, y, comm, *, incremental, classes=None):
         """SPMD fit / partial_fit: every rank passes its own rows (see ``comm``)."""
-        first = not hasattr(self, "_model") or not (incremental or self.warm_start)
+        first = not hasattr(self, "_state") or not (incremental or self.warm_start)
         N, me = comm.Get_size(), comm.Get_rank()
         local_classes = None
         with _mpi.raise_together(comm):
             if y is None:
                 raise ValueError(f"{type(self).__name__} requires y to be passed, but the "
                                  "target y is None.")
-            if not first and getattr(self, "_shard_state", None) is not None:
+            if not first and getattr(self, "_shards", None) is not None:
                 self._sharded_tables(comm)  # the same number of ranks as before
             # a rank with no rows joins every step with an empty batch
             dense, bags = self._inputs(X, reset=first, min_samples=0)
@@ -563,26 +453,24 @@ class _BaseDLRM(BaseEstimator):
             self._init_model(dense.shape[1], Y.shape[1],
                              self._output_bias(stats[:-1] / max(stats[-1], 1)), self._rng,
                              tables=False)
-            self._shard_state = None
-        self._prepare_model()
-        self._set_precision("float32")  # a bfloat16 model trained without comm before
+            self._shards = None
+        state = self._state
+        state.ensure_writeable()
+        state.set_precision("float32")  # a bfloat16 model trained without comm before
+        penalty = float(self.epsilon), float(self.alpha)
         n_threads = _mpi.rank_threads(comm, self.n_jobs)
         self.n_threads_ = n_threads
-        adagrad = self._spec["optimizer"] == _kernels.CODES["adagrad"]
-        needs_slot = adagrad or self.alpha > 0
-        if getattr(self, "_shard_state", None) is not None:
-            st = self._sharded_tables(comm)
-            if needs_slot and st.local["slot"].shape[0] != st.local["E"].shape[0]:
-                st.local["slot"] = np.full(st.local["E"].shape[0], -1, dtype=np.int32)
+        d = state.layout.d
+        st = getattr(self, "_shards", None)
+        if st is not None:
+            self._sharded_tables(comm)
         else:
             st = _distributed.make_tables(
-                comm, self._spec, self.table_sizes_, self._table_offsets, adagrad, needs_slot,
-                self.rank_memory_budget, seed=self._seed,
-                full=None if first else self._model)
-            d = self._spec["d"]
-            self._model["E"] = np.empty((0, d), dtype=np.float32)  # the shards hold them
-            self._model["E_acc"] = np.empty(0, dtype=np.float32)
-            self._model["slot"] = np.empty(0, np.int32)
+                comm, d, self.table_sizes_, self._table_offsets, state.adagrad,
+                self.rank_memory_budget, seed=self._seed, full=None if first else state.tables)
+            state.tables = EmbeddingTables(  # the shards hold them
+                np.empty((0, d), dtype=np.float32), np.empty(0, dtype=np.float32),
+                self._table_offsets)
         has_wts = bool(comm.allreduce(int(bags.wts.size > 0)))
         n = dense.shape[0]
         rows = np.arange(n, dtype=np.int64)
@@ -598,45 +486,40 @@ class _BaseDLRM(BaseEstimator):
             val_bags = self._subset_bags(bags, val)
 
             def score():  # the mean loss over every rank's held-out rows
-                out = _distributed.forward(self, st, dense[val], val_bags, n_threads)
+                out = _distributed.forward(comm, state, st, dense[val], val_bags, n_threads)
                 total = np.array([self._loss_value(out, Y[val]) * len(val) if len(val)
                                   else 0.0, len(val)])
                 _mpi.allreduce_(comm, total)
                 return float(total[0] / total[1])
 
-            def snapshot():
-                return ({k: self._model[k].copy() for k in ("theta", "acc")},
-                        {k: st.local[k].copy() for k in ("E", "E_acc")})
+            def restore(saved):
+                state.restore(saved[0])
+                st.local.restore(saved[1])
 
-            def restore(state):
-                for k, v in state[0].items():
-                    self._model[k][...] = v
-                for k, v in state[1].items():
-                    st.local[k][...] = v
-
-            validation = _epochs.Validation(score, "loss", False, snapshot, restore,
-                                            self.validation_loss_curve_)
+            validation = _epochs.Validation(
+                score, "loss", False, lambda: (state.snapshot(tables=False), st.local.snapshot()),
+                restore, self.validation_loss_curve_)
         stats = {}
+        work = self._workspace()
         with single_threaded_blas():
             # each rank shuffles its own rows, from the shared seed, its rank and the epoch
             best = _epochs.run_epochs(
                 self, rows, lambda order, epoch: (_distributed.train_epoch(
-                    self, st, dense, bags, Y, order, epoch, n_threads, has_wts, stats), {}),
+                    comm, state, st, self._train_params(*penalty), work, dense, bags, Y,
+                    order, epoch, n_threads, has_wts, stats), {}),
                 incremental=incremental, comm=comm, validation=validation,
                 rng=lambda: np.random.default_rng([self._seed, 2, me, self.n_iter_]),
                 n_samples=comm.allreduce(len(rows)), lr_param="learning_rate_init")
         if best is not None:
             self.best_validation_loss_ = best
         self.comm_stats_ = stats
-        row_bytes = 4 * self._spec["d"] + (4 if adagrad else 0)
+        row_bytes = 4 * d + (4 if state.adagrad else 0)
         n_rows = int(self._table_offsets[-1])
         if self.rank_memory_budget is None or n_rows * row_bytes <= self.rank_memory_budget:
-            E, E_acc = _distributed.assemble(st, n_rows, adagrad)
-            self._model["E"], self._model["E_acc"] = E, E_acc
-            self._shard_state = None
+            state.tables = _distributed.assemble(comm, st, n_rows, state.adagrad)
+            self._shards = None
         else:
-            self._shard_state = {"n_ranks": N, "shards": st.shards, "local": st.local,
-                                 "index_dtype": st.index_dtype}
+            self._shards = st
         return self
 
     def fit(self, X, y):
@@ -869,9 +752,9 @@ class DLRMRegressor(RegressorMixin, _BaseDLRM):
             raise ValueError(f"X has {n} samples but y has {Y.shape[0]}.")
         if first:
             self._y_ndim = y.ndim
-        elif Y.shape[1] != self._spec["k"]:
+        elif Y.shape[1] != self._state.layout.k:
             raise ValueError(f"y has {Y.shape[1]} outputs; the model was fitted with "
-                             f"{self._spec['k']}.")
+                             f"{self._state.layout.k}.")
         return np.ascontiguousarray(Y)
 
     def _output_bias(self, mean):
@@ -1151,7 +1034,7 @@ class DLRMClassifier(ClassifierMixin, _BaseDLRM):
         array([0, 1])
         """
         self._validate_params()
-        if not hasattr(self, "_model") and classes is None:
+        if not hasattr(self, "_state") and classes is None:
             raise ValueError("classes must be passed on the first call to partial_fit.")
         return self._fit(X, y, incremental=True, classes=classes)
 

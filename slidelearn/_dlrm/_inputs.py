@@ -270,6 +270,20 @@ def dense_bags(ids_cols, sizes, offsets, index_dtype):
     return Bags(np.ascontiguousarray(ptr), ids.ravel(), np.empty(0, np.float32))
 
 
+def bag_positions(ptr, rows):
+    """Where the bags of samples ``rows`` of one table lie in the bags' ids.
+
+    ``ptr`` is the table's row of ``Bags.ptr``. Returns ``(idx, lens)``: the positions
+    of every id of those bags, sample after sample in the order of ``rows``, and the
+    length of each bag.
+    """
+    starts, ends = ptr[rows], ptr[rows + 1]
+    lens = ends - starts
+    idx = np.repeat(starts - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens) \
+        + np.arange(int(lens.sum()))
+    return idx, lens
+
+
 def column_runs(n_features, groups, table_offsets):
     """Describe where each column of a sparse X goes, as runs for ``csr_to_bags``.
 

@@ -2,14 +2,16 @@
 ReLU, the dot / cat feature interaction, and a whole training step (forward,
 backward fused with the SGD or Adagrad update) in one call without the GIL.
 
-Layout (all float32, C-contiguous):
+The model arrays come from a ``_state.DLRMState`` (``state.theta``, ``state.acc``,
+``state.tables``) and the scratch the kernels write from a ``Workspace``. Layout (all
+float32, C-contiguous):
 
 * ``theta``: every MLP parameter in one flat vector; for layer ``l`` the weight
   ``W_l`` (out, in) row-major starts at ``layers[l, 2]`` and the bias (out,) at
   ``layers[l, 3]``. Bottom layers come first, then top layers. A flat vector keeps
   the optimizer one loop and makes the gradient one buffer (one allreduce).
 * ``E`` (n_rows, d): every embedding table stacked; table ``t`` holds rows
-  ``table_offsets[t]:table_offsets[t + 1]``. Bags hold global row ids.
+  ``offsets[t]:offsets[t + 1]`` (``EmbeddingTables``). Bags hold global row ids.
 * Bags: for table ``t`` and sample ``i`` the bag is
   ``bag_ids[bag_ptr[t, i]:bag_ptr[t, i + 1]]`` with weights ``bag_wts`` at the same
   positions (an empty ``bag_wts`` means every weight is 1).
@@ -28,7 +30,7 @@ parameters, ``[hi | lo]`` (the upper and lower 16 bits of every fp32 weight), an
 layers multiply bf16 activations by the ``hi`` halves (``_gemm_bf16.h``, fp32
 accumulation), the bags sum ``hi`` rows, and every update joins the halves, applies
 the fp32 step and splits again (``_split.h``). The kernels choose the path from the
-dtype of ``model["theta"]``.
+dtype of ``state.theta``.
 """
 import numpy as np
 
@@ -119,6 +121,7 @@ cdef struct Net:
     int interaction
     int k                # outputs
     const int64_t* layers    # (n_bottom + n_top, 5): in, out, w_off, b_off, relu
+    int64_t max_w        # widest layer input or output
     float* theta
     float* grad
     float* acc
@@ -151,25 +154,39 @@ cdef struct Work:
     bint own_gemm        # fp32 forward through _gemm_tasks instead of BLAS (prediction)
 
 
-def work_size(int B, int n_dense, int F, int d, int n_int, const int64_t[:, ::1] layers,
-              int64_t max_w, bint bf16=False):
-    """Number of floats of scratch a batch of ``B`` rows needs (see ``_work``);
-    ``max_w`` is the widest layer input or output (``spec["max_width"]``); ``bf16``
-    adds the bf16 copies of a layer's input and output gradient."""
-    cdef int64_t total = 0
-    cdef Py_ssize_t l
-    for l in range(layers.shape[0]):
-        total += B * layers[l, 1]
-        if layers[l, 0] > max_w or layers[l, 1] > max_w:
-            raise ValueError("max_w is smaller than a layer")
-    total += B * n_dense + 2 * B * F * d + 2 * B * n_int + 2 * B * max_w + B
-    if bf16:
-        total += B * max_w + max_w + 32  # two (B, max_w) uint16 blocks, the bias, alignment
-    return int(total)
+cdef struct BagsRef:
+    const int64_t* ptr   # (n_tables, stride): bag of table t, sample i at [t * stride + i]
+    int64_t stride
+    const float* wts     # NULL when every weight is 1
+    bint has_wts
 
 
-cdef void _work(Work* w, float* buf, int B, Net* net, int64_t* act_off, int64_t max_w) noexcept nogil:
-    cdef int64_t pos = 0
+cdef BagsRef _bags_ref(const int64_t[:, ::1] bag_ptr, const float[::1] bag_wts) noexcept:
+    """Pointers to the bags of a call (the ids, of either dtype, are passed apart)."""
+    cdef BagsRef bags
+    bags.ptr = &bag_ptr[0, 0] if bag_ptr.shape[0] > 0 else NULL
+    bags.stride = bag_ptr.shape[1]
+    bags.has_wts = bag_wts.shape[0] > 0
+    bags.wts = &bag_wts[0] if bags.has_wts else NULL
+    return bags
+
+
+cdef int64_t _work_size(int B, Net* net) noexcept nogil:
+    """Floats of scratch a batch of ``B`` rows needs (see ``_work``); a bf16 model adds
+    the bf16 copies of a layer's input and output gradient."""
+    cdef int64_t total = 0, max_w = net.max_w
+    cdef int l
+    for l in range(net.n_bottom + net.n_top):
+        total += B * net.layers[5 * l + 1]
+    total += <int64_t>B * (net.n_dense + 2 * net.F * net.d + 2 * net.n_int + 2 * max_w + 1)
+    if net.bf16:
+        # two (B, max_w) uint16 blocks, the bias, alignment
+        total += <int64_t>B * max_w + max_w + 32
+    return total
+
+
+cdef void _work(Work* w, float* buf, int B, Net* net, int64_t* act_off) noexcept nogil:
+    cdef int64_t pos = 0, max_w = net.max_w
     cdef int l, n_layers = net.n_bottom + net.n_top
     w.B = B
     w.Xb = buf + pos
@@ -216,9 +233,21 @@ cdef void _work(Work* w, float* buf, int B, Net* net, int64_t* act_off, int64_t 
 # column-major BLAS as their transposes.
 # ---------------------------------------------------------------------------
 
-cdef inline int _share(int n, int o, int n_threads) noexcept nogil:
-    """First of the n rows that thread o of n_threads takes (contiguous, balanced)."""
-    return <int>(<int64_t>n * o // n_threads)
+cdef struct Rows:
+    int lo               # first row
+    int hi               # one past the last
+    int n                # hi - lo
+
+
+cdef inline Rows _block(int n, int o, int n_threads) noexcept nogil:
+    """The rows of the ``n`` that thread ``o`` of ``n_threads`` takes (contiguous,
+    balanced). Returned, not written through a pointer: a prange variable is private
+    to the thread only when the loop body assigns it."""
+    cdef Rows rs
+    rs.lo = <int>(<int64_t>n * o // n_threads)
+    rs.hi = <int>(<int64_t>n * (o + 1) // n_threads)
+    rs.n = rs.hi - rs.lo
+    return rs
 
 
 cdef void _layer_forward(const float* X, int ldx, const float* W, const float* b,
@@ -232,21 +261,21 @@ cdef void _layer_forward(const float* X, int ldx, const float* W, const float* b
     change with the other rows it is predicted with)."""
     cdef char ta = b'T', tb = b'N'
     cdef float one = 1.0, zero = 0.0
-    cdef int o, i, r0, r1, nr
+    cdef int o, i
+    cdef Rows rs
     if w.own_gemm:
         _gemm_tasks(w, True, 0, 1, B, n_out, n_in, X, ldx, W, n_in, Y, ldy, n_threads)
         for i in prange(B, nogil=True, schedule='static', num_threads=n_threads):
             sl_bias_act(Y + <int64_t>i * ldy, b, n_out, relu)
         return
     for o in prange(n_threads, nogil=True, schedule='static', num_threads=n_threads):
-        r0 = _share(B, o, n_threads)
-        r1 = _share(B, o + 1, n_threads)
-        nr = r1 - r0
-        if nr <= 0:
+        rs = _block(B, o, n_threads)
+        if rs.n <= 0:
             continue
-        sgemm(&ta, &tb, &n_out, &nr, &n_in, &one, <float*>W, &n_in,
-              <float*>X + <int64_t>r0 * ldx, &ldx, &zero, Y + <int64_t>r0 * ldy, &ldy)
-        for i in range(r0, r1):
+        sgemm(&ta, &tb, &n_out, &rs.n, &n_in, &one, <float*>W, &n_in,
+              <float*>X + <int64_t>rs.lo * ldx, &ldx, &zero, Y + <int64_t>rs.lo * ldy,
+              &ldy)
+        for i in range(rs.lo, rs.hi):
             sl_bias_act(Y + <int64_t>i * ldy, b, n_out, relu)
 
 
@@ -271,36 +300,33 @@ cdef void _layer_backward(const float* X, int ldx, float* W, const float* Y, int
     output neurons (rows of W) for the weight gradient, so no reduction is needed."""
     cdef char tn = b'N', tt = b'T'
     cdef float one = 1.0, zero = 0.0, beta = 1.0 - lr * alpha, a = -lr
-    cdef int o, i, j, r0, r1, nr
+    cdef int o, i, j
+    cdef Rows rs
     for o in prange(n_threads, nogil=True, schedule='static', num_threads=n_threads):
-        r0 = _share(B, o, n_threads)
-        r1 = _share(B, o + 1, n_threads)
-        nr = r1 - r0
-        if nr <= 0:
+        rs = _block(B, o, n_threads)
+        if rs.n <= 0:
             continue
         if relu:
-            for i in range(r0, r1):
+            for i in range(rs.lo, rs.hi):
                 sl_relu_mask(dY + <int64_t>i * lddy, Y + <int64_t>i * ldy, n_out)
         if dX != NULL:
-            sgemm(&tn, &tn, &n_in, &nr, &n_out, &one, W, &n_in, dY + <int64_t>r0 * lddy,
-                  &lddy, &zero, dX + <int64_t>r0 * lddx, &lddx)
+            sgemm(&tn, &tn, &n_in, &rs.n, &n_out, &one, W, &n_in,
+                  dY + <int64_t>rs.lo * lddy, &lddy, &zero, dX + <int64_t>rs.lo * lddx, &lddx)
     for o in prange(n_threads, nogil=True, schedule='static', num_threads=n_threads):
-        r0 = _share(n_out, o, n_threads)
-        r1 = _share(n_out, o + 1, n_threads)
-        nr = r1 - r0
-        if nr <= 0:
+        rs = _block(n_out, o, n_threads)
+        if rs.n <= 0:
             continue
-        _bias_grad(gb, dY, lddy, B, r0, nr)
+        _bias_grad(gb, dY, lddy, B, rs.lo, rs.n)
         if fused_sgd:
-            sgemm(&tn, &tt, &n_in, &nr, &B, &a, <float*>X, &ldx, dY + r0, &lddy, &beta,
-                  W + <int64_t>r0 * n_in, &n_in)
-            for j in range(r0, r1):
+            sgemm(&tn, &tt, &n_in, &rs.n, &B, &a, <float*>X, &ldx, dY + rs.lo, &lddy,
+                  &beta, W + <int64_t>rs.lo * n_in, &n_in)
+            for j in range(rs.lo, rs.hi):
                 b[j] -= lr * gb[j]
         else:
-            sgemm(&tn, &tt, &n_in, &nr, &B, &one, <float*>X, &ldx, dY + r0, &lddy, &zero,
-                  gW + <int64_t>r0 * n_in, &n_in)
+            sgemm(&tn, &tt, &n_in, &rs.n, &B, &one, <float*>X, &ldx, dY + rs.lo, &lddy,
+                  &zero, gW + <int64_t>rs.lo * n_in, &n_in)
             if alpha != 0.0:
-                for i in range(r0 * n_in, r1 * n_in):
+                for i in range(rs.lo * n_in, rs.hi * n_in):
                     gW[i] += alpha * W[i]
 
 
@@ -344,7 +370,9 @@ cdef void _layer_backward16(Net* net, Work* w, const float* X, int ldx, const in
     ``net.grad``. With ``sgd`` the weights are updated by split-SGD, exactly as fp32
     SGD would update them with that gradient (``W -= lr * (gW + alpha W)``, the bias
     ``b -= lr * gb``); otherwise the gradient (L2 term included) is left for Adagrad."""
-    cdef int o, i, r0, r1, nr, n_in = <int>L[0], n_out = <int>L[1]
+    cdef int o, i, n_in = <int>L[0], n_out = <int>L[1]
+    cdef int64_t r0
+    cdef Rows rs
     cdef uint16_t* hi = net.theta16
     cdef uint16_t* lo = net.theta16 + net.n_theta
     cdef float* gW = net.grad + L[2]
@@ -360,20 +388,16 @@ cdef void _layer_backward16(Net* net, Work* w, const float* X, int ldx, const in
     _gemm_tasks(w, False, 1, 0, n_out, n_in, B, w.dy16, n_out, w.x16, n_in, gW, n_in,
                 n_threads)
     for o in prange(n_threads, nogil=True, schedule='static', num_threads=n_threads):
-        r0 = _share(n_out, o, n_threads)
-        r1 = _share(n_out, o + 1, n_threads)
-        nr = r1 - r0
-        if nr <= 0:
+        rs = _block(n_out, o, n_threads)
+        if rs.n <= 0:
             continue
-        _bias_grad(gb, dY, lddy, B, r0, nr)
+        _bias_grad(gb, dY, lddy, B, rs.lo, rs.n)
+        r0 = L[2] + <int64_t>rs.lo * n_in  # the first weight of these neurons
         if alpha != 0.0:
-            sl_split_add_scaled(alpha, hi + L[2] + <int64_t>r0 * n_in,
-                                lo + L[2] + <int64_t>r0 * n_in, gW + <int64_t>r0 * n_in,
-                                <int64_t>nr * n_in)
+            sl_split_add_scaled(alpha, hi + r0, lo + r0, net.grad + r0, <int64_t>rs.n * n_in)
         if sgd:
-            sl_sgd_split(hi + L[2] + <int64_t>r0 * n_in, lo + L[2] + <int64_t>r0 * n_in,
-                         gW + <int64_t>r0 * n_in, lr, <int64_t>nr * n_in)
-            sl_sgd_split(hi + L[3] + r0, lo + L[3] + r0, gb + r0, lr, nr)
+            sl_sgd_split(hi + r0, lo + r0, net.grad + r0, lr, <int64_t>rs.n * n_in)
+            sl_sgd_split(hi + L[3] + rs.lo, lo + L[3] + rs.lo, gb + rs.lo, lr, rs.n)
 
 
 cdef inline void _forward_layer(Net* net, Work* w, const float* X, int ldx, const int64_t* L,
@@ -559,51 +583,39 @@ cdef void _bags_update(Net* net, Work* w, const int64_t* rows, int B,
 # Interaction
 # ---------------------------------------------------------------------------
 
-cdef void _interact_forward(Net* net, Work* w, int B, int n_threads) noexcept nogil:
+cdef void _interact(Net* net, Work* w, int B, bint backward, int n_threads) noexcept nogil:
+    """The dot interaction: ``R`` from ``Z`` or, with ``backward``, ``dZ`` from ``dR``
+    (one enumeration of the pairs for both). Nothing for 'cat', whose ``R`` is ``Z``."""
     if net.interaction == INTERACTION_CAT:
         return
     cdef int i, a, c, p, d = net.d, F = net.F
     cdef bint self_int = net.interaction == INTERACTION_DOT_SELF
     cdef float* z
     cdef float* r
-    cdef int off = d if net.n_dense > 0 else 0
-    for i in prange(B, nogil=True, schedule='static', num_threads=n_threads):
-        z = w.Z + <int64_t>i * F * d
-        r = w.R + <int64_t>i * net.n_int
-        if off:
-            memcpy(r, z, d * sizeof(float))
-        p = off
-        for a in range(F):
-            for c in range(a + 1 if self_int else a):
-                r[p] = sl_dot(z + a * d, z + c * d, d)
-                p = p + 1
-
-
-cdef void _interact_backward(Net* net, Work* w, int B, int n_threads) noexcept nogil:
-    """dZ from dR (for 'cat' dR is dZ already)."""
-    if net.interaction == INTERACTION_CAT:
-        return
-    cdef int i, a, c, p, d = net.d, F = net.F
-    cdef bint self_int = net.interaction == INTERACTION_DOT_SELF
-    cdef float* z
     cdef float* dz
-    cdef float* dr
-    cdef int off = d if net.n_dense > 0 else 0
+    cdef int off = d if net.n_dense > 0 else 0  # the bottom MLP output leads R
     for i in prange(B, nogil=True, schedule='static', num_threads=n_threads):
         z = w.Z + <int64_t>i * F * d
-        dz = w.dZ + <int64_t>i * F * d
-        dr = w.dR + <int64_t>i * net.n_int
-        memset(dz, 0, F * d * sizeof(float))
-        if off:
-            memcpy(dz, dr, d * sizeof(float))
+        if backward:
+            r = w.dR + <int64_t>i * net.n_int
+            dz = w.dZ + <int64_t>i * F * d
+            memset(dz, 0, F * d * sizeof(float))
+            if off:
+                memcpy(dz, r, d * sizeof(float))
+        else:
+            r = w.R + <int64_t>i * net.n_int
+            if off:
+                memcpy(r, z, d * sizeof(float))
         p = off
         for a in range(F):
             for c in range(a + 1 if self_int else a):
-                if a == c:
-                    sl_axpy(2.0 * dr[p], z + a * d, dz + a * d, d)
+                if not backward:
+                    r[p] = sl_dot(z + a * d, z + c * d, d)
+                elif a == c:
+                    sl_axpy(2.0 * r[p], z + a * d, dz + a * d, d)
                 else:
-                    sl_axpy(dr[p], z + c * d, dz + a * d, d)
-                    sl_axpy(dr[p], z + a * d, dz + c * d, d)
+                    sl_axpy(r[p], z + c * d, dz + a * d, d)
+                    sl_axpy(r[p], z + a * d, dz + c * d, d)
                 p = p + 1
 
 
@@ -615,32 +627,32 @@ cdef float* _layer_out(Net* net, Work* w, int l) noexcept nogil:
     return w.acts + w.act_off[l]
 
 
+cdef inline float* _bottom_out(Net* net, Work* w, int l, int* ld) noexcept nogil:
+    """Output of bottom layer ``l``, and its row stride in ``ld``: the last bottom
+    layer writes slot 0 of Z, the interaction's input, directly."""
+    if l == net.n_bottom - 1:
+        ld[0] = net.F * net.d
+        return w.Z
+    ld[0] = <int>net.layers[5 * l + 1]
+    return _layer_out(net, w, l)
+
+
 cdef void _bottom_forward(Net* net, Work* w, const float* X, int64_t n_dense_stride,
                          const int64_t* rows, int B, int n_threads) noexcept nogil:
     """Bottom MLP of the rows ``rows`` of ``X``; its last layer writes slot 0 of Z."""
-    cdef int i, l, n_in, n_out, ldx, ldy
-    cdef const int64_t* L
+    cdef int i, l, ldx, ldy
     cdef const float* inp
     cdef float* out
-    cdef int nb = net.n_bottom
-    if nb == 0:
+    if net.n_bottom == 0:
         return
     for i in prange(B, nogil=True, schedule='static', num_threads=n_threads):
         memcpy(w.Xb + <int64_t>i * net.n_dense, X + rows[i] * n_dense_stride,
                net.n_dense * sizeof(float))
     inp = w.Xb
     ldx = net.n_dense
-    for l in range(nb):
-        L = net.layers + 5 * l
-        n_in = <int>L[0]
-        n_out = <int>L[1]
-        if l == nb - 1:
-            out = w.Z
-            ldy = net.F * net.d
-        else:
-            out = _layer_out(net, w, l)
-            ldy = n_out
-        _forward_layer(net, w, inp, ldx, L, out, ldy, B, n_threads)
+    for l in range(net.n_bottom):
+        out = _bottom_out(net, w, l, &ldy)
+        _forward_layer(net, w, inp, ldx, net.layers + 5 * l, out, ldy, B, n_threads)
         inp = out
         ldx = ldy
 
@@ -652,7 +664,7 @@ cdef void _top_forward(Net* net, Work* w, int B, int n_threads) noexcept nogil:
     cdef const float* inp
     cdef float* out
     cdef int ldx, nb = net.n_bottom, nt = net.n_top
-    _interact_forward(net, w, B, n_threads)
+    _interact(net, w, B, False, n_threads)
     inp = w.R
     ldx = net.n_int
     for l in range(nb, nb + nt):
@@ -664,10 +676,11 @@ cdef void _top_forward(Net* net, Work* w, int B, int n_threads) noexcept nogil:
 
 
 cdef void _forward(Net* net, Work* w, const float* X, int64_t n_dense_stride,
-                   const int64_t* rows, int B, const int64_t* bag_ptr, int64_t ptr_stride,
-                   const index_t* ids, const float* wts, bint has_wts, int n_threads) noexcept nogil:
+                   const int64_t* rows, int B, const BagsRef* bags, const index_t* ids,
+                   int n_threads) noexcept nogil:
     _bottom_forward(net, w, X, n_dense_stride, rows, B, n_threads)
-    _bags_forward(net, w, rows, B, bag_ptr, ptr_stride, ids, wts, has_wts, n_threads)
+    _bags_forward(net, w, rows, B, bags.ptr, bags.stride, ids, bags.wts, bags.has_wts,
+                  n_threads)
     _top_forward(net, w, B, n_threads)
 
 
@@ -751,7 +764,7 @@ cdef double _backward(Net* net, Work* w, const float* Y, const int64_t* rows, in
                         n_in, B, fused, lr, alpha, n_threads)
         dY = dX
         lddy = n_in
-    _interact_backward(net, w, B, n_threads)
+    _interact(net, w, B, True, n_threads)
     # bottom MLP, from slot 0 of dZ
     if nb > 0:
         dY = w.dZ
@@ -759,13 +772,7 @@ cdef double _backward(Net* net, Work* w, const float* Y, const int64_t* rows, in
         for l in range(nb - 1, -1, -1):
             L = net.layers + 5 * l
             n_in = <int>L[0]
-            n_out = <int>L[1]
-            if l == nb - 1:
-                outp = w.Z
-                ldy = net.F * net.d
-            else:
-                outp = _layer_out(net, w, l)
-                ldy = n_out
+            outp = _bottom_out(net, w, l, &ldy)
             if l > 0:
                 inp = _layer_out(net, w, l - 1)
                 ldx = n_in
@@ -797,144 +804,217 @@ cdef void _adagrad(Net* net, int64_t n_theta, float lr, float eps, int n_threads
 
 
 cdef double _step(Net* net, Work* w, const float* X, int64_t n_dense_stride,
-                  const float* Y, const int64_t* rows, int B,
-                  const int64_t* bag_ptr, int64_t ptr_stride, const index_t* ids,
-                  const float* wts, bint has_wts, int loss, int optimizer, float lr,
-                  float eps, float alpha, int64_t n_theta, int n_threads) noexcept nogil:
+                  const float* Y, const int64_t* rows, int B, const BagsRef* bags,
+                  const index_t* ids, int loss, int optimizer, float lr, float eps,
+                  float alpha, int n_threads) noexcept nogil:
     """One training step of a batch; returns its mean loss."""
     cdef double total_loss
-    _forward(net, w, X, n_dense_stride, rows, B, bag_ptr, ptr_stride, ids, wts, has_wts,
-             n_threads)
+    _forward(net, w, X, n_dense_stride, rows, B, bags, ids, n_threads)
     total_loss = _backward(net, w, Y, rows, B, loss, 1.0 / B, optimizer == OPT_SGD, lr,
                            alpha, n_threads)
-    _bags_update(net, w, rows, B, bag_ptr, ptr_stride, ids, wts, has_wts, optimizer, lr,
-                 eps, alpha, n_threads)
+    _bags_update(net, w, rows, B, bags.ptr, bags.stride, ids, bags.wts, bags.has_wts,
+                 optimizer, lr, eps, alpha, n_threads)
     if optimizer == OPT_ADAGRAD:
-        _adagrad(net, n_theta, lr, eps, n_threads)
+        _adagrad(net, net.n_theta, lr, eps, n_threads)
     return total_loss / B
 
 
-cdef Net _net(int n_dense, int n_tables, int d, int n_bottom, int n_top, int n_int,
-              int interaction, int k, const int64_t[:, ::1] layers, const float[::1] theta,
-              const float[::1] grad, const float[::1] acc, const float[:, ::1] E,
-              const float[::1] E_acc, const int32_t[::1] slot,
-              const int64_t[::1] table_offsets) noexcept:
-    """Pointers into the model arrays. They are taken from const views so that
-    ``forward`` also serves read-only (memory-mapped) models; ``train_epoch`` checks
-    that the arrays it writes are writeable before building the Net."""
-    cdef Net net
-    net.n_dense = n_dense
-    net.n_tables = n_tables
-    net.d = d
-    net.zslot0 = 1 if n_bottom > 0 else 0
-    net.F = n_tables + net.zslot0
-    net.n_bottom = n_bottom
-    net.n_top = n_top
-    net.n_int = n_int
-    net.interaction = interaction
-    net.k = k
-    net.layers = &layers[0, 0]
-    net.theta = <float*>&theta[0]
-    net.grad = <float*>&grad[0] if grad.shape[0] > 0 else NULL
-    net.acc = <float*>&acc[0] if acc.shape[0] > 0 else NULL
-    net.E = <float*>&E[0, 0] if E.shape[0] > 0 else NULL
-    net.E_acc = <float*>&E_acc[0] if E_acc.shape[0] > 0 else NULL
-    net.slot = <int32_t*>&slot[0] if slot.shape[0] > 0 else NULL
-    net.table_offsets = &table_offsets[0]
-    net.bf16 = False
-    net.n_theta = theta.shape[0]
-    net.theta16 = NULL
-    net.E16 = NULL
-    return net
+# ---------------------------------------------------------------------------
+# Python entry points: the model arrays come from a ``_state.DLRMState`` (or, for a
+# rank's shards, an ``EmbeddingTables``), the scratch from a ``Workspace``.
+# ---------------------------------------------------------------------------
+
+cdef class Workspace:
+    """Scratch the kernels write during a fit or a prediction, kept between calls and
+    grown when a call needs more (``reserve``), so that no batch allocates.
+
+    Holds the per-batch blocks (layer outputs, interaction input and output, deltas,
+    bf16 copies), the offsets of the layer outputs in them, the MLP gradient (one entry
+    per parameter, summed over the ranks by a distributed fit) and, per embedding row,
+    the slot of the row while an update reduces its occurrences (-1 between batches).
+    Not pickled: an estimator makes a new one when it needs one.
+    """
+    cdef float[::1] buf
+    cdef int64_t[::1] act_off
+    cdef int64_t[::1] iota      # 0, 1, 2, ...: the rows of a batch already gathered
+    cdef float[::1] grad_
+    cdef int32_t[::1] slot_
+
+    def __cinit__(self):
+        self.buf = np.empty(0, dtype=np.float32)
+        self.act_off = np.zeros(1, dtype=np.int64)
+        self.iota = np.arange(0, dtype=np.int64)
+        self.grad_ = np.zeros(0, dtype=np.float32)
+        self.slot_ = np.zeros(0, dtype=np.int32)
+
+    def reserve(self, state, int batch_size, *, bint train=False, bint slots=False,
+                tables=None):
+        """Make room for batches of up to ``batch_size`` rows of ``state``'s model.
+
+        ``train`` adds the MLP gradient; ``slots`` the reduction slots of the rows of
+        ``tables`` (default ``state.tables``), which Adagrad and L2 updates of the
+        embeddings need. Returns the workspace.
+        """
+        cdef Net net = _net_of(state, self)
+        cdef int64_t size = max(_work_size(batch_size, &net), 1)
+        cdef int n_layers = net.n_bottom + net.n_top
+        if self.buf.shape[0] < size:
+            self.buf = np.empty(size, dtype=np.float32)
+        if self.act_off.shape[0] < n_layers + 1:
+            self.act_off = np.zeros(n_layers + 1, dtype=np.int64)
+        if train and self.grad_.shape[0] != net.n_theta:
+            self.grad_ = np.zeros(net.n_theta, dtype=np.float32)
+        n_rows = (state.tables if tables is None else tables).n_rows
+        if slots and self.slot_.shape[0] != n_rows:
+            self.slot_ = np.full(n_rows, -1, dtype=np.int32)
+        return self
+
+    @property
+    def grad(self):
+        """The MLP gradient of the last step (a view)."""
+        return np.asarray(self.grad_)
+
+    @property
+    def slot(self):
+        """The reduction slot of every embedding row (a view; all -1 between steps)."""
+        return np.asarray(self.slot_)
+
+    cdef const int64_t* _rows(self, int64_t n) except NULL:
+        """``0, 1, ..., n - 1`` (at least one entry, so that an empty batch has a
+        pointer too)."""
+        if self.iota.shape[0] < max(n, 1):
+            self.iota = np.arange(max(n, 1), dtype=np.int64)
+        return &self.iota[0]
 
 
-_EMPTY_THETA = np.zeros(1, dtype=np.float32)
-_EMPTY_E = np.zeros((0, 1), dtype=np.float32)
-
-
-def is_bf16(dict model):
-    """Whether ``model`` holds split (``precision='bfloat16'``) weights."""
-    return model["theta"].dtype == np.uint16
-
-
-cdef Net _net_of(dict model, dict spec) except *:
-    """``_net`` from the model and spec dictionaries (either precision)."""
-    cdef bint bf16 = is_bf16(model)
-    theta, E = model["theta"], model["E"]
-    cdef const uint16_t[::1] theta16
+cdef int _bind_tables(Net* net, tables, Workspace ws) except -1:
+    """Point ``net`` at the rows of ``tables`` (of ``net``'s precision) and at the
+    reduction slots of ``ws``. Const views: a read-only (memory-mapped) model still
+    predicts; the training entry points check writeability first."""
+    E = tables.E
+    cdef const float[:, ::1] E32
     cdef const uint16_t[:, ::1] E16
-    cdef Net net = _net(spec["n_dense"], spec["n_tables"], spec["d"], spec["n_bottom"],
-                        spec["n_top"], spec["n_int"], spec["interaction"], spec["k"],
-                        spec["layers"], _EMPTY_THETA if bf16 else theta, model["grad"],
-                        model["acc"], _EMPTY_E if bf16 else E, model["E_acc"], model["slot"],
-                        model["table_offsets"])
-    if bf16:
-        theta16 = theta
-        if theta16.shape[0] % 2 or E.ndim != 2 or E.dtype != np.uint16 or (
-                E.shape[0] and E.shape[1] != 2 * spec["d"]):
-            raise ValueError("a bfloat16 model needs theta [hi | lo] and E (n_rows, 2 d) "
-                             "uint16 arrays")
-        net.bf16 = True
+    cdef const float[::1] E_acc = tables.E_acc
+    cdef const int64_t[::1] offsets = tables.offsets
+    if net.bf16:
+        if E.ndim != 2 or E.dtype != np.uint16 or (E.shape[0] and E.shape[1] != 2 * net.d):
+            raise ValueError("a bfloat16 model needs E as an (n_rows, 2 d) uint16 array")
+        E16 = E
+        net.E16 = <uint16_t*>&E16[0, 0] if E16.shape[0] > 0 else NULL
+    else:
+        E32 = E
+        if E32.shape[1] != net.d:
+            raise ValueError("the tables' rows do not have embedding_dim entries")
+        net.E = <float*>&E32[0, 0] if E32.shape[0] > 0 else NULL
+    net.E_acc = <float*>&E_acc[0] if E_acc.shape[0] > 0 else NULL
+    net.slot = &ws.slot_[0] if ws.slot_.shape[0] > 0 else NULL
+    net.table_offsets = &offsets[0]
+    return 0
+
+
+cdef Net _net_of(state, Workspace ws) except *:
+    """Pointers into the arrays of ``state`` (either precision) and ``ws``."""
+    lay = state.layout
+    cdef const int64_t[:, ::1] layers = lay.layers
+    cdef const float[::1] theta, acc = state.acc
+    cdef const uint16_t[::1] theta16
+    cdef Net net
+    memset(&net, 0, sizeof(Net))
+    net.n_dense = lay.n_dense
+    net.n_tables = lay.n_tables
+    net.d = lay.d
+    net.n_bottom = lay.n_bottom
+    net.n_top = lay.n_top
+    net.zslot0 = 1 if net.n_bottom > 0 else 0
+    net.F = net.n_tables + net.zslot0
+    net.n_int = lay.n_int
+    net.interaction = lay.interaction
+    net.k = lay.k
+    net.layers = &layers[0, 0]
+    net.max_w = lay.max_width
+    net.bf16 = state.bf16
+    if net.bf16:
+        theta16 = state.theta
+        if theta16.shape[0] % 2:
+            raise ValueError("a bfloat16 model needs theta as [hi | lo] uint16 halves")
         net.n_theta = theta16.shape[0] // 2
-        net.theta = NULL
-        net.E = NULL
         net.theta16 = <uint16_t*>&theta16[0]
-        if E.shape[0] > 0:
-            E16 = E
-            net.E16 = <uint16_t*>&E16[0, 0]
+    else:
+        theta = state.theta
+        net.n_theta = theta.shape[0]
+        net.theta = <float*>&theta[0]
+    net.acc = <float*>&acc[0] if acc.shape[0] > 0 else NULL
+    net.grad = &ws.grad_[0] if ws.grad_.shape[0] > 0 else NULL
+    _bind_tables(&net, state.tables, ws)
     return net
 
 
-cdef int _check_work(float[::1] work, int batch_size, dict spec, Net* net) except -1:
-    if work.shape[0] < work_size(batch_size, spec["n_dense"], net.F, spec["d"], spec["n_int"],
-                                 spec["layers"], spec["max_width"], net.bf16):
-        raise ValueError("work is too small for batch_size")
+cdef Net _tables_net(tables, Workspace ws, int d, int n_tables) except *:
+    """A Net over embedding tables only (a rank's shards, local row ids, no MLP)."""
+    cdef Net net
+    memset(&net, 0, sizeof(Net))
+    net.d = d
+    net.n_tables = n_tables
+    net.F = n_tables
+    _bind_tables(&net, tables, ws)
+    return net
+
+
+cdef int _bind(Work* w, Workspace ws, Net* net, int B) except -1:
+    """Lay out ``ws``'s scratch for a batch of ``B`` rows."""
+    if ws.buf.shape[0] < max(_work_size(B, net), 1) or \
+            ws.act_off.shape[0] < net.n_bottom + net.n_top + 1:
+        raise ValueError("the workspace is too small for the batch (Workspace.reserve)")
+    _work(w, &ws.buf[0], B, net, &ws.act_off[0])
+    return 0
+
+
+cdef int _check_training(state, Workspace ws, Net* net, tables, bint needs_slots) except -1:
+    """The arrays a training step writes: writeable weights, a gradient buffer, and
+    the reduction slots of every row when the update reduces occurrences."""
+    arrays = [tables.E, tables.E_acc] if state is None else \
+        [state.theta, state.acc, tables.E, tables.E_acc]
+    if not all(a.flags.writeable for a in arrays):
+        raise ValueError("the model's arrays are read-only")
+    if state is not None and ws.grad_.shape[0] != net.n_theta:
+        raise ValueError("the workspace has no gradient of this model (reserve(train=True))")
+    if needs_slots and net.n_tables > 0 and ws.slot_.shape[0] != tables.n_rows:
+        raise ValueError("the workspace has no slot per table row (reserve(slots=True))")
     return 0
 
 
 def train_epoch(const float[:, ::1] X, const float[:, ::1] Y,
                 const int64_t[:, ::1] bag_ptr, const index_t[::1] bag_ids,
                 const float[::1] bag_wts, const int64_t[::1] order, int batch_size,
-                const float[::1] lrs, dict model, dict spec, float[::1] work,
+                const float[::1] lrs, state, Workspace work, float eps, float alpha,
                 int n_threads):
-    """Train on the rows ``order`` in consecutive batches of ``batch_size``.
+    """Train ``state``'s model on the rows ``order`` in consecutive batches of
+    ``batch_size``, with Adagrad's ``eps`` and the L2 penalty ``alpha``.
 
-    ``lrs[b]`` is the learning rate of batch ``b``. Returns the per-batch mean
-    losses (float64 array). ``model`` holds ``theta``, ``grad``, ``acc``, ``E``,
-    ``E_acc``, ``slot``, ``table_offsets``; ``spec`` the integer layout (see the
-    module docstring). All validation happens in Python before the call.
+    ``lrs[b]`` is the learning rate of batch ``b``; ``work`` must be reserved for
+    ``batch_size`` rows with ``train=True`` (and ``slots=True`` for Adagrad or L2).
+    Returns the per-batch mean losses (float64 array). All validation of the inputs
+    happens in Python before the call.
     """
-    for key in ("theta", "grad", "acc", "E", "E_acc", "slot"):
-        if not model[key].flags.writeable:
-            raise ValueError(f"model array {key!r} is read-only")
-    cdef Net net = _net_of(model, spec)
-    if model["grad"].shape[0] != net.n_theta:
-        raise ValueError("model['grad'] must have one entry per parameter of model['theta']")
-    _check_work(work, batch_size, spec, &net)
-    cdef int loss = spec["loss"], optimizer = spec["optimizer"]
-    cdef float eps = spec["eps"], alpha = spec["alpha"]
-    cdef int64_t n = order.shape[0], start, n_theta = net.n_theta
+    cdef Net net = _net_of(state, work)
+    cdef int loss = state.loss, optimizer = state.optimizer
+    _check_training(state, work, &net, state.tables, optimizer != OPT_SGD or alpha != 0.0)
+    cdef int64_t n = order.shape[0], start
     cdef int nb, b, n_batches = (n + batch_size - 1) // batch_size if n else 0
-    cdef int64_t max_w = spec["max_width"]
-    cdef int64_t[::1] act_off = np.zeros(spec["layers"].shape[0] + 1, dtype=np.int64)
     cdef double[::1] losses = np.zeros(n_batches, dtype=np.float64)
     cdef Work w
-    cdef bint has_wts = bag_wts.shape[0] > 0
-    cdef const float* wts = &bag_wts[0] if has_wts else NULL
+    cdef BagsRef bags = _bags_ref(bag_ptr, bag_wts)
     cdef const index_t* ids = &bag_ids[0] if bag_ids.shape[0] > 0 else NULL
     cdef const float* Xp = &X[0, 0] if X.shape[0] > 0 and X.shape[1] > 0 else NULL
-    cdef int64_t ptr_stride = bag_ptr.shape[1]
-    cdef const int64_t* ptr = &bag_ptr[0, 0] if bag_ptr.shape[0] > 0 else NULL
     if lrs.shape[0] < n_batches:
         raise ValueError("lrs is shorter than the number of batches")
-    _work(&w, &work[0], batch_size, &net, &act_off[0], max_w)
+    _bind(&w, work, &net, batch_size)
     with nogil:
         for b in range(n_batches):
             start = <int64_t>b * batch_size
             nb = <int>min(<int64_t>batch_size, n - start)
-            losses[b] = _step(&net, &w, Xp, X.shape[1], &Y[0, 0], &order[start], nb, ptr,
-                              ptr_stride, ids, wts, has_wts, loss, optimizer, lrs[b], eps,
-                              alpha, n_theta, n_threads)
+            losses[b] = _step(&net, &w, Xp, X.shape[1], &Y[0, 0], &order[start], nb, &bags,
+                              ids, loss, optimizer, lrs[b], eps, alpha, n_threads)
             if w.err:
                 break
     if w.err:
@@ -944,36 +1024,31 @@ def train_epoch(const float[:, ::1] X, const float[:, ::1] Y,
 
 def forward(const float[:, ::1] X, const int64_t[:, ::1] bag_ptr,
             const index_t[::1] bag_ids, const float[::1] bag_wts, int batch_size,
-            dict model, dict spec, float[::1] work, float[:, ::1] out, int n_threads):
-    """Outputs (before the link function) of every row, written to ``out`` (n, k)."""
-    cdef Net net = _net_of(model, spec)
-    cdef int64_t n = out.shape[0], start, i
+            state, Workspace work, float[:, ::1] out, int n_threads):
+    """Outputs (before the link function) of every row of ``state``'s model, written to
+    ``out`` (n, k); ``work`` reserved for ``batch_size`` rows."""
+    cdef Net net = _net_of(state, work)
+    cdef int64_t n = out.shape[0], start
     cdef int nb, b, n_batches = (n + batch_size - 1) // batch_size if n else 0
-    cdef int64_t max_w = spec["max_width"]
-    cdef int64_t[::1] act_off = np.zeros(spec["layers"].shape[0] + 1, dtype=np.int64)
     # Every block has exactly batch_size rows (the last one padded with copies of the
     # last row), so each row meets the same GEMM shapes whatever n is: a row's
     # output does not depend on which other rows are predicted with it.
     cdef int64_t[::1] rows = np.minimum(np.arange(max(n_batches, 1) * <int64_t>batch_size,
                                                   dtype=np.int64), max(n - 1, 0))
     cdef Work w
-    cdef bint has_wts = bag_wts.shape[0] > 0
-    cdef const float* wts = &bag_wts[0] if has_wts else NULL
+    cdef BagsRef bags = _bags_ref(bag_ptr, bag_wts)
     cdef const index_t* ids = &bag_ids[0] if bag_ids.shape[0] > 0 else NULL
     cdef const float* Xp = &X[0, 0] if X.shape[0] > 0 and X.shape[1] > 0 else NULL
-    cdef int64_t ptr_stride = bag_ptr.shape[1]
-    cdef const int64_t* ptr = &bag_ptr[0, 0] if bag_ptr.shape[0] > 0 else NULL
     cdef float* last
     cdef int k = net.k
-    _check_work(work, batch_size, spec, &net)
-    _work(&w, &work[0], batch_size, &net, &act_off[0], max_w)
+    _bind(&w, work, &net, batch_size)
     w.own_gemm = True
     with nogil:
         for b in range(n_batches):
             start = <int64_t>b * batch_size
             nb = <int>min(<int64_t>batch_size, n - start)
-            _forward(&net, &w, Xp, X.shape[1], &rows[start], batch_size, ptr, ptr_stride, ids,
-                     wts, has_wts, n_threads)
+            _forward(&net, &w, Xp, X.shape[1], &rows[start], batch_size, &bags, ids,
+                     n_threads)
             last = _layer_out(&net, &w, net.n_bottom + net.n_top - 1)
             memcpy(&out[start, 0], last, <int64_t>nb * k * sizeof(float))
             if w.err:
@@ -990,185 +1065,176 @@ def forward(const float[:, ::1] X, const int64_t[:, ::1] bag_ptr,
 # update: they are summed over the ranks first.
 # ---------------------------------------------------------------------------
 
-def _check_fp32(dict model):
-    if is_bf16(model):
+cdef Net _fp32_net(state, Workspace ws) except *:
+    if state.bf16:
         raise ValueError("the distributed (MPI) kernels take float32 models only")
+    return _net_of(state, ws)
 
 
-def mlp_bottom_forward(const float[:, ::1] X, dict model, dict spec, float[::1] work,
-                       int n_threads):
-    """Bottom MLP of every row of ``X`` (a local batch) into the scratch ``work``
-    (sized by ``work_size`` for ``len(X)`` rows); ``mlp_backward`` continues from it."""
-    _check_fp32(model)
-    cdef Net net = _net_of(model, spec)
+cdef int _check_pooled(Net* net, const float[:, :, ::1] Z, int64_t B, str name) except -1:
+    if Z.shape[0] != B or Z.shape[1] != net.n_tables or Z.shape[2] != net.d:
+        raise ValueError(f"{name} is not (batch, n_tables, embedding_dim)")
+    return 0
+
+
+cdef void _copy_pooled(Net* net, float* Z, const float* P, bint to_z, int B,
+                       int n_threads) noexcept nogil:
+    """Between the table slots of the interaction input ``Z`` (B, F, d) (or of its
+    gradient) and the pooled embeddings ``P`` (B, n_tables, d): into ``Z`` with
+    ``to_z``, out of it otherwise."""
+    cdef int i
+    cdef int64_t n = <int64_t>net.n_tables * net.d
+    cdef float* z
+    cdef float* p
+    if net.n_tables == 0:
+        return
+    for i in prange(B, nogil=True, schedule='static', num_threads=n_threads):
+        z = Z + (<int64_t>i * net.F + net.zslot0) * net.d
+        p = <float*>P + i * n
+        if to_z:
+            memcpy(z, p, n * sizeof(float))
+        else:
+            memcpy(p, z, n * sizeof(float))
+
+
+def mlp_bottom_forward(const float[:, ::1] X, state, Workspace work, int n_threads):
+    """Bottom MLP of every row of ``X`` (a local batch) into ``work`` (reserved for
+    ``len(X)`` rows); ``mlp_backward`` or ``mlp_forward_top`` continues from it."""
+    cdef Net net = _fp32_net(state, work)
     cdef int B = X.shape[0]
-    cdef int64_t[::1] act_off = np.zeros(spec["layers"].shape[0] + 1, dtype=np.int64)
-    cdef int64_t[::1] rows = np.arange(max(B, 1), dtype=np.int64)
     cdef const float* Xp = &X[0, 0] if X.shape[0] > 0 and X.shape[1] > 0 else NULL
+    cdef const int64_t* rows = work._rows(B)
     cdef Work w
     if B == 0:
         return
-    _work(&w, &work[0], B, &net, &act_off[0], spec["max_width"])
+    _bind(&w, work, &net, B)
     with nogil:
-        _bottom_forward(&net, &w, Xp, X.shape[1], &rows[0], B, n_threads)
+        _bottom_forward(&net, &w, Xp, X.shape[1], rows, B, n_threads)
 
 
 def mlp_backward(const float[:, :, ::1] Zemb, const float[:, ::1] Y, float invB, float alpha,
-                 dict model, dict spec, float[::1] work, float[:, :, ::1] dZemb,
-                 int n_threads):
+                 state, Workspace work, float[:, :, ::1] dZemb, int n_threads):
     """After ``mlp_bottom_forward`` on the same rows: the pooled embeddings ``Zemb``
     (B, n_tables, d) enter the interaction; the top MLP, the loss (its gradient scaled
     by ``invB``) and the backward pass follow. The MLP gradients (with ``alpha``
-    times the weights added) are written to ``model["grad"]``, nothing is updated;
+    times the weights added) are written to ``work.grad``, nothing is updated;
     ``dZemb`` receives the gradients of the pooled embeddings. Returns the summed loss."""
-    if not model["grad"].flags.writeable or model["grad"].shape[0] != model["theta"].shape[0]:
-        raise ValueError("model['grad'] must be a writeable array the size of theta")
-    _check_fp32(model)
-    cdef Net net = _net_of(model, spec)
-    cdef int B = Zemb.shape[0], T = spec["n_tables"], d = spec["d"], i
-    cdef int64_t[::1] act_off = np.zeros(spec["layers"].shape[0] + 1, dtype=np.int64)
-    cdef int64_t[::1] rows = np.arange(max(B, 1), dtype=np.int64)
+    cdef Net net = _fp32_net(state, work)
+    cdef int B = Zemb.shape[0]
+    cdef const int64_t* rows = work._rows(B)
     cdef Work w
     cdef double total
-    cdef int loss = spec["loss"]
-    if Zemb.shape[1] != T or Zemb.shape[2] != d or Y.shape[0] != B or Y.shape[1] != net.k \
-            or dZemb.shape[0] != B or dZemb.shape[1] != T or dZemb.shape[2] != d:
-        raise ValueError("mlp_backward: inconsistent shapes")
+    cdef int loss = state.loss
+    if work.grad_.shape[0] != net.n_theta:
+        raise ValueError("the workspace has no gradient of this model (reserve(train=True))")
+    _check_pooled(&net, Zemb, B, "Zemb")
+    _check_pooled(&net, dZemb, B, "dZemb")
+    if Y.shape[0] != B or Y.shape[1] != net.k:
+        raise ValueError("mlp_backward: Y is not (batch, n_outputs)")
     if B == 0:
-        model["grad"][:] = 0
+        work.grad_[:] = 0
         return 0.0
-    _work(&w, &work[0], B, &net, &act_off[0], spec["max_width"])
+    _bind(&w, work, &net, B)
     with nogil:
-        if T > 0:
-            for i in prange(B, schedule='static', num_threads=n_threads):
-                memcpy(w.Z + (<int64_t>i * net.F + net.zslot0) * d, &Zemb[i, 0, 0],
-                       T * d * sizeof(float))
+        _copy_pooled(&net, w.Z, &Zemb[0, 0, 0], True, B, n_threads)
         _top_forward(&net, &w, B, n_threads)
-        total = _backward(&net, &w, &Y[0, 0], &rows[0], B, loss, invB, False, 0.0,
-                          alpha, n_threads)
-        if T > 0:
-            for i in prange(B, schedule='static', num_threads=n_threads):
-                memcpy(&dZemb[i, 0, 0], w.dZ + (<int64_t>i * net.F + net.zslot0) * d,
-                       T * d * sizeof(float))
+        total = _backward(&net, &w, &Y[0, 0], rows, B, loss, invB, False, 0.0, alpha,
+                          n_threads)
+        _copy_pooled(&net, w.dZ, &dZemb[0, 0, 0], False, B, n_threads)
     return total
 
 
-def mlp_forward_top(const float[:, :, ::1] Zemb, dict model, dict spec, float[::1] work,
-                    float[:, ::1] out, int n_threads):
+def mlp_forward_top(const float[:, :, ::1] Zemb, state, Workspace work, float[:, ::1] out,
+                    int n_threads):
     """After ``mlp_bottom_forward`` on the same rows: the interaction and the top
     MLP from the pooled embeddings ``Zemb``; the outputs (before the link function)
     are written to ``out`` (B, k)."""
-    _check_fp32(model)
-    cdef Net net = _net_of(model, spec)
-    cdef int B = Zemb.shape[0], T = spec["n_tables"], d = spec["d"], i
-    cdef int64_t[::1] act_off = np.zeros(spec["layers"].shape[0] + 1, dtype=np.int64)
+    cdef Net net = _fp32_net(state, work)
+    cdef int B = Zemb.shape[0]
     cdef Work w
-    if Zemb.shape[1] != T or Zemb.shape[2] != d or out.shape[0] != B or out.shape[1] != net.k:
-        raise ValueError("mlp_forward_top: inconsistent shapes")
+    _check_pooled(&net, Zemb, B, "Zemb")
+    if out.shape[0] != B or out.shape[1] != net.k:
+        raise ValueError("mlp_forward_top: out is not (batch, n_outputs)")
     if B == 0:
         return np.asarray(out)
-    _work(&w, &work[0], B, &net, &act_off[0], spec["max_width"])
+    _bind(&w, work, &net, B)
     with nogil:
-        if T > 0:
-            for i in prange(B, schedule='static', num_threads=n_threads):
-                memcpy(w.Z + (<int64_t>i * net.F + net.zslot0) * d, &Zemb[i, 0, 0],
-                       T * d * sizeof(float))
+        _copy_pooled(&net, w.Z, &Zemb[0, 0, 0], True, B, n_threads)
         _top_forward(&net, &w, B, n_threads)
         memcpy(&out[0, 0], _layer_out(&net, &w, net.n_bottom + net.n_top - 1),
                <int64_t>B * net.k * sizeof(float))
     return np.asarray(out)
 
 
-def mlp_update(dict model, dict spec, float lr, int n_threads):
-    """Apply the (summed) gradient ``model["grad"]`` to ``model["theta"]`` with the
-    solver of ``spec`` (SGD, or Adagrad with its accumulator ``model["acc"]``)."""
-    _check_fp32(model)
-    cdef float[::1] theta = model["theta"]
-    cdef const float[::1] grad = model["grad"]
-    cdef float[::1] acc = model["acc"]
-    cdef int64_t q, n = theta.shape[0]
-    cdef float eps = spec["eps"]
-    cdef int optimizer = spec["optimizer"]
-    if grad.shape[0] != n or (optimizer == OPT_ADAGRAD and acc.shape[0] != n):
-        raise ValueError("mlp_update: grad / acc do not match theta")
+def mlp_update(state, Workspace work, float lr, float eps, int n_threads):
+    """Apply the (summed) gradient ``work.grad`` to ``state.theta`` with ``state``'s
+    solver (SGD, or Adagrad with its accumulator ``state.acc`` and ``eps``)."""
+    cdef Net net = _fp32_net(state, work)
+    cdef int64_t q, n = net.n_theta
+    cdef bint sgd = state.optimizer == OPT_SGD
+    _check_training(state, work, &net, state.tables, False)
+    if not sgd and state.acc.shape[0] != n:
+        raise ValueError("mlp_update: acc does not match theta")
     with nogil:
-        if optimizer == OPT_SGD:
+        if sgd:
             for q in prange(n, schedule='static', num_threads=n_threads):
-                theta[q] -= lr * grad[q]
+                net.theta[q] -= lr * net.grad[q]
         else:
-            for q in prange(n, schedule='static', num_threads=n_threads):
-                acc[q] += grad[q] * grad[q]
-                theta[q] -= lr * grad[q] / (sqrtf(acc[q]) + eps)
+            _adagrad(&net, n, lr, eps, n_threads)
 
 
-cdef Net _shard_net(dict shard, int d, int n_tables):
-    """A Net over a rank's own table shards only (local row ids, no MLP)."""
-    cdef Net net
-    cdef float[:, ::1] E = shard["E"]
-    cdef float[::1] E_acc = shard["E_acc"]
-    cdef int32_t[::1] slot = shard["slot"]
-    cdef const int64_t[::1] offsets = shard["table_offsets"]
-    memset(&net, 0, sizeof(Net))
-    net.d = d
-    net.n_tables = n_tables
-    net.F = n_tables
-    net.zslot0 = 0
-    net.E = &E[0, 0] if E.shape[0] > 0 else NULL
-    net.E_acc = &E_acc[0] if E_acc.shape[0] > 0 else NULL
-    net.slot = &slot[0] if slot.shape[0] > 0 else NULL
-    net.table_offsets = &offsets[0]
-    return net
+cdef int _shard_bags(const int64_t[:, ::1] bag_ptr, const index_t[::1] bag_ids,
+                     const float[::1] bag_wts, float[:, :, ::1] P, tables, Workspace work,
+                     bint update, int optimizer, float lr, float eps, float alpha,
+                     int n_threads) except -1:
+    """``bags_pool`` (``P`` receives the pooled bags) or, with ``update``,
+    ``bags_update`` (``P`` holds their gradients)."""
+    cdef int T = bag_ptr.shape[0]
+    cdef int64_t n = P.shape[0]
+    if P.shape[1] != T or (T > 0 and bag_ptr.shape[1] != n + 1):
+        raise ValueError("the pooled bags do not match bag_ptr")
+    if T == 0 or n == 0:
+        return 0
+    cdef Net net = _tables_net(tables, work, P.shape[2], T)
+    if update:
+        _check_training(None, work, &net, tables, optimizer != OPT_SGD or alpha != 0.0)
+    cdef Work w
+    cdef const int64_t* rows = work._rows(n)
+    cdef BagsRef bags = _bags_ref(bag_ptr, bag_wts)
+    cdef const index_t* ids = &bag_ids[0] if bag_ids.shape[0] > 0 else NULL
+    memset(&w, 0, sizeof(Work))
+    w.Z = &P[0, 0, 0]
+    w.dZ = w.Z
+    with nogil:
+        if update:
+            _bags_update(&net, &w, rows, <int>n, bags.ptr, bags.stride, ids, bags.wts,
+                         bags.has_wts, optimizer, lr, eps, alpha, n_threads)
+        else:
+            _bags_forward(&net, &w, rows, <int>n, bags.ptr, bags.stride, ids, bags.wts,
+                          bags.has_wts, n_threads)
+    return 0
 
 
 def bags_pool(const int64_t[:, ::1] bag_ptr, const index_t[::1] bag_ids,
-              const float[::1] bag_wts, dict shard, float[:, :, ::1] out, int n_threads):
+              const float[::1] bag_wts, tables, Workspace work, float[:, :, ::1] out,
+              int n_threads):
     """Pooled (weighted-sum) embeddings of every bag: ``out[i, t]`` is the bag of
-    sample ``i`` in the shard's table ``t`` (ids local to ``shard["E"]``)."""
-    cdef int T = bag_ptr.shape[0], d = out.shape[2]
-    cdef int64_t n = out.shape[0]
-    if out.shape[1] != T or (T > 0 and bag_ptr.shape[1] != n + 1):
-        raise ValueError("bags_pool: out does not match bag_ptr")
-    if T == 0 or n == 0:
-        return np.asarray(out)
-    cdef Net net = _shard_net(shard, d, T)
-    cdef Work w
-    cdef int64_t[::1] rows = np.arange(n, dtype=np.int64)
-    cdef bint has_wts = bag_wts.shape[0] > 0
-    cdef const float* wts = &bag_wts[0] if has_wts else NULL
-    cdef const index_t* ids = &bag_ids[0] if bag_ids.shape[0] > 0 else NULL
-    memset(&w, 0, sizeof(Work))
-    w.Z = &out[0, 0, 0]
-    with nogil:
-        _bags_forward(&net, &w, &rows[0], <int>n, &bag_ptr[0, 0], bag_ptr.shape[1], ids,
-                      wts, has_wts, n_threads)
+    sample ``i`` in table ``t`` of ``tables`` (an ``EmbeddingTables``, row ids local
+    to it)."""
+    _shard_bags(bag_ptr, bag_ids, bag_wts, out, tables, work, False, OPT_SGD, 0.0, 0.0, 0.0,
+                n_threads)
     return np.asarray(out)
 
 
 def bags_update(const int64_t[:, ::1] bag_ptr, const index_t[::1] bag_ids,
-                const float[::1] bag_wts, float[:, :, ::1] grad, dict shard, int optimizer,
-                float lr, float eps, float alpha, int n_threads):
-    """Embedding backward fused with the update for a shard: ``grad[i, t]`` is the
-    gradient of the pooled bag of sample ``i`` in the shard's table ``t``; the L2 term
-    ``alpha`` is averaged over the ``len(grad)`` samples, as in ``train_epoch``."""
-    cdef int T = bag_ptr.shape[0], d = grad.shape[2]
-    cdef int64_t n = grad.shape[0]
-    if grad.shape[1] != T or (T > 0 and bag_ptr.shape[1] != n + 1):
-        raise ValueError("bags_update: grad does not match bag_ptr")
-    if T == 0 or n == 0:
-        return
-    if (optimizer != OPT_SGD or alpha > 0) and shard["slot"].shape[0] != shard["E"].shape[0]:
-        raise ValueError("bags_update: shard['slot'] must have a -1 per row")
-    cdef Net net = _shard_net(shard, d, T)
-    cdef Work w
-    cdef int64_t[::1] rows = np.arange(n, dtype=np.int64)
-    cdef bint has_wts = bag_wts.shape[0] > 0
-    cdef const float* wts = &bag_wts[0] if has_wts else NULL
-    cdef const index_t* ids = &bag_ids[0] if bag_ids.shape[0] > 0 else NULL
-    memset(&w, 0, sizeof(Work))
-    w.dZ = &grad[0, 0, 0]
-    with nogil:
-        _bags_update(&net, &w, &rows[0], <int>n, &bag_ptr[0, 0], bag_ptr.shape[1], ids, wts,
-                     has_wts, optimizer, lr, eps, alpha, n_threads)
+                const float[::1] bag_wts, float[:, :, ::1] grad, tables, Workspace work,
+                int optimizer, float lr, float eps, float alpha, int n_threads):
+    """Embedding backward fused with the update of ``tables``: ``grad[i, t]`` is the
+    gradient of the pooled bag of sample ``i`` in table ``t``; the L2 term ``alpha`` is
+    averaged over the ``len(grad)`` samples, as in ``train_epoch``. ``work`` holds the
+    tables' reduction slots for Adagrad or L2."""
+    _shard_bags(bag_ptr, bag_ids, bag_wts, grad, tables, work, True, optimizer, lr, eps,
+                alpha, n_threads)
 
 
 cdef inline int64_t _find_run(const int64_t* start, int64_t n_runs, int64_t c,
@@ -1193,6 +1259,20 @@ cdef inline int64_t _find_run(const int64_t* start, int64_t n_runs, int64_t c,
     return lo
 
 
+cdef struct Runs:
+    const int64_t* start   # (n + 1,) first column of each run, then the column count
+    const int64_t* base    # (n,) stacked table row (or dense column) of its first column
+    int64_t n
+
+
+cdef inline int64_t _place(const Runs* runs, int64_t c, int64_t* r) noexcept nogil:
+    """Where column ``c`` goes: its stacked table row, or its dense column when its run
+    has no table. ``r`` holds the run of the row's previous column (a hint) and
+    receives ``c``'s (the caller's prange assigns it, so each thread has its own)."""
+    r[0] = _find_run(runs.start, runs.n, c, r[0])
+    return runs.base[r[0]] + c - runs.start[r[0]]
+
+
 def csr_to_bags(const int64_t[::1] indptr, const index_t[::1] indices, const float[::1] data,
                 const int64_t[::1] run_start, const int32_t[::1] run_table,
                 const int64_t[::1] run_base, int n_tables, float[:, ::1] dense, ids_dtype,
@@ -1208,23 +1288,23 @@ def csr_to_bags(const int64_t[::1] indptr, const index_t[::1] indices, const flo
     ``i`` is ``ptr[t, i]:ptr[t, i + 1]``, in the row's column order.
     """
     cdef Py_ssize_t n = indptr.shape[0] - 1, i, t
-    cdef int64_t j, c, pos, r, k, n_runs = run_table.shape[0]
+    cdef int64_t j, pos, r, k, at, n_runs = run_table.shape[0]
     cdef int32_t tb
+    cdef Runs runs
     ptr_arr = np.zeros((n_tables, n + 1), dtype=np.int64)
     cdef int64_t[:, ::1] ptr = ptr_arr
     if run_start.shape[0] != n_runs + 1 or run_base.shape[0] != n_runs or n_runs == 0:
         raise ValueError("malformed column runs")
+    runs.start, runs.base, runs.n = &run_start[0], &run_base[0], n_runs
     with nogil:
         for i in prange(n, schedule='static', num_threads=n_threads):
             r = 0
             for j in range(indptr[i], indptr[i + 1]):
-                c = indices[j]
-                r = _find_run(&run_start[0], n_runs, c, r)
-                tb = run_table[r]
-                if tb >= 0:
-                    ptr[tb, i + 1] += 1
+                at = _place(&runs, indices[j], &r)
+                if run_table[r] >= 0:
+                    ptr[run_table[r], i + 1] += 1
                 else:
-                    dense[i, run_base[r] + c - run_start[r]] += data[j]
+                    dense[i, at] += data[j]
         pos = 0
         for t in range(n_tables):
             ptr[t, 0] = pos
@@ -1248,15 +1328,15 @@ def csr_to_bags(const int64_t[::1] indptr, const index_t[::1] indices, const flo
         for i in prange(n, schedule='static', num_threads=n_threads):
             r = 0
             for j in range(indptr[i], indptr[i + 1]):
-                c = indices[j]
-                r = _find_run(&run_start[0], n_runs, c, r)
+                at = _place(&runs, indices[j], &r)
                 tb = run_table[r]
-                if tb >= 0:
-                    k = cursor[tb, i]
-                    if wide:
-                        ids64[k] = run_base[r] + c - run_start[r]
-                    else:
-                        ids32[k] = <int32_t>(run_base[r] + c - run_start[r])
-                    wts[k] = data[j]
-                    cursor[tb, i] = k + 1
+                if tb < 0:
+                    continue
+                k = cursor[tb, i]
+                if wide:
+                    ids64[k] = at
+                else:
+                    ids32[k] = <int32_t>at
+                wts[k] = data[j]
+                cursor[tb, i] = k + 1
     return ptr_arr, ids_arr, wts_arr

@@ -1,0 +1,148 @@
+"""The typed state of the DLRM estimators (DLRMState, its workspace) and the models
+pickled before it, whose state was string-keyed dictionaries."""
+import pickle
+
+import numpy as np
+import pytest
+
+from slidelearn import DLRMClassifier, DLRMRegressor
+from slidelearn._dlrm import _testing
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    n = 600
+    X = np.column_stack([rng.normal(size=n), rng.normal(size=n), rng.integers(0, 20, n),
+                         rng.integers(0, 7, n)])
+    y = X[:, 0] + np.sin(X[:, 2]) + 0.2 * (X[:, 3] % 3)
+    return X, y
+
+
+def _est(Est=DLRMRegressor, **kw):
+    params = dict(categorical_features=[2, 3], embedding_dim=4, bottom_mlp=(8,),
+                  top_mlp=(8,), max_iter=2, batch_size=64, n_jobs=1, random_state=0)
+    params.update(kw)
+    return Est(**params)
+
+
+class _OldPickle:
+    """Pickles as an estimator of class ``cls`` whose ``__dict__`` was ``state``: loading
+    makes a bare instance and hands it the dictionary (``__setstate__``)."""
+
+    def __init__(self, cls, state):
+        self.cls, self.state = cls, state
+
+    def __reduce__(self):
+        return object.__new__, (self.cls,), self.state
+
+
+def _old_form(est, shard_state=None):
+    """``est``'s pickled ``__dict__`` in the layout of the dict-based code: ``_model``,
+    ``_spec``, ``_step`` and ``_shard_state`` instead of ``_state`` and ``_shards``."""
+    d = est.__getstate__()
+    st = d.pop("_state")
+    d.pop("_shards", None)
+    lay = st.layout
+    d["_model"] = {"theta": st.theta, "grad": np.empty(0, np.float32), "acc": st.acc,
+                   "E": st.tables.E, "E_acc": st.tables.E_acc,
+                   "slot": np.empty(0, np.int32), "table_offsets": st.tables.offsets}
+    d["_spec"] = {"n_dense": lay.n_dense, "n_tables": lay.n_tables, "d": lay.d,
+                  "n_bottom": lay.n_bottom, "n_top": lay.n_top, "n_int": lay.n_int,
+                  "interaction": lay.interaction, "k": lay.k, "layers": lay.layers,
+                  "loss": st.loss, "optimizer": st.optimizer, "eps": float(est.epsilon),
+                  "alpha": float(est.alpha), "max_width": lay.max_width}
+    d["_step"] = st.step
+    d["_shard_state"] = shard_state
+    return pickle.dumps(_OldPickle(type(est), d))
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(solver="sgd", alpha=1e-3),
+                                dict(precision="bfloat16"),
+                                dict(Est=DLRMClassifier, warmup_steps=40)],
+                         ids=["adagrad", "sgd-l2", "bf16", "classifier-warmup"])
+def test_dict_based_pickle_loads_predicts_and_trains_on(data, kw):
+    X, y = data
+    est = _est(**kw)
+    target = (y > 0.5).astype(int) if isinstance(est, DLRMClassifier) else y
+    est.fit(X, target)
+    old = pickle.loads(_old_form(est))
+    assert not hasattr(old, "_model") and _testing.shards(old) is None
+    state, ref = _testing.state(old), _testing.state(est)
+    assert state.step == ref.step > 0 and state.bf16 == ref.bf16
+    np.testing.assert_array_equal(state.layout.layers, ref.layout.layers)
+    np.testing.assert_array_equal(old.predict(X), est.predict(X))
+    # the step count (warm-up), the optimizer state and the weights carry on exactly
+    new = pickle.loads(pickle.dumps(est))
+    for m in (old, new):
+        m.partial_fit(X, target)
+    np.testing.assert_array_equal(old.predict(X), new.predict(X))
+    assert old.loss_curve_ == new.loss_curve_
+
+
+def test_dict_based_pickle_of_tables_spread_over_ranks(data):
+    """A model whose tables stayed on 2 ranks: its shards come back as TableShards, and
+    predicting without the ranks says so."""
+    X, y = data
+    est = _est().fit(X, y)
+    st = _testing.state(est)
+    E, E_acc, offs = st.tables.E, st.tables.E_acc, st.tables.offsets
+    # rank 1 holds table 1 whole and this rank (0) table 0
+    local = {"E": E[offs[0]:offs[1]].copy(), "E_acc": E_acc[offs[0]:offs[1]].copy(),
+             "slot": np.full(offs[1], -1, np.int32), "table_offsets": offs[:2].copy()}
+    shard_state = {"n_ranks": 2, "shards": [(0, 0, 0, int(offs[1])),
+                                            (1, 1, 0, int(offs[2] - offs[1]))],
+                   "local": local, "index_dtype": np.int32}
+    st.tables.E, st.tables.E_acc = E[:0], E_acc[:0]
+    old = pickle.loads(_old_form(est, shard_state))
+    shards = _testing.shards(old)
+    assert shards.n_ranks == 2 and shards.of_rank(1) == [(1, 1, 0, int(offs[2] - offs[1]))]
+    np.testing.assert_array_equal(shards.local.E, local["E"])
+    np.testing.assert_array_equal(shards.local_offsets(0), [0, offs[1]])
+    np.testing.assert_array_equal(shards.table_offsets, offs)
+    assert shards.index_dtype == np.int32
+    with pytest.raises(ValueError, match="split over 2 ranks"):
+        old.predict(X)
+
+
+def test_state_survives_pickling_without_scratch(data):
+    X, y = data
+    est = _est(solver="adagrad").fit(X, y)
+    assert _testing.gradient(est).shape == (_testing.state(est).layout.n_theta,)
+    blob = pickle.dumps(est)
+    back = pickle.loads(blob)
+    assert not hasattr(back, "_work")  # the workspace is rebuilt by the next fit
+    np.testing.assert_array_equal(back.predict(X), est.predict(X))
+    back.partial_fit(X, y)
+    assert _testing.slots(back).shape == (_testing.state(back).tables.n_rows,)
+
+
+def test_snapshot_restore_and_precision_round_trip(data):
+    X, y = data
+    est = _est().fit(X, y)
+    state = _testing.state(est)
+    theta, E = _testing.weights(est)
+    saved = state.snapshot()
+    est.partial_fit(X, y)
+    assert not np.array_equal(_testing.weights(est)[0], theta)
+    state.restore(saved)
+    np.testing.assert_array_equal(_testing.weights(est)[0], theta)
+    np.testing.assert_array_equal(_testing.weights(est)[1], E)
+    for precision in ("bfloat16", "float32"):
+        _testing.set_precision(est, precision)
+        assert state.bf16 == (precision == "bfloat16")
+        np.testing.assert_array_equal(_testing.weights(est)[1].view(np.uint32),
+                                      E.view(np.uint32))
+
+
+def test_read_only_state_is_copied_before_training(data):
+    X, y = data
+    est = _est().fit(X, y)
+    state = _testing.state(est)
+    for a in (state.theta, state.acc, state.tables.E, state.tables.E_acc):
+        a.flags.writeable = False
+    pred = est.predict(X)  # a read-only (memory-mapped) model predicts as it is
+    theta = state.theta
+    est.partial_fit(X, y)
+    assert state.theta is not theta and state.theta.flags.writeable
+    assert not np.array_equal(est.predict(X), pred)
