@@ -55,6 +55,7 @@ class _BaseDLRM(BaseEstimator):
         "comm": "no_validation",
         "rank_memory_budget": [Interval(Real, 0, None, closed="neither"), None],
         "precision": [StrOptions({"float32", "bfloat16"})],
+        "feature_scaling": [StrOptions({"auto"}), None],
     }
 
     def __init__(
@@ -89,6 +90,7 @@ class _BaseDLRM(BaseEstimator):
         comm=None,
         rank_memory_budget=None,
         precision="float32",
+        feature_scaling="auto",
     ):
         self.categorical_features = categorical_features
         self.feature_groups = feature_groups
@@ -119,6 +121,7 @@ class _BaseDLRM(BaseEstimator):
         self.comm = comm
         self.rank_memory_budget = rank_memory_budget
         self.precision = precision
+        self.feature_scaling = feature_scaling
 
     # ------------------------------------------------------------------ tags
     def __sklearn_tags__(self):
@@ -223,6 +226,30 @@ class _BaseDLRM(BaseEstimator):
                                   self._index_dtype)
         return dense, bags
 
+    def _scale_dense(self, dense, reset, comm=None):
+        """The dense features standardised by ``dense_mean_`` / ``dense_scale_`` (a new
+        array); ``reset`` (a first fit) sets them from ``dense``, over the rows of
+        every rank of ``comm``."""
+        if reset:
+            self.dense_mean_ = self.dense_scale_ = None
+            if self.feature_scaling == "auto" and dense.shape[1]:
+                stats = np.concatenate([dense.sum(axis=0, dtype=np.float64),
+                                        np.square(dense, dtype=np.float64).sum(axis=0),
+                                        [dense.shape[0]]])
+                if comm is not None:
+                    _mpi.allreduce_(comm, stats)
+                k, n = dense.shape[1], max(stats[-1], 1.0)
+                mean = stats[:k] / n
+                std = np.sqrt(np.maximum(stats[k:2 * k] / n - mean * mean, 0.0))
+                # a constant column keeps its scale (nothing to learn from it)
+                self.dense_mean_ = mean.astype(np.float32)
+                self.dense_scale_ = np.where(std > 1e-12 * np.maximum(np.abs(mean), 1.0),
+                                             std, 1.0).astype(np.float32)
+        mean = getattr(self, "dense_mean_", None)
+        if mean is None or not dense.shape[1]:
+            return dense
+        return (dense - mean) / self.dense_scale_
+
     def _set_groups(self, groups, n_features):
         """Fields of sparse input: tables, dense columns and the column runs."""
         self.feature_groups_ = groups
@@ -310,6 +337,7 @@ class _BaseDLRM(BaseEstimator):
                              "y is None.")
         first = not hasattr(self, "_state") or not (incremental or self.warm_start)
         dense, bags = self._inputs(X, reset=first)
+        dense = self._scale_dense(dense, reset=first)
         Y = self._encode_y(y, dense.shape[0], first=first, classes=classes)
         if first:
             self._seed = _check_seed(self.random_state)
@@ -370,7 +398,8 @@ class _BaseDLRM(BaseEstimator):
         if getattr(self, "_shards", None) is not None:
             return self._forward_sharded(X)
         dense, bags = self._inputs(X, reset=False)
-        return self._raw_output(dense, bags, effective_n_threads(self.n_jobs))
+        return self._raw_output(self._scale_dense(dense, reset=False), bags,
+                                effective_n_threads(self.n_jobs))
 
     # ------------------------------------------------------ MPI (comm=...)
     def _sharded_tables(self, comm):
@@ -392,6 +421,7 @@ class _BaseDLRM(BaseEstimator):
         with _mpi.raise_together(comm):
             # a rank with no rows still joins every step of the collective forward
             dense, bags = self._inputs(X, reset=False, min_samples=0)
+            dense = self._scale_dense(dense, reset=False)
         with single_threaded_blas():
             return _distributed.forward(comm, self._state, st, dense, bags,
                                         _mpi.rank_threads(comm, self.n_jobs))
@@ -444,6 +474,7 @@ class _BaseDLRM(BaseEstimator):
             if refresh:
                 dense, bags = self._inputs(X, reset=False, min_samples=0)
             Y = self._encode_y(y, dense.shape[0], first=first, classes=classes)
+        dense = self._scale_dense(dense, reset=first, comm=comm)
         if first:
             _mpi.agree(comm, int(Y.shape[1]), "the number of outputs (columns of y)")
             self._seed = _mpi.shared_seed(comm, _check_seed(self.random_state))
@@ -588,6 +619,12 @@ class DLRMRegressor(RegressorMixin, _BaseDLRM):
         Rows of each categorical feature's table (an int applies to all). ``None``
         derives them from the first ``fit`` / ``partial_fit`` data as the largest id
         plus one.
+    feature_scaling : {"auto"} or None, default="auto"
+        ``"auto"``: the first ``fit`` standardises every dense feature (the inputs of
+        the bottom MLP) to mean 0 and variance 1 over the training rows
+        (``dense_mean_``, ``dense_scale_``), in training and prediction alike, so that
+        raw counts, ages or prices train as well as scaled ones. None: the dense
+        features are used as given.
     embedding_dim : int, default=16
         Size of the embedding vectors and of the bottom MLP's output.
     bottom_mlp : array-like of int, default=(64,)
@@ -691,6 +728,9 @@ class DLRMRegressor(RegressorMixin, _BaseDLRM):
         Fields of sparse input.
     table_sizes_ : ndarray of int64
         Rows of each embedding table.
+    dense_mean_, dense_scale_ : ndarray of shape (n_dense,) or None
+        Standardisation of the dense features (see ``feature_scaling``); None
+        when it is off or there is no dense feature.
     n_iter_ : int
         Epochs run (``partial_fit`` calls count one each).
     loss_curve_ : list of float
@@ -837,6 +877,12 @@ class DLRMClassifier(ClassifierMixin, _BaseDLRM):
         Fields of a sparse ``X`` (see :class:`DLRMRegressor`).
     table_sizes : int, array-like of int or None, default=None
         Rows of each categorical feature's table; larger ids are hashed into it.
+    feature_scaling : {"auto"} or None, default="auto"
+        ``"auto"``: the first ``fit`` standardises every dense feature (the inputs of
+        the bottom MLP) to mean 0 and variance 1 over the training rows
+        (``dense_mean_``, ``dense_scale_``), in training and prediction alike, so that
+        raw counts, ages or prices train as well as scaled ones. None: the dense
+        features are used as given.
     embedding_dim : int, default=16
         Size of the embedding vectors and of the bottom MLP's output.
     bottom_mlp : array-like of int, default=(64,)
@@ -932,6 +978,9 @@ class DLRMClassifier(ClassifierMixin, _BaseDLRM):
         Fields of sparse input.
     table_sizes_ : ndarray of int64
         Rows of each embedding table.
+    dense_mean_, dense_scale_ : ndarray of shape (n_dense,) or None
+        Standardisation of the dense features (see ``feature_scaling``); None
+        when it is off or there is no dense feature.
     n_iter_ : int
         Epochs run.
     loss_curve_ : list of float
