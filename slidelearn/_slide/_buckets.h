@@ -37,9 +37,10 @@ SL_BUCKET_INLINE int64_t sl_scan_bucket(const int32_t *restrict ids, int64_t n,
         if (p + ahead < n) SL_PREFETCH(mark + ids[p + ahead], 1);
         int32_t j = ids[p];
         unsigned char mk = mark[j];
+        int fresh = mk == 0;
         out[n_out] = j;
-        n_out += mk == 0;
-        mark[j] = take ? (unsigned char)(mk == 0 ? 255 : mk)
+        n_out += fresh;
+        mark[j] = take ? (unsigned char)(fresh ? 255 : mark[j])
                        : (unsigned char)(mk + (mk < 255));
     }
     return n_out;
