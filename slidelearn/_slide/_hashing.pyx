@@ -90,7 +90,6 @@ cdef void hash_vector(const HashFn* fn, const float* vec, int32_t* codes,
     cdef const int32_t* dims
     cdef const float* signs
     cdef uint32_t r
-    cdef uint32_t* best_rank
     if fn.family == FAMILY_SIMHASH:
         for i in range(n_hashes):
             dims = fn.dims + <int64_t>i * fn.bin_size

@@ -346,6 +346,13 @@ cdef class Workspace:
             return work
         return Workspace(state, n_threads, params, act_cap, transposed, bf16, key)
 
+    cdef (Py_ssize_t, Py_ssize_t) records_shape(self) noexcept:
+        """(rows, width) of the activations the transposed records keep: ``Hb16`` with
+        ``bf16``, else ``Hb``."""
+        if self.bf16:
+            return self.Hb16.shape[0], self.Hb16.shape[1]
+        return self.Hb.shape[0], self.Hb.shape[1]
+
     cdef void thread_work(self, Work* w, int t) noexcept:
         """Thread t's scratch (and the shared arrays) in ``w``; its activation rows
         and the transposed records are set by the caller."""
@@ -575,9 +582,8 @@ cdef double _train_sample(const Net* net, const HashFn* fn, const Tables* tb, Wo
                           const int32_t* labels, int m, int min_active, int threshold,
                           float inv_batch, float dropout, int64_t r,
                           int* n_act_out) noexcept nogil:
-    cdef int H = net.h_last, a, n_act, i, k, n_in, n_out, L = net.n_layers, ahead
+    cdef int H = net.h_last, a, n_act, k, L = net.n_layers, ahead
     cdef int32_t j
-    cdef index_t p
     cdef float* h = w.acts + net.a_off[L - 1]
     cdef float* dh = w.delta + net.a_off[L - 1]
     cdef float zmax, z, total, dz, inv_m = 1.0 / m, keep_scale = 1.0
@@ -858,12 +864,9 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
         rec_ids = work.rec_ids
         rec_dz = work.rec_dz
         rec_n = work.rec_n
-        if bf16:
-            Hb16 = work.Hb16
-            hb_rows, hb_cols = Hb16.shape[0], Hb16.shape[1]
-        else:
-            Hb = work.Hb
-            hb_rows, hb_cols = Hb.shape[0], Hb.shape[1]
+        Hb = work.Hb  # (the one of the other precision is empty)
+        Hb16 = work.Hb16
+        hb_rows, hb_cols = work.records_shape()
         if (rec_ids.shape[0] < n or rec_ids.shape[1] < act.shape[1]
                 or rec_dz.shape[0] != rec_ids.shape[0] or rec_dz.shape[1] != rec_ids.shape[1]
                 or rec_n.shape[0] < n or hb_rows < n or hb_cols != net.h_last):
@@ -991,8 +994,8 @@ def adam_update(state, Workspace work, float lr, float beta1, float beta2, float
     cdef uint8_t[::1] in_flag = work.in_flag
     cdef int32_t[::1] uniq_out = work.uniq_out
     cdef int32_t[::1] uniq_in = work.uniq_in
-    cdef int H = W_out.shape[1], H0 = W_in.shape[1], t
-    cdef int64_t n_out, n_in, q, k, n_dense = dense.shape[0]
+    cdef int H = W_out.shape[1], H0 = W_in.shape[1]
+    cdef int64_t n_out, n_in, q, n_dense = dense.shape[0]
     cdef int32_t j
     cdef float lr_t = lr * sqrt(1.0 - beta2 ** step) / (1.0 - beta1 ** step)
     if has_out:  # else the output layer is output_adam's (transposed gradient)
@@ -1101,12 +1104,9 @@ def output_adam(state, Workspace work, int64_t n_rows, float lr, float beta1,
     tvals = work.sort_tvals
     runs = work.runs
     gbuf = work.gbuf
-    if bf16:
-        Hb16 = work.Hb16
-        hb_rows, hb_cols = Hb16.shape[0], Hb16.shape[1]
-    else:
-        Hb = work.Hb
-        hb_rows, hb_cols = Hb.shape[0], Hb.shape[1]
+    Hb = work.Hb  # (the one of the other precision is empty)
+    Hb16 = work.Hb16
+    hb_rows, hb_cols = work.records_shape()
     if n_rows > rec_n.shape[0] or n_rows > hb_rows or hb_cols != H:
         raise ValueError("transposed-gradient buffers do not match the batch")
     if gbuf.shape[0] < n_threads or gbuf.shape[1] < H:
