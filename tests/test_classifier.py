@@ -14,6 +14,7 @@ from sklearn.preprocessing import MultiLabelBinarizer
 
 import slidelearn._slide._classifier as classifier_module
 from slidelearn import SlideClassifier
+from slidelearn._slide import _testing
 from slidelearn.datasets import make_extreme_classification
 
 
@@ -457,7 +458,7 @@ def test_persistence_round_trip(method, multilabel_data):
         joblib.dump(clf, buf)
         buf.seek(0)
         copy = joblib.load(buf)
-    assert "_work" not in copy.__dict__  # scratch buffers are not stored
+    assert _testing.workspace(copy) is None  # scratch buffers are not stored
     assert (copy.predict(Xte) != clf.predict(Xte)).nnz == 0
     np.testing.assert_array_equal(copy.predict_proba(Xte), clf.predict_proba(Xte))
     np.testing.assert_array_equal(copy.predict_topk(Xte, 3, inference="lsh")[0],
@@ -467,6 +468,32 @@ def test_persistence_round_trip(method, multilabel_data):
     clf.partial_fit(Xtr, Ytr)
     _assert_same_model(copy, clf)
     assert copy.t_ == clf.t_ and copy.n_iter_ == clf.n_iter_ == 3
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_models_pickled_with_dict_state_still_load_and_train(precision, multilabel_data):
+    """Models pickled before SlideState kept the arrays in two dicts, ``_model`` (layout
+    and weights) and ``_opt`` (Adam state, bfloat16 halves), and the Adam step in
+    ``_step``: they load, predict and train on as the model they were."""
+    Xtr, Ytr, Xte, _ = multilabel_data
+    clf = _clf(max_iter=2, precision=precision).fit(Xtr, Ytr)
+    state = clf.__getstate__()
+    st = state.pop("_state")
+    arrays = st.arrays()
+    state["_model"] = {k: arrays.pop(k) for k in ("W_in", "dense", "W_out", "b_out", "sizes",
+                                                  "w_off", "b_off", "a_off")}
+    state["_opt"] = arrays
+    state["_step"] = st.step
+    assert ("w16_out" in arrays) == (precision == "bfloat16")
+    old = SlideClassifier.__new__(SlideClassifier)
+    old.__setstate__(pickle.loads(pickle.dumps(state)))
+    assert "_model" not in old.__dict__ and "_step" not in old.__dict__
+    assert _testing.state(old).step == st.step > 0
+    assert _testing.state(old).precision == precision
+    np.testing.assert_array_equal(old.predict_topk(Xte, 3)[0], clf.predict_topk(Xte, 3)[0])
+    old.partial_fit(Xtr, Ytr)
+    clf.partial_fit(Xtr, Ytr)
+    _assert_same_model(old, clf)
 
 
 def test_joblib_memory_mapped_model_can_predict(tmp_path, multilabel_data):
@@ -673,8 +700,7 @@ def test_input_layer_starts_at_rms_one_eighth(binary, scale):
     clf = SlideClassifier(hidden_layer_sizes=(64,), random_state=0)
     energy = classifier_module._input_energy(X)
     np.testing.assert_allclose(energy, X.multiply(X).sum() / X.shape[0], rtol=1e-4)
-    clf._init_model(X.shape[1], 50, np.random.default_rng(0), energy)
-    Z = X @ clf._model["W_in"]
+    Z = X @ _testing.init_model(clf, X.shape[1], 50, np.random.default_rng(0), energy).W_in
     rms = np.sqrt(np.mean(np.asarray(Z, dtype=np.float64) ** 2))
     assert 0.11 < rms < 0.14, rms
 
@@ -690,7 +716,7 @@ def test_input_layer_of_zero_or_underflowing_rows_is_finite(scale):
     X.eliminate_zeros()
     clf = SlideClassifier(hidden_layer_sizes=(16,), max_iter=2, n_jobs=1,
                           random_state=0).fit(X, Y)
-    assert np.isfinite(clf._model["W_in"]).all()
+    assert np.isfinite(clf.coefs_[0]).all()
     assert np.isfinite(clf.decision_function(X[:5])).all()
 
 
@@ -725,31 +751,30 @@ def test_bibtex_precision_at_1(shared_data):
 def test_inference_tables_are_separate_and_used_by_lsh_inference():
     from slidelearn._slide import _network
     from slidelearn.datasets import make_extreme_classification
-    from slidelearn.utils.validation import validate_sparse_X
 
     X, Y = make_extreme_classification(n_samples=600, n_features=300, n_labels=400,
                                        random_state=3)
     base = dict(hidden_layer_sizes=(16,), n_codes=3, n_tables=4, max_iter=2, n_jobs=1,
                 random_state=0)
     plain = SlideClassifier(**base).fit(X, Y)
-    assert plain._inference_lsh is None
+    assert _testing.lsh(plain, inference=True) is None
     sep = SlideClassifier(**base, inference_n_codes=2, inference_n_tables=7).fit(X, Y)
-    tables = sep._inference_lsh
+    tables = _testing.lsh(sep, inference=True)
     assert tables.params["n_tables"] == 7 and tables.params["n_codes"] == 2
-    assert tables.offsets.shape[0] == 7 and sep._lsh.offsets.shape[0] == 4
+    assert tables.offsets.shape[0] == 7 and _testing.lsh(sep).offsets.shape[0] == 4
     # Training is unaffected by the inference tables (they are drawn after the last epoch).
     np.testing.assert_array_equal(plain.coefs_[-1], sep.coefs_[-1])
     # LSH inference ranks exactly the neurons those tables retrieve.
-    Xc = validate_sparse_X(sep, X[:50], reset=False)
-    H = sep._hidden(Xc, 1)
-    order = np.argsort(-sep._label_counts, kind="stable").astype(np.int32)
-    idx, _, _ = _network.topk_lsh(H, sep._model, tables, 5, 1, order, 1)
+    H = _testing.hidden(sep, X[:50])
+    order = np.argsort(-_testing.label_counts(sep), kind="stable").astype(np.int32)
+    idx, _, _ = _network.topk_lsh(H, _testing.state(sep), tables, 5, 1, order, 1)
     labels, _ = sep.predict_topk(X[:50], k=5, inference="lsh")
     np.testing.assert_array_equal(labels, sep.classes_[idx])
     # partial_fit rebuilds them from the updated weights.
     before = tables.ids.copy()
     sep.partial_fit(X, Y)
-    assert sep._inference_lsh is not tables and sep._inference_lsh.ids.shape == before.shape
+    rebuilt = _testing.lsh(sep, inference=True)
+    assert rebuilt is not tables and rebuilt.ids.shape == before.shape
     # ... and building them never changes how the model trains.
     plain.partial_fit(X, Y)
     np.testing.assert_array_equal(plain.coefs_[-1], sep.coefs_[-1])
@@ -765,15 +790,15 @@ def test_inference_bucket_size_keeps_training_functions_and_samples_buckets():
                 random_state=0)
     plain = SlideClassifier(**base).fit(X, Y)
     small = SlideClassifier(**base, inference_bucket_size=3).fit(X, Y)
-    tables = small._inference_lsh
-    assert tables.params is small._lsh.params  # the training hash functions
+    tables, training = _testing.lsh(small, inference=True), _testing.lsh(small)
+    assert tables.params is training.params  # the training hash functions
     assert tables.bucket_size == 3
     assert np.diff(tables.offsets, axis=1).max() <= 3
     # each bucket keeps a subset of the training table's (same functions, same weights)
     for t in range(4):
         for b in np.flatnonzero(np.diff(tables.offsets[t])):
             kept = tables.ids[t, tables.offsets[t, b]:tables.offsets[t, b + 1]]
-            full = small._lsh.ids[t, small._lsh.offsets[t, b]:small._lsh.offsets[t, b + 1]]
+            full = training.ids[t, training.offsets[t, b]:training.offsets[t, b + 1]]
             assert set(kept.tolist()) <= set(full.tolist())
     np.testing.assert_array_equal(plain.coefs_[-1], small.coefs_[-1])  # training unchanged
     labels, _ = small.predict_topk(X[:50], k=5, inference="lsh")

@@ -17,6 +17,7 @@ import pytest
 import slidelearn
 from slidelearn import DLRMClassifier, SlideClassifier
 from slidelearn._cli import main
+from slidelearn._slide import _testing
 from slidelearn.datasets import load_xc_repository
 
 GOOD = "6 5 3\n0,1 0:1 3:0.5\n2 1:1\n1 2:2 4:1\n0 0:0.5\n2 1:0.25 4:1\n1 3:1\n"
@@ -209,13 +210,13 @@ def _bad_models(tmp_path, model_file):
     dumped("wrong_sizes", dict(payload, n_features=7), "its sizes do not match")
     dumped("no_estimator", dict(payload, estimator=None), "holds no fitted SlideClassifier")
     est = joblib.load(model_file)["estimator"]
-    del est._model
+    del est._state
     dumped("no_weights", dict(payload, estimator=est), "has no usable weights")
     est = joblib.load(model_file)["estimator"]
-    est._model["W_out"] = est._model["W_out"][:1]
+    _testing.state(est).W_out = _testing.state(est).W_out[:1]
     dumped("short_weights", dict(payload, estimator=est), "its W_out weights")
     est = joblib.load(model_file)["estimator"]
-    est._model["W_in"] = est._model["W_in"][:, :3]
+    _testing.state(est).W_in = _testing.state(est).W_in[:, :3]
     dumped("narrow_weights", dict(payload, estimator=est), "its W_in weights")
     rng = np.random.default_rng(0)
     dumped("one_d", SlideClassifier(max_iter=1, n_jobs=1).fit(rng.random((20, 5)),

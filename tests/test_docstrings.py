@@ -6,6 +6,7 @@ import pytest
 
 MODULES = [
     "slidelearn._slide._classifier",
+    "slidelearn._slide._state",
     "slidelearn.metrics",
     "slidelearn.datasets._xc_format_io",
     "slidelearn.datasets._samples_generator",

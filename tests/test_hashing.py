@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from slidelearn._slide import _hashing
+from slidelearn._slide import _hashing, _testing
 from slidelearn.utils import _bf16
 
 FAMILIES = ["simhash", "wta", "dwta", "doph"]
@@ -108,7 +108,7 @@ def test_draw_hash_functions_rejects_bad_arguments():
 def test_hash_codes_rejects_wrong_dimension():
     p = _draw("wta", dim=32)
     with pytest.raises(ValueError, match="dims"):
-        _hashing.hash_codes(p, np.zeros(31, dtype=np.float32))
+        _testing.hash_codes(p, np.zeros(31, dtype=np.float32))
     with pytest.raises(ValueError, match="dims"):
         _hashing.hash_vectors(p, np.zeros((3, 31), dtype=np.float32), 1)
 
@@ -120,7 +120,7 @@ def test_simhash_codes_match_reference(seed):
     rng = np.random.default_rng(100 + seed)
     for _ in range(10):
         vec = rng.standard_normal(30).astype(np.float32)
-        codes, buckets = _hashing.hash_codes(p, vec)
+        codes, buckets = _testing.hash_codes(p, vec)
         ref, margin = _ref_simhash(p, vec)
         assert codes.shape == (5 * 6,) and codes.dtype == np.int32
         clear = margin > 1e-4  # float32 sums can flip a near-zero projection
@@ -135,7 +135,7 @@ def test_wta_codes_match_reference(seed):
     rng = np.random.default_rng(200 + seed)
     for _ in range(10):
         vec = rng.standard_normal(24).astype(np.float32)  # negatives included: plain WTA
-        codes, buckets = _hashing.hash_codes(p, vec)
+        codes, buckets = _testing.hash_codes(p, vec)
         np.testing.assert_array_equal(codes, _ref_wta(p, vec))
         assert codes.min() >= 0 and codes.max() < 6
         np.testing.assert_array_equal(buckets, _ref_buckets(p, codes))
@@ -144,7 +144,7 @@ def test_wta_codes_match_reference(seed):
 def test_wta_ties_take_the_first_maximum():
     p = _draw("wta", dim=16, n_codes=2, n_tables=3, bin_size=4)
     vec = np.ones(16, dtype=np.float32)  # every bin is a tie
-    codes, _ = _hashing.hash_codes(p, vec)
+    codes, _ = _testing.hash_codes(p, vec)
     np.testing.assert_array_equal(codes, np.zeros(6, dtype=np.int32))
 
 
@@ -156,7 +156,7 @@ def test_dwta_without_empty_bins_equals_wta(seed):
         # no zero coordinate, so no empty bin (negative bins are not empty: they are ranked)
         vec = (rng.standard_normal(24) + 0.01).astype(np.float32)
         vec[vec == 0] = 1.0
-        codes, buckets = _hashing.hash_codes(p, vec)
+        codes, buckets = _testing.hash_codes(p, vec)
         np.testing.assert_array_equal(codes, _ref_wta(p, vec))
         np.testing.assert_array_equal(buckets, _ref_buckets(p, codes))
 
@@ -171,21 +171,21 @@ def test_dwta_densifies_empty_bins(seed):
     ref = _ref_wta(p, vec)
     nonempty = (vec[p["dims"]] != 0).any(axis=1)
     assert nonempty.any() and not nonempty.all()  # the case under test
-    codes, buckets = _hashing.hash_codes(p, vec)
+    codes, buckets = _testing.hash_codes(p, vec)
     assert codes.min() >= 0 and codes.max() < bs
     # Non-empty bins keep their WTA code; an empty bin copies the code of a non-empty one.
     np.testing.assert_array_equal(codes[nonempty], ref[nonempty])
     assert set(codes[~nonempty].tolist()) <= set(ref[nonempty].tolist())
     np.testing.assert_array_equal(buckets, _ref_buckets(p, codes))
     # Deterministic.
-    codes2, buckets2 = _hashing.hash_codes(p, vec)
+    codes2, buckets2 = _testing.hash_codes(p, vec)
     np.testing.assert_array_equal(codes, codes2)
     np.testing.assert_array_equal(buckets, buckets2)
 
 
 def test_dwta_all_empty_vector_gives_code_zero():
     p = _draw("dwta", dim=32, n_codes=3, n_tables=4, bin_size=8)
-    codes, buckets = _hashing.hash_codes(p, np.zeros(32, dtype=np.float32))
+    codes, buckets = _testing.hash_codes(p, np.zeros(32, dtype=np.float32))
     np.testing.assert_array_equal(codes, 0)
     np.testing.assert_array_equal(buckets, 0)
 
@@ -196,7 +196,7 @@ def test_dwta_negative_bins_are_ranked_not_empty():
     # threw away their ranking.
     p = _draw("dwta", dim=32, n_codes=3, n_tables=4, bin_size=8)
     vec = -np.random.default_rng(7).random(32).astype(np.float32) - 0.1
-    codes, _ = _hashing.hash_codes(p, vec)
+    codes, _ = _testing.hash_codes(p, vec)
     np.testing.assert_array_equal(codes, _ref_wta(p, vec))
 
 
@@ -211,7 +211,7 @@ def test_doph_codes_match_reference(seed):
             vec = np.where(rng.random(dim) < density, rng.random(dim) + 0.1,
                            -rng.random(dim)).astype(np.float32)
             raw = _ref_doph_raw(p, vec)
-            codes, buckets = _hashing.hash_codes(p, vec)
+            codes, buckets = _testing.hash_codes(p, vec)
             codes2d = codes.reshape(L, K)
             assert codes.min() >= 0 and codes.max() < dim
             for t in range(L):
@@ -237,7 +237,7 @@ def test_folded_buckets_match_reference(family):
     p_fold = dict(p, exact_buckets=0, n_buckets=2**6, range_bits=6)
     for _ in range(10):
         vec = np.abs(rng.standard_normal(32)).astype(np.float32)
-        codes, buckets = _hashing.hash_codes(p_fold, vec)
+        codes, buckets = _testing.hash_codes(p_fold, vec)
         np.testing.assert_array_equal(buckets, _ref_buckets(p_fold, codes))
         assert buckets.max() < 2**6
 
@@ -254,7 +254,7 @@ def test_hash_vectors_matches_hash_codes_and_threads(family):
     assert B1.shape == (7, 57) and B1.dtype == np.uint32
     np.testing.assert_array_equal(B1, B2)
     for i in range(V.shape[0]):
-        _, b = _hashing.hash_codes(p, V[i])
+        _, b = _testing.hash_codes(p, V[i])
         np.testing.assert_array_equal(B1[:, i], b)
     assert B1.max() < p["n_buckets"]
     assert _hashing.hash_vectors(p, np.zeros((0, 32), dtype=np.float32), 2).shape == (7, 0)
@@ -288,7 +288,7 @@ def test_hash_vectors_batch_path_edge_rows(family, n_codes, range_pow):
         B = _hashing.hash_vectors(p, V, 2, **kw)
         for i in range(V.shape[0]):
             row = V[i] - center if kw else V[i]
-            np.testing.assert_array_equal(B[:, i], _hashing.hash_codes(p, row)[1])
+            np.testing.assert_array_equal(B[:, i], _testing.hash_codes(p, row)[1])
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -410,7 +410,7 @@ def _retrieval_rates(family, items, queries, n_codes, n_tables, bin_size=8, seed
     hits, others = 0, 0.0
     n = items.shape[0]
     for i, q in enumerate(queries):
-        found = _hashing.query_tables(p, offsets, ids, q, 1)
+        found = _testing.query_tables(p, offsets, ids, q, 1)
         assert np.all(np.diff(found) > 0)  # sorted, distinct
         assert found.size == 0 or (found.min() >= 0 and found.max() < n)
         hits += i in found
@@ -453,12 +453,12 @@ def test_query_threshold_intersects_tables():
     B = _hashing.hash_vectors(p, items, 1)
     offsets, ids = _hashing.build_tables(B, p["n_buckets"], 10**6, False, 0, 1)
     q = items[3]
-    _, qb = _hashing.hash_codes(p, q)
+    _, qb = _testing.hash_codes(p, q)
     counts = (B == qb[:, None]).sum(axis=0)  # tables in which each item collides with q
     for thr in (1, 2, 4, 8):
-        found = _hashing.query_tables(p, offsets, ids, q, thr)
+        found = _testing.query_tables(p, offsets, ids, q, thr)
         np.testing.assert_array_equal(found, np.flatnonzero(counts >= thr))
-    assert 3 in _hashing.query_tables(p, offsets, ids, q, 8)
+    assert 3 in _testing.query_tables(p, offsets, ids, q, 8)
 
 
 @pytest.mark.parametrize("family", ["simhash", "wta", "dwta", "doph"])

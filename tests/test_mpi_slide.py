@@ -16,6 +16,7 @@ import hashlib, json, pickle
 import numpy as np
 from mpi4py import MPI
 from slidelearn import SlideClassifier
+from slidelearn._slide import _testing
 from slidelearn.datasets import make_extreme_classification
 from slidelearn.utils._mpi import local_batches
 
@@ -34,12 +35,12 @@ res = {}
 for name, y in [("multilabel", Y), ("multiclass", np.array(Y.argmax(axis=1)).ravel())]:
     ref = SlideClassifier(**kw).fit(X, y)
     m = SlideClassifier(**kw, comm=comm).fit(X[mine], y[mine])
-    r = {k: float(np.abs(ref._model[k] - m._model[k]).max())
+    r = {k: float(np.abs(getattr(_testing.state(ref), k) - getattr(_testing.state(m), k)).max())
          for k in ("W_in", "dense", "W_out", "b_out")}
     r["loss"], r["loss_ref"] = m.loss_curve_, ref.loss_curve_
     r["decision"] = float(np.abs(ref.decision_function(X) - m.decision_function(X)).max())
     r["classes"] = bool(np.array_equal(ref.classes_, m.classes_))
-    digest = hashlib.sha1(b"".join(m._model[k].tobytes() for k in ("W_in", "W_out"))).hexdigest()
+    digest = hashlib.sha1(b"".join(w.tobytes() for w in (m.coefs_[0], m.coefs_[-1]))).hexdigest()
     r["same_on_all_ranks"] = len(set(comm.allgather(digest))) == 1
     loaded = pickle.loads(pickle.dumps(m))
     r["pickle"] = float(np.abs(loaded.decision_function(X) - m.decision_function(X)).max())
@@ -53,18 +54,18 @@ for lo, hi in [(0, 96), (96, n), (0, n)]:
                         for b in range(lo, hi, B)])
     ref.partial_fit(X[lo:hi], Y[lo:hi], classes=np.arange(40))
     m.partial_fit(X[r], Y[r], classes=np.arange(40))
-pf = {k: float(np.abs(ref._model[k] - m._model[k]).max())
-      for k in ("W_in", "dense", "W_out", "b_out")}
-pf.update({k: float(np.abs(ref._opt[k] - m._opt[k]).max()) for k in ref._opt})
+# the weights and every Adam array
+pf = {k: float(np.abs(a - getattr(_testing.state(m), k)).max())
+      for k, a in _testing.state(ref).arrays().items()}
 res["partial_fit"] = pf
 res["partial_fit_loss"] = [m.loss_curve_, ref.loss_curve_]
 # A budget below the output layer's size: it stays spread over the ranks after fit,
 # each rank having drawn and trained only its slice, and the model predicts collectively.
 ref = SlideClassifier(**kw).fit(X, Y)
 m = SlideClassifier(**kw, comm=comm, rank_memory_budget=1000).fit(X[mine], Y[mine])
-lo, hi = m._label_slice
-sh = {"slice": [lo, hi], "W_out_rows": m._model["W_out"].shape[0],
-      "W_out": float(np.abs(ref._model["W_out"][lo:hi] - m._model["W_out"]).max())}
+lo, hi = _testing.label_slice(m)
+sh = {"slice": [lo, hi], "W_out_rows": m.coefs_[-1].shape[0],
+      "W_out": float(np.abs(ref.coefs_[-1][lo:hi] - m.coefs_[-1]).max())}
 labels, scores = m.predict_topk(X[mine], k=5)
 ref_labels, ref_scores = ref.predict_topk(X[mine], k=5)
 sh["topk_same"] = bool(np.array_equal(labels, ref_labels))

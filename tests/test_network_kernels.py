@@ -5,7 +5,7 @@ import pytest
 import scipy.sparse as sp
 
 from slidelearn import SlideClassifier
-from slidelearn._slide import _hashing, _network
+from slidelearn._slide import _hashing, _network, _testing
 
 
 # --------------------------------------------------------------------------- helpers
@@ -16,22 +16,19 @@ def _make_clf(n_features, n_labels, hidden=(8, 6), seed=0, **params):
     params.setdefault("n_codes", 2)
     clf = SlideClassifier(hidden_layer_sizes=hidden, n_jobs=1, random_state=seed, **params)
     rng = np.random.default_rng(seed)
-    clf._init_model(n_features, n_labels, rng, float(n_features))
-    m = clf._model
-    for off, size in zip(m["b_off"], m["sizes"]):
-        m["dense"][off: off + size] = rng.uniform(-0.3, 0.3, size).astype(np.float32)
-    m["b_out"][:] = rng.uniform(-0.5, 0.5, n_labels).astype(np.float32)
+    st = _testing.init_model(clf, n_features, n_labels, rng, float(n_features))
+    for off, size in zip(st.b_off, st.sizes):
+        st.dense[off: off + size] = rng.uniform(-0.3, 0.3, size).astype(np.float32)
+    st.b_out[:] = rng.uniform(-0.5, 0.5, n_labels).astype(np.float32)
     return clf
 
 
-def _params64(model):
-    """(W_in, [b0, b1, ...], [W1, W2, ...], W_out, b_out) as float64 copies."""
-    sizes, dense = model["sizes"], model["dense"].astype(np.float64)
-    bs = [dense[o: o + s].copy() for o, s in zip(model["b_off"], sizes)]
-    Ws = [dense[model["w_off"][i]: model["w_off"][i] + sizes[i - 1] * sizes[i]]
-          .reshape(sizes[i - 1], sizes[i]).copy() for i in range(1, len(sizes))]
-    return (model["W_in"].astype(np.float64), bs, Ws, model["W_out"].astype(np.float64),
-            model["b_out"].astype(np.float64))
+def _params64(clf):
+    """(W_in, [b0, b1, ...], [W1, W2, ...], W_out, b_out) of clf as float64 copies."""
+    coefs, intercepts = _testing.state(clf).coefs(), _testing.state(clf).intercepts()
+    return (coefs[0].astype(np.float64), [b.astype(np.float64) for b in intercepts[:-1]],
+            [W.astype(np.float64) for W in coefs[1:-1]], coefs[-1].astype(np.float64),
+            intercepts[-1].astype(np.float64))
 
 
 def _forward64(params, X):
@@ -104,8 +101,8 @@ def test_forward_hidden_matches_numpy(index_dtype, hidden, n_threads):
     X.indices = X.indices.astype(index_dtype)
     X.indptr = X.indptr.astype(index_dtype)
     assert X.indices.dtype == index_dtype
-    H = _network.forward_hidden(X.data, X.indices, X.indptr, clf._model, n_threads)
-    hs, _ = _forward64(_params64(clf._model), X.toarray().astype(np.float64))
+    H = _network.forward_hidden(X.data, X.indices, X.indptr, _testing.state(clf), n_threads)
+    hs, _ = _forward64(_params64(clf), X.toarray().astype(np.float64))
     assert H.shape == (13, hidden[-1]) and H.dtype == np.float32
     np.testing.assert_allclose(H, hs[-1], rtol=1e-5, atol=1e-5)
     assert np.all(H >= 0) and (H == 0).any() and (H > 0).any()
@@ -114,7 +111,7 @@ def test_forward_hidden_matches_numpy(index_dtype, hidden, n_threads):
 def test_forward_hidden_empty_matrix():
     clf = _make_clf(5, 3)
     X = sp.csr_matrix((0, 5), dtype=np.float32)
-    H = _network.forward_hidden(X.data, X.indices, X.indptr, clf._model, 1)
+    H = _network.forward_hidden(X.data, X.indices, X.indptr, _testing.state(clf), 1)
     assert H.shape == (0, 6)
 
 
@@ -147,10 +144,10 @@ def test_topk_exact_matches_numpy(k, blocks, n_threads):
     n, d, n_labels = 11, 6, 23  # n and n_labels are not multiples of the blocks
     clf = _make_clf(4, n_labels)
     Hm = rng.standard_normal((n, d)).astype(np.float32)
-    m = clf._model
+    m = _testing.state(clf)
     idx, sc = _network.topk_exact(Hm, m, k, n_threads, row_block=blocks[0],
                                   label_block=blocks[1])
-    ref = Hm.astype(np.float64) @ m["W_out"].T.astype(np.float64) + m["b_out"]
+    ref = Hm.astype(np.float64) @ m.W_out.T.astype(np.float64) + m.b_out
     _check_topk(idx, sc, ref, k)
 
 
@@ -158,19 +155,20 @@ def test_topk_exact_k_larger_than_labels_and_mismatch():
     rng = np.random.default_rng(3)
     clf = _make_clf(4, 5)
     Hm = rng.standard_normal((4, 6)).astype(np.float32)
-    idx, sc = _network.topk_exact(Hm, clf._model, 50, 1)
+    idx, sc = _network.topk_exact(Hm, _testing.state(clf), 50, 1)
     assert idx.shape == (4, 5)
     np.testing.assert_array_equal(np.sort(idx, axis=1), np.tile(np.arange(5), (4, 1)))
     with pytest.raises(ValueError, match="hidden width"):
-        _network.topk_exact(np.zeros((2, 5), dtype=np.float32), clf._model, 1, 1)
+        _network.topk_exact(np.zeros((2, 5), dtype=np.float32), _testing.state(clf), 1, 1)
 
 
 def test_topk_exact_ties_keep_smallest_index():
     clf = _make_clf(4, 10)
-    clf._model["W_out"][:] = 0
-    clf._model["b_out"][:] = 1.0
+    st = _testing.state(clf)
+    st.W_out[:] = 0
+    st.b_out[:] = 1.0
     Hm = np.ones((3, 6), dtype=np.float32)
-    idx, _ = _network.topk_exact(Hm, clf._model, 4, 1, row_block=2, label_block=3)
+    idx, _ = _network.topk_exact(Hm, st, 4, 1, row_block=2, label_block=3)
     np.testing.assert_array_equal(idx, np.tile(np.arange(4), (3, 1)))
 
 
@@ -184,17 +182,17 @@ def test_topk_lsh_with_full_tables_equals_exact(k, n_threads):
     n, n_labels = 9, 30
     clf = _make_clf(4, n_labels, hash_family="doph", n_codes=1, n_tables=3,
                     bucket_size=10**6)
-    clf._model["W_out"][:] = np.abs(clf._model["W_out"]) + 0.01
+    st, lsh = _testing.state(clf), _testing.lsh(clf)
+    st.W_out[:] = np.abs(st.W_out) + 0.01
     # Tables of the raw (uncentred) rows, so that every row is all-positive.
-    params = clf._lsh.params
-    clf._lsh.offsets, clf._lsh.ids = _hashing.build_tables(
-        _hashing.hash_vectors(params, clf._model["W_out"], 1), params["n_buckets"],
-        10**6, False, 0, 1)
+    params = lsh.params
+    lsh.offsets, lsh.ids = _hashing.build_tables(
+        _hashing.hash_vectors(params, st.W_out, 1), params["n_buckets"], 10**6, False, 0, 1)
     Hm = (np.abs(rng.standard_normal((n, 6))) + 0.01).astype(np.float32)
     fallback = np.arange(n_labels, dtype=np.int32)
-    idx, sc, n_cand = _network.topk_lsh(Hm, clf._model, clf._lsh, k, 1, fallback, n_threads)
+    idx, sc, n_cand = _network.topk_lsh(Hm, st, lsh, k, 1, fallback, n_threads)
     assert n_cand == n * n_labels  # the premise: every neuron was retrieved (once)
-    e_idx, e_sc = _network.topk_exact(Hm, clf._model, k, 1)
+    e_idx, e_sc = _network.topk_exact(Hm, st, k, 1)
     np.testing.assert_array_equal(idx, e_idx)
     np.testing.assert_allclose(sc, e_sc, rtol=1e-5, atol=1e-6)
 
@@ -204,12 +202,12 @@ def test_topk_lsh_returns_valid_sorted_ids(family):
     rng = np.random.default_rng(5)
     n, n_labels, k = 20, 200, 7
     clf = _make_clf(4, n_labels, hash_family=family, n_codes=3, n_tables=3, bucket_size=2)
-    clf._rehash(1)
+    _testing.rehash(clf)
     Hm = np.abs(rng.standard_normal((n, 6))).astype(np.float32)
-    m = clf._model
-    ref = Hm.astype(np.float64) @ m["W_out"].T.astype(np.float64) + m["b_out"]
+    m = _testing.state(clf)
+    ref = Hm.astype(np.float64) @ m.W_out.T.astype(np.float64) + m.b_out
     fallback = np.argsort(rng.random(n_labels)).astype(np.int32)
-    idx, sc, n_cand = _network.topk_lsh(Hm, m, clf._lsh, k, 1, fallback, 2)
+    idx, sc, n_cand = _network.topk_lsh(Hm, m, _testing.lsh(clf), k, 1, fallback, 2)
     assert idx.shape == (n, k) and sc.shape == (n, k)
     assert 0 < n_cand <= n * 3 * 2  # at most L * bucket_size candidates per row
     assert np.all((idx >= 0) & (idx < n_labels))
@@ -219,7 +217,7 @@ def test_topk_lsh_returns_valid_sorted_ids(family):
     np.testing.assert_allclose(sc, np.take_along_axis(ref, idx.astype(np.int64), axis=1),
                                rtol=1e-5, atol=1e-5)
     # Threshold above L: no candidate, so the fallback order decides (first k, by score).
-    idx2, sc2, n_cand2 = _network.topk_lsh(Hm, m, clf._lsh, k, 4, fallback, 1)
+    idx2, sc2, n_cand2 = _network.topk_lsh(Hm, m, _testing.lsh(clf), k, 4, fallback, 1)
     assert n_cand2 == 0
     for i in range(n):
         assert set(idx2[i].tolist()) == set(fallback[:k].tolist())
@@ -236,16 +234,16 @@ def test_topk_lsh_max_candidates_keeps_the_most_voted(threshold, max_cand, n_thr
     rng = np.random.default_rng(11)
     n, n_labels, L = 25, 120, 6
     clf = _make_clf(4, n_labels, hash_family="dwta", n_codes=2, n_tables=L, bucket_size=6)
-    clf._rehash(1)
+    _testing.rehash(clf)
     Hm = np.abs(rng.standard_normal((n, 6))).astype(np.float32)
-    m, lsh = clf._model, clf._lsh
+    m, lsh = _testing.state(clf), _testing.lsh(clf)
     fallback = np.argsort(rng.random(n_labels)).astype(np.int32)
     k = min(max_cand, 8)
     idx, sc, n_cand = _network.topk_lsh(Hm, m, lsh, k, threshold, fallback, n_threads,
                                         max_cand)
     total = 0
     for i in range(n):
-        _, buckets = _hashing.hash_codes(lsh.params, Hm[i])
+        _, buckets = _testing.hash_codes(lsh.params, Hm[i])
         votes, first = {}, {}
         for t in range(L):
             b = buckets[t]
@@ -258,8 +256,8 @@ def test_topk_lsh_max_candidates_keeps_the_most_voted(threshold, max_cand, n_thr
         chosen = eligible[:max_cand]
         total += len(chosen)
         if len(chosen) >= k:  # the top k of the chosen ones, by exact score
-            scores = Hm[i].astype(np.float64) @ m["W_out"][chosen].T.astype(np.float64) \
-                + m["b_out"][chosen]
+            scores = Hm[i].astype(np.float64) @ m.W_out[chosen].T.astype(np.float64) \
+                + m.b_out[chosen]
             best = set(np.array(chosen)[np.argsort(-scores, kind="stable")[:k]].tolist())
             assert set(idx[i].tolist()) == best
         else:  # all chosen ones, completed from the fallback
@@ -279,15 +277,15 @@ def test_lsh_votes_are_exact_with_the_most_tables(threshold, max_cand):
     n, n_labels = 6, 40
     clf = _make_clf(4, n_labels, hash_family="wta", n_codes=1, bin_size=2, n_tables=L,
                     bucket_size=n_labels)
-    clf._rehash(1)
+    _testing.rehash(clf)
     Hm = rng.standard_normal((n, 6)).astype(np.float32)
-    m, lsh = clf._model, clf._lsh
+    m, lsh = _testing.state(clf), _testing.lsh(clf)
     fallback = np.arange(n_labels, dtype=np.int32)
     k = 3
     idx, _, n_cand = _network.topk_lsh(Hm, m, lsh, k, threshold, fallback, 2, max_cand)
     total, top = 0, 0
     for i in range(n):
-        _, buckets = _hashing.hash_codes(lsh.params, Hm[i])
+        _, buckets = _testing.hash_codes(lsh.params, Hm[i])
         votes, first = {}, {}
         for t in range(L):
             for p in range(lsh.offsets[t, buckets[t]], lsh.offsets[t, buckets[t] + 1]):
@@ -300,8 +298,8 @@ def test_lsh_votes_are_exact_with_the_most_tables(threshold, max_cand):
         chosen = eligible[:max_cand] if max_cand else eligible
         total += len(chosen)
         if len(chosen) >= k:
-            scores = Hm[i].astype(np.float64) @ m["W_out"][chosen].T.astype(np.float64) \
-                + m["b_out"][chosen]
+            scores = Hm[i].astype(np.float64) @ m.W_out[chosen].T.astype(np.float64) \
+                + m.b_out[chosen]
             best = set(np.array(chosen)[np.argsort(-scores, kind="stable")[:k]].tolist())
             assert set(idx[i].tolist()) == best
     assert n_cand == total > 0
@@ -314,24 +312,27 @@ def test_more_tables_than_the_vote_counters_hold_are_rejected():
     with pytest.raises(ValueError, match="inference_n_tables"):
         SlideClassifier(inference_n_tables=_network.MAX_TABLES + 1).fit(np.eye(3), [0, 1, 2])
     clf = _make_clf(4, 10)
-    clf._rehash(1)
-    lsh = copy.copy(clf._lsh)
+    _testing.rehash(clf)
+    lsh = copy.copy(_testing.lsh(clf))
     lsh.offsets = np.zeros((_network.MAX_TABLES + 1, lsh.offsets.shape[1]), np.int32)
     lsh.ids = np.zeros((_network.MAX_TABLES + 1, lsh.ids.shape[1]), np.int32)
     with pytest.raises(ValueError, match="at most 254 hash tables"):
-        _network.topk_lsh(np.ones((1, 6), np.float32), clf._model, lsh, 1, 1,
+        _network.topk_lsh(np.ones((1, 6), np.float32), _testing.state(clf), lsh, 1, 1,
                           np.arange(10, dtype=np.int32), 1)
 
 
 # --------------------------------------------------------------------------- training
 def _train_once(clf, X, Y_indptr, Y_indices, rows, min_active, n_threads=1, lsh=None):
-    work = clf._get_work(n_threads, int(np.diff(Y_indptr).max()), transposed=False)
+    """One train_batch on a fresh Workspace; returns (buffers of the Workspace, the
+    Workspace, loss, n_active)."""
+    work = _testing.workspace(clf, n_threads, int(np.diff(Y_indptr).max()), transposed=False)
+    b = _testing.buffers(work)
     for key in ("g_in", "g_out", "gb_out", "g_dense"):
-        assert not work[key].any()  # fresh buffers start at zero
-    loss, n_active = _network.train_batch(
-        X.data, X.indices, X.indptr, Y_indptr, Y_indices, rows, clf._model,
-        clf._lsh if lsh is None else lsh, work, min_active, 1, 123, n_threads)
-    return work, loss, n_active
+        assert not getattr(b, key).any()  # fresh buffers start at zero
+    loss, n_active = _testing.train_batch(clf, X, Y_indptr, Y_indices, rows, work,
+                                          min_active=min_active, n_threads=n_threads,
+                                          tables=lsh)
+    return b, work, loss, n_active
 
 
 def test_reference_gradients_match_finite_differences():
@@ -340,7 +341,7 @@ def test_reference_gradients_match_finite_differences():
     clf = _make_clf(10, 7, hidden=(8, 6))
     X, Y, _, _ = _random_batch(rng, 6, 10, 7)
     Xd, T = X.toarray().astype(np.float64), _target(Y, 7)
-    params = _params64(clf._model)
+    params = _params64(clf)
     g = _grads64(params, Xd, T)
 
     def L(p):
@@ -370,11 +371,11 @@ def test_train_batch_gradients_full_softmax(hidden, index_dtype):
     X, Y, Y_indptr, Y_indices = _random_batch(rng, 8, n_features, n_labels, density=0.15,
                                               index_dtype=index_dtype)
     rows = np.array([5, 0, 3, 7, 1], dtype=np.int64)  # a batch that is a subset, shuffled
-    work, loss, n_active = _train_once(clf, X, Y_indptr, Y_indices, rows, min_active=n_labels)
+    b, _, loss, n_active = _train_once(clf, X, Y_indptr, Y_indices, rows, min_active=n_labels)
 
     Xd = X.toarray().astype(np.float64)[rows]
     T = _target([Y[r] for r in rows], n_labels)
-    params = _params64(clf._model)
+    params = _params64(clf)
     ref = _grads64(params, Xd, T)
 
     # Loss: the sum over the batch of the per-sample losses; every neuron was active.
@@ -386,42 +387,40 @@ def test_train_batch_gradients_full_softmax(hidden, index_dtype):
         assert scale > 1e-4  # not a vacuous comparison
         np.testing.assert_allclose(actual, desired, rtol=2e-4, atol=2e-5 * scale)
 
-    close(work["g_out"], ref["W_out"])
-    close(work["gb_out"], ref["b_out"])
+    close(b.g_out, ref["W_out"])
+    close(b.gb_out, ref["b_out"])
     present = np.unique(X[rows].indices)
     absent = np.setdiff1d(np.arange(n_features), present)
     assert absent.size  # some features are absent from the batch
-    close(work["g_in"][present], ref["W_in"][present])
-    assert not work["g_in"][absent].any()
-    m = clf._model
-    g_dense = work["g_dense"][0]
-    close(g_dense[m["b_off"][0]: m["b_off"][0] + hidden[0]], ref["bs"][0])
+    close(b.g_in[present], ref["W_in"][present])
+    assert not b.g_in[absent].any()
+    m = _testing.state(clf)
+    g_dense = b.g_dense[0]
+    close(g_dense[m.b_off[0]: m.b_off[0] + hidden[0]], ref["bs"][0])
     for i in range(1, len(hidden)):
-        W = g_dense[m["w_off"][i]: m["w_off"][i] + hidden[i - 1] * hidden[i]]
+        W = g_dense[m.w_off[i]: m.w_off[i] + hidden[i - 1] * hidden[i]]
         close(W.reshape(hidden[i - 1], hidden[i]), ref["Ws"][i - 1])
-        close(g_dense[m["b_off"][i]: m["b_off"][i] + hidden[i]], ref["bs"][i])
+        close(g_dense[m.b_off[i]: m.b_off[i] + hidden[i]], ref["bs"][i])
 
     # The touched rows are listed for the sparse Adam update.
-    out_touched = work["out_list"][0, : work["out_count"][0]]
-    in_touched = work["in_list"][0, : work["in_count"][0]]
+    out_touched = b.out_list[0, : b.out_count[0]]
+    in_touched = b.in_list[0, : b.in_count[0]]
     np.testing.assert_array_equal(np.sort(out_touched), np.arange(n_labels))
     np.testing.assert_array_equal(np.sort(in_touched), present)
-    assert not work["mark"].any()  # scratch marks are cleared between samples
+    assert not b.mark.any()  # scratch marks are cleared between samples
 
 
 def test_train_batch_empty_rows_and_thread_check():
     clf = _make_clf(6, 4)
     rng = np.random.default_rng(8)
     X, _, Y_indptr, Y_indices = _random_batch(rng, 3, 6, 4)
-    work = clf._get_work(1, 3, transposed=False)
-    out = _network.train_batch(X.data, X.indices, X.indptr, Y_indptr, Y_indices,
-                               np.zeros(0, dtype=np.int64), clf._model, clf._lsh, work,
-                               4, 1, 0, 1)
+    work = _testing.workspace(clf, 1, 3, transposed=False)
+    out = _testing.train_batch(clf, X, Y_indptr, Y_indices, np.zeros(0, dtype=np.int64), work,
+                               min_active=4, seed=0)
     assert out == (0.0, 0)
     with pytest.raises(ValueError, match="fewer threads"):
-        _network.train_batch(X.data, X.indices, X.indptr, Y_indptr, Y_indices,
-                             np.arange(3, dtype=np.int64), clf._model, clf._lsh, work,
-                             4, 1, 0, 2)
+        _testing.train_batch(clf, X, Y_indptr, Y_indices, np.arange(3, dtype=np.int64), work,
+                             min_active=4, seed=0, n_threads=2)
 
 
 def _empty_tables(lsh):
@@ -437,15 +436,15 @@ def test_train_batch_active_set_is_labels_when_tables_empty():
     clf = _make_clf(10, 40)
     X, Y, Y_indptr, Y_indices = _random_batch(rng, 6, 10, 40)
     rows = np.arange(6, dtype=np.int64)
-    work, loss, n_active = _train_once(clf, X, Y_indptr, Y_indices, rows, 0,
-                                       lsh=_empty_tables(clf._lsh))
+    b, _, loss, n_active = _train_once(clf, X, Y_indptr, Y_indices, rows, 0,
+                                       lsh=_empty_tables(_testing.lsh(clf)))
     assert n_active == len(Y_indices)
     labels = np.unique(Y_indices)
-    np.testing.assert_array_equal(np.sort(work["out_list"][0, : work["out_count"][0]]), labels)
+    np.testing.assert_array_equal(np.sort(b.out_list[0, : b.out_count[0]]), labels)
     others = np.setdiff1d(np.arange(40), labels)
-    assert not work["g_out"][others].any() and not work["gb_out"][others].any()
+    assert not b.g_out[others].any() and not b.gb_out[others].any()
     # The softmax over the true labels only: loss_i = log|y_i| - mean(z_y) + logsumexp(z_y)
-    _, z = _forward64(_params64(clf._model), X.toarray().astype(np.float64))
+    _, z = _forward64(_params64(clf), X.toarray().astype(np.float64))
     ref = 0.0
     for i, y in enumerate(Y):
         zy = z[i, y]
@@ -458,10 +457,10 @@ def test_train_batch_min_active_adds_random_neurons():
     clf = _make_clf(10, 200)
     X, _, Y_indptr, Y_indices = _random_batch(rng, 6, 10, 200)
     rows = np.arange(6, dtype=np.int64)
-    work, _, n_active = _train_once(clf, X, Y_indptr, Y_indices, rows, 25,
-                                    lsh=_empty_tables(clf._lsh))
+    b, _, _, n_active = _train_once(clf, X, Y_indptr, Y_indices, rows, 25,
+                                    lsh=_empty_tables(_testing.lsh(clf)))
     assert n_active == 6 * 25
-    touched = work["out_list"][0, : work["out_count"][0]]
+    touched = b.out_list[0, : b.out_count[0]]
     assert set(np.unique(Y_indices).tolist()) <= set(touched.tolist())
     assert 25 <= len(np.unique(touched)) <= 6 * 25
 
@@ -476,19 +475,19 @@ def test_train_batch_active_set_matches_a_python_count(threshold):
     n_labels, L = 300, 12
     clf = _make_clf(10, n_labels, hidden=(16,), hash_family="dwta", n_codes=1, bin_size=4,
                     n_tables=L, bucket_size=90)
-    clf._rehash(1)
-    lsh, m = clf._lsh, clf._model
+    _testing.rehash(clf)
+    lsh, m = _testing.lsh(clf), _testing.state(clf)
     sizes = np.diff(lsh.offsets, axis=1)
     assert sizes.max() > 40  # longer than the marks' prefetch distance
     X, Y, Y_indptr, Y_indices = _random_batch(rng, 5, 10, n_labels)
-    work = clf._get_work(1, int(np.diff(Y_indptr).max()), transposed=False)
+    work = _testing.workspace(clf, 1, int(np.diff(Y_indptr).max()), transposed=False)
+    b = _testing.buffers(work)
     for r in range(5):
-        _reset_work(work)
-        _, n_active = _network.train_batch(
-            X.data, X.indices, X.indptr, Y_indptr, Y_indices, np.array([r], np.int64), m,
-            lsh, work, 0, threshold, 7, 1)
-        h = work["acts"][0, m["a_off"][-1]:].copy()
-        _, buckets = _hashing.hash_codes(lsh.params, h)
+        _testing.reset_gradients(work)
+        _, n_active = _testing.train_batch(clf, X, Y_indptr, Y_indices, np.array([r], np.int64),
+                                           work, min_active=0, threshold=threshold, seed=7)
+        h = b.acts[0, m.a_off[-1]:].copy()
+        _, buckets = _testing.hash_codes(lsh.params, h)
         votes, order = {}, []
         for t in range(L):
             for p in range(lsh.offsets[t, buckets[t]], lsh.offsets[t, buckets[t] + 1]):
@@ -497,8 +496,8 @@ def test_train_batch_active_set_matches_a_python_count(threshold):
                     order.append(j)
                 votes[j] = votes.get(j, 0) + 1
         want = list(Y[r]) + [j for j in order if votes[j] >= threshold and j not in Y[r]]
-        assert work["act"][0, :n_active].tolist() == want
-        assert not work["mark"].any()  # every mark is cleared after the sample
+        assert b.act[0, :n_active].tolist() == want
+        assert not b.mark.any()  # every mark is cleared after the sample
 
 
 def test_train_batch_n_active_is_exact_with_threads():
@@ -509,26 +508,16 @@ def test_train_batch_n_active_is_exact_with_threads():
     clf = _make_clf(d, n_labels, hidden=(1024,), min_active=0, n_tables=2, bucket_size=1,
                     batch_size=n)  # the work buffers hold one batch of n rows
     X, _, Y_indptr, Y_indices = _random_batch(rng, n, d, n_labels, density=0.3, max_labels=5)
-    lsh = _empty_tables(clf._lsh)
-    work = clf._get_work(2, 5, transposed=False)
+    lsh = _empty_tables(_testing.lsh(clf))
+    work = _testing.workspace(clf, 2, 5, transposed=False)
     rows = np.arange(n, dtype=np.int64)
     results = []
     for rep in range(20):
-        _, n_active = _network.train_batch(X.data, X.indices, X.indptr, Y_indptr, Y_indices,
-                                           rows, clf._model, lsh, work, 0, 1, rep, 2)
+        _, n_active = _testing.train_batch(clf, X, Y_indptr, Y_indices, rows, work,
+                                           min_active=0, seed=rep, n_threads=2, tables=lsh)
         results.append(n_active)
-        _reset_work(work)
-        work["in_count"][:] = 0
+        _testing.reset_gradients(work)
     assert results == [len(Y_indices)] * 20
-
-
-def _reset_work(work):
-    for key in ("g_in", "g_out", "gb_out", "g_dense"):
-        work[key][...] = 0
-    work["out_count"][:] = 0
-    work["in_count"][:] = 0
-    work["out_flag"][:] = 0  # adam_update clears these; tests that skip it clear them here
-    work["in_flag"][:] = 0
 
 
 def test_train_batch_dropout_single_sample():
@@ -539,20 +528,20 @@ def test_train_batch_dropout_single_sample():
     n_features, n_labels, p = 20, 6, 0.5
     clf = _make_clf(n_features, n_labels, hidden=(16,))
     X, Y, Y_indptr, Y_indices = _random_batch(rng, 1, n_features, n_labels, density=0.5)
-    params = _params64(clf._model)
+    params = _params64(clf)
     W_in, bs, _, W_out, b_out = params
     x = X.toarray().astype(np.float64)[0]
     h = np.maximum(x @ W_in + bs[0], 0)
     t = _target(Y, n_labels)[0]
-    work = clf._get_work(1, 3, transposed=False)
+    work = _testing.workspace(clf, 1, 3, transposed=False)
+    b = _testing.buffers(work)
     rows = np.zeros(1, dtype=np.int64)
     kept, alive = 0, 0
     for rep in range(30):
-        _reset_work(work)
-        loss, _ = _network.train_batch(X.data, X.indices, X.indptr, Y_indptr, Y_indices, rows,
-                                       clf._model, clf._lsh, work, n_labels, 1, 1000 + rep,
-                                       1, p)
-        mask = np.any(work["g_out"] != 0, axis=0)
+        _testing.reset_gradients(work)
+        loss, _ = _testing.train_batch(clf, X, Y_indptr, Y_indices, rows, work,
+                                       min_active=n_labels, seed=1000 + rep, dropout=p)
+        mask = np.any(b.g_out != 0, axis=0)
         assert not np.any(mask & (h <= 0))  # inactive units get no gradient anyway
         kept += int(mask.sum())
         alive += int((h > 0).sum())
@@ -562,23 +551,24 @@ def test_train_batch_dropout_single_sample():
         prob /= prob.sum()
         np.testing.assert_allclose(loss, -(t * np.log(prob)).sum(), rtol=1e-5)
         dz = prob - t
-        np.testing.assert_allclose(work["g_out"], np.outer(dz, hd), rtol=1e-4, atol=1e-6)
-        np.testing.assert_allclose(work["gb_out"], dz, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(b.g_out, np.outer(dz, hd), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(b.gb_out, dz, rtol=1e-4, atol=1e-6)
         dh = (dz @ W_out) * mask / (1 - p)
-        g_b0 = work["g_dense"][0][clf._model["b_off"][0]: clf._model["b_off"][0] + 16]
-        np.testing.assert_allclose(g_b0, dh, rtol=1e-4, atol=1e-6)
-        np.testing.assert_allclose(work["g_in"], np.outer(x, dh), rtol=1e-4, atol=1e-6)
+        b0 = _testing.state(clf).b_off[0]
+        np.testing.assert_allclose(b.g_dense[0][b0: b0 + 16], dh, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(b.g_in, np.outer(x, dh), rtol=1e-4, atol=1e-6)
     assert abs(kept / alive - (1 - p)) < 0.12  # about half of the active units are kept
     # dropout=0 is the default
-    _reset_work(work)
-    a = _network.train_batch(X.data, X.indices, X.indptr, Y_indptr, Y_indices, rows,
-                             clf._model, clf._lsh, work, n_labels, 1, 5, 1)
-    g_a = work["g_out"].copy()
-    _reset_work(work)
-    b = _network.train_batch(X.data, X.indices, X.indptr, Y_indptr, Y_indices, rows,
-                             clf._model, clf._lsh, work, n_labels, 1, 5, 1, 0.0)
-    assert a == b
-    np.testing.assert_array_equal(g_a, work["g_out"])
+    _testing.reset_gradients(work)
+    first = _network.train_batch(X.data, X.indices, X.indptr, Y_indptr, Y_indices, rows,
+                                 _testing.state(clf), _testing.lsh(clf), work, n_labels, 1, 5,
+                                 1)
+    g_a = b.g_out.copy()
+    _testing.reset_gradients(work)
+    second = _testing.train_batch(clf, X, Y_indptr, Y_indices, rows, work, min_active=n_labels,
+                                  seed=5, dropout=0.0)
+    assert first == second
+    np.testing.assert_array_equal(g_a, b.g_out)
     assert np.all(np.any(g_a != 0, axis=0) == (h > 0))
 
 
@@ -588,27 +578,27 @@ def test_adam_update_matches_numpy_on_touched_rows(alpha):
     rng = np.random.default_rng(12)
     n_features, n_labels = 15, 40
     clf = _make_clf(n_features, n_labels, hidden=(8, 6))
+    st = _testing.state(clf)
     # Non-trivial moments so that the update depends on them.
-    for key, arr in clf._opt.items():
+    for key in ("m_in", "v_in", "m_dense", "v_dense", "m_out", "v_out", "mb_out", "vb_out"):
+        arr = getattr(st, key)
         arr[...] = rng.uniform(0.0, 1e-3, arr.shape) if key.startswith("v") \
             else rng.uniform(-1e-2, 1e-2, arr.shape)
     X, _, Y_indptr, Y_indices = _random_batch(rng, 6, n_features, n_labels, density=0.25)
     rows = np.arange(6, dtype=np.int64)
-    work, _, _ = _train_once(clf, X, Y_indptr, Y_indices, rows, 0,
-                             lsh=_empty_tables(clf._lsh))
-    out_rows = np.unique(work["out_list"][0, : work["out_count"][0]])
-    in_rows = np.unique(work["in_list"][0, : work["in_count"][0]])
+    b, work, _, _ = _train_once(clf, X, Y_indptr, Y_indices, rows, 0,
+                                lsh=_empty_tables(_testing.lsh(clf)))
+    out_rows = np.unique(b.out_list[0, : b.out_count[0]])
+    in_rows = np.unique(b.in_list[0, : b.in_count[0]])
     out_other = np.setdiff1d(np.arange(n_labels), out_rows)
     in_other = np.setdiff1d(np.arange(n_features), in_rows)
     assert out_other.size and in_other.size
 
-    model0 = {k: v.copy() for k, v in clf._model.items()}
-    opt0 = {k: v.copy() for k, v in clf._opt.items()}
-    g = {k: work[k].astype(np.float64) for k in ("g_in", "g_out", "gb_out")}
-    g["g_dense"] = work["g_dense"].astype(np.float64).sum(axis=0)
+    before = st.snapshot()
+    g = {k: getattr(b, k).astype(np.float64) for k in ("g_in", "g_out", "gb_out")}
+    g["g_dense"] = b.g_dense.astype(np.float64).sum(axis=0)
     lr, b1, b2, eps, step = 1e-2, 0.9, 0.999, 1e-8, 3
-    n_out, n_in = _network.adam_update(clf._model, clf._opt, work, lr, b1, b2, eps, alpha,
-                                       step, 1)
+    n_out, n_in = _network.adam_update(st, work, lr, b1, b2, eps, alpha, step, 1)
     assert (n_out, n_in) == (len(out_rows), len(in_rows))
     lr_t = lr * np.sqrt(1 - b2**step) / (1 - b1**step)
 
@@ -619,12 +609,12 @@ def test_adam_update_matches_numpy_on_touched_rows(alpha):
         return w - lr_t * m / (np.sqrt(v) + eps), m, v
 
     def check(wkey, mkey, vkey, gkey, idx, decay):
-        w, mm, vv = adam(model0[wkey][idx].astype(np.float64), opt0[mkey][idx].astype(np.float64),
-                         opt0[vkey][idx].astype(np.float64), g[gkey][idx], decay)
-        np.testing.assert_allclose(clf._model[wkey][idx], w, rtol=1e-5, atol=1e-7)
-        np.testing.assert_allclose(clf._opt[mkey][idx], mm, rtol=1e-5, atol=1e-9)
-        np.testing.assert_allclose(clf._opt[vkey][idx], vv, rtol=1e-5, atol=1e-12)
-        assert not np.array_equal(clf._model[wkey][idx], model0[wkey][idx])
+        w, mm, vv = adam(before[wkey][idx].astype(np.float64), before[mkey][idx].astype(np.float64),
+                         before[vkey][idx].astype(np.float64), g[gkey][idx], decay)
+        np.testing.assert_allclose(getattr(st, wkey)[idx], w, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(getattr(st, mkey)[idx], mm, rtol=1e-5, atol=1e-9)
+        np.testing.assert_allclose(getattr(st, vkey)[idx], vv, rtol=1e-5, atol=1e-12)
+        assert not np.array_equal(getattr(st, wkey)[idx], before[wkey][idx])
 
     check("W_out", "m_out", "v_out", "g_out", out_rows, alpha)
     check("b_out", "mb_out", "vb_out", "gb_out", out_rows, 0.0)  # no decay of biases
@@ -634,10 +624,9 @@ def test_adam_update_matches_numpy_on_touched_rows(alpha):
     for wkey, mkey, vkey, idx in [("W_out", "m_out", "v_out", out_other),
                                   ("b_out", "mb_out", "vb_out", out_other),
                                   ("W_in", "m_in", "v_in", in_other)]:
-        np.testing.assert_array_equal(clf._model[wkey][idx], model0[wkey][idx])
-        np.testing.assert_array_equal(clf._opt[mkey][idx], opt0[mkey][idx])
-        np.testing.assert_array_equal(clf._opt[vkey][idx], opt0[vkey][idx])
+        for key in (wkey, mkey, vkey):
+            np.testing.assert_array_equal(getattr(st, key)[idx], before[key][idx])
     # Gradients and touched lists are cleared for the next batch.
     for key in ("g_in", "g_out", "gb_out", "g_dense"):
-        assert not work[key].any()
-    assert not work["out_count"].any() and not work["in_count"].any()
+        assert not getattr(b, key).any()
+    assert not b.out_count.any() and not b.in_count.any()

@@ -8,7 +8,7 @@ import pytest
 from conftest import level_result, run_at_every_level
 
 from slidelearn import SlideClassifier
-from slidelearn._slide import _hashing, _network
+from slidelearn._slide import _hashing, _network, _testing
 from slidelearn.datasets import load_xc_repository, make_extreme_classification
 from slidelearn.metrics import precision_at_k
 from slidelearn.utils import _bf16, _cpu
@@ -33,16 +33,13 @@ def test_transposed_gradient_is_the_scattered_one(problem, monkeypatch):
     """The output gradient formed per neuron from the batch records equals the one
     scattered into an (n_labels, H) array, bit for bit (same sums, same order)."""
     transposed = _fit(problem)
-    assert "rec_ids" in transposed._work and "g_out" not in transposed._work
-    get_work = SlideClassifier._get_work
-    monkeypatch.setattr(SlideClassifier, "_get_work",
-                        lambda self, n, m, transposed=True: get_work(self, n, m, False))
+    assert _testing.workspace(transposed).transposed
+    _testing.scattered_output_gradient(monkeypatch)
     scattered = _fit(problem)
-    assert "g_out" in scattered._work
-    for key in ("W_out", "b_out", "W_in", "dense"):
-        np.testing.assert_array_equal(transposed._model[key], scattered._model[key], key)
-    for key in ("m_out", "v_out", "m_in"):
-        np.testing.assert_array_equal(transposed._opt[key], scattered._opt[key], key)
+    assert not _testing.workspace(scattered).transposed
+    a, b = _testing.state(transposed), _testing.state(scattered)
+    for key in ("W_out", "b_out", "W_in", "dense", "m_out", "v_out", "m_in"):
+        np.testing.assert_array_equal(getattr(a, key), getattr(b, key), key)
 
 
 def test_transposed_gradient_threads_agree(problem):
@@ -52,8 +49,9 @@ def test_transposed_gradient_threads_agree(problem):
     which changes the order of the softmax sums, nothing else)."""
     one = _fit(problem, min_active=60, n_jobs=1, batch_size=1000, max_iter=1)
     two = _fit(problem, min_active=60, n_jobs=2, batch_size=1000, max_iter=1)
-    np.testing.assert_allclose(one._model["W_out"], two._model["W_out"], rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(one._opt["v_out"], two._opt["v_out"], rtol=1e-4, atol=1e-12)
+    one, two = _testing.state(one), _testing.state(two)
+    np.testing.assert_allclose(one.W_out, two.W_out, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(one.v_out, two.v_out, rtol=1e-4, atol=1e-12)
 
 
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
@@ -67,31 +65,28 @@ def test_output_adam_is_the_same_on_any_number_of_threads(problem, precision):
     clf = _fit(problem, max_iter=1, precision=precision)
     X = Xtr.tocsr().astype(np.float32)
     Y = Ytr.tocsr()
-    work = clf._get_work(3, int(np.diff(Y.indptr).max()))
+    work = _testing.workspace(clf, 3, int(np.diff(Y.indptr).max()))
     rows = np.arange(clf.batch_size, dtype=np.int64)
-    _network.train_batch(X.data, X.indices, X.indptr, Y.indptr.astype(np.int64),
-                         Y.indices.astype(np.int32), rows, clf._model, clf._lsh, work,
-                         clf.min_active, clf.active_threshold, 7, 1,
-                         w16=clf._opt.get("w16_out"))
+    _testing.train_batch(clf, X, Y.indptr.astype(np.int64), Y.indices.astype(np.int32), rows,
+                         work, min_active=clf.min_active, threshold=clf.active_threshold,
+                         seed=7)
     got = []
     for T in (1, 2, 3):
-        model, opt = copy.deepcopy(clf._model), copy.deepcopy(clf._opt)
-        n = _network.output_adam(model, opt, work, len(rows), 1e-2, 0.9, 0.999, 1e-8,
-                                 1e-4, 5, T, seed=3)
-        got.append((n, model, opt))
-    n1, model1, opt1 = got[0]
+        state = copy.deepcopy(_testing.state(clf))
+        n = _network.output_adam(state, work, len(rows), 1e-2, 0.9, 0.999, 1e-8, 1e-4, 5, T,
+                                 seed=3)
+        got.append((n, state))
+    n1, state1 = got[0]
     assert 40 < n1 <= Ytr.shape[1]  # 64 rows with min_active 20: most of the 60
     # the step happened (bfloat16: in the halves; W_out is synced by the estimator)
-    state, key = (opt1, "w16_out") if precision == "bfloat16" else (model1, "W_out")
-    before = clf._opt if precision == "bfloat16" else clf._model
-    assert not np.array_equal(state[key], before[key])
-    assert not np.array_equal(model1["b_out"], clf._model["b_out"])
-    for n, model, opt in got[1:]:
+    key = "w16_out" if precision == "bfloat16" else "W_out"
+    before = _testing.state(clf)
+    assert not np.array_equal(getattr(state1, key), getattr(before, key))
+    assert not np.array_equal(state1.b_out, before.b_out)
+    for n, state in got[1:]:
         assert n == n1
-        for key in ("W_out", "b_out"):
-            np.testing.assert_array_equal(model[key], model1[key], key)
-        for key in opt1:
-            np.testing.assert_array_equal(opt[key], opt1[key], key)
+        for key, arr in state1.arrays().items():
+            np.testing.assert_array_equal(getattr(state, key), arr, key)
 
 
 @pytest.mark.parametrize("family", ["wta", "dwta"])
@@ -106,7 +101,7 @@ def test_wta_codes_match_a_reference(family):
         v[rng.random(64) < 0.6] = 0
         if t % 2:
             v = np.round(v)  # many ties
-        codes, _ = _hashing.hash_codes(p, v)
+        codes, _ = _testing.hash_codes(p, v)
         vals = v[dims]
         want = vals.argmax(axis=1)  # numpy: first occurrence of the maximum
         empty = ~vals.any(axis=1)
@@ -123,19 +118,19 @@ _LEVEL_SCRIPT = r'''
 import json, sys
 import numpy as np
 from slidelearn import SlideClassifier
-from slidelearn._slide import _network
+from slidelearn._slide import _testing
 from slidelearn.datasets import make_extreme_classification
 from slidelearn.utils import _cpu
 X, Y = make_extreme_classification(n_samples=700, n_features=300, n_labels=40,
                                    random_state=0)
-out = {"level": _cpu.cpu_level(), "vector_levels": list(_network.vector_levels())}
+out = {"level": _cpu.cpu_level(), "vector_levels": list(_testing.vector_levels())}
 arrays = []
 for precision in ("float32", "bfloat16"):
     clf = SlideClassifier(hidden_layer_sizes=(32,), max_iter=3, batch_size=50, n_jobs=1,
                           random_state=0, n_tables=6, bucket_size=16, min_active=40,
                           precision=precision).fit(X[:600], Y[:600])
     out[precision] = clf.score(X[600:], Y[600:])
-    arrays.append(clf._model["W_out"].ravel())
+    arrays.append(clf.coefs_[-1].ravel())
 # the sum-of-rows kernel of this level against its loop (H = 136: blocks and a tail)
 from slidelearn.utils import _bf16
 rng = np.random.default_rng(0)
@@ -143,7 +138,7 @@ R = rng.standard_normal((30, 136)).astype(np.float32)
 ids = rng.integers(0, 30, size=200).astype(np.int32)
 alpha = rng.standard_normal(200).astype(np.float32)
 out["sum_rows_exact"] = [
-    bool(np.array_equal(_network.sum_rows(alpha, ids, M), _network.sum_rows(alpha, ids, M, loop=True)))
+    bool(np.array_equal(_testing.sum_rows(alpha, ids, M), _testing.sum_rows(alpha, ids, M, loop=True)))
     for M in (R, _bf16.to_bf16(R))]
 np.save(sys.argv[1], np.concatenate(arrays))
 print(json.dumps(out))
@@ -186,13 +181,14 @@ def _join(w16, s16):
 
 def test_bfloat16_state_layout(problem):
     clf = _fit(problem, precision="bfloat16")
-    W = clf._model["W_out"]
+    st = _testing.state(clf)
+    W = st.W_out
     H = W.shape[1]
-    w16, s16 = clf._opt["w16_out"], clf._opt["s16_out"]
+    w16, s16 = st.w16_out, st.s16_out
     assert w16.dtype == np.uint16 and w16.shape == W.shape
     assert s16.dtype == np.uint16 and s16.shape == (W.shape[0], 3 * H)  # H = 32: 3 H
     assert _network.bf16_state_width(H) == 3 * H  # is a multiple of 64 bytes
-    assert "m_out" not in clf._opt and "v_out" not in clf._opt
+    assert st.m_out is None and st.v_out is None and st.precision == "bfloat16"
     # W_out is exactly the float32 weights the halves hold (synced after fit), and the
     # upper halves are their rounding to nearest bfloat16; an exact tie (lower half
     # 0x8000, one weight in 65,536) is rounded half up on the bits (_adam16.h), where
@@ -202,13 +198,13 @@ def test_bfloat16_state_layout(problem):
     tie = (bits & 0xFFFF) == 0x8000
     np.testing.assert_array_equal(w16[~tie], _bf16.to_bf16(W)[~tie])
     np.testing.assert_array_equal(w16[tie], (bits[tie] >> 16) + 1)
-    assert not clf._opt["dirty_out"].any()
+    assert not st.dirty_out.any()
     m = _bf16.from_bf16(np.ascontiguousarray(s16[:, H:2 * H]))
     v = _bf16.from_bf16(np.ascontiguousarray(s16[:, 2 * H:3 * H]))
     assert np.isfinite(m).all() and (v >= 0).all() and v.max() > 0
     # the biases train in float32 arrays of their own, as with precision="float32"
-    assert clf._model["b_out"].dtype == np.float32 and clf._model["b_out"].any()
-    assert (clf._opt["vb_out"] > 0).any()
+    assert st.b_out.dtype == np.float32 and st.b_out.any()
+    assert (st.vb_out > 0).any()
     assert [_network.bf16_state_width(h) for h in (1, 16, 20, 128)] == [32, 64, 64, 384]
 
 
@@ -275,7 +271,7 @@ def test_bfloat16_adam_block_kernel_is_the_loop(H):
     for the same level bit for bit: weights, lower halves and both moments, random bits
     of v included, with NaN and infinite weights and gradients, zero moments, and row
     widths that leave a tail of 1 to 31 elements (or no block at all)."""
-    if _network.vector_levels()[0] < 2:
+    if _testing.vector_levels()[0] < 2:
         pytest.skip("this process runs below the AVX-512 level: no block kernel")
     rng = np.random.default_rng(H)
     n = 40
@@ -286,8 +282,8 @@ def test_bfloat16_adam_block_kernel_is_the_loop(H):
     g[2, 0], g[3, H - 1] = np.nan, np.inf
     w_a, s_a, w_b, s_b = w16.copy(), s16.copy(), w16.copy(), s16.copy()
     for step in range(5):
-        _network.adam16_rows(w_a, s_a, g, 1e-3, 0.9, 0.999, 1e-8, 1e-4, 77 * step)
-        _network.adam16_rows(w_b, s_b, g, 1e-3, 0.9, 0.999, 1e-8, 1e-4, 77 * step, loop=True)
+        _testing.adam16_rows(w_a, s_a, g, 1e-3, 0.9, 0.999, 1e-8, 1e-4, 77 * step)
+        _testing.adam16_rows(w_b, s_b, g, 1e-3, 0.9, 0.999, 1e-8, 1e-4, 77 * step, loop=True)
     np.testing.assert_array_equal(w_a, w_b)
     np.testing.assert_array_equal(s_a[:, :3 * H], s_b[:, :3 * H])
     assert not np.array_equal(w_a, w16)  # the rows did move
@@ -310,9 +306,9 @@ def test_bfloat16_adam_from_records_is_gradient_then_step(H, n_rec):
     dz = (rng.standard_normal(n_rec) * 1e-2).astype(np.float32)
     w_a, s_a, w_b, s_b = w16.copy(), s16.copy(), w16.copy(), s16.copy()
     for step in range(4):
-        _network.adam16_records(w_a, s_a, dz, rows, Hb16, 1e-3, 0.9, 0.999, 1e-8, 1e-4,
+        _testing.adam16_records(w_a, s_a, dz, rows, Hb16, 1e-3, 0.9, 0.999, 1e-8, 1e-4,
                                 31 * step)
-        _network.adam16_records(w_b, s_b, dz, rows, Hb16, 1e-3, 0.9, 0.999, 1e-8, 1e-4,
+        _testing.adam16_records(w_b, s_b, dz, rows, Hb16, 1e-3, 0.9, 0.999, 1e-8, 1e-4,
                                 31 * step, loop=True)
     np.testing.assert_array_equal(w_a, w_b)
     np.testing.assert_array_equal(s_a[:, :3 * H], s_b[:, :3 * H])
@@ -338,21 +334,21 @@ def test_sum_of_rows_kernel_is_the_loop(H, precision):
     ids = rng.integers(5, 50, size=300).astype(np.int32)
     ids[:40] = 7  # one row many times
     alpha = rng.standard_normal(300).astype(np.float32)
-    got = _network.sum_rows(alpha, ids, X)
-    np.testing.assert_array_equal(got, _network.sum_rows(alpha, ids, X, loop=True))
+    got = _testing.sum_rows(alpha, ids, X)
+    np.testing.assert_array_equal(got, _testing.sum_rows(alpha, ids, X, loop=True))
     want = alpha.astype(np.float64) @ Xf[ids]
     scale = np.abs(alpha).astype(np.float64) @ np.abs(Xf[ids])  # bounds the rounding
     assert (np.abs(got - want) <= 1e-5 * scale).all()
     # the NaN and inf rows poison the columns they sit in, as the loop does
     bad = np.append(ids[:5], [3, 4]).astype(np.int32)
-    got = _network.sum_rows(np.ones(7, np.float32), bad, X)
+    got = _testing.sum_rows(np.ones(7, np.float32), bad, X)
     assert np.isnan(got[0]) and not np.isfinite(got[H - 1])
-    np.testing.assert_array_equal(got, _network.sum_rows(np.ones(7, np.float32), bad, X,
+    np.testing.assert_array_equal(got, _testing.sum_rows(np.ones(7, np.float32), bad, X,
                                                          loop=True))
-    empty = _network.sum_rows(np.zeros(0, np.float32), np.zeros(0, np.int32), X)
+    empty = _testing.sum_rows(np.zeros(0, np.float32), np.zeros(0, np.int32), X)
     assert empty.shape == (H,) and not empty.any()
     with pytest.raises(ValueError, match="out of range"):
-        _network.sum_rows(alpha[:1], np.array([50], np.int32), X)
+        _testing.sum_rows(alpha[:1], np.array([50], np.int32), X)
 
 
 def test_bfloat16_stochastic_moments_track_float32():
@@ -366,11 +362,12 @@ def test_bfloat16_stochastic_moments_track_float32():
     f32 = SlideClassifier(**kw).fit(X, Y)
     b16 = SlideClassifier(precision="bfloat16", **kw).fit(X, Y)
     H = 16
-    v16 = _bf16.from_bf16(np.ascontiguousarray(b16._opt["s16_out"][:, 2 * H:3 * H]))
-    ratio = v16.sum() / f32._opt["v_out"].sum()
+    s16 = _testing.state(b16).s16_out
+    v16 = _bf16.from_bf16(np.ascontiguousarray(s16[:, 2 * H:3 * H]))
+    ratio = v16.sum() / _testing.state(f32).v_out.sum()
     assert 0.8 < ratio < 1.25, ratio
-    m16 = _bf16.from_bf16(np.ascontiguousarray(b16._opt["s16_out"][:, H:2 * H]))
-    m32 = f32._opt["m_out"]
+    m16 = _bf16.from_bf16(np.ascontiguousarray(s16[:, H:2 * H]))
+    m32 = _testing.state(f32).m_out
     assert np.corrcoef(m16.ravel(), m32.ravel())[0, 1] > 0.9
 
 
@@ -384,15 +381,15 @@ def test_bfloat16_weights_take_steps_below_their_rounding(problem):
               min_active=60, learning_rate=1e-5, alpha=0.0)
     f32 = SlideClassifier(**kw).partial_fit(Xtr, Ytr, classes=np.arange(Ytr.shape[1]))
     b16 = pickle.loads(pickle.dumps(f32)).set_params(precision="bfloat16")
-    b16._set_output_precision("bfloat16")
-    W0 = f32._model["W_out"].copy()
-    np.testing.assert_array_equal(b16._model["W_out"], W0)  # converted exactly
+    _testing.state(b16).set_output_precision("bfloat16", 1)
+    W0 = f32.coefs_[-1].copy()
+    np.testing.assert_array_equal(b16.coefs_[-1], W0)  # converted exactly
     for _ in range(10):
         f32.partial_fit(Xtr, Ytr)
         b16.partial_fit(Xtr, Ytr)
-    d_f = (f32._model["W_out"] - W0).ravel()
-    d_b = (b16._model["W_out"] - W0).ravel()
-    steps = b16._step - 10  # Adam steps after the conversion (10 batches a call)
+    d_f = (f32.coefs_[-1] - W0).ravel()
+    d_b = (b16.coefs_[-1] - W0).ravel()
+    steps = _testing.state(b16).step - 10  # Adam steps after the conversion (10 a call)
     assert steps == 100 and np.abs(W0).mean() > 0.1
     assert np.abs(d_f).max() / steps < 3e-5  # each step: a few % of a bfloat16 spacing
     assert np.count_nonzero(d_b) > 0.9 * d_b.size
@@ -431,32 +428,23 @@ def test_bfloat16_early_stopping_restores_a_consistent_model(problem):
     clf = _fit(problem, precision="bfloat16", max_iter=8, early_stopping=True,
                n_iter_no_change=2, tol=0.05)
     assert clf.n_iter_ < 8  # stopped early: the state was restored from a snapshot
-    W = clf._model["W_out"]
-    np.testing.assert_array_equal(W, _join(clf._opt["w16_out"], clf._opt["s16_out"]))
-    assert not clf._opt["dirty_out"].any()
+    st = _testing.state(clf)
+    np.testing.assert_array_equal(st.W_out, _join(st.w16_out, st.s16_out))
+    assert not st.dirty_out.any()
 
 
 def test_bfloat16_weights_synced_when_training_fails(problem, monkeypatch):
     """W_out follows the bfloat16 weights even when a fit stops on an error."""
     Xtr, Ytr, _, _ = problem
     clf = _fit(problem, precision="bfloat16", max_iter=1)
-    calls = []
-    orig = SlideClassifier._train_batch
-
-    def failing(self, *a, **k):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return orig(self, *a, **k)
-
-    monkeypatch.setattr(SlideClassifier, "_train_batch", failing)
-    W0 = clf._model["W_out"].copy()
+    _testing.fail_on_batch(monkeypatch, 3, KeyboardInterrupt)
+    W0 = clf.coefs_[-1].copy()
     with pytest.raises(KeyboardInterrupt):
         clf.partial_fit(Xtr, Ytr)
-    assert not np.array_equal(clf._model["W_out"], W0)
-    np.testing.assert_array_equal(clf._model["W_out"],
-                                  _join(clf._opt["w16_out"], clf._opt["s16_out"]))
-    assert not clf._opt["dirty_out"].any()
+    st = _testing.state(clf)
+    assert not np.array_equal(st.W_out, W0)
+    np.testing.assert_array_equal(st.W_out, _join(st.w16_out, st.s16_out))
+    assert not st.dirty_out.any()
 
 
 def test_bfloat16_precision_switch_and_pickle(problem):
@@ -464,14 +452,15 @@ def test_bfloat16_precision_switch_and_pickle(problem):
     clf = _fit(problem, precision="bfloat16")
     clone = pickle.loads(pickle.dumps(clf))
     np.testing.assert_array_equal(clone.predict_topk(Xte, k=3)[0], clf.predict_topk(Xte, k=3)[0])
-    H = clf._model["W_out"].shape[1]
-    m16 = clf._opt["s16_out"][:, H:2 * H].copy()
+    st = _testing.state(clf)
+    H = st.W_out.shape[1]
+    m16 = st.s16_out[:, H:2 * H].copy()
     clf.set_params(precision="float32").partial_fit(Xtr[:64], Ytr[:64])
-    assert "w16_out" not in clf._opt and clf._opt["m_out"].dtype == np.float32
-    clone.set_params(precision="float32")._set_output_precision("float32")
-    np.testing.assert_array_equal(clone._opt["m_out"], _bf16.from_bf16(m16))
+    assert st.w16_out is None and st.m_out.dtype == np.float32 and st.precision == "float32"
+    _testing.state(clone.set_params(precision="float32")).set_output_precision("float32", 1)
+    np.testing.assert_array_equal(_testing.state(clone).m_out, _bf16.from_bf16(m16))
     clf.set_params(precision="bfloat16").partial_fit(Xtr[:64], Ytr[:64])
-    assert "w16_out" in clf._opt and "m_out" not in clf._opt
+    assert st.w16_out is not None and st.m_out is None
     assert clf.score(Xte, Yte) > 0.4
 
 
@@ -481,23 +470,24 @@ def test_bfloat16_model_with_bias_tails_trains_on(problem):
     trains on."""
     Xtr, Ytr, Xte, Yte = problem
     clf = _fit(problem, precision="bfloat16")
-    H = clf._model["W_out"].shape[1]
-    s16 = clf._opt["s16_out"]
+    st = _testing.state(clf)
+    H = st.W_out.shape[1]
+    s16 = st.s16_out
     old = np.zeros((s16.shape[0], 3 * H + 32), dtype=np.uint16)  # H = 32: tails + pad
     old[:, :3 * H] = s16
     old[:, 3 * H:3 * H + 6] = 12345  # stale tails: must not be read
-    clf._opt["s16_out"] = old
+    st.s16_out = old
     clone = pickle.loads(pickle.dumps(clf))
-    clone._align_rows()  # what the next fit does first with an unpickled model
-    np.testing.assert_array_equal(clone._opt["s16_out"], s16)
+    _testing.state(clone).align_rows()  # what the next fit does first with an unpickled model
+    np.testing.assert_array_equal(_testing.state(clone).s16_out, s16)
     clone.partial_fit(Xtr[:64], Ytr[:64])
     assert clone.score(Xte, Yte) > 0.4
-    np.testing.assert_array_equal(clone._model["W_out"],
-                                  _join(clone._opt["w16_out"], clone._opt["s16_out"]))
-    f32 = pickle.loads(pickle.dumps(clf)).set_params(precision="float32")
-    f32._align_rows()
-    f32._set_output_precision("float32")
-    np.testing.assert_array_equal(f32._opt["m_out"],
+    cs = _testing.state(clone)
+    np.testing.assert_array_equal(cs.W_out, _join(cs.w16_out, cs.s16_out))
+    f32 = _testing.state(pickle.loads(pickle.dumps(clf)).set_params(precision="float32"))
+    f32.align_rows()
+    f32.set_output_precision("float32", 1)
+    np.testing.assert_array_equal(f32.m_out,
                                   _bf16.from_bf16(np.ascontiguousarray(s16[:, H:2 * H])))
 
 

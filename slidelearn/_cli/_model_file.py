@@ -201,15 +201,15 @@ def _from_payload(obj, path):
 def _check_weights(est, path):
     """The weight arrays of a loaded SlideClassifier have the shapes its sizes give."""
     try:
-        m = est._model
-        sizes = [int(h) for h in m["sizes"]]
+        m = est._state
+        sizes = [int(h) for h in m.sizes]
         n_out = len(est.classes_)
         if getattr(est, "_label_slice", None) is not None:
             lo, hi = est._label_slice
             n_out = hi - lo  # a model spread over MPI ranks holds its slice
         expected = {"W_in": (int(est.n_features_in_), sizes[0]),
                     "W_out": (n_out, sizes[-1]), "b_out": (n_out,)}
-        bad = [k for k, shape in expected.items() if np.shape(m[k]) != shape]
+        bad = [k for k, shape in expected.items() if np.shape(getattr(m, k)) != shape]
     except (AttributeError, KeyError, TypeError, ValueError, IndexError) as exc:
         raise CLIError(f"{path} is damaged: its estimator has no usable weights "
                        f"({type(exc).__name__}: {exc})") from None

@@ -15,40 +15,51 @@ static inline void sl_prefetch_ids(const int32_t *p, int64_t n) {
 static inline void sl_prefetch_int(const int32_t *p) { SL_PREFETCH(p, 0); }
 static inline void sl_prefetchw_int(int32_t *p) { SL_PREFETCH(p, 1); }
 
-/* One hash bucket's votes (the active-set count of SlideClassifier): for each of the
- * n ids, its one-byte mark counts one more table (255 = already taken stays), and
- * an id seen for the first time is appended to cand. Returns the new length of cand.
+#if defined(__GNUC__)
+#define SL_BUCKET_INLINE static inline __attribute__((always_inline))
+#else
+#define SL_BUCKET_INLINE static inline
+#endif
+
+/* One hash bucket's ids against the one-byte marks of the neurons: each id is written
+ * at out[n_out], and kept (n_out grows) when its mark was 0, that is, seen for the first
+ * time. `take` = 0 votes: the mark counts one more table (255, taken, stays). `take` = 1
+ * is a threshold of one table: a kept id is marked taken. Returns the new n_out.
  * Without branches: whether an id was seen before follows no pattern, so that a
  * branch on it would be mispredicted about half of the time. The marks of the ids
- * `ahead` positions on are prefetched (they are random bytes of an n_labels array). */
-static inline int64_t sl_vote_bucket(const int32_t *restrict ids, int64_t n,
-                                     unsigned char *restrict mark, int32_t *restrict cand,
-                                     int64_t nc, int64_t ahead) {
+ * `ahead` positions on are prefetched (they are random bytes of an n_labels array).
+ * Always inlined with a constant `take`, so that each caller gets its own loop. */
+SL_BUCKET_INLINE int64_t sl_scan_bucket(const int32_t *restrict ids, int64_t n,
+                                        unsigned char *restrict mark,
+                                        int32_t *restrict out, int64_t n_out,
+                                        int64_t ahead, const int take) {
     for (int64_t p = 0; p < n; p++) {
         if (p + ahead < n) SL_PREFETCH(mark + ids[p + ahead], 1);
         int32_t j = ids[p];
         unsigned char mk = mark[j];
-        cand[nc] = j;
-        nc += mk == 0;
-        mark[j] = (unsigned char)(mk + (mk < 255));
+        int fresh = mk == 0;
+        out[n_out] = j;
+        n_out += fresh;
+        mark[j] = take ? (unsigned char)(fresh ? 255 : mark[j])
+                       : (unsigned char)(mk + (mk < 255));
     }
-    return nc;
+    return n_out;
 }
 
-/* The same bucket with a threshold of one table: an id seen for the first time is
- * appended to act and marked taken (255). Returns the new length of act. */
+/* The votes of a bucket (the active-set count of SlideClassifier): new ids are appended
+ * to cand. Returns the new length of cand. */
+static inline int64_t sl_vote_bucket(const int32_t *restrict ids, int64_t n,
+                                     unsigned char *restrict mark, int32_t *restrict cand,
+                                     int64_t nc, int64_t ahead) {
+    return sl_scan_bucket(ids, n, mark, cand, nc, ahead, 0);
+}
+
+/* A bucket with a threshold of one table: new ids are appended to act and marked
+ * taken (255). Returns the new length of act. */
 static inline int64_t sl_take_bucket(const int32_t *restrict ids, int64_t n,
                                      unsigned char *restrict mark, int32_t *restrict act,
                                      int64_t n_act, int64_t ahead) {
-    for (int64_t p = 0; p < n; p++) {
-        if (p + ahead < n) SL_PREFETCH(mark + ids[p + ahead], 1);
-        int32_t j = ids[p];
-        int fresh = mark[j] == 0;
-        act[n_act] = j;
-        n_act += fresh;
-        mark[j] = (unsigned char)(fresh ? 255 : mark[j]);
-    }
-    return n_act;
+    return sl_scan_bucket(ids, n, mark, act, n_act, ahead, 1);
 }
 
 /* After the votes: the candidates with at least `threshold` votes are appended to act

@@ -11,11 +11,9 @@ from slidelearn.utils._threads import single_threaded_blas
 
 from slidelearn._slide import _network
 from slidelearn._slide._lsh import LSHIndex, RehashSchedule
+from slidelearn._slide._state import SlideParams, SlideState
 from slidelearn.metrics import precision_at_k
-from slidelearn.utils import _bf16, _epochs, _mpi
-from slidelearn.utils._aligned import aligned_empty as _aligned_empty
-from slidelearn.utils._aligned import aligned_zeros as _aligned_zeros
-from slidelearn.utils._aligned import cache_aligned as _cache_aligned
+from slidelearn.utils import _epochs, _mpi
 from slidelearn.utils._openmp_helpers import effective_n_threads
 from slidelearn.utils._random import check_seed as _check_seed
 from slidelearn.utils.validation import (check_csr_indices, feature_scale, scale_features,
@@ -41,12 +39,6 @@ def _as_label_csr(Y):
             np.ascontiguousarray(Y.indices, dtype=np.int32))
 
 
-
-# Arrays whose rows the kernels stream one at a time: allocated on cache lines
-# (slidelearn.utils._aligned).
-_ROW_ARRAYS = ("W_in", "W_out", "m_in", "v_in", "m_out", "v_out", "w16_out", "s16_out")
-
-
 def _input_energy(X, comm=None):
     """Mean squared norm of the rows of the csr matrix ``X`` (of the rows of all the
     ranks of ``comm``: collective), rounded to 4 significant digits so that a sum in
@@ -61,19 +53,6 @@ def _input_energy(X, comm=None):
     if comm is not None:
         total, n_rows = comm.allreduce(total), comm.allreduce(n_rows)
     return float(f"{total / max(n_rows, 1):.4g}")
-
-
-def _uniform_float32(rng, bound, shape):
-    """``rng.uniform(-bound, bound, size=shape).astype(np.float32)``, cache-line
-    aligned, drawn in blocks of 2**20 values straight into the float32 array: the same
-    values, without the full-size float64 draw and float32 copy (a 670k x 128 output
-    layer would otherwise pass through 1 GB of transient, freshly faulted memory)."""
-    out = _aligned_empty(shape, np.float32)
-    flat = out.reshape(-1)
-    step = 1 << 20
-    for s in range(0, flat.shape[0], step):
-        flat[s:s + step] = rng.uniform(-bound, bound, size=min(step, flat.shape[0] - s))
-    return out
 
 
 class SlideClassifier(ClassifierMixin, BaseEstimator):
@@ -497,6 +476,10 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         return state
 
     def __setstate__(self, state):
+        # models pickled before SlideState kept the arrays in dicts, the step apart
+        if "_model" in state:
+            state["_state"] = SlideState.from_dicts(state.pop("_model"), state.pop("_opt"),
+                                                    state.pop("_step", 0))
         # models pickled before LSHIndex / RehashSchedule kept them as dicts and counters
         for key in ("_lsh", "_inference_lsh"):
             if isinstance(state.get(key), dict):
@@ -522,21 +505,13 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
 
     @property
     def coefs_(self):
-        check_is_fitted(self, "_model")
-        m = self._model
-        out = [m["W_in"]]
-        sizes = m["sizes"]
-        for i in range(1, len(sizes)):
-            off = m["w_off"][i]
-            out.append(m["dense"][off: off + sizes[i - 1] * sizes[i]].reshape(sizes[i - 1], sizes[i]))
-        out.append(m["W_out"])
-        return out
+        check_is_fitted(self, "_state")
+        return self._state.coefs()
 
     @property
     def intercepts_(self):
-        check_is_fitted(self, "_model")
-        m = self._model
-        return [m["dense"][o: o + s] for o, s in zip(m["b_off"], m["sizes"])] + [m["b_out"]]
+        check_is_fitted(self, "_state")
+        return self._state.intercepts()
 
     def _encode_y(self, y, classes=None, first=False):
         """Return (indptr, indices) of the label sets, and set/check classes_."""
@@ -598,93 +573,35 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
 
     # -------------------------------------------------------------- model
     def _init_model(self, n_features, n_labels, rng, input_energy, label_slice=None):
-        """Draw the initial model. ``input_energy`` is the mean squared norm of the
-        training rows (``_input_energy``), which sets the scale of the input layer.
-        With ``label_slice`` (lo, hi), only output neurons lo:hi are drawn
-        (label-parallel training), with the values a whole draw gives them, and the
-        hash tables are left to the caller."""
+        """Draw the initial model (``SlideState.draw``). ``input_energy`` is the mean
+        squared norm of the training rows (``_input_energy``), which sets the scale of
+        the input layer. With ``label_slice`` (lo, hi), only output neurons lo:hi are
+        drawn (label-parallel training), with the values a whole draw gives them, and
+        the hash tables are left to the caller."""
         sizes = self._hidden_sizes()
         H = sizes[-1]
         if self.hash_family in ("wta", "dwta") and self.bin_size > H:
             raise ValueError(f"bin_size={self.bin_size} exceeds the width of the last hidden "
                              f"layer ({H}).")
-        w_off = np.zeros(len(sizes), dtype=np.int64)
-        b_off = np.zeros(len(sizes), dtype=np.int64)
-        a_off = np.zeros(len(sizes), dtype=np.int64)
-        pos = 0
-        for i, s in enumerate(sizes):
-            if i > 0:
-                w_off[i] = pos
-                pos += sizes[i - 1] * s
-                a_off[i] = a_off[i - 1] + sizes[i - 1]
-            b_off[i] = pos
-            pos += s
-        dense = np.zeros(pos, dtype=np.float32)
-
-        def glorot(fan_in, fan_out, shape):
-            return _uniform_float32(rng, np.sqrt(6.0 / (fan_in + fan_out)), shape)
-
-        for i in range(1, len(sizes)):
-            dense[w_off[i]: w_off[i] + sizes[i - 1] * sizes[i]] = glorot(
-                sizes[i - 1], sizes[i], sizes[i - 1] * sizes[i])
-        # The input layer starts with pre-activations sum_k W_kj x_k of rms 1/8 for a
-        # row of the mean energy ||x||^2, whatever the number of features and the scale
-        # of the values. Glorot's bound sqrt(6 / (n_features + H)) counts n_features
-        # inputs of unit variance; a sparse row brings ||x||^2 of signal instead, so
-        # on unit tf-idf rows of 135,909 features (Amazon-670K shaped) it starts the
-        # layer ~30x smaller, the hidden bias (a step every batch, where a feature's
-        # row gets one every ~14 batches) outgrows it, the hidden layer collapses onto
-        # one direction and a few frequent labels win every row. rms 1/8 is what Glorot
-        # gives a unit input and H = 128; the measurements on the Amazon shape, Bibtex
-        # and small tf-idf vocabularies are in doc/user_guide/slide.rst.
-        # (all-zero rows: any scale; an energy below 1e-30, of values near the float32
-        # underflow, counts as 1e-30, so that the bound cannot overflow float32)
-        energy = max(input_energy, 1e-30) if input_energy > 0 else 1.0
-        W_in = _uniform_float32(rng, np.sqrt(3.0 / 64.0 / energy), (n_features, sizes[0]))
-        lo, hi = (0, n_labels) if label_slice is None else label_slice
-        # rows lo:hi of the (n_labels, H) draw: one 64-bit step of the generator per
-        # value, so skip lo * H of them, then move past the whole matrix
-        state = rng.bit_generator.state
-        rng.bit_generator.advance(lo * H)
-        W_out = glorot(H, n_labels, (hi - lo, H))
-        rng.bit_generator.state = state
-        rng.bit_generator.advance(n_labels * H)
-        n_out = hi - lo
-        self._model = {
-            "W_in": W_in,
-            "dense": dense,
-            "W_out": W_out,
-            "b_out": np.zeros(n_out, dtype=np.float32),
-            "sizes": np.asarray(sizes, dtype=np.int64),
-            "w_off": w_off,
-            "b_off": b_off,
-            "a_off": a_off,
-        }
-        self._opt = {
-            "m_in": _aligned_zeros((n_features, sizes[0]), np.float32),
-            "v_in": _aligned_zeros((n_features, sizes[0]), np.float32),
-            "m_dense": np.zeros(pos, dtype=np.float32),
-            "v_dense": np.zeros(pos, dtype=np.float32),
-            # the output moments: float32 here, or built straight into the bfloat16
-            # state by _set_output_precision (no transient float32 copy)
-            "mb_out": np.zeros(n_out, dtype=np.float32),
-            "vb_out": np.zeros(n_out, dtype=np.float32),
-        }
+        self._state = SlideState.draw(sizes, n_features, n_labels, rng, input_energy,
+                                      label_slice)
+        self._work = None
         self._label_counts = np.zeros(n_labels, dtype=np.int64)
         self._max_labels = 1
-        self._step = 0
         self._rng = rng
         self._schedule = RehashSchedule(self.rehash_interval, self.rebuild_interval,
                                         self.interval_growth)
         self.t_ = 0
         # the output layer's Adam state in the layout of the precision (float32 on ranks)
-        self._set_output_precision(self.precision if label_slice is None else "float32")
+        self._state.set_output_precision(
+            self.precision if label_slice is None else "float32",
+            effective_n_threads(self.n_jobs))
         self.n_iter_ = 0
         self.loss_curve_ = []
         self.validation_scores_ = [] if self.early_stopping else None
         self.best_validation_score_ = None
-        self._lsh = LSHIndex(self.hash_family, int(self._model["sizes"][-1]), self.n_codes,
-                             self.n_tables, self.bin_size, self.range_pow, self._rng)
+        self._lsh = LSHIndex(self.hash_family, H, self.n_codes, self.n_tables, self.bin_size,
+                             self.range_pow, self._rng)
         if label_slice is None:
             self._rehash(effective_n_threads(self.n_jobs))
         else:  # the draw _rehash makes, so that the stream stays that of a whole model
@@ -705,7 +622,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         rng = np.random.default_rng([self._seed, 1, self.n_iter_])
         if new_functions:
             self._inference_lsh = LSHIndex(
-                self.hash_family, int(self._model["sizes"][-1]),
+                self.hash_family, int(self._state.sizes[-1]),
                 self.n_codes if self.inference_n_codes is None else self.inference_n_codes,
                 self.n_tables if self.inference_n_tables is None else self.inference_n_tables,
                 self.bin_size, self.range_pow, rng)
@@ -727,15 +644,11 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         bucket_size = self.bucket_size if bucket_size is None else bucket_size
         if reservoir is None:
             reservoir = self.bucket_policy == "reservoir"
-        # the training tables keep their arrays and a code buffer between rebuilds
-        work = getattr(self, "_work", None)
-        keep = work is not None and lsh is self._lsh
         seed = int((self._rng if rng is None else rng).integers(0, 2**63 - 1))
-        codes = lsh.fill(self._output_rows(), n_threads, seed, bucket_size, reservoir,
-                         center=center, buckets=work.get("hash_buckets") if keep else None,
-                         reuse=keep)
-        if keep:
-            work["hash_buckets"] = codes
+        # the training tables keep their arrays and a code buffer between rebuilds
+        work = getattr(self, "_work", None) if lsh is self._lsh else None
+        self._state.hash_output(lsh, seed, n_threads, bucket_size, reservoir, center=center,
+                                work=work)
 
     def _check_same_classes(self, classes):
         """On a later ``partial_fit`` call: ``classes``, when given, must be ``classes_``."""
@@ -749,167 +662,40 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"`classes={classes!r}` is not the same as on the first call "
                              f"to partial_fit, was: {self.classes_!r}")
 
+    def _train_params(self):
+        """The parameters the training kernels take (a ``SlideParams``)."""
+        return SlideParams(
+            batch_size=self.batch_size, min_active=self.min_active,
+            active_threshold=self.active_threshold, n_tables=self.n_tables,
+            n_codes=self.n_codes, bucket_size=self.bucket_size,
+            reservoir=self.bucket_policy == "reservoir", beta_1=self.beta_1,
+            beta_2=self.beta_2, epsilon=self.epsilon, alpha=self.alpha,
+            dropout=self.dropout, precision=self.precision)
+
     def _get_work(self, n_threads, max_labels, transposed=True):
-        """Scratch and gradient buffers for training with ``n_threads`` threads (kept
-        between calls while they fit). ``transposed``: record each batch position's
+        """The ``_network.Workspace`` for training with ``n_threads`` threads (kept
+        between calls while it fits). ``transposed``: record each batch position's
         output gradient for ``_network.output_adam`` instead of adding it into an
         ``(n_labels, H)`` array, when the records take less memory than that array
         (or at most 64 MiB); the label-parallel path passes False."""
-        m = self._model
-        n_features, H0 = m["W_in"].shape
-        n_labels, H = m["W_out"].shape
-        sizes = m["sizes"]
-        L = self.n_tables
-        T = n_threads
-        act_cap = int(_network.active_capacity(n_labels, max_labels, L, self.bucket_size,
-                                               self.min_active))
-        rec_rows = int(self.batch_size)
-        transposed = transposed and (
-            rec_rows * act_cap * 32 <= max(64 << 20, n_labels * H * 4))
-        bf16 = self.precision == "bfloat16"
-        if bf16 and not transposed:
-            raise ValueError("precision='bfloat16' needs batch_size * (max labels per row "
-                             "+ n_tables * bucket_size + min_active) * 32 bytes of "
-                             "gradient records at most the size of the output layer; "
-                             "lower batch_size or use precision='float32'.")
-        key = (T, L, self.n_codes, self.bucket_size, n_labels, H, n_features, H0,
-               transposed, rec_rows, bf16)
-        work = getattr(self, "_work", None)
-        if work is not None and work["key"] == key and work["act_cap"] >= act_cap:
-            return work
-        work = {
-            "key": key,
-            "n_threads": T,
-            "act_cap": act_cap,
-            # activations and their gradients, a row per batch position (_layer_grads)
-            "acts": np.zeros((rec_rows, int(sizes.sum())), dtype=np.float32),
-            "delta": np.zeros((rec_rows, int(sizes.sum())), dtype=np.float32),
-            "codes": np.zeros((T, self.n_codes * L), dtype=np.int32),
-            "buckets": np.zeros((T, L), dtype=np.uint32),
-            "act": np.zeros((T, act_cap), dtype=np.int32),
-            "logits": np.zeros((T, act_cap), dtype=np.float32),
-            "cand": np.zeros((T, max(1, L * self.bucket_size)), dtype=np.int32),
-            "mark": np.zeros((T, n_labels), dtype=np.uint8),
-            "g_dense": np.zeros((1, m["dense"].shape[0]), dtype=np.float32),
-            "rng": np.zeros(T * _network.THREAD_STRIDE, dtype=np.uint64),
-            "out_list": np.zeros((T, n_labels), dtype=np.int32),
-            "out_count": np.zeros(T * _network.THREAD_STRIDE, dtype=np.int64),
-            "in_list": np.zeros((T, n_features), dtype=np.int32),
-            "in_count": np.zeros(T * _network.THREAD_STRIDE, dtype=np.int64),
-            "out_flag": np.zeros(n_labels, dtype=np.uint8),
-            "in_flag": np.zeros(n_features, dtype=np.uint8),
-            "uniq_out": np.zeros(n_labels, dtype=np.int32),
-            "uniq_in": np.zeros(n_features, dtype=np.int32),
-            "g_in": np.zeros((n_features, H0), dtype=np.float32),
-        }
-        if transposed:
-            n_rec = rec_rows * act_cap
-            work.update({
-                "rec_ids": np.zeros((rec_rows, act_cap), dtype=np.int32),
-                "rec_dz": np.zeros((rec_rows, act_cap), dtype=np.float32),
-                "rec_n": np.zeros(rec_rows, dtype=np.int32),
-                # the activations each position used: in bfloat16 with that precision
-                "Hb": np.zeros((rec_rows, H), dtype=np.uint16 if bf16 else np.float32),
-                "sort_keys": np.zeros(n_rec, dtype=np.uint64),
-                "sort_vals": np.zeros(n_rec, dtype=np.float32),
-                "sort_tkeys": np.zeros(n_rec, dtype=np.uint64),
-                "sort_tvals": np.zeros(n_rec, dtype=np.float32),
-                "runs": np.zeros(n_labels + 1, dtype=np.int64),
-                "gbuf": np.zeros((T, H), dtype=np.float32),
-            })
-        else:
-            work["g_out"] = np.zeros((n_labels, H), dtype=np.float32)
-            work["gb_out"] = np.zeros(n_labels, dtype=np.float32)
-        if bf16:
-            work["h16"] = np.zeros((T, H), dtype=np.uint16)
-        self._work = work
-        return work
-
-    def _align_rows(self):
-        """Rows of the streamed arrays on cache lines again after unpickling (a copy,
-        once: aligned arrays are kept as they are). bfloat16 state rows pickled with
-        the earlier layout [lo | m | v | bias state] are cut to [lo | m | v]: lo, m and
-        v sit where they did, and the bias state was synced into b_out, mb_out and
-        vb_out."""
-        s16 = self._opt.get("s16_out")
-        H = self._model["W_out"].shape[1]
-        if s16 is not None and s16.shape[1] != _network.bf16_state_width(H):
-            rows = _aligned_zeros((s16.shape[0], _network.bf16_state_width(H)), np.uint16)
-            rows[:, :3 * H] = s16[:, :3 * H]
-            self._opt["s16_out"] = rows
-        for state in (self._model, self._opt):
-            for k in _ROW_ARRAYS:
-                if k in state:
-                    state[k] = _cache_aligned(state[k])
-
-    def _set_output_precision(self, precision):
-        """Store the output layer for ``precision``: ``W_out`` with float32 moments
-        ``m_out`` / ``v_out``, or for "bfloat16" the weights as two halves, ``w16_out``
-        (n_labels, H) rounded to bfloat16, and the rest of each neuron's weight state in
-        a row of ``s16_out``: [lo (the lower 16 bits) | m | v], the moments in bfloat16
-        (see ``_network.output_adam``). ``W_out`` is then their exact float32 view,
-        brought up to date by ``_sync_output``; the biases and their moments stay
-        float32 arrays. Converts when the model was trained with the other precision:
-        the weights exactly, the moments rounded to nearest even."""
-        opt = self._opt
-        W = self._model["W_out"]
-        n_threads = effective_n_threads(self.n_jobs)
-        if precision == "bfloat16" and "w16_out" not in opt:
-            H = W.shape[1]
-            m, v = opt.pop("m_out", None), opt.pop("v_out", None)  # None: a new model
-            w16 = _aligned_zeros(W.shape, np.uint16)
-            s16 = _aligned_zeros((W.shape[0], _network.bf16_state_width(H)), np.uint16)
-            _network.split_bf16_rows(W, w16, s16, n_threads)
-            if m is not None:
-                step = max(1, (1 << 22) // max(H, 1))  # blocks: no full-size temporaries
-                for r in range(0, W.shape[0], step):
-                    s16[r:r + step, H:2 * H] = _bf16.to_bf16(m[r:r + step])
-                    s16[r:r + step, 2 * H:3 * H] = _bf16.to_bf16(v[r:r + step])
-            opt["w16_out"] = w16
-            opt["s16_out"] = s16
-            opt["dirty_out"] = np.zeros(-(-W.shape[0] // _network.DIRTY_ROWS), dtype=np.uint8)
-        elif precision == "float32" and "w16_out" not in opt and "m_out" not in opt:
-            opt["m_out"] = _aligned_zeros(W.shape, np.float32)
-            opt["v_out"] = _aligned_zeros(W.shape, np.float32)
-        elif precision == "float32" and "w16_out" in opt:
-            self._sync_output()
-            del opt["w16_out"], opt["dirty_out"]
-            s16 = opt.pop("s16_out")
-            H = W.shape[1]
-            opt["m_out"] = _cache_aligned(_bf16.from_bf16(np.ascontiguousarray(s16[:, H:2 * H])))
-            opt["v_out"] = _cache_aligned(_bf16.from_bf16(np.ascontiguousarray(s16[:, 2 * H:3 * H])))
-
-    def _sync_output(self):
-        """With precision="bfloat16", write the output rows that training changed into
-        ``W_out``, joined from their halves (prediction, ``coefs_``, pickling and a
-        change of precision read it; training itself then does not)."""
-        if "w16_out" in self._opt:
-            W = self._model["W_out"]
-            if not W.flags.writeable:
-                return  # a loaded read-only model: nothing has trained it since its sync
-            opt = self._opt
-            _network.sync_bf16_rows(opt["w16_out"], opt["s16_out"], W, opt["dirty_out"],
-                                    effective_n_threads(self.n_jobs))
-
-    def _output_rows(self):
-        """The output weights as training sees them: ``W_out``, or with
-        precision="bfloat16" their bfloat16 rounding ``w16_out``."""
-        return self._opt.get("w16_out", self._model["W_out"])
+        self._work = _network.Workspace.ensure(getattr(self, "_work", None), self._state,
+                                               n_threads, max_labels, self._train_params(),
+                                               transposed)
+        return self._work
 
     def _train_batch(self, X, Y_indptr, Y_indices, rows, work, n_threads, lr):
+        state = self._state
         seed = int(self._rng.integers(0, 2**63 - 1))
         loss, n_active = _network.train_batch(
-            X.data, X.indices, X.indptr, Y_indptr, Y_indices, rows, self._model, self._lsh,
-            work, self.min_active, self.active_threshold, seed, n_threads, self.dropout,
-            w16=self._opt.get("w16_out"))
-        self._step += 1
-        if "rec_ids" in work:
-            _network.output_adam(self._model, self._opt, work, len(rows), lr, self.beta_1,
-                                 self.beta_2, self.epsilon, self.alpha, self._step, n_threads,
-                                 seed=seed)
+            X.data, X.indices, X.indptr, Y_indptr, Y_indices, rows, state, self._lsh, work,
+            self.min_active, self.active_threshold, seed, n_threads, self.dropout)
+        state.step += 1
+        if work.transposed:
+            _network.output_adam(state, work, len(rows), lr, self.beta_1, self.beta_2,
+                                 self.epsilon, self.alpha, state.step, n_threads, seed=seed)
         # input and hidden layers (and the output layer without the transposed gradient)
-        _network.adam_update(self._model, self._opt, work, lr, self.beta_1,
-                             self.beta_2, self.epsilon, self.alpha, self._step, n_threads)
+        _network.adam_update(state, work, lr, self.beta_1, self.beta_2, self.epsilon,
+                             self.alpha, state.step, n_threads)
         self.t_ += len(rows)
         rehash, redraw = self._schedule.advance(len(rows))
         if redraw:
@@ -938,7 +724,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         comm = _mpi.check_comm(self.comm)
         if comm is not None:
             return self._fit_mpi(X, y, comm, incremental=incremental, classes=classes)
-        first = not hasattr(self, "_model") or not (incremental or self.warm_start)
+        first = not hasattr(self, "_state") or not (incremental or self.warm_start)
         if getattr(self, "_label_slice", None) is not None:
             if not first:
                 from slidelearn._slide import _label_parallel
@@ -954,21 +740,20 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"X has {X.shape[0]} samples but y has {Y_indptr.shape[0] - 1}.")
         n_threads = effective_n_threads(self.n_jobs)
         self.n_threads_ = n_threads
-        if not first and not self._model["W_out"].flags.writeable:
-            # A model loaded read-only (e.g. joblib mmap_mode="r"): train on a private copy.
-            self._model = {k: np.array(v) for k, v in self._model.items()}
-            self._opt = {k: np.array(v) for k, v in self._opt.items()}
         if not first:
-            self._align_rows()
+            # a model loaded read-only (e.g. joblib mmap_mode="r") trains on a private
+            # copy; an unpickled one on rows aligned to cache lines again
+            self._state.ensure_writable()
+            self._state.align_rows()
         if first:
             self._seed = _check_seed(self.random_state)
             rng = np.random.default_rng(self._seed)
             self._init_model(X.shape[1], len(self.classes_), rng, _input_energy(X))
-        self._set_output_precision(self.precision)
+        self._state.set_output_precision(self.precision, n_threads)
         try:
             return self._fit_epochs(X, Y_indptr, Y_indices, n_threads, incremental)
         finally:
-            self._sync_output()  # also when training stops on an error or an interrupt
+            self._state.sync_output(n_threads)  # also when training stops on an error
 
     def _fit_epochs(self, X, Y_indptr, Y_indices, n_threads, incremental):
         counts = np.diff(Y_indptr)
@@ -990,12 +775,12 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
                                shape=(X.shape[0], len(self.classes_)))[val_rows]
 
             def score():
-                self._sync_output()
+                self._state.sync_output(n_threads)
                 labels, _ = self._topk_indices(Xv, 1, self.inference, n_threads)
                 return float(precision_at_k(Yv, labels, k=1))
 
-            validation = _epochs.Validation(score, "P@1", True, self._snapshot,
-                                            self._restore, self.validation_scores_)
+            validation = _epochs.Validation(score, "P@1", True, self._state.snapshot,
+                                            self._state.restore, self.validation_scores_)
 
         def train_epoch(order, epoch):
             lr = self.learning_rate * self.learning_rate_decay ** epoch
@@ -1017,9 +802,9 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
     def _fit_mpi(self, X, y, comm, *, incremental, classes=None):
         """SPMD fit / partial_fit, label parallel (see ``comm`` and _label_parallel)."""
         from slidelearn._slide import _label_parallel
-        _label_parallel.agree_params(comm, self)
-        first = not hasattr(self, "_model") or not (incremental or self.warm_start)
-        _mpi.agree(comm, (first, None if first else (self._step, len(self.classes_))),
+        _label_parallel.agree_params(comm, self.get_params(deep=False))
+        first = not hasattr(self, "_state") or not (incremental or self.warm_start)
+        _mpi.agree(comm, (first, None if first else (self._state.step, len(self.classes_))),
                    "whether this call starts a new model, and else the training steps "
                    "and classes of the model it continues")
         local_classes = None
@@ -1064,11 +849,9 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             _label_parallel.agree_classes(comm, self.classes_)
         n_threads = _mpi.rank_threads(comm, self.n_jobs)
         self.n_threads_ = n_threads
-        if not first and not self._model["W_in"].flags.writeable:
-            self._model = {k: np.array(v) for k, v in self._model.items()}
-            self._opt = {k: np.array(v) for k, v in self._opt.items()}
         if not first:
-            self._align_rows()
+            self._state.ensure_writable()
+            self._state.align_rows()
         if first:
             self._seed = _mpi.shared_seed(comm, _check_seed(self.random_state))
             bounds = _label_parallel.label_bounds(len(self.classes_), comm.Get_size())
@@ -1078,8 +861,9 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
                              label_slice=(int(bounds[me]), int(bounds[me + 1])))
             self._label_slice = (int(bounds[me]), int(bounds[me + 1]))
         elif getattr(self, "_label_slice", None) is not None:
-            _label_parallel.check_sharded_comm(self)
-        self._set_output_precision("float32")  # float32 moments (a bfloat16 model converts)
+            _label_parallel.check_sharded_comm(self.comm, self._n_ranks)
+        # float32 moments (a bfloat16 model converts)
+        self._state.set_output_precision("float32", n_threads)
         counts = np.diff(Y_indptr)
         label_counts = np.bincount(Y_indices, minlength=len(self.classes_)).astype(np.int64)
         _mpi.allreduce_(comm, label_counts)
@@ -1092,14 +876,26 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
                 raise ValueError("Every row of y is empty: there is no label to learn "
                                  "from.")
         self._n_labels_total = len(self.classes_)
-        _label_parallel.to_slice(self, comm, n_threads)
+        # the tables of the slice from a stream of their own: the estimator's stays in
+        # step with a single-process fit
+        self._label_slice = _label_parallel.to_slice(
+            comm, self._state, self._lsh, getattr(self, "_label_slice", None),
+            self._n_labels_total, np.random.default_rng([self._seed, 4, self.n_iter_]),
+            n_threads, self.bucket_size, self.bucket_policy == "reservoir")
+        self._n_ranks = comm.Get_size()
+        self._work = None
         self.comm_stats_ = stats = {}
         me = comm.Get_rank()
 
         def train_epoch(order, epoch):
             lr = self.learning_rate * self.learning_rate_decay ** epoch
-            loss, active = _label_parallel.train_epoch(self, comm, X, Y_indptr, Y_indices,
-                                                       order, n_threads, lr, stats)
+            work = self._get_work(n_threads, self._max_labels, transposed=False)
+            loss, active, n_seen = _label_parallel.train_epoch(
+                comm, self._state, self._lsh, self._schedule, work, self._train_params(),
+                self._rng, X, Y_indptr, Y_indices, order, n_threads, lr, stats,
+                label_slice=self._label_slice, n_labels_total=self._n_labels_total,
+                max_labels=self._max_labels)
+            self.t_ += n_seen
             self.mean_active_ = active
             return loss, {"active neurons/sample": active}
 
@@ -1108,32 +904,23 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             self, rows, train_epoch, incremental=incremental, comm=comm,
             rng=lambda: np.random.default_rng([self._seed, 3, me, self.n_iter_]),
             n_samples=comm.allreduce(len(rows)))
-        H = int(self._model["sizes"][-1])
+        H = int(self._state.sizes[-1])
         if (self.rank_memory_budget is None or _label_parallel.output_bytes(
                 self._n_labels_total, H) <= self.rank_memory_budget):
-            _label_parallel.assemble(self, comm)
+            _label_parallel.assemble(comm, self._state, self._n_labels_total)
+            self._label_slice = None
+            self._work = None
             if not incremental:
                 self._rehash(n_threads)
                 self._schedule.rehashed()
             self._build_inference_tables(n_threads)
         else:  # the output layer stays spread over the ranks: collective inference
             if not incremental:
-                self._fill_tables(self._lsh, n_threads,
-                                  center=_label_parallel.global_center(self, comm))
+                self._fill_tables(self._lsh, n_threads, center=_label_parallel.global_center(
+                    comm, self._state, n_threads))
                 self._schedule.rehashed()
             self._inference_lsh = None
         return self
-
-    def _snapshot(self):
-        return ({k: v.copy() for k, v in self._model.items()},
-                {k: v.copy() for k, v in self._opt.items()})
-
-    def _restore(self, state):
-        model, opt = state
-        for k, v in model.items():
-            self._model[k][...] = v
-        for k, v in opt.items():
-            self._opt[k][...] = v
 
     def fit(self, X, y):
         """Train the network on (X, y) for ``max_iter`` epochs.
@@ -1197,19 +984,25 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         4
         """
         self._validate_params()
-        if not hasattr(self, "_model") and classes is None:
+        if not hasattr(self, "_state") and classes is None:
             raise ValueError("classes must be passed on the first call to partial_fit.")
         return self._fit(X, y, incremental=True, classes=classes)
 
     # ------------------------------------------------------------ inference
     def _hidden(self, X, n_threads):
-        return _network.forward_hidden(X.data, X.indices, X.indptr, self._model, n_threads)
+        return _network.forward_hidden(X.data, X.indices, X.indptr, self._state, n_threads)
 
     def _topk_indices(self, X, k, mode, n_threads):
         """Top-k label indices and scores of validated CSR X."""
         if getattr(self, "_label_slice", None) is not None:
             from slidelearn._slide import _label_parallel
-            return _label_parallel.topk(self, X, k, mode, n_threads)
+            comm = _label_parallel.check_sharded_comm(self.comm, self._n_ranks)
+            return _label_parallel.topk(
+                comm, self._state, self._lsh, self._hidden(X, n_threads), k, mode, n_threads,
+                label_slice=self._label_slice, n_labels_total=self._n_labels_total,
+                label_counts=self._label_counts, head_labels=self.inference_head_labels,
+                threshold=self.inference_threshold,
+                max_candidates=self.inference_max_candidates or 0)
         Hm = self._hidden(X, n_threads)
         if mode == "lsh":
             # Filling a row needs at most 2k - 1 fallback labels (up to k - 1 are skipped
@@ -1217,13 +1010,13 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             n_head = min(self.inference_head_labels, len(self.classes_))
             order = self._most_frequent_labels(n_head + 2 * k)
             tables = getattr(self, "_inference_lsh", None) or self._lsh
-            idx, scores, _ = _network.topk_lsh(Hm, self._model, tables, k,
+            idx, scores, _ = _network.topk_lsh(Hm, self._state, tables, k,
                                                self.inference_threshold, order, n_threads,
                                                self.inference_max_candidates or 0,
                                                min(n_head, len(order)))
             return idx, scores
         with single_threaded_blas():
-            return _network.topk_exact(Hm, self._model, k, n_threads)
+            return _network.topk_exact(Hm, self._state, k, n_threads)
 
     def _most_frequent_labels(self, n):
         """The n most frequent training labels, most frequent first, ties by lower index
@@ -1269,7 +1062,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         >>> labels.shape, bool((scores[:, 0] >= scores[:, 1]).all())
         ((4, 3), True)
         """
-        check_is_fitted(self, "_model")
+        check_is_fitted(self, "_state")
         if not isinstance(k, Integral) or isinstance(k, bool) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         mode = self.inference if inference is None else inference
@@ -1310,7 +1103,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
                              "predict_topk or predict, collectively.")
         n_threads = effective_n_threads(self.n_jobs)
         Hm = self._hidden(X, n_threads)
-        return Hm @ self._model["W_out"].T + self._model["b_out"]
+        return Hm @ self._state.W_out.T + self._state.b_out
 
     def decision_function(self, X):
         """Logits of every class (before the softmax).
@@ -1337,7 +1130,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         >>> clf.decision_function(X[:2]).shape
         (2, 3)
         """
-        check_is_fitted(self, "_model")
+        check_is_fitted(self, "_state")
         X = self._check_X(X, reset=False)
         self._check_dense_size(X.shape[0], "decision_function")
         z = self._logits(X)
@@ -1369,7 +1162,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         >>> clf.predict_proba(X[:2]).sum(axis=1).round(4)
         array([1., 1.])
         """
-        check_is_fitted(self, "_model")
+        check_is_fitted(self, "_state")
         X = self._check_X(X, reset=False)
         self._check_dense_size(X.shape[0], "predict_proba")
         z = self._logits(X).astype(np.float64)
@@ -1404,7 +1197,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         >>> clf.predict(X[:3])
         array([0, 0, 0])
         """
-        check_is_fitted(self, "_model")
+        check_is_fitted(self, "_state")
         X = self._validate_X_predict(X)
         n_threads = effective_n_threads(self.n_jobs)
         if not self.multilabel_:
@@ -1452,7 +1245,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         >>> round(clf.score(X, y), 2) > 0.9
         True
         """
-        check_is_fitted(self, "_model")
+        check_is_fitted(self, "_state")
         X = self._check_X(X, reset=False)
         idx, _ = self._topk_indices(X, 1, self.inference, effective_n_threads(self.n_jobs))
         top = idx[:, 0]

@@ -90,7 +90,6 @@ cdef void hash_vector(const HashFn* fn, const float* vec, int32_t* codes,
     cdef const int32_t* dims
     cdef const float* signs
     cdef uint32_t r
-    cdef uint32_t* best_rank
     if fn.family == FAMILY_SIMHASH:
         for i in range(n_hashes):
             dims = fn.dims + <int64_t>i * fn.bin_size
@@ -456,7 +455,8 @@ def column_sums(V, int n_threads=1):
 
 
 def hash_codes(dict params, const float[::1] vec):
-    """The K * L raw codes of one vector, before they are combined into buckets (for tests)."""
+    """The K * L raw codes of one vector, before they are combined into buckets
+    (slidelearn._slide._testing)."""
     cdef HashFn fn = make_hash_fn(params)
     if vec.shape[0] != fn.dim:
         raise ValueError(f"vector has {vec.shape[0]} dims, the hash functions expect {fn.dim}")
@@ -497,7 +497,8 @@ def build_tables(const uint32_t[:, ::1] buckets, Py_ssize_t n_buckets, int bucke
     cdef int32_t[:, ::1] offsets = offsets_np
     cdef int32_t[:, ::1] ids = ids_np
     n_threads = max(1, min(n_threads, L))
-    # per bucket, side by side (one cache line for both): [count, next insert]
+    # per bucket, side by side (one cache line for both): [count (then the bucket's first
+    # slot), next insert position]
     scratch_np = np.empty((n_threads, n_buckets, 2), dtype=np.int32)
     cdef int32_t[:, :, ::1] scratch = scratch_np
     cdef int32_t p
@@ -514,52 +515,30 @@ def build_tables(const uint32_t[:, ::1] buckets, Py_ssize_t n_buckets, int bucke
             for b in range(n_buckets):
                 c = scratch[tid, b, 0]
                 offsets[t, b + 1] = offsets[t, b] + (c if c < cap else cap)
-            if not reservoir:
-                # FIFO: the last `cap` of a bucket's c items are kept, so its r-th item
-                # goes to offsets[b] + r - max(c - cap, 0), when that is inside the bucket
-                for b in range(n_buckets):
-                    c = scratch[tid, b, 0]
-                    scratch[tid, b, 0] = offsets[t, b]
-                    scratch[tid, b, 1] = offsets[t, b] - (c - cap if c > cap else 0)
-                for i in range(n):
-                    b = buckets[t, i]
-                    if b >= n_buckets:
-                        continue
-                    p = scratch[tid, b, 1]
-                    scratch[tid, b, 1] = p + 1
-                    if p >= scratch[tid, b, 0]:
-                        ids[t, p] = <int32_t>i
-                        if p + IDS_AHEAD < n:
-                            sl_prefetchw_int(&ids[t, p + IDS_AHEAD])
-                continue
+            # FIFO keeps the last `cap` of a bucket's c items, so its r-th item goes to
+            # offsets[b] + r - max(c - cap, 0), when that is inside the bucket; reservoir
+            # sampling puts the first `cap` in order, then the r-th (r >= cap) into a
+            # random slot with probability cap / (r + 1)
+            if reservoir:
+                state = splitmix64(seed + <uint64_t>t) | 1
             for b in range(n_buckets):
-                scratch[tid, b, 1] = 0
-            state = splitmix64(seed + <uint64_t>t) | 1
+                c = scratch[tid, b, 0]
+                scratch[tid, b, 0] = offsets[t, b]
+                scratch[tid, b, 1] = offsets[t, b] - (c - cap if c > cap and not reservoir
+                                                      else 0)
             for i in range(n):
                 b = buckets[t, i]
                 if b >= n_buckets:
-                    continue
-                r = scratch[tid, b, 1]
-                scratch[tid, b, 1] = r + 1
-                if r < cap:
-                    slot = r
-                else:
+                    continue  # cannot happen with ids from hash_vectors
+                p = scratch[tid, b, 1]
+                scratch[tid, b, 1] = p + 1
+                if reservoir and p >= offsets[t, b + 1]:  # a full bucket
+                    r = p - scratch[tid, b, 0]
                     slot = <int32_t>rng_below(&state, <uint32_t>(r + 1))
-                    if slot >= cap:
-                        continue
-                ids[t, offsets[t, b] + slot] = <int32_t>i
-                if r < cap and offsets[t, b] + slot + IDS_AHEAD < n:
-                    sl_prefetchw_int(&ids[t, offsets[t, b] + slot + IDS_AHEAD])
+                    if slot < cap:
+                        ids[t, scratch[tid, b, 0] + slot] = <int32_t>i
+                elif p >= scratch[tid, b, 0]:
+                    ids[t, p] = <int32_t>i
+                    if p + IDS_AHEAD < n:
+                        sl_prefetchw_int(&ids[t, p + IDS_AHEAD])
     return offsets_np, ids_np
-
-
-def query_tables(dict params, const int32_t[:, ::1] offsets, const int32_t[:, ::1] ids,
-                 const float[::1] vec, int threshold=1):
-    """Ids found in at least ``threshold`` of the vector's L buckets, sorted (for tests)."""
-    codes, buckets = hash_codes(params, vec)
-    counts = {}
-    for t in range(offsets.shape[0]):
-        b = buckets[t]
-        for j in range(offsets[t, b], offsets[t, b + 1]):
-            counts[ids[t, j]] = counts.get(ids[t, j], 0) + 1
-    return np.array(sorted(i for i, c in counts.items() if c >= threshold), dtype=np.int64)

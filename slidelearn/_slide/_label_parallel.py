@@ -23,6 +23,10 @@ and hidden layers are replicated. A step of a global batch runs as follows:
 Batches follow the DLRM convention (``slidelearn._dlrm._distributed``): ``batch_size``
 is the global batch, each rank contributes ``batch_size // N`` (+1 for the first
 ``batch_size % N`` ranks) of its rows per step.
+
+The functions here take the model's parts (its ``SlideState``, ``LSHIndex``,
+``RehashSchedule``, ``_network.Workspace`` and ``SlideParams``), not the estimator:
+``SlideClassifier._fit_mpi`` validates, calls them and keeps the results.
 """
 import time
 
@@ -30,10 +34,6 @@ import numpy as np
 
 from slidelearn._slide import _hashing, _network
 from slidelearn.utils._mpi import import_mpi, step_plan
-from slidelearn.utils._openmp_helpers import effective_n_threads
-
-_OUT_KEYS = ("W_out", "b_out")
-_OPT_KEYS = ("m_out", "v_out", "mb_out", "vb_out")
 
 
 def label_bounds(n_labels, n_ranks):
@@ -60,13 +60,12 @@ def agree_classes(comm, classes):
 _LOCAL_PARAMS = ("comm", "n_jobs", "verbose", "callback", "random_state")
 
 
-def agree_params(comm, est):
+def agree_params(comm, params):
     """Raise ``ValueError`` on every rank, naming the parameters, unless every rank's
-    estimator has the same training parameters (all but ``comm``, ``n_jobs``,
-    ``verbose``, ``callback`` and ``random_state``, whose seed rank 0 broadcasts).
-    Collective."""
-    mine = {k: repr(v) for k, v in est.get_params(deep=False).items()
-            if k not in _LOCAL_PARAMS}
+    estimator parameters ``params`` (``get_params(deep=False)``) are the same for
+    training (all but ``comm``, ``n_jobs``, ``verbose``, ``callback`` and
+    ``random_state``, whose seed rank 0 broadcasts). Collective."""
+    mine = {k: repr(v) for k, v in params.items() if k not in _LOCAL_PARAMS}
     seen = comm.allgather(mine)
     bad = sorted(k for k in mine if any(p.get(k) != mine[k] for p in seen))
     if bad:
@@ -76,40 +75,37 @@ def agree_params(comm, est):
                                      for k in bad))
 
 
-def to_slice(est, comm, n_threads):
-    """Keep only this rank's slice of the output layer (and its Adam state), unless
-    the model holds just that slice already, and rebuild the tables from it (local
-    neuron ids)."""
-    bounds = label_bounds(est._n_labels_total, comm.Get_size())
+def to_slice(comm, state, lsh, label_slice, n_labels_total, rng, n_threads, bucket_size,
+             reservoir):
+    """Keep only this rank's slice of the output layer of ``state`` (and its Adam
+    state), unless it holds just that slice already (``label_slice``), and rebuild the
+    tables of ``lsh`` from it (local neuron ids), with a seed from ``rng``. Returns the
+    slice (lo, hi). Collective."""
+    bounds = label_bounds(n_labels_total, comm.Get_size())
     lo, hi = int(bounds[comm.Get_rank()]), int(bounds[comm.Get_rank() + 1])
-    if getattr(est, "_label_slice", None) != (lo, hi):
-        for k in _OUT_KEYS:
-            est._model[k] = np.ascontiguousarray(est._model[k][lo:hi])
-        for k in _OPT_KEYS:
-            est._opt[k] = np.ascontiguousarray(est._opt[k][lo:hi])
-    est._label_slice = (lo, hi)
-    est._n_ranks = comm.Get_size()
-    est._work = None
-    # a stream of its own: the estimator's stays in step with a single-process fit
-    est._fill_tables(est._lsh, n_threads, rng=np.random.default_rng([est._seed, 4, est.n_iter_]),
-                     center=global_center(est, comm))
+    if label_slice != (lo, hi):
+        state.set_output_arrays({k: np.ascontiguousarray(a[lo:hi])
+                                 for k, a in state.output_arrays().items()})
+    center = global_center(comm, state, n_threads)
+    state.hash_output(lsh, int(rng.integers(0, 2**63 - 1)), n_threads, bucket_size,
+                      reservoir, center=center)
+    return lo, hi
 
 
-def assemble(est, comm):
-    """Gather every rank's slice: the whole output layer on every rank."""
+def assemble(comm, state, n_labels_total):
+    """Gather every rank's slice: the whole output layer of ``state`` on every rank.
+    Collective."""
     MPI = import_mpi()
-    bounds = label_bounds(est._n_labels_total, comm.Get_size())
+    bounds = label_bounds(n_labels_total, comm.Get_size())
     sizes = np.diff(bounds)
-    for store, keys in ((est._model, _OUT_KEYS), (est._opt, _OPT_KEYS)):
-        for k in keys:
-            part = np.ascontiguousarray(store[k])
-            row = int(np.prod(part.shape[1:], dtype=np.int64))
-            full = np.empty((est._n_labels_total,) + part.shape[1:], dtype=part.dtype)
-            counts = sizes * row
-            comm.Allgatherv(part, [full, (counts, bounds[:-1] * row), MPI.FLOAT])
-            store[k] = full
-    est._label_slice = None
-    est._work = None
+    full_arrays = {}
+    for k, part in state.output_arrays().items():
+        part = np.ascontiguousarray(part)
+        row = int(np.prod(part.shape[1:], dtype=np.int64))
+        full = np.empty((n_labels_total,) + part.shape[1:], dtype=part.dtype)
+        comm.Allgatherv(part, [full, (sizes * row, bounds[:-1] * row), MPI.FLOAT])
+        full_arrays[k] = full
+    state.set_output_arrays(full_arrays)
 
 
 def output_bytes(n_labels, H):
@@ -117,41 +113,43 @@ def output_bytes(n_labels, H):
     return 3 * 4 * n_labels * (H + 1)
 
 
-def check_sharded_comm(est):
-    """The communicator a model spread over ranks predicts with."""
+def check_sharded_comm(comm, n_ranks):
+    """The communicator (the estimator's ``comm`` parameter) a model whose output layer
+    is spread over ``n_ranks`` ranks predicts with."""
     from slidelearn.utils._mpi import check_comm
-    comm = check_comm(est.comm)
-    if comm is None or comm.Get_size() != est._n_ranks:
+    comm = check_comm(comm)
+    if comm is None or comm.Get_size() != n_ranks:
         raise ValueError(
-            f"This model's output layer is split over {est._n_ranks} ranks (it exceeded "
+            f"This model's output layer is split over {n_ranks} ranks (it exceeded "
             "rank_memory_budget, so fit did not gather it): predict collectively, each rank "
             "with its own rows, after set_params(comm=...) with a communicator of "
-            f"{est._n_ranks} ranks in the order of the fit. decision_function and "
+            f"{n_ranks} ranks in the order of the fit. decision_function and "
             "predict_proba, which are dense over all labels, are not available for it.")
     return comm
 
 
-def topk(est, X, k, mode, n_threads):
-    """Top-k labels (indices) and scores of this rank's rows for a model whose output
-    layer is spread over the ranks: every rank ranks its slice for the rows of all
-    ranks, and each row's owner merges the candidates. Collective."""
+def topk(comm, state, lsh, Hm, k, mode, n_threads, *, label_slice, n_labels_total,
+         label_counts, head_labels, threshold, max_candidates):
+    """Top-k labels (indices) and scores of this rank's rows, of last hidden activations
+    ``Hm``, for a model whose output layer is spread over the ranks: every rank ranks
+    its slice ``label_slice`` of ``state`` for the rows of all ranks, and each row's
+    owner merges the candidates. ``label_counts`` (of all labels), ``head_labels``,
+    ``threshold`` and ``max_candidates``: the estimator's for LSH inference (see
+    ``SlideClassifier``'s ``inference_*`` parameters). Collective."""
     from slidelearn.utils._threads import single_threaded_blas
-    comm = check_sharded_comm(est)
     N, me = comm.Get_size(), comm.Get_rank()
-    lo, hi = est._label_slice
-    Hm = est._hidden(X, n_threads)
+    lo, hi = label_slice
     H_all, counts = _allgatherv(comm, Hm)
     k_loc = min(k, hi - lo)
     if mode == "lsh":
-        local = est._label_counts[lo:hi]
-        n_head = min(-(-est.inference_head_labels * (hi - lo) // est._n_labels_total), hi - lo)
+        local = label_counts[lo:hi]
+        n_head = min(-(-head_labels * (hi - lo) // n_labels_total), hi - lo)
         order = np.argsort(-local, kind="stable")[:n_head + 2 * k_loc].astype(np.int32)
-        idx, sc, _ = _network.topk_lsh(H_all, est._model, est._lsh, k_loc,
-                                       est.inference_threshold, order, n_threads,
-                                       est.inference_max_candidates or 0, min(n_head, len(order)))
+        idx, sc, _ = _network.topk_lsh(H_all, state, lsh, k_loc, threshold, order,
+                                       n_threads, max_candidates, min(n_head, len(order)))
     else:
         with single_threaded_blas():
-            idx, sc = _network.topk_exact(H_all, est._model, k_loc, n_threads)
+            idx, sc = _network.topk_exact(H_all, state, k_loc, n_threads)
     cand = np.full((H_all.shape[0], k), -1, dtype=np.int32)
     score = np.full((H_all.shape[0], k), -np.inf, dtype=np.float32)
     cand[:, :k_loc] = np.where(idx >= 0, idx + lo, -1)
@@ -171,12 +169,12 @@ def topk(est, X, k, mode, n_threads):
             np.take_along_axis(all_s, best, axis=1))
 
 
-def global_center(est, comm):
-    """Mean of the rows of the whole output layer (the tables hash centred rows)."""
+def global_center(comm, state, n_threads):
+    """Mean of the rows of the whole output layer (the tables hash centred rows).
+    Collective."""
     MPI = import_mpi()
-    W = est._model["W_out"]
-    total = np.concatenate([_hashing.column_sums(W, effective_n_threads(est.n_jobs)),
-                            [W.shape[0]]])
+    W = state.W_out
+    total = np.concatenate([_hashing.column_sums(W, n_threads), [W.shape[0]]])
     comm.Allreduce(MPI.IN_PLACE, total, op=MPI.SUM)
     return total[:-1] / max(total[-1], 1)
 
@@ -193,30 +191,37 @@ def _allgatherv(comm, arr):
     return out, counts
 
 
-def train_epoch(est, comm, X, Y_indptr, Y_indices, rows, n_threads, lr, stats):
+def train_epoch(comm, state, lsh, schedule, work, params, rng, X, Y_indptr, Y_indices, rows,
+                n_threads, lr, stats, *, label_slice, n_labels_total, max_labels):
     """One pass of every rank over its rows ``rows`` (already in training order).
-    Returns (mean loss, mean active neurons per sample over all ranks). Collective."""
+
+    ``state`` holds this rank's slice ``label_slice`` of the ``n_labels_total`` output
+    neurons, ``lsh`` its tables (rebuilt when ``schedule`` says so); ``work`` is a
+    ``_network.Workspace`` that is not transposed, ``params`` the ``SlideParams`` of the
+    estimator and ``rng`` its generator (the same draws on every rank); ``max_labels``
+    bounds the labels of a row over all ranks. ``stats``: a dict the communication
+    times and volumes are added to, or None. Returns (mean loss, mean active neurons
+    per sample over all ranks, training samples of all ranks). Collective."""
     MPI = import_mpi()
     N, me = comm.Get_size(), comm.Get_rank()
-    lo, hi = est._label_slice
-    n_local, lbs, steps = step_plan(comm, len(rows), est.batch_size)
-    work = est._get_work(n_threads, est._max_labels, transposed=False)
-    model = est._model
-    H = int(model["sizes"][-1])
-    a_last = int(model["a_off"][-1])
-    total_acts = int(np.sum(model["sizes"]))
+    lo, hi = label_slice
+    n_local, lbs, steps = step_plan(comm, len(rows), params.batch_size)
+    H = int(state.sizes[-1])
+    a_last = int(state.a_off[-1])
+    total_acts = int(np.sum(state.sizes))
     n_slice = hi - lo
-    min_active = int(-(-est.min_active * n_slice // est._n_labels_total))
-    cap = int(_network.active_capacity(n_slice, est._max_labels, est.n_tables,
-                                       est.bucket_size, min_active))
+    min_active = int(-(-params.min_active * n_slice // n_labels_total))
+    cap = int(_network.active_capacity(n_slice, max_labels, params.n_tables,
+                                       params.bucket_size, min_active))
     totals = np.zeros(2, dtype=np.float64)  # loss, active neurons
+    n_seen = 0
     t_start = time.perf_counter()
     for s in range(steps):
         sizes = np.clip(n_local - s * lbs, 0, lbs)
         B = int(sizes.sum())
         batch = np.ascontiguousarray(rows[s * lbs[me]: s * lbs[me] + sizes[me]], dtype=np.int64)
         acts = np.empty((len(batch), total_acts), dtype=np.float32)
-        _network.forward_acts(X.data, X.indices, X.indptr, batch, model, acts, n_threads)
+        _network.forward_acts(X.data, X.indices, X.indptr, batch, state, acts, n_threads)
         t0 = time.perf_counter()
         H_all, _ = _allgatherv(comm, acts[:, a_last:a_last + H])
         counts = (Y_indptr[batch + 1] - Y_indptr[batch]).astype(np.int64)
@@ -230,14 +235,14 @@ def train_epoch(est, comm, X, Y_indptr, Y_indices, rows, n_threads, lr, stats):
         inside = (labels_all >= lo) & (labels_all < hi)
         y_ptr = np.concatenate([[0], np.cumsum(np.bincount(owner[inside], minlength=B))])
         y_loc = np.ascontiguousarray(labels_all[inside] - lo, dtype=np.int32)
-        seed = int(est._rng.integers(0, 2**63 - 1))  # the same draw on every rank
+        seed = int(rng.integers(0, 2**63 - 1))  # the same draw on every rank
         act = np.empty((B, max(cap, 1)), dtype=np.int32)
         n_act = np.empty(B, dtype=np.int32)
         logits = np.empty((B, max(cap, 1)), dtype=np.float32)
         mx = np.empty(B, dtype=np.float32)
         se = np.empty(B, dtype=np.float32)
-        _network.slice_forward(H_all, y_ptr.astype(np.int64), y_loc, model, est._lsh, work,
-                               min_active, est.active_threshold,
+        _network.slice_forward(H_all, y_ptr.astype(np.int64), y_loc, state, lsh, work,
+                               min_active, params.active_threshold,
                                (seed ^ (0x9E3779B97F4A7C15 * (me + 1))) & (2**64 - 1),
                                act, n_act, logits, mx, se, n_threads)
         t0 = time.perf_counter()
@@ -251,63 +256,67 @@ def train_epoch(est, comm, X, Y_indptr, Y_indices, rows, n_threads, lr, stats):
         dH = np.empty((B, H), dtype=np.float32)
         loss = _network.slice_backward(H_all, act, n_act, y_ptr.astype(np.int64), logits,
                                        M.astype(np.float32), S.astype(np.float32), inv_m,
-                                       1.0 / B, model, work, dH, n_threads)
+                                       1.0 / B, state, work, dH, n_threads)
         t0 = time.perf_counter()
         dH_mine = np.empty((int(sizes[me]), H), dtype=np.float32)
         comm.Reduce_scatter(dH, dH_mine, recvcounts=(sizes * H).tolist(), op=MPI.SUM)
         comm_s += time.perf_counter() - t0
-        _network.hidden_backward(X.data, X.indices, X.indptr, batch, acts, dH_mine, model,
+        _network.hidden_backward(X.data, X.indices, X.indptr, batch, acts, dH_mine, state,
                                  work, n_threads)
-        comm_s += _combine_replicated(comm, work)
-        est._step += 1
-        _network.adam_update(model, est._opt, work, lr, est.beta_1, est.beta_2, est.epsilon,
-                             est.alpha, est._step, n_threads)
+        dt, replicated_bytes = _combine_replicated(comm, work)
+        comm_s += dt
+        state.step += 1
+        _network.adam_update(state, work, lr, params.beta_1, params.beta_2, params.epsilon,
+                             params.alpha, state.step, n_threads)
         totals += (loss, float(n_act.sum()))
-        est.t_ += B
-        rehash, redraw = est._schedule.advance(B)
+        n_seen += B
+        rehash, redraw = schedule.advance(B)
         if redraw:
-            est._lsh.redraw(est._rng)
+            lsh.redraw(rng)
         if rehash:
-            est._fill_tables(est._lsh, n_threads, center=global_center(est, comm))
+            center = global_center(comm, state, n_threads)
+            state.hash_output(lsh, int(rng.integers(0, 2**63 - 1)), n_threads,
+                              params.bucket_size, params.reservoir, center=center, work=work)
         if stats is not None:
             stats["comm_s"] = stats.get("comm_s", 0.0) + comm_s
             stats["steps"] = stats.get("steps", 0) + 1
             sent = {"activations": acts[:, :H].nbytes * (N - 1),
                     "normalisers": 8 * B * (N - 1),
                     "hidden_grad": dH.nbytes - dH_mine.nbytes,
-                    "replicated_grad": work.pop("_sent", 0)}
+                    "replicated_grad": replicated_bytes}
             for k, v in sent.items():
                 stats[f"{k}_bytes"] = stats.get(f"{k}_bytes", 0) + v
     if stats is not None:
         stats["total_s"] = stats.get("total_s", 0.0) + time.perf_counter() - t_start
     comm.Allreduce(MPI.IN_PLACE, totals, op=MPI.SUM)  # losses: only slices' parts
     n_all = max(int(n_local.sum()), 1)
-    return float(totals[0] / n_all), float(totals[1] / n_all)
+    return float(totals[0] / n_all), float(totals[1] / n_all), n_seen
 
 
 def _combine_replicated(comm, work):
     """Sum the gradients of the replicated layers over the ranks: the dense layers
     whole, the input layer over the union of the rows any rank touched. Leaves them
-    as ``adam_update`` expects (the touched rows in thread 0's list). Returns the seconds spent
-    communicating."""
+    as ``adam_update`` expects (the touched rows in thread 0's list). Returns the seconds
+    spent communicating and the bytes this rank sent."""
     MPI = import_mpi()
     stride = _network.THREAD_STRIDE
-    g_dense = work["g_dense"]
+    g_dense = np.asarray(work.g_dense)
+    g_in = np.asarray(work.g_in)
+    in_list, in_count = np.asarray(work.in_list), np.asarray(work.in_count)
     # rows of the input layer this rank touched
-    T = work["in_list"].shape[0]
-    mine = np.unique(np.concatenate(
-        [work["in_list"][t, :work["in_count"][t * stride]] for t in range(T)]))
+    T = in_list.shape[0]
+    mine = np.unique(np.concatenate([in_list[t, :in_count[t * stride]] for t in range(T)]))
     t0 = time.perf_counter()
     comm.Allreduce(MPI.IN_PLACE, g_dense[0], op=MPI.SUM)
     union = np.unique(np.concatenate(comm.allgather(mine))).astype(np.int32)
-    G = np.ascontiguousarray(work["g_in"][union])
+    G = np.ascontiguousarray(g_in[union])
     comm.Allreduce(MPI.IN_PLACE, G, op=MPI.SUM)
     dt = time.perf_counter() - t0
-    work["g_in"][union] = G
-    work["in_flag"][union] = 1
-    work["in_count"][:] = 0
-    work["in_list"][0, :len(union)] = union
-    work["in_count"][0] = len(union)
+    g_in[union] = G
+    np.asarray(work.in_flag)[union] = 1
+    in_count[:] = 0
+    in_list[0, :len(union)] = union
+    in_count[0] = len(union)
     N = comm.Get_size()
-    work["_sent"] = int((g_dense[0].nbytes + G.nbytes) * 2 * (N - 1) // N + 4 * len(mine) * (N - 1))
-    return dt
+    sent = int((g_dense[0].nbytes + G.nbytes) * 2 * (N - 1) // N + 4 * len(mine) * (N - 1))
+    return dt, sent

@@ -2,12 +2,10 @@
 softmax output layer, training over the samples of a batch in parallel, sparse
 Adam, and exact / LSH top-k inference.
 
-Layout (all float32, C-contiguous):
-
-* ``W_in`` (n_features, H0): the sparse input layer, one row per input feature.
-* ``dense``: flat vector with ``b0`` and, for every further hidden layer i,
-  ``W_i`` (H_{i-1}, H_i) then ``b_i``; offsets in ``w_off`` / ``b_off``.
-* ``W_out`` (n_labels, H_last) neuron-major, and ``b_out`` (n_labels,).
+The kernels read and update the arrays of a ``SlideState`` (``_state.py``, which
+describes their layout: ``W_in``, ``dense`` with the offsets ``w_off`` / ``b_off``,
+``W_out``, ``b_out`` and their Adam state) and the scratch and gradient buffers of a
+:class:`Workspace`.
 
 Training keeps, per batch position, the activations and their gradients and the
 output layer's (neuron, d loss / d logit) records; the input and hidden layers'
@@ -97,11 +95,6 @@ from slidelearn.utils import _cpu
 # _bfloat16.h 0 / 0 / 1 / 2.
 sl_vec_set_level((0, 1, 2, 2)[_cpu._level_index()])
 sl_bf16_set_level((0, 0, 1, 2)[_cpu._level_index()])
-
-
-def vector_levels():
-    """The kernel levels in use: ``(vec, bf16)`` as set at import (for tests)."""
-    return sl_vec_get_level(), sl_bf16_get_level()
 
 
 # Per-thread marks of the output neurons while an active set is gathered: 0 = unseen,
@@ -218,30 +211,192 @@ cdef struct Work:
     uint16_t* h16
 
 
-cdef Net _make_net(dict model, bint writable) except *:
-    """Pointers into the model arrays. Training (writable=True) requires writable
-    arrays; inference also accepts read-only ones (e.g. a memory-mapped model)."""
+cdef class Workspace:
+    """The scratch and gradient buffers of training with ``n_threads`` threads: made
+    once per fit (``Workspace.ensure``) and kept between batches while they fit, since
+    faulting in buffers of ``n_labels`` or ``n_features`` rows at every batch would cost
+    as much as the batch. Gradients, flags and list lengths are zero between batches
+    (``adam_update`` and ``output_adam`` clear what a batch wrote).
+
+    ``transposed``: each batch position records its output gradient (``rec_*``, ``Hb``
+    or ``Hb16``) for ``output_adam``, instead of the threads adding it into the
+    ``(n_labels, H)`` arrays ``g_out`` / ``gb_out`` (the label-parallel path). The
+    buffers of the other mode, and ``Hb`` or ``Hb16`` and ``h16`` of the other
+    precision (``bf16``), are empty.
+    """
+    # activations and their gradients, a row per batch position (_layer_grads)
+    cdef readonly float[:, ::1] acts
+    cdef readonly float[:, ::1] delta
+    # per thread: hash codes and buckets, active set, logits, candidates, marks
+    cdef readonly int32_t[:, ::1] codes
+    cdef readonly uint32_t[:, ::1] buckets
+    cdef readonly int32_t[:, ::1] act
+    cdef readonly float[:, ::1] logits
+    cdef readonly int32_t[:, ::1] cand
+    cdef readonly mark_t[:, ::1] mark
+    cdef readonly uint64_t[::1] rng          # THREAD_STRIDE apart
+    # rows touched in a batch: listed per thread (lengths THREAD_STRIDE apart), flagged
+    # in shared arrays, merged without duplicates by adam_update
+    cdef readonly int32_t[:, ::1] out_list
+    cdef readonly int64_t[::1] out_count
+    cdef readonly int32_t[:, ::1] in_list
+    cdef readonly int64_t[::1] in_count
+    cdef readonly uint8_t[::1] out_flag
+    cdef readonly uint8_t[::1] in_flag
+    cdef readonly int32_t[::1] uniq_out
+    cdef readonly int32_t[::1] uniq_in
+    # batch gradients of the input and hidden layers (g_dense: one row)
+    cdef readonly float[:, ::1] g_in
+    cdef readonly float[:, ::1] g_dense
+    # the output layer's, scattered (not transposed) ...
+    cdef readonly float[:, ::1] g_out
+    cdef readonly float[::1] gb_out
+    # ... or recorded per batch position, with the buffers output_adam sorts them in
+    cdef readonly int32_t[:, ::1] rec_ids
+    cdef readonly float[:, ::1] rec_dz
+    cdef readonly int32_t[::1] rec_n
+    cdef readonly float[:, ::1] Hb           # the activations each position used
+    cdef readonly uint16_t[:, ::1] Hb16      # the same in bfloat16 (precision="bfloat16")
+    cdef readonly uint64_t[::1] sort_keys
+    cdef readonly float[::1] sort_vals
+    cdef readonly uint64_t[::1] sort_tkeys
+    cdef readonly float[::1] sort_tvals
+    cdef readonly int64_t[::1] runs
+    cdef readonly float[:, ::1] gbuf
+    # precision="bfloat16": each thread's activations rounded to bfloat16
+    cdef readonly uint16_t[:, ::1] h16
+    cdef readonly tuple key
+    cdef readonly int n_threads
+    cdef readonly int64_t act_cap
+    cdef readonly bint transposed
+    cdef readonly bint bf16
+    # the bucket codes of the last rebuild of the training tables (SlideState.hash_output)
+    cdef public object hash_buckets
+
+    def __init__(self, state, int n_threads, params, int64_t act_cap, bint transposed,
+                 bint bf16, tuple key=None):
+        n_features, H0 = state.W_in.shape
+        n_labels, H = state.W_out.shape
+        cdef int T = n_threads, L = params.n_tables
+        cdef int64_t rows = params.batch_size, total = int(np.sum(state.sizes))
+        self.key = key
+        self.n_threads = T
+        self.act_cap = act_cap
+        self.transposed = transposed
+        self.bf16 = bf16
+        self.hash_buckets = None
+        self.acts = np.zeros((rows, total), dtype=np.float32)
+        self.delta = np.zeros((rows, total), dtype=np.float32)
+        self.codes = np.zeros((T, params.n_codes * L), dtype=np.int32)
+        self.buckets = np.zeros((T, L), dtype=np.uint32)
+        self.act = np.zeros((T, act_cap), dtype=np.int32)
+        self.logits = np.zeros((T, act_cap), dtype=np.float32)
+        self.cand = np.zeros((T, max(1, L * params.bucket_size)), dtype=np.int32)
+        self.mark = np.zeros((T, n_labels), dtype=np.uint8)
+        self.g_dense = np.zeros((1, state.dense.shape[0]), dtype=np.float32)
+        self.rng = np.zeros(T * STRIDE, dtype=np.uint64)
+        self.out_list = np.zeros((T, n_labels), dtype=np.int32)
+        self.out_count = np.zeros(T * STRIDE, dtype=np.int64)
+        self.in_list = np.zeros((T, n_features), dtype=np.int32)
+        self.in_count = np.zeros(T * STRIDE, dtype=np.int64)
+        self.out_flag = np.zeros(n_labels, dtype=np.uint8)
+        self.in_flag = np.zeros(n_features, dtype=np.uint8)
+        self.uniq_out = np.zeros(n_labels, dtype=np.int32)
+        self.uniq_in = np.zeros(n_features, dtype=np.int32)
+        self.g_in = np.zeros((n_features, H0), dtype=np.float32)
+        # the buffers of the other mode (and of the other precision) are left empty
+        cdef int64_t out_rows = 0 if transposed else n_labels
+        cdef int64_t rec_rows = rows if transposed else 0, rec_cap = act_cap if transposed else 0
+        self.g_out = np.zeros((out_rows, H), dtype=np.float32)
+        self.gb_out = np.zeros(out_rows, dtype=np.float32)
+        self.rec_ids = np.zeros((rec_rows, rec_cap), dtype=np.int32)
+        self.rec_dz = np.zeros((rec_rows, rec_cap), dtype=np.float32)
+        self.rec_n = np.zeros(rec_rows, dtype=np.int32)
+        self.Hb = np.zeros((0 if bf16 else rec_rows, H), dtype=np.float32)
+        self.Hb16 = np.zeros((rec_rows if bf16 else 0, H), dtype=np.uint16)
+        self.sort_keys = np.zeros(rec_rows * rec_cap, dtype=np.uint64)
+        self.sort_vals = np.zeros(rec_rows * rec_cap, dtype=np.float32)
+        self.sort_tkeys = np.zeros(rec_rows * rec_cap, dtype=np.uint64)
+        self.sort_tvals = np.zeros(rec_rows * rec_cap, dtype=np.float32)
+        self.runs = np.zeros(n_labels + 1 if transposed else 0, dtype=np.int64)
+        self.gbuf = np.zeros((T if transposed else 0, H), dtype=np.float32)
+        self.h16 = np.zeros((T if bf16 else 0, H), dtype=np.uint16)
+
+    @staticmethod
+    def ensure(work, state, int n_threads, int64_t max_labels, params, bint transposed=True):
+        """``work`` when it was made for the same sizes with room for active sets of
+        rows of ``max_labels`` labels, else a new Workspace. ``transposed`` is granted
+        only when the gradient records take at most the size of the output layer (or
+        64 MiB); precision="bfloat16" (``params.precision``) needs them."""
+        n_features, H0 = state.W_in.shape
+        n_labels, H = state.W_out.shape
+        act_cap = int(active_capacity(n_labels, max_labels, params.n_tables,
+                                      params.bucket_size, params.min_active))
+        rows = int(params.batch_size)
+        transposed = transposed and rows * act_cap * 32 <= max(64 << 20, n_labels * H * 4)
+        bf16 = params.precision == "bfloat16"
+        if bf16 and not transposed:
+            raise ValueError("precision='bfloat16' needs batch_size * (max labels per row "
+                             "+ n_tables * bucket_size + min_active) * 32 bytes of "
+                             "gradient records at most the size of the output layer; "
+                             "lower batch_size or use precision='float32'.")
+        key = (n_threads, params.n_tables, params.n_codes, params.bucket_size, n_labels, H,
+               n_features, H0, transposed, rows, bf16)
+        if work is not None and work.key == key and work.act_cap >= act_cap:
+            return work
+        return Workspace(state, n_threads, params, act_cap, transposed, bf16, key)
+
+    cdef (Py_ssize_t, Py_ssize_t) records_shape(self) noexcept:
+        """(rows, width) of the activations the transposed records keep: ``Hb16`` with
+        ``bf16``, else ``Hb``."""
+        if self.bf16:
+            return self.Hb16.shape[0], self.Hb16.shape[1]
+        return self.Hb.shape[0], self.Hb.shape[1]
+
+    cdef void thread_work(self, Work* w, int t) noexcept:
+        """Thread t's scratch (and the shared arrays) in ``w``; its activation rows
+        and the transposed records are set by the caller."""
+        w.codes = &self.codes[t, 0]
+        w.buckets = &self.buckets[t, 0]
+        w.act = &self.act[t, 0]
+        w.logits = &self.logits[t, 0]
+        w.cand = &self.cand[t, 0]
+        w.mark = &self.mark[t, 0]
+        w.rng = &self.rng[t * STRIDE]
+        w.out_list = &self.out_list[t, 0]
+        w.out_count = &self.out_count[t * STRIDE]
+        w.in_list = &self.in_list[t, 0]
+        w.in_count = &self.in_count[t * STRIDE]
+        w.out_flag = &self.out_flag[0]
+        w.in_flag = &self.in_flag[0]
+        w.g_in = &self.g_in[0, 0]
+
+
+cdef Net _make_net(state, bint writable) except *:
+    """Pointers into the arrays of ``state`` (a ``SlideState``). Training
+    (writable=True) requires writable arrays; inference also accepts read-only ones
+    (e.g. a memory-mapped model)."""
     cdef Net net
     cdef float[:, ::1] W_in_w, W_out_w
     cdef float[::1] dense_w, b_out_w
-    cdef const float[:, ::1] W_in = model["W_in"]
-    cdef const float[::1] dense = model["dense"]
-    cdef const float[:, ::1] W_out = model["W_out"]
-    cdef const float[::1] b_out = model["b_out"]
-    cdef const int64_t[::1] sizes = model["sizes"]
-    cdef const int64_t[::1] w_off = model["w_off"]
-    cdef const int64_t[::1] b_off = model["b_off"]
-    cdef const int64_t[::1] a_off = model["a_off"]
+    cdef const float[:, ::1] W_in = state.W_in
+    cdef const float[::1] dense = state.dense
+    cdef const float[:, ::1] W_out = state.W_out
+    cdef const float[::1] b_out = state.b_out
+    cdef const int64_t[::1] sizes = state.sizes
+    cdef const int64_t[::1] w_off = state.w_off
+    cdef const int64_t[::1] b_off = state.b_off
+    cdef const int64_t[::1] a_off = state.a_off
     if writable:  # raises a clear error on read-only arrays instead of writing into them
-        W_in_w = model["W_in"]
-        dense_w = model["dense"]
-        W_out_w = model["W_out"]
-        b_out_w = model["b_out"]
+        W_in_w = state.W_in
+        dense_w = state.dense
+        W_out_w = state.W_out
+        b_out_w = state.b_out
     net.n_features = W_in.shape[0]
     net.n_labels = W_out.shape[0]
     net.n_layers = sizes.shape[0]
     net.h_last = W_out.shape[1]
-    net.max_width = int(max(model["sizes"]))
+    net.max_width = int(max(state.sizes))
     net.sizes = &sizes[0]
     net.w_off = &w_off[0]
     net.b_off = &b_off[0]
@@ -427,9 +582,8 @@ cdef double _train_sample(const Net* net, const HashFn* fn, const Tables* tb, Wo
                           const int32_t* labels, int m, int min_active, int threshold,
                           float inv_batch, float dropout, int64_t r,
                           int* n_act_out) noexcept nogil:
-    cdef int H = net.h_last, a, n_act, i, k, n_in, n_out, L = net.n_layers, ahead
+    cdef int H = net.h_last, a, n_act, k, L = net.n_layers, ahead
     cdef int32_t j
-    cdef index_t p
     cdef float* h = w.acts + net.a_off[L - 1]
     cdef float* dh = w.delta + net.a_off[L - 1]
     cdef float zmax, z, total, dz, inv_m = 1.0 / m, keep_scale = 1.0
@@ -622,45 +776,39 @@ cdef int _check_rows(const index_t[::1] X_indices, const index_t[::1] X_indptr,
 def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
                 const index_t[::1] X_indptr, const int64_t[::1] Y_indptr,
                 const int32_t[::1] Y_indices, const int64_t[::1] rows,
-                dict model, lsh, dict work, int min_active, int threshold,
-                uint64_t seed, int n_threads, float dropout=0.0, w16=None):
+                state, lsh, Workspace work, int min_active, int threshold,
+                uint64_t seed, int n_threads, float dropout=0.0):
     """Forward/backward of the samples ``rows`` in parallel.
 
     Every batch position r keeps its activations and their gradients in row r of
-    ``work["acts"]`` / ``work["delta"]`` and draws its random numbers (negatives,
-    dropout) from ``seed`` and r; the batch-mean gradients of the input and hidden
-    layers are then summed from these rows in batch order into ``g_in`` / ``g_dense[0]``
+    ``work.acts`` / ``work.delta`` and draws its random numbers (negatives, dropout)
+    from ``seed`` and r; the batch-mean gradients of the input and hidden layers are
+    then summed from these rows in batch order into ``g_in`` / ``g_dense[0]``
     (``_layer_grads``), and the input rows they touch listed for ``adam_update``. So
     these gradients do not depend on the number of threads nor on which thread ran
-    which sample. The output layer's go to ``g_out`` / ``gb_out`` likewise, or,
-    when ``work`` holds ``rec_ids`` (the transposed gradient), are recorded per batch
-    position for ``output_adam``. With ``w16`` (the output weights of
-    precision="bfloat16" rounded to bfloat16, see ``output_adam``) the output logits
-    and d loss / d h read it instead of ``W_out``, against the last hidden activations
-    rounded to bfloat16. Returns the summed loss and the summed active-set size of the
-    batch.
+    which sample. The output layer's go to ``g_out`` / ``gb_out`` likewise, or, with
+    ``work.transposed``, are recorded per batch position for ``output_adam``. With
+    ``state.w16_out`` (precision="bfloat16": the output weights rounded to bfloat16,
+    see ``output_adam``) the output logits and d loss / d h read it instead of
+    ``W_out``, against the last hidden activations rounded to bfloat16. Returns the
+    summed loss and the summed active-set size of the batch.
     """
-    cdef Net net = _make_net(model, True)
+    cdef Net net = _make_net(state, True)
     cdef HashFn fn = make_hash_fn(lsh.params)
     cdef Tables tb = _tables(lsh)
-    cdef float[:, ::1] acts = work["acts"]
-    cdef float[:, ::1] delta = work["delta"]
-    cdef int32_t[:, ::1] codes = work["codes"]
-    cdef uint32_t[:, ::1] buckets = work["buckets"]
-    cdef int32_t[:, ::1] act = work["act"]
-    cdef float[:, ::1] logits = work["logits"]
-    cdef int32_t[:, ::1] cand = work["cand"]
-    cdef mark_t[:, ::1] mark = work["mark"]
-    cdef float[:, ::1] g_dense = work["g_dense"]
-    cdef uint64_t[::1] rng = work["rng"]
+    cdef float[:, ::1] acts = work.acts
+    cdef float[:, ::1] delta = work.delta
+    cdef int32_t[:, ::1] codes = work.codes
+    cdef int32_t[:, ::1] act = work.act
+    cdef float[:, ::1] logits = work.logits
+    cdef int32_t[:, ::1] cand = work.cand
+    cdef float[:, ::1] g_dense = work.g_dense
+    cdef uint64_t[::1] rng = work.rng
     cdef double[::1] sample_loss
-    cdef int32_t[:, ::1] out_list = work["out_list"]
-    cdef int64_t[::1] out_count = work["out_count"]
-    cdef int32_t[:, ::1] in_list = work["in_list"]
-    cdef int64_t[::1] in_count = work["in_count"]
-    cdef uint8_t[::1] out_flag = work["out_flag"]
-    cdef uint8_t[::1] in_flag = work["in_flag"]
-    cdef float[:, ::1] g_in = work["g_in"]
+    cdef int32_t[:, ::1] in_list = work.in_list
+    cdef int64_t[::1] in_count = work.in_count
+    cdef uint8_t[::1] in_flag = work.in_flag
+    cdef float[:, ::1] g_in = work.g_in
     cdef float[:, ::1] g_out
     cdef float[::1] gb_out
     cdef int32_t[:, ::1] rec_ids
@@ -670,8 +818,8 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
     cdef uint16_t[:, ::1] Hb16
     cdef const uint16_t[:, ::1] W16
     cdef uint16_t[:, ::1] h16
-    cdef bint rec = "rec_ids" in work, bf16 = w16 is not None
-    cdef Py_ssize_t n = rows.shape[0], r
+    cdef bint rec = work.transposed, bf16 = state.w16_out is not None
+    cdef Py_ssize_t n = rows.shape[0], r, hb_rows = 0, hb_cols = 0
     cdef int tid, t, m, na
     cdef int64_t i
     cdef double loss = 0
@@ -707,28 +855,28 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
                          f"needs {need}")
     if cand.shape[1] < <int64_t>tb.n_tables * lsh.bucket_size:
         raise ValueError("candidate buffer is smaller than n_tables * bucket_size")
+    if bf16 and not rec:
+        raise ValueError("precision='bfloat16' needs the transposed output gradient "
+                         "(a transposed Workspace)")
+    if rec and work.bf16 != bf16:
+        raise ValueError("the work buffers were made for the other precision")
     if rec:
-        rec_ids = work["rec_ids"]
-        rec_dz = work["rec_dz"]
-        rec_n = work["rec_n"]
-        hb_shape = work["Hb"].shape
-        if bf16:
-            Hb16 = work["Hb"]
-        else:
-            Hb = work["Hb"]
+        rec_ids = work.rec_ids
+        rec_dz = work.rec_dz
+        rec_n = work.rec_n
+        Hb = work.Hb  # (the one of the other precision is empty)
+        Hb16 = work.Hb16
+        hb_rows, hb_cols = work.records_shape()
         if (rec_ids.shape[0] < n or rec_ids.shape[1] < act.shape[1]
                 or rec_dz.shape[0] != rec_ids.shape[0] or rec_dz.shape[1] != rec_ids.shape[1]
-                or rec_n.shape[0] < n or hb_shape[0] < n or hb_shape[1] != net.h_last):
+                or rec_n.shape[0] < n or hb_rows < n or hb_cols != net.h_last):
             raise ValueError("transposed-gradient buffers are too small for this batch")
     else:
-        g_out = work["g_out"]
-        gb_out = work["gb_out"]
+        g_out = work.g_out
+        gb_out = work.gb_out
     if bf16:
-        if not rec:
-            raise ValueError("precision='bfloat16' needs the transposed output gradient "
-                             "(rec_ids in work)")
-        W16 = w16
-        h16 = work["h16"]
+        W16 = state.w16_out
+        h16 = work.h16
         if (W16.shape[0] != net.n_labels or W16.shape[1] != net.h_last
                 or h16.shape[0] < n_threads or h16.shape[1] < net.h_last):
             raise ValueError("the bfloat16 weights of the output layer do not match the model")
@@ -738,20 +886,7 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
     if works == NULL:
         raise MemoryError()
     for t in range(n_threads):
-        works[t].codes = &codes[t, 0]
-        works[t].buckets = &buckets[t, 0]
-        works[t].act = &act[t, 0]
-        works[t].logits = &logits[t, 0]
-        works[t].cand = &cand[t, 0]
-        works[t].mark = &mark[t, 0]
-        works[t].rng = &rng[t * STRIDE]
-        works[t].out_list = &out_list[t, 0]
-        works[t].out_count = &out_count[t * STRIDE]
-        works[t].in_list = &in_list[t, 0]
-        works[t].in_count = &in_count[t * STRIDE]
-        works[t].out_flag = &out_flag[0]
-        works[t].in_flag = &in_flag[0]
-        works[t].g_in = &g_in[0, 0]
+        work.thread_work(&works[t], t)
         works[t].g_out = NULL if rec else &g_out[0, 0]
         works[t].gb_out = NULL if rec else &gb_out[0]
         works[t].rec_ids = &rec_ids[0, 0] if rec else NULL
@@ -823,50 +958,51 @@ cdef int64_t _merge_lists(int32_t[:, ::1] lists, int64_t[::1] counts, uint8_t[::
     return n
 
 
-def adam_update(dict model, dict opt, dict work, float lr, float beta1, float beta2,
-                float eps, float alpha, int64_t step, int n_threads):
-    """Adam step on the rows touched by the last ``train_batch`` (and the dense layers).
+def adam_update(state, Workspace work, float lr, float beta1, float beta2, float eps,
+                float alpha, int64_t step, int n_threads):
+    """Adam step on the rows of ``state`` touched by the last ``train_batch`` (and the
+    dense layers).
 
     Rows that received no gradient keep their weights and moments unchanged (lazy
-    Adam, as PyTorch's SparseAdam). Without ``g_out`` in ``work`` (the transposed
-    gradient) the output layer is left to ``output_adam``. ``step`` is the global step used in the bias
-    correction; ``alpha`` is an L2 penalty applied to the updated rows. Returns
-    the number of output neurons and input rows updated.
+    Adam, as PyTorch's SparseAdam). With ``work.transposed`` the output layer is left
+    to ``output_adam``. ``step`` is the global step used in the bias correction;
+    ``alpha`` is an L2 penalty applied to the updated rows. Returns the number of output
+    neurons and input rows updated.
     """
-    cdef float[:, ::1] W_in = model["W_in"]
-    cdef float[::1] dense = model["dense"]
-    cdef float[:, ::1] W_out = model["W_out"]
-    cdef float[::1] b_out = model["b_out"]
-    cdef float[:, ::1] m_in = opt["m_in"]
-    cdef float[:, ::1] v_in = opt["v_in"]
-    cdef float[::1] m_dense = opt["m_dense"]
-    cdef float[::1] v_dense = opt["v_dense"]
+    cdef float[:, ::1] W_in = state.W_in
+    cdef float[::1] dense = state.dense
+    cdef float[:, ::1] W_out = state.W_out
+    cdef float[::1] b_out = state.b_out
+    cdef float[:, ::1] m_in = state.m_in
+    cdef float[:, ::1] v_in = state.v_in
+    cdef float[::1] m_dense = state.m_dense
+    cdef float[::1] v_dense = state.v_dense
     cdef float[:, ::1] m_out
     cdef float[:, ::1] v_out
-    cdef float[::1] mb_out = opt["mb_out"]
-    cdef float[::1] vb_out = opt["vb_out"]
-    cdef float[:, ::1] g_in = work["g_in"]
+    cdef float[::1] mb_out = state.mb_out
+    cdef float[::1] vb_out = state.vb_out
+    cdef float[:, ::1] g_in = work.g_in
     cdef float[:, ::1] g_out
     cdef float[::1] gb_out
-    cdef bint has_out = "g_out" in work
-    cdef float[:, ::1] g_dense = work["g_dense"]
-    cdef int32_t[:, ::1] out_list = work["out_list"]
-    cdef int64_t[::1] out_count = work["out_count"]
-    cdef int32_t[:, ::1] in_list = work["in_list"]
-    cdef int64_t[::1] in_count = work["in_count"]
-    cdef uint8_t[::1] out_flag = work["out_flag"]
-    cdef uint8_t[::1] in_flag = work["in_flag"]
-    cdef int32_t[::1] uniq_out = work["uniq_out"]
-    cdef int32_t[::1] uniq_in = work["uniq_in"]
-    cdef int H = W_out.shape[1], H0 = W_in.shape[1], t
-    cdef int64_t n_out, n_in, q, k, n_dense = dense.shape[0]
+    cdef bint has_out = not work.transposed
+    cdef float[:, ::1] g_dense = work.g_dense
+    cdef int32_t[:, ::1] out_list = work.out_list
+    cdef int64_t[::1] out_count = work.out_count
+    cdef int32_t[:, ::1] in_list = work.in_list
+    cdef int64_t[::1] in_count = work.in_count
+    cdef uint8_t[::1] out_flag = work.out_flag
+    cdef uint8_t[::1] in_flag = work.in_flag
+    cdef int32_t[::1] uniq_out = work.uniq_out
+    cdef int32_t[::1] uniq_in = work.uniq_in
+    cdef int H = W_out.shape[1], H0 = W_in.shape[1]
+    cdef int64_t n_out, n_in, q, n_dense = dense.shape[0]
     cdef int32_t j
     cdef float lr_t = lr * sqrt(1.0 - beta2 ** step) / (1.0 - beta1 ** step)
     if has_out:  # else the output layer is output_adam's (transposed gradient)
-        g_out = work["g_out"]
-        gb_out = work["gb_out"]
-        m_out = opt["m_out"]
-        v_out = opt["v_out"]
+        g_out = work.g_out
+        gb_out = work.gb_out
+        m_out = state.m_out
+        v_out = state.v_out
     with nogil:
         n_out = _merge_lists(out_list, out_count, out_flag, uniq_out) if has_out else 0
         n_in = _merge_lists(in_list, in_count, in_flag, uniq_in)
@@ -892,62 +1028,63 @@ def adam_update(dict model, dict opt, dict work, float lr, float beta1, float be
     return n_out, n_in
 
 
-def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float beta1,
+def output_adam(state, Workspace work, int64_t n_rows, float lr, float beta1,
                 float beta2, float eps, float alpha, int64_t step, int n_threads,
                 uint64_t seed=0):
-    """Gradient and lazy Adam step of the output neurons touched by the last
-    ``train_batch`` of ``n_rows`` rows run with the transposed gradient.
+    """Gradient and lazy Adam step of the output neurons of ``state`` touched by the
+    last ``train_batch`` of ``n_rows`` rows, run with a transposed ``work``.
 
     The records of the batch (``rec_ids`` / ``rec_dz`` / ``rec_n``, one row per batch
     position) are gathered as keys ``neuron << 32 | row`` with their d loss / d logit
     and radix-sorted by neuron (stable: each neuron's records stay in batch order).
     Each run of one neuron's records then gives its gradient ``sum dz * Hb[row]``
-    (``Hb`` in bfloat16 with precision="bfloat16"), formed in a per-thread buffer and
-    applied at once by Adam (L2 penalty ``alpha`` as in ``adam_update``); threads take
-    contiguous blocks of neurons, in increasing order (the rows of ``W_out`` are
+    (``Hb16``, in bfloat16, with precision="bfloat16"), formed in a per-thread buffer
+    and applied at once by Adam (L2 penalty ``alpha`` as in ``adam_update``); threads
+    take contiguous blocks of neurons, in increasing order (the rows of ``W_out`` are
     walked forwards). No ``(n_labels, H)`` gradient
     array is read or written, no two threads touch one neuron, and the sums do not
     depend on the number of threads. The gathering of the keys, the sort and the search
     for the runs are split among the threads as well, in the same order on any number
     of them (``_radix.h``).
 
-    With ``opt["w16_out"]`` (precision="bfloat16", see ``_adam16.h``) the weights are
+    With ``state.w16_out`` (precision="bfloat16", see ``_adam16.h``) the weights are
     the float32 values of the halves ``w16_out`` (bfloat16, rounded) and the first
-    ``H`` values of a row of ``opt["s16_out"]`` (the lower 16 bits); the next ``2 H``
+    ``H`` values of a row of ``state.s16_out`` (the lower 16 bits); the next ``2 H``
     hold the moments in bfloat16, m rounded to nearest and v stochastically with bits
     drawn from ``seed`` (``bf16_state_width``). The biases and their moments are the
     float32 ``b_out``, ``mb_out`` and ``vb_out`` in both precisions: 8 MB for 670k
     neurons, which the forward pass reads from the last-level cache, where a bias in
     each state row cost a line from memory. ``W_out`` is neither read nor written
     during training: each updated neuron's block of ``DIRTY_ROWS`` rows is marked in
-    ``opt["dirty_out"]`` for ``sync_bf16_rows`` (a flag a block: 10 KB for 670k
+    ``state.dirty_out`` for ``sync_bf16_rows`` (a flag a block: 10 KB for 670k
     neurons, which stays in cache). Otherwise ``W_out``,
-    its float32 moments ``opt["m_out"]`` / ``opt["v_out"]`` and the biases are updated.
+    its float32 moments ``state.m_out`` / ``state.v_out`` and the biases are updated.
     Returns the number of neurons updated.
     """
-    cdef float[:, ::1] W_out = model["W_out"]
-    cdef float[::1] b_out = model["b_out"]
+    cdef float[:, ::1] W_out = state.W_out
+    cdef float[::1] b_out = state.b_out
     cdef float[:, ::1] m_out
     cdef float[:, ::1] v_out
     cdef uint16_t[:, ::1] w16
     cdef uint16_t[:, ::1] s16
     cdef uint8_t[::1] dirty
-    cdef float[::1] mb_out = opt["mb_out"]
-    cdef float[::1] vb_out = opt["vb_out"]
-    cdef const int32_t[:, ::1] rec_ids = work["rec_ids"]
-    cdef const float[:, ::1] rec_dz = work["rec_dz"]
-    cdef const int32_t[::1] rec_n = work["rec_n"]
+    cdef float[::1] mb_out = state.mb_out
+    cdef float[::1] vb_out = state.vb_out
+    cdef const int32_t[:, ::1] rec_ids
+    cdef const float[:, ::1] rec_dz
+    cdef const int32_t[::1] rec_n
     cdef const float[:, ::1] Hb
     cdef const uint16_t[:, ::1] Hb16
-    cdef uint64_t[::1] keys = work["sort_keys"]
-    cdef float[::1] vals = work["sort_vals"]
-    cdef uint64_t[::1] tkeys = work["sort_tkeys"]
-    cdef float[::1] tvals = work["sort_tvals"]
-    cdef int64_t[::1] runs = work["runs"]
-    cdef float[:, ::1] gbuf = work["gbuf"]
-    cdef bint bf16 = "w16_out" in opt
+    cdef uint64_t[::1] keys
+    cdef float[::1] vals
+    cdef uint64_t[::1] tkeys
+    cdef float[::1] tvals
+    cdef int64_t[::1] runs
+    cdef float[:, ::1] gbuf
+    cdef bint bf16 = state.w16_out is not None
     cdef int H = W_out.shape[1], T = max(n_threads, 1), t, bits = 1
     cdef int64_t n_labels = W_out.shape[0], r, a, n, n_runs, q, u, u0, u1, nxt
+    cdef Py_ssize_t hb_rows, hb_cols
     cdef int32_t j
     cdef float gb
     cdef float* g
@@ -955,12 +1092,22 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
     cdef int ahead = ADAM_AHEAD_BF16 if bf16 else ADAM_AHEAD
     cdef uint32_t seed32 = <uint32_t>(seed ^ (seed >> 32))
     cdef float lr_t = lr * sqrt(1.0 - beta2 ** step) / (1.0 - beta1 ** step)
-    hb_shape = work["Hb"].shape
-    if bf16:
-        Hb16 = work["Hb"]
-    else:
-        Hb = work["Hb"]
-    if n_rows > rec_n.shape[0] or n_rows > hb_shape[0] or hb_shape[1] != H:
+    if not work.transposed or work.bf16 != bf16:
+        raise ValueError("output_adam needs the transposed gradient records of this "
+                         "precision")
+    rec_ids = work.rec_ids
+    rec_dz = work.rec_dz
+    rec_n = work.rec_n
+    keys = work.sort_keys
+    vals = work.sort_vals
+    tkeys = work.sort_tkeys
+    tvals = work.sort_tvals
+    runs = work.runs
+    gbuf = work.gbuf
+    Hb = work.Hb  # (the one of the other precision is empty)
+    Hb16 = work.Hb16
+    hb_rows, hb_cols = work.records_shape()
+    if n_rows > rec_n.shape[0] or n_rows > hb_rows or hb_cols != H:
         raise ValueError("transposed-gradient buffers do not match the batch")
     if gbuf.shape[0] < n_threads or gbuf.shape[1] < H:
         raise ValueError("work buffers were sized for fewer threads")
@@ -969,13 +1116,13 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
             or runs.shape[0] < n_labels + 1):
         raise ValueError("work buffers do not match the model")
     if bf16:
-        w16 = opt["w16_out"]
-        s16 = opt["s16_out"]
-        dirty = opt["dirty_out"]
+        w16 = state.w16_out
+        s16 = state.s16_out
+        dirty = state.dirty_out
         _check_bf16(w16, s16, n_labels, H, dirty.shape[0] == (n_labels + DIRTY - 1) // DIRTY)
     else:
-        m_out = opt["m_out"]
-        v_out = opt["v_out"]
+        m_out = state.m_out
+        v_out = state.v_out
     while (<int64_t>1 << bits) < n_labels:
         bits += 1
     # where each batch row's records start among the keys; radix counts, one row a thread
@@ -1033,104 +1180,6 @@ def output_adam(dict model, dict opt, dict work, int64_t n_rows, float lr, float
     return n_runs
 
 
-def sum_rows(const float[::1] alpha, const int32_t[::1] ids, X, bint loop=False):
-    """``sum(alpha[a] * X[ids[a]])`` over ``a`` in order, as ``train_batch`` takes the
-    gradient of the last hidden layer from the active output rows (for tests).
-
-    ``X`` is float32, or uint16 holding bfloat16 values. ``loop``: zero the result and
-    add one row at a time with the dispatched axpy, instead of the kernel that keeps
-    the sums in registers (both must agree bit for bit)."""
-    cdef const float[:, ::1] Xf
-    cdef const uint16_t[:, ::1] X16
-    cdef int64_t n = ids.shape[0], a, n_labels = X.shape[0]
-    cdef int H = X.shape[1]
-    if alpha.shape[0] != n:
-        raise ValueError("alpha and ids differ in length")
-    for a in range(n):
-        if ids[a] < 0 or ids[a] >= n_labels:
-            raise ValueError(f"row id {ids[a]} is out of range for {n_labels} rows")
-    y_np = np.zeros(H, dtype=np.float32)
-    cdef float[::1] y = y_np
-    if H == 0 or n_labels == 0:
-        return y_np
-    if X.dtype == np.uint16:
-        X16 = X
-        with nogil:
-            if loop:
-                memset(&y[0], 0, H * sizeof(float))
-                for a in range(n):
-                    sl_axpy_bf16(alpha[a], &X16[ids[a], 0], &y[0], H)
-            else:
-                sl_sum_rows_bf16(&alpha[0] if n else NULL, &ids[0] if n else NULL, n,
-                                 &X16[0, 0], H, &y[0], H)
-    else:
-        Xf = X
-        with nogil:
-            if loop:
-                memset(&y[0], 0, H * sizeof(float))
-                for a in range(n):
-                    sl_axpy(alpha[a], &Xf[ids[a], 0], &y[0], H)
-            else:
-                sl_sum_rows(&alpha[0] if n else NULL, &ids[0] if n else NULL, n,
-                            &Xf[0, 0], H, &y[0], H)
-    return y_np
-
-
-def adam16_rows(uint16_t[:, ::1] w16, uint16_t[:, ::1] s16, const float[:, ::1] g,
-                float lr_t, float beta1, float beta2, float eps, float alpha, uint32_t seed,
-                bint loop=False):
-    """The bfloat16 Adam step of ``output_adam`` on every row ``j`` of ``w16`` / ``s16``
-    with gradient ``g[j]`` and random bits from ``seed + j`` (for tests). ``loop``:
-    through the portable loop compiled for the level in use instead of the kernel
-    dispatched to (at AVX-512, the block version)."""
-    cdef int64_t n = w16.shape[0], j
-    cdef int H = w16.shape[1]
-    _check_bf16(w16, s16, n, H, g.shape[0] == n and g.shape[1] == H)
-    with nogil:
-        for j in range(n):
-            if loop:
-                sl_adam16_row_loop(&w16[j, 0], &s16[j, 0], &g[j, 0], H, lr_t, beta1, beta2,
-                                   eps, alpha, seed + <uint32_t>j)
-            else:
-                sl_adam16_row(&w16[j, 0], &s16[j, 0], &g[j, 0], H, lr_t, beta1, beta2, eps,
-                              alpha, seed + <uint32_t>j)
-
-
-def adam16_records(uint16_t[:, ::1] w16, uint16_t[:, ::1] s16, const float[::1] dz,
-                   const int32_t[::1] rows, const uint16_t[:, ::1] Hb16, float lr_t,
-                   float beta1, float beta2, float eps, float alpha, uint32_t seed,
-                   bint loop=False):
-    """The bfloat16 Adam step of ``output_adam`` on every row ``j`` of ``w16`` /
-    ``s16``, with the gradient ``sum(dz[q] * Hb16[rows[q]])`` over all ``q`` (as
-    bfloat16 activations) and random bits from ``seed + j`` (for tests). ``loop``: sum
-    the gradient row into a buffer first, one axpy a record, then ``sl_adam16_row``,
-    instead of the kernel that sums it in registers."""
-    cdef int64_t n = w16.shape[0], j, q, n_rec = rows.shape[0]
-    cdef int H = w16.shape[1]
-    _check_bf16(w16, s16, n, H, Hb16.shape[1] == H and dz.shape[0] == n_rec)
-    for q in range(n_rec):
-        if rows[q] < 0 or rows[q] >= Hb16.shape[0]:
-            raise ValueError(f"record row {rows[q]} is out of range")
-    keys_np = np.asarray(rows, dtype=np.uint64) | (np.uint64(7) << np.uint64(32))
-    cdef const uint64_t[::1] keys = keys_np
-    g_np = np.empty(max(H, 1), dtype=np.float32)
-    cdef float[::1] g = g_np
-    if n_rec == 0 or n == 0 or H == 0:
-        raise ValueError("adam16_records needs records, rows and columns")
-    with nogil:
-        for j in range(n):
-            if loop:
-                memset(&g[0], 0, H * sizeof(float))
-                for q in range(n_rec):
-                    sl_axpy_bf16(dz[q], &Hb16[rows[q], 0], &g[0], H)
-                sl_adam16_row(&w16[j, 0], &s16[j, 0], &g[0], H, lr_t, beta1, beta2, eps,
-                              alpha, seed + <uint32_t>j)
-            else:
-                sl_adam16_records(&w16[j, 0], &s16[j, 0], &dz[0], &keys[0], n_rec,
-                                  &Hb16[0, 0], H, &g[0], H, lr_t, beta1, beta2, eps, alpha,
-                                  seed + <uint32_t>j)
-
-
 def sync_bf16_rows(const uint16_t[:, ::1] w16, const uint16_t[:, ::1] s16,
                    float[:, ::1] W_out, uint8_t[::1] dirty, int n_threads):
     """For every row ``j`` of the blocks of ``DIRTY_ROWS`` rows marked in ``dirty``
@@ -1177,13 +1226,14 @@ cdef void _check_bf16(const uint16_t[:, ::1] w16, const uint16_t[:, ::1] s16, in
 # ---------------------------------------------------------------------------
 
 def forward_hidden(const float[::1] X_data, const index_t[::1] X_indices,
-                   const index_t[::1] X_indptr, dict model, int n_threads):
-    """Activations of the last hidden layer for every row of a CSR matrix."""
-    cdef Net net = _make_net(model, False)
+                   const index_t[::1] X_indptr, state, int n_threads):
+    """Activations of the last hidden layer of ``state`` for every row of a CSR
+    matrix."""
+    cdef Net net = _make_net(state, False)
     cdef Py_ssize_t n = X_indptr.shape[0] - 1, i
     cdef int tid
     cdef int64_t off = net.a_off[net.n_layers - 1]
-    total = int(np.sum(model["sizes"]))
+    total = int(np.sum(state.sizes))
     out_np = np.empty((n, net.h_last), dtype=np.float32)
     acts_np = np.empty((n_threads, total), dtype=np.float32)
     cdef float[:, ::1] out = out_np
@@ -1263,7 +1313,7 @@ cdef inline void _heap_sort_desc(float* sc, int32_t* ix, int size) noexcept nogi
         _sift_down(sc, ix, end, 0)
 
 
-def topk_exact(const float[:, ::1] Hm, dict model, int k, int n_threads,
+def topk_exact(const float[:, ::1] Hm, state, int k, int n_threads,
                int row_block=64, int label_block=4096):
     """Top-k output neurons of every row over all labels.
 
@@ -1272,8 +1322,8 @@ def topk_exact(const float[:, ::1] Hm, dict model, int k, int n_threads,
     row, in parallel over row blocks: memory is O(threads * block), never
     O(rows * labels). Returns (indices int32, scores float32), best first.
     """
-    cdef const float[:, ::1] W_out = model["W_out"]
-    cdef const float[::1] b_out = model["b_out"]
+    cdef const float[:, ::1] W_out = state.W_out
+    cdef const float[::1] b_out = state.b_out
     cdef int n = Hm.shape[0], d = Hm.shape[1], n_labels = W_out.shape[0]
     cdef int n_blocks, blk, r0, nr, l0, nl, r, j, tid
     cdef float one = 1.0, zero = 0.0
@@ -1368,7 +1418,7 @@ cdef int _voted_set(const Tables* tb, Work* w, int32_t* hist, int threshold,
     return n_act
 
 
-def topk_lsh(const float[:, ::1] Hm, dict model, lsh, int k, int threshold,
+def topk_lsh(const float[:, ::1] Hm, state, lsh, int k, int threshold,
              const int32_t[::1] fallback, int n_threads, int max_cand=0, int n_head=0):
     """Top-k among the output neurons the hash tables retrieve for each row.
 
@@ -1378,7 +1428,7 @@ def topk_lsh(const float[:, ::1] Hm, dict model, lsh, int k, int threshold,
     besides the retrieved ones; rows with fewer than k candidates are completed from
     the rest of ``fallback``. Returns (indices, scores, n_candidates).
     """
-    cdef Net net = _make_net(model, False)
+    cdef Net net = _make_net(state, False)
     cdef HashFn fn = make_hash_fn(lsh.params)
     cdef Tables tb = _tables(lsh)
     cdef int n = Hm.shape[0], d = Hm.shape[1], n_labels = net.n_labels
@@ -1473,14 +1523,14 @@ def topk_lsh(const float[:, ::1] Hm, dict model, lsh, int k, int threshold,
 # ---------------------------------------------------------------------------
 
 def forward_acts(const float[::1] X_data, const index_t[::1] X_indices,
-                 const index_t[::1] X_indptr, const int64_t[::1] rows, dict model,
+                 const index_t[::1] X_indptr, const int64_t[::1] rows, state,
                  float[:, ::1] acts, int n_threads):
     """Activations of every hidden layer (``acts[r]``, layer i at ``a_off[i]``) of the
     CSR rows ``rows``."""
-    cdef Net net = _make_net(model, False)
+    cdef Net net = _make_net(state, False)
     cdef Py_ssize_t n = rows.shape[0], r
     cdef int64_t i
-    if acts.shape[0] != n or acts.shape[1] != int(np.sum(model["sizes"])):
+    if acts.shape[0] != n or acts.shape[1] != int(np.sum(state.sizes)):
         raise ValueError("forward_acts: acts has the wrong shape")
     if n == 0:
         return
@@ -1492,7 +1542,7 @@ def forward_acts(const float[::1] X_data, const index_t[::1] X_indices,
 
 
 def slice_forward(const float[:, ::1] H, const int64_t[::1] Y_indptr,
-                  const int32_t[::1] Y_local, dict model, lsh, dict work, int min_active,
+                  const int32_t[::1] Y_local, state, lsh, Workspace work, int min_active,
                   int threshold, uint64_t seed, int32_t[:, ::1] act, int32_t[::1] n_act,
                   float[:, ::1] logits, float[::1] mx, float[::1] se, int n_threads):
     """Active sets and logits of this rank's output neurons for every row of ``H``.
@@ -1501,14 +1551,13 @@ def slice_forward(const float[:, ::1] H, const int64_t[::1] Y_indptr,
     (ids local to the slice; they come first in ``act[i]``). Writes ``n_act``, the
     logits, and the row's local maximum logit ``mx`` and ``se`` = sum of exp(logit -
     mx) (0 and -inf for a row without active neurons)."""
-    cdef Net net = _make_net(model, False)
+    cdef Net net = _make_net(state, False)
     cdef HashFn fn = make_hash_fn(lsh.params)
     cdef Tables tb = _tables(lsh)
-    cdef int32_t[:, ::1] codes = work["codes"]
-    cdef uint32_t[:, ::1] buckets = work["buckets"]
-    cdef int32_t[:, ::1] cand = work["cand"]
-    cdef mark_t[:, ::1] mark = work["mark"]
-    cdef uint64_t[::1] rng = work["rng"]
+    cdef int32_t[:, ::1] codes = work.codes
+    cdef int32_t[:, ::1] cand = work.cand
+    cdef mark_t[:, ::1] mark = work.mark
+    cdef uint64_t[::1] rng = work.rng
     cdef Py_ssize_t n = H.shape[0], i
     cdef int tid, t, a, na, hd = net.h_last
     cdef int32_t j
@@ -1533,11 +1582,7 @@ def slice_forward(const float[:, ::1] H, const int64_t[::1] Y_indptr,
     if works == NULL:
         raise MemoryError()
     for t in range(n_threads):
-        works[t].codes = &codes[t, 0]
-        works[t].buckets = &buckets[t, 0]
-        works[t].cand = &cand[t, 0]
-        works[t].mark = &mark[t, 0]
-        works[t].rng = &rng[t * STRIDE]
+        work.thread_work(&works[t], t)  # its act: a row of the output ``act`` below
     try:
         with nogil:
             for i in prange(n, schedule="dynamic", chunksize=4, num_threads=n_threads):
@@ -1570,19 +1615,19 @@ def slice_forward(const float[:, ::1] H, const int64_t[::1] Y_indptr,
 def slice_backward(const float[:, ::1] H, const int32_t[:, ::1] act,
                    const int32_t[::1] n_act, const int64_t[::1] Y_indptr,
                    const float[:, ::1] logits, const float[::1] M, const float[::1] S,
-                   const float[::1] inv_m, float inv_batch, dict model, dict work,
+                   const float[::1] inv_m, float inv_batch, state, Workspace work,
                    float[:, ::1] dH, int n_threads):
     """Softmax gradients of this rank's active neurons given the global maximum ``M``
     and normaliser ``S`` of every row (``inv_m``: 1 / the row's number of true labels
     over all ranks). Adds to ``g_out`` / ``gb_out`` and lists the touched neurons,
     as ``train_batch``; writes this slice's part of d loss / d h to ``dH``. Returns
     this slice's part of the summed loss."""
-    cdef Net net = _make_net(model, False)
-    cdef float[:, ::1] g_out = work["g_out"]
-    cdef float[::1] gb_out = work["gb_out"]
-    cdef int32_t[:, ::1] out_list = work["out_list"]
-    cdef int64_t[::1] out_count = work["out_count"]
-    cdef uint8_t[::1] out_flag = work["out_flag"]
+    cdef Net net = _make_net(state, False)
+    cdef float[:, ::1] g_out
+    cdef float[::1] gb_out
+    cdef int32_t[:, ::1] out_list = work.out_list
+    cdef int64_t[::1] out_count = work.out_count
+    cdef uint8_t[::1] out_flag = work.out_flag
     cdef Py_ssize_t n = H.shape[0], i
     cdef int tid, a, k, m_true, hd = net.h_last
     cdef int32_t j
@@ -1590,6 +1635,11 @@ def slice_backward(const float[:, ::1] H, const int32_t[:, ::1] act,
     cdef double loss = 0
     if dH.shape[0] != n or dH.shape[1] != hd or H.shape[1] != hd:
         raise ValueError("slice_backward: inconsistent shapes")
+    if work.transposed:
+        raise ValueError("slice_backward adds into g_out: it needs a Workspace that is "
+                         "not transposed")
+    g_out = work.g_out
+    gb_out = work.gb_out
     if out_list.shape[0] < n_threads:
         raise ValueError("work buffers were sized for fewer threads")
     with nogil:
@@ -1618,17 +1668,17 @@ def slice_backward(const float[:, ::1] H, const int32_t[:, ::1] act,
 
 def hidden_backward(const float[::1] X_data, const index_t[::1] X_indices,
                     const index_t[::1] X_indptr, const int64_t[::1] rows,
-                    const float[:, ::1] acts, const float[:, ::1] dH, dict model, dict work,
-                    int n_threads):
+                    const float[:, ::1] acts, const float[:, ::1] dH, state,
+                    Workspace work, int n_threads):
     """Back-propagate d loss / d h (``dH``, one row per row of ``rows``) through the
     hidden layers and the sparse input layer: gradients added to ``g_dense[0]`` and
     ``g_in`` and touched input rows listed, in batch order, as ``train_batch`` does."""
-    cdef Net net = _make_net(model, False)
-    cdef float[:, ::1] g_dense = work["g_dense"]
-    cdef float[:, ::1] g_in = work["g_in"]
-    cdef int32_t[:, ::1] in_list = work["in_list"]
-    cdef int64_t[::1] in_count = work["in_count"]
-    cdef uint8_t[::1] in_flag = work["in_flag"]
+    cdef Net net = _make_net(state, False)
+    cdef float[:, ::1] g_dense = work.g_dense
+    cdef float[:, ::1] g_in = work.g_in
+    cdef int32_t[:, ::1] in_list = work.in_list
+    cdef int64_t[::1] in_count = work.in_count
+    cdef uint8_t[::1] in_flag = work.in_flag
     cdef Py_ssize_t n = rows.shape[0], r, S = acts.shape[1]
     cdef int L = net.n_layers, hd = net.h_last, k, t
     cdef const float* h
@@ -1655,3 +1705,126 @@ def hidden_backward(const float[::1] X_data, const index_t[::1] X_indices,
             _layer_grads(&net, &X_data[0], &X_indices[0], &X_indptr[0], &rows[0], n,
                          &acts[0, 0], &delta[0, 0], S, &g_dense[0, 0], &g_in[0, 0],
                          &in_flag[0], &in_list[t, 0], &in_count[t * STRIDE], t, n_threads)
+
+
+# ---------------------------------------------------------------------------
+# Entry points for tests only (slidelearn._slide._testing re-exports them): the
+# dispatched kernels against their portable loops, compiled here with the kernels
+# they check.
+# ---------------------------------------------------------------------------
+
+def vector_levels():
+    """The kernel levels in use: ``(vec, bf16)`` as set at import."""
+    return sl_vec_get_level(), sl_bf16_get_level()
+
+
+ctypedef fused row_t:
+    float
+    uint16_t
+
+
+cdef void _sum_rows(const float* alpha, const int32_t* ids, int64_t n, const row_t* X,
+                    int H, float* y, bint loop) noexcept nogil:
+    """``y = sum(alpha[a] * X[ids[a]])`` over float32 or bfloat16 rows of width H: the
+    dispatched kernel, or with ``loop`` zeroing and one dispatched axpy a row."""
+    cdef int64_t a
+    if not loop:
+        if row_t is float:
+            sl_sum_rows(alpha, ids, n, X, H, y, H)
+        else:
+            sl_sum_rows_bf16(alpha, ids, n, X, H, y, H)
+        return
+    memset(y, 0, H * sizeof(float))
+    for a in range(n):
+        if row_t is float:
+            sl_axpy(alpha[a], X + <int64_t>ids[a] * H, y, H)
+        else:
+            sl_axpy_bf16(alpha[a], X + <int64_t>ids[a] * H, y, H)
+
+
+def sum_rows(const float[::1] alpha, const int32_t[::1] ids, X, bint loop=False):
+    """``sum(alpha[a] * X[ids[a]])`` over ``a`` in order, as ``train_batch`` takes the
+    gradient of the last hidden layer from the active output rows.
+
+    ``X`` is float32, or uint16 holding bfloat16 values. ``loop``: zero the result and
+    add one row at a time with the dispatched axpy, instead of the kernel that keeps
+    the sums in registers (both must agree bit for bit)."""
+    cdef const float[:, ::1] Xf
+    cdef const uint16_t[:, ::1] X16
+    cdef int64_t n = ids.shape[0], a, n_labels = X.shape[0]
+    cdef int H = X.shape[1]
+    if alpha.shape[0] != n:
+        raise ValueError("alpha and ids differ in length")
+    for a in range(n):
+        if ids[a] < 0 or ids[a] >= n_labels:
+            raise ValueError(f"row id {ids[a]} is out of range for {n_labels} rows")
+    y_np = np.zeros(H, dtype=np.float32)
+    cdef float[::1] y = y_np
+    cdef const float* alpha_p = &alpha[0] if n else NULL
+    cdef const int32_t* ids_p = &ids[0] if n else NULL
+    if H == 0 or n_labels == 0:
+        return y_np
+    if X.dtype == np.uint16:
+        X16 = X
+        with nogil:
+            _sum_rows(alpha_p, ids_p, n, &X16[0, 0], H, &y[0], loop)
+    else:
+        Xf = X
+        with nogil:
+            _sum_rows(alpha_p, ids_p, n, &Xf[0, 0], H, &y[0], loop)
+    return y_np
+
+
+def adam16_rows(uint16_t[:, ::1] w16, uint16_t[:, ::1] s16, const float[:, ::1] g,
+                float lr_t, float beta1, float beta2, float eps, float alpha, uint32_t seed,
+                bint loop=False):
+    """The bfloat16 Adam step of ``output_adam`` on every row ``j`` of ``w16`` / ``s16``
+    with gradient ``g[j]`` and random bits from ``seed + j``. ``loop``:
+    through the portable loop compiled for the level in use instead of the kernel
+    dispatched to (at AVX-512, the block version)."""
+    cdef int64_t n = w16.shape[0], j
+    cdef int H = w16.shape[1]
+    _check_bf16(w16, s16, n, H, g.shape[0] == n and g.shape[1] == H)
+    with nogil:
+        for j in range(n):
+            if loop:
+                sl_adam16_row_loop(&w16[j, 0], &s16[j, 0], &g[j, 0], H, lr_t, beta1, beta2,
+                                   eps, alpha, seed + <uint32_t>j)
+            else:
+                sl_adam16_row(&w16[j, 0], &s16[j, 0], &g[j, 0], H, lr_t, beta1, beta2, eps,
+                              alpha, seed + <uint32_t>j)
+
+
+def adam16_records(uint16_t[:, ::1] w16, uint16_t[:, ::1] s16, const float[::1] dz,
+                   const int32_t[::1] rows, const uint16_t[:, ::1] Hb16, float lr_t,
+                   float beta1, float beta2, float eps, float alpha, uint32_t seed,
+                   bint loop=False):
+    """The bfloat16 Adam step of ``output_adam`` on every row ``j`` of ``w16`` /
+    ``s16``, with the gradient ``sum(dz[q] * Hb16[rows[q]])`` over all ``q`` (as
+    bfloat16 activations) and random bits from ``seed + j``. ``loop``: sum
+    the gradient row into a buffer first, one axpy a record, then ``sl_adam16_row``,
+    instead of the kernel that sums it in registers."""
+    cdef int64_t n = w16.shape[0], j, q, n_rec = rows.shape[0]
+    cdef int H = w16.shape[1]
+    _check_bf16(w16, s16, n, H, Hb16.shape[1] == H and dz.shape[0] == n_rec)
+    for q in range(n_rec):
+        if rows[q] < 0 or rows[q] >= Hb16.shape[0]:
+            raise ValueError(f"record row {rows[q]} is out of range")
+    keys_np = np.asarray(rows, dtype=np.uint64) | (np.uint64(7) << np.uint64(32))
+    cdef const uint64_t[::1] keys = keys_np
+    g_np = np.empty(max(H, 1), dtype=np.float32)
+    cdef float[::1] g = g_np
+    if n_rec == 0 or n == 0 or H == 0:
+        raise ValueError("adam16_records needs records, rows and columns")
+    with nogil:
+        for j in range(n):
+            if loop:
+                memset(&g[0], 0, H * sizeof(float))
+                for q in range(n_rec):
+                    sl_axpy_bf16(dz[q], &Hb16[rows[q], 0], &g[0], H)
+                sl_adam16_row(&w16[j, 0], &s16[j, 0], &g[0], H, lr_t, beta1, beta2, eps,
+                              alpha, seed + <uint32_t>j)
+            else:
+                sl_adam16_records(&w16[j, 0], &s16[j, 0], &dz[0], &keys[0], n_rec,
+                                  &Hb16[0, 0], H, &g[0], H, lr_t, beta1, beta2, eps, alpha,
+                                  seed + <uint32_t>j)
