@@ -25,7 +25,8 @@ N, me = comm.size, comm.rank
 X, Y = make_extreme_classification(n_samples=320, n_features=200, n_labels=40,
                                    random_state=0)[:2]
 B, n = 32, X.shape[0]
-kw = dict(hidden_layer_sizes=(16, 12), min_active=1000, batch_size=B, max_iter=2,
+# no dropout: its masks are drawn per rank, so they differ from one process's
+kw = dict(dropout=0.0, hidden_layer_sizes=(16, 12), min_active=1000, batch_size=B, max_iter=2,
           shuffle=False, n_jobs=1, random_state=0, n_tables=4, n_codes=2, bucket_size=8,
           rehash_interval=64)
 start = np.concatenate([[0], np.cumsum(local_batches(B, N))])
@@ -137,11 +138,15 @@ rows = np.arange(me, 2000, N)
 keep = rows[y1[rows] != y1.max()] if me == 0 else rows
 c = SlideClassifier(hidden_layer_sizes=(32,), min_active=20, max_iter=1, random_state=0,
                     comm=comm).fit(Xtr[keep], y1[keep])
+d = SlideClassifier(hidden_layer_sizes=(64,), min_active=40, max_iter=4, batch_size=64,
+                    dropout=0.5, random_state=0, comm=comm).fit(Xtr[me::N], Ytr[me::N])
+d_p1 = float(precision_at_k(Yte, d.predict_topk(Xte, 1)[0], k=1))
 if me == 0:
     json.dump({"loss": m.loss_curve_, "threads": m.n_threads_,
                "p1": float(precision_at_k(Yte, m.predict_topk(Xte, 1)[0], k=1)),
                "p1_lsh": float(precision_at_k(Yte, m.predict_topk(Xte, 1, inference="lsh")[0], k=1)),
-               "stats": m.comm_stats_, "last_class": bool(y1.max() in c.classes_)},
+               "stats": m.comm_stats_, "last_class": bool(y1.max() in c.classes_),
+               "dropout_loss": d.loss_curve_, "dropout_p1": d_p1},
               open("lsh.json", "w"))
 """
 
@@ -154,6 +159,8 @@ def test_hash_sampled_training_on_two_ranks(tmp_path):
     assert res["p1"] > 0.5 and res["p1_lsh"] > 0.3, res  # chance is below 0.05
     assert res["threads"] == 1  # OMP_NUM_THREADS=1 shared by 2 ranks
     assert res["last_class"]
+    # dropout under comm: each rank drops units of its own rows
+    assert res["dropout_loss"][-1] < res["dropout_loss"][0] and res["dropout_p1"] > 0.5, res
     st = res["stats"]
     assert st["steps"] > 0 and st["activations_bytes"] > 0 and st["hidden_grad_bytes"] > 0
 
@@ -198,3 +205,34 @@ def test_bad_input_on_one_rank_fails_every_rank(tmp_path):
         assert (f"rank {rank}: caught: All ranks must fit with the same parameters; they "
                 "differ in learning_rate") in proc.stdout, proc.stdout
         assert f"rank {rank}: caught: All ranks must pass the same classes" in proc.stdout
+
+
+# Raw features: the factors of feature_scaling="auto" are computed over all ranks' rows
+# and equal those of one process given every row.
+SCALE = r"""
+import json
+import numpy as np
+from mpi4py import MPI
+from slidelearn import SlideClassifier
+
+comm = MPI.COMM_WORLD
+rng = np.random.default_rng(0)
+X = np.hstack([rng.random((300, 4)), 1000 * rng.random((300, 3))]).astype(np.float32)
+y = (X[:, 0] + X[:, 4] / 1000 > 1).astype(int)
+kw = dict(hidden_layer_sizes=(16,), dropout=0.0, max_iter=2, shuffle=False, n_jobs=1,
+          random_state=0)
+ref = SlideClassifier(**kw).fit(X, y)
+m = SlideClassifier(**kw, comm=comm).fit(X[comm.rank::comm.size], y[comm.rank::comm.size])
+if comm.rank == 0:
+    json.dump({"ref": ref.feature_scale_.tolist(), "mpi": m.feature_scale_.tolist()},
+              open("scale.json", "w"))
+"""
+
+
+@requires_mpi
+def test_feature_scale_is_collective(tmp_path):
+    proc = run_mpi(SCALE, 2, tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads((tmp_path / "scale.json").read_text())
+    assert res["mpi"] == res["ref"]
+    assert res["ref"][:4] == [1.0] * 4 and max(res["ref"][4:]) < 0.01

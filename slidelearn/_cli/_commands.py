@@ -194,7 +194,9 @@ def _cmd_train(args):
 
     params = {name: getattr(args, name) for name in args.estimator_params}
     # nargs="+" gives lists; the estimator's sequence defaults are tuples
-    params = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
+    # nargs="+" gives lists; a lone word ("auto") is the parameter's own string value
+    params = {k: (v[0] if len(v) == 1 and isinstance(v[0], str) else tuple(v))
+              if isinstance(v, list) else v for k, v in params.items()}
     clf = SlideClassifier()
     _set_params(args, clf, params)
     check_writable(args.model_file, "MODEL_FILE")

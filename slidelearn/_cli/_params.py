@@ -163,6 +163,15 @@ def interval_type(interval):
 seed = interval_type(Interval(Integral, 0, 2**32 - 1, closed="both"))
 
 
+def _boolean(text):
+    """A command-line truth value: true/false, yes/no, 1/0 (any case)."""
+    value = {"true": True, "yes": True, "1": True,
+             "false": False, "no": False, "0": False}.get(text.lower())
+    if value is None:
+        raise ArgumentTypeError(f"expected true or false, got {text!r}")
+    return value
+
+
 def _default_text(value):
     if isinstance(value, bool):
         return "on" if value else "off"
@@ -261,6 +270,20 @@ class EstimatorOptions:
             constraints = [constraints]
         intervals = [c for c in constraints if isinstance(c, Interval)]
         options = [c for c in constraints if isinstance(c, StrOptions)]
+        if options and ("boolean" in constraints or intervals):
+            # a word ("auto") or a value: the value's type, with the words let through
+            words = self._choices(name, options[0].options)
+            base = _boolean if "boolean" in constraints else interval_type(intervals[0])
+
+            def convert(text):
+                return text if text in words else base(text)
+
+            convert.__name__ = base.__name__
+            value = "true,false" if "boolean" in constraints else "N"
+            kwargs = {"type": convert, "metavar": "{" + ",".join(words + [value]) + "}"}
+            if "boolean" in constraints:  # a bare --name is true, as for a flag
+                return dict(kwargs, nargs="?", const=True)
+            return dict(kwargs, nargs="+") if "array-like" in constraints else kwargs
         if "boolean" in constraints:
             return {"action": BooleanOptionalAction}
         if options:

@@ -24,6 +24,15 @@ __all__ = ["SlideClassifier"]
 # predict_proba / decision_function refuse dense outputs with more entries than this.
 _MAX_DENSE_OUTPUT = 2**27
 _INT_MAX = 2**31 - 1  # the largest C int
+# min_active="auto" trains an exact softmax up to this many labels: there the output
+# layer is small enough that sampling saves little time and costs accuracy
+_FULL_SOFTMAX_LABELS = 8192
+# early_stopping="auto" holds out rows above this many training rows (as scikit-learn's
+# HistGradientBoosting does): below, the rows held out cost more than the epochs saved
+_AUTO_EARLY_STOPPING_ROWS = 10_000
+# held-out rows at most: P@1 over them decides the stop as well as more rows would, and
+# scoring them over every label each epoch would otherwise cost as much as training
+_MAX_VALIDATION_ROWS = 10_000
 
 
 def _as_label_csr(Y):
@@ -66,13 +75,17 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
     the Adam update are computed over that *active set* only (retrieved neurons,
     the sample's true labels, and random neurons up to ``min_active``). The
     samples of a batch are processed in parallel by ``n_jobs`` OpenMP threads,
-    and their gradients summed in batch order. With a few hundred labels or fewer the active set
-    covers every label and training is an exact softmax.
+    and their gradients summed in batch order. With the default ``min_active="auto"``
+    and at most 8,192 labels the active set covers every label and training is an
+    exact softmax.
 
     Parameters
     ----------
-    hidden_layer_sizes : tuple of int, default=(128,)
+    hidden_layer_sizes : tuple of int or "auto", default="auto"
         Widths of the hidden ReLU layers; the first one is the sparse input layer.
+        ``"auto"``: one layer of 512 units up to 8,192 labels (where the output
+        layer is small, the width buys accuracy), 128 beyond (where the output layer,
+        ``12 * n_classes * width`` bytes with Adam's moments, dominates memory).
     feature_scaling : {"auto"} or None, default="auto"
         ``"auto"``: the first ``fit`` divides every feature whose root mean square
         over the training rows exceeds 1 by it (``feature_scale_``), in training and
@@ -85,9 +98,11 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         Hash family of the output-layer tables: densified winner-take-all,
         winner-take-all, signed random projections, or densified one-permutation
         minhash of the positive coordinates.
-    n_codes : int, default=4
+    n_codes : int, default=6
         K, hash codes concatenated into one bucket id per table. Larger K makes
-        smaller, more selective buckets (fewer neurons retrieved).
+        smaller, more selective buckets (fewer neurons retrieved). K=4 retrieves
+        thousands of neurons a row on large label sets, which swamps the sampled
+        softmax; 6 is the original SLIDE's setting.
     n_tables : int, default=50
         L, number of hash tables, at most 254 (a neuron's count of the tables that
         retrieve it is kept in one byte, so that a thread's counts over all labels
@@ -103,9 +118,12 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
     bucket_policy : {"fifo", "reservoir"}, default="fifo"
         Which ids a full bucket keeps: the last inserted (neurons are inserted in
         index order), or a uniform random sample.
-    min_active : int, default=1000
+    min_active : int or "auto", default="auto"
         Random output neurons are added to each training sample's active set until
-        it has at least this many neurons (or all of them).
+        it has at least this many neurons (or all of them). ``"auto"``: every label
+        (an exact softmax, no sampling) when there are at most 8,192 labels, where
+        the output layer costs little next to the input layer and sampling only
+        loses accuracy; 1000 beyond.
     active_threshold : int, default=1
         A retrieved neuron joins the active set only if it was found in at least
         this many of the L tables (1 = union of the buckets).
@@ -173,13 +191,18 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         returns), so memory is about that of ``"float32"``. Single process only (not
         with ``comm``). See the CPU performance page of the user guide for what it
         gains.
-    dropout : float, default=0.0
+    dropout : float, default=0.5
         Probability of zeroing each unit of the last hidden layer during training
-        (inverted dropout; inference uses every unit).
-    alpha : float, default=1e-3
+        (inverted dropout; inference uses every unit). The output layer has a
+        weight vector per label and few rows per label to fit it: dropping half
+        the units is the regulariser that held up on every data set of the
+        defaults study (see the user guide).
+    alpha : float, default=0.0
         L2 penalty added to the gradient of each updated row of the input and
         output layers (the large sparse layers; dense hidden layers and biases
-        are not penalised).
+        are not penalised). Off by default: a penalty applied only to the rows a
+        batch updates shrinks the rarely sampled labels of a large output layer
+        towards zero, down to the label prior.
     batch_size : int, default=128
         Samples per batch.
     max_iter : int, default=12
@@ -189,11 +212,15 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         precision@1) has not improved by ``tol`` for ``n_iter_no_change`` epochs.
     n_iter_no_change : int, default=3
         See ``tol``.
-    early_stopping : bool, default=False
+    early_stopping : "auto" or bool, default="auto"
         Hold out ``validation_fraction`` of the training rows, score P@1 on them
         after each epoch, stop when it stops improving and keep the best weights.
+        ``"auto"``: on when ``fit`` gets more than 10,000 rows (and not under
+        ``comm``), where a tenth of the rows costs little and one or two epochs
+        may already be the best; off below, where every row counts.
     validation_fraction : float, default=0.1
-        See ``early_stopping``.
+        Share of the training rows held out by ``early_stopping``, at most 10,000
+        rows.
     shuffle : bool, default=True
         Shuffle the rows at every epoch.
     inference : {"exact", "lsh"}, default="exact"
@@ -235,7 +262,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         builds the estimator with the same parameters (``n_jobs``, ``verbose`` and
         ``random_state`` aside: rank 0's seed is used) and, for ``partial_fit``, the
         same ``classes``; ``classes_`` is otherwise the union of the ranks' labels.
-        Not combined with ``early_stopping`` or ``dropout``. The communicator is not
+        Not combined with ``early_stopping``. The communicator is not
         pickled.
     rank_memory_budget : float or None, default=None
         With ``comm``: the most bytes of output layer one rank may hold after ``fit``.
@@ -325,7 +352,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
     # (parameters the kernels take as C ints stop at 2**31 - 1: beyond, the call
     # would raise OverflowError deep inside fit)
     _parameter_constraints = {
-        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "hidden_layer_sizes": [StrOptions({"auto"}), "array-like",
+                               Interval(Integral, 1, None, closed="left")],
         "feature_scaling": [StrOptions({"auto"}), None],
         "hash_family": [StrOptions({"dwta", "wta", "simhash", "doph"})],
         "n_codes": [Interval(Integral, 1, 32, closed="both")],
@@ -334,7 +362,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         "range_pow": [Interval(Integral, 1, 30, closed="both")],
         "bucket_size": [Interval(Integral, 1, _INT_MAX, closed="both")],
         "bucket_policy": [StrOptions({"fifo", "reservoir"})],
-        "min_active": [Interval(Integral, 0, _INT_MAX, closed="both")],
+        "min_active": [StrOptions({"auto"}), Interval(Integral, 0, _INT_MAX, closed="both")],
         "active_threshold": [Interval(Integral, 1, _INT_MAX, closed="both")],
         "inference_threshold": [Interval(Integral, 1, _INT_MAX, closed="both")],
         "inference_max_candidates": [Interval(Integral, 1, _INT_MAX, closed="both"), None],
@@ -357,7 +385,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
-        "early_stopping": ["boolean"],
+        "early_stopping": [StrOptions({"auto"}), "boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "shuffle": ["boolean"],
         "inference": [StrOptions({"exact", "lsh"})],
@@ -372,17 +400,17 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(
         self,
-        hidden_layer_sizes=(128,),
+        hidden_layer_sizes="auto",
         *,
         feature_scaling="auto",
         hash_family="dwta",
-        n_codes=4,
+        n_codes=6,
         n_tables=50,
         bin_size=8,
         range_pow=18,
         bucket_size=128,
         bucket_policy="fifo",
-        min_active=1000,
+        min_active="auto",
         active_threshold=1,
         inference_threshold=1,
         inference_max_candidates=None,
@@ -399,13 +427,13 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         beta_2=0.999,
         epsilon=1e-8,
         precision="float32",
-        dropout=0.0,
-        alpha=1e-3,
+        dropout=0.5,
+        alpha=0.0,
         batch_size=128,
         max_iter=12,
         tol=1e-4,
         n_iter_no_change=3,
-        early_stopping=False,
+        early_stopping="auto",
         validation_fraction=0.1,
         shuffle=True,
         inference="exact",
@@ -493,8 +521,10 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         self.__dict__.update(state)
 
     # ------------------------------------------------------------ utilities
-    def _hidden_sizes(self):
+    def _hidden_sizes(self, n_labels):
         sizes = self.hidden_layer_sizes
+        if isinstance(sizes, str):  # "auto"
+            return (512,) if n_labels <= _FULL_SOFTMAX_LABELS else (128,)
         if isinstance(sizes, Integral):
             sizes = (sizes,)
         sizes = tuple(sizes)
@@ -578,7 +608,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         the input layer. With ``label_slice`` (lo, hi), only output neurons lo:hi are
         drawn (label-parallel training), with the values a whole draw gives them, and
         the hash tables are left to the caller."""
-        sizes = self._hidden_sizes()
+        sizes = self._hidden_sizes(n_labels)
         H = sizes[-1]
         if self.hash_family in ("wta", "dwta") and self.bin_size > H:
             raise ValueError(f"bin_size={self.bin_size} exceeds the width of the last hidden "
@@ -598,7 +628,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             effective_n_threads(self.n_jobs))
         self.n_iter_ = 0
         self.loss_curve_ = []
-        self.validation_scores_ = [] if self.early_stopping else None
+        self.validation_scores_ = None
         self.best_validation_score_ = None
         self._lsh = LSHIndex(self.hash_family, H, self.n_codes, self.n_tables, self.bin_size,
                              self.range_pow, self._rng)
@@ -662,10 +692,26 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"`classes={classes!r}` is not the same as on the first call "
                              f"to partial_fit, was: {self.classes_!r}")
 
+    def _early_stopping_on(self, n_rows):
+        """``early_stopping`` as a bool for a fit on ``n_rows`` rows (``"auto"``: more
+        than ``_AUTO_EARLY_STOPPING_ROWS``, and not under ``comm``)."""
+        if isinstance(self.early_stopping, str):
+            return self.comm is None and n_rows > _AUTO_EARLY_STOPPING_ROWS
+        return bool(self.early_stopping)
+
+    def _min_active(self):
+        """``min_active`` as a number: ``"auto"`` is every label up to
+        ``_FULL_SOFTMAX_LABELS`` labels, 1000 beyond."""
+        if isinstance(self.min_active, str):
+            n = (len(self.classes_) if hasattr(self, "classes_")
+                 else self._state.W_out.shape[0])
+            return n if n <= _FULL_SOFTMAX_LABELS else 1000
+        return int(self.min_active)
+
     def _train_params(self):
         """The parameters the training kernels take (a ``SlideParams``)."""
         return SlideParams(
-            batch_size=self.batch_size, min_active=self.min_active,
+            batch_size=self.batch_size, min_active=self._min_active(),
             active_threshold=self.active_threshold, n_tables=self.n_tables,
             n_codes=self.n_codes, bucket_size=self.bucket_size,
             reservoir=self.bucket_policy == "reservoir", beta_1=self.beta_1,
@@ -688,7 +734,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         seed = int(self._rng.integers(0, 2**63 - 1))
         loss, n_active = _network.train_batch(
             X.data, X.indices, X.indptr, Y_indptr, Y_indices, rows, state, self._lsh, work,
-            self.min_active, self.active_threshold, seed, n_threads, self.dropout)
+            self._min_active(), self.active_threshold, seed, n_threads, self.dropout)
         state.step += 1
         if work.transposed:
             _network.output_adam(state, work, len(rows), lr, self.beta_1, self.beta_2,
@@ -728,7 +774,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         if getattr(self, "_label_slice", None) is not None:
             if not first:
                 from slidelearn._slide import _label_parallel
-                _label_parallel.check_sharded_comm(self)  # raises: needs its ranks
+                # raises: continuing needs the ranks the output layer is spread over
+                _label_parallel.check_sharded_comm(self.comm, self._n_ranks)
             self._label_slice = None
         X = self._check_X(X, reset=first)
         if first:
@@ -763,9 +810,12 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         if rows.size == 0:
             raise ValueError("Every row of y is empty: there is no label to learn from.")
         validation = None
-        if self.early_stopping and not incremental:
+        if self._early_stopping_on(len(rows)) and not incremental:
+            if self.validation_scores_ is None:
+                self.validation_scores_ = []
             perm = self._rng.permutation(rows)
-            n_val = max(1, int(round(self.validation_fraction * len(rows))))
+            n_val = min(max(1, int(round(self.validation_fraction * len(rows)))),
+                        _MAX_VALIDATION_ROWS)
             if n_val >= len(rows):
                 raise ValueError("validation_fraction leaves no training rows.")
             val_rows, rows = np.sort(perm[:n_val]), perm[n_val:]
@@ -809,19 +859,22 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
                    "and classes of the model it continues")
         local_classes = None
         with _mpi.raise_together(comm):
-            if self.early_stopping or self.dropout > 0:
-                raise ValueError("comm= does not support early_stopping or dropout yet.")
+            if not isinstance(self.early_stopping, str) and self.early_stopping:
+                raise ValueError("comm= does not support early_stopping yet.")
             if self.precision != "float32":
                 raise ValueError(f"comm= does not support precision={self.precision!r} "
                                  "yet; use precision='float32'.")
             # a rank with no rows joins every step with an empty batch
-            X = self._check_X(X, reset=first, ensure_min_samples=0, comm=comm)
+            X = self._check_X(X, reset=False, ensure_min_samples=0, validate_reset=first)
             if y is None:
                 raise ValueError("SlideClassifier requires y to be passed, but the target y "
                                  "is None.")
             two_d = sp.issparse(y) or np.ndim(y) == 2 and np.shape(y)[1] != 1
             if first and classes is None and not two_d:
                 local_classes = np.unique(column_or_1d(y))
+        if first:  # collective: after every rank has validated its rows
+            self._set_feature_scale(X, comm)
+        X = scale_features(X, getattr(self, "feature_scale_", None))
         if comm.allreduce(X.shape[0]) == 0:
             raise ValueError(f"X has 0 samples on every one of the {comm.Get_size()} ranks "
                              "of comm: there is nothing to train on.")
@@ -1073,14 +1126,23 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         idx, scores = self._topk_indices(X, k, mode, effective_n_threads(self.n_jobs))
         return self.classes_[idx], scores
 
-    def _check_X(self, X, *, reset, ensure_min_samples=1, comm=None):
+    def _check_X(self, X, *, reset, ensure_min_samples=1, validate_reset=None):
         """X validated for the kernels (CSR float32) and scaled by ``feature_scale_``;
-        ``reset`` (a first fit) sets the factors from X (over the ranks of ``comm``)."""
+        ``reset`` (a first fit) sets the factors from X first. ``validate_reset``: only
+        validate, resetting ``n_features_in_`` if true (MPI: the factors are set
+        collectively afterwards, by ``_set_feature_scale``)."""
+        if validate_reset is not None:
+            return validate_sparse_X(self, X, reset=validate_reset,
+                                     ensure_min_samples=ensure_min_samples)
         X = validate_sparse_X(self, X, reset=reset, ensure_min_samples=ensure_min_samples)
         if reset:
-            self.feature_scale_ = (feature_scale(X, comm) if self.feature_scaling == "auto"
-                                   else None)
+            self._set_feature_scale(X)
         return scale_features(X, getattr(self, "feature_scale_", None))
+
+    def _set_feature_scale(self, X, comm=None):
+        """``feature_scale_`` from the training rows X (of every rank of ``comm``)."""
+        self.feature_scale_ = (feature_scale(X, comm) if self.feature_scaling == "auto"
+                               else None)
 
     def _validate_X_predict(self, X):
         """X for prediction; a model spread over ranks predicts collectively, so

@@ -222,8 +222,16 @@ def train_epoch(comm, state, lsh, schedule, work, params, rng, X, Y_indptr, Y_in
         batch = np.ascontiguousarray(rows[s * lbs[me]: s * lbs[me] + sizes[me]], dtype=np.int64)
         acts = np.empty((len(batch), total_acts), dtype=np.float32)
         _network.forward_acts(X.data, X.indices, X.indptr, batch, state, acts, n_threads)
+        h_mine = acts[:, a_last:a_last + H]
+        if params.dropout > 0:
+            # inverted dropout of this rank's rows; acts keeps the undropped values
+            # for the ReLU masks of hidden_backward, dropped units get no gradient
+            keep = np.random.default_rng([int(rng.integers(0, 2**63 - 1)), me]).random(
+                h_mine.shape) >= params.dropout
+            drop_scale = keep.astype(np.float32) / np.float32(1.0 - params.dropout)
+            h_mine = h_mine * drop_scale
         t0 = time.perf_counter()
-        H_all, _ = _allgatherv(comm, acts[:, a_last:a_last + H])
+        H_all, _ = _allgatherv(comm, h_mine)
         counts = (Y_indptr[batch + 1] - Y_indptr[batch]).astype(np.int64)
         labels = (np.concatenate([Y_indices[Y_indptr[i]:Y_indptr[i + 1]] for i in batch])
                   if len(batch) else np.empty(0, np.int32)).astype(np.int32)
@@ -261,6 +269,8 @@ def train_epoch(comm, state, lsh, schedule, work, params, rng, X, Y_indptr, Y_in
         dH_mine = np.empty((int(sizes[me]), H), dtype=np.float32)
         comm.Reduce_scatter(dH, dH_mine, recvcounts=(sizes * H).tolist(), op=MPI.SUM)
         comm_s += time.perf_counter() - t0
+        if params.dropout > 0:
+            dH_mine *= drop_scale
         _network.hidden_backward(X.data, X.indices, X.indptr, batch, acts, dH_mine, state,
                                  work, n_threads)
         dt, replicated_bytes = _combine_replicated(comm, work)
