@@ -219,7 +219,8 @@ def test_bf16_criteo_sample_loss_within_one_percent(shared_data):
     for precision in ("float32", "bfloat16"):
         clf = DLRMClassifier(categorical_features=CRITEO_CATEGORICAL_FEATURES, table_sizes=1000,
                              embedding_dim=8, bottom_mlp=(16,), top_mlp=(16,), max_iter=5,
-                             batch_size=64, random_state=0, n_jobs=1, precision=precision)
+                             batch_size=64, random_state=0, n_jobs=1, precision=precision,
+                             interaction="dot", early_stopping=False)  # the same steps
         clf.fit(X_tr, y_tr)
         res[precision] = (clf.loss_curve_[-1], log_loss(y_te, clf.predict_proba(X_te)[:, 1]))
     (tr32, te32), (tr16, te16) = res["float32"], res["bfloat16"]

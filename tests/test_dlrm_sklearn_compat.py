@@ -16,8 +16,11 @@ from slidelearn import DLRMClassifier, DLRMRegressor, feature_groups_from_encode
 
 
 @parametrize_with_checks([
-    DLRMRegressor(max_iter=30, learning_rate_init=0.02, n_jobs=1, random_state=0),
-    DLRMClassifier(max_iter=30, learning_rate_init=0.02, n_jobs=1, random_state=0),
+    # every epoch on the checks' small data sets (early stopping would hold out rows)
+    DLRMRegressor(max_iter=30, learning_rate_init=0.02, early_stopping=False, n_jobs=1,
+                  random_state=0),
+    DLRMClassifier(max_iter=30, learning_rate_init=0.02, early_stopping=False, n_jobs=1,
+                   random_state=0),
     DLRMRegressor(),
     DLRMClassifier(),
 ])
@@ -193,7 +196,7 @@ def test_bad_predict_inputs_and_params():
     with pytest.raises(ValueError, match="no feature names"):
         DLRMRegressor(categorical_features=["nope"]).fit(_XOK, _XOK[:, 0])
     with pytest.raises(ValueError, match="nothing to interact"):
-        DLRMRegressor(categorical_features=[0]).fit(_XOK[:, 1:2], _XOK[:, 0])
+        DLRMRegressor(categorical_features=[0], interaction="dot").fit(_XOK[:, 1:2], _XOK[:, 0])
     with pytest.raises(ValueError, match="table_sizes"):
         DLRMRegressor(categorical_features=[1, 2], table_sizes=[3]).fit(_XOK, _XOK[:, 0])
     with pytest.raises(ValueError, match="would not fit in memory"):

@@ -27,8 +27,11 @@ def _data():
 
 ESTIMATORS = [
     lambda **kw: SlideClassifier(hidden_layer_sizes=(16,), n_jobs=1, random_state=0, **kw),
-    lambda **kw: DLRMClassifier(categorical_features=[0], n_jobs=1, random_state=0, **kw),
-    lambda **kw: DLRMRegressor(categorical_features=[0], n_jobs=1, random_state=0, **kw),
+    # every epoch runs unless a rule under test stops it (no held-out rows)
+    lambda **kw: DLRMClassifier(categorical_features=[0], n_jobs=1, random_state=0,
+                                early_stopping=False, **kw),
+    lambda **kw: DLRMRegressor(categorical_features=[0], n_jobs=1, random_state=0,
+                               early_stopping=False, **kw),
 ]
 
 
