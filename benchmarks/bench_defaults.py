@@ -340,39 +340,48 @@ def machine():
     return machine_info()
 
 
-# The configurations of the study: (label, data, method, params). "old defaults" are
-# the library's parameters before this study; "defaults" are the estimators' defaults.
-OLD_SLIDE = {"alpha": 1e-3, "min_active": 1000, "max_iter": 12, "learning_rate": 3e-3,
-             "learning_rate_decay": 0.75, "early_stopping": False}
-OLD_DLRM = {"embedding_dim": 16, "max_iter": 10, "early_stopping": False}
+# The configurations of the study: (label, data, method, params, seeds, threads).
+# "old defaults" are the parameters the estimators had before this study (the
+# parameters that did not exist then at the values that reproduce the old behaviour);
+# "defaults" are the estimators' defaults now.
+OLD_SLIDE = {"hidden_layer_sizes": [128], "alpha": 1e-3, "dropout": 0.0, "n_codes": 4,
+             "min_active": 1000, "early_stopping": False, "feature_scaling": None}
+OLD_DLRM = {"interaction": "dot", "early_stopping": False, "feature_scaling": None}
+XC = ["bibtex", "go-seq", "go-derisi", "text8"]
 
 
-def study_configs(which):
-    xc = ["bibtex", "go-seq", "go-derisi", "text8"]
+def study_configs(which, seeds, threads):
+    """Every configuration of the study; ``which`` names the groups to include
+    ("defaults", "old", "peers", "bf16"). text8 (minutes a fit) runs one seed."""
+    few = seeds[:1]
+    two = [max(threads)]
     configs = []
-    for data in xc:
-        configs.append(("defaults", data, "slide", {}))
+    for data in XC:
+        s = few if data == "text8" else seeds
+        if "defaults" in which:
+            configs.append(("defaults", data, "slide", {}, s, threads))
         if "old" in which:
-            configs.append(("old defaults", data, "slide", OLD_SLIDE))
+            configs.append(("old defaults", data, "slide", OLD_SLIDE, s, two))
         if "bf16" in which and data in ("bibtex", "text8"):
-            configs.append(("defaults bf16", data, "slide", {"precision": "bfloat16"}))
+            configs.append(("defaults bfloat16", data, "slide", {"precision": "bfloat16"},
+                            s, two))
         if "peers" in which:
-            configs.append(("prior", data, "prior", {}))
+            configs.append(("label prior", data, "prior", {}, few, two))
             if data != "text8":
-                configs.append(("napkinxc", data, "napkinxc", {}))
-                configs.append(("omikuji", data, "omikuji", {}))
-    configs.append(("defaults", "movielens", "dlrm", {}))
-    configs.append(("defaults", "criteo", "dlrm", {}))
-    if "old" in which:
-        configs.append(("old defaults", "movielens", "dlrm", OLD_DLRM))
-        configs.append(("old defaults", "criteo", "dlrm", OLD_DLRM))
-    if "bf16" in which:
-        configs.append(("defaults bf16", "movielens", "dlrm", {"precision": "bfloat16"}))
-        configs.append(("defaults bf16", "criteo", "dlrm", {"precision": "bfloat16"}))
+                configs.append(("napkinXC PLT", data, "napkinxc", {}, few, threads))
+                configs.append(("omikuji", data, "omikuji", {}, few, threads))
+    for data in ("movielens", "criteo"):
+        if "defaults" in which:
+            configs.append(("defaults", data, "dlrm", {}, seeds, threads))
+        if "old" in which:
+            configs.append(("old defaults", data, "dlrm", OLD_DLRM, seeds, two))
+        if "bf16" in which:
+            configs.append(("defaults bfloat16", data, "dlrm", {"precision": "bfloat16"},
+                            seeds, two))
     if "peers" in which:
-        configs.append(("biases", "movielens", "biases", {}))
-        configs.append(("mf", "movielens", "mf", {}))
-        configs.append(("base rate", "criteo", "base-rate", {}))
+        configs.append(("user + item biases", "movielens", "biases", {}, few, two))
+        configs.append(("matrix factorisation (SGD)", "movielens", "mf", {}, few, two))
+        configs.append(("base rate", "criteo", "base-rate", {}, few, two))
     return configs
 
 
@@ -401,16 +410,15 @@ def run_study(args):
     seeds = list(range(args.seeds))
     records = []
     t0 = time.time()
-    for label, data, method, params in study_configs(args.which):
+    for label, data, method, params, run_seeds, run_threads in study_configs(
+            args.which, seeds, args.threads_list):
         if args.data and data not in args.data.split(","):
             continue
-        deterministic = method in ("prior", "biases", "base-rate")
-        for threads in args.threads_list:
-            for seed in (seeds[:1] if deterministic else seeds):
+        for threads in run_threads:
+            for seed in run_seeds:
                 rec = spawn(data, method, params, seed, threads, label, args.text8_train)
                 records.append(rec)
                 print(json.dumps(rec), flush=True)
-    command = " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])
     result = dict(benchmark="defaults", machine=machine(), command=command,
                   seconds=time.time() - t0, records=records)
     if args.out:
@@ -438,9 +446,9 @@ def main():
     study.add_argument("--out")
     study.add_argument("--seeds", type=int, default=5)
     study.add_argument("--threads-list", type=int, nargs="+", default=[1, 2])
-    study.add_argument("--which", default="old,peers,bf16")
+    study.add_argument("--which", default="defaults,old,peers,bf16")
     study.add_argument("--data", default="", help="comma-separated subset of the data sets")
-    study.add_argument("--text8-train", type=int, default=400_000)
+    study.add_argument("--text8-train", type=int, default=200_000)
     args = parser.parse_args()
     run_one(args) if args.cmd == "run" else run_study(args)
 

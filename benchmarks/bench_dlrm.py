@@ -84,6 +84,11 @@ def run_slidelearn(shape, threads, n_steps, warmup, lr, precision="float32"):
                   n_jobs=threads, random_state=0)
     if precision != "float32":  # a checkout from before the precision option has no such key
         common["precision"] = precision
+    # the reference design (dot interaction), on the dense features as the PyTorch peer
+    # gets them (a checkout from before feature_scaling has no such parameter)
+    common["interaction"] = "dot"
+    if "feature_scaling" in DLRMClassifier().get_params():
+        common["feature_scaling"] = None
     if s["bag"] == 1:
         X = np.column_stack([dense, ids[:, :, 0]]).astype(np.float64)
         chunks = [X[i * B:(i + 1) * B] for i in range(n_steps + warmup)]

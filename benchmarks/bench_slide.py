@@ -155,6 +155,8 @@ def parse_args(argv=None):
 
     h = p.add_argument_group("network and SLIDE hyper-parameters (both libraries where they apply)")
     h.add_argument("--hidden", type=int, default=128, help="hidden layer width")
+    h.add_argument("--dropout", type=float, default=0.0,
+                   help="dropout of the last hidden layer (slidelearn only)")
     h.add_argument("--batch-size", type=int, default=128, help="samples per batch")
     h.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     h.add_argument("--alpha", type=float, default=0.0,
@@ -443,6 +445,12 @@ def run_slidelearn(args, threads, data):
         extra["inference_n_tables"] = args.inference_n_tables
     if args.inference_bucket_size is not None:
         extra["inference_bucket_size"] = args.inference_bucket_size
+    params = SlideClassifier().get_params()
+    if "dropout" in params:
+        extra["dropout"] = args.dropout
+    extra["early_stopping"] = False  # every epoch timed, as for the PyTorch peer
+    if "feature_scaling" in params:  # the data as the PyTorch peer gets it
+        extra["feature_scaling"] = None
     label, _, precision, _ = LEVELS[args.worker_level]
     if precision != "float32":
         extra["precision"] = precision
