@@ -419,15 +419,29 @@ def run_study(args):
                 rec = spawn(data, method, params, seed, threads, label, args.text8_train)
                 records.append(rec)
                 print(json.dumps(rec), flush=True)
+    command = " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])
+    write_result(records, args.out, command, time.time() - t0)
+
+
+def write_result(records, out, command, seconds):
+    """Print the summary and, with ``out``, write the JSON result (machine, command,
+    every record) and a ``.txt`` summary beside it."""
     result = dict(benchmark="defaults", machine=machine(), command=command,
-                  seconds=time.time() - t0, records=records)
-    if args.out:
-        with open(args.out, "w") as f:
+                  seconds=seconds, records=records)
+    if out:
+        with open(out, "w") as f:
             json.dump(result, f, indent=1)
-        with open(os.path.splitext(args.out)[0] + ".txt", "w") as f:
+        with open(os.path.splitext(out)[0] + ".txt", "w") as f:
             f.write(f"machine: {result['machine']}\ncommand: {result['command']}\n\n")
             f.write(summarize(records) + "\n")
     print(summarize(records))
+
+
+def resume(args):
+    """Write the result of a study from the JSON lines it printed (``--from-log``), e.g.
+    after it was interrupted; the command is recorded as the study's."""
+    records = [json.loads(line) for line in open(args.log) if line.startswith("{")]
+    write_result(records, args.out, args.command, None)
 
 
 def main():
@@ -449,8 +463,12 @@ def main():
     study.add_argument("--which", default="defaults,old,peers,bf16")
     study.add_argument("--data", default="", help="comma-separated subset of the data sets")
     study.add_argument("--text8-train", type=int, default=200_000)
+    log = sub.add_parser("from-log", help="write a study's result from its printed lines")
+    log.add_argument("log")
+    log.add_argument("--out", required=True)
+    log.add_argument("--command", required=True, help="the study's command line")
     args = parser.parse_args()
-    run_one(args) if args.cmd == "run" else run_study(args)
+    {"run": run_one, "study": run_study, "from-log": resume}[args.cmd](args)
 
 
 if __name__ == "__main__":
