@@ -593,3 +593,19 @@ def test_console_script_and_python_m_run_the_same_main():
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     module, _, func = scripts["slidelearn"].partition(":")
     assert getattr(importlib.import_module(module), func) is main is entry.main
+
+
+def test_auto_words_and_none_reach_the_estimator():
+    parser = build_parser()
+    args = parser.parse_args(["train", "a.txt", "m.joblib", "--min-active", "500",
+                              "--hidden-layer-sizes", "auto", "--early-stopping", "false",
+                              "--feature-scaling", "none"])
+    assert (args.min_active, args.hidden_layer_sizes, args.early_stopping,
+            args.feature_scaling) == (500, ["auto"], False, None)
+    args = parser.parse_args(["train", "a.txt", "m.joblib", "--min-active", "auto",
+                              "--early-stopping", "--feature-scaling", "auto"])
+    assert (args.min_active, args.early_stopping, args.feature_scaling) == ("auto", True, "auto")
+    for bad in (["--min-active", "most"], ["--early-stopping", "maybe"],
+                ["--feature-scaling", "off"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["train", "a.txt", "m.joblib", *bad])

@@ -260,7 +260,9 @@ class EstimatorOptions:
         """The StrOptions in the order of the docstring's ``{"a", "b"}`` type field
         (the order its description explains them in), else sorted."""
         type_text = self.docs.get(name, ("", ""))[0]
-        listed = re.findall(r"[\"']([^\"']+)[\"']", type_text.partition("}")[0])
+        # (once each: a type field without braces also names its default)
+        listed = list(dict.fromkeys(
+            re.findall(r"[\"']([^\"']+)[\"']", type_text.partition("}")[0])))
         return listed if set(listed) == set(options) else sorted(options)
 
     def kwargs(self, name):
@@ -286,6 +288,17 @@ class EstimatorOptions:
             return dict(kwargs, nargs="+") if "array-like" in constraints else kwargs
         if "boolean" in constraints:
             return {"action": BooleanOptionalAction}
+        if options and None in constraints:
+            # the words, and "none" for a parameter that takes None
+            words = self._choices(name, options[0].options)
+
+            def word(text):
+                if text not in words + ["none"]:
+                    raise ArgumentTypeError(
+                        f"invalid choice: {text!r} (choose from {', '.join(words + ['none'])})")
+                return None if text == "none" else text
+
+            return {"type": word, "metavar": "{" + ",".join(words + ["none"]) + "}"}
         if options:
             return {"choices": self._choices(name, options[0].options)}
         if "array-like" in constraints and intervals:
