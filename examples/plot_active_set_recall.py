@@ -103,7 +103,7 @@ def size_and_recall(votes, Y, threshold=1):
 # ---------------------------
 # As in :ref:`sphx_glr_auto_examples_plot_grid_search_hash.py`, ``min_active=20`` keeps
 # the active sets small, as they are with hundreds of thousands of labels, so that the
-# tables shape training too (with the default ``min_active=1000`` every one of the 159
+# tables shape training too (with the default ``min_active="auto"`` every one of the 159
 # labels would be active). K ranges differ by family: a SimHash code is one bit, a
 # WTA / DWTA code takes ``bin_size=8`` values and a DOPH code up to 128.
 if QUICK:

@@ -117,7 +117,7 @@ for name, (pred, seconds) in rows.items():
 # problem this small. SLIDE is built for label counts where one model per label, or a
 # full softmax, no longer fits in time or memory.
 #
-# LSH inference loses precision here. With the default ``min_active=1000`` every one of
+# LSH inference loses precision here. With the default ``min_active="auto"`` every one of
 # the 159 labels is in every active set, so training never relied on the hash tables,
 # and they miss some of the best labels. Trained with small active sets, as in
 # :ref:`sphx_glr_auto_examples_plot_grid_search_hash.py`, network and tables fit each

@@ -45,7 +45,7 @@ print(f"train {X_train.shape}, test {X_test.shape}, {Y_train.shape[1]} labels")
 # %%
 # The estimator and the grid
 # --------------------------
-# Bibtex has only 159 labels. With the default ``min_active=1000`` every label would
+# Bibtex has only 159 labels. With the default ``min_active="auto"`` every label would
 # be in every active set and the tables would not matter for training; with
 # ``min_active=20`` the active set is the true labels, the neurons the tables retrieve
 # and random ones up to 20 neurons, as it would be with hundreds of thousands of
