@@ -262,8 +262,10 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         builds the estimator with the same parameters (``n_jobs``, ``verbose`` and
         ``random_state`` aside: rank 0's seed is used) and, for ``partial_fit``, the
         same ``classes``; ``classes_`` is otherwise the union of the ranks' labels.
-        Not combined with ``early_stopping``. The communicator is not
-        pickled.
+        Not combined with ``early_stopping=True`` (``"auto"`` is off under
+        ``comm``). With ``dropout``, each rank draws the dropped units of its own
+        rows, so the model differs from a single process's fit. The communicator is
+        not pickled.
     rank_memory_budget : float or None, default=None
         With ``comm``: the most bytes of output layer one rank may hold after ``fit``.
         Each rank draws and trains only its slice of the output neurons; at the end
