@@ -286,7 +286,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         Number of input features.
     feature_names_in_ : ndarray of str
         Names of the features, when X was a DataFrame with string column names.
-    feature_scale_ : ndarray of shape (n_features_in_,) or None
+    feature_scale_ : ndarray of shape (n_features,) or None
         Factors applied to the columns of X (see ``feature_scaling``); None when
         no feature needed scaling.
     multilabel_ : bool
