@@ -1074,6 +1074,18 @@ def make_report(results_dir=RESULTS_DIR, out_dir=DEFAULT_OUT, image_prefix=None)
     return sorted(written)
 
 
+def _run_header(run, command):
+    """Anchor, heading and the Date / Command / Machine / Software fields of a recorded
+    run; ``command`` is the script and its arguments, relative to ``benchmarks/``."""
+    return ([f".. _bench-{run['name']}:", ""] + _heading(run["name"], _RUN_UNDERLINE)
+            + _field_list([
+                ("Date", _date_of(run["name"])),
+                ("Command", _literal("python benchmarks/" + command)),
+                ("Machine", _machine_text(run.get("machine")) or "not recorded in the file"),
+                ("Software", _software_text(run.get("machine"))),
+            ]))
+
+
 def contention_rst(runs):
     """reStructuredText for the runs of ``benchmarks/bench_contention.py``.
 
@@ -1106,15 +1118,7 @@ def contention_rst(runs):
               "fresh / after torch")]
     lines = []
     for run in runs:
-        lines += [f".. _bench-{run['name']}:", ""]
-        lines += _heading(run["name"], _RUN_UNDERLINE)
-        lines += _field_list([
-            ("Date", _date_of(run["name"])),
-            ("Command", _literal("python benchmarks/bench_contention.py "
-                                 + " ".join(run.get("command") or []))),
-            ("Machine", _machine_text(run.get("machine")) or "not recorded in the file"),
-            ("Software", _software_text(run.get("machine"))),
-        ])
+        lines += _run_header(run, "bench_contention.py " + " ".join(run.get("command") or []))
         for key, title, field, unit, digits, ratio_name in cases:
             case = run.get(key)
             if not case:
@@ -1168,14 +1172,7 @@ def defaults_rst(runs):
                 "``benchmarks/results/defaults_*.json``).", ""]
     lines = []
     for run in runs:
-        lines += [f".. _bench-{run['name']}:", ""]
-        lines += _heading(run["name"], _RUN_UNDERLINE)
-        lines += _field_list([
-            ("Date", _date_of(run["name"])),
-            ("Command", _literal("python benchmarks/" + run.get("command", ""))),
-            ("Machine", _machine_text(run.get("machine")) or "not recorded in the file"),
-            ("Software", _software_text(run.get("machine"))),
-        ])
+        lines += _run_header(run, run.get("command", ""))
         records = [r for r in run["records"] if "error" not in r]
         failed = [r for r in run["records"] if "error" in r]
         for data in sorted({r["data"] for r in records}):
