@@ -867,7 +867,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
                 raise ValueError(f"comm= does not support precision={self.precision!r} "
                                  "yet; use precision='float32'.")
             # a rank with no rows joins every step with an empty batch
-            X = self._check_X(X, reset=False, ensure_min_samples=0, validate_reset=first)
+            X = validate_sparse_X(self, X, reset=first, ensure_min_samples=0)
             if y is None:
                 raise ValueError("SlideClassifier requires y to be passed, but the target y "
                                  "is None.")
@@ -1128,14 +1128,10 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         idx, scores = self._topk_indices(X, k, mode, effective_n_threads(self.n_jobs))
         return self.classes_[idx], scores
 
-    def _check_X(self, X, *, reset, ensure_min_samples=1, validate_reset=None):
+    def _check_X(self, X, *, reset, ensure_min_samples=1):
         """X validated for the kernels (CSR float32) and scaled by ``feature_scale_``;
-        ``reset`` (a first fit) sets the factors from X first. ``validate_reset``: only
-        validate, resetting ``n_features_in_`` if true (MPI: the factors are set
-        collectively afterwards, by ``_set_feature_scale``)."""
-        if validate_reset is not None:
-            return validate_sparse_X(self, X, reset=validate_reset,
-                                     ensure_min_samples=ensure_min_samples)
+        ``reset`` (a first fit) sets the factors from X first (under MPI, ``_fit_mpi``
+        sets them collectively once every rank has validated its rows)."""
         X = validate_sparse_X(self, X, reset=reset, ensure_min_samples=ensure_min_samples)
         if reset:
             self._set_feature_scale(X)
