@@ -305,6 +305,54 @@ def test_two_threads(multilabel_data):
     assert clf.predict(Xte).shape == Yte.shape
 
 
+# --------------------------------------------------------------------------- dense output
+def test_dense_output_path_trains_as_the_per_sample_kernel(multilabel_data, monkeypatch):
+    # 30 labels, min_active="auto": every label active, so fit takes the dense path;
+    # with no room for a dense batch it takes the per-sample kernel; the gradients are
+    # the same up to rounding, so are the models after two epochs.
+    Xtr, Ytr, Xte, _ = multilabel_data
+    dense = _clf(max_iter=2).fit(Xtr, Ytr)
+    assert dense._dense_output()
+    monkeypatch.setattr(classifier_module, "_DENSE_OUTPUT_FLOATS", 0)
+    sample = _clf(max_iter=2).fit(Xtr, Ytr)
+    assert not sample._dense_output()
+    for wa, wb in zip(dense.coefs_ + dense.intercepts_, sample.coefs_ + sample.intercepts_):
+        np.testing.assert_allclose(wa, wb, rtol=1e-3, atol=1e-4 * np.abs(wb).max())
+    np.testing.assert_allclose(dense.loss_curve_, sample.loss_curve_, rtol=1e-4)
+    np.testing.assert_array_equal(dense.predict_topk(Xte, 1)[0], sample.predict_topk(Xte, 1)[0])
+
+
+@pytest.mark.parametrize("loss", ["softmax", "pick_all"])
+def test_dense_output_path_ignores_the_thread_count(multilabel_data, loss):
+    Xtr, Ytr, _, _ = multilabel_data
+    a = _clf(max_iter=2, dropout=0.5, loss=loss).fit(Xtr, Ytr)
+    b = _clf(max_iter=2, dropout=0.5, loss=loss, n_jobs=2).fit(Xtr, Ytr)
+    assert a._dense_output()
+    _assert_same_model(a, b)
+    assert a.loss_curve_ == b.loss_curve_
+
+
+def test_pick_all_loss_weighs_rows_by_their_label_count(multilabel_data):
+    Xtr, Ytr, Xte, Yte = multilabel_data
+    base = _clf(max_iter=1, learning_rate=1e-9).fit(Xtr, Ytr)
+    pick = _clf(max_iter=1, learning_rate=1e-9, loss="pick_all").fit(Xtr, Ytr)
+    # at (almost) the initial weights, a row's pick_all loss is m times its softmax loss;
+    # make_extreme_classification gives 1 to 3 labels a row
+    m = np.asarray(Ytr.sum(axis=1)).ravel()
+    assert m.min() < m.max()
+    assert base.loss_curve_[0] * m.min() < pick.loss_curve_[0] < base.loss_curve_[0] * m.max()
+    trained = _clf(max_iter=8, loss="pick_all").fit(Xtr, Ytr)
+    assert trained.score(Xte, Yte) > 0.6
+
+
+def test_models_pickled_before_the_loss_parameter_keep_softmax(multilabel_model):
+    state = copy.copy(multilabel_model.__getstate__())
+    del state["loss"]
+    old = SlideClassifier.__new__(SlideClassifier)
+    old.__setstate__(state)
+    assert old.get_params()["loss"] == "softmax"
+
+
 def test_n_jobs_validation(multiclass_data):
     Xtr, ytr, _, _ = multiclass_data
     with pytest.raises(ValueError, match="n_jobs"):

@@ -6,6 +6,7 @@ import scipy.sparse as sp
 
 from slidelearn import SlideClassifier
 from slidelearn._slide import _hashing, _network, _testing
+from slidelearn.utils._threads import single_threaded_blas
 
 
 # --------------------------------------------------------------------------- helpers
@@ -39,15 +40,17 @@ def _forward64(params, X):
     return hs, hs[-1] @ W_out.T + b_out
 
 
-def _target(Y_lists, n_labels):
+def _target(Y_lists, n_labels, pick_all=False):
+    """Target rows: 1 / |y| on each label (loss="softmax"), or 1 (pick_all,
+    loss="pick_all": a softmax term per label)."""
     T = np.zeros((len(Y_lists), n_labels))
     for i, labels in enumerate(Y_lists):
-        T[i, labels] = 1.0 / len(labels)
+        T[i, labels] = 1.0 if pick_all else 1.0 / len(labels)
     return T
 
 
 def _loss64(params, X, T):
-    """Per-sample loss sum_t -(1/|y|) log softmax(z)_t."""
+    """Per-sample loss sum_t -T_t log softmax(z)_t."""
     _, z = _forward64(params, X)
     z = z - z.max(axis=1, keepdims=True)
     logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
@@ -60,7 +63,7 @@ def _grads64(params, X, T):
     hs, z = _forward64(params, X)
     p = np.exp(z - z.max(axis=1, keepdims=True))
     p /= p.sum(axis=1, keepdims=True)
-    dz = (p - T) / X.shape[0]
+    dz = (p * T.sum(axis=1, keepdims=True) - T) / X.shape[0]
     g = {"W_out": dz.T @ hs[-1], "b_out": dz.sum(axis=0), "Ws": [None] * len(Ws),
          "bs": [None] * len(bs)}
     dh = (dz @ W_out) * (hs[-1] > 0)
@@ -322,7 +325,8 @@ def test_more_tables_than_the_vote_counters_hold_are_rejected():
 
 
 # --------------------------------------------------------------------------- training
-def _train_once(clf, X, Y_indptr, Y_indices, rows, min_active, n_threads=1, lsh=None):
+def _train_once(clf, X, Y_indptr, Y_indices, rows, min_active, n_threads=1, lsh=None,
+                pick_all=False):
     """One train_batch on a fresh Workspace; returns (buffers of the Workspace, the
     Workspace, loss, n_active)."""
     work = _testing.workspace(clf, n_threads, int(np.diff(Y_indptr).max()), transposed=False)
@@ -331,7 +335,7 @@ def _train_once(clf, X, Y_indptr, Y_indices, rows, min_active, n_threads=1, lsh=
         assert not getattr(b, key).any()  # fresh buffers start at zero
     loss, n_active = _testing.train_batch(clf, X, Y_indptr, Y_indices, rows, work,
                                           min_active=min_active, n_threads=n_threads,
-                                          tables=lsh)
+                                          tables=lsh, pick_all=pick_all)
     return b, work, loss, n_active
 
 
@@ -362,19 +366,21 @@ def test_reference_gradients_match_finite_differences():
             np.testing.assert_allclose((up - down) / (2 * eps), grad[j], rtol=1e-4, atol=1e-8)
 
 
+@pytest.mark.parametrize("pick_all", [False, True])
 @pytest.mark.parametrize("hidden", [(8,), (8, 6)])
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
-def test_train_batch_gradients_full_softmax(hidden, index_dtype):
+def test_train_batch_gradients_full_softmax(hidden, index_dtype, pick_all):
     rng = np.random.default_rng(7)
     n_features, n_labels = 30, 7
     clf = _make_clf(n_features, n_labels, hidden=hidden)
     X, Y, Y_indptr, Y_indices = _random_batch(rng, 8, n_features, n_labels, density=0.15,
                                               index_dtype=index_dtype)
     rows = np.array([5, 0, 3, 7, 1], dtype=np.int64)  # a batch that is a subset, shuffled
-    b, _, loss, n_active = _train_once(clf, X, Y_indptr, Y_indices, rows, min_active=n_labels)
+    b, _, loss, n_active = _train_once(clf, X, Y_indptr, Y_indices, rows, min_active=n_labels,
+                                       pick_all=pick_all)
 
     Xd = X.toarray().astype(np.float64)[rows]
-    T = _target([Y[r] for r in rows], n_labels)
+    T = _target([Y[r] for r in rows], n_labels, pick_all)
     params = _params64(clf)
     ref = _grads64(params, Xd, T)
 
@@ -408,6 +414,115 @@ def test_train_batch_gradients_full_softmax(hidden, index_dtype):
     np.testing.assert_array_equal(np.sort(out_touched), np.arange(n_labels))
     np.testing.assert_array_equal(np.sort(in_touched), present)
     assert not b.mark.any()  # scratch marks are cleared between samples
+
+
+def _dense_once(clf, X, Y, rows, n_threads=1, pick_all=False, row_block=32, label_block=256):
+    """forward_acts + dense_output + hidden_backward on a fresh Workspace that is not
+    transposed, as SlideClassifier's dense path runs them (no dropout); returns (buffers
+    of the Workspace, loss, dH)."""
+    st = _testing.state(clf)
+    n_labels, H = st.W_out.shape
+    work = _testing.workspace(clf, n_threads, max(len(y) for y in Y), transposed=False)
+    acts = np.empty((len(rows), int(np.sum(st.sizes))), dtype=np.float32)
+    _network.forward_acts(X.data, X.indices, X.indptr, rows, st, acts, n_threads)
+    h = np.ascontiguousarray(acts[:, int(st.a_off[-1]):])
+    y_ptr = np.concatenate([[0], np.cumsum([len(Y[r]) for r in rows])]).astype(np.int64)
+    y_idx = np.concatenate([Y[r] for r in rows]).astype(np.int32)
+    dZ = np.empty((len(rows), n_labels), dtype=np.float32)
+    dH = np.empty((len(rows), H), dtype=np.float32)
+    with single_threaded_blas():
+        loss = _network.dense_output(h, y_ptr, y_idx, st, work, dZ, dH, 1.0 / len(rows),
+                                     pick_all, n_threads, row_block, label_block)
+    _network.hidden_backward(X.data, X.indices, X.indptr, rows, acts, dH, st, work, n_threads)
+    return _testing.buffers(work), loss, dH
+
+
+@pytest.mark.parametrize("pick_all", [False, True])
+@pytest.mark.parametrize("hidden", [(8,), (8, 6)])
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_dense_output_gradients_match_reference(hidden, index_dtype, pick_all, n_threads):
+    # Small blocks, so that rows and labels span several blocks and the last is partial.
+    rng = np.random.default_rng(8)
+    n_features, n_labels = 30, 11
+    clf = _make_clf(n_features, n_labels, hidden=hidden)
+    X, Y, _, _ = _random_batch(rng, 9, n_features, n_labels, density=0.15,
+                               index_dtype=index_dtype)
+    rows = np.array([5, 0, 3, 7, 1, 8, 2], dtype=np.int64)
+    b, loss, _ = _dense_once(clf, X, Y, rows, n_threads, pick_all, row_block=3, label_block=4)
+
+    Xd = X.toarray().astype(np.float64)[rows]
+    T = _target([Y[r] for r in rows], n_labels, pick_all)
+    params = _params64(clf)
+    ref = _grads64(params, Xd, T)
+    np.testing.assert_allclose(loss, _loss64(params, Xd, T).sum(), rtol=1e-5)
+
+    def close(actual, desired):
+        scale = np.abs(desired).max()
+        assert scale > 1e-4  # not a vacuous comparison
+        np.testing.assert_allclose(actual, desired, rtol=2e-4, atol=2e-5 * scale)
+
+    close(b.g_out, ref["W_out"])
+    close(b.gb_out, ref["b_out"])
+    present = np.unique(X[rows].indices)
+    close(b.g_in[present], ref["W_in"][present])
+    m = _testing.state(clf)
+    close(b.g_dense[0][m.b_off[0]: m.b_off[0] + hidden[0]], ref["bs"][0])
+    # every output neuron is listed for adam_update, once
+    np.testing.assert_array_equal(np.sort(b.out_list[0, : b.out_count[0]]), np.arange(n_labels))
+    assert not b.out_count[1:].any()
+
+
+def test_dense_output_equals_train_batch_and_ignores_threads():
+    rng = np.random.default_rng(9)
+    n_features, n_labels = 40, 13
+    X, Y, Y_indptr, Y_indices = _random_batch(rng, 12, n_features, n_labels, density=0.2)
+    rows = np.arange(12, dtype=np.int64)[::-1].copy()
+    clf = _make_clf(n_features, n_labels, hidden=(16,))
+    sparse, _, loss_s, _ = _train_once(clf, X, Y_indptr, Y_indices, rows, min_active=n_labels,
+                                       pick_all=True)
+    outs = [_dense_once(_make_clf(n_features, n_labels, hidden=(16,)), X, Y, rows, t, True,
+                        row_block=5, label_block=6) for t in (1, 2)]
+    # the same gradients as the per-sample kernel with every label active ...
+    np.testing.assert_allclose(outs[0][1], loss_s, rtol=1e-5)
+    for key in ("g_out", "gb_out", "g_in"):
+        scale = np.abs(getattr(sparse, key)).max()
+        np.testing.assert_allclose(getattr(outs[0][0], key), getattr(sparse, key),
+                                   rtol=1e-4, atol=1e-5 * scale)
+    # ... and bit for bit the same on 1 and 2 threads (fixed blocks)
+    for key in ("g_out", "gb_out", "g_in", "g_dense"):
+        np.testing.assert_array_equal(getattr(outs[0][0], key), getattr(outs[1][0], key))
+    np.testing.assert_array_equal(outs[0][2], outs[1][2])
+
+
+def test_dense_output_rejects_bad_labels_and_shapes():
+    rng = np.random.default_rng(10)
+    clf = _make_clf(10, 5, hidden=(8,))
+    st = _testing.state(clf)
+    work = _testing.workspace(clf, 1, 3, transposed=False)
+    h = rng.random((3, 8), dtype=np.float32)
+    dZ = np.empty((3, 5), np.float32)
+    dH = np.empty((3, 8), np.float32)
+    ptr = np.array([0, 1, 2, 3], np.int64)
+
+    def call(y_ptr=ptr, y_idx=np.array([0, 4, 2], np.int32), dZ=dZ, dH=dH, work=work):
+        return _network.dense_output(h, y_ptr, y_idx, st, work, dZ, dH, 1 / 3, False, 1)
+
+    assert np.isfinite(call())
+    with pytest.raises(ValueError, match="label out of range"):
+        call(y_idx=np.array([0, 5, 2], np.int32))
+    with pytest.raises(ValueError, match="label out of range"):
+        call(y_idx=np.array([0, -1, 2], np.int32))
+    with pytest.raises(ValueError, match="at least one label"):
+        call(y_ptr=np.array([0, 1, 1, 3], np.int64))
+    with pytest.raises(ValueError, match="pointers out of range"):
+        call(y_ptr=np.array([0, 1, 2, 4], np.int64))
+    with pytest.raises(ValueError, match="inconsistent shapes"):
+        call(dZ=np.empty((3, 4), np.float32))
+    with pytest.raises(ValueError, match="inconsistent shapes"):
+        call(dH=np.empty((2, 8), np.float32))
+    with pytest.raises(ValueError, match="not transposed"):
+        call(work=_testing.workspace(clf, 1, 3, transposed=True))
 
 
 def test_train_batch_empty_rows_and_thread_check():

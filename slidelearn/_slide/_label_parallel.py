@@ -261,10 +261,12 @@ def train_epoch(comm, state, lsh, schedule, work, params, rng, X, Y_indptr, Y_in
         with np.errstate(invalid="ignore", over="ignore"):
             S = np.where(norms[:, 1] > 0, norms[:, 1] * np.exp(norms[:, 0] - M), 0).sum(axis=0)
         inv_m = (1.0 / np.maximum(counts_all, 1)).astype(np.float32)
+        weight = (counts_all.astype(np.float32) if params.pick_all
+                  else np.ones(B, dtype=np.float32))
         dH = np.empty((B, H), dtype=np.float32)
         loss = _network.slice_backward(H_all, act, n_act, y_ptr.astype(np.int64), logits,
                                        M.astype(np.float32), S.astype(np.float32), inv_m,
-                                       1.0 / B, state, work, dH, n_threads)
+                                       weight, 1.0 / B, state, work, dH, n_threads)
         t0 = time.perf_counter()
         dH_mine = np.empty((int(sizes[me]), H), dtype=np.float32)
         comm.Reduce_scatter(dH, dH_mine, recvcounts=(sizes * H).tolist(), op=MPI.SUM)

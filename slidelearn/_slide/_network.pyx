@@ -777,7 +777,7 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
                 const index_t[::1] X_indptr, const int64_t[::1] Y_indptr,
                 const int32_t[::1] Y_indices, const int64_t[::1] rows,
                 state, lsh, Workspace work, int min_active, int threshold,
-                uint64_t seed, int n_threads, float dropout=0.0):
+                uint64_t seed, int n_threads, float dropout=0.0, bint pick_all=False):
     """Forward/backward of the samples ``rows`` in parallel.
 
     Every batch position r keeps its activations and their gradients in row r of
@@ -790,8 +790,10 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
     ``work.transposed``, are recorded per batch position for ``output_adam``. With
     ``state.w16_out`` (precision="bfloat16": the output weights rounded to bfloat16,
     see ``output_adam``) the output logits and d loss / d h read it instead of
-    ``W_out``, against the last hidden activations rounded to bfloat16. Returns the
-    summed loss and the summed active-set size of the batch.
+    ``W_out``, against the last hidden activations rounded to bfloat16. A sample's
+    loss is the cross-entropy of its softmax against a target of 1 / m on each of its
+    m labels, times m with ``pick_all`` (loss="pick_all": a softmax term per label).
+    Returns the summed loss and the summed active-set size of the batch.
     """
     cdef Net net = _make_net(state, True)
     cdef HashFn fn = make_hash_fn(lsh.params)
@@ -821,6 +823,7 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
     cdef bint rec = work.transposed, bf16 = state.w16_out is not None
     cdef Py_ssize_t n = rows.shape[0], r, hb_rows = 0, hb_cols = 0
     cdef int tid, t, m, na
+    cdef float wgt
     cdef int64_t i
     cdef double loss = 0
     cdef int64_t n_active = 0
@@ -904,13 +907,14 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
                 na = 0  # assigned in the loop body, so private to each thread
                 i = rows[r]
                 m = <int>(Y_indptr[i + 1] - Y_indptr[i])
+                wgt = <float>m if pick_all else 1.0
                 works[tid].acts = &acts[r, 0]
                 works[tid].delta = &delta[r, 0]
                 works[tid].rng[0] = splitmix64(seed ^ splitmix64(<uint64_t>r + 1)) | 1
-                sample_loss[r] = _train_sample(
+                sample_loss[r] = wgt * _train_sample(
                     &net, &fn, &tb, &works[tid], &X_data[0], &X_indices[0], X_indptr[i],
                     X_indptr[i + 1], &Y_indices[Y_indptr[i]], m, min_active, threshold,
-                    inv_batch, dropout, r, &na)
+                    inv_batch * wgt, dropout, r, &na)
                 n_active += na
             for t in prange(n_threads, schedule="static", num_threads=n_threads):
                 _layer_grads(&net, &X_data[0], &X_indices[0], &X_indptr[0], &rows[0], n,
@@ -1615,11 +1619,12 @@ def slice_forward(const float[:, ::1] H, const int64_t[::1] Y_indptr,
 def slice_backward(const float[:, ::1] H, const int32_t[:, ::1] act,
                    const int32_t[::1] n_act, const int64_t[::1] Y_indptr,
                    const float[:, ::1] logits, const float[::1] M, const float[::1] S,
-                   const float[::1] inv_m, float inv_batch, state, Workspace work,
-                   float[:, ::1] dH, int n_threads):
+                   const float[::1] inv_m, const float[::1] weight, float inv_batch,
+                   state, Workspace work, float[:, ::1] dH, int n_threads):
     """Softmax gradients of this rank's active neurons given the global maximum ``M``
     and normaliser ``S`` of every row (``inv_m``: 1 / the row's number of true labels
-    over all ranks). Adds to ``g_out`` / ``gb_out`` and lists the touched neurons,
+    over all ranks; ``weight``: the row's weight in the loss, 1 or, for
+    loss="pick_all", that number). Adds to ``g_out`` / ``gb_out`` and lists the touched neurons,
     as ``train_batch``; writes this slice's part of d loss / d h to ``dH``. Returns
     this slice's part of the summed loss."""
     cdef Net net = _make_net(state, False)
@@ -1633,7 +1638,8 @@ def slice_backward(const float[:, ::1] H, const int32_t[:, ::1] act,
     cdef int32_t j
     cdef float dz, logS
     cdef double loss = 0
-    if dH.shape[0] != n or dH.shape[1] != hd or H.shape[1] != hd:
+    if (dH.shape[0] != n or dH.shape[1] != hd or H.shape[1] != hd
+            or inv_m.shape[0] < n or weight.shape[0] < n):
         raise ValueError("slice_backward: inconsistent shapes")
     if work.transposed:
         raise ValueError("slice_backward adds into g_out: it needs a Workspace that is "
@@ -1654,8 +1660,8 @@ def slice_backward(const float[:, ::1] H, const int32_t[:, ::1] act,
                 dz = expf(logits[i, a] - M[i]) / S[i]
                 if a < m_true:
                     dz = dz - inv_m[i]
-                    loss += inv_m[i] * (logS + M[i] - logits[i, a])
-                dz = dz * inv_batch
+                    loss += weight[i] * inv_m[i] * (logS + M[i] - logits[i, a])
+                dz = dz * (inv_batch * weight[i])
                 sl_axpy(dz, net.W_out + <int64_t>j * hd, &dH[i, 0], hd)
                 sl_axpy(dz, &H[i, 0], &g_out[j, 0], hd)
                 gb_out[j] += dz
@@ -1664,6 +1670,106 @@ def slice_backward(const float[:, ::1] H, const int32_t[:, ::1] act,
                     out_list[tid, out_count[tid * STRIDE]] = j
                     out_count[tid * STRIDE] += 1
     return loss
+
+
+def dense_output(const float[:, ::1] H, const int64_t[::1] Y_indptr,
+                 const int32_t[::1] Y_indices, state, Workspace work, float[:, ::1] dZ,
+                 float[:, ::1] dH, float inv_batch, bint pick_all, int n_threads,
+                 int row_block=32, int label_block=256):
+    """Softmax over every output neuron for a batch, with sgemm: the output layer as
+    a dense layer, for when every label is active anyway (``min_active`` at least the
+    number of labels), where scoring the rows one by one against the whole layer
+    costs several times a blocked product.
+
+    ``H``: the batch's last hidden activations (after dropout), ``Y_indptr`` /
+    ``Y_indices``: its label lists (row r's labels at ``Y_indices[Y_indptr[r]:
+    Y_indptr[r + 1]]``, distinct, in range). Writes d loss / d logit (``dZ``, batch x
+    labels, scratch) and d loss / d h (``dH``), adds the output gradients to
+    ``g_out`` / ``gb_out`` and lists every neuron, as ``train_batch`` does on a
+    Workspace that is not transposed. The loss and gradient are those of
+    ``train_batch`` with every label active; blocks have fixed sizes, so the result
+    does not depend on ``n_threads``. Call with single-threaded BLAS. Returns the
+    summed loss."""
+    cdef const float[:, ::1] W_out = state.W_out
+    cdef const float[::1] b_out = state.b_out
+    cdef float[:, ::1] g_out
+    cdef float[::1] gb_out
+    cdef int32_t[:, ::1] out_list = work.out_list
+    cdef int64_t[::1] out_count = work.out_count
+    cdef uint8_t[::1] out_flag = work.out_flag
+    cdef int n = H.shape[0], d = H.shape[1], L = W_out.shape[0]
+    cdef int blk, r0, nr, l0, nl, r, j, n_blocks
+    cdef int64_t p, m
+    cdef float one = 1.0, zero = 0.0, zmax, total, wgt, inv_m
+    cdef char tr = b'T', nt = b'N'
+    cdef double loss = 0
+    if work.transposed:
+        raise ValueError("dense_output adds into g_out: it needs a Workspace that is "
+                         "not transposed")
+    if (d != W_out.shape[1] or Y_indptr.shape[0] != n + 1 or dZ.shape[0] < n
+            or dZ.shape[1] != L or dH.shape[0] != n or dH.shape[1] != d):
+        raise ValueError("dense_output: inconsistent shapes")
+    if n == 0:
+        return 0.0
+    if Y_indptr[0] < 0 or Y_indptr[n] > Y_indices.shape[0]:
+        raise ValueError("dense_output: label pointers out of range")
+    for r in range(n):
+        if Y_indptr[r + 1] <= Y_indptr[r]:
+            raise ValueError("dense_output: every row needs at least one label")
+        for p in range(Y_indptr[r], Y_indptr[r + 1]):
+            if Y_indices[p] < 0 or Y_indices[p] >= L:
+                raise ValueError("dense_output: label out of range")
+    g_out = work.g_out
+    gb_out = work.gb_out
+    loss_np = np.zeros(n, dtype=np.float64)
+    cdef double[::1] row_loss = loss_np
+    n_blocks = (n + row_block - 1) // row_block
+    with nogil:
+        for blk in prange(n_blocks, schedule="dynamic", num_threads=n_threads):
+            r0 = blk * row_block
+            nr = min(row_block, n - r0)
+            # dZ[r0:r0+nr] (nr x L, row-major) = H[r0:r0+nr] @ W_out.T
+            sgemm(&tr, &nt, &L, &nr, &d, &one, <float*>&W_out[0, 0], &d,
+                  <float*>&H[r0, 0], &d, &zero, &dZ[r0, 0], &L)
+            for r in range(r0, r0 + nr):
+                zmax = -INFINITY
+                for j in range(L):
+                    dZ[r, j] = dZ[r, j] + b_out[j]
+                    if dZ[r, j] > zmax:
+                        zmax = dZ[r, j]
+                total = 0
+                for j in range(L):
+                    dZ[r, j] = expf(dZ[r, j] - zmax)
+                    total = total + dZ[r, j]
+                m = Y_indptr[r + 1] - Y_indptr[r]
+                inv_m = 1.0 / m
+                wgt = <float>m if pick_all else 1.0
+                for p in range(Y_indptr[r], Y_indptr[r + 1]):
+                    row_loss[r] -= wgt * inv_m * logf(dZ[r, Y_indices[p]] / total)
+                for j in range(L):
+                    dZ[r, j] = dZ[r, j] / total * (wgt * inv_batch)
+                for p in range(Y_indptr[r], Y_indptr[r + 1]):
+                    dZ[r, Y_indices[p]] -= wgt * inv_m * inv_batch
+            # dH[r0:r0+nr] (nr x d) = dZ[r0:r0+nr] @ W_out
+            sgemm(&nt, &nt, &d, &nr, &L, &one, <float*>&W_out[0, 0], &d, &dZ[r0, 0], &L,
+                  &zero, &dH[r0, 0], &d)
+        n_blocks = (L + label_block - 1) // label_block
+        for blk in prange(n_blocks, schedule="dynamic", num_threads=n_threads):
+            l0 = blk * label_block
+            nl = min(label_block, L - l0)
+            # g_out[l0:l0+nl] (nl x d) += dZ[:, l0:l0+nl].T @ H
+            sgemm(&nt, &tr, &d, &nl, &n, &one, <float*>&H[0, 0], &d, &dZ[0, l0], &L,
+                  &one, &g_out[l0, 0], &d)
+            for j in range(l0, l0 + nl):
+                for r in range(n):
+                    gb_out[j] += dZ[r, j]
+    # every neuron was touched: list them for adam_update as thread 0's
+    for j in range(L):
+        if out_flag[j] == 0:
+            out_flag[j] = 1
+            out_list[0, out_count[0]] = j
+            out_count[0] += 1
+    return float(loss_np.sum())
 
 
 def hidden_backward(const float[::1] X_data, const index_t[::1] X_indices,

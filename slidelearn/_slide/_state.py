@@ -32,7 +32,8 @@ __all__ = ["SlideParams", "SlideState"]
 @dataclass(frozen=True)
 class SlideParams:
     """The training parameters the kernels need (from ``SlideClassifier``'s of the
-    same names; ``reservoir``: ``bucket_policy == "reservoir"``)."""
+    same names; ``reservoir``: ``bucket_policy == "reservoir"``; ``pick_all``:
+    ``loss == "pick_all"``)."""
 
     batch_size: int
     min_active: int
@@ -47,6 +48,7 @@ class SlideParams:
     alpha: float
     dropout: float
     precision: str
+    pick_all: bool = False
 
 
 def _uniform_float32(rng, bound, shape):

@@ -94,13 +94,13 @@ def reset_gradients(work):
 
 
 def train_batch(clf, X, Y_indptr, Y_indices, rows, work, *, min_active, threshold=1, seed=123,
-                n_threads=1, dropout=0.0, tables=None):
+                n_threads=1, dropout=0.0, tables=None, pick_all=False):
     """``_network.train_batch`` on ``clf``'s state and tables (or ``tables``) for the
     CSR matrix ``X`` and the label lists ``Y_indptr`` / ``Y_indices``; returns the summed
     loss and active-set size."""
     return _network.train_batch(X.data, X.indices, X.indptr, Y_indptr, Y_indices, rows,
                                 clf._state, clf._lsh if tables is None else tables, work,
-                                min_active, threshold, seed, n_threads, dropout)
+                                min_active, threshold, seed, n_threads, dropout, pick_all)
 
 
 def scattered_output_gradient(monkeypatch):
