@@ -46,3 +46,87 @@ def test_models_pickled_with_dict_tables_still_load_and_train():
                                   clf.predict_topk(X, 3, inference="lsh")[0])
     old.partial_fit(X, Y)
     assert old.n_iter_ == clf.n_iter_ + 1
+
+
+# --------------------------------------------------------------------------- "mips"
+from slidelearn._slide import _hashing  # noqa: E402
+from slidelearn._slide._lsh import mips_rows  # noqa: E402
+
+
+def _mips_layer(rng, n=3000, H=16):
+    W = rng.normal(size=(n, H)).astype(np.float32) * rng.uniform(0.2, 2.0, (n, 1)).astype(np.float32)
+    b = rng.normal(size=n).astype(np.float32)
+    return W, b
+
+
+def test_mips_rows_have_one_norm_and_keep_the_score_order():
+    rng = np.random.default_rng(0)
+    W, b = _mips_layer(rng, 200, 8)
+    c = W.mean(axis=0)
+    M = float(np.sqrt(((W - c) ** 2).sum(axis=1) + b ** 2).max())
+    R = mips_rows(W, b, c, M)
+    np.testing.assert_allclose(np.linalg.norm(R, axis=1), M, rtol=1e-5)
+    h = rng.uniform(0, 1, 8).astype(np.float32)
+    q = np.concatenate([h, [1.0, 0.0]]).astype(np.float32)
+    np.testing.assert_allclose(R @ q, W @ h + b - c @ h, rtol=1e-4, atol=1e-4)
+    # bfloat16 bits are read as the float32 values they stand for
+    W16 = (W.view(np.uint32) >> 16).astype(np.uint16)
+    R16 = mips_rows(W16, b, c, M * 1.01)
+    np.testing.assert_allclose(R16[:, :-2], (W16.astype(np.uint32) << 16).view(np.float32) - c)
+
+
+def test_mips_query_hash_is_the_hash_of_the_padded_query():
+    rng = np.random.default_rng(1)
+    params = _hashing.draw_hash_functions("mips", 12 + 2, 5, 7, 4, 18, rng)
+    for _ in range(20):
+        h = rng.uniform(-1, 1, 12).astype(np.float32)
+        padded = np.concatenate([h, [1.0, 0.0]]).astype(np.float32)
+        cq, bq = _hashing.hash_codes(params, h, query=True)
+        cv, bv = _hashing.hash_codes(params, padded)
+        np.testing.assert_array_equal(cq, cv)
+        np.testing.assert_array_equal(bq, bv)
+    with np.testing.assert_raises(ValueError):
+        _hashing.hash_codes(params, padded, query=True)  # a query has dim - 2 floats
+
+
+def test_mips_tables_retrieve_the_top_scoring_neuron_far_above_chance():
+    rng = np.random.default_rng(2)
+    W, b = _mips_layer(rng)
+    index = LSHIndex("mips", 16, n_codes=8, n_tables=24, bin_size=6, range_pow=18, rng=rng)
+    assert index.params["dim"] == 18
+    index.fill(W, n_threads=2, seed=0, bucket_size=4096, reservoir=False, bias=b)
+    hits = found = 0
+    for _ in range(200):
+        h = np.maximum(rng.normal(size=16), 0).astype(np.float32)
+        _, buckets = _hashing.hash_codes(index.params, h, query=True)
+        cand = np.unique(np.concatenate([index.ids[t, index.offsets[t, k]:index.offsets[t, k + 1]]
+                                         for t, k in enumerate(buckets)]))
+        found += len(cand)
+        hits += int(np.argmax(W @ h + b) in cand)
+    share = found / 200 / len(W)  # what random candidates of that number would find
+    assert share < 0.2
+    assert hits / 200 > 4 * share, (hits, share)
+
+
+def test_mips_needs_the_biases():
+    rng = np.random.default_rng(3)
+    W, _ = _mips_layer(rng, 50, 8)
+    index = LSHIndex("mips", 8, n_codes=4, n_tables=2, bin_size=4, range_pow=10, rng=rng)
+    with np.testing.assert_raises(ValueError):
+        index.fill(W, n_threads=1, seed=0, bucket_size=8, reservoir=False)
+
+
+def test_classifier_trains_and_predicts_with_mips_tables():
+    import pickle
+    X, Y = make_multilabel_classification(n_samples=400, n_features=40, n_classes=60,
+                                          random_state=0)
+    for precision in ("float32", "bfloat16"):
+        clf = SlideClassifier(hidden_layer_sizes=16, hash_family="mips", n_codes=6,
+                              n_tables=8, min_active=10, max_iter=3, dropout=0.0,
+                              precision=precision, random_state=0, n_jobs=2).fit(X, Y)
+        assert not clf._dense_output()
+        assert np.isfinite(clf.loss_curve_).all()
+        top, _ = clf.predict_topk(X[:50], 3, inference="lsh")
+        assert top.shape == (50, 3) and (top >= 0).all()
+        again = pickle.loads(pickle.dumps(clf))
+        np.testing.assert_array_equal(again.predict_topk(X[:50], 3, inference="lsh")[0], top)

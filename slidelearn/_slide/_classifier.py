@@ -98,10 +98,14 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         thousands) would otherwise dominate the input layer and can make training
         diverge. Scaling keeps X sparse. None: use X as given (put your own scaler,
         e.g. :class:`~sklearn.preprocessing.MaxAbsScaler`, in a pipeline).
-    hash_family : {"dwta", "wta", "simhash", "doph"}, default="dwta"
+    hash_family : {"dwta", "wta", "simhash", "doph", "mips"}, default="dwta"
         Hash family of the output-layer tables: densified winner-take-all,
-        winner-take-all, signed random projections, or densified one-permutation
-        minhash of the positive coordinates.
+        winner-take-all, signed random projections, densified one-permutation
+        minhash of the positive coordinates, or ``"mips"``: signed random
+        projections (``bin_size`` non-zeros each, one bit a code, so use a larger
+        ``n_codes``, e.g. 8) of the output rows with their bias and a norm
+        coordinate appended against the queries ``[h, 1, 0]``, so that retrieval
+        follows the scores ``w . h + b`` (maximum inner product search).
     n_codes : int, default=6
         K, hash codes concatenated into one bucket id per table. Larger K makes
         smaller, more selective buckets (fewer neurons retrieved). K=4 retrieves
@@ -113,7 +117,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         stay in the L2 cache).
     bin_size : int, default=8
         Coordinates compared by one WTA / DWTA code (must not exceed the last
-        hidden width).
+        hidden width), or the non-zeros of one ``"mips"`` projection.
     range_pow : int, default=18
         At most ``2**range_pow`` buckets per table; larger code spaces are folded
         by hashing.
@@ -370,7 +374,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         "hidden_layer_sizes": [StrOptions({"auto"}), "array-like",
                                Interval(Integral, 1, None, closed="left")],
         "feature_scaling": [StrOptions({"auto"}), None],
-        "hash_family": [StrOptions({"dwta", "wta", "simhash", "doph"})],
+        "hash_family": [StrOptions({"dwta", "wta", "simhash", "doph", "mips"})],
         "n_codes": [Interval(Integral, 1, 32, closed="both")],
         "n_tables": [Interval(Integral, 1, _network.MAX_TABLES, closed="both")],
         "bin_size": [Interval(Integral, 2, None, closed="left")],

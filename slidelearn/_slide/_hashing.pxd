@@ -7,6 +7,7 @@ cdef enum:
     FAMILY_WTA = 1
     FAMILY_DWTA = 2
     FAMILY_DOPH = 3
+    FAMILY_MIPS = 4
 
 cdef struct HashFn:
     int family
@@ -38,6 +39,10 @@ cdef uint32_t rng_below(uint64_t* state, uint32_t n) noexcept nogil
 # Fill buckets[0:L] with the bucket of vec in every table; codes is scratch of K*L ints.
 cdef void hash_vector(const HashFn* fn, const float* vec, int32_t* codes,
                       uint32_t* buckets) noexcept nogil
+# The same for a query (a last hidden activation of dim - 2 floats with the "mips"
+# family, whose tables hold the transformed output rows; other families: hash_vector).
+cdef void hash_query(const HashFn* fn, const float* h, int32_t* codes,
+                     uint32_t* buckets) noexcept nogil
 
 cdef HashFn make_hash_fn(dict p) except *
 cdef Tables make_tables(const int32_t[:, ::1] offsets, const int32_t[:, ::1] ids) noexcept

@@ -50,7 +50,8 @@ from slidelearn.utils import _cpu
 sl_wta_set_level((0, 1, 2, 2)[_cpu._level_index()])
 sl_bf16_set_level((0, 0, 1, 2)[_cpu._level_index()])  # widening bfloat16 rows
 
-FAMILIES = {"simhash": FAMILY_SIMHASH, "wta": FAMILY_WTA, "dwta": FAMILY_DWTA, "doph": FAMILY_DOPH}
+FAMILIES = {"simhash": FAMILY_SIMHASH, "wta": FAMILY_WTA, "dwta": FAMILY_DWTA, "doph": FAMILY_DOPH,
+            "mips": FAMILY_MIPS}
 
 cdef int MAX_PROBES = 64
 # build_tables fills every bucket's run of ids one id at a time, thousands of runs
@@ -90,7 +91,7 @@ cdef void hash_vector(const HashFn* fn, const float* vec, int32_t* codes,
     cdef const int32_t* dims
     cdef const float* signs
     cdef uint32_t r
-    if fn.family == FAMILY_SIMHASH:
+    if fn.family == FAMILY_SIMHASH or fn.family == FAMILY_MIPS:
         for i in range(n_hashes):
             dims = fn.dims + <int64_t>i * fn.bin_size
             signs = fn.signs + <int64_t>i * fn.bin_size
@@ -131,6 +132,33 @@ cdef void hash_vector(const HashFn* fn, const float* vec, int32_t* codes,
                     if codes[b] < 0 or r < fn.doph_rank[<int64_t>t * fn.dim + codes[b]]:
                         codes[b] = d
             _densify(fn, codes, t * fn.n_codes, fn.n_codes)
+    _buckets(fn, codes, buckets)
+
+
+cdef void hash_query(const HashFn* fn, const float* h, int32_t* codes,
+                     uint32_t* buckets) noexcept nogil:
+    """``hash_vector`` of a query. "mips" hashes the query ``[h, 1, 0]`` (``h`` has
+    dim - 2 floats) against the rows ``[w, b, sqrt(M^2 - |w|^2 - b^2)]`` of the tables
+    (``mips_rows``): the two appended coordinates are read as constants instead of
+    copying ``h`` into a longer buffer."""
+    cdef int n_hashes = fn.n_codes * fn.n_tables, H = fn.dim - 2, i, j, d
+    cdef float s
+    cdef const int32_t* dims
+    cdef const float* signs
+    if fn.family != FAMILY_MIPS:
+        hash_vector(fn, h, codes, buckets)
+        return
+    for i in range(n_hashes):
+        dims = fn.dims + <int64_t>i * fn.bin_size
+        signs = fn.signs + <int64_t>i * fn.bin_size
+        s = 0
+        for j in range(fn.bin_size):
+            d = dims[j]
+            if d < H:
+                s = s + signs[j] * h[d]
+            elif d == H:
+                s = s + signs[j]
+        codes[i] = 1 if s >= 0 else 0
     _buckets(fn, codes, buckets)
 
 
@@ -188,8 +216,10 @@ def draw_hash_functions(str family, int dim, int n_codes, int n_tables, int bin_
     signs = np.zeros((1, 1), dtype=np.float32)
     doph_bin = np.zeros((1, 1), dtype=np.int32)
     doph_rank = np.zeros((1, 1), dtype=np.uint32)
-    if family == "simhash":
-        width = max(1, -(-dim // 3))  # sparse projections, one dim in three
+    if family in ("simhash", "mips"):
+        # sparse projections: one dim in three, or bin_size dims for "mips" (few
+        # non-zeros give narrower buckets around the inner-product winners)
+        width = max(1, -(-dim // 3)) if family == "simhash" else min(max(bin_size, 1), dim)
         dims = np.empty((n_hashes, width), dtype=np.int32)
         for i in range(n_hashes):
             dims[i] = rng.choice(dim, size=width, replace=False)
@@ -454,17 +484,22 @@ def column_sums(V, int n_threads=1):
     return out
 
 
-def hash_codes(dict params, const float[::1] vec):
-    """The K * L raw codes of one vector, before they are combined into buckets
-    (slidelearn._slide._testing)."""
+def hash_codes(dict params, const float[::1] vec, bint query=False):
+    """The K * L raw codes of one vector, before they are combined into buckets, and
+    its buckets (slidelearn._slide._testing); with ``query``, those of ``hash_query``
+    (for "mips", ``vec`` is then a hidden activation of dim - 2 floats)."""
     cdef HashFn fn = make_hash_fn(params)
-    if vec.shape[0] != fn.dim:
-        raise ValueError(f"vector has {vec.shape[0]} dims, the hash functions expect {fn.dim}")
+    cdef int want = fn.dim - 2 if query and fn.family == FAMILY_MIPS else fn.dim
+    if vec.shape[0] != want:
+        raise ValueError(f"vector has {vec.shape[0]} dims, the hash functions expect {want}")
     codes = np.empty(fn.n_codes * fn.n_tables, dtype=np.int32)
     buckets = np.empty(fn.n_tables, dtype=np.uint32)
     cdef int32_t[::1] c = codes
     cdef uint32_t[::1] b = buckets
-    hash_vector(&fn, &vec[0], &c[0], &b[0])
+    if query:
+        hash_query(&fn, &vec[0], &c[0], &b[0])
+    else:
+        hash_vector(&fn, &vec[0], &c[0], &b[0])
     return codes, buckets
 
 

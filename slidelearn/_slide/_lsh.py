@@ -65,8 +65,10 @@ class LSHIndex:
     def redraw(self, rng):
         """New hash functions (the tables must be filled again before use)."""
         c = self.config
+        # "mips" hashes the output rows with their bias and a norm coordinate appended
+        dim = c["dim"] + 2 if c["family"] == "mips" else c["dim"]
         self.params = _hashing.draw_hash_functions(
-            c["family"], c["dim"], c["n_codes"], c["n_tables"], c["bin_size"],
+            c["family"], dim, c["n_codes"], c["n_tables"], c["bin_size"],
             c["range_pow"], rng)
 
     @classmethod
@@ -79,11 +81,13 @@ class LSHIndex:
         return index
 
     def fill(self, W, n_threads, seed, bucket_size, reservoir, center=None, buckets=None,
-             reuse=False):
+             reuse=False, bias=None):
         """(Re)build the tables from the rows of ``W`` (one per output neuron).
 
         Rows are centred on ``center`` (default: their mean), which gives every query
-        the same inner-product ranking and balances the buckets. With ``reuse`` the
+        the same inner-product ranking and balances the buckets. The "mips" family
+        hashes :func:`mips_rows` of the centred rows and ``bias`` (the output biases,
+        required), so that retrieval follows the scores ``w . h + b``. With ``reuse`` the
         previous tables' arrays are written into when they fit, as ``buckets`` (a kept
         code buffer) is: fresh arrays would fault in (and zero) the pages of large
         tables at each rebuild. Returns the bucket codes of the rows (to keep as
@@ -91,7 +95,11 @@ class LSHIndex:
         """
         if center is None:
             center = _hashing.column_sums(W, n_threads) / max(W.shape[0], 1)
-        codes = _hashing.hash_vectors(self.params, W, n_threads, center=center, out=buckets)
+        if self.params["family"] == "mips":
+            codes = _hash_mips(self.params, W, bias, center, n_threads, buckets)
+        else:
+            codes = _hashing.hash_vectors(self.params, W, n_threads, center=center,
+                                          out=buckets)
         old = (self.offsets, self.ids)
         reuse = reuse and all(a is not None and a.flags.writeable for a in old)
         self.offsets, self.ids = _hashing.build_tables(
@@ -109,6 +117,78 @@ class LSHIndex:
         index.offsets, index.ids = state.get("offsets"), state.get("ids")
         index.bucket_size = state.get("bucket_size")
         return index
+
+
+# rows transformed at a time by the "mips" fill: a bounded transient copy of the layer
+_MIPS_CHUNK = 1 << 16
+
+
+def mips_rows(W, bias, center, max_norm):
+    """The rows ``[w - center, b, sqrt(max_norm**2 - |w - center|**2 - b**2)]``.
+
+    With the query ``[h, 1, 0]`` their inner product is the score ``w . h + b``
+    less ``center . h`` (the same for every row), and all rows have the norm
+    ``max_norm``, so the angle to the query, which SimHash estimates, orders the rows
+    by score (the asymmetric transform of Neyshabur and Srebro, 2015, with the bias
+    as one more coordinate).
+
+    Parameters
+    ----------
+    W : ndarray of shape (n, H), float32 or uint16 (bfloat16 bits)
+        Output weights.
+    bias : ndarray of shape (n,)
+        Output biases.
+    center : ndarray of shape (H,)
+        Subtracted from every row.
+    max_norm : float
+        At least the largest norm of ``[w - center, b]`` over all rows of the layer.
+
+    Returns
+    -------
+    rows : ndarray of shape (n, H + 2), float32
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from slidelearn._slide._lsh import mips_rows
+    >>> W = np.array([[3.0, 4.0], [0.0, 1.0]], dtype=np.float32)
+    >>> R = mips_rows(W, np.zeros(2, np.float32), np.zeros(2, np.float32), 5.0)
+    >>> np.round(np.linalg.norm(R, axis=1), 4).tolist()
+    [5.0, 5.0]
+    """
+    W = _as_float32(W)
+    out = np.empty((W.shape[0], W.shape[1] + 2), dtype=np.float32)
+    np.subtract(W, np.asarray(center, dtype=np.float32), out=out[:, :-2])
+    out[:, -2] = bias
+    sq = np.einsum("ij,ij->i", out[:, :-1], out[:, :-1], dtype=np.float64)
+    out[:, -1] = np.sqrt(np.maximum(float(max_norm) ** 2 - sq, 0.0))
+    return out
+
+
+def _as_float32(W):
+    if W.dtype == np.uint16:  # bfloat16 bits: the float32 with the same top half
+        return (W.astype(np.uint32) << 16).view(np.float32)
+    return np.asarray(W, dtype=np.float32)
+
+
+def _hash_mips(params, W, bias, center, n_threads, out):
+    """Bucket codes (L, n) of :func:`mips_rows` of ``W``, a chunk of rows at a time."""
+    if bias is None or len(bias) != W.shape[0]:
+        raise ValueError("the 'mips' hash family needs the output biases, one per row")
+    n, L = W.shape[0], params["n_tables"]
+    if out is None or out.shape != (L, n) or out.dtype != np.uint32:
+        out = np.empty((L, n), dtype=np.uint32)
+    center = np.asarray(center, dtype=np.float32)
+    max_norm = 0.0
+    for s in range(0, n, _MIPS_CHUNK):
+        Wc = _as_float32(W[s:s + _MIPS_CHUNK]) - center
+        sq = (np.einsum("ij,ij->i", Wc, Wc, dtype=np.float64)
+              + np.asarray(bias[s:s + _MIPS_CHUNK], dtype=np.float64) ** 2)
+        max_norm = max(max_norm, float(np.sqrt(sq.max())) if len(sq) else 0.0)
+    for s in range(0, n, _MIPS_CHUNK):
+        rows = mips_rows(W[s:s + _MIPS_CHUNK], bias[s:s + _MIPS_CHUNK], center, max_norm)
+        out[:, s:s + rows.shape[0]] = _hashing.hash_vectors(params, rows, n_threads)
+    return out
 
 
 class RehashSchedule:

@@ -27,7 +27,7 @@ from libc.stdlib cimport malloc, calloc, free
 from scipy.linalg.cython_blas cimport sgemm
 
 from slidelearn._slide._hashing cimport (
-    HashFn, Tables, hash_vector, make_hash_fn, make_tables, splitmix64, rng_below, rng_next,
+    HashFn, Tables, hash_query, make_hash_fn, make_tables, splitmix64, rng_below, rng_next,
 )
 from slidelearn.utils._openmp_helpers cimport omp_get_thread_num
 
@@ -592,7 +592,7 @@ cdef double _train_sample(const Net* net, const HashFn* fn, const Tables* tb, Wo
     cdef float* grow
 
     _forward_hidden(net, xd, xi, start, end, w.acts)
-    hash_vector(fn, h, w.codes, w.buckets)
+    hash_query(fn, h, w.codes, w.buckets)
     n_act = _active_set(net, tb, w, labels, m, min_active, threshold)
     n_act_out[0] = n_act
     if dropout > 0:
@@ -1477,7 +1477,7 @@ def topk_lsh(const float[:, ::1] Hm, state, lsh, int k, int threshold,
         with nogil:
             for i in prange(n, schedule="dynamic", chunksize=8, num_threads=n_threads):
                 tid = omp_get_thread_num()
-                hash_vector(&fn, &Hm[i, 0], &codes[tid, 0], &buckets[tid, 0])
+                hash_query(&fn, &Hm[i, 0], &codes[tid, 0], &buckets[tid, 0])
                 if max_cand > 0:
                     n_act = _voted_set(&tb, &works[tid], &hist[tid, 0], threshold, max_cand)
                     if n_head > 0:  # marks for the duplicate check below
@@ -1592,7 +1592,7 @@ def slice_forward(const float[:, ::1] H, const int64_t[::1] Y_indptr,
             for i in prange(n, schedule="dynamic", chunksize=4, num_threads=n_threads):
                 tid = omp_get_thread_num()
                 works[tid].act = &act[i, 0]
-                hash_vector(&fn, &H[i, 0], works[tid].codes, works[tid].buckets)
+                hash_query(&fn, &H[i, 0], works[tid].codes, works[tid].buckets)
                 na = _active_set(&net, &tb, &works[tid],
                                  &Y_local[Y_indptr[i]] if Y_indptr[i + 1] > Y_indptr[i] else NULL,
                                  <int>(Y_indptr[i + 1] - Y_indptr[i]), min_active, threshold)

@@ -325,7 +325,7 @@ class SlideState:
         code buffer between rebuilds."""
         codes = lsh.fill(self.output_rows(), n_threads, seed, bucket_size, reservoir,
                          center=center, buckets=None if work is None else work.hash_buckets,
-                         reuse=work is not None)
+                         reuse=work is not None, bias=self.b_out)
         if work is not None:
             work.hash_buckets = codes
 
