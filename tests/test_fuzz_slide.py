@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from _fuzz import fuzz_settings, run_worker
 
-FAMILIES = ["dwta", "wta", "simhash", "doph"]
+FAMILIES = ["dwta", "wta", "simhash", "doph", "mips"]
 
 
 @st.composite
@@ -47,6 +47,7 @@ def slide_examples(draw):
         "rebuild_interval": draw(st.integers(1, 256)),
         "precision": draw(st.sampled_from(["float32", "bfloat16"])),
         "dropout": draw(st.sampled_from([0.0, 0.3])),
+        "loss": draw(st.sampled_from(["softmax", "pick_all"])),
         "batch_size": draw(st.integers(1, 16)),
         "max_iter": draw(st.integers(1, 2)),
         "learning_rate": 1e-2,
