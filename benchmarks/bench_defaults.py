@@ -352,7 +352,8 @@ XC = ["bibtex", "go-seq", "go-derisi", "text8"]
 
 def study_configs(which, seeds, threads):
     """Every configuration of the study; ``which`` names the groups to include
-    ("defaults", "old", "peers", "bf16"). text8 (minutes a fit) runs one seed."""
+    ("defaults", "old", "peers", "bf16", "loss": ``loss="pick_all"`` on the sets with a
+    full softmax). text8 (minutes a fit) runs one seed."""
     few = seeds[:1]
     two = [max(threads)]
     configs = []
@@ -362,6 +363,8 @@ def study_configs(which, seeds, threads):
             configs.append(("defaults", data, "slide", {}, s, threads))
         if "old" in which:
             configs.append(("old defaults", data, "slide", OLD_SLIDE, s, two))
+        if "loss" in which and data != "text8":
+            configs.append(("loss pick_all", data, "slide", {"loss": "pick_all"}, s, two))
         if "bf16" in which and data in ("bibtex", "text8"):
             configs.append(("defaults bfloat16", data, "slide", {"precision": "bfloat16"},
                             s, two))
@@ -420,7 +423,14 @@ def run_study(args):
                 records.append(rec)
                 print(json.dumps(rec), flush=True)
     command = " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])
-    write_result(records, args.out, command, time.time() - t0)
+    seconds = time.time() - t0
+    if args.keep:
+        # the records of the data sets not run again, from an earlier study's result
+        kept = json.load(open(args.keep))
+        ran = {r["data"] for r in records}
+        records += [r for r in kept["records"] if r["data"] not in ran]
+        command += f"  (records of other data sets from: {kept['command']})"
+    write_result(records, args.out, command, seconds)
 
 
 def write_result(records, out, command, seconds):
@@ -460,7 +470,9 @@ def main():
     study.add_argument("--out")
     study.add_argument("--seeds", type=int, default=5)
     study.add_argument("--threads-list", type=int, nargs="+", default=[1, 2])
-    study.add_argument("--which", default="defaults,old,peers,bf16")
+    study.add_argument("--which", default="defaults,old,peers,bf16,loss")
+    study.add_argument("--keep", help="an earlier study's JSON result whose records of the "
+                       "data sets not run now are kept in this one")
     study.add_argument("--data", default="", help="comma-separated subset of the data sets")
     study.add_argument("--text8-train", type=int, default=200_000)
     log = sub.add_parser("from-log", help="write a study's result from its printed lines")

@@ -28,8 +28,11 @@ Methods
   neurons up to ``min_active``. The hashing, the bucket scans and the table rebuilds
   still run (and are timed): this isolates what retrieval does to accuracy, not what it
   costs.
+- ``slide-mips``: the same with ``hash_family="mips"`` and ``n_codes=8``: SimHash of
+  the output rows with their bias and a norm coordinate appended, against the queries
+  ``[h, 1, 0]``, so that retrieval follows the scores ``w . h + b``.
 - ``slide-full``: every label active (``min_active = n_labels``); up to
-  ``batch_size * n_labels <= 2**22`` the batch is scored by one sgemm
+  ``batch_size * n_labels <= 2**25`` the batch is scored by one sgemm
   (``SlideClassifier``'s dense output path), beyond by the sampled-softmax kernels over
   every neuron.
 - ``torch-full``: PyTorch, the same network: ``nn.EmbeddingBag(n_features, H,
@@ -128,7 +131,8 @@ try:
 except ImportError:  # a source checkout without PYTHONPATH
     sys.path.insert(0, os.path.dirname(HERE))
 
-METHODS = ("slide-hash", "slide-random", "slide-full", "torch-full", "torch-sampled")
+METHODS = ("slide-hash", "slide-random", "slide-mips", "slide-full", "torch-full",
+           "torch-sampled")
 DATASETS = ("bibtex", "text8", "amazon")
 TOP_K = 5
 
@@ -253,7 +257,7 @@ def slide_method_params(method, n_labels, slide_params):
 
     Parameters
     ----------
-    method : {"slide-hash", "slide-random", "slide-full"}
+    method : {"slide-hash", "slide-random", "slide-mips", "slide-full"}
     n_labels : int
         Labels of the data set.
     slide_params : dict
@@ -268,6 +272,11 @@ def slide_method_params(method, n_labels, slide_params):
         # No neuron is found in more than n_tables tables: retrieval never reaches the
         # threshold, the active set is the labels plus random neurons (module docstring).
         params["active_threshold"] = slide_estimator(slide_params).n_tables + 1
+    elif method == "slide-mips":
+        # SimHash over the asymmetric MIPS transform (bias included): one bit a code, so
+        # more codes a table than DWTA's 6 for selective buckets
+        params.setdefault("hash_family", "mips")
+        params.setdefault("n_codes", 8)
     elif method == "slide-full":
         params["min_active"] = n_labels
     elif method != "slide-hash":

@@ -29,8 +29,8 @@ _INT_MAX = 2**31 - 1  # the largest C int
 # layer is small enough that sampling saves little time and costs accuracy
 _FULL_SOFTMAX_LABELS = 8192
 # with every label active, a batch's logits are one (batch x labels) array scored by
-# sgemm (SlideClassifier._dense_output) up to this many floats (16 MiB)
-_DENSE_OUTPUT_FLOATS = 2**22
+# sgemm (SlideClassifier._dense_output) up to this many floats (128 MiB)
+_DENSE_OUTPUT_FLOATS = 2**25
 # early_stopping="auto" holds out rows above this many training rows (as scikit-learn's
 # HistGradientBoosting does): below, the rows held out cost more than the epochs saved
 _AUTO_EARLY_STOPPING_ROWS = 10_000
