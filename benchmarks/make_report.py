@@ -1008,7 +1008,8 @@ def make_report(results_dir=RESULTS_DIR, out_dir=DEFAULT_OUT, image_prefix=None)
     -------
     written : list of pathlib.Path
         The files written: ``slide.inc``, ``lsh_summary.inc``, ``dlrm.inc``,
-        ``mpi.inc``, ``levels.inc``, ``contention.inc`` and the PNG figures.
+        ``mpi.inc``, ``levels.inc``, ``contention.inc``, ``defaults.inc``, ``tta.inc``
+        and the PNG figures.
 
     Raises
     ------
@@ -1023,7 +1024,7 @@ def make_report(results_dir=RESULTS_DIR, out_dir=DEFAULT_OUT, image_prefix=None)
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     names = sorted(p.name for p in make_report(out_dir=tmp))
     >>> [name for name in names if name.endswith(".inc")]
-    ['contention.inc', 'defaults.inc', 'dlrm.inc', 'levels.inc', 'lsh_summary.inc', 'mpi.inc', 'slide.inc']
+    ['contention.inc', 'defaults.inc', 'dlrm.inc', 'levels.inc', 'lsh_summary.inc', 'mpi.inc', 'slide.inc', 'tta.inc']
     >>> any(name.startswith("slide_") and name.endswith(".png") for name in names)
     True
     """
@@ -1068,10 +1069,69 @@ def make_report(results_dir=RESULTS_DIR, out_dir=DEFAULT_OUT, image_prefix=None)
     written.append(_write(out_dir / "defaults.inc", defaults_rst(
         [dict(_load_json_or_lines(p), name=p.stem)
          for p in sorted(results_dir.glob("defaults_*.json"))])))
+    tta_lines, tta_figures = tta_rst(
+        [dict(_load_json_or_lines(p), name=p.stem)
+         for p in sorted(results_dir.glob("tta_*.json"))], out_dir, prefix)
+    written += tta_figures
+    written.append(_write(out_dir / "tta.inc", tta_lines))
     written.append(_write(out_dir / "levels.inc", levels_rst(
         [load_slide_run(p) for p in sorted(results_dir.glob("levels_slide_*.json"))],
         [load_dlrm_run(p) for p in sorted(results_dir.glob("levels_dlrm_*.json"))])))
     return sorted(written)
+
+
+def _tta_module():
+    """``bench_time_to_accuracy.py`` (beside this file) as a module: its summary
+    tables and figures are the ones its ``report`` command prints."""
+    import importlib.util
+    path = Path(__file__).resolve().with_name("bench_time_to_accuracy.py")
+    spec = importlib.util.spec_from_file_location("_slidelearn_bench_tta", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def tta_rst(runs, out_dir, prefix=""):
+    """reStructuredText and figures for the runs of ``bench_time_to_accuracy.py study``.
+
+    Parameters
+    ----------
+    runs : list of dict
+        The recorded ``tta_*.json`` files, each with ``name`` added.
+    out_dir : pathlib.Path
+        Where the figures are written (a folder per run).
+    prefix : str, default=""
+        Prefix of the figure paths in the reStructuredText.
+
+    Returns
+    -------
+    lines : list of str
+        Per run: the command, machine and software, the summary tables of every data
+        set (``curves_rst``) and one P@1-against-seconds figure per data set.
+    figures : list of pathlib.Path
+        The figures written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     lines, figures = tta_rst([], Path(tmp))
+    >>> lines[0].startswith("No time-to-accuracy")
+    True
+    """
+    if not runs:
+        return ["No time-to-accuracy result is recorded (no "
+                "``benchmarks/results/tta_*.json``).", ""], []
+    module = _tta_module()
+    lines, figures = [], []
+    for run in runs:
+        lines += _run_header(run, run.get("command", "bench_time_to_accuracy.py"))
+        lines += module.curves_rst(run, underline="'", curves=False)
+        for path in module.plot_curves(run, str(out_dir / run["name"])):
+            path = Path(path)
+            figures.append(path)
+            lines += [f".. image:: {prefix}{run['name']}/{path.name}", "   :width: 80%", ""]
+    return lines, figures
 
 
 def _run_header(run, command):
