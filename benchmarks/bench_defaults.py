@@ -429,7 +429,8 @@ def run_study(args):
         kept = json.load(open(args.keep))
         ran = {r["data"] for r in records}
         records += [r for r in kept["records"] if r["data"] not in ran]
-        command += f"  (records of other data sets from: {kept['command']})"
+        command += (f"  (records of other data sets kept from: {kept['command']}, on "
+                    f"{kept.get('machine', {}).get('cpu', 'a machine not recorded')})")
     write_result(records, args.out, command, seconds)
 
 
