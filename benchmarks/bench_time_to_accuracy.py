@@ -31,6 +31,9 @@ Methods
 - ``slide-mips``: the same with ``hash_family="mips"`` and ``n_codes=8``: SimHash of
   the output rows with their bias and a norm coordinate appended, against the queries
   ``[h, 1, 0]``, so that retrieval follows the scores ``w . h + b``.
+- ``slide-shared``: ``negative_sampling="log_uniform"``: the batch's labels and
+  ``min_active`` log-uniform draws shared by its rows, with the log Q correction, one
+  matrix product (what ``torch-sampled`` does, in slidelearn).
 - ``slide-full``: every label active (``min_active = n_labels``); up to
   ``batch_size * n_labels <= 2**25`` the batch is scored by one sgemm
   (``SlideClassifier``'s dense output path), beyond by the sampled-softmax kernels over
@@ -131,8 +134,8 @@ try:
 except ImportError:  # a source checkout without PYTHONPATH
     sys.path.insert(0, os.path.dirname(HERE))
 
-METHODS = ("slide-hash", "slide-random", "slide-mips", "slide-full", "torch-full",
-           "torch-sampled")
+METHODS = ("slide-hash", "slide-random", "slide-mips", "slide-shared", "slide-full",
+           "torch-full", "torch-sampled")
 DATASETS = ("bibtex", "text8", "amazon")
 TOP_K = 5
 
@@ -257,7 +260,7 @@ def slide_method_params(method, n_labels, slide_params):
 
     Parameters
     ----------
-    method : {"slide-hash", "slide-random", "slide-mips", "slide-full"}
+    method : {"slide-hash", "slide-random", "slide-mips", "slide-shared", "slide-full"}
     n_labels : int
         Labels of the data set.
     slide_params : dict
@@ -268,6 +271,8 @@ def slide_method_params(method, n_labels, slide_params):
     params : dict
     """
     params = dict(slide_params)
+    if method in ("slide-hash", "slide-random", "slide-mips"):  # the hash tables
+        params.setdefault("negative_sampling", "lsh")
     if method == "slide-random":
         # No neuron is found in more than n_tables tables: retrieval never reaches the
         # threshold, the active set is the labels plus random neurons (module docstring).
@@ -277,6 +282,8 @@ def slide_method_params(method, n_labels, slide_params):
         # more codes a table than DWTA's 6 for selective buckets
         params.setdefault("hash_family", "mips")
         params.setdefault("n_codes", 8)
+    elif method == "slide-shared":
+        params["negative_sampling"] = "log_uniform"
     elif method == "slide-full":
         params["min_active"] = n_labels
     elif method != "slide-hash":
@@ -658,6 +665,17 @@ def run_study(args):
                   quick=args.quick)
     result = dict(benchmark="time_to_accuracy", machine=machine(), command=command,
                   config=config, seconds=None, complete=False, records=[])
+    if args.keep:
+        # an earlier study's runs of other methods join this one's (same sizes only)
+        kept = json.load(open(args.keep))
+        for name in SIZE_OPTIONS:
+            if kept["config"].get(name) != config.get(name) and name != "budget":
+                raise SystemExit(f"--keep: {args.keep} ran with {name}="
+                                 f"{kept['config'].get(name)!r}, this study {config[name]!r}")
+        result["records"] = [r for r in kept["records"] if r["method"] not in methods]
+        result["command"] += f"  (with the other methods' runs of: {kept['command']})"
+        config["methods"] = sorted({r["method"] for r in result["records"]} | set(methods),
+                                   key=_method_order)
     t0 = time.time()
     for data in datasets:
         for method in methods:
@@ -1002,6 +1020,9 @@ def parse_args(argv=None):
                                      "beside it")
     study.add_argument("--timeout", type=float, default=4 * 3600,
                        help="seconds after which a run is killed and recorded as failed")
+    study.add_argument("--keep", metavar="RESULT",
+                       help="an earlier study's JSON result whose runs of the methods not "
+                            "run now are kept in this one")
     study.add_argument("--plot", metavar="DIR",
                        help="write one P@1-vs-seconds PNG a data set into DIR "
                             "(needs matplotlib)")

@@ -173,9 +173,21 @@ def _gb_from_bytes(n):
     return "-" if n is None else f"{n / 1e9:.2f}"
 
 
+def _no_paths(text):
+    """``text`` with every absolute path cut to its last part (``/home/me/.venv/bin/python``
+    becomes ``python``): the pages show commands, not the folders of the machine that
+    ran them.
+
+    >>> _no_paths("/opt/venv/bin/python bench.py --out /tmp/run/a.json --n 3")
+    'python bench.py --out a.json --n 3'
+    """
+    return re.sub(r"(?<![\w.~])/(?:[^\s/]+/)+([^\s/]+)", r"\1", str(text))
+
+
 def _literal(text):
-    """Inline literal that survives backquotes in ``text``."""
-    text = str(text).replace("\n", " ")
+    """Inline literal that survives backquotes in ``text`` (absolute paths cut to their
+    last part, :func:`_no_paths`)."""
+    text = _no_paths(str(text).replace("\n", " "))
     if "``" in text:
         return ":code:`" + text.replace("`", "\\`") + "`"
     return f"``{text}``"

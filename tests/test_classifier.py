@@ -314,8 +314,8 @@ def test_dense_output_path_trains_as_the_per_sample_kernel(multilabel_data, monk
     dense = _clf(max_iter=2).fit(Xtr, Ytr)
     assert dense._dense_output()
     monkeypatch.setattr(classifier_module, "_DENSE_OUTPUT_FLOATS", 0)
-    sample = _clf(max_iter=2).fit(Xtr, Ytr)
-    assert not sample._dense_output()
+    sample = _clf(max_iter=2, negative_sampling="lsh").fit(Xtr, Ytr)
+    assert sample._output_mode() == "sample"
     for wa, wb in zip(dense.coefs_ + dense.intercepts_, sample.coefs_ + sample.intercepts_):
         np.testing.assert_allclose(wa, wb, rtol=1e-3, atol=1e-4 * np.abs(wb).max())
     np.testing.assert_allclose(dense.loss_curve_, sample.loss_curve_, rtol=1e-4)
@@ -351,6 +351,45 @@ def test_models_pickled_before_the_loss_parameter_keep_softmax(multilabel_model)
     old = SlideClassifier.__new__(SlideClassifier)
     old.__setstate__(state)
     assert old.get_params()["loss"] == "softmax"
+
+
+# --------------------------------------------------------------------------- log-uniform
+def test_log_uniform_sampler_draws_its_law_and_corrects_by_it():
+    from slidelearn._slide._sampling import LogUniformSampler
+    counts = np.array([5, 100, 1, 30, 0, 7])
+    s = LogUniformSampler(counts, n_draws=1)
+    rng = np.random.default_rng(0)
+    hits = np.bincount(np.concatenate([s.draw(rng) for _ in range(20000)]), minlength=6)
+    rank = np.argsort(np.argsort(-counts, kind="stable"))
+    law = np.log1p(1.0 / (rank + 1.0)) / np.log(7.0)
+    np.testing.assert_allclose(hits / 20000, law, atol=0.01)
+    np.testing.assert_allclose(np.exp(s.log_q), law, rtol=1e-5)  # one draw: P(drawn) = law
+    many = LogUniformSampler(counts, n_draws=50)
+    assert (many.log_q >= s.log_q).all() and (many.log_q <= 0).all()
+
+
+def test_log_uniform_negatives_train_a_large_output_layer():
+    X, Y = make_extreme_classification(n_samples=3000, n_features=400, n_labels=12000,
+                                       n_nonzeros=20, n_labels_per_sample=2, random_state=1)
+    clf = _clf(hidden_layer_sizes=(32,), max_iter=4, negative_sampling="log_uniform",
+               min_active=200, n_jobs=2).fit(X[:2500], Y[:2500])
+    assert clf._output_mode() == "shared"
+    assert np.isfinite(clf.loss_curve_).all() and clf.loss_curve_[-1] < clf.loss_curve_[0]
+    counts = np.asarray(Y[:2500].sum(axis=0)).ravel()
+    prior = np.asarray(Y[2500:][:, np.argmax(counts)].todense()).mean()  # its P@1
+    assert clf.score(X[2500:], Y[2500:]) > prior + 0.1, prior
+    # the same fit on 1 and 2 threads
+    one = _clf(hidden_layer_sizes=(32,), max_iter=1, negative_sampling="log_uniform",
+               min_active=200, dropout=0.3).fit(X[:500], Y[:500])
+    two = _clf(hidden_layer_sizes=(32,), max_iter=1, negative_sampling="log_uniform",
+               min_active=200, dropout=0.3, n_jobs=2).fit(X[:500], Y[:500])
+    _assert_same_model(one, two)
+
+
+def test_log_uniform_negatives_need_float32(multilabel_data):
+    Xtr, Ytr, _, _ = multilabel_data
+    with pytest.raises(ValueError, match="log_uniform"):
+        _clf(negative_sampling="log_uniform", precision="bfloat16").fit(Xtr, Ytr)
 
 
 def test_n_jobs_validation(multiclass_data):
@@ -778,14 +817,17 @@ def test_rare_sparse_features_do_not_collapse_the_hidden_layer():
     hidden layer keeps the rows apart."""
     X, Y = make_extreme_classification(n_samples=16000, n_features=50000, n_labels=200000,
                                        random_state=0)
-    clf = SlideClassifier(max_iter=2, alpha=0.0, learning_rate_decay=1.0, n_jobs=1,
-                          random_state=0).fit(X[:15000], Y[:15000])
-    top = clf.predict_topk(X[15000:], k=1)[0][:, 0]
-    assert len(np.unique(top)) >= 10
-    assert clf.score(X[15000:], Y[15000:]) > 0.3
-    H = np.maximum(X[15000:] @ clf.coefs_[0] + clf.intercepts_[0], 0)
-    collapse = np.linalg.norm(H.mean(axis=0)) / np.sqrt((H ** 2).sum(axis=1).mean())
-    assert collapse < 0.9, collapse
+    for sampling in ("lsh", "log_uniform"):
+        clf = SlideClassifier(max_iter=2, alpha=0.0, learning_rate_decay=1.0, n_jobs=1,
+                              negative_sampling=sampling, random_state=0).fit(X[:15000],
+                                                                              Y[:15000])
+        top = clf.predict_topk(X[15000:], k=1)[0][:, 0]
+        assert len(np.unique(top)) >= 10
+        assert clf.score(X[15000:], Y[15000:]) > 0.3
+        if sampling == "lsh":  # SLIDE's sampling, where the collapse was seen
+            H = np.maximum(X[15000:] @ clf.coefs_[0] + clf.intercepts_[0], 0)
+            collapse = np.linalg.norm(H.mean(axis=0)) / np.sqrt((H ** 2).sum(axis=1).mean())
+            assert collapse < 0.9, collapse
 
 
 def test_bibtex_precision_at_1(shared_data):

@@ -525,6 +525,113 @@ def test_dense_output_rejects_bad_labels_and_shapes():
         call(work=_testing.workspace(clf, 1, 3, transposed=True))
 
 
+def _shared_case(seed=11, n_features=30, n_labels=40, n_rows=9, hidden=(8,)):
+    """A model, a batch and its shared candidates: the batch's labels and some drawn
+    negatives (some of them labels too), sorted; offsets on the drawn ones, the other
+    labels masked."""
+    rng = np.random.default_rng(seed)
+    clf = _make_clf(n_features, n_labels, hidden=hidden)
+    X, Y, _, _ = _random_batch(rng, n_rows, n_features, n_labels, density=0.2)
+    rows = np.array([4, 0, 7, 2, 8, 1], dtype=np.int64)
+    labels = np.concatenate([Y[r] for r in rows])
+    neg = np.unique(np.concatenate([rng.choice(n_labels, 9, replace=False), labels[:2]]))
+    cand = np.union1d(labels, neg).astype(np.int32)
+    drawn = np.isin(cand, neg)
+    offset = np.where(drawn, -rng.uniform(0.5, 3.0, len(cand)), 0).astype(np.float32)
+    masked = (~drawn).astype(np.uint8)
+    y_ptr = np.concatenate([[0], np.cumsum([len(Y[r]) for r in rows])]).astype(np.int64)
+    y_pos = np.searchsorted(cand, labels).astype(np.int32)
+    return clf, X, Y, rows, cand, offset, masked, y_ptr, y_pos
+
+
+def _shared_once(clf, X, rows, cand, offset, masked, y_ptr, y_pos, n_threads=1,
+                 pick_all=False, row_block=32, label_block=256):
+    st = _testing.state(clf)
+    work = _testing.workspace(clf, n_threads, 4, transposed=False)
+    acts = np.empty((len(rows), int(np.sum(st.sizes))), dtype=np.float32)
+    _network.forward_acts(X.data, X.indices, X.indptr, rows, st, acts, n_threads)
+    h = np.ascontiguousarray(acts[:, int(st.a_off[-1]):])
+    dZ = np.empty((len(rows), len(cand)), dtype=np.float32)
+    dH = np.empty((len(rows), h.shape[1]), dtype=np.float32)
+    with single_threaded_blas():
+        loss = _network.shared_output(h, y_ptr, y_pos, cand, offset, masked, st, work, dZ,
+                                      dH, 1.0 / len(rows), pick_all, n_threads, row_block,
+                                      label_block)
+    _network.hidden_backward(X.data, X.indices, X.indptr, rows, acts, dH, st, work, n_threads)
+    return _testing.buffers(work), loss, h
+
+
+@pytest.mark.parametrize("pick_all", [False, True])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_shared_output_gradients_match_numpy(pick_all, n_threads):
+    clf, X, Y, rows, cand, offset, masked, y_ptr, y_pos = _shared_case()
+    b, loss, _ = _shared_once(clf, X, rows, cand, offset, masked, y_ptr, y_pos, n_threads,
+                              pick_all, row_block=4, label_block=5)
+    W_in, bs, _, W_out, b_out = _params64(clf)
+    Xd = X.toarray().astype(np.float64)[rows]
+    h = np.maximum(Xd @ W_in + bs[0], 0)
+    z = h @ W_out[cand].T + b_out[cand] + offset
+    z[:, masked.astype(bool)] = -np.inf
+    T = np.zeros_like(z)
+    for i in range(len(rows)):
+        own = y_pos[y_ptr[i]:y_ptr[i + 1]]
+        z[i, own] = h[i] @ W_out[cand[own]].T + b_out[cand[own]]  # plain logits
+        T[i, own] = 1.0 if pick_all else 1.0 / len(own)
+    logp = z - z.max(axis=1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))
+    np.testing.assert_allclose(loss, -(T * np.where(T > 0, logp, 0)).sum(), rtol=1e-5)
+    dz = (np.exp(logp) * T.sum(axis=1, keepdims=True) - T) / len(rows)
+    g_out = np.zeros_like(W_out)
+    g_out[cand] = dz.T @ h
+    g_b = np.zeros_like(b_out)
+    g_b[cand] = dz.sum(axis=0)
+    g_in = Xd.T @ ((dz @ W_out[cand]) * (h > 0))
+
+    def close(actual, desired):
+        scale = np.abs(desired).max()
+        assert scale > 1e-4
+        np.testing.assert_allclose(actual, desired, rtol=2e-4, atol=2e-5 * scale)
+
+    close(b.g_out, g_out)
+    close(b.gb_out, g_b)
+    close(b.g_in, g_in)
+    np.testing.assert_array_equal(np.sort(b.out_list[0, : b.out_count[0]]), cand)
+
+
+def test_shared_output_ignores_threads_and_rejects_bad_input():
+    clf, X, Y, rows, cand, offset, masked, y_ptr, y_pos = _shared_case(seed=12)
+    one = _shared_once(clf, X, rows, cand, offset, masked, y_ptr, y_pos, 1, row_block=4,
+                       label_block=5)
+    two = _shared_once(_shared_case(seed=12)[0], X, rows, cand, offset, masked, y_ptr, y_pos,
+                       2, row_block=4, label_block=5)
+    for key in ("g_out", "gb_out", "g_in", "g_dense"):
+        np.testing.assert_array_equal(getattr(one[0], key), getattr(two[0], key))
+    st = _testing.state(clf)
+    work = _testing.workspace(clf, 1, 4, transposed=False)
+    h = one[2]
+    dZ = np.empty((len(rows), len(cand)), np.float32)
+    dH = np.empty_like(h)
+
+    def call(y_pos=y_pos, cand=cand, offset=offset, y_ptr=y_ptr, dZ=dZ):
+        return _network.shared_output(h, y_ptr, y_pos, cand, offset, masked, st, work, dZ,
+                                      dH, 1.0, False, 1)
+
+    bad = cand.copy()
+    bad[-1] = 40
+    with pytest.raises(ValueError, match="candidate out of range"):
+        call(cand=bad)
+    with pytest.raises(ValueError, match="sorted and distinct"):
+        call(cand=cand[::-1].copy())
+    with pytest.raises(ValueError, match="label position out of range"):
+        call(y_pos=np.full_like(y_pos, len(cand)))
+    with pytest.raises(ValueError, match="at least one label"):
+        call(y_ptr=np.concatenate([[0, 0], y_ptr[2:]]).astype(np.int64))
+    with pytest.raises(ValueError, match="inconsistent shapes"):
+        call(offset=offset[:-1].copy())
+    with pytest.raises(ValueError, match="inconsistent shapes"):
+        call(dZ=np.empty((len(rows), len(cand) + 1), np.float32))
+
+
 def test_train_batch_empty_rows_and_thread_check():
     clf = _make_clf(6, 4)
     rng = np.random.default_rng(8)

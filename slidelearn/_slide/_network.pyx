@@ -1772,6 +1772,136 @@ def dense_output(const float[:, ::1] H, const int64_t[::1] Y_indptr,
     return float(loss_np.sum())
 
 
+def shared_output(const float[:, ::1] H, const int64_t[::1] Y_indptr,
+                  const int32_t[::1] Y_pos, const int32_t[::1] cand,
+                  const float[::1] offset, const uint8_t[::1] masked, state,
+                  Workspace work, float[:, ::1] dZ, float[:, ::1] dH, float inv_batch,
+                  bint pick_all, int n_threads, int row_block=32, int label_block=256):
+    """Softmax of a batch over a set of candidate neurons shared by its rows, with
+    sgemm: the sampled softmax of negative_sampling="log_uniform".
+
+    ``cand``: the candidates (distinct neuron ids), the batch's labels and the drawn
+    negatives; row r's labels are the candidates at positions ``Y_pos[Y_indptr[r]:
+    Y_indptr[r + 1]]``. A row's logit of candidate j is ``h . w_j + b_j``, plus
+    ``offset[j]`` (minus the log of its sampling probability) when j is not one of the
+    row's labels, and minus infinity when ``masked[j]`` (a label of another row that
+    was not drawn: it is not a sample of the negatives' distribution). Writes
+    d loss / d logit (``dZ``, batch x candidates, scratch) and d loss / d h (``dH``),
+    adds the gradients of the candidates' rows to ``g_out`` / ``gb_out`` and lists
+    them, as ``train_batch`` does on a Workspace that is not transposed. Fixed blocks:
+    the result does not depend on ``n_threads``. Call with single-threaded BLAS.
+    Returns the summed loss."""
+    cdef const float[:, ::1] W_out = state.W_out
+    cdef const float[::1] b_out = state.b_out
+    cdef float[:, ::1] g_out
+    cdef float[::1] gb_out
+    cdef int32_t[:, ::1] out_list = work.out_list
+    cdef int64_t[::1] out_count = work.out_count
+    cdef uint8_t[::1] out_flag = work.out_flag
+    cdef int n = H.shape[0], d = H.shape[1], C = cand.shape[0], L = W_out.shape[0]
+    cdef int blk, r0, nr, l0, nl, r, j, n_blocks
+    cdef int64_t p, m
+    cdef int32_t q
+    cdef float one = 1.0, zero = 0.0, zmax, total, wgt, inv_m
+    cdef char tr = b'T', nt = b'N'
+    if work.transposed:
+        raise ValueError("shared_output adds into g_out: it needs a Workspace that is "
+                         "not transposed")
+    if (d != W_out.shape[1] or Y_indptr.shape[0] != n + 1 or dZ.shape[0] < n
+            or dZ.shape[1] != C or dH.shape[0] != n or dH.shape[1] != d
+            or offset.shape[0] != C or masked.shape[0] != C):
+        raise ValueError("shared_output: inconsistent shapes")
+    if n == 0:
+        return 0.0
+    if C == 0:
+        raise ValueError("shared_output: no candidates")
+    for j in range(C):
+        if cand[j] < 0 or cand[j] >= L:
+            raise ValueError("shared_output: candidate out of range")
+        if j > 0 and cand[j] <= cand[j - 1]:
+            raise ValueError("shared_output: candidates must be sorted and distinct")
+    if Y_indptr[0] != 0 or Y_indptr[n] > Y_pos.shape[0]:
+        raise ValueError("shared_output: label pointers out of range")
+    for r in range(n):
+        if Y_indptr[r + 1] <= Y_indptr[r]:
+            raise ValueError("shared_output: every row needs at least one label")
+        for p in range(Y_indptr[r], Y_indptr[r + 1]):
+            if Y_pos[p] < 0 or Y_pos[p] >= C:
+                raise ValueError("shared_output: label position out of range")
+    g_out = work.g_out
+    gb_out = work.gb_out
+    Wc_np = np.empty((C, d), dtype=np.float32)
+    Gc_np = np.empty((C, d), dtype=np.float32)
+    raw_np = np.empty(max(Y_indptr[n], 1), dtype=np.float32)
+    loss_np = np.zeros(n, dtype=np.float64)
+    cdef float[:, ::1] Wc = Wc_np
+    cdef float[:, ::1] Gc = Gc_np
+    cdef float[::1] raw = raw_np
+    cdef double[::1] row_loss = loss_np
+    with nogil:
+        for j in prange(C, schedule="static", num_threads=n_threads):
+            memcpy(&Wc[j, 0], &W_out[cand[j], 0], d * sizeof(float))
+        n_blocks = (n + row_block - 1) // row_block
+        for blk in prange(n_blocks, schedule="dynamic", num_threads=n_threads):
+            r0 = blk * row_block
+            nr = min(row_block, n - r0)
+            # dZ[r0:r0+nr] (nr x C) = H[r0:r0+nr] @ Wc.T
+            sgemm(&tr, &nt, &C, &nr, &d, &one, &Wc[0, 0], &d, <float*>&H[r0, 0], &d, &zero,
+                  &dZ[r0, 0], &C)
+            for r in range(r0, r0 + nr):
+                # the row's labels keep their plain logits (each label's range of
+                # Y_pos belongs to its row: no two threads write the same raw entry)
+                for p in range(Y_indptr[r], Y_indptr[r + 1]):
+                    raw[p] = dZ[r, Y_pos[p]] + b_out[cand[Y_pos[p]]]
+                for j in range(C):
+                    if masked[j]:
+                        dZ[r, j] = -INFINITY
+                    else:
+                        dZ[r, j] = dZ[r, j] + b_out[cand[j]] + offset[j]
+                for p in range(Y_indptr[r], Y_indptr[r + 1]):
+                    dZ[r, Y_pos[p]] = raw[p]
+                zmax = -INFINITY
+                for j in range(C):
+                    if dZ[r, j] > zmax:
+                        zmax = dZ[r, j]
+                total = 0
+                for j in range(C):
+                    dZ[r, j] = expf(dZ[r, j] - zmax)
+                    total = total + dZ[r, j]
+                m = Y_indptr[r + 1] - Y_indptr[r]
+                inv_m = 1.0 / m
+                wgt = <float>m if pick_all else 1.0
+                for p in range(Y_indptr[r], Y_indptr[r + 1]):
+                    row_loss[r] -= wgt * inv_m * logf(dZ[r, Y_pos[p]] / total)
+                for j in range(C):
+                    dZ[r, j] = dZ[r, j] / total * (wgt * inv_batch)
+                for p in range(Y_indptr[r], Y_indptr[r + 1]):
+                    dZ[r, Y_pos[p]] -= wgt * inv_m * inv_batch
+            # dH[r0:r0+nr] (nr x d) = dZ[r0:r0+nr] @ Wc
+            sgemm(&nt, &nt, &d, &nr, &C, &one, &Wc[0, 0], &d, &dZ[r0, 0], &C, &zero,
+                  &dH[r0, 0], &d)
+        n_blocks = (C + label_block - 1) // label_block
+        for blk in prange(n_blocks, schedule="dynamic", num_threads=n_threads):
+            l0 = blk * label_block
+            nl = min(label_block, C - l0)
+            # Gc[l0:l0+nl] (nl x d) = dZ[:, l0:l0+nl].T @ H, then into the rows of g_out
+            sgemm(&nt, &tr, &d, &nl, &n, &one, <float*>&H[0, 0], &d, &dZ[0, l0], &C,
+                  &zero, &Gc[l0, 0], &d)
+            for j in range(l0, l0 + nl):
+                q = cand[j]
+                for r in range(d):
+                    g_out[q, r] += Gc[j, r]
+                for r in range(n):
+                    gb_out[q] += dZ[r, j]
+    for j in range(C):
+        q = cand[j]
+        if out_flag[q] == 0:
+            out_flag[q] = 1
+            out_list[0, out_count[0]] = q
+            out_count[0] += 1
+    return float(loss_np.sum())
+
+
 def hidden_backward(const float[::1] X_data, const index_t[::1] X_indices,
                     const index_t[::1] X_indptr, const int64_t[::1] rows,
                     const float[:, ::1] acts, const float[:, ::1] dH, state,

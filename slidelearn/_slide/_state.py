@@ -128,7 +128,8 @@ class SlideState:
         self.step = 0
 
     @classmethod
-    def draw(cls, sizes, n_features, n_labels, rng, input_energy, label_slice=None):
+    def draw(cls, sizes, n_features, n_labels, rng, input_energy, label_slice=None,
+             output_init="glorot"):
         """A new network drawn from ``rng``, with zero Adam state in float32.
 
         Parameters
@@ -145,6 +146,10 @@ class SlideState:
         label_slice : (int, int) or None
             Draw only output neurons ``lo:hi``, with the values a whole draw gives them
             (label-parallel training), and leave ``rng`` where a whole draw leaves it.
+        output_init : {"glorot", "fan_in"}, default="glorot"
+            The output layer's draw: Glorot's ``U(+-sqrt(6 / (H + n_labels)))`` and zero
+            biases, or ``U(+-1 / sqrt(H))`` for the weights and the biases (PyTorch's
+            ``nn.Linear``), which does not shrink with the number of labels.
 
         Returns
         -------
@@ -180,10 +185,18 @@ class SlideState:
         # value, so skip lo * H of them, then move past the whole matrix
         start = rng.bit_generator.state
         rng.bit_generator.advance(lo * H)
-        self.W_out = glorot(H, n_labels, (hi - lo, H))
+        if output_init == "fan_in":
+            self.W_out = _uniform_float32(rng, 1.0 / np.sqrt(H), (hi - lo, H))
+        else:
+            self.W_out = glorot(H, n_labels, (hi - lo, H))
         rng.bit_generator.state = start
         rng.bit_generator.advance(n_labels * H)
-        self.b_out = np.zeros(hi - lo, dtype=np.float32)
+        if output_init == "fan_in":  # every label's bias drawn, this slice's kept
+            self.b_out = np.ascontiguousarray(
+                rng.uniform(-1.0 / np.sqrt(H), 1.0 / np.sqrt(H), n_labels)[lo:hi],
+                dtype=np.float32)
+        else:
+            self.b_out = np.zeros(hi - lo, dtype=np.float32)
         self.m_in = aligned_zeros(self.W_in.shape, np.float32)
         self.v_in = aligned_zeros(self.W_in.shape, np.float32)
         self.m_dense = np.zeros(self.dense.shape[0], dtype=np.float32)

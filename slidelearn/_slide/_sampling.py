@@ -1,0 +1,55 @@
+"""Negatives shared by the rows of a batch, for ``negative_sampling="log_uniform"``."""
+import numpy as np
+
+__all__ = ["LogUniformSampler"]
+
+
+class LogUniformSampler:
+    """Draws of the log-uniform (Zipfian) law over the labels ranked by training
+    frequency: rank k (0 the most frequent) has probability
+    ``log((k + 2) / (k + 1)) / log(n + 1)``, as TensorFlow's
+    ``log_uniform_candidate_sampler``.
+
+    Parameters
+    ----------
+    label_counts : ndarray of shape (n_labels,)
+        Training occurrences of each label (ties ranked by label index).
+    n_draws : int
+        Draws, with replacement, per call of :meth:`draw`.
+
+    Attributes
+    ----------
+    log_q : ndarray of float32 of shape (n_labels,)
+        Log of each label's probability of being drawn at least once in ``n_draws``
+        draws: the correction a sampled softmax subtracts from a drawn negative's
+        logit, so that its expectation is that of the full softmax.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from slidelearn._slide._sampling import LogUniformSampler
+    >>> s = LogUniformSampler(np.array([1, 50, 3, 7]), n_draws=3)
+    >>> ids = s.draw(np.random.default_rng(0))
+    >>> bool(np.all(np.diff(ids) > 0)), bool(np.all(s.log_q <= 0))
+    (True, True)
+    """
+
+    def __init__(self, label_counts, n_draws):
+        n = len(label_counts)
+        self.n_labels, self.n_draws = n, int(n_draws)
+        self.by_rank = np.argsort(-np.asarray(label_counts), kind="stable").astype(np.int32)
+        k = np.arange(n, dtype=np.float64)
+        p = np.log1p(1.0 / (k + 1.0)) / np.log(n + 1.0)
+        # P(drawn at least once) = 1 - (1 - p)^S; -inf never occurs as p > 0
+        with np.errstate(divide="ignore"):
+            log_q = np.log(-np.expm1(self.n_draws * np.log1p(-np.minimum(p, 1.0))))
+        self.log_q = np.empty(n, dtype=np.float32)
+        self.log_q[self.by_rank] = log_q
+
+    def draw(self, rng):
+        """Distinct drawn labels of one batch, sorted (int32)."""
+        u = rng.random(self.n_draws)
+        # inverse CDF: rank k covers u in [log(k + 1), log(k + 2)) / log(n + 1)
+        rank = np.minimum(np.expm1(u * np.log(self.n_labels + 1.0)).astype(np.int64),
+                          self.n_labels - 1)
+        return np.unique(self.by_rank[rank])
