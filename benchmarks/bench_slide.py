@@ -3,11 +3,15 @@
 The benchmark builds an Amazon-670K-shaped synthetic extreme classification
 problem with :func:`slidelearn.datasets.make_extreme_classification`
 (135,909 sparse features, 670,091 labels, about 75 non-zeros and 5 labels per
-row) and, for every requested thread count, runs in a fresh subprocess (so
-that the peak resident memory is that of one configuration):
+row; its default law puts about half of the label occurrences on the 1,000 most
+frequent labels), or with ``--preset amazon-670k`` the calibrated law of
+:func:`slidelearn.datasets.make_extreme_classification_preset` (its labels scale
+with ``--n-train``), and, for every requested thread count, runs in a fresh
+subprocess (so that the peak resident memory is that of one configuration):
 
 1. ``slidelearn``: :class:`slidelearn.SlideClassifier` with one hidden layer
-   of 128 ReLU units, trained for ``--epochs`` epochs (one ``partial_fit`` call
+   of 128 ReLU units and SLIDE's sampling (``--negative-sampling lsh``, the hash
+   tables; ``log_uniform`` is the estimator's default), trained for ``--epochs`` epochs (one ``partial_fit`` call
    per epoch by default). It reports the training throughput (samples/s,
    measured on training only: data generation and model initialisation are
    excluded), the mean active-set size per sample, the peak RSS, and the
@@ -35,6 +39,10 @@ Smoke test on a tiny shape (well under a minute)::
 The Amazon-670K shape with 1 and 2 threads, results saved as JSON::
 
     PYTHONPATH=. python benchmarks/bench_slide.py --threads 1 2 --out results.json
+
+The calibrated Amazon-670K law at 100,000 training rows (136,628 labels)::
+
+    PYTHONPATH=. python benchmarks/bench_slide.py --preset amazon-670k --n-train 100000
 """
 import argparse
 import importlib.metadata
@@ -114,6 +122,11 @@ def parse_args(argv=None):
                    help="train and test on DIR/train.txt and DIR/test.txt (Extreme "
                         "Classification Repository format, e.g. ../shared/data/bibtex) "
                         "instead of generated data; --n-train / --n-test then cap the rows")
+    g.add_argument("--preset", choices=["amazon-670k", "delicious-200k"], default=None,
+                   help="generate the data with make_extreme_classification_preset(PRESET, "
+                        "n_train=--n-train, n_test=--n-test) (label law calibrated to the "
+                        "published statistics; labels scale with the training rows) instead "
+                        "of make_extreme_classification's head-heavy default law")
     g.add_argument("--n-train", type=int, default=None,
                    help="training rows (default 50000; 2500 with --quick)")
     g.add_argument("--n-test", type=int, default=None,
@@ -163,7 +176,12 @@ def parse_args(argv=None):
                    help="L2 penalty (slidelearn alpha, PyTorch Adam weight_decay)")
     h.add_argument("--lr-decay", type=float, default=1.0,
                    help="slidelearn learning_rate_decay per epoch (used by --train-api fit only)")
-    h.add_argument("--hash-family", default="dwta", choices=["dwta", "wta", "simhash", "doph"])
+    h.add_argument("--hash-family", default="dwta",
+                   choices=["dwta", "wta", "simhash", "doph", "mips"])
+    h.add_argument("--negative-sampling", default="lsh",
+                   choices=["lsh", "log_uniform", "auto"],
+                   help="slidelearn's negatives: SLIDE's tables (what this benchmark measures "
+                        "by default), shared log-uniform draws, or the estimator's rule")
     h.add_argument("--n-tables", type=int, default=50, help="L, hash tables")
     h.add_argument("--n-codes", type=int, default=6, help="K, codes per table")
     h.add_argument("--bin-size", type=int, default=8, help="coordinates per (D)WTA code")
@@ -334,7 +352,8 @@ def make_data(args, path):
         the generation time, and the test P@1 and P@5 of the label-prior
         baseline (the most frequent training labels for every row).
     """
-    from slidelearn.datasets import load_xc_repository, make_extreme_classification
+    from slidelearn.datasets import (load_xc_repository, make_extreme_classification,
+                                     make_extreme_classification_preset)
 
     t0 = time.perf_counter()
     if args.xc_data:  # a real data set: its own train / test split, capped by the options
@@ -346,6 +365,11 @@ def make_data(args, path):
         args.n_test = min(args.n_test, Xte.shape[0])
         X = sp.vstack([Xtr[:args.n_train], Xte[:args.n_test]])
         Y = sp.vstack([Ytr[:args.n_train], Yte[:args.n_test]])
+        args.n_features, args.n_labels = X.shape[1], Y.shape[1]
+    elif args.preset:
+        Xtr, Xte, Ytr, Yte = make_extreme_classification_preset(
+            args.preset, n_train=args.n_train, n_test=args.n_test, random_state=args.seed)
+        X, Y = sp.vstack([Xtr, Xte]), sp.vstack([Ytr, Yte])
         args.n_features, args.n_labels = X.shape[1], Y.shape[1]
     else:
         X, Y = make_extreme_classification(
@@ -449,6 +473,8 @@ def run_slidelearn(args, threads, data):
     if "dropout" in params:
         extra["dropout"] = args.dropout
     extra["early_stopping"] = False  # every epoch timed, as for the PyTorch peer
+    if "negative_sampling" in params:
+        extra["negative_sampling"] = args.negative_sampling
     if "feature_scaling" in params:  # the data as the PyTorch peer gets it
         extra["feature_scaling"] = None
     label, _, precision, _ = LEVELS[args.worker_level]
@@ -943,12 +969,17 @@ def print_report(info, data_stats, results, summary, args, command):
           f"{data_stats['mean_nonzeros']:.1f} non-zeros and {data_stats['mean_labels']:.2f} labels "
           f"per row, {data_stats['distinct_train_labels']:,} distinct training labels "
           f"(generated in {data_stats['generation_s']:.1f} s)")
+    source = (args.xc_data or (f"make_extreme_classification_preset({args.preset!r})"
+                               if args.preset else
+                               "make_extreme_classification (head-heavy default law)"))
+    print(f"source      : {source}")
     print(f"baseline    : label prior (the {TOP_K} most frequent training labels for every "
           f"row): P@1 {100 * data_stats['prior_p1']:.2f}, P@{TOP_K} "
           f"{100 * data_stats['prior_p5']:.2f} (percent)")
     print(f"network     : sparse input -> {args.hidden} ReLU -> {data_stats['n_labels']:,} "
           f"softmax, Adam lr={args.lr:g}, L2 alpha={args.alpha:g}, batch {args.batch_size}")
-    print(f"SLIDE       : {args.hash_family} K={args.n_codes} L={args.n_tables} "
+    print(f"SLIDE       : negative_sampling={args.negative_sampling!r} "
+          f"{args.hash_family} K={args.n_codes} L={args.n_tables} "
           f"bin={args.bin_size} range_pow={args.range_pow} bucket={args.bucket_size} "
           f"min_active={args.min_active} active_threshold={args.active_threshold} "
           f"inference_threshold={args.inference_threshold} "
@@ -1077,6 +1108,9 @@ def main(argv=None):
         data_path = os.path.join(tmp, "data.npz")
         if args.xc_data:
             print(f"Loading {args.xc_data} ...", flush=True)
+        elif args.preset:
+            print(f"Generating the {args.preset} preset with {args.n_train:,} training rows ...",
+                  flush=True)
         else:
             print(f"Generating {args.n_train + args.n_test:,} rows x {args.n_features:,} "
                   f"features, {args.n_labels:,} labels ...", flush=True)

@@ -12,13 +12,13 @@ record a run.
 Methods
 -------
 - ``slide-hash``: :class:`slidelearn.SlideClassifier` at its defaults (``random_state``
-  the seed, ``n_jobs`` the threads). As its docstring gives them: above 8,192 labels one
-  hidden layer of 128 units and an active set of ``min_active=1000`` output neurons a
-  sample (its labels, the neurons the hash tables retrieve, random ones to fill); at
-  most 8,192 labels the defaults are already a full softmax (512 hidden units), so the
-  three ``slide-*`` methods train the same model there, bit for bit (bibtex, and
-  ``amazon`` at small ``--amazon-train``, since the preset scales its labels with the
-  rows).
+  the seed, ``n_jobs`` the threads) but with SLIDE's sampling,
+  ``negative_sampling="lsh"``: above 8,192 labels one hidden layer of 128 units and an
+  active set of ``min_active=1000`` output neurons a sample (its labels, the neurons the
+  hash tables retrieve, random ones to fill); at most 8,192 labels the defaults are
+  already a full softmax (512 hidden units), so the ``slide-*`` methods train the same
+  model there (bibtex, and ``amazon`` at small ``--amazon-train``, since the preset
+  scales its labels with the rows).
 - ``slide-random``: the same without retrieval: ``active_threshold = n_tables + 1``.
   A neuron enters a sample's active set through the tables only when at least
   ``active_threshold`` of the L tables return it (``_network._active_set``: the bucket
@@ -31,7 +31,8 @@ Methods
 - ``slide-mips``: the same with ``hash_family="mips"`` and ``n_codes=8``: SimHash of
   the output rows with their bias and a norm coordinate appended, against the queries
   ``[h, 1, 0]``, so that retrieval follows the scores ``w . h + b``.
-- ``slide-shared``: ``negative_sampling="log_uniform"``: the batch's labels and
+- ``slide-shared``: ``negative_sampling="log_uniform"`` (what ``"auto"``, the default,
+  picks in float32 on one process): the batch's labels and
   ``min_active`` log-uniform draws shared by its rows, with the log Q correction, one
   matrix product (what ``torch-sampled`` does, in slidelearn).
 - ``slide-full``: every label active (``min_active = n_labels``); up to

@@ -80,7 +80,7 @@ def test_slide_random_disables_retrieval():
     module = _module()
     from slidelearn import SlideClassifier
     params = module.slide_method_params("slide-random", 1000, {"n_tables": 7})
-    assert params == {"n_tables": 7, "active_threshold": 8}
+    assert params == {"n_tables": 7, "active_threshold": 8, "negative_sampling": "lsh"}
     assert (module.slide_method_params("slide-random", 1000, {})["active_threshold"]
             == SlideClassifier().n_tables + 1)
     assert module.slide_method_params("slide-full", 1000, {}) == {"min_active": 1000}

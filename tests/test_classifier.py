@@ -386,6 +386,24 @@ def test_log_uniform_negatives_train_a_large_output_layer():
     _assert_same_model(one, two)
 
 
+@pytest.mark.parametrize("params", [dict(negative_sampling="log_uniform", min_active=5),
+                                    dict(min_active=1000)], ids=["shared", "dense"])
+def test_partial_fit_leaves_tables_of_the_final_weights(multilabel_data, params):
+    """The shared and dense paths do not maintain the tables while training: a
+    partial_fit through them rebuilds them at its end, so that inference="lsh" and a
+    later SLIDE-sampled call see the trained output layer."""
+    Xtr, Ytr, _, _ = multilabel_data
+    clf = _clf(**params)
+    clf.partial_fit(Xtr, Ytr, classes=np.arange(Ytr.shape[1]))
+    clf.partial_fit(Xtr, Ytr)
+    assert clf._output_mode() != "sample"
+    fresh = copy.deepcopy(clf)
+    _testing.rehash(fresh)
+    built, rebuilt = _testing.lsh(clf), _testing.lsh(fresh)
+    np.testing.assert_array_equal(built.offsets, rebuilt.offsets)
+    np.testing.assert_array_equal(built.ids, rebuilt.ids)
+
+
 def test_log_uniform_negatives_need_float32(multilabel_data):
     Xtr, Ytr, _, _ = multilabel_data
     with pytest.raises(ValueError, match="log_uniform"):

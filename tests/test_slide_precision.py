@@ -24,7 +24,8 @@ def problem():
 def _fit(problem, **kw):
     Xtr, Ytr, _, _ = problem
     params = dict(hidden_layer_sizes=(32,), max_iter=3, batch_size=64, n_jobs=1,
-                  random_state=0, n_tables=8, bucket_size=16, min_active=20)
+                  random_state=0, n_tables=8, bucket_size=16, min_active=20,
+                  negative_sampling="lsh")
     params.update(kw)
     return SlideClassifier(**params).fit(Xtr, Ytr)
 

@@ -197,7 +197,7 @@ class EstimatorOptions:
     >>> options = EstimatorOptions(SlideClassifier)
     >>> action = options.add(parser, "hash_family")
     >>> action.choices, action.default
-    (['dwta', 'wta', 'simhash', 'doph'], 'dwta')
+    (['dwta', 'wta', 'simhash', 'doph', 'mips'], 'dwta')
     >>> action.help  # doctest: +ELLIPSIS
     'Hash family of the output-layer tables: densified winner-take-all, ... (default: dwta)'
     >>> parser.parse_args(["--hash-family", "wta"]).hash_family

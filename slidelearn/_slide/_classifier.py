@@ -1007,8 +1007,10 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
                                   rng=lambda: self._rng, validation=validation)
         if best is not None:
             self.best_validation_score_ = best
-        if not incremental:
-            # Tables from the final weights, so that LSH inference sees the trained model.
+        if not incremental or self._output_mode() != "sample":
+            # Tables from the final weights, so that LSH inference sees the trained model
+            # (the dense and shared paths do not maintain them while training, so a
+            # partial_fit through them leaves them stale otherwise).
             self._rehash(n_threads)
             self._schedule.rehashed()
         self._build_inference_tables(n_threads)
