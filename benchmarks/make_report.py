@@ -1138,7 +1138,7 @@ def tta_rst(runs, out_dir, prefix=""):
     lines, figures = [], []
     for run in runs:
         lines += _run_header(run, run.get("command", "bench_time_to_accuracy.py"))
-        lines += module.curves_rst(run, underline="'", curves=False)
+        lines += module.curves_rst(run, underline=_PART_UNDERLINE, curves=False)
         for path in module.plot_curves(run, str(out_dir / run["name"])):
             path = Path(path)
             figures.append(path)
