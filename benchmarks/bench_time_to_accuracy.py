@@ -606,6 +606,30 @@ def run_one(args):
 
 
 # ------------------------------------------------------------------------- driver
+_KEPT = "  (runs of other methods kept from: "
+_KEPT_BEFORE = "  (with the other methods' runs of: "  # how earlier records nested them
+
+
+def kept_command(command, kept):
+    """``command`` followed by the distinct commands of the kept study ``kept`` (itself
+    possibly a study with kept runs), one level deep.
+
+    >>> kept_command("b.py --methods y", "b.py --methods x")
+    'b.py --methods y  (runs of other methods kept from: b.py --methods x)'
+    >>> kept_command("c", kept_command("b", "a"))
+    'c  (runs of other methods kept from: b; a)'
+    """
+    earlier = []
+    for marker in (_KEPT, _KEPT_BEFORE):
+        kept = kept.replace(marker, "\0")
+    for part in kept.split("\0"):
+        part = part.strip().rstrip(")").strip() if "\0" in kept else part.strip()
+        for one in part.split("; "):
+            if one and one not in earlier:
+                earlier.append(one)
+    return f"{command}{_KEPT}{'; '.join(earlier)})"
+
+
 SIZE_OPTIONS = ("epochs", "budget", "text8_train", "text8_test", "amazon_train",
                 "amazon_test", "torch_negatives", "slide_params")
 
@@ -674,7 +698,7 @@ def run_study(args):
                 raise SystemExit(f"--keep: {args.keep} ran with {name}="
                                  f"{kept['config'].get(name)!r}, this study {config[name]!r}")
         result["records"] = [r for r in kept["records"] if r["method"] not in methods]
-        result["command"] += f"  (with the other methods' runs of: {kept['command']})"
+        result["command"] = kept_command(result["command"], kept["command"])
         config["methods"] = sorted({r["method"] for r in result["records"]} | set(methods),
                                    key=_method_order)
     t0 = time.time()

@@ -414,7 +414,7 @@ def slide_run_rst(run, image=None):
     data_txt = None
     if data:
         data_txt = (f"{_num(data.get('n_train'))} training and {_num(data.get('n_test'))} test "
-                    f"rows (synthetic, ``make_extreme_classification``), "
+                    f"rows ({_slide_source(opts)}), "
                     f"{_num(data.get('n_features'))} features, {_num(data.get('n_labels'))} "
                     f"labels, {_num(data.get('mean_nonzeros'), 1)} non-zeros and "
                     f"{_num(data.get('mean_labels'), 2)} labels per row")
@@ -718,10 +718,24 @@ def dlrm_rst(runs, images=None):
     return lines
 
 
+def _slide_source(opts):
+    """Where a bench_slide run's rows came from, from its options.
+
+    >>> _slide_source({"preset": "amazon-670k"})
+    "synthetic, ``make_extreme_classification_preset('amazon-670k')``"
+    >>> _slide_source({})
+    'synthetic, ``make_extreme_classification`` (head-heavy default law)'
+    """
+    if opts.get("xc_data"):
+        return f"``{opts['xc_data']}``"
+    if opts.get("preset"):
+        return f"synthetic, ``make_extreme_classification_preset({opts['preset']!r})``"
+    return "synthetic, ``make_extreme_classification`` (head-heavy default law)"
+
+
 def _slide_data_text(run):
     data, opts = run.get("data", {}), run.get("options", {})
-    source = (f"``{opts['xc_data']}``" if opts.get("xc_data")
-              else "synthetic, ``make_extreme_classification``")
+    source = _slide_source(opts)
     return (f"{_num(data.get('n_train'))} training and {_num(data.get('n_test'))} test rows "
             f"({source}), {_num(data.get('n_features'))} features, "
             f"{_num(data.get('n_labels'))} labels")
@@ -766,6 +780,7 @@ def levels_pooled(slide_runs):
     for run in slide_runs:
         opts, n_labels = run.get("options", {}), run.get("data", {}).get("n_labels")
         data = (Path(opts["xc_data"]).name if opts.get("xc_data")
+                else f"{opts['preset']}, {_num(n_labels)} labels" if opts.get("preset")
                 else f"synthetic, {_num(n_labels)} labels")
         for thr, entry in run.get("summary", {}).get("levels", {}).items():
             fp32 = entry["levels"].get("fp32", {}).get("p1")

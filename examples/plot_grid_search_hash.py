@@ -49,11 +49,12 @@ print(f"train {X_train.shape}, test {X_test.shape}, {Y_train.shape[1]} labels")
 # be in every active set and the tables would not matter for training; with
 # ``min_active=20`` the active set is the true labels, the neurons the tables retrieve
 # and random ones up to 20 neurons, as it would be with hundreds of thousands of
-# labels. ``inference="lsh"`` makes ``predict_topk``, and so the scorer, rank only the
+# labels, when ``negative_sampling="lsh"`` (SLIDE's sampling; the default draws
+# negatives shared by a batch's rows instead). ``inference="lsh"`` makes ``predict_topk``, and so the scorer, rank only the
 # retrieved neurons: the tables matter for prediction too. ``n_jobs=1`` gives
 # reproducible fits.
-slide = SlideClassifier(min_active=20, inference="lsh", max_iter=3 if QUICK else 6,
-                        n_jobs=1, random_state=0)
+slide = SlideClassifier(min_active=20, negative_sampling="lsh", inference="lsh",
+                        max_iter=3 if QUICK else 6, n_jobs=1, random_state=0)
 
 # K means different things for the two families: a DWTA code takes ``bin_size=8``
 # values, a SimHash code only 2, so SimHash needs a larger K for the same selectivity.

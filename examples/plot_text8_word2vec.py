@@ -4,8 +4,8 @@ Word embeddings from text8 with SlideClassifier
 
 A word2vec-style model is a classifier with one output per word of the vocabulary:
 the input is the centre word (a one-hot sparse row), the labels are the words around
-it. Its output layer is as wide as the vocabulary, the kind of layer SLIDE's hash-sampled
-softmax is made for, and its input layer learns one vector per word: words used in the
+it. Its output layer is as wide as the vocabulary, the kind of layer a sampled softmax
+is made for, and its input layer learns one vector per word: words used in the
 same contexts get similar vectors.
 
 We train :class:`~slidelearn.SlideClassifier` on the first 10 MB of text8 (cleaned
@@ -87,14 +87,15 @@ print(f"X {X.shape}, Y {Y.shape}, {Y.nnz / n:.1f} context words per row")
 # Train
 # -----
 # One hidden layer of 100 units: the input layer's weight matrix holds one
-# 100-dimensional vector per word. Ten hash tables retrieve candidate output words
-# and random words complete each active set to 250 neurons (the "negatives" of
-# word2vec), out of the ``vocab_size`` outputs. No L2 penalty (``alpha=0``): it would
+# 100-dimensional vector per word. Each batch scores its rows' context words and 250
+# "negatives" (as word2vec has them) drawn for the whole batch from the log-uniform
+# law over frequency ranks, out of the ``vocab_size`` outputs: the default
+# ``negative_sampling="auto"`` (``negative_sampling="lsh"`` would have SLIDE's hash
+# tables choose a per-row active set instead). No L2 penalty (``alpha=0``): it would
 # shrink the vector of a word at each of its updates. Quick mode trains one epoch over
 # 400,000 rows with a larger step size; full mode three epochs over all rows.
 clf = SlideClassifier(
     hidden_layer_sizes=(100,),
-    n_tables=10,
     min_active=250,
     alpha=0.0,
     learning_rate=1e-2 if QUICK else 3e-3,

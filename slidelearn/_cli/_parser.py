@@ -24,9 +24,10 @@ TRAIN_GROUPS = {
     "network and optimisation": (
         "hidden_layer_sizes", "max_iter", "learning_rate", "learning_rate_decay",
         "batch_size", "alpha", "dropout", "precision", "beta_1", "beta_2", "epsilon",
-        "tol", "n_iter_no_change", "early_stopping", "validation_fraction", "shuffle"),
-    "hash tables (SLIDE sampling of the output layer)": (
-        "hash_family", "n_codes", "n_tables", "bin_size", "range_pow", "bucket_size",
+        "tol", "n_iter_no_change", "early_stopping", "validation_fraction", "shuffle",
+        "loss"),
+    "sampling of the output layer (shared negatives, or SLIDE's hash tables)": (
+        "negative_sampling", "hash_family", "n_codes", "n_tables", "bin_size", "range_pow", "bucket_size",
         "bucket_policy", "min_active", "active_threshold", "rehash_interval",
         "rebuild_interval", "interval_growth"),
     "inference (saved with the model; evaluate and predict can override)": (
