@@ -1,0 +1,178 @@
+"""LSH inference without head labels, against exact inference, on a model trained with
+slidelearn's defaults.
+
+For each data set (text8 skip-gram with the whole vocabulary, the Amazon-670K law of
+:func:`slidelearn.datasets.make_extreme_classification_preset`; the loaders and sizes of
+``bench_time_to_accuracy.py``), one :class:`slidelearn.SlideClassifier` is trained at its
+defaults with ``hash_family`` set (``"mips"`` by default: SimHash over the scores
+``w . h + b``; the defaults' shared negatives do not use the tables in training, which
+``fit`` builds from the final weights). Then, for each setting of the inference tables
+(``inference_n_codes``, ``inference_n_tables``, ``inference_bucket_size``; built with
+``set_params`` and the estimator's own rebuild), top-5 inference with
+``inference="lsh"`` and ``inference_head_labels=0`` is compared with
+``inference="exact"`` on the test rows:
+
+- the share of rows whose exact top-1 label LSH inference ranks first ("exact top-1
+  found"; the issue's target is 90%);
+- P@1 and P@5 of both, and the speed of LSH over exact inference (best of 3 calls each).
+
+Prints a table and, with ``--out``, writes it as JSON beside a ``.txt`` copy; nothing is
+asserted.
+
+Examples
+--------
+Smoke test (seconds)::
+
+    PYTHONPATH=. python benchmarks/bench_lsh_inference.py --quick
+
+The recorded run::
+
+    PYTHONPATH=. python benchmarks/bench_lsh_inference.py --data text8,amazon \\
+        --out benchmarks/results/lsh_inference_2026-12-03.json
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+try:
+    import slidelearn  # noqa: F401
+except ImportError:  # running from a source checkout without PYTHONPATH
+    sys.path.insert(0, os.path.dirname(HERE))
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
+# Inference-table settings tried by default: K bits a SimHash key, L tables, bucket cap.
+DEFAULT_SETTINGS = [
+    {"inference_n_codes": 10, "inference_n_tables": 50},
+    {"inference_n_codes": 12, "inference_n_tables": 50},
+    {"inference_n_codes": 14, "inference_n_tables": 50},
+    {"inference_n_codes": 10, "inference_n_tables": 50, "inference_bucket_size": 1024},
+    {"inference_n_codes": 12, "inference_n_tables": 100},
+]
+TARGET_FOUND = 0.90  # the issue's share of rows whose exact top-1 LSH finds
+TARGET_SPEEDUP = 10.0
+TARGET_P1_DROP = 0.01
+
+
+def _timed(clf, X, **kw):
+    best, out = None, None
+    for _ in range(3):
+        t0 = time.perf_counter()
+        out = clf.predict_topk(X, k=5, **kw)
+        dt = time.perf_counter() - t0
+        best = dt if best is None else min(best, dt)
+    return out[0], best
+
+
+def run_data(name, args):
+    """Train once on ``name`` and compare every inference setting; returns a dict."""
+    import bench_time_to_accuracy as tta
+    from slidelearn import SlideClassifier
+
+    Xtr, Ytr, Xte, Yte = tta.load_data(name, args)
+    clf = SlideClassifier(random_state=args.seed, n_jobs=args.threads,
+                          hash_family=args.hash_family, early_stopping=False,
+                          max_iter=args.epochs, inference_head_labels=0)
+    t0 = time.perf_counter()
+    clf.fit(Xtr, Ytr)
+    fit_s = time.perf_counter() - t0
+    exact, t_exact = _timed(clf, Xte, inference="exact")
+    p1_exact, p5_exact = tta.precisions(Yte, exact)
+    rows = []
+    for setting in args.settings:
+        clf.set_params(**setting)
+        t0 = time.perf_counter()
+        clf._build_inference_tables(args.threads)  # what fit does at its end
+        build_s = time.perf_counter() - t0
+        lsh, t_lsh = _timed(clf, Xte, inference="lsh")
+        p1, p5 = tta.precisions(Yte, lsh)
+        rows.append({"setting": setting, "build_s": build_s,
+                     "exact_top1_found": float(np.mean(lsh[:, 0] == exact[:, 0])),
+                     "p1_lsh": p1, "p5_lsh": p5, "lsh_rows_s": Xte.shape[0] / t_lsh,
+                     "speedup": t_exact / t_lsh})
+    return {"data": name, "n_train": Xtr.shape[0], "n_test": Xte.shape[0],
+            "n_labels": Ytr.shape[1], "epochs": clf.n_iter_, "fit_s": fit_s,
+            "training": clf._output_mode(), "hash_family": args.hash_family,
+            "p1_exact": p1_exact, "p5_exact": p5_exact,
+            "exact_rows_s": Xte.shape[0] / t_exact,
+            "distinct_exact_top1": int(np.unique(exact[:, 0]).size), "settings": rows}
+
+
+def table(result):
+    """The printed report of one data set's result (a list of lines)."""
+    r = result
+    lines = [f"{r['data']}: {r['n_train']:,} training / {r['n_test']:,} test rows, "
+             f"{r['n_labels']:,} labels; {r['epochs']} epochs at the defaults "
+             f"({r['training']} training, {r['fit_s']:.1f} s), hash_family="
+             f"{r['hash_family']!r}; exact: P@1 {r['p1_exact']:.4f}, P@5 {r['p5_exact']:.4f}, "
+             f"{r['exact_rows_s']:,.0f} rows/s, {r['distinct_exact_top1']} distinct top-1 "
+             "labels", "",
+             f"{'K':>3} {'L':>4} {'bucket':>7} {'top-1 found':>12} {'P@1 lsh':>8} "
+             f"{'P@5 lsh':>8} {'rows/s':>9} {'speed-up':>9} {'build s':>8}  target"]
+    for row in r["settings"]:
+        s = row["setting"]
+        ok = (row["exact_top1_found"] >= TARGET_FOUND and row["speedup"] >= TARGET_SPEEDUP
+              and r["p1_exact"] - row["p1_lsh"] <= TARGET_P1_DROP)
+        lines.append(f"{s.get('inference_n_codes', '-'):>3} {s.get('inference_n_tables', '-'):>4} "
+                     f"{str(s.get('inference_bucket_size', '-')):>7} "
+                     f"{row['exact_top1_found']:>12.3f} {row['p1_lsh']:>8.4f} "
+                     f"{row['p5_lsh']:>8.4f} {row['lsh_rows_s']:>9,.0f} "
+                     f"{row['speedup']:>8.1f}x {row['build_s']:>8.2f}  "
+                     f"{'met' if ok else 'NOT met'}")
+    return lines
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default="text8,amazon", help="comma-separated: text8, amazon")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny shapes (text8 2,000 positions, amazon 3,000 rows), 1 epoch")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default 3)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--hash-family", default="mips",
+                   choices=["dwta", "wta", "simhash", "doph", "mips"])
+    p.add_argument("--settings", type=json.loads, default=None,
+                   help="JSON list of dicts of inference_* parameters")
+    p.add_argument("--out", default=None, help="write the result as JSON (and .txt)")
+    args = p.parse_args(argv)
+    args.data = [d for d in args.data.split(",") if d]
+    unknown = set(args.data) - {"text8", "amazon"}
+    if unknown:
+        p.error(f"--data: unknown {sorted(unknown)}")
+    q = args.quick
+    args.text8_train, args.text8_test = (2000, 500) if q else (400_000, 5000)
+    args.amazon_train, args.amazon_test = (3000, 300) if q else (100_000, 2000)
+    if args.epochs is None:
+        args.epochs = 1 if q else 3
+    if args.settings is None:
+        args.settings = DEFAULT_SETTINGS[:2] if q else DEFAULT_SETTINGS
+    return args
+
+
+def main(argv=None):
+    import bench_time_to_accuracy as tta
+    args = parse_args(argv)
+    command = " ".join(["bench_lsh_inference.py"] + (sys.argv[1:] if argv is None else argv))
+    result = {"machine": tta.machine(), "command": command, "threads": args.threads,
+              "runs": [run_data(name, args) for name in args.data]}
+    text = []
+    for run in result["runs"]:
+        text += table(run) + [""]
+    print("\n".join(text))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=1)
+        with open(os.path.splitext(args.out)[0] + ".txt", "w") as f:
+            f.write(f"machine: {json.dumps(result['machine'])}\ncommand: {command}\n\n"
+                    + "\n".join(text))
+    return result
+
+
+if __name__ == "__main__":
+    main()
