@@ -1,5 +1,5 @@
-"""LSH inference without head labels, against exact inference, on a model trained with
-slidelearn's defaults.
+"""LSH and IVF inference without head labels, against exact inference, on a model
+trained with slidelearn's defaults.
 
 For each data set (text8 skip-gram with the whole vocabulary, the Amazon-670K law of
 :func:`slidelearn.datasets.make_extreme_classification_preset`; the loaders and sizes of
@@ -10,7 +10,9 @@ defaults with ``hash_family`` set (``"mips"`` by default: SimHash over the score
 (``inference_n_codes``, ``inference_n_tables``, ``inference_bucket_size``; built with
 ``set_params`` and the estimator's own rebuild), top-5 inference with
 ``inference="lsh"`` and ``inference_head_labels=0`` is compared with
-``inference="exact"`` on the test rows:
+``inference="exact"`` on the test rows. A setting with ``"inference": "ivf"`` times
+``inference="ivf"`` instead (the clustering index, with ``inference_n_clusters`` and
+``inference_n_probe``; "build s" is then the index's k-means):
 
 - the share of rows whose exact top-1 label LSH inference ranks first ("exact top-1
   found"; the issue's target is 90%);
@@ -25,10 +27,13 @@ Smoke test (seconds)::
 
     PYTHONPATH=. python benchmarks/bench_lsh_inference.py --quick
 
-The recorded run::
+The recorded runs::
 
     PYTHONPATH=. python benchmarks/bench_lsh_inference.py --data text8,amazon \\
         --out benchmarks/results/lsh_inference_2026-12-03.json
+    PYTHONPATH=. python benchmarks/bench_lsh_inference.py --data text8,amazon \\
+        --settings '[{"inference": "ivf"}, {"inference": "ivf", "inference_n_probe": 20}]' \\
+        --out benchmarks/results/lsh_inference_ivf_2026-12-03.json
 """
 import argparse
 import json
@@ -85,11 +90,17 @@ def run_data(name, args):
     p1_exact, p5_exact = tta.precisions(Yte, exact)
     rows = []
     for setting in args.settings:
-        clf.set_params(**setting)
+        params = {key: v for key, v in setting.items() if key != "inference"}
+        mode = setting.get("inference", "lsh")
+        clf.set_params(**params)
         t0 = time.perf_counter()
-        clf._build_inference_tables(args.threads)  # what fit does at its end
+        if mode == "ivf":
+            clf._ivf = None
+            clf._cluster_index(args.threads)  # what fit does at its end with "ivf"
+        else:
+            clf._build_inference_tables(args.threads)  # what fit does at its end
         build_s = time.perf_counter() - t0
-        lsh, t_lsh = _timed(clf, Xte, inference="lsh")
+        lsh, t_lsh = _timed(clf, Xte, inference=mode)
         p1, p5 = tta.precisions(Yte, lsh)
         rows.append({"setting": setting, "build_s": build_s,
                      "exact_top1_found": float(np.mean(lsh[:, 0] == exact[:, 0])),
@@ -112,13 +123,16 @@ def table(result):
              f"{r['hash_family']!r}; exact: P@1 {r['p1_exact']:.4f}, P@5 {r['p5_exact']:.4f}, "
              f"{r['exact_rows_s']:,.0f} rows/s, {r['distinct_exact_top1']} distinct top-1 "
              "labels", "",
-             f"{'K':>3} {'L':>4} {'bucket':>7} {'top-1 found':>12} {'P@1 lsh':>8} "
-             f"{'P@5 lsh':>8} {'rows/s':>9} {'speed-up':>9} {'build s':>8}  target"]
+             f"{'mode':>4} {'K/C':>5} {'L/P':>4} {'bucket':>7} {'top-1 found':>12} {'P@1':>8} "
+             f"{'P@5':>8} {'rows/s':>9} {'speed-up':>9} {'build s':>8}  target"]
     for row in r["settings"]:
         s = row["setting"]
         ok = (row["exact_top1_found"] >= TARGET_FOUND and row["speedup"] >= TARGET_SPEEDUP
               and r["p1_exact"] - row["p1_lsh"] <= TARGET_P1_DROP)
-        lines.append(f"{s.get('inference_n_codes', '-'):>3} {s.get('inference_n_tables', '-'):>4} "
+        ivf = s.get("inference") == "ivf"
+        first = s.get("inference_n_clusters", "auto") if ivf else s.get("inference_n_codes", "-")
+        second = s.get("inference_n_probe", "auto") if ivf else s.get("inference_n_tables", "-")
+        lines.append(f"{s.get('inference', 'lsh'):>4} {first:>5} {second:>4} "
                      f"{str(s.get('inference_bucket_size', '-')):>7} "
                      f"{row['exact_top1_found']:>12.3f} {row['p1_lsh']:>8.4f} "
                      f"{row['p5_lsh']:>8.4f} {row['lsh_rows_s']:>9,.0f} "

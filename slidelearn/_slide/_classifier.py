@@ -11,6 +11,8 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from slidelearn.utils._threads import single_threaded_blas
 
 from slidelearn._slide import _network
+from slidelearn._slide._ivf import (ClusterIndex, auto_n_clusters, auto_n_probe,
+                                    probe_budget)
 from slidelearn._slide._lsh import LSHIndex, RehashSchedule
 from slidelearn._slide._sampling import LogUniformSampler
 from slidelearn._slide._state import SlideParams, SlideState
@@ -195,6 +197,14 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         Keep the training functions where you can: training shapes the network so
         that true labels collide with their inputs under those functions, and freshly
         drawn ones retrieve them far less often.
+    inference_n_clusters : int or "auto", default="auto"
+        With ``inference="ivf"``: the number of k-means clusters of the output
+        neurons. ``"auto"``: about ``4 * sqrt(n_classes)``.
+    inference_n_probe : int or "auto", default="auto"
+        With ``inference="ivf"``: how many clusters, those of highest centroid score,
+        each row scores every neuron of. ``"auto"``: the fewest best clusters that
+        hold one label in 200 (at least 20 k), among the best eighth of them. More finds the exact answer more
+        often, at a cost proportional to the labels scored.
     rehash_interval : int, default=6400
         Samples between two rebuilds of the tables from the current weights.
     rebuild_interval : int, default=128000
@@ -267,10 +277,14 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         rows.
     shuffle : bool, default=True
         Shuffle the rows at every epoch.
-    inference : {"exact", "lsh"}, default="exact"
+    inference : {"exact", "lsh", "ivf"}, default="exact"
         How ``predict``, ``predict_topk`` and ``score`` rank labels: over all output
-        neurons (blocked matrix product with a running top-k) or over the neurons
-        the hash tables retrieve (sub-linear).
+        neurons (blocked matrix product with a running top-k), over the neurons
+        the hash tables retrieve (sub-linear), or over the neurons of the clusters
+        whose centroids score highest (``"ivf"``: an inverted-file index, k-means of
+        the output rows made comparable by their norm, built at the end of ``fit``
+        when ``inference="ivf"``, else on first use, and after every change of the
+        weights).
     warm_start : bool, default=False
         Continue from the current weights when ``fit`` is called again.
     n_jobs : int, default=None
@@ -416,6 +430,9 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         "inference_n_codes": [Interval(Integral, 1, 32, closed="both"), None],
         "inference_bucket_size": [Interval(Integral, 1, _INT_MAX, closed="both"), None],
         "inference_n_tables": [Interval(Integral, 1, _network.MAX_TABLES, closed="both"), None],
+        "inference_n_clusters": [StrOptions({"auto"}),
+                                 Interval(Integral, 1, _INT_MAX, closed="both")],
+        "inference_n_probe": [StrOptions({"auto"}), Interval(Integral, 1, _INT_MAX, closed="both")],
         "rehash_interval": [Interval(Integral, 1, None, closed="left")],
         "rebuild_interval": [Interval(Integral, 1, None, closed="left")],
         "interval_growth": [Interval(Real, 1.0, None, closed="left")],
@@ -436,7 +453,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         "early_stopping": [StrOptions({"auto"}), "boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "shuffle": ["boolean"],
-        "inference": [StrOptions({"exact", "lsh"})],
+        "inference": [StrOptions({"exact", "lsh", "ivf"})],
         "warm_start": ["boolean"],
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
@@ -467,6 +484,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         inference_n_codes=None,
         inference_n_tables=None,
         inference_bucket_size=None,
+        inference_n_clusters="auto",
+        inference_n_probe="auto",
         rehash_interval=6400,
         rebuild_interval=128000,
         interval_growth=1.0,
@@ -513,6 +532,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         self.inference_n_codes = inference_n_codes
         self.inference_n_tables = inference_n_tables
         self.inference_bucket_size = inference_bucket_size
+        self.inference_n_clusters = inference_n_clusters
+        self.inference_n_probe = inference_n_probe
         self.rehash_interval = rehash_interval
         self.rebuild_interval = rebuild_interval
         self.interval_growth = interval_growth
@@ -929,6 +950,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------ fitting
     def _fit(self, X, y, *, incremental, classes=None):
+        self._ivf = None  # the clusters of weights that training is about to change
         comm = _mpi.check_comm(self.comm)
         if comm is not None:
             return self._fit_mpi(X, y, comm, incremental=incremental, classes=classes)
@@ -1014,6 +1036,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             self._rehash(n_threads)
             self._schedule.rehashed()
         self._build_inference_tables(n_threads)
+        if self.inference == "ivf":  # built now, not by the first predict
+            self._cluster_index(n_threads)
         return self
 
     def _fit_mpi(self, X, y, comm, *, incremental, classes=None):
@@ -1137,6 +1161,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
                 self._rehash(n_threads)
                 self._schedule.rehashed()
             self._build_inference_tables(n_threads)
+            if self.inference == "ivf":  # built now, not by the first predict
+                self._cluster_index(n_threads)
         else:  # the output layer stays spread over the ranks: collective inference
             if not incremental:
                 self._fill_tables(self._lsh, n_threads, center=_label_parallel.global_center(
@@ -1226,7 +1252,23 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
                 label_counts=self._label_counts, head_labels=self.inference_head_labels,
                 threshold=self.inference_threshold,
                 max_candidates=self.inference_max_candidates or 0)
+        if mode == "ivf" and getattr(self, "_label_slice", None) is not None:
+            raise ValueError("inference='ivf' needs the whole output layer in one process; "
+                             "this model's is spread over MPI ranks")
         Hm = self._hidden(X, n_threads)
+        if mode == "ivf":
+            index = self._cluster_index(n_threads)
+            with single_threaded_blas():
+                if self.inference_n_probe == "auto":
+                    probe, counts = index.probe(Hm, auto_n_probe(index.n_clusters),
+                                                budget=probe_budget(len(self.classes_), k))
+                else:
+                    probe, counts = index.probe(Hm, self.inference_n_probe)
+            idx, scores, _ = _network.topk_probed(Hm, self._state, index.members,
+                                                  index.starts, probe, counts, k,
+                                                  self._most_frequent_labels(2 * k),
+                                                  n_threads)
+            return idx, scores
         if mode == "lsh":
             # Filling a row needs at most 2k - 1 fallback labels (up to k - 1 are skipped
             # as already found), so only those are ranked, not every label on every call.
@@ -1240,6 +1282,21 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             return idx, scores
         with single_threaded_blas():
             return _network.topk_exact(Hm, self._state, k, n_threads)
+
+    def _cluster_index(self, n_threads):
+        """The ``ClusterIndex`` of the current output layer with ``inference_n_clusters``
+        clusters, built on first use after training changed the weights (its seed: the
+        model's and the number of epochs run, so that it never changes training)."""
+        n_labels = len(self.classes_)
+        n_clusters = (auto_n_clusters(n_labels) if self.inference_n_clusters == "auto"
+                      else min(int(self.inference_n_clusters), n_labels))
+        index = getattr(self, "_ivf", None)
+        if index is None or index.n_clusters != n_clusters:
+            rng = np.random.default_rng([self._seed, 2, self.n_iter_])
+            index = ClusterIndex(self._state.W_out, self._state.b_out, n_clusters, rng,
+                                 n_threads)
+            self._ivf = index
+        return index
 
     def _most_frequent_labels(self, n):
         """The n most frequent training labels, most frequent first, ties by lower index
@@ -1262,10 +1319,12 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             Input features.
         k : int, default=5
             Labels per row (at most ``n_classes``).
-        inference : {"exact", "lsh"} or None, default=None
-            Rank all output neurons, or only those the hash tables retrieve
+        inference : {"exact", "lsh", "ivf"} or None, default=None
+            Rank all output neurons, only those the hash tables retrieve
             (sub-linear; rows with fewer than k candidates are completed with the
-            most frequent training labels). None uses the ``inference`` parameter.
+            most frequent training labels), or those of the ``inference_n_probe``
+            best clusters of the output neurons. None uses the ``inference``
+            parameter.
 
         Returns
         -------
@@ -1289,8 +1348,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         if not isinstance(k, Integral) or isinstance(k, bool) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         mode = self.inference if inference is None else inference
-        if mode not in ("exact", "lsh"):
-            raise ValueError(f"inference must be 'exact' or 'lsh', got {mode!r}")
+        if mode not in ("exact", "lsh", "ivf"):
+            raise ValueError(f"inference must be 'exact', 'lsh' or 'ivf', got {mode!r}")
         X = self._validate_X_predict(X)
         k = min(int(k), len(self.classes_))
         idx, scores = self._topk_indices(X, k, mode, effective_n_threads(self.n_jobs))

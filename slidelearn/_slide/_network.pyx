@@ -1317,6 +1317,23 @@ cdef inline void _heap_sort_desc(float* sc, int32_t* ix, int size) noexcept nogi
         _sift_down(sc, ix, end, 0)
 
 
+cdef inline void _complete_from(const float* h, const float* W, const float* b, int d,
+                                const int32_t[::1] labels, int q, float* sc,
+                                int32_t* ix, int* size, int k) noexcept nogil:
+    """Fill a row's heap of ``size[0]`` < k entries with ``labels[q:]`` in order,
+    skipping those already in it."""
+    cdef int a
+    cdef int32_t j
+    while size[0] < k and q < labels.shape[0]:
+        j = labels[q]
+        q = q + 1
+        for a in range(size[0]):
+            if ix[a] == j:
+                break
+        else:
+            _heap_push(sc, ix, size, k, b[j] + sl_dot(h, W + <int64_t>j * d, d), j)
+
+
 def topk_exact(const float[:, ::1] Hm, state, int k, int n_threads,
                int row_block=64, int label_block=4096):
     """Top-k output neurons of every row over all labels.
@@ -1503,20 +1520,74 @@ def topk_lsh(const float[:, ::1] Hm, state, lsh, int k, int threshold,
                         _prefetch_neuron(&net, act[tid, a + PREFETCH], d)
                     _heap_push(&sc[i, 0], &idx[i, 0], &size, k,
                                net.b_out[j] + sl_dot(&Hm[i, 0], net.W_out + <int64_t>j * d, d), j)
-                q = n_head
-                while size < k and q < fallback.shape[0]:
-                    j = fallback[q]
-                    q = q + 1
-                    for a in range(size):
-                        if idx[i, a] == j:
-                            break
-                    else:
-                        _heap_push(&sc[i, 0], &idx[i, 0], &size, k,
-                                   net.b_out[j] + sl_dot(&Hm[i, 0], net.W_out + <int64_t>j * d, d), j)
+                _complete_from(&Hm[i, 0], net.W_out, net.b_out, d, fallback, n_head,
+                               &sc[i, 0], &idx[i, 0], &size, k)
                 _heap_sort_desc(&sc[i, 0], &idx[i, 0], size)
     finally:
         free(works)
     return idx_np, sc_np, total_cand
+
+
+def topk_probed(const float[:, ::1] Hm, state, const int32_t[::1] members,
+                const int64_t[::1] starts, const int32_t[:, ::1] probe,
+                const int32_t[::1] counts, int k, const int32_t[::1] fallback,
+                int n_threads):
+    """Top-k of each row among the output neurons of the clusters it probes.
+
+    ``members`` lists the labels cluster by cluster, cluster c being
+    ``members[starts[c]:starts[c + 1]]``; row i scores the clusters
+    ``probe[i, :counts[i]]``, distinct (``_ivf.ClusterIndex.probe``). Rows with fewer than k candidates are completed from
+    ``fallback`` (labels in decreasing training frequency). Returns (indices int32,
+    scores float32, number of scored neurons), best first.
+    """
+    cdef const float[:, ::1] W_out = state.W_out
+    cdef const float[::1] b_out = state.b_out
+    cdef int n = Hm.shape[0], d = Hm.shape[1], n_labels = W_out.shape[0]
+    cdef int n_clusters = starts.shape[0] - 1, n_probe = probe.shape[1]
+    cdef int i, p, c, size
+    cdef int64_t m, m1, total = 0
+    cdef int32_t j
+    if d != W_out.shape[1]:
+        raise ValueError("hidden width does not match the output layer")
+    if probe.shape[0] != n or counts.shape[0] != n:
+        raise ValueError(f"probe and counts need {n} rows, as Hm")
+    if n and (np.min(counts) < 0 or np.max(counts) > n_probe):
+        raise ValueError("counts must be between 0 and probe.shape[1]")
+    # the index is checked once here, so that the loops below read only valid memory
+    starts_np = np.asarray(starts)
+    if n_clusters < 1 or starts[0] != 0 or starts[n_clusters] != members.shape[0] or \
+            np.any(np.diff(starts_np) < 0):
+        raise ValueError("starts must rise from 0 to len(members)")
+    if members.shape[0] and (np.min(members) < 0 or np.max(members) >= n_labels):
+        raise ValueError("members must be labels of the output layer")
+    if probe.size and (np.min(probe) < 0 or np.max(probe) >= n_clusters):
+        raise ValueError("probe must hold cluster indices")
+    if fallback.shape[0] and (np.min(fallback) < 0 or np.max(fallback) >= n_labels):
+        raise ValueError("fallback must be labels of the output layer")
+    k = min(k, n_labels)
+    idx_np = np.full((n, k), -1, dtype=np.int32)
+    sc_np = np.full((n, k), -np.inf, dtype=np.float32)
+    cdef int32_t[:, ::1] idx = idx_np
+    cdef float[:, ::1] sc = sc_np
+    if n == 0 or k == 0:
+        return idx_np, sc_np, 0
+    with nogil:
+        for i in prange(n, schedule="dynamic", chunksize=8, num_threads=n_threads):
+            size = 0
+            for p in range(counts[i]):
+                c = probe[i, p]
+                m1 = starts[c + 1]
+                for m in range(starts[c], m1):
+                    j = members[m]
+                    if m + PREFETCH < m1:
+                        sl_prefetch_row(&W_out[members[m + PREFETCH], 0], d)
+                    _heap_push(&sc[i, 0], &idx[i, 0], &size, k,
+                               b_out[j] + sl_dot(&Hm[i, 0], &W_out[j, 0], d), j)
+                total += m1 - starts[c]
+            _complete_from(&Hm[i, 0], &W_out[0, 0], &b_out[0], d, fallback, 0,
+                           &sc[i, 0], &idx[i, 0], &size, k)
+            _heap_sort_desc(&sc[i, 0], &idx[i, 0], size)
+    return idx_np, sc_np, total
 
 
 # ---------------------------------------------------------------------------

@@ -1,0 +1,141 @@
+"""inference="ivf": the clustering index over the output neurons (_ivf.ClusterIndex) and
+its kernel (_network.topk_probed)."""
+import pickle
+
+import numpy as np
+import pytest
+
+from slidelearn import SlideClassifier
+from slidelearn._slide import _ivf, _network, _testing
+from slidelearn.datasets import make_extreme_classification
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    X, Y = make_extreme_classification(n_samples=1500, n_features=300, n_labels=600,
+                                       n_nonzeros=20, random_state=0)
+    clf = SlideClassifier(hidden_layer_sizes=(32,), max_iter=3, n_jobs=2,
+                          random_state=0).fit(X[:1200], Y[:1200])
+    return clf, X[1200:], Y[1200:]
+
+
+def _hidden_and_state(clf, X):
+    return _testing.hidden(clf, X), _testing.state(clf)
+
+
+def test_index_partitions_the_labels_and_probes_distinct_clusters():
+    rng = np.random.default_rng(0)
+    W = rng.normal(size=(700, 12)).astype(np.float32)
+    b = rng.normal(size=700).astype(np.float32)
+    index = _ivf.ClusterIndex(W, b, 30, rng)
+    assert sorted(index.members.tolist()) == list(range(700))
+    assert index.starts[0] == 0 and index.starts[-1] == 700
+    assert np.all(np.diff(index.starts) >= 0)
+    probe, counts = index.probe(W[:50], 7)
+    assert probe.shape == (50, 7) and (counts == 7).all()
+    assert all(len(set(row)) == 7 for row in probe.tolist())
+    # with a budget: the fewest best clusters holding it, best first
+    probe, counts = index.probe(W[:50], 30, budget=100)
+    sizes = np.diff(index.starts)
+    scores = W[:50] @ index.centroid_w.T + index.centroid_b
+    for i in range(50):
+        chosen = probe[i, :counts[i]]
+        assert sizes[chosen].sum() >= 100 and sizes[chosen[:-1]].sum() < 100
+        assert np.all(np.diff(scores[i, probe[i]]) <= 0)
+    with pytest.raises(ValueError, match="n_clusters"):
+        _ivf.ClusterIndex(W, b, 701, rng)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_probing_every_cluster_is_exact_inference(fitted, n_threads):
+    clf, Xte, _ = fitted
+    H, state = _hidden_and_state(clf, Xte)
+    index = _ivf.ClusterIndex(state.W_out, state.b_out, 25, np.random.default_rng(1))
+    probe, counts = index.probe(H, 25)
+    fallback = np.arange(10, dtype=np.int32)
+    idx, sc, total = _network.topk_probed(H, state, index.members, index.starts, probe,
+                                          counts, 5, fallback, n_threads)
+    ex_idx, ex_sc = _network.topk_exact(H, state, 5, n_threads)
+    np.testing.assert_array_equal(idx, ex_idx)
+    np.testing.assert_allclose(sc, ex_sc, rtol=1e-5, atol=1e-5)
+    assert total == H.shape[0] * 600
+
+
+def test_rows_with_few_candidates_are_completed_from_the_fallback(fitted):
+    clf, Xte, _ = fitted
+    H, state = _hidden_and_state(clf, Xte[:20])
+    # one cluster of 2 labels probed by every row, k = 5: 3 labels from the fallback
+    members = np.array([3, 7] + [j for j in range(600) if j not in (3, 7)], dtype=np.int32)
+    starts = np.array([0, 2, 600], dtype=np.int64)
+    probe = np.zeros((20, 1), dtype=np.int32)
+    counts = np.ones(20, dtype=np.int32)
+    fallback = np.array([7, 11, 12, 13, 14], dtype=np.int32)
+    idx, sc, total = _network.topk_probed(H, state, members, starts, probe, counts, 5,
+                                          fallback, 2)
+    assert total == 40
+    for row in idx.tolist():
+        assert sorted(row) == [3, 7, 11, 12, 13]
+    assert np.all(np.diff(sc, axis=1) <= 0)
+
+
+def test_bad_index_is_refused(fitted):
+    clf, Xte, _ = fitted
+    H, state = _hidden_and_state(clf, Xte[:4])
+    members = np.arange(600, dtype=np.int32)
+    starts = np.array([0, 300, 600], dtype=np.int64)
+    probe = np.zeros((4, 1), dtype=np.int32)
+    counts = np.ones(4, dtype=np.int32)
+    fb = np.arange(10, dtype=np.int32)
+    call = _network.topk_probed
+    with pytest.raises(ValueError, match="starts"):
+        call(H, state, members, np.array([0, 700, 600]), probe, counts, 5, fb, 1)
+    with pytest.raises(ValueError, match="starts"):
+        call(H, state, members, np.array([0, 300, 500]), probe, counts, 5, fb, 1)
+    with pytest.raises(ValueError, match="members"):
+        call(H, state, np.full(600, 600, np.int32), starts, probe, counts, 5, fb, 1)
+    with pytest.raises(ValueError, match="probe"):
+        call(H, state, members, starts, np.full((4, 1), 2, np.int32), counts, 5, fb, 1)
+    with pytest.raises(ValueError, match="counts"):
+        call(H, state, members, starts, probe, np.full(4, 2, np.int32), 5, fb, 1)
+    with pytest.raises(ValueError, match="rows"):
+        call(H, state, members, starts, probe[:3], counts[:3], 5, fb, 1)
+    with pytest.raises(ValueError, match="fallback"):
+        call(H, state, members, starts, probe, counts, 5, np.array([-1], np.int32), 1)
+    with pytest.raises(ValueError, match="hidden width"):
+        call(H[:, :5].copy(), state, members, starts, probe, counts, 5, fb, 1)
+
+
+def test_estimator_ivf_inference(fitted):
+    clf, Xte, Yte = fitted
+    exact, _ = clf.predict_topk(Xte, k=5)
+    ivf, scores = clf.predict_topk(Xte, k=5, inference="ivf")
+    assert ivf.shape == (Xte.shape[0], 5) and np.all(np.diff(scores, axis=1) <= 0)
+    # most rows find their exact top-1 label, and every label comes from classes_
+    assert np.mean(ivf[:, 0] == exact[:, 0]) > 0.5
+    # probing every cluster is exact inference
+    every = pickle.loads(pickle.dumps(clf))
+    every.set_params(inference_n_probe=10**6)
+    np.testing.assert_array_equal(every.predict_topk(Xte, k=5, inference="ivf")[0], exact)
+    # the index follows inference_n_clusters, and a refit drops the old one
+    every.set_params(inference_n_clusters=7)
+    every.predict_topk(Xte[:3], inference="ivf")
+    assert every._ivf.n_clusters == 7
+    every.partial_fit(Xte, Yte)
+    assert every._ivf is None
+    # inference="ivf" as the parameter: built by fit, used by predict and score
+    model = pickle.loads(pickle.dumps(clf)).set_params(inference="ivf", warm_start=True,
+                                                       max_iter=1)
+    model.fit(Xte, Yte)
+    assert model._ivf is not None
+    assert model.predict(Xte).shape == Yte.shape
+    assert 0.0 <= model.score(Xte, Yte) <= 1.0
+    with pytest.raises(ValueError, match="inference must be"):
+        clf.predict_topk(Xte, inference="cluster")
+
+
+def test_ivf_parameters_are_validated(fitted):
+    clf, Xte, Yte = fitted
+    for bad in (dict(inference_n_clusters=0), dict(inference_n_probe=0),
+                dict(inference_n_probe="many"), dict(inference="cluster")):
+        with pytest.raises(ValueError):
+            SlideClassifier(**bad).fit(Xte, Yte)
