@@ -32,8 +32,12 @@ The recorded runs::
     PYTHONPATH=. python benchmarks/bench_lsh_inference.py --data text8,amazon \\
         --out benchmarks/results/lsh_inference_2026-12-03.json
     PYTHONPATH=. python benchmarks/bench_lsh_inference.py --data text8,amazon \\
-        --settings '[{"inference": "ivf"}, {"inference": "ivf", "inference_n_probe": 20}]' \\
+        --hash-family dwta --settings '[{"inference": "ivf"}, {"inference": "ivf", \\
+        "inference_n_probe": 20}, {"inference": "ivf", "inference_n_probe": 60}]' \\
         --out benchmarks/results/lsh_inference_ivf_2026-12-03.json
+
+(``--hash-family mips`` and ``--out`` ``lsh_inference_ivf_mips_2026-12-03.json`` for the
+second model.)
 """
 import argparse
 import json

@@ -11,9 +11,9 @@ subprocess (so that the peak resident memory is that of one configuration):
 
 1. ``slidelearn``: :class:`slidelearn.SlideClassifier` with one hidden layer
    of 128 ReLU units and SLIDE's sampling (``--negative-sampling lsh``, the hash
-   tables; ``log_uniform`` is the estimator's default), trained for ``--epochs`` epochs (one ``partial_fit`` call
-   per epoch by default). It reports the training throughput (samples/s,
-   measured on training only: data generation and model initialisation are
+   tables; ``log_uniform`` is the estimator's default), trained for ``--epochs``
+   epochs (one ``partial_fit`` call per epoch by default). It reports the training
+   throughput (samples/s, measured on training only: data generation and model initialisation are
    excluded), the mean active-set size per sample, the peak RSS, and the
    precision@1/@5 and throughput of top-5 inference on the test rows, over all
    labels (``inference="exact"``) and over the labels that the hash tables

@@ -50,9 +50,9 @@ print(f"train {X_train.shape}, test {X_test.shape}, {Y_train.shape[1]} labels")
 # ``min_active=20`` the active set is the true labels, the neurons the tables retrieve
 # and random ones up to 20 neurons, as it would be with hundreds of thousands of
 # labels, when ``negative_sampling="lsh"`` (SLIDE's sampling; the default draws
-# negatives shared by a batch's rows instead). ``inference="lsh"`` makes ``predict_topk``, and so the scorer, rank only the
-# retrieved neurons: the tables matter for prediction too. ``n_jobs=1`` gives
-# reproducible fits.
+# negatives shared by a batch's rows instead). ``inference="lsh"`` makes
+# ``predict_topk``, and so the scorer, rank only the retrieved neurons: the tables
+# matter for prediction too. ``n_jobs=1`` gives reproducible fits.
 slide = SlideClassifier(min_active=20, negative_sampling="lsh", inference="lsh",
                         max_iter=3 if QUICK else 6, n_jobs=1, random_state=0)
 

@@ -27,8 +27,8 @@ TRAIN_GROUPS = {
         "tol", "n_iter_no_change", "early_stopping", "validation_fraction", "shuffle",
         "loss"),
     "sampling of the output layer (shared negatives, or SLIDE's hash tables)": (
-        "negative_sampling", "hash_family", "n_codes", "n_tables", "bin_size", "range_pow", "bucket_size",
-        "bucket_policy", "min_active", "active_threshold", "rehash_interval",
+        "negative_sampling", "hash_family", "n_codes", "n_tables", "bin_size", "range_pow",
+        "bucket_size", "bucket_policy", "min_active", "active_threshold", "rehash_interval",
         "rebuild_interval", "interval_growth"),
     "inference (saved with the model; evaluate and predict can override)": (
         "inference", "inference_threshold", "inference_max_candidates",

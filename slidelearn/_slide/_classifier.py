@@ -203,8 +203,9 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
     inference_n_probe : int or "auto", default="auto"
         With ``inference="ivf"``: how many clusters, those of highest centroid score,
         each row scores every neuron of. ``"auto"``: the fewest best clusters that
-        hold one label in 200 (at least 20 k), among the best eighth of them. More finds the exact answer more
-        often, at a cost proportional to the labels scored.
+        hold one label in 200 (at least 20 k), among the best eighth of them. More
+        finds the exact answer more often, at a cost proportional to the labels
+        scored.
     rehash_interval : int, default=6400
         Samples between two rebuilds of the tables from the current weights.
     rebuild_interval : int, default=128000

@@ -13,6 +13,7 @@ import math
 import numpy as np
 import scipy.sparse as sp
 
+from slidelearn._slide._lsh import mips_rows
 from slidelearn.utils._threads import _get_controller
 
 __all__ = ["ClusterIndex", "auto_n_clusters", "auto_n_probe", "probe_budget"]
@@ -41,13 +42,13 @@ def probe_budget(n_labels, k):
 
 
 def _unit_rows(W, b):
-    """``[w, b, sqrt(1 - |[w, b]|^2)]`` of the rows scaled by their largest norm."""
-    A = np.hstack([W, b[:, None]]).astype(np.float64)
-    norms = np.sqrt(np.einsum("ij,ij->i", A, A))
-    top = norms.max() if norms.size else 0.0
-    A /= top if top > 0 else 1.0
-    extra = np.sqrt(np.clip(1.0 - (norms / (top if top > 0 else 1.0)) ** 2, 0.0, None))
-    return np.hstack([A, extra[:, None]]).astype(np.float32)
+    """``[w, b, sqrt(1 - |[w, b]|^2)]`` of the rows scaled by their largest norm: the
+    "mips" family's transform (``_lsh.mips_rows``, uncentred) over that norm."""
+    sq = np.einsum("ij,ij->i", W, W, dtype=np.float64) + np.square(b, dtype=np.float64)
+    top = float(np.sqrt(sq.max())) if sq.size and sq.max() > 0 else 1.0
+    rows = mips_rows(W, b, np.zeros(W.shape[1], dtype=np.float32), top)
+    rows /= np.float32(top)
+    return rows
 
 
 def _nearest(X, C):

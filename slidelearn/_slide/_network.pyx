@@ -1536,9 +1536,10 @@ def topk_probed(const float[:, ::1] Hm, state, const int32_t[::1] members,
 
     ``members`` lists the labels cluster by cluster, cluster c being
     ``members[starts[c]:starts[c + 1]]``; row i scores the clusters
-    ``probe[i, :counts[i]]``, distinct (``_ivf.ClusterIndex.probe``). Rows with fewer than k candidates are completed from
-    ``fallback`` (labels in decreasing training frequency). Returns (indices int32,
-    scores float32, number of scored neurons), best first.
+    ``probe[i, :counts[i]]``, distinct (``_ivf.ClusterIndex.probe``). Rows with fewer
+    than k candidates are completed from ``fallback`` (labels in decreasing training
+    frequency). Returns (indices int32, scores float32, number of scored neurons), best
+    first.
     """
     cdef const float[:, ::1] W_out = state.W_out
     cdef const float[::1] b_out = state.b_out
