@@ -31,6 +31,9 @@ Methods
 - ``slide-mips``: the same with ``hash_family="mips"`` and ``n_codes=8``: SimHash of
   the output rows with their bias and a norm coordinate appended, against the queries
   ``[h, 1, 0]``, so that retrieval follows the scores ``w . h + b``.
+- ``slide-drift``: ``slide-hash`` with ``rehash_drift=0.1``: the tables are rebuilt when
+  a tenth of their entries is out of date (estimated on 256 neurons after each batch)
+  instead of every ``rehash_interval`` samples.
 - ``slide-shared``: ``negative_sampling="log_uniform"`` (what ``"auto"``, the default,
   picks in float32 on one process): the batch's labels and
   ``min_active`` log-uniform draws shared by its rows, with the log Q correction, one
@@ -135,8 +138,8 @@ try:
 except ImportError:  # a source checkout without PYTHONPATH
     sys.path.insert(0, os.path.dirname(HERE))
 
-METHODS = ("slide-hash", "slide-random", "slide-mips", "slide-shared", "slide-full",
-           "torch-full", "torch-sampled")
+METHODS = ("slide-hash", "slide-random", "slide-mips", "slide-drift", "slide-shared",
+           "slide-full", "torch-full", "torch-sampled")
 DATASETS = ("bibtex", "text8", "amazon")
 TOP_K = 5
 
@@ -261,7 +264,8 @@ def slide_method_params(method, n_labels, slide_params):
 
     Parameters
     ----------
-    method : {"slide-hash", "slide-random", "slide-mips", "slide-shared", "slide-full"}
+    method : {"slide-hash", "slide-random", "slide-mips", "slide-drift", "slide-shared",
+              "slide-full"}
     n_labels : int
         Labels of the data set.
     slide_params : dict
@@ -272,7 +276,7 @@ def slide_method_params(method, n_labels, slide_params):
     params : dict
     """
     params = dict(slide_params)
-    if method in ("slide-hash", "slide-random", "slide-mips"):  # the hash tables
+    if method in ("slide-hash", "slide-random", "slide-mips", "slide-drift"):  # the tables
         params.setdefault("negative_sampling", "lsh")
     if method == "slide-random":
         # No neuron is found in more than n_tables tables: retrieval never reaches the
@@ -283,6 +287,8 @@ def slide_method_params(method, n_labels, slide_params):
         # more codes a table than DWTA's 6 for selective buckets
         params.setdefault("hash_family", "mips")
         params.setdefault("n_codes", 8)
+    elif method == "slide-drift":
+        params.setdefault("rehash_drift", 0.1)
     elif method == "slide-shared":
         params["negative_sampling"] = "log_uniform"
     elif method == "slide-full":

@@ -45,6 +45,7 @@ def slide_examples(draw):
         "inference_bucket_size": draw(maybe(st.integers(1, 8))),
         "rehash_interval": draw(st.integers(1, 64)),
         "rebuild_interval": draw(st.integers(1, 256)),
+        "rehash_drift": draw(maybe(st.sampled_from([0.01, 0.3, 1.0]))),
         "precision": draw(st.sampled_from(["float32", "bfloat16"])),
         "dropout": draw(st.sampled_from([0.0, 0.3])),
         "loss": draw(st.sampled_from(["softmax", "pick_all"])),

@@ -18,6 +18,62 @@ def test_schedule_rehashes_and_redraws_at_growing_intervals():
     assert s.since_rehash == 0
 
 
+def test_drift_schedule_rehashes_when_the_stale_share_reaches_the_threshold():
+    s = RehashSchedule(rehash_interval=10, rebuild_interval=100, growth=2.0, drift=0.2)
+    # the count does not matter, the stale share does; redraws stay by count and
+    # rebuild the tables whatever the drift
+    assert s.advance(50, 0.19) == (False, False)
+    assert s.advance(5, 0.2) == (True, False)
+    assert s.advance(40, 0.0) == (False, False)
+    assert s.advance(10, 0.0) == (True, True)
+    assert s.advance(150, 0.0) == (False, False)  # rebuild interval now 200
+    assert s.n_rehashes == 2 and s.rehash_every == 10
+
+
+def test_stale_share_is_zero_on_the_filled_weights_and_grows_with_the_move():
+    rng = np.random.default_rng(0)
+    for family in ("dwta", "mips", "simhash"):
+        index = LSHIndex(family, 16, n_codes=4, n_tables=6, bin_size=4, range_pow=8,
+                         rng=rng)
+        W = rng.normal(size=(500, 16)).astype(np.float32)
+        b = rng.normal(size=500).astype(np.float32)
+        assert index.stale_share(W, b, 1) == 1.0  # no fill yet: everything is stale
+        index.fill(W, n_threads=2, seed=3, bucket_size=64, reservoir=False, bias=b,
+                   probe=100)
+        rows, codes = index.probe[:2]
+        assert len(rows) == 100 and codes.shape == (6, 100)
+        assert index.stale_share(W, b, 2) == 0.0
+        shares = []
+        for scale in (0.05, 0.5, 5.0):
+            noise = rng.normal(size=W.shape).astype(np.float32)
+            shares.append(index.stale_share(W + scale * noise, b, 1))
+        assert 0.0 < shares[0] < shares[1] < shares[2] <= 1.0, (family, shares)
+        index.redraw(rng)  # codes of other functions say nothing
+        assert index.probe is None and index.stale_share(W, b, 1) == 1.0
+
+
+def test_classifier_with_rehash_drift_follows_the_weights():
+    X, Y = make_multilabel_classification(n_samples=600, n_features=30, n_classes=80,
+                                          random_state=1)
+    base = dict(hidden_layer_sizes=16, min_active=10, negative_sampling="lsh", n_tables=8,
+                n_codes=3, batch_size=16, max_iter=3, rehash_interval=10**6,
+                random_state=0, n_jobs=2)
+    by_count = SlideClassifier(**base).fit(X, Y)
+    by_drift = SlideClassifier(rehash_drift=0.05, **base).fit(X, Y)
+    # by count nothing happens in 1800 samples but the end-of-fit rebuild; by drift the
+    # tables are rebuilt during training
+    assert by_count._schedule.n_rehashes == 0
+    assert by_drift._schedule.n_rehashes > 3
+    assert np.isfinite(by_drift.loss_curve_).all()
+    st = by_drift._state
+    assert by_drift._lsh.stale_share(st.output_rows(), st.b_out, 1) == 0.0
+    # set_params between warm fits reaches the schedule
+    by_drift.set_params(rehash_drift=None, warm_start=True, max_iter=1)
+    n = by_drift._schedule.n_rehashes
+    by_drift.fit(X, Y)
+    assert by_drift._schedule.drift is None and by_drift._schedule.n_rehashes == n
+
+
 def test_index_tables_hold_every_neuron_once_a_table_when_buckets_are_large():
     rng = np.random.default_rng(0)
     index = LSHIndex("dwta", 16, n_codes=2, n_tables=3, bin_size=4, range_pow=6, rng=rng)

@@ -29,7 +29,7 @@ TRAIN_GROUPS = {
     "sampling of the output layer (shared negatives, or SLIDE's hash tables)": (
         "negative_sampling", "hash_family", "n_codes", "n_tables", "bin_size", "range_pow",
         "bucket_size", "bucket_policy", "min_active", "active_threshold", "rehash_interval",
-        "rebuild_interval", "interval_growth"),
+        "rehash_drift", "rebuild_interval", "interval_growth"),
     "inference (saved with the model; evaluate and predict can override)": (
         "inference", "inference_threshold", "inference_max_candidates",
         "inference_head_labels", "inference_n_codes", "inference_n_tables",

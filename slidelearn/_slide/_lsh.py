@@ -40,6 +40,9 @@ class LSHIndex:
         Output neurons, bucket after bucket.
     bucket_size : int or None
         The most ids a bucket keeps.
+    probe : tuple or None
+        ``(rows, codes, center, max_norm)`` of a sample of rows at the last fill, for
+        :meth:`stale_share`.
 
     Examples
     --------
@@ -59,7 +62,7 @@ class LSHIndex:
                            n_tables=int(n_tables), bin_size=int(bin_size),
                            range_pow=int(range_pow))
         self.params = None
-        self.offsets = self.ids = self.bucket_size = None
+        self.offsets = self.ids = self.bucket_size = self.probe = None
         self.redraw(rng)
 
     def redraw(self, rng):
@@ -70,6 +73,7 @@ class LSHIndex:
         self.params = _hashing.draw_hash_functions(
             c["family"], dim, c["n_codes"], c["n_tables"], c["bin_size"],
             c["range_pow"], rng)
+        self.probe = None  # codes of the old functions
 
     @classmethod
     def sharing_functions(cls, other):
@@ -77,11 +81,11 @@ class LSHIndex:
         index = cls.__new__(cls)
         index.config = other.config
         index.params = other.params
-        index.offsets = index.ids = index.bucket_size = None
+        index.offsets = index.ids = index.bucket_size = index.probe = None
         return index
 
     def fill(self, W, n_threads, seed, bucket_size, reservoir, center=None, buckets=None,
-             reuse=False, bias=None):
+             reuse=False, bias=None, probe=0):
         """(Re)build the tables from the rows of ``W`` (one per output neuron).
 
         Rows are centred on ``center`` (default: their mean), which gives every query
@@ -90,16 +94,25 @@ class LSHIndex:
         required), so that retrieval follows the scores ``w . h + b``. With ``reuse`` the
         previous tables' arrays are written into when they fit, as ``buckets`` (a kept
         code buffer) is: fresh arrays would fault in (and zero) the pages of large
-        tables at each rebuild. Returns the bucket codes of the rows (to keep as
-        ``buckets``).
+        tables at each rebuild. With ``probe``, the codes of that many rows drawn with
+        ``seed`` are kept for :meth:`stale_share`. Returns the bucket codes of the rows
+        (to keep as ``buckets``).
         """
         if center is None:
             center = _hashing.column_sums(W, n_threads) / max(W.shape[0], 1)
+        max_norm = None
         if self.params["family"] == "mips":
-            codes = _hash_mips(self.params, W, bias, center, n_threads, buckets)
+            codes, max_norm = _hash_mips(self.params, W, bias, center, n_threads, buckets)
         else:
             codes = _hashing.hash_vectors(self.params, W, n_threads, center=center,
                                           out=buckets)
+        self.probe = None
+        if probe > 0 and W.shape[0] > 0:
+            rows = np.random.default_rng(seed).choice(
+                W.shape[0], min(int(probe), W.shape[0]), replace=False)
+            rows.sort()
+            self.probe = (rows, codes[:, rows].copy(), np.array(center, dtype=np.float32),
+                          max_norm)
         old = (self.offsets, self.ids)
         reuse = reuse and all(a is not None and a.flags.writeable for a in old)
         self.offsets, self.ids = _hashing.build_tables(
@@ -107,6 +120,28 @@ class LSHIndex:
             out=old if reuse else None)
         self.bucket_size = int(bucket_size)
         return codes
+
+    def stale_share(self, W, bias, n_threads):
+        """The share of the probed rows' bucket codes (one per row and table) that the
+        rows ``W`` (and ``bias``) hash to now differ from those of the last
+        :meth:`fill`: the share of the tables' entries that are out of date, as far as
+        a sample of rows tells. 1.0 when the last fill kept no probe.
+
+        Rows are hashed as the fill hashed them: centred on its centre and, for
+        "mips", scaled against its largest norm, so that an unchanged row keeps its
+        codes.
+        """
+        probe = getattr(self, "probe", None)
+        if probe is None:
+            return 1.0
+        rows, codes, center, max_norm = probe
+        if self.params["family"] == "mips":
+            now = _hashing.hash_vectors(
+                self.params, mips_rows(W[rows], bias[rows], center, max_norm), n_threads)
+        else:
+            now = _hashing.hash_vectors(self.params, np.ascontiguousarray(W[rows]),
+                                        n_threads, center=center)
+        return float(np.count_nonzero(now != codes)) / codes.size
 
     @classmethod
     def from_dict(cls, state):
@@ -172,7 +207,8 @@ def _as_float32(W):
 
 
 def _hash_mips(params, W, bias, center, n_threads, out):
-    """Bucket codes (L, n) of :func:`mips_rows` of ``W``, a chunk of rows at a time."""
+    """Bucket codes (L, n) of :func:`mips_rows` of ``W``, a chunk of rows at a time,
+    and the largest norm the transform used."""
     if bias is None or len(bias) != W.shape[0]:
         raise ValueError("the 'mips' hash family needs the output biases, one per row")
     n, L = W.shape[0], params["n_tables"]
@@ -188,16 +224,22 @@ def _hash_mips(params, W, bias, center, n_threads, out):
     for s in range(0, n, _MIPS_CHUNK):
         rows = mips_rows(W[s:s + _MIPS_CHUNK], bias[s:s + _MIPS_CHUNK], center, max_norm)
         out[:, s:s + rows.shape[0]] = _hashing.hash_vectors(params, rows, n_threads)
-    return out
+    return out, max_norm
 
 
 class RehashSchedule:
-    """After how many training samples the tables are rebuilt.
+    """When the tables are rebuilt during training.
 
-    A rehash every ``rehash_interval`` samples, with new hash functions drawn first
-    once ``rebuild_interval`` samples have passed since the last draw; both intervals
-    grow by the factor ``growth`` after each use (the weights move less as training
-    goes on).
+    By count: a rehash every ``rehash_interval`` samples, with new hash functions
+    drawn first once ``rebuild_interval`` samples have passed since the last draw;
+    both intervals grow by the factor ``growth`` after each use (the weights move
+    less as training goes on).
+
+    By drift (``drift`` set): a rehash as soon as the share of out-of-date table
+    entries (``LSHIndex.stale_share``, passed to :meth:`advance` as ``stale``)
+    reaches ``drift``, so that the tables follow the weights as fast as they move,
+    early in training more often, later less; new functions are still drawn by
+    count, and a draw rebuilds the tables whatever the drift.
 
     Examples
     --------
@@ -206,29 +248,41 @@ class RehashSchedule:
     >>> [s.advance(50) for _ in range(6)]  # doctest: +NORMALIZE_WHITESPACE
     [(False, False), (True, False), (False, False), (True, False), (False, False),
      (True, True)]
+    >>> s = RehashSchedule(100, 1000, 1.0, drift=0.1)
+    >>> [s.advance(50, stale) for stale in (0.02, 0.12, 0.01)]
+    [(False, False), (True, False), (False, False)]
     """
 
-    def __init__(self, rehash_interval, rebuild_interval, growth):
+    def __init__(self, rehash_interval, rebuild_interval, growth, drift=None):
         self.rehash_every = float(rehash_interval)
         self.rebuild_every = float(rebuild_interval)
         self.growth = float(growth)
+        self.drift = None if drift is None else float(drift)
         self.since_rehash = 0
         self.since_rebuild = 0
+        self.n_rehashes = 0
 
-    def advance(self, n_samples):
-        """Count ``n_samples`` more training samples; returns ``(rehash, redraw)``:
+    def advance(self, n_samples, stale=None):
+        """Count ``n_samples`` more training samples (after which ``stale`` of the
+        tables' entries are out of date, with ``drift``); returns ``(rehash, redraw)``:
         whether to rebuild the tables now, and whether to draw new hash functions
         before."""
         self.since_rehash += n_samples
         self.since_rebuild += n_samples
-        if self.since_rehash < self.rehash_every:
+        drift = getattr(self, "drift", None)  # schedules pickled before drift
+        if drift is None:
+            if self.since_rehash < self.rehash_every:
+                return False, False
+        elif self.since_rebuild < self.rebuild_every and (stale is None or stale < drift):
             return False, False
         redraw = self.since_rebuild >= self.rebuild_every
         if redraw:
             self.since_rebuild = 0
             self.rebuild_every *= self.growth
         self.since_rehash = 0
-        self.rehash_every *= self.growth
+        if drift is None:
+            self.rehash_every *= self.growth
+        self.n_rehashes = getattr(self, "n_rehashes", 0) + 1
         return True, redraw
 
     def rehashed(self):

@@ -331,14 +331,14 @@ class SlideState:
                                     n_threads)
 
     def hash_output(self, lsh, seed, n_threads, bucket_size, reservoir, center=None,
-                    work=None):
+                    work=None, probe=0):
         """(Re)build the tables of ``lsh`` from the output rows as training sees them
         (:meth:`output_rows`), centred on ``center`` (default: their mean). With a
         ``work`` (``_network.Workspace``), the training tables keep their arrays and the
-        code buffer between rebuilds."""
+        code buffer between rebuilds; ``probe`` rows are kept for ``lsh.stale_share``."""
         codes = lsh.fill(self.output_rows(), n_threads, seed, bucket_size, reservoir,
                          center=center, buckets=None if work is None else work.hash_buckets,
-                         reuse=work is not None, bias=self.b_out)
+                         reuse=work is not None, bias=self.b_out, probe=probe)
         if work is not None:
             work.hash_buckets = codes
 
