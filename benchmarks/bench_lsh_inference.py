@@ -12,7 +12,10 @@ defaults with ``hash_family`` set (``"mips"`` by default: SimHash over the score
 ``inference="lsh"`` and ``inference_head_labels=0`` is compared with
 ``inference="exact"`` on the test rows. A setting with ``"inference": "ivf"`` times
 ``inference="ivf"`` instead (the clustering index, with ``inference_n_clusters`` and
-``inference_n_probe``; "build s" is then the index's k-means):
+``inference_n_probe``; "build s" is then the index's k-means), and a setting with
+``"inference": "norm"`` times ``inference="norm"`` (the neurons of highest static score
+and of longest centred row; the "K/C" column is then ``inference_budget`` and "L/P"
+the share of rows whose answer the norm bound certifies exact):
 
 - the share of rows whose exact top-1 label LSH inference ranks first ("exact top-1
   found"; the issue's target is 90%);
@@ -101,12 +104,20 @@ def run_data(name, args):
         if mode == "ivf":
             clf._ivf = None
             clf._cluster_index(args.threads)  # what fit does at its end with "ivf"
+        elif mode == "norm":
+            clf._norm_index = None
+            clf._longest_rows()  # what fit does at its end with "norm"
         else:
             clf._build_inference_tables(args.threads)  # what fit does at its end
         build_s = time.perf_counter() - t0
         lsh, t_lsh = _timed(clf, Xte, inference=mode)
         p1, p5 = tta.precisions(Yte, lsh)
-        rows.append({"setting": setting, "build_s": build_s,
+        certified = None
+        if mode == "norm":  # rows whose answer the bound proves exact
+            H = clf._hidden(clf._validate_X_predict(Xte), args.threads)
+            _, scores = clf._norm_index.topk(H, 5, args.threads)
+            certified = float(np.mean(clf._norm_index.certified(H, scores)))
+        rows.append({"setting": setting, "build_s": build_s, "certified": certified,
                      "exact_top1_found": float(np.mean(lsh[:, 0] == exact[:, 0])),
                      "p1_lsh": p1, "p5_lsh": p5, "lsh_rows_s": Xte.shape[0] / t_lsh,
                      "speedup": t_exact / t_lsh})
@@ -133,9 +144,14 @@ def table(result):
         s = row["setting"]
         ok = (row["exact_top1_found"] >= TARGET_FOUND and row["speedup"] >= TARGET_SPEEDUP
               and r["p1_exact"] - row["p1_lsh"] <= TARGET_P1_DROP)
-        ivf = s.get("inference") == "ivf"
-        first = s.get("inference_n_clusters", "auto") if ivf else s.get("inference_n_codes", "-")
-        second = s.get("inference_n_probe", "auto") if ivf else s.get("inference_n_tables", "-")
+        mode = s.get("inference", "lsh")
+        if mode == "ivf":
+            first, second = s.get("inference_n_clusters", "auto"), s.get("inference_n_probe", "auto")
+        elif mode == "norm":  # the share of labels scored; certified exact rows
+            first = s.get("inference_budget", "auto")
+            second = "-" if row.get("certified") is None else f"{row['certified']:.2f}"
+        else:
+            first, second = s.get("inference_n_codes", "-"), s.get("inference_n_tables", "-")
         lines.append(f"{s.get('inference', 'lsh'):>4} {first:>5} {second:>4} "
                      f"{str(s.get('inference_bucket_size', '-')):>7} "
                      f"{row['exact_top1_found']:>12.3f} {row['p1_lsh']:>8.4f} "

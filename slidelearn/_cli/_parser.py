@@ -33,7 +33,8 @@ TRAIN_GROUPS = {
     "inference (saved with the model; evaluate and predict can override)": (
         "inference", "inference_threshold", "inference_max_candidates",
         "inference_head_labels", "inference_n_codes", "inference_n_tables",
-        "inference_bucket_size", "inference_n_clusters", "inference_n_probe"),
+        "inference_bucket_size", "inference_n_clusters", "inference_n_probe",
+        "inference_budget"),
     "threads and randomness": ("n_jobs", "random_state"),
 }
 _OTHER_GROUP = "other estimator parameters"
