@@ -40,7 +40,14 @@ The recorded runs::
         --out benchmarks/results/lsh_inference_ivf_2026-12-03.json
 
 (``--hash-family mips`` and ``--out`` ``lsh_inference_ivf_mips_2026-12-03.json`` for the
-second model.)
+second model.) ``inference="norm"``::
+
+    PYTHONPATH=. python benchmarks/bench_lsh_inference.py --data text8,amazon \
+        --settings '[{"inference": "norm"}, {"inference": "norm", "inference_budget": 0.02}, \
+        {"inference": "norm", "inference_budget": 0.1}]' \
+        --out benchmarks/results/lsh_inference_norm_2026-12-03.json
+
+(and with ``--epochs 8 --seed 1``, ``--out`` ``lsh_inference_norm_8epochs_2026-12-03.json``).
 """
 import argparse
 import json

@@ -81,7 +81,7 @@ if [ $# -eq 0 ]; then
     # The kernel tests of both estimators, and the fuzz tests (examples in worker
     # processes that inherit this environment).
     set -- "$root/tests/test_network_kernels.py" "$root/tests/test_hashing.py" \
-        "$root/tests/test_lsh_index.py" "$root/tests/test_ivf.py" \
+        "$root/tests/test_lsh_index.py" "$root/tests/test_ivf.py" "$root/tests/test_norm_index.py" \
         "$root/tests/test_dlrm_kernels.py" "$root/tests/test_fuzz_slide.py" \
         "$root/tests/test_fuzz_dlrm.py" "$root/tests/test_fuzz_xc.py"
 fi
