@@ -45,7 +45,7 @@ def make_estimator(kind, n_labels):
     """A SlideClassifier with hash-sampled ("SLIDE") or full softmax training."""
     if kind == "SLIDE":
         # SLIDE's sampling (the tables, DWTA K=4, L=50); the default draws shared
-        # log-uniform negatives, see the time-to-accuracy benchmark
+        # negatives (half log-uniform, half uniform), see the time-to-accuracy benchmark
         return SlideClassifier(negative_sampling="lsh", random_state=0)
     # Every output neuron is active: min_active = n_labels. The hash tables are then
     # of no use, so one table and no rehash keep their cost out of the timing.

@@ -88,8 +88,9 @@ print(f"X {X.shape}, Y {Y.shape}, {Y.nnz / n:.1f} context words per row")
 # -----
 # One hidden layer of 100 units: the input layer's weight matrix holds one
 # 100-dimensional vector per word. Each batch scores its rows' context words and 250
-# "negatives" (as word2vec has them) drawn for the whole batch from the log-uniform
-# law over frequency ranks, out of the ``vocab_size`` outputs: the default
+# "negatives" (as word2vec has them) drawn for the whole batch, half from the
+# log-uniform law over frequency ranks and half uniformly, out of the ``vocab_size``
+# outputs: the default
 # ``negative_sampling="auto"`` (``negative_sampling="lsh"`` would have SLIDE's hash
 # tables choose a per-row active set instead). No L2 penalty (``alpha=0``): it would
 # shrink the vector of a word at each of its updates. Quick mode trains one epoch over

@@ -357,15 +357,18 @@ def test_models_pickled_before_the_loss_parameter_keep_softmax(multilabel_model)
 def test_log_uniform_sampler_draws_its_law_and_corrects_by_it():
     from slidelearn._slide._sampling import LogUniformSampler
     counts = np.array([5, 100, 1, 30, 0, 7])
-    s = LogUniformSampler(counts, n_draws=1)
-    rng = np.random.default_rng(0)
-    hits = np.bincount(np.concatenate([s.draw(rng) for _ in range(20000)]), minlength=6)
     rank = np.argsort(np.argsort(-counts, kind="stable"))
-    law = np.log1p(1.0 / (rank + 1.0)) / np.log(7.0)
-    np.testing.assert_allclose(hits / 20000, law, atol=0.01)
-    np.testing.assert_allclose(np.exp(s.log_q), law, rtol=1e-5)  # one draw: P(drawn) = law
-    many = LogUniformSampler(counts, n_draws=50)
-    assert (many.log_q >= s.log_q).all() and (many.log_q <= 0).all()
+    log_uniform = np.log1p(1.0 / (rank + 1.0)) / np.log(7.0)
+    for share in (0.0, 0.5, 1.0):
+        s = LogUniformSampler(counts, n_draws=1, uniform_share=share)
+        rng = np.random.default_rng(0)
+        hits = np.bincount(np.concatenate([s.draw(rng) for _ in range(20000)]), minlength=6)
+        law = (1 - share) * log_uniform + share / 6
+        np.testing.assert_allclose(hits / 20000, law, atol=0.01)
+        np.testing.assert_allclose(np.exp(s.log_q), law, rtol=1e-5)  # P(drawn) = law
+        many = LogUniformSampler(counts, n_draws=50, uniform_share=share)
+        assert (many.log_q >= s.log_q).all() and (many.log_q <= 0).all()
+    assert LogUniformSampler(counts, 3).uniform_share == 0.5  # the default mixture
 
 
 def test_log_uniform_negatives_train_a_large_output_layer():

@@ -158,8 +158,9 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         Where a training sample's negatives come from when not every label is
         active. ``"lsh"``: SLIDE's, an active set per sample of the neurons its
         hash tables retrieve and random neurons up to ``min_active``.
-        ``"log_uniform"``: ``min_active`` draws for the whole batch from the
-        log-uniform law over the labels ranked by training frequency, shared by
+        ``"log_uniform"``: ``min_active`` draws for the whole batch, half from the
+        log-uniform law over the labels ranked by training frequency and half
+        uniform (so that rare labels are drawn too), shared by
         its rows with the batch's labels, each drawn negative's logit lowered by
         the log of its chance of being drawn (the sampled-softmax correction, so
         that frequent labels are not pushed down for being drawn often), scored
