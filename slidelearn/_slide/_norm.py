@@ -9,12 +9,14 @@ where ``c . d`` is the same for every label. The first term, the label's score f
 mean query ("static score"), is one number a label; the second is at most
 ``|w - c| |d|``. Hidden activations are ReLU outputs, which share a large common
 component, so a label wins either by scoring high for the mean query (frequent labels,
-and labels whose weights drift along that component when they are rarely pushed down,
-"hubs") or by having a long centred row that a query's deviation can align with. The
-index keeps the rows best on either count, half of its budget each, in a compact copy
-that a query scores exactly (``_network.topk_exact`` on the copy): a fixed share of
-the labels, in one blocked matrix product, with no hashing or clustering to miss the
-answer.
+and labels whose weights drift along that component when they are rarely pushed down)
+or by having a long centred row that a query's deviation can align with. The index
+keeps the rows of highest bound ``w . m + b + |w - c| t`` at a typical ``t``, half the
+root-mean-square ``|d|`` of training rows (the whole of it ranks rows that a query
+rarely reaches; the exact top-1 of most rows is found well inside the bound), in a
+compact copy that a query scores exactly (``_network.topk_exact`` on the copy): a
+fixed share of the labels, in one blocked matrix product, with no hashing or
+clustering to miss the answer.
 
 The same bound tells when an answer is exact: when a row's k-th best score beats
 ``max(a_i + |w_i - c| t)`` over the rows left out, at ``t = |d|`` (``certified``).
@@ -40,7 +42,7 @@ def auto_budget(n_labels):
 
 
 class NormIndex:
-    """The output neurons of highest static score and of longest centred row.
+    """The output neurons of highest score bound at a typical query.
 
     Parameters
     ----------
@@ -49,14 +51,14 @@ class NormIndex:
     b : ndarray of shape (n_labels,), float32
         Output biases.
     n_rows : int
-        Neurons kept (at most ``n_labels``): the ``ceil(n_rows / 2)`` of highest
-        static score, then the longest centred rows of the others.
+        Neurons kept (at most ``n_labels``): those of highest
+        ``w . m + b + |w - c| deviation / 2``.
     hidden_mean : ndarray of shape (H,) or None
-        The mean hidden activation ``m`` (of training rows); None: zeros (the
-        static score is then the bias).
+        The mean hidden activation ``m`` (of training rows); None (models pickled
+        before it was kept): zeros, and the longest centred rows are kept.
     deviation : float, default=0.0
-        A typical ``|h - m|`` (of training rows): the bound of the left-out rows is
-        tabulated up to 8 times it and extrapolated beyond.
+        The root-mean-square ``|h - m|`` of training rows; the bound of the left-out
+        rows is tabulated up to 8 times it and extrapolated beyond.
 
     Attributes
     ----------
@@ -100,10 +102,10 @@ class NormIndex:
             static[s:s + _CHUNK] = Wc.astype(np.float64) @ self.hidden_mean + b[s:s + _CHUNK]
             D = Wc - self.center
             norm[s:s + _CHUNK] = np.sqrt(np.einsum("ij,ij->i", D, D, dtype=np.float64))
+        # without a mean query, the length of the rows alone
+        key = norm if hidden_mean is None else static + 0.5 * float(deviation) * norm
         keep = np.zeros(n_labels, dtype=bool)
-        keep[_top(static, (n_rows + 1) // 2)] = True
-        rest = np.flatnonzero(~keep)
-        keep[rest[_top(norm[rest], n_rows - (n_rows + 1) // 2)]] = True
+        keep[_top(key, n_rows)] = True
         self.ids = np.flatnonzero(keep).astype(np.int32)
         self.W_out = np.ascontiguousarray(W[self.ids])
         self.b_out = np.ascontiguousarray(b[self.ids])
