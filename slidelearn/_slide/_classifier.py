@@ -216,10 +216,9 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         scored.
     inference_budget : float in (0, 1] or "auto", default="auto"
         With ``inference="norm"``: the share of the output neurons each row scores,
-        half of highest score for the mean query, half of longest row (see
-        ``inference``). ``"auto"``: one in 20, at least 1,000 neurons (on text8 and
-        the Amazon-670K law it found the exact top-1 label for 99% of rows or more,
-        14-50x faster than exact inference; one in 50 missed up to 7%).
+        those of highest score bound at a typical query (see ``inference``).
+        ``"auto"``: one in 20, at least 1,000 neurons (see the inference page of
+        the user guide for what it found on text8 and the Amazon-670K law).
     rehash_interval : int, default=6400
         Samples between two rebuilds of the tables from the current weights.
     rebuild_interval : int, default=128000
@@ -307,11 +306,11 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         the hash tables retrieve (sub-linear), over the neurons of the clusters
         whose centroids score highest (``"ivf"``: an inverted-file index, k-means of
         the output rows made comparable by their norm), or over a fixed
-        ``inference_budget`` of neurons (``"norm"``): those that score highest for
-        the mean hidden activation of the training rows, and those whose output
-        rows, centred on their mean, are longest (a neuron's score is its score for
-        the mean query plus at most its centred norm times the query's distance to
-        the mean). The ``"ivf"`` and ``"norm"`` indexes are built at the end of
+        ``inference_budget`` of neurons (``"norm"``): a neuron's score is its score
+        for the mean hidden activation of the training rows plus at most the norm of
+        its centred output row times the query's distance to that mean, and the
+        neurons of highest such bound at a typical distance are kept. The ``"ivf"``
+        and ``"norm"`` indexes are built at the end of
         ``fit`` when ``inference`` asks for them, else on first use, and after every
         change of the weights.
     warm_start : bool, default=False
@@ -1415,7 +1414,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             (sub-linear; rows with fewer than k candidates are completed with the
             most frequent training labels), those of the ``inference_n_probe``
             best clusters of the output neurons, or the ``inference_budget``
-            neurons of highest score for the mean query or of longest centred row.
+            neurons of highest score bound at a typical query.
             None uses the ``inference`` parameter.
 
         Returns
