@@ -202,17 +202,24 @@ def main(argv=None):
     command = " ".join(["bench_lsh_inference.py"] + (sys.argv[1:] if argv is None else argv))
     result = {"machine": tta.machine(), "command": command, "threads": args.threads,
               "runs": [run_data(name, args) for name in args.data]}
+    report(result, table, args.out)
+    return result
+
+
+def report(result, table, out):
+    """Print the ``table`` lines of every run of ``result`` and, with ``out``, write
+    ``result`` there as JSON and the machine, the command and the tables beside it
+    as ``.txt`` (the benchmarks' record format)."""
     text = []
     for run in result["runs"]:
         text += table(run) + [""]
     print("\n".join(text))
-    if args.out:
-        with open(args.out, "w") as f:
+    if out:
+        with open(out, "w") as f:
             json.dump(result, f, indent=1)
-        with open(os.path.splitext(args.out)[0] + ".txt", "w") as f:
-            f.write(f"machine: {json.dumps(result['machine'])}\ncommand: {command}\n\n"
-                    + "\n".join(text))
-    return result
+        with open(os.path.splitext(out)[0] + ".txt", "w") as f:
+            f.write(f"machine: {json.dumps(result['machine'])}\n"
+                    f"command: {result['command']}\n\n" + "\n".join(text))
 
 
 if __name__ == "__main__":

@@ -170,16 +170,8 @@ def main(argv=None):
     command = " ".join(["bench_table_recall.py"] + argv)
     result = {"machine": tta.machine(), "command": command, "threads": args.threads,
               "runs": runs}
-    text = []
-    for run in runs:
-        text += table(run) + [""]
-    print("\n".join(text))
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=1)
-        with open(os.path.splitext(args.out)[0] + ".txt", "w") as f:
-            f.write(f"machine: {json.dumps(result['machine'])}\ncommand: {command}\n\n"
-                    + "\n".join(text))
+    from bench_lsh_inference import report
+    report(result, table, args.out)
     return result
 
 

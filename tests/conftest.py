@@ -4,6 +4,20 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(scope="module")
+def small_xc_model():
+    """A SlideClassifier (32 hidden units, 600 labels, 3 epochs) fitted on 1,200 rows
+    of a synthetic extreme-classification set, and the 300 held-out rows ``(clf,
+    X_test, Y_test)``: trained once per test module that asks for it."""
+    from slidelearn import SlideClassifier
+    from slidelearn.datasets import make_extreme_classification
+    X, Y = make_extreme_classification(n_samples=1500, n_features=300, n_labels=600,
+                                       n_nonzeros=20, random_state=0)
+    clf = SlideClassifier(hidden_layer_sizes=(32,), max_iter=3, n_jobs=2,
+                          random_state=0).fit(X[:1200], Y[:1200])
+    return clf, X[1200:], Y[1200:]
+
+
 @pytest.fixture(scope="session")
 def shared_data():
     """The folder of the shared data sets (``<workspace>/shared/data``)."""

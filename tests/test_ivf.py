@@ -7,16 +7,6 @@ import pytest
 
 from slidelearn import SlideClassifier
 from slidelearn._slide import _ivf, _network, _testing
-from slidelearn.datasets import make_extreme_classification
-
-
-@pytest.fixture(scope="module")
-def fitted():
-    X, Y = make_extreme_classification(n_samples=1500, n_features=300, n_labels=600,
-                                       n_nonzeros=20, random_state=0)
-    clf = SlideClassifier(hidden_layer_sizes=(32,), max_iter=3, n_jobs=2,
-                          random_state=0).fit(X[:1200], Y[:1200])
-    return clf, X[1200:], Y[1200:]
 
 
 def _hidden_and_state(clf, X):
@@ -47,8 +37,8 @@ def test_index_partitions_the_labels_and_probes_distinct_clusters():
 
 
 @pytest.mark.parametrize("n_threads", [1, 2])
-def test_probing_every_cluster_is_exact_inference(fitted, n_threads):
-    clf, Xte, _ = fitted
+def test_probing_every_cluster_is_exact_inference(small_xc_model, n_threads):
+    clf, Xte, _ = small_xc_model
     H, state = _hidden_and_state(clf, Xte)
     index = _ivf.ClusterIndex(state.W_out, state.b_out, 25, np.random.default_rng(1))
     probe, counts = index.probe(H, 25)
@@ -61,8 +51,8 @@ def test_probing_every_cluster_is_exact_inference(fitted, n_threads):
     assert total == H.shape[0] * 600
 
 
-def test_rows_with_few_candidates_are_completed_from_the_fallback(fitted):
-    clf, Xte, _ = fitted
+def test_rows_with_few_candidates_are_completed_from_the_fallback(small_xc_model):
+    clf, Xte, _ = small_xc_model
     H, state = _hidden_and_state(clf, Xte[:20])
     # one cluster of 2 labels probed by every row, k = 5: 3 labels from the fallback
     members = np.array([3, 7] + [j for j in range(600) if j not in (3, 7)], dtype=np.int32)
@@ -78,8 +68,8 @@ def test_rows_with_few_candidates_are_completed_from_the_fallback(fitted):
     assert np.all(np.diff(sc, axis=1) <= 0)
 
 
-def test_bad_index_is_refused(fitted):
-    clf, Xte, _ = fitted
+def test_bad_index_is_refused(small_xc_model):
+    clf, Xte, _ = small_xc_model
     H, state = _hidden_and_state(clf, Xte[:4])
     members = np.arange(600, dtype=np.int32)
     starts = np.array([0, 300, 600], dtype=np.int64)
@@ -105,8 +95,8 @@ def test_bad_index_is_refused(fitted):
         call(H[:, :5].copy(), state, members, starts, probe, counts, 5, fb, 1)
 
 
-def test_estimator_ivf_inference(fitted):
-    clf, Xte, Yte = fitted
+def test_estimator_ivf_inference(small_xc_model):
+    clf, Xte, Yte = small_xc_model
     exact, _ = clf.predict_topk(Xte, k=5)
     ivf, scores = clf.predict_topk(Xte, k=5, inference="ivf")
     assert ivf.shape == (Xte.shape[0], 5) and np.all(np.diff(scores, axis=1) <= 0)
@@ -133,8 +123,8 @@ def test_estimator_ivf_inference(fitted):
         clf.predict_topk(Xte, inference="cluster")
 
 
-def test_ivf_parameters_are_validated(fitted):
-    clf, Xte, Yte = fitted
+def test_ivf_parameters_are_validated(small_xc_model):
+    clf, Xte, Yte = small_xc_model
     for bad in (dict(inference_n_clusters=0), dict(inference_n_probe=0),
                 dict(inference_n_probe="many"), dict(inference="cluster")):
         with pytest.raises(ValueError):

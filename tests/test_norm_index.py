@@ -7,16 +7,6 @@ import pytest
 
 from slidelearn import SlideClassifier
 from slidelearn._slide import _network, _norm, _testing
-from slidelearn.datasets import make_extreme_classification
-
-
-@pytest.fixture(scope="module")
-def fitted():
-    X, Y = make_extreme_classification(n_samples=1500, n_features=300, n_labels=600,
-                                       n_nonzeros=20, random_state=0)
-    clf = SlideClassifier(hidden_layer_sizes=(32,), max_iter=3, n_jobs=2,
-                          random_state=0).fit(X[:1200], Y[:1200])
-    return clf, X[1200:], Y[1200:]
 
 
 def _layer(rng, n=500, H=12):
@@ -90,8 +80,8 @@ def test_answers_are_exact_over_the_kept_rows_and_certified_when_the_bound_says(
     assert not wrong.any() and clear.sum() >= ok.sum()
 
 
-def test_trained_layer_finds_the_exact_answers(fitted):
-    clf, Xte, _ = fitted
+def test_trained_layer_finds_the_exact_answers(small_xc_model):
+    clf, Xte, _ = small_xc_model
     H, state = _testing.hidden(clf, Xte), _testing.state(clf)
     ex_idx, _ = _network.topk_exact(H, state, 5, 2)
     index = _norm.NormIndex(state.W_out, state.b_out, n_rows=600)
@@ -100,8 +90,8 @@ def test_trained_layer_finds_the_exact_answers(fitted):
     assert _norm.auto_budget(600) == 600 and _norm.auto_budget(10**6) == 50000
 
 
-def test_estimator_norm_inference(fitted):
-    clf, Xte, Yte = fitted
+def test_estimator_norm_inference(small_xc_model):
+    clf, Xte, Yte = small_xc_model
     exact, _ = clf.predict_topk(Xte, k=5)
     model = pickle.loads(pickle.dumps(clf))
     # "auto" keeps 1,000 neurons or more: every one of these 600, exact inference
@@ -130,8 +120,8 @@ def test_estimator_norm_inference(fitted):
     np.testing.assert_array_equal(again.predict_topk(Xte, 3)[0], model.predict_topk(Xte, 3)[0])
 
 
-def test_norm_parameters_are_validated(fitted):
-    clf, Xte, Yte = fitted
+def test_norm_parameters_are_validated(small_xc_model):
+    clf, Xte, Yte = small_xc_model
     for bad in (dict(inference_budget=0), dict(inference_budget=1.5),
                 dict(inference_budget="half")):
         with pytest.raises(ValueError):
