@@ -8,7 +8,7 @@ __all__ = ["LogUniformSampler"]
 # label of rank k about once in k ln(n) draws: on the Amazon-670K law most labels are
 # drawn less than once an epoch, and a tail label never drawn as a negative is only
 # ever pushed towards its rows' activations, whose common component then makes it
-# score high on every row (one such label answered 60% of the test rows of a model).
+# score high on every row (see the defaults page of the user guide).
 # Half uniform draws reach every label about draws / (2 n) times a batch (the
 # time-to-accuracy benchmark measures what it does on text8 and that law).
 UNIFORM_SHARE = 0.5
