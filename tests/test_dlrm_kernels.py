@@ -48,6 +48,11 @@ def _reference_loss(theta, E, state, dense, bags, Y, alpha=0.0):
         n_in, n_out, w, b, relu = layers[l]
         h = h @ theta[w:b].reshape(n_out, n_in).T + theta[b:b + n_out]
         h = np.maximum(h, 0) if relu else h
+    if getattr(lay, "fm", False):  # the factorization term: the table vectors' pairs
+        t0 = int(nb > 0)
+        h = h.copy()
+        h[:, 0] += sum(np.einsum("nd,nd->n", Z[:, a], Z[:, c])
+                       for a in range(t0, Z.shape[1]) for c in range(t0, a))
     loss = state.loss
     if loss == CODES["squared_error"]:
         per = 0.5 * ((h - Y) ** 2).sum(1)
@@ -76,13 +81,13 @@ def _fd_grad(f, x, h=1e-6):
 
 
 def _tiny(kind, interaction="dot", self_interaction=False, solver="sgd", alpha=0.0,
-          n=7, index64=False, classes=2, seed=0):
+          n=7, index64=False, classes=2, seed=0, factorization_term=False):
     """An estimator with its initial model for random inputs, and the inputs."""
     rng = np.random.default_rng(seed)
     est_cls = DLRMClassifier if kind == "clf" else DLRMRegressor
     est = est_cls(embedding_dim=3, bottom_mlp=(4,), top_mlp=(5,), interaction=interaction,
                   self_interaction=self_interaction, solver=solver, alpha=alpha,
-                  random_state=seed, batch_size=n)
+                  factorization_term=factorization_term, random_state=seed, batch_size=n)
     if kind == "sparse":
         # two multi-hot weighted fields (with a repeated column), two dense columns
         dense_part = rng.normal(size=(n, 2))
@@ -108,12 +113,16 @@ def _tiny(kind, interaction="dot", self_interaction=False, solver="sgd", alpha=0
 
 CASES = [
     dict(kind="reg"),
+    dict(kind="reg", factorization_term=True),
+    dict(kind="reg", interaction="cat", factorization_term=True),
     dict(kind="reg", interaction="cat"),
     dict(kind="reg", self_interaction=True),
     dict(kind="reg", index64=True),
     dict(kind="clf"),
+    dict(kind="clf", factorization_term=True),
     dict(kind="clf", classes=3),
     dict(kind="sparse"),
+    dict(kind="sparse", factorization_term=True),
     dict(kind="nodense"),
     dict(kind="nodense", interaction="cat"),
 ]

@@ -119,6 +119,7 @@ cdef struct Net:
     int n_top            # top layers (the last one is the output layer)
     int n_int            # width of the top MLP input
     int interaction
+    bint fm              # the factorization term: output 0 += sum of the table pairs' dots
     int k                # outputs
     const int64_t* layers    # (n_bottom + n_top, 5): in, out, w_off, b_off, relu
     int64_t max_w        # widest layer input or output
@@ -147,6 +148,7 @@ cdef struct Work:
     float* d0            # (B, max_width) delta ping
     float* d1            # (B, max_width) delta pong
     float* row_loss      # (B,)
+    float* g_out         # (B,) d loss / d output of each row (the factorization term's)
     uint16_t* x16        # (B, max_width) bf16 layer input (bf16 models only)
     uint16_t* dy16       # (B, max_width) bf16 output gradient
     float* bias          # (max_width,) fp32 bias of the current layer
@@ -178,7 +180,7 @@ cdef int64_t _work_size(int B, Net* net) noexcept nogil:
     cdef int l
     for l in range(net.n_bottom + net.n_top):
         total += B * net.layers[5 * l + 1]
-    total += <int64_t>B * (net.n_dense + 2 * net.F * net.d + 2 * net.n_int + 2 * max_w + 1)
+    total += <int64_t>B * (net.n_dense + 2 * net.F * net.d + 2 * net.n_int + 2 * max_w + 2)
     if net.bf16:
         # two (B, max_w) uint16 blocks, the bias, alignment
         total += <int64_t>B * max_w + max_w + 32
@@ -212,6 +214,8 @@ cdef void _work(Work* w, float* buf, int B, Net* net, int64_t* act_off) noexcept
     w.d1 = buf + pos
     pos += B * max_w
     w.row_loss = buf + pos
+    pos += B
+    w.g_out = buf + pos
     pos += B
     w.err = 0
     w.own_gemm = False
@@ -619,6 +623,32 @@ cdef void _interact(Net* net, Work* w, int B, bint backward, int n_threads) noex
                 p = p + 1
 
 
+cdef void _fm(Net* net, Work* w, int B, bint backward, int n_threads) noexcept nogil:
+    """The factorization term of single-output models: output 0 of each row gets the
+    sum of the dot products of its table vectors (pairs of slots ``zslot0..F-1``),
+    a path from the embeddings to the output that no MLP has to learn. With
+    ``backward``, ``dZ`` gets its gradient (``w.g_out`` times the other vectors)."""
+    cdef int i, a, c, d = net.d, F = net.F
+    cdef float s
+    cdef float* z
+    cdef float* dz
+    cdef float* out = _layer_out(net, w, net.n_bottom + net.n_top - 1)
+    for i in prange(B, nogil=True, schedule='static', num_threads=n_threads):
+        z = w.Z + <int64_t>i * F * d
+        if backward:
+            dz = w.dZ + <int64_t>i * F * d
+            for a in range(net.zslot0, F):
+                for c in range(net.zslot0, F):
+                    if c != a:
+                        sl_axpy(w.g_out[i], z + c * d, dz + a * d, d)
+        else:
+            s = 0.0
+            for a in range(net.zslot0, F):
+                for c in range(net.zslot0, a):
+                    s = s + sl_dot(z + a * d, z + c * d, d)
+            out[<int64_t>i * net.k] += s
+
+
 # ---------------------------------------------------------------------------
 # Whole network
 # ---------------------------------------------------------------------------
@@ -673,6 +703,8 @@ cdef void _top_forward(Net* net, Work* w, int B, int n_threads) noexcept nogil:
         _forward_layer(net, w, inp, ldx, L, out, <int>L[1], B, n_threads)
         inp = out
         ldx = <int>L[1]
+    if net.fm:
+        _fm(net, w, B, False, n_threads)
 
 
 cdef void _forward(Net* net, Work* w, const float* X, int64_t n_dense_stride,
@@ -749,6 +781,9 @@ cdef double _backward(Net* net, Work* w, const float* Y, const int64_t* rows, in
     dY = w.d0
     total_loss = _loss_grad(net, w, Y, rows, B, loss, invB, dY, n_threads)
     lddy = net.k
+    if net.fm:  # the top MLP's backward reuses d0
+        for l in range(B):
+            w.g_out[l] = dY[<int64_t>l * net.k]
     # top MLP, last layer first
     for l in range(nb + nt - 1, nb - 1, -1):
         L = net.layers + 5 * l
@@ -765,6 +800,8 @@ cdef double _backward(Net* net, Work* w, const float* Y, const int64_t* rows, in
         dY = dX
         lddy = n_in
     _interact(net, w, B, True, n_threads)
+    if net.fm:
+        _fm(net, w, B, True, n_threads)
     # bottom MLP, from slot 0 of dZ
     if nb > 0:
         dY = w.dZ
@@ -929,6 +966,7 @@ cdef Net _net_of(state, Workspace ws) except *:
     net.F = net.n_tables + net.zslot0
     net.n_int = lay.n_int
     net.interaction = lay.interaction
+    net.fm = lay.fm
     net.k = lay.k
     net.layers = &layers[0, 0]
     net.max_w = lay.max_width

@@ -92,15 +92,20 @@ class DLRMLayout:
     interaction: int
     k: int
     layers: np.ndarray
+    # the factorization term (sum of the table vectors' pairwise dots added to the
+    # output); False for models pickled before it existed
+    fm: bool = False
 
     @classmethod
     def build(cls, n_dense, n_tables, d, bottom_mlp, top_mlp, interaction,
-              self_interaction, k):
+              self_interaction, k, fm=False):
         """The layout of the estimator parameters of the same names, for ``n_dense``
-        dense features, ``n_tables`` tables and ``k`` outputs.
+        dense features, ``n_tables`` tables and ``k`` outputs; ``fm`` adds the
+        factorization term.
 
-        Raises ``ValueError`` for a non-positive layer size and for a 'dot'
-        interaction with nothing to interact.
+        Raises ``ValueError`` for a non-positive layer size, for a 'dot'
+        interaction with nothing to interact and for ``fm`` with more than one output
+        or fewer than two tables.
         """
         bottom = [int(h) for h in np.atleast_1d(bottom_mlp)] if len(bottom_mlp) else []
         top = [int(h) for h in np.atleast_1d(top_mlp)] if len(top_mlp) else []
@@ -119,6 +124,10 @@ class DLRMLayout:
             raise ValueError("interaction='dot' over a single embedding table and no dense "
                              "features has nothing to interact: use interaction='cat' or "
                              "self_interaction=True.")
+        if fm and (k != 1 or n_tables < 2):
+            raise ValueError("factorization_term=True needs a single output (one regression "
+                             "target, or two classes) and at least two embedding tables; "
+                             f"this model has {k} outputs and {n_tables} tables.")
         dims = []
         if has_bottom:
             sizes = [n_dense] + bottom + [d]
@@ -133,7 +142,7 @@ class DLRMLayout:
             layers[l] = (n_in, n_out, pos, pos + n_in * n_out, relu)
             pos += n_in * n_out + n_out
         return cls(n_dense, n_tables, d, n_bottom, len(dims) - n_bottom, n_int, code, k,
-                   layers)
+                   layers, bool(fm))
 
     @property
     def n_theta(self):
