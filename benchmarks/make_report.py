@@ -1263,7 +1263,8 @@ def defaults_rst(runs):
         records = [r for r in run["records"] if "error" not in r]
         failed = [r for r in run["records"] if "error" in r]
         for data in sorted({r["data"] for r in records}):
-            kind = data if data in _DEFAULTS_COLUMNS else "xc"
+            kind = ("movielens" if data.startswith("movielens") else
+                    data if data in _DEFAULTS_COLUMNS else "xc")
             cols = _DEFAULTS_COLUMNS[kind]
             groups = {}
             for r in records:

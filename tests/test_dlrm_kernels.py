@@ -10,8 +10,10 @@ from slidelearn._dlrm import _testing
 from slidelearn._dlrm._testing import CODES, column_runs, csr_to_bags
 
 
-def _reference_loss(theta, E, state, dense, bags, Y, alpha=0.0):
-    """Mean loss of the batch in float64 (plus the L2 terms of the kernels)."""
+def _reference_loss(theta, E, state, dense, bags, Y, alpha=0.0, emb_alpha=None):
+    """Mean loss of the batch in float64 (plus the L2 terms of the kernels: ``alpha``
+    on the MLP, ``emb_alpha`` (default ``alpha``) on each looked-up row)."""
+    emb_alpha = alpha if emb_alpha is None else emb_alpha
     lay = state.layout
     layers, nb, d = lay.layers, lay.n_bottom, lay.d
     n = Y.shape[0]
@@ -31,7 +33,7 @@ def _reference_loss(theta, E, state, dense, bags, Y, alpha=0.0):
             for j in range(bags.ptr[t, i], bags.ptr[t, i + 1]):
                 wt = bags.wts[j] if bags.wts.size else 1.0
                 pooled[i] += wt * E[bags.ids[j]]
-                reg += 0.5 * alpha * np.dot(E[bags.ids[j]], E[bags.ids[j]])
+                reg += 0.5 * emb_alpha * np.dot(E[bags.ids[j]], E[bags.ids[j]])
         vecs.append(pooled)
     Z = np.stack(vecs, axis=1)
     code = lay.interaction
@@ -81,13 +83,16 @@ def _fd_grad(f, x, h=1e-6):
 
 
 def _tiny(kind, interaction="dot", self_interaction=False, solver="sgd", alpha=0.0,
-          n=7, index64=False, classes=2, seed=0, factorization_term=False):
+          n=7, index64=False, classes=2, seed=0, factorization_term=False,
+          embedding_alpha=None, embedding_learning_rate=None):
     """An estimator with its initial model for random inputs, and the inputs."""
     rng = np.random.default_rng(seed)
     est_cls = DLRMClassifier if kind == "clf" else DLRMRegressor
     est = est_cls(embedding_dim=3, bottom_mlp=(4,), top_mlp=(5,), interaction=interaction,
                   self_interaction=self_interaction, solver=solver, alpha=alpha,
-                  factorization_term=factorization_term, random_state=seed, batch_size=n)
+                  factorization_term=factorization_term, embedding_alpha=embedding_alpha,
+                  embedding_learning_rate=embedding_learning_rate, random_state=seed,
+                  batch_size=n)
     if kind == "sparse":
         # two multi-hot weighted fields (with a repeated column), two dense columns
         dense_part = rng.normal(size=(n, 2))
@@ -145,17 +150,38 @@ def test_forward_matches_reference(case):
 def test_fused_step_equals_unfused_reference(case, solver, alpha, n_threads):
     """One fused training step equals the update computed from the reference
     gradient (finite differences of the float64 loss) applied afterwards."""
-    est, dense, bags, Y = _tiny(solver=solver, alpha=alpha, **case)
+    _check_fused_step(case, solver, alpha, n_threads)
+
+
+@pytest.mark.parametrize("solver,alpha,emb_alpha,emb_scale", [
+    ("sgd", 0.0, 0.2, 3.0), ("sgd", 0.1, 0.0, 0.5), ("adagrad", 0.0, 0.05, 5.0),
+    ("adagrad", 0.05, 0.3, 1.0)])
+@pytest.mark.parametrize("case", [dict(kind="reg", factorization_term=True),
+                                  dict(kind="sparse")], ids=["reg-fm", "sparse"])
+def test_tables_take_their_own_l2_and_learning_rate(case, solver, alpha, emb_alpha,
+                                                    emb_scale):
+    """``embedding_alpha`` and ``embedding_learning_rate`` reach the tables' update
+    only: the step equals the reference with the two L2 terms apart and the tables'
+    step scaled."""
+    _check_fused_step(case, solver, alpha, 2, emb_alpha, emb_scale)
+
+
+def _check_fused_step(case, solver, alpha, n_threads, emb_alpha=None, emb_scale=1.0):
+    lr = 0.5
+    emb_lr = None if emb_alpha is None else lr * emb_scale
+    est, dense, bags, Y = _tiny(solver=solver, alpha=alpha, embedding_alpha=emb_alpha,
+                                embedding_learning_rate=emb_lr, **case)
+    # the estimator's learning_rate_init is what the tables' rate is relative to
+    est.set_params(learning_rate_init=lr)
     theta0, E0 = (a.astype(np.float64) for a in _testing.weights(est))
     state = _testing.state(est)
     th, Ev = theta0.copy(), E0.copy()
 
     def f():
-        return _reference_loss(th, Ev, state, dense, bags, Y, alpha)[0]
+        return _reference_loss(th, Ev, state, dense, bags, Y, alpha, emb_alpha)[0]
 
     g_theta = _fd_grad(f, th)
     g_E = _fd_grad(f, Ev)
-    lr = 0.5
     n = dense.shape[0]
     losses = _testing.train(est, dense, bags, Y, [lr], n, n_threads)
     # the reported loss is the data term (without the L2 penalty)
@@ -163,12 +189,12 @@ def test_fused_step_equals_unfused_reference(case, solver, alpha, n_threads):
                                rtol=1e-5)
     if solver == "sgd":
         exp_theta = theta0 - lr * g_theta
-        exp_E = E0 - lr * g_E
+        exp_E = E0 - lr * emb_scale * g_E
     else:
         eps = est.epsilon
         exp_theta = theta0 - lr * g_theta / (np.abs(g_theta) + eps)
         row_acc = (g_E ** 2).mean(axis=1, keepdims=True)
-        exp_E = E0 - lr * g_E / (np.sqrt(row_acc) + eps)
+        exp_E = E0 - lr * emb_scale * g_E / (np.sqrt(row_acc) + eps)
         np.testing.assert_allclose(state.tables.E_acc, row_acc[:, 0], rtol=1e-3, atol=1e-9)
     # where adagrad divides ~0 by ~0 the direction is noise: compare only clear gradients
     keep_t = np.abs(g_theta) > 1e-6 if solver == "adagrad" else slice(None)

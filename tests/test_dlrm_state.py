@@ -117,6 +117,35 @@ def test_state_survives_pickling_without_scratch(data):
     assert _testing.slots(back).shape == (_testing.state(back).tables.n_rows,)
 
 
+def test_factorization_term_survives_pickling_and_older_layouts_lack_it(data):
+    X, y = data
+    est = _est(factorization_term=True).fit(X, y)
+    assert _testing.state(est).layout.fm
+    back = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(back.predict(X), est.predict(X))
+    # a layout pickled before the field existed has no "fm" entry: it loads as False
+    plain = _est().fit(X, y)
+    object.__delattr__(_testing.state(plain).layout, "fm")
+    old = pickle.loads(pickle.dumps(plain))
+    assert _testing.state(old).layout.fm is False
+    np.testing.assert_array_equal(old.predict(X), _est().fit(X, y).predict(X))
+
+
+@pytest.mark.parametrize("Est,target", [(DLRMRegressor, "two"), (DLRMClassifier, "three"),
+                                        (DLRMRegressor, "one table")])
+def test_factorization_term_where_it_does_not_apply_raises(data, Est, target):
+    X, y = data
+    kw = dict(factorization_term=True)
+    if target == "two":
+        y = np.column_stack([y, y])
+    elif target == "three":
+        y = (X[:, 3] % 3).astype(int)
+    else:
+        kw["categorical_features"] = [2]
+    with pytest.raises(ValueError, match="factorization_term=True needs a single output"):
+        _est(Est, **kw).fit(X, y)
+
+
 def test_snapshot_restore_and_precision_round_trip(data):
     X, y = data
     est = _est().fit(X, y)

@@ -41,15 +41,16 @@ common = dict(early_stopping=False, categorical_features=[2, 3], embedding_dim=8
               learning_rate_init=0.05, batch_size=B, max_iter=2, shuffle=False, n_jobs=1,
               random_state=0)
 results = {}
-for name, Est, target, solver, budget in [
-        ("whole", DLRMRegressor, y, "sgd", None),
+for name, Est, target, solver, budget, fm in [
+        ("whole", DLRMRegressor, y, "sgd", None, False),
         # budgets below the 500-row table's size: it is split by rows over ranks, and
         # the tables stay spread over the ranks after fit
-        ("split", DLRMRegressor, y, "adagrad", 12_000 * 2 // N),
-        ("sharded", DLRMRegressor, y, "sgd", 9_000 * 2 // N),
-        ("classifier", DLRMClassifier, labels, "adagrad", None)]:
-    ref = Est(**common, solver=solver).fit(X, target)
-    m = Est(**common, solver=solver, comm=comm, rank_memory_budget=budget)
+        ("split", DLRMRegressor, y, "adagrad", 12_000 * 2 // N, True),
+        ("sharded", DLRMRegressor, y, "sgd", 9_000 * 2 // N, False),
+        ("classifier", DLRMClassifier, labels, "adagrad", None, False)]:
+    ref = Est(**common, solver=solver, factorization_term=fm).fit(X, target)
+    m = Est(**common, solver=solver, factorization_term=fm, comm=comm,
+            rank_memory_budget=budget)
     m.fit(X[mine], target[mine])
     r = {"loss_ref": ref.loss_curve_, "loss": m.loss_curve_}
     st = shards(m)

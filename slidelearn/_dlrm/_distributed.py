@@ -286,8 +286,9 @@ def train_epoch(comm, state, st, params, work, dense, bags, Y, order, epoch, n_t
     n_local, lbs, steps = step_plan(comm, len(order), params.batch_size)
     lrs = params.learning_rates(state.step, steps, epoch)
     alpha, eps = float(params.alpha), float(params.epsilon)
+    emb_alpha, emb_scale = float(params.embedding_alpha), float(params.embedding_lr_scale)
     work.reserve(state, int(lbs[me]) if lbs[me] else 1, train=True, tables=st.local,
-                 slots=state.adagrad or alpha > 0)
+                 slots=state.adagrad or emb_alpha > 0)
     total = np.zeros(1, dtype=np.float64)
     t_start = time.perf_counter()
     for s in range(steps):
@@ -304,7 +305,8 @@ def train_epoch(comm, state, st, params, work, dense, bags, Y, order, epoch, n_t
                                      alpha / N, state, work, dZ, n_threads)
         total += loss
         req = comm.Iallreduce(MPI.IN_PLACE, work.grad, op=MPI.SUM)
-        ex.push_grad(dZ, state.optimizer, float(lrs[s]), eps, alpha, work, n_threads)
+        ex.push_grad(dZ, state.optimizer, float(lrs[s]) * emb_scale, eps, emb_alpha, work,
+                     n_threads)
         t1 = time.perf_counter()
         req.Wait()
         ex.comm_time += time.perf_counter() - t1

@@ -43,6 +43,8 @@ class _BaseDLRM(BaseEstimator):
         "learning_rate_decay": [Interval(Real, 0, 1, closed="right")],
         "warmup_steps": [Interval(Integral, 0, None, closed="left")],
         "alpha": [Interval(Real, 0, None, closed="left")],
+        "embedding_alpha": [Interval(Real, 0, None, closed="left"), None],
+        "embedding_learning_rate": [Interval(Real, 0, None, closed="neither"), None],
         "epsilon": [Interval(Real, 0, None, closed="neither")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
@@ -79,6 +81,8 @@ class _BaseDLRM(BaseEstimator):
         learning_rate_decay=1.0,
         warmup_steps=0,
         alpha=0.0,
+        embedding_alpha=None,
+        embedding_learning_rate=None,
         epsilon=1e-8,
         batch_size=256,
         max_iter=10,
@@ -111,6 +115,8 @@ class _BaseDLRM(BaseEstimator):
         self.learning_rate_decay = learning_rate_decay
         self.warmup_steps = warmup_steps
         self.alpha = alpha
+        self.embedding_alpha = embedding_alpha
+        self.embedding_learning_rate = embedding_learning_rate
         self.epsilon = epsilon
         self.batch_size = batch_size
         self.max_iter = max_iter
@@ -298,12 +304,21 @@ class _BaseDLRM(BaseEstimator):
             work = self._work = _kernels.Workspace()
         return work
 
-    def _train_params(self, epsilon, alpha):
+    def _penalty(self):
+        """``epsilon``, ``alpha`` and the tables' L2 term (``embedding_alpha``, None:
+        ``alpha``), fixed for a whole fit."""
+        emb = self.alpha if self.embedding_alpha is None else self.embedding_alpha
+        return float(self.epsilon), float(self.alpha), float(emb)
+
+    def _train_params(self, epsilon, alpha, embedding_alpha):
         """The hyper-parameters of the next epoch. The learning-rate schedule and the
-        batch size are read anew every epoch; ``epsilon`` and ``alpha`` are the
-        values of the whole fit."""
+        batch size are read anew every epoch; the penalty terms are the values of the
+        whole fit."""
+        emb_lr = self.embedding_learning_rate
+        scale = 1.0 if emb_lr is None else float(emb_lr) / float(self.learning_rate_init)
         return TrainParams(self.batch_size, self.learning_rate_init,
-                           self.learning_rate_decay, self.warmup_steps, epsilon, alpha)
+                           self.learning_rate_decay, self.warmup_steps, epsilon, alpha,
+                           embedding_alpha, scale)
 
     # --------------------------------------------------------- training
     def _train_rows(self, dense, bags, Y, order, epoch, n_threads, params):
@@ -311,12 +326,13 @@ class _BaseDLRM(BaseEstimator):
         B = int(min(params.batch_size, max(len(order), 1)))
         n_batches = -(-len(order) // B)
         work = self._workspace().reserve(state, B, train=True,
-                                         slots=state.adagrad or params.alpha > 0)
+                                         slots=state.adagrad or params.embedding_alpha > 0)
         with single_threaded_blas():
             losses = _kernels.train_epoch(dense, Y, bags.ptr, bags.ids, bags.wts,
                                           order.astype(np.int64, copy=False), B,
                                           params.learning_rates(state.step, n_batches, epoch),
                                           state, work, params.epsilon, params.alpha,
+                                          params.embedding_alpha, params.embedding_lr_scale,
                                           n_threads)
         state.step += n_batches
         sizes = np.full(n_batches, B, dtype=np.float64)
@@ -359,7 +375,7 @@ class _BaseDLRM(BaseEstimator):
         state = self._state
         state.ensure_writeable()
         state.set_precision(self.precision)
-        penalty = float(self.epsilon), float(self.alpha)
+        penalty = self._penalty()
         n_threads = effective_n_threads(self.n_jobs)
         self.n_threads_ = n_threads
         n = dense.shape[0]
@@ -502,7 +518,7 @@ class _BaseDLRM(BaseEstimator):
         state = self._state
         state.ensure_writeable()
         state.set_precision("float32")  # a bfloat16 model trained without comm before
-        penalty = float(self.epsilon), float(self.alpha)
+        penalty = self._penalty()
         n_threads = _mpi.rank_threads(comm, self.n_jobs)
         self.n_threads_ = n_threads
         d = state.layout.d
@@ -663,8 +679,9 @@ class DLRMRegressor(RegressorMixin, _BaseDLRM):
         embeddings (a factorization machine's second-order term, as in DeepFM), so
         that products such as user x item reach the output without the top MLP having
         to learn them. Needs at least two tables. Off by default: on MovieLens 100K it
-        helps only with a larger ``learning_rate_init`` (see the user guide), and on
-        the Criteo sample it overfits.
+        helps only together with ``embedding_alpha`` and ``embedding_learning_rate``
+        (see "Defaults, and choosing parameters" in the user guide), and with them it
+        overfits the Criteo sample.
     solver : {'adagrad', 'sgd'}, default='adagrad'
         Adagrad (row-wise for the embedding tables: one accumulator per row) or
         plain SGD.
@@ -675,7 +692,17 @@ class DLRMRegressor(RegressorMixin, _BaseDLRM):
     warmup_steps : int, default=0
         Batches over which the learning rate ramps up linearly.
     alpha : float, default=0.0
-        L2 penalty on the MLP weights and on each looked-up embedding row.
+        L2 penalty on the MLP weights, and on each looked-up embedding row unless
+        ``embedding_alpha`` is set.
+    embedding_alpha : float or None, default=None
+        L2 penalty on each looked-up embedding row (averaged over the batch, as the
+        loss), apart from the MLP's ``alpha``: tables overfit on few rows per id
+        where the same decay would stop the MLP from learning. None: ``alpha``.
+    embedding_learning_rate : float or None, default=None
+        Learning rate of the embedding tables; they follow the same decay and warm-up
+        as ``learning_rate_init``. Row-wise Adagrad divides by one accumulator per row,
+        which makes the tables' steps smaller than the MLP's at the same rate. None:
+        ``learning_rate_init``.
     epsilon : float, default=1e-8
         Adagrad's numerical stability constant.
     batch_size : int, default=256
@@ -925,7 +952,7 @@ class DLRMClassifier(ClassifierMixin, _BaseDLRM):
     factorization_term : bool, default=False
         Add the sum of the pairwise dot products of the pooled embeddings to the
         logit (a factorization machine's second-order term, as in DeepFM). Binary
-        targets only, and at least two tables; off by default (it overfits the Criteo
+        targets only, and at least two tables; off by default (no better on the Criteo
         sample).
     solver : {'adagrad', 'sgd'}, default='adagrad'
         Optimizer (row-wise Adagrad for the tables).
@@ -936,7 +963,13 @@ class DLRMClassifier(ClassifierMixin, _BaseDLRM):
     warmup_steps : int, default=0
         Batches of linear learning-rate warm-up.
     alpha : float, default=0.0
-        L2 penalty.
+        L2 penalty on the MLP weights, and on each looked-up embedding row unless
+        ``embedding_alpha`` is set.
+    embedding_alpha : float or None, default=None
+        L2 penalty on each looked-up embedding row. None: ``alpha``.
+    embedding_learning_rate : float or None, default=None
+        Learning rate of the embedding tables (same decay and warm-up as
+        ``learning_rate_init``). None: ``learning_rate_init``.
     epsilon : float, default=1e-8
         Adagrad's stability constant.
     batch_size : int, default=256

@@ -843,14 +843,16 @@ cdef void _adagrad(Net* net, int64_t n_theta, float lr, float eps, int n_threads
 cdef double _step(Net* net, Work* w, const float* X, int64_t n_dense_stride,
                   const float* Y, const int64_t* rows, int B, const BagsRef* bags,
                   const index_t* ids, int loss, int optimizer, float lr, float eps,
-                  float alpha, int n_threads) noexcept nogil:
-    """One training step of a batch; returns its mean loss."""
+                  float alpha, float emb_alpha, float emb_lr_scale,
+                  int n_threads) noexcept nogil:
+    """One training step of a batch; returns its mean loss. The tables take
+    ``lr * emb_lr_scale`` and the L2 term ``emb_alpha``, the MLP ``lr`` and ``alpha``."""
     cdef double total_loss
     _forward(net, w, X, n_dense_stride, rows, B, bags, ids, n_threads)
     total_loss = _backward(net, w, Y, rows, B, loss, 1.0 / B, optimizer == OPT_SGD, lr,
                            alpha, n_threads)
     _bags_update(net, w, rows, B, bags.ptr, bags.stride, ids, bags.wts, bags.has_wts,
-                 optimizer, lr, eps, alpha, n_threads)
+                 optimizer, lr * emb_lr_scale, eps, emb_alpha, n_threads)
     if optimizer == OPT_ADAGRAD:
         _adagrad(net, net.n_theta, lr, eps, n_threads)
     return total_loss / B
@@ -1025,18 +1027,20 @@ def train_epoch(const float[:, ::1] X, const float[:, ::1] Y,
                 const int64_t[:, ::1] bag_ptr, const index_t[::1] bag_ids,
                 const float[::1] bag_wts, const int64_t[::1] order, int batch_size,
                 const float[::1] lrs, state, Workspace work, float eps, float alpha,
-                int n_threads):
+                float emb_alpha, float emb_lr_scale, int n_threads):
     """Train ``state``'s model on the rows ``order`` in consecutive batches of
-    ``batch_size``, with Adagrad's ``eps`` and the L2 penalty ``alpha``.
+    ``batch_size``, with Adagrad's ``eps`` and the L2 penalties ``alpha`` (MLP) and
+    ``emb_alpha`` (each looked-up embedding row).
 
-    ``lrs[b]`` is the learning rate of batch ``b``; ``work`` must be reserved for
-    ``batch_size`` rows with ``train=True`` (and ``slots=True`` for Adagrad or L2).
+    ``lrs[b]`` is the learning rate of batch ``b`` (of the tables: ``emb_lr_scale``
+    times it); ``work`` must be reserved for ``batch_size`` rows with ``train=True``
+    (and ``slots=True`` for Adagrad or an embedding L2 term).
     Returns the per-batch mean losses (float64 array). All validation of the inputs
     happens in Python before the call.
     """
     cdef Net net = _net_of(state, work)
     cdef int loss = state.loss, optimizer = state.optimizer
-    _check_training(state, work, &net, state.tables, optimizer != OPT_SGD or alpha != 0.0)
+    _check_training(state, work, &net, state.tables, optimizer != OPT_SGD or emb_alpha != 0.0)
     cdef int64_t n = order.shape[0], start
     cdef int nb, b, n_batches = (n + batch_size - 1) // batch_size if n else 0
     cdef double[::1] losses = np.zeros(n_batches, dtype=np.float64)
@@ -1052,7 +1056,8 @@ def train_epoch(const float[:, ::1] X, const float[:, ::1] Y,
             start = <int64_t>b * batch_size
             nb = <int>min(<int64_t>batch_size, n - start)
             losses[b] = _step(&net, &w, Xp, X.shape[1], &Y[0, 0], &order[start], nb, &bags,
-                              ids, loss, optimizer, lrs[b], eps, alpha, n_threads)
+                              ids, loss, optimizer, lrs[b], eps, alpha, emb_alpha,
+                              emb_lr_scale, n_threads)
             if w.err:
                 break
     if w.err:

@@ -348,6 +348,10 @@ class TrainParams:
     warmup_steps: int
     epsilon: float
     alpha: float
+    # the tables' L2 term and their learning rate over the MLP's (``embedding_alpha``
+    # and ``embedding_learning_rate`` resolved)
+    embedding_alpha: float = 0.0
+    embedding_lr_scale: float = 1.0
 
     def learning_rates(self, step, n_batches, epoch):
         """float32 learning rates of ``n_batches`` batches from batch ``step`` on, in

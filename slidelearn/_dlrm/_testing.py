@@ -42,15 +42,18 @@ def prepare(est, X, y, seed=0, index64=False):
 def train(est, dense, bags, Y, lrs, batch_size, n_threads, order=None):
     """Train ``est``'s model with the fused kernel on the rows ``order`` (default all, in
     order) in batches of ``batch_size`` with learning rates ``lrs`` (one per batch),
-    with the estimator's ``epsilon`` and ``alpha``. Returns the per-batch mean losses."""
+    with the estimator's ``epsilon`` and L2 terms and its tables' learning-rate scale.
+    Returns the per-batch mean losses."""
     st = est._state
     if order is None:
         order = np.arange(dense.shape[0], dtype=np.int64)
+    params = est._train_params(*est._penalty())
     work = est._workspace().reserve(st, batch_size, train=True,
-                                    slots=st.adagrad or est.alpha > 0)
+                                    slots=st.adagrad or params.embedding_alpha > 0)
     return _kernels.train_epoch(dense, Y, bags.ptr, bags.ids, bags.wts, order, batch_size,
                                 np.asarray(lrs, dtype=np.float32), st, work,
-                                float(est.epsilon), float(est.alpha), n_threads)
+                                params.epsilon, params.alpha, params.embedding_alpha,
+                                params.embedding_lr_scale, n_threads)
 
 
 def raw_output(est, dense, bags, n_threads):
