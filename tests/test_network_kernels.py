@@ -416,7 +416,8 @@ def test_train_batch_gradients_full_softmax(hidden, index_dtype, pick_all):
     assert not b.mark.any()  # scratch marks are cleared between samples
 
 
-def _dense_once(clf, X, Y, rows, n_threads=1, pick_all=False, row_block=32, label_block=256):
+def _dense_once(clf, X, Y, rows, n_threads=1, pick_all=False, row_block=32, label_block=256,
+                col_block=128):
     """forward_acts + dense_output + hidden_backward on a fresh Workspace that is not
     transposed, as SlideClassifier's dense path runs them (no dropout); returns (buffers
     of the Workspace, loss, dH)."""
@@ -432,7 +433,8 @@ def _dense_once(clf, X, Y, rows, n_threads=1, pick_all=False, row_block=32, labe
     dH = np.empty((len(rows), H), dtype=np.float32)
     with single_threaded_blas():
         loss = _network.dense_output(h, y_ptr, y_idx, st, work, dZ, dH, 1.0 / len(rows),
-                                     pick_all, n_threads, row_block, label_block)
+                                     pick_all, n_threads, row_block, label_block,
+                                     col_block)
     _network.hidden_backward(X.data, X.indices, X.indptr, rows, acts, dH, st, work, n_threads)
     return _testing.buffers(work), loss, dH
 
@@ -442,14 +444,16 @@ def _dense_once(clf, X, Y, rows, n_threads=1, pick_all=False, row_block=32, labe
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
 @pytest.mark.parametrize("n_threads", [1, 2])
 def test_dense_output_gradients_match_reference(hidden, index_dtype, pick_all, n_threads):
-    # Small blocks, so that rows and labels span several blocks and the last is partial.
+    # Small blocks, so that rows, labels and hidden units span several blocks and the
+    # last is partial.
     rng = np.random.default_rng(8)
     n_features, n_labels = 30, 11
     clf = _make_clf(n_features, n_labels, hidden=hidden)
     X, Y, _, _ = _random_batch(rng, 9, n_features, n_labels, density=0.15,
                                index_dtype=index_dtype)
     rows = np.array([5, 0, 3, 7, 1, 8, 2], dtype=np.int64)
-    b, loss, _ = _dense_once(clf, X, Y, rows, n_threads, pick_all, row_block=3, label_block=4)
+    b, loss, _ = _dense_once(clf, X, Y, rows, n_threads, pick_all, row_block=3, label_block=4,
+                             col_block=3)
 
     Xd = X.toarray().astype(np.float64)[rows]
     T = _target([Y[r] for r in rows], n_labels, pick_all)
@@ -482,7 +486,7 @@ def test_dense_output_equals_train_batch_and_ignores_threads():
     sparse, _, loss_s, _ = _train_once(clf, X, Y_indptr, Y_indices, rows, min_active=n_labels,
                                        pick_all=True)
     outs = [_dense_once(_make_clf(n_features, n_labels, hidden=(16,)), X, Y, rows, t, True,
-                        row_block=5, label_block=6) for t in (1, 2)]
+                        row_block=5, label_block=6, col_block=5) for t in (1, 2)]
     # the same gradients as the per-sample kernel with every label active ...
     np.testing.assert_allclose(outs[0][1], loss_s, rtol=1e-5)
     for key in ("g_out", "gb_out", "g_in"):
@@ -493,6 +497,58 @@ def test_dense_output_equals_train_batch_and_ignores_threads():
     for key in ("g_out", "gb_out", "g_in", "g_dense"):
         np.testing.assert_array_equal(getattr(outs[0][0], key), getattr(outs[1][0], key))
     np.testing.assert_array_equal(outs[0][2], outs[1][2])
+
+
+@pytest.mark.parametrize("hidden", [(32,), (24, 20)])
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+def test_dropout_of_forward_acts_and_its_gradient(hidden, index_dtype):
+    # forward_acts(dropout=p) zeroes about p of the last layer and scales the rest by
+    # 1 / (1 - p), the same on any number of threads; hidden_backward(dropout=p) on
+    # those activations gives the gradients of the undropped activations with d loss /
+    # d h scaled by the mask (what the dense path did with a numpy mask before).
+    rng = np.random.default_rng(12)
+    n_features, n_labels, p = 50, 7, 0.4
+    clf = _make_clf(n_features, n_labels, hidden=hidden)
+    st = _testing.state(clf)
+    X, Y, _, _ = _random_batch(rng, 40, n_features, n_labels, density=0.2,
+                               index_dtype=index_dtype)
+    rows = rng.permutation(40).astype(np.int64)
+    width, last = int(np.sum(st.sizes)), int(st.a_off[-1])
+
+    def forward(dropout, n_threads):
+        acts = np.empty((len(rows), width), dtype=np.float32)
+        _network.forward_acts(X.data, X.indices, X.indptr, rows, st, acts, n_threads,
+                              dropout, 99)
+        return acts
+
+    plain, dropped = forward(0.0, 1), forward(p, 1)
+    np.testing.assert_array_equal(dropped, forward(p, 2))
+    np.testing.assert_array_equal(dropped[:, :last], plain[:, :last])
+    on = plain[:, last:] > 0
+    kept = dropped[:, last:] > 0
+    assert not (kept & ~on).any()
+    np.testing.assert_allclose(dropped[:, last:][kept], plain[:, last:][kept] / (1 - p),
+                               rtol=1e-6)
+    share = 1 - kept[on].mean()
+    assert abs(share - p) < 0.06, share  # about 600 active units: 4 standard errors
+    # another seed drops other units
+    other = np.empty_like(dropped)
+    _network.forward_acts(X.data, X.indices, X.indptr, rows, st, other, 1, p, 100)
+    assert ((other[:, last:] > 0) != kept).any()
+
+    dH = rng.standard_normal((len(rows), hidden[-1])).astype(np.float32)
+    scale = np.where(kept, np.float32(1 / (1 - p)), np.float32(0))
+    grads = []
+    for acts, dh, dropout in ((dropped, dH, p), (plain, dH * scale, 0.0)):
+        work = _testing.workspace(clf, 2, 3, transposed=False)
+        _network.hidden_backward(X.data, X.indices, X.indptr, rows, acts, dh, st, work, 2,
+                                 dropout)
+        grads.append(_testing.buffers(work))
+    assert np.abs(grads[1].g_in).max() > 0
+    np.testing.assert_allclose(grads[0].g_in, grads[1].g_in, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(grads[0].g_dense, grads[1].g_dense, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="dropout"):
+        _network.forward_acts(X.data, X.indices, X.indptr, rows, st, plain, 1, 1.0, 0)
 
 
 def test_dense_output_rejects_bad_labels_and_shapes():

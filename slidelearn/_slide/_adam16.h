@@ -36,13 +36,6 @@
 #include "../utils/_bfloat16.h"
 #include "../utils/_simd.h"
 
-static inline uint32_t sl_mix32(uint32_t x) {
-    x ^= x >> 16; x *= 0x7feb352dU;
-    x ^= x >> 15; x *= 0x846ca68bU;
-    x ^= x >> 16;
-    return x;
-}
-
 /* x rounded to bf16 by adding r (below 2^16) under the kept bits and truncating: to
  * nearest, half up on the bits, with r = 0x8000; stochastically with 16 random bits.
  * No NaN test, for the moments only: their NaNs come from arithmetic (quiet, with the

@@ -850,29 +850,23 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
                 else "lsh")
 
     def _hidden_and_dropout(self, X, rows, n_threads, seed):
-        """Activations of every hidden layer of ``rows`` and the last one after
-        dropout (and the dropout scale, None without dropout)."""
+        """Activations of every hidden layer of ``rows``, the last one after dropout
+        (``hidden_backward`` takes ``self.dropout`` to mask its gradient alike), and a
+        contiguous view of that last layer."""
         state = self._state
         H = int(state.sizes[-1])
         a_last = int(state.a_off[-1])
         acts = np.empty((len(rows), int(np.sum(state.sizes))), dtype=np.float32)
-        _network.forward_acts(X.data, X.indices, X.indptr, rows, state, acts, n_threads)
-        h = np.ascontiguousarray(acts[:, a_last:a_last + H])
-        scale = None
-        if self.dropout > 0:
-            # inverted dropout; acts keeps the undropped values for the ReLU masks of
-            # hidden_backward, and dropped units get no gradient (dH is scaled alike)
-            keep = np.random.default_rng(seed).random(h.shape, dtype=np.float32)
-            scale = (keep >= self.dropout) * np.float32(1.0 / (1.0 - self.dropout))
-            h *= scale
-        return acts, h, scale
+        _network.forward_acts(X.data, X.indices, X.indptr, rows, state, acts, n_threads,
+                              self.dropout, seed)
+        return acts, np.ascontiguousarray(acts[:, a_last:a_last + H])
 
     def _shared_batch(self, X, Y_indptr, Y_indices, rows, work, n_threads, seed, sampler):
         """Forward and backward of the batch ``rows`` with a sampled softmax over its
         labels and the negatives ``sampler`` draws for it (``_network.shared_output``);
         returns the summed loss and the number of candidates."""
         state = self._state
-        acts, h, scale = self._hidden_and_dropout(X, rows, n_threads, seed)
+        acts, h = self._hidden_and_dropout(X, rows, n_threads, seed)
         y_ptr, y_idx = _batch_labels(Y_indptr, Y_indices, rows)
         neg = sampler.draw(np.random.default_rng([seed, 1]))
         cand = np.union1d(y_idx, neg).astype(np.int32)
@@ -885,10 +879,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         loss = _network.shared_output(h, y_ptr, y_pos, cand, offset, masked, state, work,
                                       dZ, dH, 1.0 / len(rows), self.loss == "pick_all",
                                       n_threads)
-        if scale is not None:
-            dH *= scale
         _network.hidden_backward(X.data, X.indices, X.indptr, rows, acts, dH, state, work,
-                                 n_threads)
+                                 n_threads, self.dropout)
         return loss, len(cand)
 
     def _dense_batch(self, X, Y_indptr, Y_indices, rows, work, n_threads, seed):
@@ -896,16 +888,14 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         layer; returns the summed loss (gradients left in ``work`` for ``adam_update``)."""
         state = self._state
         n = len(rows)
-        acts, h, scale = self._hidden_and_dropout(X, rows, n_threads, seed)
+        acts, h = self._hidden_and_dropout(X, rows, n_threads, seed)
         y_ptr, y_idx = _batch_labels(Y_indptr, Y_indices, rows)
         dZ = np.empty((n, state.W_out.shape[0]), dtype=np.float32)
         dH = np.empty((n, h.shape[1]), dtype=np.float32)
         loss = _network.dense_output(h, y_ptr, y_idx, state, work, dZ, dH, 1.0 / n,
                                      self.loss == "pick_all", n_threads)
-        if scale is not None:
-            dH *= scale
         _network.hidden_backward(X.data, X.indices, X.indptr, rows, acts, dH, state, work,
-                                 n_threads)
+                                 n_threads, self.dropout)
         return loss
 
     def _train_params(self):

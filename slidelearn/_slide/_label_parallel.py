@@ -221,15 +221,12 @@ def train_epoch(comm, state, lsh, schedule, work, params, rng, X, Y_indptr, Y_in
         B = int(sizes.sum())
         batch = np.ascontiguousarray(rows[s * lbs[me]: s * lbs[me] + sizes[me]], dtype=np.int64)
         acts = np.empty((len(batch), total_acts), dtype=np.float32)
-        _network.forward_acts(X.data, X.indices, X.indptr, batch, state, acts, n_threads)
+        # inverted dropout of this rank's rows, in place (hidden_backward masks alike)
+        drop_seed = int(np.random.default_rng([int(rng.integers(0, 2**63 - 1)), me])
+                        .integers(0, 2**63 - 1)) if params.dropout > 0 else 0
+        _network.forward_acts(X.data, X.indices, X.indptr, batch, state, acts, n_threads,
+                              params.dropout, drop_seed)
         h_mine = acts[:, a_last:a_last + H]
-        if params.dropout > 0:
-            # inverted dropout of this rank's rows; acts keeps the undropped values
-            # for the ReLU masks of hidden_backward, dropped units get no gradient
-            keep = np.random.default_rng([int(rng.integers(0, 2**63 - 1)), me]).random(
-                h_mine.shape) >= params.dropout
-            drop_scale = keep.astype(np.float32) / np.float32(1.0 - params.dropout)
-            h_mine = h_mine * drop_scale
         t0 = time.perf_counter()
         H_all, _ = _allgatherv(comm, h_mine)
         counts = (Y_indptr[batch + 1] - Y_indptr[batch]).astype(np.int64)
@@ -271,10 +268,8 @@ def train_epoch(comm, state, lsh, schedule, work, params, rng, X, Y_indptr, Y_in
         dH_mine = np.empty((int(sizes[me]), H), dtype=np.float32)
         comm.Reduce_scatter(dH, dH_mine, recvcounts=(sizes * H).tolist(), op=MPI.SUM)
         comm_s += time.perf_counter() - t0
-        if params.dropout > 0:
-            dH_mine *= drop_scale
         _network.hidden_backward(X.data, X.indices, X.indptr, batch, acts, dH_mine, state,
-                                 work, n_threads)
+                                 work, n_threads, params.dropout)
         dt, replicated_bytes = _combine_replicated(comm, work)
         comm_s += dt
         state.step += 1

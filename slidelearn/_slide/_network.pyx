@@ -44,8 +44,14 @@ cdef extern from "../utils/_simd.h" nogil:
                      float lr_t, float b1, float b2, float eps, float alpha)
     void sl_sum_rows(const float *alpha, const int32_t *ids, int64_t n_rows,
                      const float *x, int64_t ld, float *y, int n)
+    void sl_add_rows(const float *alpha, const int32_t *ids, int64_t n_rows,
+                     const float *x, int64_t ld, float *y, int n, int pf)
+    void sl_add_rows64(const float *alpha, const int64_t *ids, int64_t n_rows,
+                       const float *x, int64_t ld, float *y, int n, int pf)
     void sl_prefetch_row(const float *p, int n)
     void sl_prefetchw_row(float *p, int n)
+    void sl_dropout(float *h, int n, uint32_t key, uint32_t thr, float scale)
+    uint32_t sl_mix32(uint32_t x)
 
 cdef extern from "_buckets.h" nogil:
     void sl_prefetch_ids(const int32_t *p, int64_t n)
@@ -74,7 +80,6 @@ cdef extern from "_radix.h" nogil:
                         int64_t *cnt)
 
 cdef extern from "_adam16.h" nogil:
-    uint32_t sl_mix32(uint32_t x)
     void sl_adam16_row(uint16_t *w, uint16_t *s, const float *g, int n, float lr_t,
                        float b1, float b2, float eps, float alpha, uint32_t seed)
     void sl_adam16_row_loop(uint16_t *w, uint16_t *s, const float *g, int n, float lr_t,
@@ -418,10 +423,11 @@ cdef void _forward_hidden(const Net* net, const float* xd, const index_t* xi,
     cdef float* prev
     for k in range(H0):
         a[k] = b[k]
-    for p in range(start, end):
-        if p + PREFETCH < end:
-            sl_prefetch_row(net.W_in + <int64_t>xi[p + PREFETCH] * H0, H0)
-        sl_axpy(xd[p], net.W_in + <int64_t>xi[p] * H0, a, H0)
+    # the row's sum in registers, a block of columns at a time (its rows prefetched)
+    if index_t is int32_t:
+        sl_add_rows(xd + start, xi + start, end - start, net.W_in, H0, a, H0, H0)
+    else:
+        sl_add_rows64(xd + start, xi + start, end - start, net.W_in, H0, a, H0, H0)
     for k in range(H0):
         if a[k] < 0:
             a[k] = 0
@@ -706,34 +712,19 @@ cdef void _backprop_sample(const Net* net, const float* acts, float* delta) noex
                 dprev[k] = 0
 
 
-cdef void _layer_grads(const Net* net, const float* xd, const index_t* xi,
-                       const index_t* indptr, const int64_t* rows, Py_ssize_t n,
-                       const float* acts, const float* delta, int64_t S, float* g_dense,
-                       float* g_in, uint8_t* in_flag, int32_t* in_list, int64_t* in_count,
-                       int share, int n_shares) noexcept nogil:
-    """Share ``share`` of ``n_shares`` of the batch gradients of the input and hidden
-    layers, from the per-position records ``acts`` / ``delta`` (S floats a position).
+cdef void _layer_grads(const Net* net, Py_ssize_t n, const float* acts,
+                       const float* delta, int64_t S, float* g_dense, int share,
+                       int n_shares) noexcept nogil:
+    """Share ``share`` of ``n_shares`` of the batch gradients of the hidden layers (the
+    dense rows and biases; ``_input_grads`` forms the input layer's), from the
+    per-position records ``acts`` / ``delta`` (S floats a position).
 
-    Each input row, dense row and bias belongs to one share and sums its terms in
-    batch order, so that the gradients are the same whichever thread ran which sample
-    and however many threads there are (no two threads add into one row either). The
-    input rows a share touches are appended to ``in_list`` (``in_count`` its length)."""
-    cdef int H0 = <int>net.sizes[0], i, k, n_in, n_out
+    Each dense row and bias belongs to one share and sums its terms in batch order, so
+    that the gradients are the same whichever thread ran which sample and however many
+    threads there are (no two threads add into one row either)."""
+    cdef int i, k, n_in, n_out
     cdef Py_ssize_t r
-    cdef index_t p, f
-    cdef const float* d
     cdef float a
-    for r in range(n):
-        d = delta + r * S
-        for p in range(indptr[rows[r]], indptr[rows[r] + 1]):
-            f = xi[p]
-            if f % n_shares != share:
-                continue
-            sl_axpy(xd[p], d, g_in + <int64_t>f * H0, H0)
-            if in_flag[f] == 0:
-                in_flag[f] = 1
-                in_list[in_count[0]] = <int32_t>f
-                in_count[0] += 1
     for i in range(net.n_layers):
         if i % n_shares == share:
             for r in range(n):
@@ -750,6 +741,79 @@ cdef void _layer_grads(const Net* net, const float* xd, const index_t* xi,
                     sl_axpy(a, delta + r * S + net.a_off[i],
                             g_dense + net.w_off[i] + <int64_t>k * n_out, n_out)
             k += n_shares
+
+
+
+class _InputScratch:
+    """The buffers of ``_input_grads`` for a batch of ``n_entries`` non-zeros (kept by
+    the caller between batches while they are large enough)."""
+
+    def __init__(self, int64_t n_entries, int n_threads):
+        n_entries = max(n_entries, 1)
+        self.keys = np.empty(n_entries, dtype=np.uint64)
+        self.tkeys = np.empty(n_entries, dtype=np.uint64)
+        self.vals = np.empty(n_entries, dtype=np.float32)
+        self.tvals = np.empty(n_entries, dtype=np.float32)
+        self.rid = np.empty(n_entries, dtype=np.int32)
+        self.runs = np.empty(n_entries + 1, dtype=np.int64)
+        self.hist = np.empty((max(n_threads, 1), SL_RADIX_SIZE), dtype=np.int64)
+
+
+cdef int64_t _batch_entries(const index_t[::1] X_indptr, const int64_t[::1] rows):
+    """The number of non-zeros of the (checked) rows ``rows``."""
+    cdef int64_t total = 0
+    cdef Py_ssize_t r
+    for r in range(rows.shape[0]):
+        total += X_indptr[rows[r] + 1] - X_indptr[rows[r]]
+    return total
+
+
+cdef void _input_grads(const Net* net, const float* xd, const index_t* xi,
+                       const index_t* indptr, const int64_t* rows, Py_ssize_t n,
+                       const float* delta, int64_t S, float* g_in, uint8_t* in_flag,
+                       int32_t[:, ::1] in_list, int64_t[::1] in_count, uint64_t* keys,
+                       float* vals, uint64_t* tkeys, float* tvals, int32_t* rid,
+                       int64_t* runs, int64_t* hist, int n_threads) noexcept nogil:
+    """The input layer's batch gradient: ``g_in[f] += sum x * delta[r]`` over the batch's
+    non-zeros ``(r, f, x)`` (the delta of the first hidden layer at ``delta + r * S``).
+
+    The non-zeros are gathered as keys ``f << 32 | r`` with their values and radix-sorted
+    by feature (stable: each feature's terms stay in batch order), so that each touched
+    row of ``g_in`` is read and written once, its sum held in registers
+    (``sl_add_rows``), rather than once per non-zero: the rows of a large input layer
+    do not stay in cache between a batch's non-zeros. Threads take contiguous runs of
+    features; every sum is in batch order, the same for any number of threads. The rows
+    thread ``t`` touches are appended to ``in_list[t]`` (``in_count[t * STRIDE]``)."""
+    cdef int H0 = <int>net.sizes[0], bits = 1, T = n_threads if n_threads > 0 else 1, t
+    cdef Py_ssize_t r
+    cdef index_t p, lo
+    cdef int64_t n_keys = 0, n_runs, u, u0, u1, q
+    cdef int32_t f
+    while (<int64_t>1 << bits) < net.n_features:
+        bits += 1
+    for r in range(n):
+        lo = indptr[rows[r]]
+        for p in range(lo, indptr[rows[r] + 1]):
+            keys[n_keys] = (<uint64_t>xi[p] << 32) | <uint64_t>r
+            vals[n_keys] = xd[p]
+            n_keys += 1
+    if n_keys == 0:
+        return
+    sl_radix_sort_kv(keys, vals, tkeys, tvals, n_keys, 32, bits, T, hist)
+    n_runs = sl_key_runs(keys, n_keys, runs, T, hist)
+    for t in prange(T, schedule="static", num_threads=T):
+        u0 = n_runs * t // T
+        u1 = n_runs * (t + 1) // T
+        for q in range(runs[u0], runs[u1]):
+            rid[q] = <int32_t>(keys[q] & <uint64_t>0xFFFFFFFF)
+        for u in range(u0, u1):
+            f = <int32_t>(keys[runs[u]] >> 32)
+            sl_add_rows(vals + runs[u], rid + runs[u], runs[u + 1] - runs[u], delta, S,
+                        g_in + <int64_t>f * H0, H0, 0)
+            if in_flag[f] == 0:
+                in_flag[f] = 1
+                in_list[t, in_count[t * STRIDE]] = f
+                in_count[t * STRIDE] += 1
 
 
 cdef int _check_rows(const index_t[::1] X_indices, const index_t[::1] X_indptr,
@@ -885,6 +949,12 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
             raise ValueError("the bfloat16 weights of the output layer do not match the model")
     inv_batch = 1.0 / n
     sample_loss = np.empty(n, dtype=np.float64)
+    scratch = _InputScratch(_batch_entries(X_indptr, rows), n_threads)
+    cdef uint64_t[::1] keys = scratch.keys, tkeys = scratch.tkeys
+    cdef float[::1] vals = scratch.vals, tvals = scratch.tvals
+    cdef int32_t[::1] rid = scratch.rid
+    cdef int64_t[::1] runs = scratch.runs
+    cdef int64_t[:, ::1] hist = scratch.hist
     works = <Work*>calloc(n_threads, sizeof(Work))
     if works == NULL:
         raise MemoryError()
@@ -917,10 +987,12 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
                     inv_batch * wgt, dropout, r, &na)
                 n_active += na
             for t in prange(n_threads, schedule="static", num_threads=n_threads):
-                _layer_grads(&net, &X_data[0], &X_indices[0], &X_indptr[0], &rows[0], n,
-                             &acts[0, 0], &delta[0, 0], acts.shape[1], &g_dense[0, 0],
-                             &g_in[0, 0], &in_flag[0], &in_list[t, 0],
-                             &in_count[t * STRIDE], t, n_threads)
+                _layer_grads(&net, n, &acts[0, 0], &delta[0, 0], acts.shape[1],
+                             &g_dense[0, 0], t, n_threads)
+            _input_grads(&net, &X_data[0], &X_indices[0], &X_indptr[0], &rows[0], n,
+                         &delta[0, 0], acts.shape[1], &g_in[0, 0], &in_flag[0], in_list,
+                         in_count, &keys[0], &vals[0], &tkeys[0], &tvals[0], &rid[0],
+                         &runs[0], &hist[0, 0], n_threads)
             for r in range(n):
                 loss += sample_loss[r]
     finally:
@@ -1600,21 +1672,37 @@ def topk_probed(const float[:, ::1] Hm, state, const int32_t[::1] members,
 
 def forward_acts(const float[::1] X_data, const index_t[::1] X_indices,
                  const index_t[::1] X_indptr, const int64_t[::1] rows, state,
-                 float[:, ::1] acts, int n_threads):
+                 float[:, ::1] acts, int n_threads, float dropout=0.0, uint64_t seed=0):
     """Activations of every hidden layer (``acts[r]``, layer i at ``a_off[i]``) of the
-    CSR rows ``rows``."""
+    CSR rows ``rows``.
+
+    ``dropout`` > 0: inverted dropout on the last hidden layer, in place (dropped units
+    0, kept ones scaled by ``1 / (1 - dropout)``), with the random stream of batch
+    position ``r`` drawn from ``seed`` and ``r`` (the same for any ``n_threads``);
+    ``hidden_backward`` takes the same ``dropout``."""
     cdef Net net = _make_net(state, False)
     cdef Py_ssize_t n = rows.shape[0], r
     cdef int64_t i
+    cdef int hd = net.h_last
+    cdef float keep_scale
+    cdef uint32_t thr = <uint32_t>(dropout * 4294967296.0)
     if acts.shape[0] != n or acts.shape[1] != int(np.sum(state.sizes)):
         raise ValueError("forward_acts: acts has the wrong shape")
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
     if n == 0:
         return
+    _check_rows(X_indices, X_indptr, rows, net.n_features)
+    keep_scale = 1.0 / (1.0 - dropout)
     with nogil:
         for r in prange(n, schedule="static", num_threads=n_threads):
             i = rows[r]
             _forward_hidden(&net, &X_data[0], &X_indices[0], X_indptr[i], X_indptr[i + 1],
                             &acts[r, 0])
+            if dropout > 0:
+                sl_dropout(&acts[r, 0] + net.a_off[net.n_layers - 1], hd,
+                           <uint32_t>splitmix64(seed ^ splitmix64(<uint64_t>r + 1)), thr,
+                           keep_scale)
 
 
 def slice_forward(const float[:, ::1] H, const int64_t[::1] Y_indptr,
@@ -1747,7 +1835,7 @@ def slice_backward(const float[:, ::1] H, const int32_t[:, ::1] act,
 def dense_output(const float[:, ::1] H, const int64_t[::1] Y_indptr,
                  const int32_t[::1] Y_indices, state, Workspace work, float[:, ::1] dZ,
                  float[:, ::1] dH, float inv_batch, bint pick_all, int n_threads,
-                 int row_block=32, int label_block=256):
+                 int row_block=32, int label_block=256, int col_block=128):
     """Softmax over every output neuron for a batch, with sgemm: the output layer as
     a dense layer, for when every label is active anyway (``min_active`` at least the
     number of labels), where scoring the rows one by one against the whole layer
@@ -1760,8 +1848,9 @@ def dense_output(const float[:, ::1] H, const int64_t[::1] Y_indptr,
     ``g_out`` / ``gb_out`` and lists every neuron, as ``train_batch`` does on a
     Workspace that is not transposed. The loss and gradient are those of
     ``train_batch`` with every label active; blocks have fixed sizes, so the result
-    does not depend on ``n_threads``. Call with single-threaded BLAS. Returns the
-    summed loss."""
+    does not depend on ``n_threads``. The output gradient is formed in blocks of
+    ``label_block`` neurons x ``col_block`` hidden units. Call with single-threaded
+    BLAS. Returns the summed loss."""
     cdef const float[:, ::1] W_out = state.W_out
     cdef const float[::1] b_out = state.b_out
     cdef float[:, ::1] g_out
@@ -1770,11 +1859,13 @@ def dense_output(const float[:, ::1] H, const int64_t[::1] Y_indptr,
     cdef int64_t[::1] out_count = work.out_count
     cdef uint8_t[::1] out_flag = work.out_flag
     cdef int n = H.shape[0], d = H.shape[1], L = W_out.shape[0]
-    cdef int blk, r0, nr, l0, nl, r, j, n_blocks
+    cdef int blk, r0, nr, l0, nl, c0, nc, r, j, n_blocks, n_cols
     cdef int64_t p, m
     cdef float one = 1.0, zero = 0.0, zmax, total, wgt, inv_m
     cdef char tr = b'T', nt = b'N'
     cdef double loss = 0
+    if row_block < 1 or label_block < 1 or col_block < 1:
+        raise ValueError("dense_output: block sizes must be positive")
     if work.transposed:
         raise ValueError("dense_output adds into g_out: it needs a Workspace that is "
                          "not transposed")
@@ -1825,16 +1916,22 @@ def dense_output(const float[:, ::1] H, const int64_t[::1] Y_indptr,
             # dH[r0:r0+nr] (nr x d) = dZ[r0:r0+nr] @ W_out
             sgemm(&nt, &nt, &d, &nr, &L, &one, <float*>&W_out[0, 0], &d, &dZ[r0, 0], &L,
                   &zero, &dH[r0, 0], &d)
-        n_blocks = (L + label_block - 1) // label_block
+        # blocks of labels x hidden units: a few hundred labels make one label block,
+        # which alone would leave the other threads idle
+        n_cols = (d + col_block - 1) // col_block
+        n_blocks = (L + label_block - 1) // label_block * n_cols
         for blk in prange(n_blocks, schedule="dynamic", num_threads=n_threads):
-            l0 = blk * label_block
+            l0 = (blk // n_cols) * label_block
             nl = min(label_block, L - l0)
-            # g_out[l0:l0+nl] (nl x d) += dZ[:, l0:l0+nl].T @ H
-            sgemm(&nt, &tr, &d, &nl, &n, &one, <float*>&H[0, 0], &d, &dZ[0, l0], &L,
-                  &one, &g_out[l0, 0], &d)
-            for j in range(l0, l0 + nl):
-                for r in range(n):
-                    gb_out[j] += dZ[r, j]
+            c0 = (blk % n_cols) * col_block
+            nc = min(col_block, d - c0)
+            # g_out[l0:l0+nl, c0:c0+nc] += dZ[:, l0:l0+nl].T @ H[:, c0:c0+nc]
+            sgemm(&nt, &tr, &nc, &nl, &n, &one, <float*>&H[0, c0], &d, &dZ[0, l0], &L,
+                  &one, &g_out[l0, c0], &d)
+            if c0 == 0:
+                for j in range(l0, l0 + nl):
+                    for r in range(n):
+                        gb_out[j] += dZ[r, j]
     # every neuron was touched: list them for adam_update as thread 0's
     for j in range(L):
         if out_flag[j] == 0:
@@ -1977,10 +2074,14 @@ def shared_output(const float[:, ::1] H, const int64_t[::1] Y_indptr,
 def hidden_backward(const float[::1] X_data, const index_t[::1] X_indices,
                     const index_t[::1] X_indptr, const int64_t[::1] rows,
                     const float[:, ::1] acts, const float[:, ::1] dH, state,
-                    Workspace work, int n_threads):
+                    Workspace work, int n_threads, float dropout=0.0):
     """Back-propagate d loss / d h (``dH``, one row per row of ``rows``) through the
     hidden layers and the sparse input layer: gradients added to ``g_dense[0]`` and
-    ``g_in`` and touched input rows listed, in batch order, as ``train_batch`` does."""
+    ``g_in`` and touched input rows listed, in batch order, as ``train_batch`` does.
+
+    ``acts`` is what ``forward_acts`` gave with the same ``dropout``: the last layer's
+    dropped units are 0 there and get no gradient, the kept ones that of their
+    ``1 / (1 - dropout)`` scaling."""
     cdef Net net = _make_net(state, False)
     cdef float[:, ::1] g_dense = work.g_dense
     cdef float[:, ::1] g_in = work.g_in
@@ -1999,20 +2100,32 @@ def hidden_backward(const float[::1] X_data, const index_t[::1] X_indices,
         raise ValueError("work buffers were sized for fewer threads")
     if n == 0:
         return
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
     _check_rows(X_indices, X_indptr, rows, net.n_features)
     delta_np = np.empty((n, S), dtype=np.float32)
     cdef float[:, ::1] delta = delta_np
+    cdef float keep_scale = 1.0 / (1.0 - dropout)
+    scratch = _InputScratch(_batch_entries(X_indptr, rows), n_threads)
+    cdef uint64_t[::1] keys = scratch.keys, tkeys = scratch.tkeys
+    cdef float[::1] vals = scratch.vals, tvals = scratch.tvals
+    cdef int32_t[::1] rid = scratch.rid
+    cdef int64_t[::1] runs = scratch.runs
+    cdef int64_t[:, ::1] hist = scratch.hist
     with nogil:
         for r in prange(n, schedule="dynamic", chunksize=4, num_threads=n_threads):
             h = &acts[r, 0] + net.a_off[L - 1]
             dh = &delta[r, 0] + net.a_off[L - 1]
             for k in range(hd):
-                dh[k] = dH[r, k] if h[k] > 0 else 0
+                dh[k] = dH[r, k] * keep_scale if h[k] > 0 else 0
             _backprop_sample(&net, &acts[r, 0], &delta[r, 0])
         for t in prange(n_threads, schedule="static", num_threads=n_threads):
-            _layer_grads(&net, &X_data[0], &X_indices[0], &X_indptr[0], &rows[0], n,
-                         &acts[0, 0], &delta[0, 0], S, &g_dense[0, 0], &g_in[0, 0],
-                         &in_flag[0], &in_list[t, 0], &in_count[t * STRIDE], t, n_threads)
+            _layer_grads(&net, n, &acts[0, 0], &delta[0, 0], S, &g_dense[0, 0], t,
+                         n_threads)
+        _input_grads(&net, &X_data[0], &X_indices[0], &X_indptr[0], &rows[0], n,
+                     &delta[0, 0], S, &g_in[0, 0], &in_flag[0], in_list, in_count,
+                     &keys[0], &vals[0], &tkeys[0], &tvals[0], &rid[0], &runs[0],
+                     &hist[0, 0], n_threads)
 
 
 # ---------------------------------------------------------------------------

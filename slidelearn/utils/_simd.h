@@ -20,6 +20,15 @@
 #define SL_VEC_X86 0
 #endif
 
+/* A 32-bit integer hash (a bijection, every input bit reaching every output bit):
+ * random bits from a key and a position, with no generator state to carry. */
+static inline uint32_t sl_mix32(uint32_t x) {
+    x ^= x >> 16; x *= 0x7feb352dU;
+    x ^= x >> 15; x *= 0x846ca68bU;
+    x ^= x >> 16;
+    return x;
+}
+
 static int sl_vec_level = 0;
 static inline void sl_vec_set_level(int level) { sl_vec_level = level; }
 static inline int sl_vec_get_level(void) { return sl_vec_level; }
@@ -45,6 +54,16 @@ static inline int sl_vec_get_level(void) { return sl_vec_level; }
         g[i] = 0.0f;                                             \
     }
 
+/* Inverted dropout of h[0:n], in place: 0 where the hash of (key, i) is below thr
+ * (dropout * 2^32), h[i] * scale elsewhere. One hash an element and no state, so the
+ * loop vectorises, where a sequential generator draws one number at a time. */
+#define SL_DROPOUT_BODY                                          \
+    _Pragma("omp simd")                                          \
+    for (int i = 0; i < n; i++) {                                \
+        uint32_t u = sl_mix32(key + (uint32_t)i * 0x9E3779B9U);  \
+        h[i] = u < thr ? 0.0f : h[i] * scale;                    \
+    }
+
 static inline float sl_dot_generic(const float *a, const float *b, int n) { SL_DOT_BODY }
 static inline void sl_axpy_generic(float alpha, const float *x, float *y, int n) { SL_AXPY_BODY }
 static inline void sl_adam_row_generic(float *w, float *m, float *v, float *g, int n,
@@ -56,6 +75,8 @@ SL_AVX512 static void sl_axpy_avx512(float alpha, const float *x, float *y, int 
 SL_AVX512 static void sl_adam_row_avx512(float *w, float *m, float *v, float *g, int n,
                                          float lr_t, float b1, float b2, float eps,
                                          float alpha) { SL_ADAM_BODY }
+SL_AVX512 static void sl_dropout_avx512(float *h, int n, uint32_t key, uint32_t thr,
+                                       float scale) { SL_DROPOUT_BODY }
 SL_AVX2 static float sl_dot_avx2(const float *a, const float *b, int n) { SL_DOT_BODY }
 SL_AVX2 static void sl_axpy_avx2(float alpha, const float *x, float *y, int n) { SL_AXPY_BODY }
 SL_AVX2 static void sl_adam_row_avx2(float *w, float *m, float *v, float *g, int n,
@@ -71,6 +92,13 @@ static inline float sl_dot(const float *a, const float *b, int n) {
     return sl_dot_generic(a, b, n);
 }
 
+static inline void sl_dropout(float *h, int n, uint32_t key, uint32_t thr, float scale) {
+#if SL_VEC_X86
+    if (sl_vec_level >= 2) { sl_dropout_avx512(h, n, key, thr, scale); return; }
+#endif
+    SL_DROPOUT_BODY
+}
+
 /* y += alpha * x */
 static inline void sl_axpy(float alpha, const float *x, float *y, int n) {
 #if SL_VEC_X86
@@ -81,50 +109,83 @@ static inline void sl_axpy(float alpha, const float *x, float *y, int n) {
 }
 
 /* y = the sum over a = 0 .. n_rows - 1 of alpha[a] * (row ids[a] of x, rows ld apart),
- * added in that order from +0: what zeroing y and n_rows calls of sl_axpy give
+ * added in that order from +0 (sl_sum_rows), or from y's own values (sl_add_rows,
+ * sl_add_rows64: y += the sum): what zeroing y (or not) and n_rows calls of sl_axpy give
  * (fused multiply-adds, as the compiler makes of SL_AXPY_BODY at this level), but
  * with a block of 128 columns of y in 8 registers across all the rows instead of
  * loaded and stored once a row. */
 #if SL_VEC_X86
 #include <immintrin.h>
-/* Columns [c, c + 16 nb) of the sum; nb is a constant where it is inlined, so that the
- * nb sums stay in registers. */
-SL_AVX512 __attribute__((always_inline))
-static inline void sl_sum_rows_block(const float *alpha, const int32_t *ids, int64_t n_rows,
-                                     const float *x, int64_t ld, float *y, int c,
-                                     const int nb) {
-    __m512 acc[8];
-    for (int b = 0; b < nb; b++) acc[b] = _mm512_setzero_ps();
-    for (int64_t a = 0; a < n_rows; a++) {
-        const float *p = x + (int64_t)ids[a] * ld + c;
-        const __m512 va = _mm512_set1_ps(alpha[a]);
-        for (int b = 0; b < nb; b++)
-            acc[b] = _mm512_fmadd_ps(va, _mm512_loadu_ps(p + 16 * b), acc[b]);
-    }
-    for (int b = 0; b < nb; b++) _mm512_storeu_ps(y + c + 16 * b, acc[b]);
+/* Columns [c, c + 16 nb) of the sum; nb and add are constants where it is inlined, so
+ * that the nb sums stay in registers. pf > 0: prefetch the first pf floats of the row
+ * 8 rows ahead (the first block's pass, over rows met in random order). */
+#define SL_ROWS_BLOCK(NAME, IDT)                                                        \
+SL_AVX512 __attribute__((always_inline))                                                \
+static inline void NAME(const float *alpha, const IDT *ids, int64_t n_rows,             \
+                        const float *x, int64_t ld, float *y, int c, const int nb,      \
+                        const int add, int pf) {                                        \
+    __m512 acc[8];                                                                      \
+    for (int b = 0; b < nb; b++)                                                        \
+        acc[b] = add ? _mm512_loadu_ps(y + c + 16 * b) : _mm512_setzero_ps();           \
+    for (int64_t a = 0; a < n_rows; a++) {                                              \
+        const float *p = x + (int64_t)ids[a] * ld + c;                                  \
+        if (pf > 0 && a + 8 < n_rows) {                                                 \
+            const float *q = x + (int64_t)ids[a + 8] * ld;                              \
+            for (int i = 0; i < pf; i += 16) __builtin_prefetch(q + i, 0, 3);           \
+        }                                                                               \
+        const __m512 va = _mm512_set1_ps(alpha[a]);                                     \
+        for (int b = 0; b < nb; b++)                                                    \
+            acc[b] = _mm512_fmadd_ps(va, _mm512_loadu_ps(p + 16 * b), acc[b]);          \
+    }                                                                                   \
+    for (int b = 0; b < nb; b++) _mm512_storeu_ps(y + c + 16 * b, acc[b]);              \
 }
 
-SL_AVX512 static void sl_sum_rows_avx512(const float *alpha, const int32_t *ids,
-                                         int64_t n_rows, const float *x, int64_t ld,
-                                         float *y, int n) {
-    int c = 0;
-    for (; c + 128 <= n; c += 128) sl_sum_rows_block(alpha, ids, n_rows, x, ld, y, c, 8);
-    for (; c + 16 <= n; c += 16) sl_sum_rows_block(alpha, ids, n_rows, x, ld, y, c, 1);
-    if (c < n) {
-        for (int i = c; i < n; i++) y[i] = 0.0f;
-        for (int64_t a = 0; a < n_rows; a++)
-            sl_axpy_avx512(alpha[a], x + (int64_t)ids[a] * ld + c, y + c, n - c);
-    }
+#define SL_ROWS_AVX512(NAME, BLOCK, IDT, ADD)                                           \
+SL_AVX512 static void NAME(const float *alpha, const IDT *ids, int64_t n_rows,          \
+                           const float *x, int64_t ld, float *y, int n, int pf) {       \
+    int c = 0;                                                                          \
+    for (; c + 128 <= n; c += 128) BLOCK(alpha, ids, n_rows, x, ld, y, c, 8, ADD,       \
+                                         c == 0 ? pf : 0);                              \
+    for (; c + 16 <= n; c += 16) BLOCK(alpha, ids, n_rows, x, ld, y, c, 1, ADD,         \
+                                       c == 0 ? pf : 0);                                \
+    if (c < n) {                                                                        \
+        if (!(ADD)) for (int i = c; i < n; i++) y[i] = 0.0f;                            \
+        for (int64_t a = 0; a < n_rows; a++)                                            \
+            sl_axpy_avx512(alpha[a], x + (int64_t)ids[a] * ld + c, y + c, n - c);       \
+    }                                                                                   \
 }
+
+SL_ROWS_BLOCK(sl_rows_block32, int32_t)
+SL_ROWS_BLOCK(sl_rows_block64, int64_t)
+SL_ROWS_AVX512(sl_sum_rows_avx512, sl_rows_block32, int32_t, 0)
+SL_ROWS_AVX512(sl_add_rows_avx512, sl_rows_block32, int32_t, 1)
+SL_ROWS_AVX512(sl_add_rows64_avx512, sl_rows_block64, int64_t, 1)
 #endif
 
 static inline void sl_sum_rows(const float *alpha, const int32_t *ids, int64_t n_rows,
                                const float *x, int64_t ld, float *y, int n) {
 #if SL_VEC_X86
-    if (sl_vec_level >= 2) { sl_sum_rows_avx512(alpha, ids, n_rows, x, ld, y, n); return; }
+    if (sl_vec_level >= 2) { sl_sum_rows_avx512(alpha, ids, n_rows, x, ld, y, n, 0); return; }
 #endif
     for (int i = 0; i < n; i++) y[i] = 0.0f;
     for (int64_t a = 0; a < n_rows; a++) sl_axpy(alpha[a], x + (int64_t)ids[a] * ld, y, n);
+}
+
+/* pf: as in SL_ROWS_BLOCK (the AVX-512 kernel only) */
+static inline void sl_add_rows(const float *alpha, const int32_t *ids, int64_t n_rows,
+                               const float *x, int64_t ld, float *y, int n, int pf) {
+#if SL_VEC_X86
+    if (sl_vec_level >= 2) { sl_add_rows_avx512(alpha, ids, n_rows, x, ld, y, n, pf); return; }
+#endif
+    for (int64_t a = 0; a < n_rows; a++) sl_axpy(alpha[a], x + (int64_t)ids[a] * ld, y, n);
+}
+
+static inline void sl_add_rows64(const float *alpha, const int64_t *ids, int64_t n_rows,
+                                 const float *x, int64_t ld, float *y, int n, int pf) {
+#if SL_VEC_X86
+    if (sl_vec_level >= 2) { sl_add_rows64_avx512(alpha, ids, n_rows, x, ld, y, n, pf); return; }
+#endif
+    for (int64_t a = 0; a < n_rows; a++) sl_axpy(alpha[a], x + ids[a] * ld, y, n);
 }
 
 static inline void sl_adam_row(float *w, float *m, float *v, float *g, int n,
