@@ -3,6 +3,7 @@ import numpy as np
 from sklearn.datasets import make_multilabel_classification
 
 from slidelearn import SlideClassifier
+from slidelearn._slide import _testing
 from slidelearn._slide._lsh import LSHIndex, RehashSchedule
 
 
@@ -89,6 +90,7 @@ def test_models_pickled_with_dict_tables_still_load_and_train():
     X, Y = make_multilabel_classification(n_samples=300, n_features=20, n_classes=30,
                                           random_state=0)
     clf = SlideClassifier(max_iter=2, n_jobs=1, random_state=0).fit(X, Y)
+    _testing.lsh(clf)  # models of that time carried their training tables
     state = clf.__getstate__()
     lsh, schedule = state["_lsh"], state.pop("_schedule")
     state["_lsh"] = {"params": lsh.params, "offsets": lsh.offsets, "ids": lsh.ids,
@@ -186,3 +188,27 @@ def test_classifier_trains_and_predicts_with_mips_tables():
         assert top.shape == (50, 3) and (top >= 0).all()
         again = pickle.loads(pickle.dumps(clf))
         np.testing.assert_array_equal(again.predict_topk(X[:50], 3, inference="lsh")[0], top)
+
+
+def test_models_that_train_without_tables_build_them_on_first_use():
+    # Every label active (the dense path): the training tables are deferred, so the
+    # model neither builds nor carries them (50 tables x 2**14 offsets here) until LSH
+    # inference or a sampled fit needs them, and then they are those of the deferred
+    # seed, in a copy as in the original.
+    import pickle
+    X, Y = make_multilabel_classification(n_samples=200, n_features=20, n_classes=12,
+                                          random_state=0)
+    clf = SlideClassifier(max_iter=2, n_jobs=1, random_state=0, range_pow=14).fit(X, Y)
+    assert _testing.lsh(clf, build=False).offsets is None
+    blob = pickle.dumps(clf)
+    assert len(blob) < 50 * 2**14 * 4 // 4
+    copy = pickle.loads(blob)
+    top = clf.predict_topk(X, 3, inference="lsh")[0]
+    built = _testing.lsh(clf, build=False)
+    assert built.offsets.shape == (50, 2**14 + 1) and built.deferred is None
+    np.testing.assert_array_equal(copy.predict_topk(X, 3, inference="lsh")[0], top)
+    np.testing.assert_array_equal(_testing.lsh(copy, build=False).ids, built.ids)
+    # a later fit through the sampled path trains with (and keeps) built tables
+    copy.set_params(negative_sampling="lsh", min_active=4).partial_fit(X, Y)
+    assert _testing.lsh(copy, build=False).offsets is not None
+    assert copy.n_iter_ == clf.n_iter_ + 1

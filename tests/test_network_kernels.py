@@ -551,6 +551,50 @@ def test_dropout_of_forward_acts_and_its_gradient(hidden, index_dtype):
         _network.forward_acts(X.data, X.indices, X.indptr, rows, st, plain, 1, 1.0, 0)
 
 
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_input_adam_fused_into_hidden_backward(index_dtype, n_threads):
+    # hidden_backward(adam=...) steps the touched input rows as adam_update does after
+    # an unfused hidden_backward, bit for bit, lists no input row for it and leaves
+    # g_in zero; untouched rows keep their weights and moments (lazy Adam).
+    rng = np.random.default_rng(13)
+    n_features, n_labels = 60, 7
+    X, Y, _, _ = _random_batch(rng, 30, n_features, n_labels, density=0.1,
+                               index_dtype=index_dtype)
+    rows = rng.permutation(30)[:20].astype(np.int64)
+    hp = (0.01, 0.9, 0.999, 1e-8, 1e-3)
+    m0 = rng.normal(size=(n_features, 24)).astype(np.float32) * 1e-3
+    out = []
+    for fused in (False, True):
+        clf = _make_clf(n_features, n_labels, hidden=(24, 16))
+        st = _testing.state(clf)
+        st.step = 4
+        st.m_in[...] = m0  # moments of earlier steps
+        st.v_in[...] = 1e-6
+        before = st.W_in.copy()
+        acts = np.empty((len(rows), int(np.sum(st.sizes))), dtype=np.float32)
+        _network.forward_acts(X.data, X.indices, X.indptr, rows, st, acts, n_threads)
+        dH = np.random.default_rng(1).standard_normal((len(rows), 16)).astype(np.float32)
+        work = _testing.workspace(clf, n_threads, 3, transposed=False)
+        _network.hidden_backward(X.data, X.indices, X.indptr, rows, acts, dH, st, work,
+                                 n_threads, 0.0, hp + (st.step + 1,) if fused else None)
+        if fused:
+            b = _testing.buffers(work)
+            assert not b.in_count.any() and not b.g_in.any()
+        st.step += 1
+        _network.adam_update(st, work, *hp, st.step, n_threads)
+        out.append((before, st.W_in.copy(), st.m_in.copy(), st.v_in.copy(), st.dense.copy()))
+    for a, b in zip(out[0][1:], out[1][1:]):
+        np.testing.assert_array_equal(a, b)
+    touched = np.unique(X[rows].indices)
+    untouched = np.setdiff1d(np.arange(n_features), touched)
+    assert len(untouched) and (out[1][1][touched] != out[1][0][touched]).all(axis=1).any()
+    np.testing.assert_array_equal(out[1][1][untouched], out[1][0][untouched])
+    with pytest.raises(ValueError, match="step"):
+        _network.hidden_backward(X.data, X.indices, X.indptr, rows, acts, dH, st, work,
+                                 n_threads, 0.0, hp + (0,))
+
+
 def test_dense_output_rejects_bad_labels_and_shapes():
     rng = np.random.default_rng(10)
     clf = _make_clf(10, 5, hidden=(8,))

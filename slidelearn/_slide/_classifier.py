@@ -752,7 +752,19 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             self._rng.integers(0, 2**63 - 1)
 
     def _rehash(self, n_threads):
-        self._fill_tables(self._lsh, n_threads)
+        """Rebuild the training tables from the output layer, or, where training does
+        not use them (the dense and shared paths on one process), defer them to their
+        first use (``_training_tables``) with the seed a fill would draw now."""
+        if self.comm is None and self._output_mode() != "sample":
+            self._lsh.defer(self._rng.integers(0, 2**63 - 1))
+        else:
+            self._fill_tables(self._lsh, n_threads)
+
+    def _training_tables(self, n_threads):
+        """The training ``LSHIndex``, its tables filled first if they were deferred."""
+        if self._lsh.deferred is not None:
+            self._fill_tables(self._lsh, n_threads, seed=self._lsh.deferred)
+        return self._lsh
 
     def _build_inference_tables(self, n_threads):
         """Tables used only by LSH inference, when inference_n_codes/_n_tables or
@@ -781,14 +793,16 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
                               bucket_size=self.inference_bucket_size, reservoir=True)
 
     def _fill_tables(self, lsh, n_threads, rng=None, bucket_size=None, reservoir=None,
-                     center=None):
+                     center=None, seed=None):
         """(Re)build the bucket tables of ``lsh`` from the current output weights
         (bucket size and policy: the estimator's unless given; rows centred on
-        ``center``, by default the mean row)."""
+        ``center``, by default the mean row; ``seed`` drawn from ``rng``, or the
+        estimator's stream, unless given)."""
         bucket_size = self.bucket_size if bucket_size is None else bucket_size
         if reservoir is None:
             reservoir = self.bucket_policy == "reservoir"
-        seed = int((self._rng if rng is None else rng).integers(0, 2**63 - 1))
+        if seed is None:
+            seed = int((self._rng if rng is None else rng).integers(0, 2**63 - 1))
         # the training tables keep their arrays and a code buffer between rebuilds
         work = getattr(self, "_work", None) if lsh is self._lsh else None
         self._state.hash_output(lsh, seed, n_threads, bucket_size, reservoir, center=center,
@@ -861,7 +875,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
                               self.dropout, seed)
         return acts, np.ascontiguousarray(acts[:, a_last:a_last + H])
 
-    def _shared_batch(self, X, Y_indptr, Y_indices, rows, work, n_threads, seed, sampler):
+    def _shared_batch(self, X, Y_indptr, Y_indices, rows, work, n_threads, seed, sampler,
+                      lr):
         """Forward and backward of the batch ``rows`` with a sampled softmax over its
         labels and the negatives ``sampler`` draws for it (``_network.shared_output``);
         returns the summed loss and the number of candidates."""
@@ -880,10 +895,16 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
                                       dZ, dH, 1.0 / len(rows), self.loss == "pick_all",
                                       n_threads)
         _network.hidden_backward(X.data, X.indices, X.indptr, rows, acts, dH, state, work,
-                                 n_threads, self.dropout)
+                                 n_threads, self.dropout, self._input_step(lr))
         return loss, len(cand)
 
-    def _dense_batch(self, X, Y_indptr, Y_indices, rows, work, n_threads, seed):
+    def _input_step(self, lr):
+        """The ``adam`` argument of ``hidden_backward``: the input layer's Adam step of
+        this batch (the step counter is advanced after the batch)."""
+        return (lr, self.beta_1, self.beta_2, self.epsilon, self.alpha,
+                self._state.step + 1)
+
+    def _dense_batch(self, X, Y_indptr, Y_indices, rows, work, n_threads, seed, lr):
         """Forward and backward of the batch ``rows`` with the output layer as a dense
         layer; returns the summed loss (gradients left in ``work`` for ``adam_update``)."""
         state = self._state
@@ -895,7 +916,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         loss = _network.dense_output(h, y_ptr, y_idx, state, work, dZ, dH, 1.0 / n,
                                      self.loss == "pick_all", n_threads)
         _network.hidden_backward(X.data, X.indices, X.indptr, rows, acts, dH, state, work,
-                                 n_threads, self.dropout)
+                                 n_threads, self.dropout, self._input_step(lr))
         return loss
 
     def _train_params(self):
@@ -926,15 +947,16 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         seed = int(self._rng.integers(0, 2**63 - 1))
         dense = mode != "sample"  # the tables are not used
         if mode == "dense":
-            loss = self._dense_batch(X, Y_indptr, Y_indices, rows, work, n_threads, seed)
+            loss = self._dense_batch(X, Y_indptr, Y_indices, rows, work, n_threads, seed, lr)
             n_active = len(rows) * state.W_out.shape[0]
         elif mode == "shared":
             loss, n_cand = self._shared_batch(X, Y_indptr, Y_indices, rows, work,
-                                              n_threads, seed, sampler)
+                                              n_threads, seed, sampler, lr)
             n_active = len(rows) * n_cand
         else:
             loss, n_active = _network.train_batch(
-                X.data, X.indices, X.indptr, Y_indptr, Y_indices, rows, state, self._lsh,
+                X.data, X.indices, X.indptr, Y_indptr, Y_indices, rows, state,
+                self._training_tables(n_threads),
                 work, self._min_active(), self.active_threshold, seed, n_threads,
                 self.dropout, self.loss == "pick_all")
         state.step += 1
@@ -1332,7 +1354,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             # as already found), so only those are ranked, not every label on every call.
             n_head = min(self.inference_head_labels, len(self.classes_))
             order = self._most_frequent_labels(n_head + 2 * k)
-            tables = getattr(self, "_inference_lsh", None) or self._lsh
+            tables = (getattr(self, "_inference_lsh", None)
+                      or self._training_tables(n_threads))
             idx, scores, _ = _network.topk_lsh(Hm, self._state, tables, k,
                                                self.inference_threshold, order, n_threads,
                                                self.inference_max_candidates or 0,

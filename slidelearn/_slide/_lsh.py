@@ -43,6 +43,9 @@ class LSHIndex:
     probe : tuple or None
         ``(rows, codes, center, max_norm)`` of a sample of rows at the last fill, for
         :meth:`stale_share`.
+    deferred : int or None
+        After :meth:`defer`: the seed of the fill its owner makes when the tables are
+        next needed (there are none until then).
 
     Examples
     --------
@@ -56,6 +59,9 @@ class LSHIndex:
     >>> index.ids.shape[0], index.bucket_size
     (4, 8)
     """
+
+    deferred = None  # also for indexes pickled before defer existed
+
 
     def __init__(self, family, dim, n_codes, n_tables, bin_size, range_pow, rng):
         self.config = dict(family=family, dim=int(dim), n_codes=int(n_codes),
@@ -119,7 +125,16 @@ class LSHIndex:
             codes, self.params["n_buckets"], bucket_size, reservoir, int(seed), n_threads,
             out=old if reuse else None)
         self.bucket_size = int(bucket_size)
+        self.deferred = None
         return codes
+
+    def defer(self, seed):
+        """Drop the tables (and the probe): the owner fills them with ``seed`` when it
+        next needs them. A model that trains and predicts without its tables does not
+        build them at every fit nor carry them: with a large ``range_pow`` they are
+        ``n_tables x 2**range_pow`` offsets, however few the output neurons."""
+        self.offsets = self.ids = self.probe = None
+        self.deferred = int(seed)
 
     def stale_share(self, W, bias, n_threads):
         """The share of the probed rows' bucket codes (one per row and table) that the

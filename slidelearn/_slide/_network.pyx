@@ -768,27 +768,46 @@ cdef int64_t _batch_entries(const index_t[::1] X_indptr, const int64_t[::1] rows
     return total
 
 
+cdef struct InputAdam:
+    # The Adam step _input_grads applies to each input row as soon as its gradient is
+    # summed; W NULL: no step, the gradients go to g_in for adam_update.
+    float* W
+    float* m
+    float* v
+    float* gbuf  # n_threads rows of H0 zeros
+    float lr_t
+    float b1
+    float b2
+    float eps
+    float alpha
+
+
 cdef void _input_grads(const Net* net, const float* xd, const index_t* xi,
                        const index_t* indptr, const int64_t* rows, Py_ssize_t n,
                        const float* delta, int64_t S, float* g_in, uint8_t* in_flag,
                        int32_t[:, ::1] in_list, int64_t[::1] in_count, uint64_t* keys,
                        float* vals, uint64_t* tkeys, float* tvals, int32_t* rid,
-                       int64_t* runs, int64_t* hist, int n_threads) noexcept nogil:
+                       int64_t* runs, int64_t* hist, int n_threads,
+                       const InputAdam* adam) noexcept nogil:
     """The input layer's batch gradient: ``g_in[f] += sum x * delta[r]`` over the batch's
-    non-zeros ``(r, f, x)`` (the delta of the first hidden layer at ``delta + r * S``).
+    non-zeros ``(r, f, x)`` (the delta of the first hidden layer at ``delta + r * S``),
+    or with ``adam.W``, that sum's lazy Adam step on row ``f`` at once (``g_in`` is
+    neither read nor written).
 
     The non-zeros are gathered as keys ``f << 32 | r`` with their values and radix-sorted
     by feature (stable: each feature's terms stay in batch order), so that each touched
     row of ``g_in`` is read and written once, its sum held in registers
     (``sl_add_rows``), rather than once per non-zero: the rows of a large input layer
     do not stay in cache between a batch's non-zeros. Threads take contiguous runs of
-    features; every sum is in batch order, the same for any number of threads. The rows
-    thread ``t`` touches are appended to ``in_list[t]`` (``in_count[t * STRIDE]``)."""
+    features; every sum is in batch order, the same for any number of threads. Without
+    ``adam.W``, the rows thread ``t`` touches are appended to ``in_list[t]``
+    (``in_count[t * STRIDE]``) for ``adam_update``."""
     cdef int H0 = <int>net.sizes[0], bits = 1, T = n_threads if n_threads > 0 else 1, t
     cdef Py_ssize_t r
     cdef index_t p, lo
-    cdef int64_t n_keys = 0, n_runs, u, u0, u1, q
+    cdef int64_t n_keys = 0, n_runs, u, u0, u1, q, nxt
     cdef int32_t f
+    cdef float* g
     while (<int64_t>1 << bits) < net.n_features:
         bits += 1
     for r in range(n):
@@ -808,6 +827,20 @@ cdef void _input_grads(const Net* net, const float* xd, const index_t* xi,
             rid[q] = <int32_t>(keys[q] & <uint64_t>0xFFFFFFFF)
         for u in range(u0, u1):
             f = <int32_t>(keys[runs[u]] >> 32)
+            if adam.W != NULL:
+                if u + 1 < u1:
+                    nxt = <int64_t>(keys[runs[u + 1]] >> 32) * H0
+                    sl_prefetchw_row(adam.W + nxt, H0)
+                    sl_prefetchw_row(adam.m + nxt, H0)
+                    sl_prefetchw_row(adam.v + nxt, H0)
+                # the sum from zeros, as in g_in; the step leaves the buffer zeroed
+                g = adam.gbuf + <int64_t>t * H0
+                sl_add_rows(vals + runs[u], rid + runs[u], runs[u + 1] - runs[u], delta,
+                            S, g, H0, 0)
+                sl_adam_row(adam.W + <int64_t>f * H0, adam.m + <int64_t>f * H0,
+                            adam.v + <int64_t>f * H0, g, H0, adam.lr_t, adam.b1, adam.b2,
+                            adam.eps, adam.alpha)
+                continue
             sl_add_rows(vals + runs[u], rid + runs[u], runs[u + 1] - runs[u], delta, S,
                         g_in + <int64_t>f * H0, H0, 0)
             if in_flag[f] == 0:
@@ -955,6 +988,8 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
     cdef int32_t[::1] rid = scratch.rid
     cdef int64_t[::1] runs = scratch.runs
     cdef int64_t[:, ::1] hist = scratch.hist
+    cdef InputAdam no_step
+    no_step.W = NULL
     works = <Work*>calloc(n_threads, sizeof(Work))
     if works == NULL:
         raise MemoryError()
@@ -992,7 +1027,7 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
             _input_grads(&net, &X_data[0], &X_indices[0], &X_indptr[0], &rows[0], n,
                          &delta[0, 0], acts.shape[1], &g_in[0, 0], &in_flag[0], in_list,
                          in_count, &keys[0], &vals[0], &tkeys[0], &tvals[0], &rid[0],
-                         &runs[0], &hist[0, 0], n_threads)
+                         &runs[0], &hist[0, 0], n_threads, &no_step)
             for r in range(n):
                 loss += sample_loss[r]
     finally:
@@ -2074,14 +2109,20 @@ def shared_output(const float[:, ::1] H, const int64_t[::1] Y_indptr,
 def hidden_backward(const float[::1] X_data, const index_t[::1] X_indices,
                     const index_t[::1] X_indptr, const int64_t[::1] rows,
                     const float[:, ::1] acts, const float[:, ::1] dH, state,
-                    Workspace work, int n_threads, float dropout=0.0):
+                    Workspace work, int n_threads, float dropout=0.0, adam=None):
     """Back-propagate d loss / d h (``dH``, one row per row of ``rows``) through the
     hidden layers and the sparse input layer: gradients added to ``g_dense[0]`` and
     ``g_in`` and touched input rows listed, in batch order, as ``train_batch`` does.
 
     ``acts`` is what ``forward_acts`` gave with the same ``dropout``: the last layer's
     dropped units are 0 there and get no gradient, the kept ones that of their
-    ``1 / (1 - dropout)`` scaling."""
+    ``1 / (1 - dropout)`` scaling.
+
+    ``adam``: ``(lr, beta1, beta2, eps, alpha, step)`` to apply the input layer's lazy
+    Adam step here, each row's as soon as its gradient is summed, the step
+    ``adam_update`` would make with these arguments (which then has no input row to
+    update): the gradient rows are never stored. A single process only: the
+    label-parallel path sums ``g_in`` over the ranks first."""
     cdef Net net = _make_net(state, False)
     cdef float[:, ::1] g_dense = work.g_dense
     cdef float[:, ::1] g_in = work.g_in
@@ -2112,6 +2153,33 @@ def hidden_backward(const float[::1] X_data, const index_t[::1] X_indices,
     cdef int32_t[::1] rid = scratch.rid
     cdef int64_t[::1] runs = scratch.runs
     cdef int64_t[:, ::1] hist = scratch.hist
+    cdef InputAdam step
+    cdef float[:, ::1] W_in, m_in, v_in, gbuf
+    cdef float lr, beta1, beta2  # typed as adam_update's, for the same lr_t
+    cdef int64_t t_step
+    step.W = NULL
+    if adam is not None:
+        lr, beta1, beta2, eps, alpha, t_step = adam
+        W_in = state.W_in
+        m_in = state.m_in
+        v_in = state.v_in
+        if (W_in.shape[0] != net.n_features or W_in.shape[1] != net.sizes[0]
+                or m_in.shape[0] != W_in.shape[0] or m_in.shape[1] != W_in.shape[1]
+                or v_in.shape[0] != W_in.shape[0] or v_in.shape[1] != W_in.shape[1]):
+            raise ValueError("hidden_backward: the input layer's Adam state does not "
+                             "match the model")
+        if t_step < 1:
+            raise ValueError("hidden_backward: the Adam step counts from 1")
+        gbuf = np.zeros((max(n_threads, 1), W_in.shape[1]), dtype=np.float32)
+        step.W = &W_in[0, 0]
+        step.m = &m_in[0, 0]
+        step.v = &v_in[0, 0]
+        step.gbuf = &gbuf[0, 0]
+        step.lr_t = lr * sqrt(1.0 - beta2 ** t_step) / (1.0 - beta1 ** t_step)
+        step.b1 = beta1
+        step.b2 = beta2
+        step.eps = eps
+        step.alpha = alpha
     with nogil:
         for r in prange(n, schedule="dynamic", chunksize=4, num_threads=n_threads):
             h = &acts[r, 0] + net.a_off[L - 1]
@@ -2125,7 +2193,7 @@ def hidden_backward(const float[::1] X_data, const index_t[::1] X_indices,
         _input_grads(&net, &X_data[0], &X_indices[0], &X_indptr[0], &rows[0], n,
                      &delta[0, 0], S, &g_in[0, 0], &in_flag[0], in_list, in_count,
                      &keys[0], &vals[0], &tkeys[0], &tvals[0], &rid[0], &runs[0],
-                     &hist[0, 0], n_threads)
+                     &hist[0, 0], n_threads, &step)
 
 
 # ---------------------------------------------------------------------------

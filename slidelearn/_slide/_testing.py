@@ -32,10 +32,13 @@ def state(clf):
     return clf._state
 
 
-def lsh(clf, inference=False):
-    """The ``LSHIndex`` of its training tables, or with ``inference`` that of its tables
-    for LSH inference only (None when the ``inference_*`` parameters ask for none)."""
-    return clf._inference_lsh if inference else clf._lsh
+def lsh(clf, inference=False, build=True):
+    """The ``LSHIndex`` of its training tables (filled first where the model deferred
+    them, unless not ``build``), or with ``inference`` that of its tables for LSH
+    inference only (None when the ``inference_*`` parameters ask for none)."""
+    if inference:
+        return clf._inference_lsh
+    return clf._training_tables(1) if build else clf._lsh
 
 
 def hidden(clf, X, n_threads=1):
@@ -99,7 +102,7 @@ def train_batch(clf, X, Y_indptr, Y_indices, rows, work, *, min_active, threshol
     CSR matrix ``X`` and the label lists ``Y_indptr`` / ``Y_indices``; returns the summed
     loss and active-set size."""
     return _network.train_batch(X.data, X.indices, X.indptr, Y_indptr, Y_indices, rows,
-                                clf._state, clf._lsh if tables is None else tables, work,
+                                clf._state, lsh(clf) if tables is None else tables, work,
                                 min_active, threshold, seed, n_threads, dropout, pick_all)
 
 
