@@ -27,6 +27,7 @@ MODULES = [
     "slidelearn.utils._cpu",
     "slidelearn.utils._mpi",
     "slidelearn.utils._random",
+    "slidelearn.utils._select",
 ]
 
 

@@ -42,11 +42,12 @@ def test_index_keeps_the_rows_of_highest_bound_at_half_the_deviation():
     assert whole.certified(H, whole.topk(H, 3, 1)[1]).all()
 
 
-def test_top_breaks_ties_by_the_lower_index():
+def test_top_n_breaks_ties_by_the_lower_index():
+    from slidelearn.utils._select import top_n
     values = np.array([1.0, 3.0, 2.0, 3.0, 2.0, 2.0])
-    assert sorted(_norm._top(values, 3).tolist()) == [1, 2, 3]
-    assert sorted(_norm._top(values, 4).tolist()) == [1, 2, 3, 4]
-    assert _norm._top(values, 0).size == 0 and _norm._top(values, 9).size == 6
+    assert sorted(top_n(values, 3).tolist()) == [1, 2, 3]
+    assert sorted(top_n(values, 4).tolist()) == [1, 2, 3, 4]
+    assert top_n(values, 0).size == 0 and top_n(values, 9).size == 6
 
 
 @pytest.mark.parametrize("n_threads", [1, 2])
@@ -126,3 +127,13 @@ def test_norm_parameters_are_validated(small_xc_model):
                 dict(inference_budget="half")):
         with pytest.raises(ValueError):
             SlideClassifier(**bad).fit(Xte, Yte)
+
+
+@pytest.mark.parametrize("n", [0, 1, 5, 17, 40, 41])
+def test_top_n_is_the_head_of_a_stable_argsort(n):
+    # many ties, so that the boundary of the n largest falls inside a run of equals
+    from slidelearn.utils._select import top_n
+    values = np.random.default_rng(n).integers(0, 6, size=40)
+    head = np.argsort(-values, kind="stable")[:n]
+    np.testing.assert_array_equal(top_n(values, n, ordered=True), head)
+    np.testing.assert_array_equal(np.sort(top_n(values, n)), np.sort(head))

@@ -22,6 +22,7 @@ from slidelearn.metrics import precision_at_k
 from slidelearn.utils import _epochs, _mpi
 from slidelearn.utils._openmp_helpers import effective_n_threads
 from slidelearn.utils._random import check_seed as _check_seed
+from slidelearn.utils._select import top_n
 from slidelearn.utils.validation import (check_csr_indices, feature_scale, scale_features,
                                          validate_sparse_X)
 
@@ -1404,14 +1405,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
     def _most_frequent_labels(self, n):
         """The n most frequent training labels, most frequent first, ties by lower index
         (the first n of a stable argsort of -counts, in O(n_classes) time)."""
-        counts = self._label_counts
-        n = min(n, counts.shape[0])
-        if n < counts.shape[0]:
-            nth_largest = np.partition(counts, counts.shape[0] - n)[counts.shape[0] - n]
-            cand = np.flatnonzero(counts >= nth_largest)
-        else:
-            cand = np.arange(counts.shape[0])
-        return cand[np.argsort(-counts[cand], kind="stable")][:n].astype(np.int32)
+        return top_n(self._label_counts, n, ordered=True).astype(np.int32)
 
     def predict_topk(self, X, k=5, *, inference=None):
         """The k best labels of each row, with their scores (logits).

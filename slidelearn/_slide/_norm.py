@@ -26,6 +26,7 @@ import math
 import numpy as np
 
 from slidelearn._slide import _network
+from slidelearn.utils._select import top_n
 
 __all__ = ["NormIndex", "auto_budget"]
 
@@ -105,7 +106,7 @@ class NormIndex:
         # without a mean query, the length of the rows alone
         key = norm if hidden_mean is None else static + 0.5 * float(deviation) * norm
         keep = np.zeros(n_labels, dtype=bool)
-        keep[_top(key, n_rows)] = True
+        keep[top_n(key, n_rows)] = True
         self.ids = np.flatnonzero(keep).astype(np.int32)
         self.W_out = np.ascontiguousarray(W[self.ids])
         self.b_out = np.ascontiguousarray(b[self.ids])
@@ -145,17 +146,3 @@ class NormIndex:
         beyond = self.bound[-1] + self.bound_slope * (t - self.bound_t[-1])
         bound = np.where(t <= self.bound_t[-1], inside, beyond)
         return scores[:, -1] - d @ self.center.astype(np.float64) >= bound
-
-
-def _top(values, n):
-    """Indices of the ``n`` largest ``values`` (ties: the lower index), in O(len)."""
-    if n <= 0:
-        return np.empty(0, dtype=np.int64)
-    if n >= values.shape[0]:
-        return np.arange(values.shape[0])
-    cand = np.argpartition(-values, n - 1)[:n]
-    # argpartition breaks ties arbitrarily: redo the boundary with a stable order
-    nth = values[cand].min()
-    above = np.flatnonzero(values > nth)
-    at = np.flatnonzero(values == nth)[:n - above.shape[0]]
-    return np.concatenate([above, at])
