@@ -7,7 +7,7 @@ are ranked over *all* labels (exact top-5) and P@1 / P@5 recorded against the tr
 wall time spent so far. Evaluation time is excluded from the time axis (and recorded
 apart). Each (data set, method, seed) runs in a process of its own, so that no run
 inherits another's threads, memory or OpenMP runtime; the driver collects one JSON
-record a run.
+record a run, seed by seed across the methods.
 
 Methods
 -------
@@ -709,8 +709,10 @@ def run_study(args):
                                    key=_method_order)
     t0 = time.time()
     for data in datasets:
-        for method in methods:
-            for seed in range(args.seeds):
+        # seed by seed across the methods, so that a slower stretch of the machine falls
+        # on every method alike rather than on the one running then
+        for seed in range(args.seeds):
+            for method in methods:
                 rec = spawn(data, method, seed, args.threads, args)
                 result["records"].append(rec)
                 print(json.dumps(rec), flush=True)

@@ -907,7 +907,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
 
     def _dense_batch(self, X, Y_indptr, Y_indices, rows, work, n_threads, seed, lr):
         """Forward and backward of the batch ``rows`` with the output layer as a dense
-        layer; returns the summed loss (gradients left in ``work`` for ``adam_update``)."""
+        layer, the input layer's Adam step included; returns the summed loss (the other
+        gradients left in ``work`` for ``adam_update``)."""
         state = self._state
         n = len(rows)
         acts, h = self._hidden_and_dropout(X, rows, n_threads, seed)

@@ -62,7 +62,6 @@ class LSHIndex:
 
     deferred = None  # also for indexes pickled before defer existed
 
-
     def __init__(self, family, dim, n_codes, n_tables, bin_size, range_pow, rng):
         self.config = dict(family=family, dim=int(dim), n_codes=int(n_codes),
                            n_tables=int(n_tables), bin_size=int(bin_size),

@@ -743,10 +743,9 @@ cdef void _layer_grads(const Net* net, Py_ssize_t n, const float* acts,
             k += n_shares
 
 
-
 class _InputScratch:
-    """The buffers of ``_input_grads`` for a batch of ``n_entries`` non-zeros (kept by
-    the caller between batches while they are large enough)."""
+    """The buffers of ``_input_grads`` for a batch of ``n_entries`` non-zeros (a few
+    arrays of that length, made per batch: small beside the batch's work)."""
 
     def __init__(self, int64_t n_entries, int n_threads):
         n_entries = max(n_entries, 1)
