@@ -743,19 +743,42 @@ cdef void _layer_grads(const Net* net, Py_ssize_t n, const float* acts,
             k += n_shares
 
 
-class _InputScratch:
-    """The buffers of ``_input_grads`` for a batch of ``n_entries`` non-zeros (a few
-    arrays of that length, made per batch: small beside the batch's work)."""
+cdef struct InputBufs:
+    # _input_grads' scratch, n_entries each (runs: one more; hist: n_threads rows)
+    uint64_t* keys
+    uint64_t* tkeys
+    float* vals
+    float* tvals
+    int32_t* rid
+    int64_t* runs
+    int64_t* hist
 
-    def __init__(self, int64_t n_entries, int n_threads):
+
+cdef class _InputScratch:
+    """The buffers of ``_input_grads`` for a batch of ``n_entries`` non-zeros (a few
+    arrays of that length, made per batch: small beside the batch's work); ``bufs``
+    holds their addresses while this object lives."""
+    cdef object arrays
+    cdef InputBufs bufs
+
+    def __cinit__(self, int64_t n_entries, int n_threads):
         n_entries = max(n_entries, 1)
-        self.keys = np.empty(n_entries, dtype=np.uint64)
-        self.tkeys = np.empty(n_entries, dtype=np.uint64)
-        self.vals = np.empty(n_entries, dtype=np.float32)
-        self.tvals = np.empty(n_entries, dtype=np.float32)
-        self.rid = np.empty(n_entries, dtype=np.int32)
-        self.runs = np.empty(n_entries + 1, dtype=np.int64)
-        self.hist = np.empty((max(n_threads, 1), SL_RADIX_SIZE), dtype=np.int64)
+        cdef uint64_t[::1] keys = np.empty(n_entries, dtype=np.uint64)
+        cdef uint64_t[::1] tkeys = np.empty(n_entries, dtype=np.uint64)
+        cdef float[::1] vals = np.empty(n_entries, dtype=np.float32)
+        cdef float[::1] tvals = np.empty(n_entries, dtype=np.float32)
+        cdef int32_t[::1] rid = np.empty(n_entries, dtype=np.int32)
+        cdef int64_t[::1] runs = np.empty(n_entries + 1, dtype=np.int64)
+        cdef int64_t[:, ::1] hist = np.empty((max(n_threads, 1), SL_RADIX_SIZE),
+                                             dtype=np.int64)
+        self.arrays = (keys, tkeys, vals, tvals, rid, runs, hist)
+        self.bufs.keys = &keys[0]
+        self.bufs.tkeys = &tkeys[0]
+        self.bufs.vals = &vals[0]
+        self.bufs.tvals = &tvals[0]
+        self.bufs.rid = &rid[0]
+        self.bufs.runs = &runs[0]
+        self.bufs.hist = &hist[0, 0]
 
 
 cdef int64_t _batch_entries(const index_t[::1] X_indptr, const int64_t[::1] rows):
@@ -784,9 +807,8 @@ cdef struct InputAdam:
 cdef void _input_grads(const Net* net, const float* xd, const index_t* xi,
                        const index_t* indptr, const int64_t* rows, Py_ssize_t n,
                        const float* delta, int64_t S, float* g_in, uint8_t* in_flag,
-                       int32_t[:, ::1] in_list, int64_t[::1] in_count, uint64_t* keys,
-                       float* vals, uint64_t* tkeys, float* tvals, int32_t* rid,
-                       int64_t* runs, int64_t* hist, int n_threads,
+                       int32_t[:, ::1] in_list, int64_t[::1] in_count,
+                       const InputBufs* buf, int n_threads,
                        const InputAdam* adam) noexcept nogil:
     """The input layer's batch gradient: ``g_in[f] += sum x * delta[r]`` over the batch's
     non-zeros ``(r, f, x)`` (the delta of the first hidden layer at ``delta + r * S``),
@@ -807,6 +829,10 @@ cdef void _input_grads(const Net* net, const float* xd, const index_t* xi,
     cdef int64_t n_keys = 0, n_runs, u, u0, u1, q, nxt
     cdef int32_t f
     cdef float* g
+    cdef uint64_t* keys = buf.keys
+    cdef float* vals = buf.vals
+    cdef int32_t* rid = buf.rid
+    cdef int64_t* runs = buf.runs
     while (<int64_t>1 << bits) < net.n_features:
         bits += 1
     for r in range(n):
@@ -817,8 +843,8 @@ cdef void _input_grads(const Net* net, const float* xd, const index_t* xi,
             n_keys += 1
     if n_keys == 0:
         return
-    sl_radix_sort_kv(keys, vals, tkeys, tvals, n_keys, 32, bits, T, hist)
-    n_runs = sl_key_runs(keys, n_keys, runs, T, hist)
+    sl_radix_sort_kv(keys, vals, buf.tkeys, buf.tvals, n_keys, 32, bits, T, buf.hist)
+    n_runs = sl_key_runs(keys, n_keys, runs, T, buf.hist)
     for t in prange(T, schedule="static", num_threads=T):
         u0 = n_runs * t // T
         u1 = n_runs * (t + 1) // T
@@ -981,12 +1007,7 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
             raise ValueError("the bfloat16 weights of the output layer do not match the model")
     inv_batch = 1.0 / n
     sample_loss = np.empty(n, dtype=np.float64)
-    scratch = _InputScratch(_batch_entries(X_indptr, rows), n_threads)
-    cdef uint64_t[::1] keys = scratch.keys, tkeys = scratch.tkeys
-    cdef float[::1] vals = scratch.vals, tvals = scratch.tvals
-    cdef int32_t[::1] rid = scratch.rid
-    cdef int64_t[::1] runs = scratch.runs
-    cdef int64_t[:, ::1] hist = scratch.hist
+    cdef _InputScratch scratch = _InputScratch(_batch_entries(X_indptr, rows), n_threads)
     cdef InputAdam no_step
     no_step.W = NULL
     works = <Work*>calloc(n_threads, sizeof(Work))
@@ -1025,8 +1046,7 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
                              &g_dense[0, 0], t, n_threads)
             _input_grads(&net, &X_data[0], &X_indices[0], &X_indptr[0], &rows[0], n,
                          &delta[0, 0], acts.shape[1], &g_in[0, 0], &in_flag[0], in_list,
-                         in_count, &keys[0], &vals[0], &tkeys[0], &tvals[0], &rid[0],
-                         &runs[0], &hist[0, 0], n_threads, &no_step)
+                         in_count, &scratch.bufs, n_threads, &no_step)
             for r in range(n):
                 loss += sample_loss[r]
     finally:
@@ -2146,12 +2166,7 @@ def hidden_backward(const float[::1] X_data, const index_t[::1] X_indices,
     delta_np = np.empty((n, S), dtype=np.float32)
     cdef float[:, ::1] delta = delta_np
     cdef float keep_scale = 1.0 / (1.0 - dropout)
-    scratch = _InputScratch(_batch_entries(X_indptr, rows), n_threads)
-    cdef uint64_t[::1] keys = scratch.keys, tkeys = scratch.tkeys
-    cdef float[::1] vals = scratch.vals, tvals = scratch.tvals
-    cdef int32_t[::1] rid = scratch.rid
-    cdef int64_t[::1] runs = scratch.runs
-    cdef int64_t[:, ::1] hist = scratch.hist
+    cdef _InputScratch scratch = _InputScratch(_batch_entries(X_indptr, rows), n_threads)
     cdef InputAdam step
     cdef float[:, ::1] W_in, m_in, v_in, gbuf
     cdef float lr, beta1, beta2  # typed as adam_update's, for the same lr_t
@@ -2191,8 +2206,7 @@ def hidden_backward(const float[::1] X_data, const index_t[::1] X_indices,
                          n_threads)
         _input_grads(&net, &X_data[0], &X_indices[0], &X_indptr[0], &rows[0], n,
                      &delta[0, 0], S, &g_in[0, 0], &in_flag[0], in_list, in_count,
-                     &keys[0], &vals[0], &tkeys[0], &tvals[0], &rid[0], &runs[0],
-                     &hist[0, 0], n_threads, &step)
+                     &scratch.bufs, n_threads, &step)
 
 
 # ---------------------------------------------------------------------------
