@@ -781,15 +781,6 @@ cdef class _InputScratch:
         self.bufs.hist = &hist[0, 0]
 
 
-cdef int64_t _batch_entries(const index_t[::1] X_indptr, const int64_t[::1] rows):
-    """The number of non-zeros of the (checked) rows ``rows``."""
-    cdef int64_t total = 0
-    cdef Py_ssize_t r
-    for r in range(rows.shape[0]):
-        total += X_indptr[rows[r] + 1] - X_indptr[rows[r]]
-    return total
-
-
 cdef struct InputAdam:
     # The Adam step _input_grads applies to each input row as soon as its gradient is
     # summed; W NULL: no step, the gradients go to g_in for adam_update.
@@ -874,12 +865,13 @@ cdef void _input_grads(const Net* net, const float* xd, const index_t* xi,
                 in_count[t * STRIDE] += 1
 
 
-cdef int _check_rows(const index_t[::1] X_indices, const index_t[::1] X_indptr,
-                     const int64_t[::1] rows, int n_features) except -1:
+cdef int64_t _check_rows(const index_t[::1] X_indices, const index_t[::1] X_indptr,
+                         const int64_t[::1] rows, int n_features) except -1:
     """Refuse rows of X, or feature ids in them, that the kernels would read through
-    raw pointers past X or past the input layer."""
+    raw pointers past X or past the input layer; returns the rows' number of
+    non-zeros (what ``_InputScratch`` is sized for)."""
     cdef Py_ssize_t n_rows = X_indptr.shape[0] - 1, r
-    cdef int64_t i
+    cdef int64_t i, total = 0
     cdef index_t q
     for r in range(rows.shape[0]):
         i = rows[r]
@@ -892,7 +884,8 @@ cdef int _check_rows(const index_t[::1] X_indices, const index_t[::1] X_indptr,
             if X_indices[q] < 0 or X_indices[q] >= n_features:
                 raise ValueError(f"feature index {X_indices[q]} is outside "
                                  f"[0, {n_features})")
-    return 0
+        total += X_indptr[i + 1] - X_indptr[i]
+    return total
 
 
 def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
@@ -962,7 +955,7 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
     # work buffers: the kernels below read and write through raw pointers.
     if Y_indptr.shape[0] != X_indptr.shape[0]:
         raise ValueError("X and Y have different numbers of rows")
-    _check_rows(X_indices, X_indptr, rows, net.n_features)
+    cdef int64_t n_entries = _check_rows(X_indices, X_indptr, rows, net.n_features)
     cdef Py_ssize_t q
     cdef int64_t max_m = 0
     for r in range(n):
@@ -1007,7 +1000,7 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
             raise ValueError("the bfloat16 weights of the output layer do not match the model")
     inv_batch = 1.0 / n
     sample_loss = np.empty(n, dtype=np.float64)
-    cdef _InputScratch scratch = _InputScratch(_batch_entries(X_indptr, rows), n_threads)
+    cdef _InputScratch scratch = _InputScratch(n_entries, n_threads)
     cdef InputAdam no_step
     no_step.W = NULL
     works = <Work*>calloc(n_threads, sizeof(Work))
@@ -2162,11 +2155,11 @@ def hidden_backward(const float[::1] X_data, const index_t[::1] X_indices,
         return
     if not 0 <= dropout < 1:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-    _check_rows(X_indices, X_indptr, rows, net.n_features)
+    cdef int64_t n_entries = _check_rows(X_indices, X_indptr, rows, net.n_features)
     delta_np = np.empty((n, S), dtype=np.float32)
     cdef float[:, ::1] delta = delta_np
     cdef float keep_scale = 1.0 / (1.0 - dropout)
-    cdef _InputScratch scratch = _InputScratch(_batch_entries(X_indptr, rows), n_threads)
+    cdef _InputScratch scratch = _InputScratch(n_entries, n_threads)
     cdef InputAdam step
     cdef float[:, ::1] W_in, m_in, v_in, gbuf
     cdef float lr, beta1, beta2  # typed as adam_update's, for the same lr_t
