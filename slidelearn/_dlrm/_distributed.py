@@ -288,7 +288,7 @@ def train_epoch(comm, state, st, params, work, dense, bags, Y, order, epoch, n_t
     alpha, eps = float(params.alpha), float(params.epsilon)
     emb_alpha, emb_scale = float(params.embedding_alpha), float(params.embedding_lr_scale)
     work.reserve(state, int(lbs[me]) if lbs[me] else 1, train=True, tables=st.local,
-                 slots=state.adagrad or emb_alpha > 0)
+                 slots=params.needs_slots(state))
     total = np.zeros(1, dtype=np.float64)
     t_start = time.perf_counter()
     for s in range(steps):

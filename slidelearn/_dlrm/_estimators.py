@@ -326,7 +326,7 @@ class _BaseDLRM(BaseEstimator):
         B = int(min(params.batch_size, max(len(order), 1)))
         n_batches = -(-len(order) // B)
         work = self._workspace().reserve(state, B, train=True,
-                                         slots=state.adagrad or params.embedding_alpha > 0)
+                                         slots=params.needs_slots(state))
         with single_threaded_blas():
             losses = _kernels.train_epoch(dense, Y, bags.ptr, bags.ids, bags.wts,
                                           order.astype(np.int64, copy=False), B,

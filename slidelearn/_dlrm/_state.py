@@ -353,6 +353,11 @@ class TrainParams:
     embedding_alpha: float = 0.0
     embedding_lr_scale: float = 1.0
 
+    def needs_slots(self, state):
+        """Whether training ``state`` with these parameters needs the Workspace's
+        per-row slots: Adagrad's accumulators, or the tables' L2 term."""
+        return bool(state.adagrad or self.embedding_alpha > 0)
+
     def learning_rates(self, step, n_batches, epoch):
         """float32 learning rates of ``n_batches`` batches from batch ``step`` on, in
         the ``epoch``-th epoch of this call (decay per epoch, linear warm-up)."""

@@ -49,7 +49,7 @@ def train(est, dense, bags, Y, lrs, batch_size, n_threads, order=None):
         order = np.arange(dense.shape[0], dtype=np.int64)
     params = est._train_params(*est._penalty())
     work = est._workspace().reserve(st, batch_size, train=True,
-                                    slots=st.adagrad or params.embedding_alpha > 0)
+                                    slots=params.needs_slots(st))
     return _kernels.train_epoch(dense, Y, bags.ptr, bags.ids, bags.wts, order, batch_size,
                                 np.asarray(lrs, dtype=np.float32), st, work,
                                 params.epsilon, params.alpha, params.embedding_alpha,
