@@ -368,8 +368,8 @@ XC = ["bibtex", "go-seq", "go-derisi", "text8"]
 
 def study_configs(which, seeds, threads):
     """Every configuration of the study; ``which`` names the groups to include
-    ("defaults", "old", "peers", "bf16", "loss": ``loss="pick_all"`` on the sets with a
-    full softmax, "fm": DLRM's ``factorization_term`` and ``TABLES_RECIPE``). text8
+    ("defaults", "old", "peers", "bf16", "loss": each ``loss`` on the sets with every
+    label active, "fm": DLRM's ``factorization_term`` and ``TABLES_RECIPE``). text8
     (minutes a fit) runs one seed."""
     few = seeds[:1]
     two = [max(threads)]
@@ -381,7 +381,8 @@ def study_configs(which, seeds, threads):
         if "old" in which:
             configs.append(("old defaults", data, "slide", OLD_SLIDE, s, two))
         if "loss" in which and data != "text8":
-            configs.append(("loss pick_all", data, "slide", {"loss": "pick_all"}, s, two))
+            for loss in ("softmax", "pick_all", "bce"):
+                configs.append((f"loss {loss}", data, "slide", {"loss": loss}, s, two))
         if "bf16" in which and data in ("bibtex", "text8"):
             configs.append(("defaults bfloat16", data, "slide", {"precision": "bfloat16"},
                             s, two))

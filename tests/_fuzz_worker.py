@@ -121,6 +121,7 @@ def run_slide(ex):
     out["n_classes"] = C
     out["classes"] = [str(c) for c in clf.classes_]
     out["multilabel"] = bool(clf.multilabel_)
+    out["loss"] = clf.loss_
 
     pred = clf.predict(X)
     proba = clf.predict_proba(X)

@@ -8,7 +8,7 @@ import joblib
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from sklearn.datasets import make_blobs
+from sklearn.datasets import load_iris, make_blobs
 from sklearn.exceptions import NotFittedError
 from sklearn.preprocessing import MultiLabelBinarizer
 
@@ -322,7 +322,7 @@ def test_dense_output_path_trains_as_the_per_sample_kernel(multilabel_data, monk
     np.testing.assert_array_equal(dense.predict_topk(Xte, 1)[0], sample.predict_topk(Xte, 1)[0])
 
 
-@pytest.mark.parametrize("loss", ["softmax", "pick_all"])
+@pytest.mark.parametrize("loss", ["softmax", "pick_all", "bce"])
 def test_dense_output_path_ignores_the_thread_count(multilabel_data, loss):
     Xtr, Ytr, _, _ = multilabel_data
     a = _clf(max_iter=2, dropout=0.5, loss=loss).fit(Xtr, Ytr)
@@ -345,12 +345,83 @@ def test_pick_all_loss_weighs_rows_by_their_label_count(multilabel_data):
     assert trained.score(Xte, Yte) > 0.6
 
 
-def test_models_pickled_before_the_loss_parameter_keep_softmax(multilabel_model):
+def test_models_pickled_before_the_loss_parameter_keep_softmax(multilabel_model, multilabel_data):
     state = copy.copy(multilabel_model.__getstate__())
-    del state["loss"]
+    del state["loss"], state["loss_"]
     old = SlideClassifier.__new__(SlideClassifier)
     old.__setstate__(state)
-    assert old.get_params()["loss"] == "softmax"
+    assert old.get_params()["loss"] == "softmax" and old.loss_ == "softmax"
+    np.testing.assert_allclose(old.predict_proba(multilabel_data[2]).sum(axis=1), 1, rtol=1e-6)
+    # pickled with loss="pick_all" but before loss="auto": loss_ is the loss given
+    state = copy.copy(multilabel_model.__getstate__())
+    state["loss"] = "pick_all"
+    del state["loss_"]
+    old.__setstate__(state)
+    assert old.loss_ == "pick_all"
+
+
+def _many_labels_data(n_rows=700, seed=0):
+    """Rows of about 15 of 40 labels (make_extreme_classification's head-heavy law puts
+    the most frequent label on almost every row, as the root term of the GO sets)."""
+    X, Y = make_extreme_classification(n_samples=n_rows, n_features=200, n_labels=40,
+                                       n_nonzeros=15, n_labels_per_sample=15,
+                                       random_state=seed)
+    return X[:500], Y[:500], X[500:], Y[500:]
+
+
+def test_auto_loss_is_one_vs_all_with_many_labels_a_row(multilabel_data):
+    Xtr, Ytr, Xte, Yte = _many_labels_data()
+    assert Ytr.sum() / np.count_nonzero(Ytr.getnnz(axis=1)) >= 10
+    clf = _clf(max_iter=30, learning_rate_decay=1.0).fit(Xtr, Ytr)
+    assert clf.loss == "auto" and clf.loss_ == "bce"
+    proba = clf.predict_proba(Xte)
+    assert ((proba > 0) & (proba < 1)).all()
+    # each label's own probability: about its training frequency for the most frequent
+    # labels, and the one on almost every row ranks first
+    freq = np.asarray(Ytr.mean(axis=0)).ravel()
+    head = np.argsort(-freq)[:3]
+    assert freq[head[0]] > 0.95
+    np.testing.assert_allclose(proba[:, head].mean(axis=0), freq[head], atol=0.05)
+    assert (proba.sum(axis=1) > 5).all()
+    assert (clf.predict_topk(Xte, 1)[0][:, 0] == head[0]).mean() > 0.95
+    # predict: the labels of probability at least 1/2, and the best one
+    P = clf.predict(Xte).toarray()
+    expected = (proba >= 0.5) | (proba == proba.max(axis=1, keepdims=True))
+    assert (P == expected).mean() > 0.99 and P.sum(axis=1).min() >= 1
+    soft = _clf(max_iter=30, learning_rate_decay=1.0, loss="softmax").fit(Xtr, Ytr)
+    assert soft.loss_ == "softmax"
+    np.testing.assert_allclose(soft.predict_proba(Xte).sum(axis=1), 1, rtol=1e-6)
+    assert clf.score(Xte, Yte) >= soft.score(Xte, Yte)
+    # few labels a row, or not every label active, or bfloat16: the softmax
+    Xf, Yf = multilabel_data[:2]
+    assert _clf(max_iter=1).fit(Xf, Yf).loss_ == "softmax"
+    assert _clf(max_iter=1, min_active=5).fit(Xtr, Ytr).loss_ == "softmax"
+    assert _clf(max_iter=1, precision="bfloat16").fit(Xtr, Ytr).loss_ == "softmax"
+
+
+def test_bce_loss_is_refused_where_labels_are_sampled_and_kept_by_warm_fits():
+    Xtr, Ytr, _, _ = _many_labels_data()
+    for params in ({"min_active": 5}, {"precision": "bfloat16"}):
+        with pytest.raises(ValueError, match="loss='bce' scores every label"):
+            _clf(max_iter=1, loss="bce", **params).fit(Xtr, Ytr)
+    clf = _clf(max_iter=1).fit(Xtr, Ytr)
+    assert clf.loss_ == "bce"
+    # a warm partial_fit on rows of few labels keeps the loss of the model
+    one_label = sp.csr_matrix((np.ones(50), (np.arange(50), np.full(50, 3))), shape=(50, 40))
+    clf.partial_fit(Xtr[:50], one_label)
+    assert clf.loss_ == "bce"
+    clf.set_params(precision="bfloat16")
+    with pytest.raises(ValueError, match="loss='bce'"):
+        clf.partial_fit(Xtr, Ytr)
+
+
+def test_bce_loss_on_classes_gives_normalised_probabilities():
+    X, y = load_iris(return_X_y=True)
+    clf = _clf(max_iter=60, learning_rate_decay=1.0, loss="bce").fit(X, y)
+    proba = clf.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-6)
+    np.testing.assert_array_equal(clf.classes_[proba.argmax(axis=1)], clf.predict(X))
+    assert clf.score(X, y) > 0.9
 
 
 # --------------------------------------------------------------------------- log-uniform

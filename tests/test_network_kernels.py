@@ -49,21 +49,27 @@ def _target(Y_lists, n_labels, pick_all=False):
     return T
 
 
-def _loss64(params, X, T):
-    """Per-sample loss sum_t -T_t log softmax(z)_t."""
+def _loss64(params, X, T, bce=False):
+    """Per-sample loss sum_t -T_t log softmax(z)_t, or with ``bce`` the one-vs-all
+    logistic loss sum_t softplus(z_t) - T_t z_t (T of 0 / 1)."""
     _, z = _forward64(params, X)
+    if bce:
+        return (np.logaddexp(0, z) - T * z).sum(axis=1)
     z = z - z.max(axis=1, keepdims=True)
     logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
     return -(T * logp).sum(axis=1)
 
 
-def _grads64(params, X, T):
-    """Analytic gradients of the batch-mean loss."""
+def _grads64(params, X, T, bce=False):
+    """Analytic gradients of the batch-mean loss (of ``_loss64``)."""
     W_in, bs, Ws, W_out, b_out = params
     hs, z = _forward64(params, X)
-    p = np.exp(z - z.max(axis=1, keepdims=True))
-    p /= p.sum(axis=1, keepdims=True)
-    dz = (p * T.sum(axis=1, keepdims=True) - T) / X.shape[0]
+    if bce:
+        dz = (1 / (1 + np.exp(-z)) - T) / X.shape[0]
+    else:
+        p = np.exp(z - z.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        dz = (p * T.sum(axis=1, keepdims=True) - T) / X.shape[0]
     g = {"W_out": dz.T @ hs[-1], "b_out": dz.sum(axis=0), "Ws": [None] * len(Ws),
          "bs": [None] * len(bs)}
     dh = (dz @ W_out) * (hs[-1] > 0)
@@ -416,7 +422,7 @@ def test_train_batch_gradients_full_softmax(hidden, index_dtype, pick_all):
     assert not b.mark.any()  # scratch marks are cleared between samples
 
 
-def _dense_once(clf, X, Y, rows, n_threads=1, pick_all=False, row_block=32, label_block=256,
+def _dense_once(clf, X, Y, rows, n_threads=1, loss="softmax", row_block=32, label_block=256,
                 col_block=128):
     """forward_acts + dense_output + hidden_backward on a fresh Workspace that is not
     transposed, as SlideClassifier's dense path runs them (no dropout); returns (buffers
@@ -433,17 +439,17 @@ def _dense_once(clf, X, Y, rows, n_threads=1, pick_all=False, row_block=32, labe
     dH = np.empty((len(rows), H), dtype=np.float32)
     with single_threaded_blas():
         loss = _network.dense_output(h, y_ptr, y_idx, st, work, dZ, dH, 1.0 / len(rows),
-                                     pick_all, n_threads, row_block, label_block,
+                                     loss, n_threads, row_block, label_block,
                                      col_block)
     _network.hidden_backward(X.data, X.indices, X.indptr, rows, acts, dH, st, work, n_threads)
     return _testing.buffers(work), loss, dH
 
 
-@pytest.mark.parametrize("pick_all", [False, True])
+@pytest.mark.parametrize("loss", ["softmax", "pick_all", "bce"])
 @pytest.mark.parametrize("hidden", [(8,), (8, 6)])
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
 @pytest.mark.parametrize("n_threads", [1, 2])
-def test_dense_output_gradients_match_reference(hidden, index_dtype, pick_all, n_threads):
+def test_dense_output_gradients_match_reference(hidden, index_dtype, loss, n_threads):
     # Small blocks, so that rows, labels and hidden units span several blocks and the
     # last is partial.
     rng = np.random.default_rng(8)
@@ -452,14 +458,16 @@ def test_dense_output_gradients_match_reference(hidden, index_dtype, pick_all, n
     X, Y, _, _ = _random_batch(rng, 9, n_features, n_labels, density=0.15,
                                index_dtype=index_dtype)
     rows = np.array([5, 0, 3, 7, 1, 8, 2], dtype=np.int64)
-    b, loss, _ = _dense_once(clf, X, Y, rows, n_threads, pick_all, row_block=3, label_block=4,
-                             col_block=3)
+    b, total, _ = _dense_once(clf, X, Y, rows, n_threads, loss, row_block=3, label_block=4,
+                              col_block=3)
 
     Xd = X.toarray().astype(np.float64)[rows]
-    T = _target([Y[r] for r in rows], n_labels, pick_all)
+    bce = loss == "bce"
+    # bce: a target of 1 on each label, as pick_all's
+    T = _target([Y[r] for r in rows], n_labels, pick_all=loss != "softmax")
     params = _params64(clf)
-    ref = _grads64(params, Xd, T)
-    np.testing.assert_allclose(loss, _loss64(params, Xd, T).sum(), rtol=1e-5)
+    ref = _grads64(params, Xd, T, bce)
+    np.testing.assert_allclose(total, _loss64(params, Xd, T, bce).sum(), rtol=1e-5)
 
     def close(actual, desired):
         scale = np.abs(desired).max()
@@ -485,7 +493,7 @@ def test_dense_output_equals_train_batch_and_ignores_threads():
     clf = _make_clf(n_features, n_labels, hidden=(16,))
     sparse, _, loss_s, _ = _train_once(clf, X, Y_indptr, Y_indices, rows, min_active=n_labels,
                                        pick_all=True)
-    outs = [_dense_once(_make_clf(n_features, n_labels, hidden=(16,)), X, Y, rows, t, True,
+    outs = [_dense_once(_make_clf(n_features, n_labels, hidden=(16,)), X, Y, rows, t, "pick_all",
                         row_block=5, label_block=6, col_block=5) for t in (1, 2)]
     # the same gradients as the per-sample kernel with every label active ...
     np.testing.assert_allclose(outs[0][1], loss_s, rtol=1e-5)
@@ -606,7 +614,7 @@ def test_dense_output_rejects_bad_labels_and_shapes():
     ptr = np.array([0, 1, 2, 3], np.int64)
 
     def call(y_ptr=ptr, y_idx=np.array([0, 4, 2], np.int32), dZ=dZ, dH=dH, work=work):
-        return _network.dense_output(h, y_ptr, y_idx, st, work, dZ, dH, 1 / 3, False, 1)
+        return _network.dense_output(h, y_ptr, y_idx, st, work, dZ, dH, 1 / 3, "softmax", 1)
 
     assert np.isfinite(call())
     with pytest.raises(ValueError, match="label out of range"):
@@ -623,6 +631,9 @@ def test_dense_output_rejects_bad_labels_and_shapes():
         call(dH=np.empty((2, 8), np.float32))
     with pytest.raises(ValueError, match="not transposed"):
         call(work=_testing.workspace(clf, 1, 3, transposed=True))
+    with pytest.raises(ValueError, match="unknown loss 'hinge'"):
+        _network.dense_output(h, ptr, np.array([0, 4, 2], np.int32), st, work, dZ, dH, 1 / 3,
+                              "hinge", 1)
 
 
 def _shared_case(seed=11, n_features=30, n_labels=40, n_rows=9, hidden=(8,)):

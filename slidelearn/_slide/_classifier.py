@@ -5,6 +5,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
@@ -37,6 +38,11 @@ _FULL_SOFTMAX_LABELS = 8192
 # with every label active, a batch's logits are one (batch x labels) array scored by
 # sgemm (SlideClassifier._dense_output) up to this many floats (128 MiB)
 _DENSE_OUTPUT_FLOATS = 2**25
+# loss="auto" trains one-vs-all (loss="bce") from this many labels a row, with every
+# label active: the softmax then ranks labels by their share of a row's labels, not by
+# their chance to be one, and fell below the label prior's P@1 on the GO sets (31 a
+# row); with few labels a row (Bibtex: 2.4) the softmax was far ahead
+_BCE_LABELS_PER_ROW = 10
 # early_stopping="auto" holds out rows above this many training rows (as scikit-learn's
 # HistGradientBoosting does): below, the rows held out cost more than the epochs saved
 _AUTO_EARLY_STOPPING_ROWS = 10_000
@@ -260,15 +266,21 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         returns), so memory is about that of ``"float32"``. Single process only (not
         with ``comm``). See the CPU performance page of the user guide for what it
         gains.
-    loss : {"softmax", "pick_all"}, default="softmax"
-        How a row with m labels enters the softmax cross-entropy over the active
-        output neurons. ``"softmax"``: a target of 1 / m on each label, so every
-        row weighs the same. ``"pick_all"``: one cross-entropy term per label, so
-        a row weighs m; the softmax then estimates each label's marginal
-        probability rather than its share of the row's labels, which gains P@3 /
-        P@5 on data with many labels a row (the GO sets of the defaults study) but
-        lost P@1 on Bibtex and, with a sampled output layer, trained far worse on
-        the synthetic Amazon shape: it is not the default.
+    loss : {"auto", "softmax", "pick_all", "bce"}, default="auto"
+        The training loss of the output layer. ``"softmax"``: the softmax
+        cross-entropy over the active output neurons, with a target of 1 / m on
+        each of a row's m labels, so every row weighs the same. ``"pick_all"``: one
+        cross-entropy term per label, so a row weighs m. ``"bce"``: one-vs-all, a
+        logistic loss per output neuron (target 1 on the row's labels, 0 on every
+        other label); it scores every label, so it needs them all active (see
+        ``min_active``), ``precision="float32"``, ``batch_size * n_classes`` at most
+        2**25 and no ``comm``. The softmax ranks labels by their expected share of
+        a row's labels, one-vs-all by their chance to be one of them, which is what
+        P@k rewards when rows have many labels. ``"auto"``: ``"bce"`` where it is
+        possible and the training rows that have labels average at least 10 of
+        them (the GO sets of the defaults study, 31 a row: the softmax fell below
+        the label prior's P@1 there), ``"softmax"`` otherwise (Bibtex, 2.4 a row:
+        one-vs-all was 8 points of P@1 behind). The loss used is ``loss_``.
     dropout : float, default=0.5
         Probability of zeroing each unit of the last hidden layer during training
         (inverted dropout; inference uses every unit). The output layer has a
@@ -387,8 +399,10 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         (H_{i-1}, H_i), and the output layer stored neuron-major (n_classes, H_last).
     intercepts_ : list of ndarray
         Biases of the hidden layers and of the output layer.
+    loss_ : str
+        The loss trained with (``loss`` with ``"auto"`` resolved by the first fit).
     loss_curve_ : list of float
-        Mean sampled-softmax loss of every epoch.
+        Mean training loss (of ``loss_``) of every epoch.
     validation_scores_ : list of float or None
         Validation P@1 per epoch when ``early_stopping``.
     best_validation_score_ : float or None
@@ -412,7 +426,9 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
     indicator: label ``j`` is predicted for a row when its probability is at
     least half that of the row's most probable label (``z_j >= z_max - log 2``
     for the logits ``z``), among the row's ``max(10, 2 * m)`` best labels, where
-    ``m`` is the largest label count of a training row. Multi-class ``predict``
+    ``m`` is the largest label count of a training row; with ``loss_ == "bce"``,
+    among the same labels, when its own probability is at least 1/2 (``z_j >= 0``),
+    and the most probable label in any case. Multi-class ``predict``
     returns the most probable class. Rows without any label are skipped in
     training.
 
@@ -473,7 +489,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         "beta_2": [Interval(Real, 0, 1, closed="left")],
         "epsilon": [Interval(Real, 0, None, closed="neither")],
         "precision": [StrOptions({"float32", "bfloat16"})],
-        "loss": [StrOptions({"softmax", "pick_all"})],
+        "loss": [StrOptions({"auto", "softmax", "pick_all", "bce"})],
         "negative_sampling": [StrOptions({"auto", "lsh", "log_uniform"})],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "alpha": [Interval(Real, 0, None, closed="left")],
@@ -528,7 +544,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         beta_2=0.999,
         epsilon=1e-8,
         precision="float32",
-        loss="softmax",
+        loss="auto",
         dropout=0.5,
         alpha=0.0,
         batch_size=128,
@@ -612,8 +628,11 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         return state
 
     def __setstate__(self, state):
-        # models pickled before the loss parameter trained with loss="softmax"
+        # models pickled before the loss parameter trained with loss="softmax", and
+        # before loss="auto" with the loss they were given
         state.setdefault("loss", "softmax")
+        if "_state" in state or "_model" in state:
+            state.setdefault("loss_", state["loss"])
         state.setdefault("negative_sampling", "lsh")
         # models pickled before SlideState kept the arrays in dicts, the step apart
         if "_model" in state:
@@ -856,6 +875,28 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             return "dense"
         return "shared" if self._negative_sampling() == "log_uniform" else "sample"
 
+    def _resolve_loss(self, Y_indptr, first):
+        """``loss`` with ``"auto"`` resolved for a fit on the label lists ``Y_indptr``
+        (a warm fit keeps the resolved loss); refuses ``"bce"`` where not every label
+        is scored densely."""
+        dense = self.comm is None and self._dense_output()
+        if self.loss != "auto":
+            loss = self.loss
+        elif not first and getattr(self, "loss_", None) is not None:
+            loss = self.loss_
+        else:
+            counts = np.diff(Y_indptr)
+            labelled = np.count_nonzero(counts)
+            many = labelled > 0 and counts.sum() >= _BCE_LABELS_PER_ROW * labelled
+            loss = "bce" if dense and many else "softmax"
+        if loss == "bce" and not dense:
+            raise ValueError(
+                "loss='bce' scores every label of a batch with one matrix product: it "
+                "needs min_active >= n_classes (min_active='auto' up to 8,192 labels), "
+                "precision='float32', batch_size * n_classes <= 2**25 and no comm; use "
+                "loss='softmax' here.")
+        return loss
+
     def _negative_sampling(self):
         """``negative_sampling`` with ``"auto"`` resolved: shared log-uniform negatives
         in float32 on one process, the tables otherwise."""
@@ -893,7 +934,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         dZ = np.empty((len(rows), len(cand)), dtype=np.float32)
         dH = np.empty((len(rows), h.shape[1]), dtype=np.float32)
         loss = _network.shared_output(h, y_ptr, y_pos, cand, offset, masked, state, work,
-                                      dZ, dH, 1.0 / len(rows), self.loss == "pick_all",
+                                      dZ, dH, 1.0 / len(rows), self.loss_ == "pick_all",
                                       n_threads)
         _network.hidden_backward(X.data, X.indices, X.indptr, rows, acts, dH, state, work,
                                  n_threads, self.dropout, self._input_step(lr))
@@ -916,7 +957,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         dZ = np.empty((n, state.W_out.shape[0]), dtype=np.float32)
         dH = np.empty((n, h.shape[1]), dtype=np.float32)
         loss = _network.dense_output(h, y_ptr, y_idx, state, work, dZ, dH, 1.0 / n,
-                                     self.loss == "pick_all", n_threads)
+                                     self.loss_, n_threads)
         _network.hidden_backward(X.data, X.indices, X.indptr, rows, acts, dH, state, work,
                                  n_threads, self.dropout, self._input_step(lr))
         return loss
@@ -930,7 +971,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             reservoir=self.bucket_policy == "reservoir", beta_1=self.beta_1,
             beta_2=self.beta_2, epsilon=self.epsilon, alpha=self.alpha,
             dropout=self.dropout, precision=self.precision,
-            pick_all=self.loss == "pick_all")
+            pick_all=self.loss_ == "pick_all")
 
     def _get_work(self, n_threads, max_labels, transposed=True):
         """The ``_network.Workspace`` for training with ``n_threads`` threads (kept
@@ -960,7 +1001,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
                 X.data, X.indices, X.indptr, Y_indptr, Y_indices, rows, state,
                 self._training_tables(n_threads),
                 work, self._min_active(), self.active_threshold, seed, n_threads,
-                self.dropout, self.loss == "pick_all")
+                self.dropout, self.loss_ == "pick_all")
         state.step += 1
         if work.transposed:
             _network.output_adam(state, work, len(rows), lr, self.beta_1, self.beta_2,
@@ -1037,6 +1078,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             rng = np.random.default_rng(self._seed)
             self._init_model(X.shape[1], len(self.classes_), rng, _input_energy(X))
         self._state.set_output_precision(self.precision, n_threads)
+        self.loss_ = self._resolve_loss(Y_indptr, first)
         try:
             return self._fit_epochs(X, Y_indptr, Y_indices, n_threads, incremental)
         finally:
@@ -1186,6 +1228,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             _label_parallel.check_sharded_comm(self.comm, self._n_ranks)
         # float32 moments (a bfloat16 model converts)
         self._state.set_output_precision("float32", n_threads)
+        self.loss_ = self._resolve_loss(Y_indptr, first)
         counts = np.diff(Y_indptr)
         label_counts = np.bincount(Y_indices, minlength=len(self.classes_)).astype(np.int64)
         _mpi.allreduce_(comm, label_counts)
@@ -1493,7 +1536,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         return Hm @ self._state.W_out.T + self._state.b_out
 
     def decision_function(self, X):
-        """Logits of every class (before the softmax).
+        """Logits of every class (before the softmax, or with ``loss_ == "bce"`` the
+        logistic function).
 
         Parameters
         ----------
@@ -1526,7 +1570,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         return z
 
     def predict_proba(self, X):
-        """Softmax probability of every class.
+        """Probability of every class.
 
         Parameters
         ----------
@@ -1536,9 +1580,12 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         Returns
         -------
         proba : ndarray of shape (n_samples, n_classes)
-            Rows sum to 1 (for multi-label models, the predicted share of the
-            label mass). Refused with a ``ValueError`` when the dense result
-            would be too large: use ``predict_topk``.
+            The softmax of the logits: rows sum to 1 (for multi-label models, the
+            predicted share of the label mass). A model trained with
+            ``loss_ == "bce"`` gives each label's own probability (the logistic
+            function of its logit) when multi-label, and those normalised to sum to 1
+            otherwise, as one-vs-rest classifiers do. Refused with a ``ValueError``
+            when the dense result would be too large: use ``predict_topk``.
 
         Examples
         --------
@@ -1553,6 +1600,11 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         X = self._check_X(X, reset=False)
         self._check_dense_size(X.shape[0], "predict_proba")
         z = self._logits(X).astype(np.float64)
+        if self.loss_ == "bce":
+            p = expit(z)
+            if not self.multilabel_:
+                p /= p.sum(axis=1, keepdims=True)
+            return p
         z -= z.max(axis=1, keepdims=True)
         np.exp(z, out=z)
         z /= z.sum(axis=1, keepdims=True)
@@ -1570,8 +1622,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         -------
         y_pred : ndarray of shape (n_samples,) or (n_samples, n_classes), or scipy.sparse.csr_matrix
             Multi-class: the most probable class. Multi-label: an indicator of the
-            labels whose probability is at least half the row's best (see Notes of
-            the class), sparse CSR when the ``y`` given to ``fit`` was sparse and a
+            labels whose probability is at least half the row's best, or at least
+            1/2 with ``loss_ == "bce"`` (see Notes of the class), sparse CSR when the ``y`` given to ``fit`` was sparse and a
             dense array of its dtype otherwise (as ``OneVsRestClassifier``).
 
         Examples
@@ -1592,7 +1644,10 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             return self.classes_[idx[:, 0]]
         k = min(len(self.classes_), max(10, 2 * self._max_labels))
         idx, scores = self._topk_indices(X, k, self.inference, n_threads)
-        keep = (scores >= scores[:, :1] - np.log(2.0)) & (idx >= 0)
+        if self.loss_ == "bce":  # one-vs-all: each label's own probability
+            keep = ((scores >= 0) | (np.arange(k) == 0)) & (idx >= 0)
+        else:
+            keep = (scores >= scores[:, :1] - np.log(2.0)) & (idx >= 0)
         indptr = np.concatenate([[0], np.cumsum(keep.sum(axis=1))]).astype(np.int64)
         indices = idx[keep]
         dtype = getattr(self, "_y_dtype", np.dtype(np.int8))

@@ -19,7 +19,7 @@ import numpy as np
 
 from cython.parallel import prange
 
-from libc.math cimport expf, logf, sqrt, INFINITY
+from libc.math cimport expf, logf, log1pf, fabsf, fmaxf, sqrt, INFINITY
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 from libc.stdlib cimport malloc, calloc, free
@@ -1879,11 +1879,33 @@ def slice_backward(const float[:, ::1] H, const int32_t[:, ::1] act,
     return loss
 
 
+cdef inline void _bce_row(float* z, const float* b, int L, const int32_t* labels,
+                         int64_t m, float inv_batch, double* loss) noexcept nogil:
+    """One row of the one-vs-all logistic loss: ``z`` (the row's h . w_j, without the
+    bias ``b``) becomes d loss / d logit times ``inv_batch``; ``loss`` gets
+    sum_j softplus(z_j + b_j) - sum over the row's (distinct) labels of their logit."""
+    cdef int j
+    cdef int64_t p
+    cdef float zj, e
+    cdef double total = 0
+    for p in range(m):
+        total -= z[labels[p]] + b[labels[p]]
+    for j in range(L):
+        zj = z[j] + b[j]
+        e = expf(-fabsf(zj))
+        total += fmaxf(zj, 0) + log1pf(e)
+        # sigmoid without overflow: e / (1 + e) below 0, 1 / (1 + e) above
+        z[j] = (1.0 / (1.0 + e) if zj >= 0 else e / (1.0 + e)) * inv_batch
+    for p in range(m):
+        z[labels[p]] -= inv_batch
+    loss[0] += total
+
+
 def dense_output(const float[:, ::1] H, const int64_t[::1] Y_indptr,
                  const int32_t[::1] Y_indices, state, Workspace work, float[:, ::1] dZ,
-                 float[:, ::1] dH, float inv_batch, bint pick_all, int n_threads,
+                 float[:, ::1] dH, float inv_batch, str loss, int n_threads,
                  int row_block=32, int label_block=256, int col_block=128):
-    """Softmax over every output neuron for a batch, with sgemm: the output layer as
+    """The loss over every output neuron of a batch, with sgemm: the output layer as
     a dense layer, for when every label is active anyway (``min_active`` at least the
     number of labels), where scoring the rows one by one against the whole layer
     costs several times a blocked product.
@@ -1897,7 +1919,11 @@ def dense_output(const float[:, ::1] H, const int64_t[::1] Y_indptr,
     ``train_batch`` with every label active; blocks have fixed sizes, so the result
     does not depend on ``n_threads``. The output gradient is formed in blocks of
     ``label_block`` neurons x ``col_block`` hidden units. Call with single-threaded
-    BLAS. Returns the summed loss."""
+    BLAS. Returns the summed loss.
+
+    ``loss``: ``"softmax"`` (a target of 1 / m on each of a row's m labels),
+    ``"pick_all"`` (a cross-entropy term per label) or ``"bce"`` (a logistic loss per
+    output neuron, target 1 on the row's labels and 0 elsewhere: one-vs-all)."""
     cdef const float[:, ::1] W_out = state.W_out
     cdef const float[::1] b_out = state.b_out
     cdef float[:, ::1] g_out
@@ -1910,7 +1936,9 @@ def dense_output(const float[:, ::1] H, const int64_t[::1] Y_indptr,
     cdef int64_t p, m
     cdef float one = 1.0, zero = 0.0, zmax, total, wgt, inv_m
     cdef char tr = b'T', nt = b'N'
-    cdef double loss = 0
+    cdef bint pick_all = loss == "pick_all", bce = loss == "bce"
+    if loss not in ("softmax", "pick_all", "bce"):
+        raise ValueError(f"dense_output: unknown loss {loss!r}")
     if row_block < 1 or label_block < 1 or col_block < 1:
         raise ValueError("dense_output: block sizes must be positive")
     if work.transposed:
@@ -1942,6 +1970,10 @@ def dense_output(const float[:, ::1] H, const int64_t[::1] Y_indptr,
             sgemm(&tr, &nt, &L, &nr, &d, &one, <float*>&W_out[0, 0], &d,
                   <float*>&H[r0, 0], &d, &zero, &dZ[r0, 0], &L)
             for r in range(r0, r0 + nr):
+                if bce:
+                    _bce_row(&dZ[r, 0], &b_out[0], L, &Y_indices[Y_indptr[r]],
+                             Y_indptr[r + 1] - Y_indptr[r], inv_batch, &row_loss[r])
+                    continue
                 zmax = -INFINITY
                 for j in range(L):
                     dZ[r, j] = dZ[r, j] + b_out[j]
