@@ -44,8 +44,12 @@ Methods
   every neuron.
 - ``torch-full``: PyTorch, the same network: ``nn.EmbeddingBag(n_features, H,
   mode="sum", sparse=True)`` weighted by the values of X, plus a bias, ReLU,
-  ``nn.Dropout``, ``nn.Linear(H, n_labels)``; cross-entropy against soft targets
-  (``1 / |y|`` on each true label), the same loss as ``SlideClassifier``'s default.
+  ``nn.Dropout``, ``nn.Linear(H, n_labels)``; the loss ``SlideClassifier`` trains
+  with the same parameters: where its ``loss="auto"`` is one-vs-all (every label
+  scored densely: up to 8,192 labels), a logistic loss per label summed over the
+  labels (``binary_cross_entropy_with_logits``), the output biases starting at each
+  label's log-odds as ``SlideClassifier``'s do; otherwise cross-entropy against soft
+  targets (``1 / |y|`` on each true label).
   H, dropout, batch size, Adam's step size, betas, epsilon and the per-epoch decay
   (``learning_rate * learning_rate_decay ** epoch``, as ``SlideClassifier.fit``) are
   read from ``SlideClassifier``'s defaults (or ``--slide-params``). The input layer
@@ -454,6 +458,12 @@ def run_torch(method, data, seed, threads, args):
         raise ValueError("the PyTorch methods use SparseAdam, which has no L2 penalty: "
                          "alpha must be 0")
     H, sampled = sizes[0], method == "torch-sampled"
+    # SlideClassifier's loss="auto" on a multi-label y: one-vs-all where every label is
+    # scored densely (min_active="auto" covers every label up to this many)
+    from slidelearn._slide._classifier import _FULL_SOFTMAX_LABELS
+    bce = not sampled and (ref.loss == "bce" or (
+        ref.loss == "auto" and ref.min_active == "auto" and ref.precision == "float32"
+        and n_labels <= _FULL_SOFTMAX_LABELS))
     if ref.feature_scaling == "auto":  # the data as SlideClassifier sees it
         scale = feature_scale(X_train)
         X_train, X_test = scale_features(X_train, scale), scale_features(X_test, scale)
@@ -481,6 +491,12 @@ def run_torch(method, data, seed, threads, args):
                     out.bias.detach().clone()[:, None], freeze=False, sparse=True)
             else:
                 self.out = out
+                if bce:  # each label's log-odds, as SlideClassifier's one-vs-all
+                    counts = np.bincount(Y_train.indices, minlength=n_labels)
+                    n = len(rows)
+                    with torch.no_grad():
+                        out.bias.copy_(torch.from_numpy(
+                            np.log((counts + 0.5) / (n - counts + 0.5)).astype(np.float32)))
 
         def hidden(self, indices, offsets, weights):
             return torch.relu(self.embed(indices, offsets, per_sample_weights=weights)
@@ -536,8 +552,14 @@ def run_torch(method, data, seed, threads, args):
         else:
             z = model.out(h)
             pos = z[row_of, torch.from_numpy(sub.indices.astype(np.int64))]
-        mean_pos = torch.zeros(len(batch)).index_add_(0, row_of, target * pos)
-        loss = (torch.logsumexp(z, dim=1) - mean_pos).mean()
+        if bce:
+            y = torch.zeros_like(z).index_put_(
+                (row_of, torch.from_numpy(sub.indices.astype(np.int64))), torch.tensor(1.0))
+            loss = nn.functional.binary_cross_entropy_with_logits(
+                z, y, reduction="sum") / len(batch)
+        else:
+            mean_pos = torch.zeros(len(batch)).index_add_(0, row_of, target * pos)
+            loss = (torch.logsumexp(z, dim=1) - mean_pos).mean()
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -115,9 +115,10 @@ def test_multilabel_dense_and_sparse_y_give_the_same_model(multilabel_data):
     _assert_same_model(a, b)
 
 
-def test_multilabel_predict_is_sparse_indicator(multilabel_model, multilabel_data):
-    _, _, Xte, Yte = multilabel_data
-    clf = multilabel_model
+def test_multilabel_predict_is_sparse_indicator(multilabel_data):
+    Xtr, Ytr, Xte, Yte = multilabel_data
+    # the softmax's rule (one-vs-all's: test_auto_loss_is_one_vs_all_with_many_labels_a_row)
+    clf = _clf(max_iter=8, loss="softmax").fit(Xtr, Ytr)
     P = clf.predict(Xte)
     assert sp.issparse(P) and P.format == "csr"
     assert P.shape == (Xte.shape[0], 30)
@@ -145,7 +146,10 @@ def test_multilabel_outputs(multilabel_model, multilabel_data):
     clf = multilabel_model
     proba = clf.predict_proba(Xte)
     assert proba.shape == (Xte.shape[0], 30)
-    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-10)
+    # loss="auto" on a multi-label y: one-vs-all, each label's own probability
+    assert clf.loss_ == "bce"
+    np.testing.assert_allclose(proba, 1 / (1 + np.exp(-clf.decision_function(Xte))),
+                               rtol=1e-6)
     dec = clf.decision_function(Xte)
     assert dec.shape == (Xte.shape[0], 30)  # multi-label: never 1-D
     # score is precision@1 of the top label
@@ -296,12 +300,12 @@ def test_two_threads(multilabel_data):
     Xtr, Ytr, Xte, Yte = multilabel_data
     from slidelearn.utils._openmp_helpers import openmp_enabled
 
-    clf = _clf(max_iter=8, n_jobs=2).fit(Xtr, Ytr)
+    clf = _clf(max_iter=8, n_jobs=2, loss="softmax").fit(Xtr, Ytr)
     # A build without OpenMP (the serial fallback) runs every kernel on one thread.
     assert clf.n_threads_ == (2 if openmp_enabled() else 1)
     assert all(np.all(np.isfinite(w)) for w in clf.coefs_ + clf.intercepts_)
     assert clf.loss_curve_[-1] < clf.loss_curve_[0]
-    assert clf.score(Xte, Yte) > 0.6
+    assert clf.score(Xte, Yte) > 0.6  # the label prior's is 0.55
     assert clf.predict(Xte).shape == Yte.shape
 
 
@@ -311,10 +315,11 @@ def test_dense_output_path_trains_as_the_per_sample_kernel(multilabel_data, monk
     # with no room for a dense batch it takes the per-sample kernel; the gradients are
     # the same up to rounding, so are the models after two epochs.
     Xtr, Ytr, Xte, _ = multilabel_data
-    dense = _clf(max_iter=2).fit(Xtr, Ytr)
+    dense = _clf(max_iter=2, loss="softmax").fit(Xtr, Ytr)
     assert dense._dense_output()
     monkeypatch.setattr(classifier_module, "_DENSE_OUTPUT_FLOATS", 0)
     sample = _clf(max_iter=2, negative_sampling="lsh").fit(Xtr, Ytr)
+    assert sample.loss_ == "softmax"  # "auto": one-vs-all only where scored densely
     assert sample._output_mode() == "sample"
     for wa, wb in zip(dense.coefs_ + dense.intercepts_, sample.coefs_ + sample.intercepts_):
         np.testing.assert_allclose(wa, wb, rtol=1e-3, atol=1e-4 * np.abs(wb).max())
@@ -383,7 +388,7 @@ def test_auto_loss_is_one_vs_all_with_many_labels_a_row(multilabel_data):
     assert freq[head[0]] > 0.95
     np.testing.assert_allclose(proba[:, head].mean(axis=0), freq[head], atol=0.05)
     assert (proba.sum(axis=1) > 5).all()
-    assert (clf.predict_topk(Xte, 1)[0][:, 0] == head[0]).mean() > 0.95
+    assert (clf.predict_topk(Xte, 1)[0][:, 0] == head[0]).mean() > 0.9
     # predict: the labels of probability at least 1/2, and the best one
     P = clf.predict(Xte).toarray()
     expected = (proba >= 0.5) | (proba == proba.max(axis=1, keepdims=True))
@@ -392,11 +397,32 @@ def test_auto_loss_is_one_vs_all_with_many_labels_a_row(multilabel_data):
     assert soft.loss_ == "softmax"
     np.testing.assert_allclose(soft.predict_proba(Xte).sum(axis=1), 1, rtol=1e-6)
     assert clf.score(Xte, Yte) >= soft.score(Xte, Yte)
-    # few labels a row, or not every label active, or bfloat16: the softmax
+    # few labels a row: one-vs-all too; classes, not every label active, or bfloat16:
+    # the softmax
     Xf, Yf = multilabel_data[:2]
-    assert _clf(max_iter=1).fit(Xf, Yf).loss_ == "softmax"
+    assert _clf(max_iter=1).fit(Xf, Yf).loss_ == "bce"
+    assert _clf(max_iter=1).fit(*load_iris(return_X_y=True)).loss_ == "softmax"
     assert _clf(max_iter=1, min_active=5).fit(Xtr, Ytr).loss_ == "softmax"
     assert _clf(max_iter=1, precision="bfloat16").fit(Xtr, Ytr).loss_ == "softmax"
+
+
+def test_bce_output_biases_start_at_the_label_prior():
+    Xtr, Ytr, _, _ = _many_labels_data()
+    Ytr = Ytr.tolil()
+    Ytr[:, 5] = 0  # a label no row has
+    Ytr[3, :] = 0  # a row without labels: not counted
+    Ytr = Ytr.tocsr()
+    Ytr.eliminate_zeros()
+    clf = _clf(max_iter=1, learning_rate=1e-9).fit(Xtr, Ytr)
+    assert clf.loss_ == "bce"
+    n = 499
+    counts = np.asarray(Ytr.sum(axis=0)).ravel()
+    expected = np.log((counts + 0.5) / (n - counts + 0.5))
+    np.testing.assert_allclose(clf.intercepts_[-1], expected, rtol=1e-4, atol=1e-4)
+    assert clf.intercepts_[-1][5] < -6
+    # a softmax model's biases start at 0 (Glorot's initialisation)
+    soft = _clf(max_iter=1, learning_rate=1e-9, loss="softmax").fit(Xtr, Ytr)
+    np.testing.assert_allclose(soft.intercepts_[-1], 0, atol=1e-6)
 
 
 def test_bce_loss_is_refused_where_labels_are_sampled_and_kept_by_warm_fits():

@@ -209,6 +209,6 @@ def test_models_that_train_without_tables_build_them_on_first_use():
     np.testing.assert_array_equal(copy.predict_topk(X, 3, inference="lsh")[0], top)
     np.testing.assert_array_equal(_testing.lsh(copy, build=False).ids, built.ids)
     # a later fit through the sampled path trains with (and keeps) built tables
-    copy.set_params(negative_sampling="lsh", min_active=4).partial_fit(X, Y)
+    copy.set_params(negative_sampling="lsh", min_active=4, loss="softmax").partial_fit(X, Y)
     assert _testing.lsh(copy, build=False).offsets is not None
     assert copy.n_iter_ == clf.n_iter_ + 1

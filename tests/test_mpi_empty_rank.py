@@ -29,8 +29,10 @@ X, Y = make_extreme_classification(n_samples=192, n_features=100, n_labels=20,
 y1 = np.asarray(Y.argmax(axis=1)).ravel()
 B = 32
 # every neuron active and no shuffling: the model is set by the global batches
-# no dropout: its masks are drawn per rank, so they differ from one process's
-kw = dict(dropout=0.0, hidden_layer_sizes=(16,), min_active=1000, max_iter=2, shuffle=False, n_jobs=1,
+# no dropout: its masks are drawn per rank, so they differ from one process's; the
+# softmax: loss="auto" is one-vs-all on one process only
+kw = dict(dropout=0.0, loss="softmax", hidden_layer_sizes=(16,), min_active=1000, max_iter=2,
+          shuffle=False, n_jobs=1,
           random_state=0, n_tables=4, n_codes=2, bucket_size=8, rehash_interval=64)
 
 

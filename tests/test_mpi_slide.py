@@ -25,8 +25,10 @@ N, me = comm.size, comm.rank
 X, Y = make_extreme_classification(n_samples=320, n_features=200, n_labels=40,
                                    random_state=0)[:2]
 B, n = 32, X.shape[0]
-# no dropout: its masks are drawn per rank, so they differ from one process's
-kw = dict(dropout=0.0, hidden_layer_sizes=(16, 12), min_active=1000, batch_size=B, max_iter=2,
+# no dropout: its masks are drawn per rank, so they differ from one process's; the
+# softmax: loss="auto" is one-vs-all on one process only
+kw = dict(dropout=0.0, loss="softmax", hidden_layer_sizes=(16, 12), min_active=1000,
+          batch_size=B, max_iter=2,
           shuffle=False, n_jobs=1, random_state=0, n_tables=4, n_codes=2, bucket_size=8,
           rehash_interval=64)
 start = np.concatenate([[0], np.cumsum(local_batches(B, N))])

@@ -358,8 +358,9 @@ def test_bfloat16_stochastic_moments_track_float32():
     beta_2 = 0.999 per step); the first, rounded to nearest, follows it too."""
     X, Y = make_extreme_classification(n_samples=600, n_features=200, n_labels=30,
                                        random_state=1)
+    # the softmax (bfloat16 trains nothing else; loss="auto" would be one-vs-all here)
     kw = dict(hidden_layer_sizes=(16,), max_iter=8, batch_size=30, n_jobs=1,
-              random_state=0, min_active=30, learning_rate=1e-3)
+              random_state=0, min_active=30, learning_rate=1e-3, loss="softmax")
     f32 = SlideClassifier(**kw).fit(X, Y)
     b16 = SlideClassifier(precision="bfloat16", **kw).fit(X, Y)
     H = 16
@@ -379,7 +380,7 @@ def test_bfloat16_weights_take_steps_below_their_rounding(problem):
     alone, rounded to nearest, would not move at all."""
     Xtr, Ytr, _, _ = problem
     kw = dict(hidden_layer_sizes=(32,), batch_size=100, n_jobs=1, random_state=0,
-              min_active=60, learning_rate=1e-5, alpha=0.0)
+              min_active=60, learning_rate=1e-5, alpha=0.0, loss="softmax")
     f32 = SlideClassifier(**kw).partial_fit(Xtr, Ytr, classes=np.arange(Ytr.shape[1]))
     b16 = pickle.loads(pickle.dumps(f32)).set_params(precision="bfloat16")
     _testing.state(b16).set_output_precision("bfloat16", 1)

@@ -38,11 +38,6 @@ _FULL_SOFTMAX_LABELS = 8192
 # with every label active, a batch's logits are one (batch x labels) array scored by
 # sgemm (SlideClassifier._dense_output) up to this many floats (128 MiB)
 _DENSE_OUTPUT_FLOATS = 2**25
-# loss="auto" trains one-vs-all (loss="bce") from this many labels a row, with every
-# label active: the softmax then ranks labels by their share of a row's labels, not by
-# their chance to be one, and fell below the label prior's P@1 on the GO sets (31 a
-# row); with few labels a row (Bibtex: 2.4) the softmax was far ahead
-_BCE_LABELS_PER_ROW = 10
 # early_stopping="auto" holds out rows above this many training rows (as scikit-learn's
 # HistGradientBoosting does): below, the rows held out cost more than the epochs saved
 _AUTO_EARLY_STOPPING_ROWS = 10_000
@@ -79,6 +74,15 @@ def _as_label_csr(Y):
         raise ValueError("A multi-label y must be a binary indicator matrix (entries 0 or 1).")
     return (np.ascontiguousarray(Y.indptr, dtype=np.int64),
             np.ascontiguousarray(Y.indices, dtype=np.int32))
+
+
+def _prior_log_odds(Y_indptr, Y_indices, n_labels):
+    """Each label's log-odds among the rows that have labels, with half a count added
+    to each side (a label never seen gets about -log(2 n), not minus infinity): the
+    starting output biases of a one-vs-all model, which then starts at the prior."""
+    n = np.count_nonzero(np.diff(Y_indptr))
+    counts = np.bincount(Y_indices, minlength=n_labels).astype(np.float64)
+    return (np.log(counts + 0.5) - np.log(n - counts + 0.5)).astype(np.float32)
 
 
 def _input_energy(X, comm=None):
@@ -274,13 +278,15 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         logistic loss per output neuron (target 1 on the row's labels, 0 on every
         other label); it scores every label, so it needs them all active (see
         ``min_active``), ``precision="float32"``, ``batch_size * n_classes`` at most
-        2**25 and no ``comm``. The softmax ranks labels by their expected share of
-        a row's labels, one-vs-all by their chance to be one of them, which is what
-        P@k rewards when rows have many labels. ``"auto"``: ``"bce"`` where it is
-        possible and the training rows that have labels average at least 10 of
-        them (the GO sets of the defaults study, 31 a row: the softmax fell below
-        the label prior's P@1 there), ``"softmax"`` otherwise (Bibtex, 2.4 a row:
-        one-vs-all was 8 points of P@1 behind). The loss used is ``loss_``.
+        2**25 and no ``comm``. Its output biases start at each label's log-odds in
+        the first fit's rows (the label prior), not at probability 1/2 for every
+        label. The softmax ranks labels by their expected share of a row's labels,
+        one-vs-all by their chance to be one of them, which is what P@k rewards.
+        ``"auto"``: ``"bce"`` for a multi-label ``y`` where it is possible (up to
+        8,192 labels by default), ``"softmax"`` otherwise. In the defaults study
+        one-vs-all was ahead on P@1, P@3 and P@5 on Bibtex (2.4 labels a row) and
+        on the GO sets (31 a row), where the softmax fell below the label prior's
+        P@1. The loss used is ``loss_``.
     dropout : float, default=0.5
         Probability of zeroing each unit of the last hidden layer during training
         (inverted dropout; inference uses every unit). The output layer has a
@@ -875,20 +881,16 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             return "dense"
         return "shared" if self._negative_sampling() == "log_uniform" else "sample"
 
-    def _resolve_loss(self, Y_indptr, first):
-        """``loss`` with ``"auto"`` resolved for a fit on the label lists ``Y_indptr``
-        (a warm fit keeps the resolved loss); refuses ``"bce"`` where not every label
-        is scored densely."""
+    def _resolve_loss(self, first):
+        """``loss`` with ``"auto"`` resolved (a warm fit keeps the resolved loss);
+        refuses ``"bce"`` where not every label is scored densely."""
         dense = self.comm is None and self._dense_output()
         if self.loss != "auto":
             loss = self.loss
         elif not first and getattr(self, "loss_", None) is not None:
             loss = self.loss_
         else:
-            counts = np.diff(Y_indptr)
-            labelled = np.count_nonzero(counts)
-            many = labelled > 0 and counts.sum() >= _BCE_LABELS_PER_ROW * labelled
-            loss = "bce" if dense and many else "softmax"
+            loss = "bce" if dense and self.multilabel_ else "softmax"
         if loss == "bce" and not dense:
             raise ValueError(
                 "loss='bce' scores every label of a batch with one matrix product: it "
@@ -1078,7 +1080,9 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             rng = np.random.default_rng(self._seed)
             self._init_model(X.shape[1], len(self.classes_), rng, _input_energy(X))
         self._state.set_output_precision(self.precision, n_threads)
-        self.loss_ = self._resolve_loss(Y_indptr, first)
+        self.loss_ = self._resolve_loss(first)
+        if first and self.loss_ == "bce":
+            self._state.b_out[:] = _prior_log_odds(Y_indptr, Y_indices, len(self.classes_))
         try:
             return self._fit_epochs(X, Y_indptr, Y_indices, n_threads, incremental)
         finally:
@@ -1228,7 +1232,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             _label_parallel.check_sharded_comm(self.comm, self._n_ranks)
         # float32 moments (a bfloat16 model converts)
         self._state.set_output_precision("float32", n_threads)
-        self.loss_ = self._resolve_loss(Y_indptr, first)
+        self.loss_ = self._resolve_loss(first)
         counts = np.diff(Y_indptr)
         label_counts = np.bincount(Y_indices, minlength=len(self.classes_)).astype(np.int64)
         _mpi.allreduce_(comm, label_counts)
