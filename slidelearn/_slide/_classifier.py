@@ -32,7 +32,7 @@ __all__ = ["SlideClassifier"]
 # predict_proba / decision_function refuse dense outputs with more entries than this.
 _MAX_DENSE_OUTPUT = 2**27
 _INT_MAX = 2**31 - 1  # the largest C int
-# min_active="auto" trains an exact softmax up to this many labels: there the output
+# min_active="auto" makes every label active up to this many labels: there the output
 # layer is small enough that sampling saves little time and costs accuracy
 _FULL_SOFTMAX_LABELS = 8192
 # with every label active, a batch's logits are one (batch x labels) array scored by
@@ -113,8 +113,8 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
     the sample's true labels, and random neurons up to ``min_active``). The
     samples of a batch are processed in parallel by ``n_jobs`` OpenMP threads,
     and their gradients summed in batch order. With the default ``min_active="auto"``
-    and at most 8,192 labels the active set covers every label and training is an
-    exact softmax.
+    and at most 8,192 labels the active set covers every label: training is exact
+    (no sampling), one-vs-all for multi-label ``y`` (see ``loss``).
 
     Parameters
     ----------
@@ -162,7 +162,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
     min_active : int or "auto", default="auto"
         Random output neurons are added to each training sample's active set until
         it has at least this many neurons (or all of them). ``"auto"``: every label
-        (an exact softmax, no sampling) when there are at most 8,192 labels, where
+        (exact training, no sampling) when there are at most 8,192 labels, where
         the output layer costs little next to the input layer and sampling only
         loses accuracy; 1000 beyond.
     negative_sampling : {"auto", "lsh", "log_uniform"}, default="auto"
