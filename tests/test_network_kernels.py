@@ -485,6 +485,24 @@ def test_dense_output_gradients_match_reference(hidden, index_dtype, loss, n_thr
     assert not b.out_count[1:].any()
 
 
+def test_dense_output_bce_loss_over_many_labels():
+    # the logistic loss sums the logs of 32 labels at a time: 70 labels, 2 full blocks
+    # and a partial one; logits far from 0 on both sides
+    rng = np.random.default_rng(12)
+    n_features, n_labels = 25, 70
+    clf = _make_clf(n_features, n_labels, hidden=(8,))
+    _testing.state(clf).b_out[:] = rng.uniform(-30, 30, n_labels)
+    X, Y, _, _ = _random_batch(rng, 6, n_features, n_labels, density=0.3)
+    rows = np.arange(6, dtype=np.int64)
+    b, total, _ = _dense_once(clf, X, Y, rows, 1, "bce")
+    Xd = X.toarray().astype(np.float64)
+    T = _target([Y[r] for r in rows], n_labels, pick_all=True)
+    params = _params64(clf)
+    np.testing.assert_allclose(total, _loss64(params, Xd, T, bce=True).sum(), rtol=1e-5)
+    np.testing.assert_allclose(b.gb_out, _grads64(params, Xd, T, bce=True)["b_out"],
+                               rtol=1e-4, atol=1e-6)
+
+
 def test_dense_output_equals_train_batch_and_ignores_threads():
     rng = np.random.default_rng(9)
     n_features, n_labels = 40, 13

@@ -19,7 +19,7 @@ import numpy as np
 
 from cython.parallel import prange
 
-from libc.math cimport expf, logf, log1pf, fabsf, fmaxf, sqrt, INFINITY
+from libc.math cimport expf, logf, log, fabsf, fmaxf, sqrt, INFINITY
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 from libc.stdlib cimport malloc, calloc, free
@@ -1887,15 +1887,22 @@ cdef inline void _bce_row(float* z, const float* b, int L, const int32_t* labels
     cdef int j
     cdef int64_t p
     cdef float zj, e
-    cdef double total = 0
+    cdef double total = 0, prod = 1
     for p in range(m):
         total -= z[labels[p]] + b[labels[p]]
     for j in range(L):
         zj = z[j] + b[j]
         e = expf(-fabsf(zj))
-        total += fmaxf(zj, 0) + log1pf(e)
+        # softplus(z) = max(z, 0) + log(1 + e): the logs of 32 labels as one log of
+        # their product (each factor in [1, 2]), a log per label cost a sixth of the row
+        total += fmaxf(zj, 0)
+        prod *= 1.0 + e
+        if (j & 31) == 31:
+            total += log(prod)
+            prod = 1
         # sigmoid without overflow: e / (1 + e) below 0, 1 / (1 + e) above
         z[j] = (1.0 / (1.0 + e) if zj >= 0 else e / (1.0 + e)) * inv_batch
+    total += log(prod)
     for p in range(m):
         z[labels[p]] -= inv_batch
     loss[0] += total
