@@ -460,7 +460,7 @@ def run_torch(method, data, seed, threads, args):
     H, sampled = sizes[0], method == "torch-sampled"
     # SlideClassifier's loss="auto" on a multi-label y: one-vs-all where every label is
     # scored densely (min_active="auto" covers every label up to this many)
-    from slidelearn._slide._classifier import _FULL_SOFTMAX_LABELS
+    from slidelearn._slide._classifier import _FULL_SOFTMAX_LABELS, _prior_log_odds
     bce = not sampled and (ref.loss == "bce" or (
         ref.loss == "auto" and ref.min_active == "auto" and ref.precision == "float32"
         and n_labels <= _FULL_SOFTMAX_LABELS))
@@ -492,11 +492,9 @@ def run_torch(method, data, seed, threads, args):
             else:
                 self.out = out
                 if bce:  # each label's log-odds, as SlideClassifier's one-vs-all
-                    counts = np.bincount(Y_train.indices, minlength=n_labels)
-                    n = len(rows)
                     with torch.no_grad():
-                        out.bias.copy_(torch.from_numpy(
-                            np.log((counts + 0.5) / (n - counts + 0.5)).astype(np.float32)))
+                        out.bias.copy_(torch.from_numpy(_prior_log_odds(
+                            Y_train.indptr, Y_train.indices, n_labels)))
 
         def hidden(self, indices, offsets, weights):
             return torch.relu(self.embed(indices, offsets, per_sample_weights=weights)

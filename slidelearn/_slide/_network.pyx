@@ -1894,7 +1894,7 @@ cdef inline void _bce_row(float* z, const float* b, int L, const int32_t* labels
         zj = z[j] + b[j]
         e = expf(-fabsf(zj))
         # softplus(z) = max(z, 0) + log(1 + e): the logs of 32 labels as one log of
-        # their product (each factor in [1, 2]), a log per label cost a sixth of the row
+        # their product (each factor in [1, 2]), not a log per label
         total += fmaxf(zj, 0)
         prod *= 1.0 + e
         if (j & 31) == 31:

@@ -59,8 +59,9 @@ def label_counts(clf):
 
 
 def init_model(clf, n_features, n_labels, rng, input_energy):
-    """Draw a model into ``clf`` as its first ``fit`` does (tables filled), with the
-    loss that ``loss="auto"`` gives rows of few labels; returns its state."""
+    """Draw a model into ``clf`` as its first ``fit`` does (tables filled); returns its
+    state. ``loss="auto"`` becomes the softmax here (``fit`` resolves it from ``y``),
+    the loss the per-sample kernels train."""
     clf._init_model(n_features, n_labels, rng, input_energy)
     clf.loss_ = "softmax" if clf.loss == "auto" else clf.loss
     return clf._state
