@@ -359,17 +359,23 @@ def machine():
 # "defaults" are the estimators' defaults now.
 OLD_SLIDE = {"hidden_layer_sizes": [128], "alpha": 1e-3, "dropout": 0.0, "n_codes": 4,
              "min_active": 1000, "early_stopping": False, "feature_scaling": None}
-OLD_DLRM = {"interaction": "dot", "early_stopping": False, "feature_scaling": None}
-# DLRM's tables with an L2 term and a rate of their own (the MLP's stay at the defaults),
-# chosen on the random MovieLens split
-TABLES_RECIPE = {"embedding_alpha": 0.1, "embedding_learning_rate": 0.05, "max_iter": 30}
+# DLRM's defaults before the tables had their own L2 term and rates and the
+# factorization term was on
+PREVIOUS_DLRM = {"factorization_term": False, "embedding_alpha": None,
+                 "embedding_learning_rate": None}
+OLD_DLRM = dict(PREVIOUS_DLRM, interaction="dot", early_stopping=False, feature_scaling=None)
+# each part of the DLRM defaults taken away in turn (the "fm" group)
+DLRM_PARTS = [("without factorization term", {"factorization_term": False}),
+              ("tables at the MLP's rate", {"embedding_learning_rate": None}),
+              ("without tables' L2", {"embedding_alpha": None}),
+              ("previous defaults", PREVIOUS_DLRM)]
 XC = ["bibtex", "go-seq", "go-derisi", "text8"]
 
 
 def study_configs(which, seeds, threads):
     """Every configuration of the study; ``which`` names the groups to include
     ("defaults", "old", "peers", "bf16", "loss": each ``loss`` on the sets with every
-    label active, "fm": DLRM's ``factorization_term`` and ``TABLES_RECIPE``). text8
+    label active, "fm": each part of DLRM's defaults taken away, ``DLRM_PARTS``). text8
     (minutes a fit) runs one seed."""
     few = seeds[:1]
     two = [max(threads)]
@@ -399,12 +405,9 @@ def study_configs(which, seeds, threads):
         if "bf16" in which:
             configs.append(("defaults bfloat16", data, "dlrm", {"precision": "bfloat16"},
                             seeds, two))
-        if "fm" in which:  # the factorization term and the tables' own L2 and rate
-            configs.append(("factorization term", data, "dlrm",
-                            {"factorization_term": True}, seeds, two))
-            configs.append(("tables' L2 + rate", data, "dlrm", TABLES_RECIPE, seeds, two))
-            configs.append(("fact. term + tables'", data, "dlrm",
-                            dict(TABLES_RECIPE, factorization_term=True), seeds, two))
+        if "fm" in which:  # each part of the defaults taken away in turn
+            for label, params in DLRM_PARTS:
+                configs.append((label, data, "dlrm", params, seeds, two))
     if "peers" in which:
         for data in ("movielens", "movielens-time"):
             configs.append(("user + item biases", data, "biases", {}, few, two))

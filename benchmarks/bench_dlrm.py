@@ -89,6 +89,10 @@ def run_slidelearn(shape, threads, n_steps, warmup, lr, precision="float32"):
     common["interaction"] = "dot"
     if "feature_scaling" in DLRMClassifier().get_params():
         common["feature_scaling"] = None
+    # the peer's model: no factorization term, no L2 on the tables, one learning rate
+    # (keys a checkout may not have yet are left out)
+    plain = dict(factorization_term=False, embedding_alpha=0.0, embedding_learning_rate=None)
+    common.update({k: v for k, v in plain.items() if k in DLRMClassifier().get_params()})
     if s["bag"] == 1:
         X = np.column_stack([dense, ids[:, :, 0]]).astype(np.float64)
         chunks = [X[i * B:(i + 1) * B] for i in range(n_steps + warmup)]

@@ -121,7 +121,9 @@ def dlrm_worker(args):
         table_sizes=SHAPE["rows"], embedding_dim=SHAPE["d"], bottom_mlp=SHAPE["bottom"],
         top_mlp=SHAPE["top"], solver="sgd", learning_rate_init=0.05, batch_size=B,
         shuffle=False, n_jobs=args.threads, random_state=0, comm=comm,
-        rank_memory_budget=budget)
+        rank_memory_budget=budget,
+        # the reference DLRM's model, as in the recorded runs
+        factorization_term=False, embedding_alpha=0.0, embedding_learning_rate=None)
     warm = 2 * B // N
     clf.partial_fit(X[:warm], y[:warm], classes=[0, 1])  # builds the model, warms up
     comm.Barrier()

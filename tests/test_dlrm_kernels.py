@@ -166,7 +166,18 @@ def test_tables_take_their_own_l2_and_learning_rate(case, solver, alpha, emb_alp
     _check_fused_step(case, solver, alpha, 2, emb_alpha, emb_scale)
 
 
-def _check_fused_step(case, solver, alpha, n_threads, emb_alpha=None, emb_scale=1.0):
+@pytest.mark.parametrize("solver,emb_alpha", [("sgd", 0.0), ("adagrad", 0.1)])
+@pytest.mark.parametrize("case", [dict(kind="reg", factorization_term=True),
+                                  dict(kind="sparse")], ids=["reg-fm", "sparse"])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_each_table_takes_its_own_learning_rate(case, solver, emb_alpha, n_threads):
+    """Per-table learning-rate scales (``embedding_learning_rate="auto"``) scale each
+    table's rows' step, and only theirs."""
+    _check_fused_step(case, solver, 0.0, n_threads, emb_alpha, table_scales=(0.5, 4.0))
+
+
+def _check_fused_step(case, solver, alpha, n_threads, emb_alpha=None, emb_scale=1.0,
+                      table_scales=None):
     lr = 0.5
     emb_lr = None if emb_alpha is None else lr * emb_scale
     est, dense, bags, Y = _tiny(solver=solver, alpha=alpha, embedding_alpha=emb_alpha,
@@ -183,7 +194,9 @@ def _check_fused_step(case, solver, alpha, n_threads, emb_alpha=None, emb_scale=
     g_theta = _fd_grad(f, th)
     g_E = _fd_grad(f, Ev)
     n = dense.shape[0]
-    losses = _testing.train(est, dense, bags, Y, [lr], n, n_threads)
+    losses = _testing.train(est, dense, bags, Y, [lr], n, n_threads, lr_scales=table_scales)
+    if table_scales is not None:  # each row's step is its table's
+        emb_scale = np.repeat(table_scales, np.diff(state.tables.offsets))[:, None]
     # the reported loss is the data term (without the L2 penalty)
     np.testing.assert_allclose(losses[0], _reference_loss(th, Ev, state, dense, bags, Y)[0],
                                rtol=1e-5)

@@ -63,7 +63,7 @@ def _old_form(est, shard_state=None):
                          ids=["adagrad", "sgd-l2", "bf16", "classifier-warmup"])
 def test_dict_based_pickle_loads_predicts_and_trains_on(data, kw):
     X, y = data
-    est = _est(**kw)
+    est = _est(factorization_term=False, **kw)  # the dict-based form predates the term
     target = (y > 0.5).astype(int) if isinstance(est, DLRMClassifier) else y
     est.fit(X, target)
     old = pickle.loads(_old_form(est))
@@ -124,11 +124,33 @@ def test_factorization_term_survives_pickling_and_older_layouts_lack_it(data):
     back = pickle.loads(pickle.dumps(est))
     np.testing.assert_array_equal(back.predict(X), est.predict(X))
     # a layout pickled before the field existed has no "fm" entry: it loads as False
-    plain = _est().fit(X, y)
+    plain = _est(factorization_term=False).fit(X, y)
     object.__delattr__(_testing.state(plain).layout, "fm")
     old = pickle.loads(pickle.dumps(plain))
     assert _testing.state(old).layout.fm is False
-    np.testing.assert_array_equal(old.predict(X), _est().fit(X, y).predict(X))
+    np.testing.assert_array_equal(old.predict(X),
+                                  _est(factorization_term=False).fit(X, y).predict(X))
+
+
+@pytest.mark.parametrize("Est,target,on", [(DLRMRegressor, "one", True),
+                                           (DLRMClassifier, "two", True),
+                                           (DLRMRegressor, "two", False),
+                                           (DLRMClassifier, "three", False),
+                                           (DLRMRegressor, "one table", False)])
+def test_factorization_term_auto_is_on_where_it_applies(data, Est, target, on):
+    """``"auto"`` (the default) adds the term for a single output over two or more
+    tables, and leaves it out, without an error, where ``True`` would raise."""
+    X, y = data
+    kw = {}
+    if target == "two":
+        y = np.column_stack([y, y]) if Est is DLRMRegressor else (y > 0.5).astype(int)
+    elif target == "three":
+        y = (X[:, 3] % 3).astype(int)
+    elif target == "one table":
+        kw["categorical_features"] = [2]
+    est = _est(Est, **kw).fit(X, y)
+    assert est.get_params()["factorization_term"] == "auto"
+    assert _testing.state(est).layout.fm is on
 
 
 @pytest.mark.parametrize("Est,target", [(DLRMRegressor, "two"), (DLRMClassifier, "three"),
@@ -175,3 +197,31 @@ def test_read_only_state_is_copied_before_training(data):
     est.partial_fit(X, y)
     assert state.theta is not theta and state.theta.flags.writeable
     assert not np.array_equal(est.predict(X), pred)
+
+
+def test_embedding_learning_rate_auto_follows_lookups_per_id(data):
+    """``"auto"``: a table learns at ``learning_rate_init`` times its first fit's
+    lookups per distinct id over 10, clipped to [1, 5]; ids seen once (a hashed
+    feature) keep the MLP's rate. A float or None gives every table one rate."""
+    X, y = data
+    n = len(y)
+    rare = np.arange(n) * 7 % 1009  # 600 distinct ids out of a 1009-row table
+    Xr = np.column_stack([X, rare])
+    est = _est(categorical_features=[2, 3, 4], learning_rate_init=0.02).fit(Xr, y)
+    per_id = np.array([n / len(np.unique(X[:, 2])), n / len(np.unique(X[:, 3])), 1.0])
+    np.testing.assert_allclose(est.embedding_learning_rates_,
+                               0.02 * np.clip(per_id / 10, 1, 5), rtol=1e-6)
+    assert est.embedding_learning_rates_[2] == pytest.approx(0.02)
+    # the rule is the first fit's: a later warm fit on other rows keeps it
+    rates = est.embedding_learning_rates_.copy()
+    est.set_params(warm_start=True).fit(Xr[:50], y[:50])
+    np.testing.assert_array_equal(est.embedding_learning_rates_, rates)
+    for value, expected in [(0.05, 0.05), (None, 0.02)]:
+        fixed = _est(categorical_features=[2, 3, 4], learning_rate_init=0.02,
+                     embedding_learning_rate=value).fit(Xr, y)
+        np.testing.assert_allclose(fixed.embedding_learning_rates_, expected, rtol=1e-6)
+    # a model pickled before the rule existed trains its tables at the MLP's rate
+    old = pickle.loads(pickle.dumps(est))
+    del old.__dict__["_lookups_per_id"]
+    old.partial_fit(Xr, y)
+    np.testing.assert_allclose(old.embedding_learning_rates_, 0.02, rtol=1e-6)

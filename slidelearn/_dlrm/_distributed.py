@@ -245,9 +245,10 @@ class _Exchange:
         del self._P, self._recv
         return Z
 
-    def push_grad(self, dZ, optimizer, lr, eps, alpha, work, n_threads):
+    def push_grad(self, dZ, optimizer, lr, lr_scales, eps, alpha, work, n_threads):
         """Send the gradients of the pooled embeddings to the shard owners, which
-        apply the fused backward + update to their rows."""
+        apply the fused backward + update to their rows (shard ``j`` of this rank at
+        ``lr * lr_scales[j]``)."""
         comm, st = self.comm, self.st
         N, me, d = comm.Get_size(), comm.Get_rank(), st.d
         S = [len(st.of_rank(q)) for q in range(N)]
@@ -263,7 +264,7 @@ class _Exchange:
         alltoallv_known(comm, np.ascontiguousarray(send), send_counts, G, recv_counts)
         self.comm_time += time.perf_counter() - t0
         _kernels.bags_update(self.ptr, self.ids, self.wts, G, st.local, work, optimizer, lr,
-                             eps, alpha, n_threads)
+                             eps, alpha, n_threads, lr_scales)
 
 
 def train_epoch(comm, state, st, params, work, dense, bags, Y, order, epoch, n_threads,
@@ -286,7 +287,10 @@ def train_epoch(comm, state, st, params, work, dense, bags, Y, order, epoch, n_t
     n_local, lbs, steps = step_plan(comm, len(order), params.batch_size)
     lrs = params.learning_rates(state.step, steps, epoch)
     alpha, eps = float(params.alpha), float(params.epsilon)
-    emb_alpha, emb_scale = float(params.embedding_alpha), float(params.embedding_lr_scale)
+    emb_alpha = float(params.embedding_alpha)
+    # each shard this rank owns learns at its table's scale (shards in st.local's order)
+    scales = params.table_scales(len(st.table_offsets) - 1)[
+        [t for _, t, _, _ in st.of_rank(me)]]
     work.reserve(state, int(lbs[me]) if lbs[me] else 1, train=True, tables=st.local,
                  slots=params.needs_slots(state))
     total = np.zeros(1, dtype=np.float64)
@@ -305,7 +309,7 @@ def train_epoch(comm, state, st, params, work, dense, bags, Y, order, epoch, n_t
                                      alpha / N, state, work, dZ, n_threads)
         total += loss
         req = comm.Iallreduce(MPI.IN_PLACE, work.grad, op=MPI.SUM)
-        ex.push_grad(dZ, state.optimizer, float(lrs[s]) * emb_scale, eps, emb_alpha, work,
+        ex.push_grad(dZ, state.optimizer, float(lrs[s]), scales, eps, emb_alpha, work,
                      n_threads)
         t1 = time.perf_counter()
         req.Wait()

@@ -489,14 +489,16 @@ cdef inline void _prefetch_bags(Net* net, int64_t r, const int64_t* bag_ptr, int
 
 cdef void _bags_update(Net* net, Work* w, const int64_t* rows, int B,
                        const int64_t* bag_ptr, int64_t ptr_stride, const index_t* ids,
-                       const float* wts, bint has_wts, int optimizer, float lr, float eps,
-                       float alpha, int n_threads) noexcept nogil:
+                       const float* wts, bint has_wts, int optimizer, float lr0,
+                       const float* lr_scales, float eps, float alpha,
+                       int n_threads) noexcept nogil:
     """Embedding backward fused with the update; owner ``o`` of ``n_threads`` holds
-    rows ``[lo, hi)`` of each table."""
+    rows ``[lo, hi)`` of each table. Table ``t`` learns at ``lr0 * lr_scales[t]``
+    (``lr0`` when ``lr_scales`` is NULL)."""
     cdef int o, i, t, d = net.d, c
     cdef int64_t j, j1, r, row, lo, hi, n_rows, cnt, n_uniq, s
     cdef const float* g
-    cdef float wt, gsq, step, scale
+    cdef float wt, gsq, step, scale, lr
     cdef bint direct = optimizer == OPT_SGD and alpha == 0.0
     cdef float* buf
     cdef int64_t* uniq
@@ -509,6 +511,7 @@ cdef void _bags_update(Net* net, Work* w, const int64_t* rows, int B,
             n_rows = net.table_offsets[t + 1] - net.table_offsets[t]
             lo = net.table_offsets[t] + n_rows * o // n_threads
             hi = net.table_offsets[t] + n_rows * (o + 1) // n_threads
+            lr = lr0 * lr_scales[t] if lr_scales != NULL else lr0
             if direct:
                 for i in range(B):
                     if i + AHEAD < B:
@@ -843,16 +846,17 @@ cdef void _adagrad(Net* net, int64_t n_theta, float lr, float eps, int n_threads
 cdef double _step(Net* net, Work* w, const float* X, int64_t n_dense_stride,
                   const float* Y, const int64_t* rows, int B, const BagsRef* bags,
                   const index_t* ids, int loss, int optimizer, float lr, float eps,
-                  float alpha, float emb_alpha, float emb_lr_scale,
+                  float alpha, float emb_alpha, const float* emb_lr_scales,
                   int n_threads) noexcept nogil:
-    """One training step of a batch; returns its mean loss. The tables take
-    ``lr * emb_lr_scale`` and the L2 term ``emb_alpha``, the MLP ``lr`` and ``alpha``."""
+    """One training step of a batch; returns its mean loss. Table ``t`` takes
+    ``lr * emb_lr_scales[t]`` and the L2 term ``emb_alpha``, the MLP ``lr`` and
+    ``alpha``."""
     cdef double total_loss
     _forward(net, w, X, n_dense_stride, rows, B, bags, ids, n_threads)
     total_loss = _backward(net, w, Y, rows, B, loss, 1.0 / B, optimizer == OPT_SGD, lr,
                            alpha, n_threads)
     _bags_update(net, w, rows, B, bags.ptr, bags.stride, ids, bags.wts, bags.has_wts,
-                 optimizer, lr * emb_lr_scale, eps, emb_alpha, n_threads)
+                 optimizer, lr, emb_lr_scales, eps, emb_alpha, n_threads)
     if optimizer == OPT_ADAGRAD:
         _adagrad(net, net.n_theta, lr, eps, n_threads)
     return total_loss / B
@@ -1027,12 +1031,12 @@ def train_epoch(const float[:, ::1] X, const float[:, ::1] Y,
                 const int64_t[:, ::1] bag_ptr, const index_t[::1] bag_ids,
                 const float[::1] bag_wts, const int64_t[::1] order, int batch_size,
                 const float[::1] lrs, state, Workspace work, float eps, float alpha,
-                float emb_alpha, float emb_lr_scale, int n_threads):
+                float emb_alpha, const float[::1] emb_lr_scales, int n_threads):
     """Train ``state``'s model on the rows ``order`` in consecutive batches of
     ``batch_size``, with Adagrad's ``eps`` and the L2 penalties ``alpha`` (MLP) and
     ``emb_alpha`` (each looked-up embedding row).
 
-    ``lrs[b]`` is the learning rate of batch ``b`` (of the tables: ``emb_lr_scale``
+    ``lrs[b]`` is the learning rate of batch ``b`` (of table ``t``: ``emb_lr_scales[t]``
     times it); ``work`` must be reserved for ``batch_size`` rows with ``train=True``
     (and ``slots=True`` for Adagrad or an embedding L2 term).
     Returns the per-batch mean losses (float64 array). All validation of the inputs
@@ -1050,6 +1054,10 @@ def train_epoch(const float[:, ::1] X, const float[:, ::1] Y,
     cdef const float* Xp = &X[0, 0] if X.shape[0] > 0 and X.shape[1] > 0 else NULL
     if lrs.shape[0] < n_batches:
         raise ValueError("lrs is shorter than the number of batches")
+    if emb_lr_scales.shape[0] != net.n_tables:
+        raise ValueError(f"emb_lr_scales has {emb_lr_scales.shape[0]} entries for "
+                         f"{net.n_tables} tables")
+    cdef const float* scales = &emb_lr_scales[0] if net.n_tables > 0 else NULL
     _bind(&w, work, &net, batch_size)
     with nogil:
         for b in range(n_batches):
@@ -1057,7 +1065,7 @@ def train_epoch(const float[:, ::1] X, const float[:, ::1] Y,
             nb = <int>min(<int64_t>batch_size, n - start)
             losses[b] = _step(&net, &w, Xp, X.shape[1], &Y[0, 0], &order[start], nb, &bags,
                               ids, loss, optimizer, lrs[b], eps, alpha, emb_alpha,
-                              emb_lr_scale, n_threads)
+                              scales, n_threads)
             if w.err:
                 break
     if w.err:
@@ -1228,8 +1236,8 @@ def mlp_update(state, Workspace work, float lr, float eps, int n_threads):
 
 cdef int _shard_bags(const int64_t[:, ::1] bag_ptr, const index_t[::1] bag_ids,
                      const float[::1] bag_wts, float[:, :, ::1] P, tables, Workspace work,
-                     bint update, int optimizer, float lr, float eps, float alpha,
-                     int n_threads) except -1:
+                     bint update, int optimizer, float lr, const float* lr_scales,
+                     float eps, float alpha, int n_threads) except -1:
     """``bags_pool`` (``P`` receives the pooled bags) or, with ``update``,
     ``bags_update`` (``P`` holds their gradients)."""
     cdef int T = bag_ptr.shape[0]
@@ -1251,7 +1259,7 @@ cdef int _shard_bags(const int64_t[:, ::1] bag_ptr, const index_t[::1] bag_ids,
     with nogil:
         if update:
             _bags_update(&net, &w, rows, <int>n, bags.ptr, bags.stride, ids, bags.wts,
-                         bags.has_wts, optimizer, lr, eps, alpha, n_threads)
+                         bags.has_wts, optimizer, lr, lr_scales, eps, alpha, n_threads)
         else:
             _bags_forward(&net, &w, rows, <int>n, bags.ptr, bags.stride, ids, bags.wts,
                           bags.has_wts, n_threads)
@@ -1264,20 +1272,27 @@ def bags_pool(const int64_t[:, ::1] bag_ptr, const index_t[::1] bag_ids,
     """Pooled (weighted-sum) embeddings of every bag: ``out[i, t]`` is the bag of
     sample ``i`` in table ``t`` of ``tables`` (an ``EmbeddingTables``, row ids local
     to it)."""
-    _shard_bags(bag_ptr, bag_ids, bag_wts, out, tables, work, False, OPT_SGD, 0.0, 0.0, 0.0,
-                n_threads)
+    _shard_bags(bag_ptr, bag_ids, bag_wts, out, tables, work, False, OPT_SGD, 0.0, NULL, 0.0,
+                0.0, n_threads)
     return np.asarray(out)
 
 
 def bags_update(const int64_t[:, ::1] bag_ptr, const index_t[::1] bag_ids,
                 const float[::1] bag_wts, float[:, :, ::1] grad, tables, Workspace work,
-                int optimizer, float lr, float eps, float alpha, int n_threads):
+                int optimizer, float lr, float eps, float alpha, int n_threads,
+                const float[::1] lr_scales=None):
     """Embedding backward fused with the update of ``tables``: ``grad[i, t]`` is the
     gradient of the pooled bag of sample ``i`` in table ``t``; the L2 term ``alpha`` is
-    averaged over the ``len(grad)`` samples, as in ``train_epoch``. ``work`` holds the
+    averaged over the ``len(grad)`` samples, as in ``train_epoch``. Table ``t`` learns
+    at ``lr * lr_scales[t]`` (``lr`` when ``lr_scales`` is None). ``work`` holds the
     tables' reduction slots for Adagrad or L2."""
-    _shard_bags(bag_ptr, bag_ids, bag_wts, grad, tables, work, True, optimizer, lr, eps,
-                alpha, n_threads)
+    if lr_scales is not None and lr_scales.shape[0] != grad.shape[1]:
+        raise ValueError(f"lr_scales has {lr_scales.shape[0]} entries for "
+                         f"{grad.shape[1]} tables")
+    cdef const float* scales = (&lr_scales[0] if lr_scales is not None and grad.shape[1] > 0
+                                else NULL)
+    _shard_bags(bag_ptr, bag_ids, bag_wts, grad, tables, work, True, optimizer, lr, scales,
+                eps, alpha, n_threads)
 
 
 cdef inline int64_t _find_run(const int64_t* start, int64_t n_runs, int64_t c,

@@ -348,10 +348,16 @@ class TrainParams:
     warmup_steps: int
     epsilon: float
     alpha: float
-    # the tables' L2 term and their learning rate over the MLP's (``embedding_alpha``
-    # and ``embedding_learning_rate`` resolved)
+    # the tables' L2 term, and each table's learning rate over the MLP's (float32, one
+    # per table; None: 1), from ``embedding_alpha`` and ``embedding_learning_rate``
     embedding_alpha: float = 0.0
-    embedding_lr_scale: float = 1.0
+    embedding_lr_scales: object = None
+
+    def table_scales(self, n_tables):
+        """``embedding_lr_scales`` as the kernels take them: float32, one per table."""
+        if self.embedding_lr_scales is None:
+            return np.ones(n_tables, dtype=np.float32)
+        return np.ascontiguousarray(self.embedding_lr_scales, dtype=np.float32)
 
     def needs_slots(self, state):
         """Whether training ``state`` with these parameters needs the Workspace's

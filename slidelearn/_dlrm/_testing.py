@@ -39,11 +39,11 @@ def prepare(est, X, y, seed=0, index64=False):
     return dense, bags, Y
 
 
-def train(est, dense, bags, Y, lrs, batch_size, n_threads, order=None):
+def train(est, dense, bags, Y, lrs, batch_size, n_threads, order=None, lr_scales=None):
     """Train ``est``'s model with the fused kernel on the rows ``order`` (default all, in
     order) in batches of ``batch_size`` with learning rates ``lrs`` (one per batch),
-    with the estimator's ``epsilon`` and L2 terms and its tables' learning-rate scale.
-    Returns the per-batch mean losses."""
+    with the estimator's ``epsilon`` and L2 terms and its tables' learning-rate scales
+    (or ``lr_scales``, one per table). Returns the per-batch mean losses."""
     st = est._state
     if order is None:
         order = np.arange(dense.shape[0], dtype=np.int64)
@@ -53,7 +53,9 @@ def train(est, dense, bags, Y, lrs, batch_size, n_threads, order=None):
     return _kernels.train_epoch(dense, Y, bags.ptr, bags.ids, bags.wts, order, batch_size,
                                 np.asarray(lrs, dtype=np.float32), st, work,
                                 params.epsilon, params.alpha, params.embedding_alpha,
-                                params.embedding_lr_scale, n_threads)
+                                params.table_scales(len(est.table_sizes_))
+                                if lr_scales is None
+                                else np.asarray(lr_scales, dtype=np.float32), n_threads)
 
 
 def raw_output(est, dense, bags, n_threads):
