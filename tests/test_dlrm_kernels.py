@@ -102,11 +102,12 @@ def _tiny(kind, interaction="dot", self_interaction=False, solver="sgd", alpha=0
         groups = [np.arange(4), np.arange(6, 9)]
         est.set_params(feature_groups=groups)
         y = rng.normal(size=n)
-    elif kind == "nodense":
+    elif kind.startswith("nodense"):
         X = np.column_stack([rng.integers(0, 5, n), rng.integers(0, 4, n),
                              rng.integers(0, 3, n)]).astype(float)
         est.set_params(categorical_features=[0, 1, 2])
-        y = rng.normal(size=(n, 2))
+        # "nodense1": one target, so that the factorization term (over every slot) fits
+        y = rng.normal(size=(n, 2)) if kind == "nodense" else rng.normal(size=n)
     else:
         X = np.column_stack([rng.normal(size=(n, 3)), rng.integers(0, 5, n),
                              rng.integers(0, 9, n)])
@@ -130,6 +131,7 @@ CASES = [
     dict(kind="sparse", factorization_term=True),
     dict(kind="nodense"),
     dict(kind="nodense", interaction="cat"),
+    dict(kind="nodense1", interaction="cat", factorization_term=True),
 ]
 
 

@@ -630,26 +630,50 @@ cdef void _fm(Net* net, Work* w, int B, bint backward, int n_threads) noexcept n
     """The factorization term of single-output models: output 0 of each row gets the
     sum of the dot products of its table vectors (pairs of slots ``zslot0..F-1``),
     a path from the embeddings to the output that no MLP has to learn. With
-    ``backward``, ``dZ`` gets its gradient (``w.g_out`` times the other vectors)."""
+    ``backward``, ``dZ`` gets its gradient (``w.g_out`` times the other vectors).
+
+    Both directions go through the running sum of a row's vectors, O(F d) a row
+    instead of O(F^2 d) over the pairs; its (B, d) scratch is allocated per call, and
+    the pairs are walked directly when that allocation fails."""
     cdef int i, a, c, d = net.d, F = net.F
-    cdef float s
+    cdef float s, g
     cdef float* z
     cdef float* dz
+    cdef float* acc
     cdef float* out = _layer_out(net, w, net.n_bottom + net.n_top - 1)
+    cdef float* scratch = <float*>malloc(<int64_t>B * d * sizeof(float)) if B > 0 else NULL
     for i in prange(B, nogil=True, schedule='static', num_threads=n_threads):
         z = w.Z + <int64_t>i * F * d
-        if backward:
+        g = w.g_out[i] if backward else 0.0
+        if scratch != NULL:
+            # acc: the sum of the slots before a (forward), or of all slots (backward)
+            acc = scratch + <int64_t>i * d
+            memset(acc, 0, d * sizeof(float))
+            s = 0.0
+            for a in range(net.zslot0, F):
+                if not backward:
+                    s = s + sl_dot(z + a * d, acc, d)
+                sl_axpy(1.0, z + a * d, acc, d)
+            if backward:
+                dz = w.dZ + <int64_t>i * F * d
+                for a in range(net.zslot0, F):  # d/dz_a = g (sum - z_a)
+                    sl_axpy(g, acc, dz + a * d, d)
+                    sl_axpy(-g, z + a * d, dz + a * d, d)
+            else:
+                out[<int64_t>i * net.k] += s
+        elif backward:
             dz = w.dZ + <int64_t>i * F * d
             for a in range(net.zslot0, F):
                 for c in range(net.zslot0, F):
                     if c != a:
-                        sl_axpy(w.g_out[i], z + c * d, dz + a * d, d)
+                        sl_axpy(g, z + c * d, dz + a * d, d)
         else:
             s = 0.0
             for a in range(net.zslot0, F):
                 for c in range(net.zslot0, a):
                     s = s + sl_dot(z + a * d, z + c * d, d)
             out[<int64_t>i * net.k] += s
+    free(scratch)
 
 
 # ---------------------------------------------------------------------------
