@@ -113,7 +113,7 @@ def run_data(name, args):
             clf._cluster_index(args.threads)  # what fit does at its end with "ivf"
         elif mode == "norm":
             clf._norm_index = None
-            clf._longest_rows()  # what fit does at its end with "norm"
+            clf._norm_inference_index()  # what fit does at its end with "norm"
         else:
             clf._build_inference_tables(args.threads)  # what fit does at its end
         build_s = time.perf_counter() - t0

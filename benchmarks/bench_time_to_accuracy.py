@@ -458,12 +458,10 @@ def run_torch(method, data, seed, threads, args):
         raise ValueError("the PyTorch methods use SparseAdam, which has no L2 penalty: "
                          "alpha must be 0")
     H, sampled = sizes[0], method == "torch-sampled"
-    # SlideClassifier's loss="auto" on a multi-label y: one-vs-all where every label is
-    # scored densely (min_active="auto" covers every label up to this many)
-    from slidelearn._slide._classifier import _FULL_SOFTMAX_LABELS, _prior_log_odds
+    # the loss SlideClassifier trains on this multi-label y (its "auto" rule)
+    from slidelearn._slide._classifier import _prior_log_odds
     bce = not sampled and (ref.loss == "bce" or (
-        ref.loss == "auto" and ref.min_active == "auto" and ref.precision == "float32"
-        and n_labels <= _FULL_SOFTMAX_LABELS))
+        ref.loss == "auto" and ref._auto_loss(True, n_labels) == "bce"))
     if ref.feature_scaling == "auto":  # the data as SlideClassifier sees it
         scale = feature_scale(X_train)
         X_train, X_test = scale_features(X_train, scale), scale_features(X_test, scale)

@@ -853,23 +853,29 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             return self.comm is None and n_rows > _AUTO_EARLY_STOPPING_ROWS
         return bool(self.early_stopping)
 
-    def _min_active(self):
+    def _min_active(self, n_labels=None):
         """``min_active`` as a number: ``"auto"`` is every label up to
-        ``_FULL_SOFTMAX_LABELS`` labels, 1000 beyond."""
+        ``_FULL_SOFTMAX_LABELS`` labels, 1000 beyond (``n_labels``: of the model, by
+        default)."""
         if isinstance(self.min_active, str):
-            n = (len(self.classes_) if hasattr(self, "classes_")
-                 else self._state.W_out.shape[0])
+            n = n_labels
+            if n is None:
+                n = (len(self.classes_) if hasattr(self, "classes_")
+                     else self._state.W_out.shape[0])
             return n if n <= _FULL_SOFTMAX_LABELS else 1000
         return int(self.min_active)
 
-    def _dense_output(self):
+    def _dense_output(self, n_labels=None):
         """Whether training scores every output neuron of a batch with sgemm
         (``_network.dense_output``) instead of sample by sample: when every label is
         active anyway (``min_active`` at least the number of labels), in float32, and
         a batch's logits take at most ``_DENSE_OUTPUT_FLOATS`` floats. The hash tables
-        are then not used in training and not rebuilt during it."""
-        n_labels = self._state.W_out.shape[0]
-        return (self.precision == "float32" and self._min_active() >= n_labels
+        are then not used in training and not rebuilt during it. ``n_labels``: of the
+        model (default), or of one not made yet."""
+        min_active = self._min_active(n_labels)
+        if n_labels is None:
+            n_labels = self._state.W_out.shape[0]
+        return (self.precision == "float32" and min_active >= n_labels
                 and self.batch_size * n_labels <= _DENSE_OUTPUT_FLOATS)
 
     def _output_mode(self):
@@ -881,6 +887,13 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             return "dense"
         return "shared" if self._negative_sampling() == "log_uniform" else "sample"
 
+    def _auto_loss(self, multilabel, n_labels=None):
+        """What ``loss="auto"`` trains: one-vs-all for a multi-label ``y`` where every
+        label is scored densely, the softmax otherwise (``n_labels`` as in
+        ``_dense_output``)."""
+        dense = self.comm is None and self._dense_output(n_labels)
+        return "bce" if dense and multilabel else "softmax"
+
     def _resolve_loss(self, first):
         """``loss`` with ``"auto"`` resolved (a warm fit keeps the resolved loss);
         refuses ``"bce"`` where not every label is scored densely."""
@@ -890,7 +903,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         elif not first and getattr(self, "loss_", None) is not None:
             loss = self.loss_
         else:
-            loss = "bce" if dense and self.multilabel_ else "softmax"
+            loss = self._auto_loss(self.multilabel_)
         if loss == "bce" and not dense:
             raise ValueError(
                 "loss='bce' scores every label of a batch with one matrix product: it "
@@ -1379,7 +1392,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
                 max_candidates=self.inference_max_candidates or 0)
         Hm = self._hidden(X, n_threads)
         if mode == "norm":
-            index = self._longest_rows()
+            index = self._norm_inference_index()
             if k > index.n_rows:  # fewer neurons kept than asked for: all of them
                 with single_threaded_blas():
                     return _network.topk_exact(Hm, self._state, k, n_threads)
@@ -1419,9 +1432,9 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         if self.inference == "ivf":
             self._cluster_index(n_threads)
         elif self.inference == "norm":
-            self._longest_rows()
+            self._norm_inference_index()
 
-    def _longest_rows(self):
+    def _norm_inference_index(self):
         """The ``NormIndex`` of the current output layer with ``inference_budget``,
         built on first use after training changed the weights."""
         n_labels = len(self.classes_)
