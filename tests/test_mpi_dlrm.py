@@ -53,6 +53,9 @@ for name, Est, target, solver, budget, fm in [
             rank_memory_budget=budget)
     m.fit(X[mine], target[mine])
     r = {"loss_ref": ref.loss_curve_, "loss": m.loss_curve_}
+    # embedding_learning_rate="auto" counts the distinct ids of every rank's rows
+    r["rates"] = m.embedding_learning_rates_.tolist()
+    r["rates_ref"] = ref.embedding_learning_rates_.tolist()
     st = shards(m)
     r["sharded"] = sharded = st is not None
     (theta, E), (theta_ref, E_ref) = weights(m), weights(ref)
@@ -100,6 +103,9 @@ def _check_equivalence(tmp_path, n_ranks):
         for name in ("whole", "split", "sharded", "classifier"):
             r = res[name]
             assert r["theta"] < 1e-5 and r["E"] < 1e-5, (name, r)
+            # table 0: 30 ids over 384 rows, a rate above the MLP's that a count of each
+            # rank's ids alone would not give
+            assert r["rates"] == r["rates_ref"] and r["rates"][0] > 0.05, (name, r)
             assert r["pred"] < 1e-4 and r["loss"] == pytest.approx(r["loss_ref"], rel=1e-5)
             if r["sharded"]:
                 continue

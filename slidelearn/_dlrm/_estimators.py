@@ -30,6 +30,8 @@ _AUTO_EARLY_STOPPING_ROWS = 200
 # memorise their few rows with them (the defaults study, MovieLens and Criteo).
 _AUTO_TABLE_LOOKUPS = 10.0
 _AUTO_TABLE_RATE_MAX = 5.0
+# set bits of each byte value (numpy < 2 has no bitwise_count)
+_POPCOUNT = np.array([bin(v).count("1") for v in range(256)], dtype=np.uint8)
 
 
 class _BaseDLRM(BaseEstimator):
@@ -345,19 +347,29 @@ class _BaseDLRM(BaseEstimator):
 
     def _count_lookups(self, bags, comm=None):
         """``_lookups_per_id``: per table, the lookups of the first fit's rows over the
-        number of distinct ids they look up (over every rank's rows under ``comm``)."""
+        number of distinct ids they look up (over every rank's rows under ``comm``).
+
+        Under ``comm`` the distinct ids of a table are the union of the ranks' ids: one
+        bit per table row, OR-reduced a table at a time, so that no rank holds a map of
+        every table, whose rows may be spread over the ranks for lack of memory."""
         offsets = self._table_offsets
         n_tables = len(offsets) - 1
-        lookups = (bags.ptr[:, -1] - bags.ptr[:, 0]).astype(np.float64)
-        seen = np.zeros(int(offsets[-1]), dtype=np.uint8)
-        seen[bags.ids] = 1
+        lookups = np.zeros(n_tables, dtype=np.float64)
+        distinct = np.zeros(n_tables, dtype=np.float64)
+        for t in range(n_tables):
+            lo, hi = bags.ptr[t, 0], bags.ptr[t, -1]
+            lookups[t] = hi - lo
+            ids = np.unique(bags.ids[lo:hi]).astype(np.int64) - offsets[t]
+            if comm is None:
+                distinct[t] = len(ids)
+                continue
+            bits = np.zeros((int(offsets[t + 1] - offsets[t]) + 7) // 8, dtype=np.uint8)
+            np.bitwise_or.at(bits, ids >> 3, (128 >> (ids & 7)).astype(np.uint8))
+            _mpi.allreduce_(comm, bits, "bor")
+            distinct[t] = _POPCOUNT[bits].sum(dtype=np.int64)
         if comm is not None:
             _mpi.allreduce_(comm, lookups)
-            _mpi.allreduce_(comm, seen, "max")
-        counts = np.concatenate([[0], np.cumsum(seen, dtype=np.int64)])
-        distinct = counts[offsets[1:]] - counts[offsets[:-1]]
-        self._lookups_per_id = (lookups / np.maximum(distinct, 1) if n_tables
-                                else np.zeros(0))
+        self._lookups_per_id = lookups / np.maximum(distinct, 1)
 
     def _train_params(self, epsilon, alpha, embedding_alpha):
         """The hyper-parameters of the next epoch. The learning-rate schedule and the

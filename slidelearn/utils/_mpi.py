@@ -162,7 +162,8 @@ def shared_seed(comm, seed):
 
 
 def allreduce_(comm, arr, op="sum"):
-    """In-place Allreduce of a contiguous numpy array (sum, max or min).
+    """In-place Allreduce of a contiguous numpy array (sum, max, min, or bitwise or:
+    "bor").
 
     Examples
     --------
@@ -176,7 +177,7 @@ def allreduce_(comm, arr, op="sum"):
     if not arr.flags.c_contiguous:
         raise ValueError("allreduce_ needs a C-contiguous array")
     comm.Allreduce(MPI.IN_PLACE, arr, op={"sum": MPI.SUM, "max": MPI.MAX,
-                                          "min": MPI.MIN}[op])
+                                          "min": MPI.MIN, "bor": MPI.BOR}[op])
     return arr
 
 
