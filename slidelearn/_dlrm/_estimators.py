@@ -394,7 +394,8 @@ class _BaseDLRM(BaseEstimator):
                                           order.astype(np.int64, copy=False), B,
                                           params.learning_rates(state.step, n_batches, epoch),
                                           state, work, params.epsilon, params.alpha,
-                                          params.embedding_alpha, params.embedding_lr_scales,
+                                          params.embedding_alpha,
+                                          params.table_scales(len(self.table_sizes_)),
                                           n_threads)
         state.step += n_batches
         sizes = np.full(n_batches, B, dtype=np.float64)
@@ -757,8 +758,8 @@ class DLRMRegressor(RegressorMixin, _BaseDLRM):
     warmup_steps : int, default=0
         Batches over which the learning rate ramps up linearly.
     alpha : float, default=0.0
-        L2 penalty on the MLP weights, and on each looked-up embedding row unless
-        ``embedding_alpha`` is set.
+        L2 penalty on the MLP weights (and on each looked-up embedding row with
+        ``embedding_alpha=None``).
     embedding_alpha : float or None, default=0.1
         L2 penalty on each looked-up embedding row (averaged over the batch, as the
         loss), apart from the MLP's ``alpha``: tables overfit on few rows per id
@@ -1036,8 +1037,8 @@ class DLRMClassifier(ClassifierMixin, _BaseDLRM):
     warmup_steps : int, default=0
         Batches of linear learning-rate warm-up.
     alpha : float, default=0.0
-        L2 penalty on the MLP weights, and on each looked-up embedding row unless
-        ``embedding_alpha`` is set.
+        L2 penalty on the MLP weights (and on each looked-up embedding row with
+        ``embedding_alpha=None``).
     embedding_alpha : float or None, default=0.1
         L2 penalty on each looked-up embedding row. None: ``alpha``.
     embedding_learning_rate : float, 'auto' or None, default='auto'
