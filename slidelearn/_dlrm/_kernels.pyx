@@ -149,6 +149,7 @@ cdef struct Work:
     float* d1            # (B, max_width) delta pong
     float* row_loss      # (B,)
     float* g_out         # (B,) d loss / d output of each row (the factorization term's)
+    float* fm_sum        # (B, d) running sums of the factorization term (NULL without it)
     uint16_t* x16        # (B, max_width) bf16 layer input (bf16 models only)
     uint16_t* dy16       # (B, max_width) bf16 output gradient
     float* bias          # (max_width,) fp32 bias of the current layer
@@ -181,6 +182,8 @@ cdef int64_t _work_size(int B, Net* net) noexcept nogil:
     for l in range(net.n_bottom + net.n_top):
         total += B * net.layers[5 * l + 1]
     total += <int64_t>B * (net.n_dense + 2 * net.F * net.d + 2 * net.n_int + 2 * max_w + 2)
+    if net.fm:
+        total += <int64_t>B * net.d
     if net.bf16:
         # two (B, max_w) uint16 blocks, the bias, alignment
         total += <int64_t>B * max_w + max_w + 32
@@ -217,6 +220,10 @@ cdef void _work(Work* w, float* buf, int B, Net* net, int64_t* act_off) noexcept
     pos += B
     w.g_out = buf + pos
     pos += B
+    w.fm_sum = NULL
+    if net.fm:
+        w.fm_sum = buf + pos
+        pos += <int64_t>B * net.d
     w.err = 0
     w.own_gemm = False
     w.x16 = NULL
@@ -632,48 +639,32 @@ cdef void _fm(Net* net, Work* w, int B, bint backward, int n_threads) noexcept n
     a path from the embeddings to the output that no MLP has to learn. With
     ``backward``, ``dZ`` gets its gradient (``w.g_out`` times the other vectors).
 
-    Both directions go through the running sum of a row's vectors, O(F d) a row
-    instead of O(F^2 d) over the pairs; its (B, d) scratch is allocated per call, and
-    the pairs are walked directly when that allocation fails."""
-    cdef int i, a, c, d = net.d, F = net.F
+    Both directions go through the running sum of a row's vectors (``w.fm_sum``),
+    O(F d) a row instead of O(F^2 d) over the pairs."""
+    cdef int i, a, d = net.d, F = net.F
     cdef float s, g
     cdef float* z
     cdef float* dz
     cdef float* acc
     cdef float* out = _layer_out(net, w, net.n_bottom + net.n_top - 1)
-    cdef float* scratch = <float*>malloc(<int64_t>B * d * sizeof(float)) if B > 0 else NULL
     for i in prange(B, nogil=True, schedule='static', num_threads=n_threads):
         z = w.Z + <int64_t>i * F * d
-        g = w.g_out[i] if backward else 0.0
-        if scratch != NULL:
-            # acc: the sum of the slots before a (forward), or of all slots (backward)
-            acc = scratch + <int64_t>i * d
-            memset(acc, 0, d * sizeof(float))
-            s = 0.0
-            for a in range(net.zslot0, F):
-                if not backward:
-                    s = s + sl_dot(z + a * d, acc, d)
-                sl_axpy(1.0, z + a * d, acc, d)
-            if backward:
-                dz = w.dZ + <int64_t>i * F * d
-                for a in range(net.zslot0, F):  # d/dz_a = g (sum - z_a)
-                    sl_axpy(g, acc, dz + a * d, d)
-                    sl_axpy(-g, z + a * d, dz + a * d, d)
-            else:
-                out[<int64_t>i * net.k] += s
-        elif backward:
+        # acc: the sum of the slots before a (forward), or of all slots (backward)
+        acc = w.fm_sum + <int64_t>i * d
+        memset(acc, 0, d * sizeof(float))
+        s = 0.0
+        for a in range(net.zslot0, F):
+            if not backward:
+                s = s + sl_dot(z + a * d, acc, d)
+            sl_axpy(1.0, z + a * d, acc, d)
+        if backward:
+            g = w.g_out[i]
             dz = w.dZ + <int64_t>i * F * d
-            for a in range(net.zslot0, F):
-                for c in range(net.zslot0, F):
-                    if c != a:
-                        sl_axpy(g, z + c * d, dz + a * d, d)
+            for a in range(net.zslot0, F):  # d/dz_a = g (sum - z_a)
+                sl_axpy(g, acc, dz + a * d, d)
+                sl_axpy(-g, z + a * d, dz + a * d, d)
         else:
-            s = 0.0
-            for a in range(net.zslot0, F):
-                for c in range(net.zslot0, a):
-                    s = s + sl_dot(z + a * d, z + c * d, d)
             out[<int64_t>i * net.k] += s
-    free(scratch)
 
 
 # ---------------------------------------------------------------------------

@@ -1640,8 +1640,9 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         y_pred : ndarray of shape (n_samples,) or (n_samples, n_classes), or scipy.sparse.csr_matrix
             Multi-class: the most probable class. Multi-label: an indicator of the
             labels whose probability is at least half the row's best, or at least
-            1/2 with ``loss_ == "bce"`` (see Notes of the class), sparse CSR when the ``y`` given to ``fit`` was sparse and a
-            dense array of its dtype otherwise (as ``OneVsRestClassifier``).
+            1/2 with ``loss_ == "bce"`` (see Notes of the class), sparse CSR when the
+            ``y`` given to ``fit`` was sparse and a dense array of its dtype otherwise
+            (as ``OneVsRestClassifier``).
 
         Examples
         --------
