@@ -359,16 +359,21 @@ def machine():
 # "defaults" are the estimators' defaults now.
 OLD_SLIDE = {"hidden_layer_sizes": [128], "alpha": 1e-3, "dropout": 0.0, "n_codes": 4,
              "min_active": 1000, "early_stopping": False, "feature_scaling": None}
-# DLRM's defaults before the tables had their own L2 term and rates and the
-# factorization term was on
-PREVIOUS_DLRM = {"factorization_term": False, "embedding_alpha": None,
-                 "embedding_learning_rate": None}
-OLD_DLRM = dict(PREVIOUS_DLRM, interaction="dot", early_stopping=False, feature_scaling=None)
+# DLRM's defaults before the baseline and the pass over the held-out rows
+PREVIOUS_DLRM = {"baseline": False, "validation_pass": False}
+# ... and before the tables had their own L2 term and rates and the factorization term
+FIRST_STUDY_DLRM = dict(PREVIOUS_DLRM, factorization_term=False, embedding_alpha=None,
+                        embedding_learning_rate=None)
+OLD_DLRM = dict(FIRST_STUDY_DLRM, interaction="dot", early_stopping=False,
+                feature_scaling=None)
 # each part of the DLRM defaults taken away in turn (the "fm" group)
-DLRM_PARTS = [("without factorization term", {"factorization_term": False}),
+DLRM_PARTS = [("without baseline", {"baseline": False}),
+              ("without held-out pass", {"validation_pass": False}),
+              ("without factorization term", {"factorization_term": False}),
               ("tables at the MLP's rate", {"embedding_learning_rate": None}),
               ("without tables' L2", {"embedding_alpha": None}),
-              ("previous defaults", PREVIOUS_DLRM)]
+              ("previous defaults", PREVIOUS_DLRM),
+              ("first study's defaults", FIRST_STUDY_DLRM)]
 XC = ["bibtex", "go-seq", "go-derisi", "text8"]
 
 

@@ -56,6 +56,9 @@ for name, Est, target, solver, budget, fm in [
     # embedding_learning_rate="auto" counts the distinct ids of every rank's rows
     r["rates"] = m.embedding_learning_rates_.tolist()
     r["rates_ref"] = ref.embedding_learning_rates_.tolist()
+    if Est is DLRMRegressor:  # baseline="auto": offsets from the sums of every rank's rows
+        r["base"] = float(np.abs(m.baseline_offsets_ - ref.baseline_offsets_).max())
+        r["base_size"] = float(np.abs(ref.baseline_offsets_).max())
     st = shards(m)
     r["sharded"] = sharded = st is not None
     (theta, E), (theta_ref, E_ref) = weights(m), weights(ref)
@@ -106,6 +109,8 @@ def _check_equivalence(tmp_path, n_ranks):
             # table 0: 30 ids over 384 rows, a rate above the MLP's that a count of each
             # rank's ids alone would not give
             assert r["rates"] == r["rates_ref"] and r["rates"][0] > 0.05, (name, r)
+            if name != "classifier":
+                assert r["base"] < 1e-6 and r["base_size"] > 0.1, (name, r)
             assert r["pred"] < 1e-4 and r["loss"] == pytest.approx(r["loss_ref"], rel=1e-5)
             if r["sharded"]:
                 continue
