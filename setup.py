@@ -78,6 +78,12 @@ def _probe_openmp(compiler_cmd):
 class BuildExt(build_ext):
     """build_ext that adds OpenMP and optimisation flags after probing the compiler."""
 
+    def finalize_options(self):
+        super().finalize_options()
+        # one compiler per core: pip passes no -j, and the modules compile independently
+        if not self.parallel:
+            self.parallel = os.cpu_count() or 1
+
     def build_extensions(self):
         compiler_cmd = getattr(self.compiler, "compiler_so", None) or ["cc"]
         compiler_cmd = [c for c in compiler_cmd if not c.startswith("-")][:1] or ["cc"]

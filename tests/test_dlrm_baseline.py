@@ -90,6 +90,11 @@ def test_baseline_off_and_where_it_does_not_apply(data):
     assert off.baseline_mean_ is None and off.baseline_offsets_ is None
     no_tables = _est(categorical_features=None).fit(X, y)
     assert no_tables.baseline_offsets_ is None
+    # asked for without tables: the mean alone
+    mean_only = _est(categorical_features=None, baseline=True).fit(X, y)
+    assert mean_only.baseline_offsets_.shape == (0, 1)
+    assert mean_only.baseline_mean_ == pytest.approx([y.mean()], rel=1e-6)
+    assert np.isfinite(mean_only.predict(X)).all()
     clf = _est(DLRMClassifier).fit(X, y > np.median(y))
     assert clf.baseline_offsets_ is None
     with pytest.raises(ValueError, match="baseline=True is only available to DLRMRegressor"):
@@ -161,3 +166,25 @@ def test_validation_pass_trains_the_held_out_rows_once(data, Est):
     a = _est(Est, early_stopping=False).fit(X, target)
     b = _est(Est, early_stopping=False, validation_pass=False).fit(X, target)
     np.testing.assert_array_equal(a.predict(X), b.predict(X))
+
+
+def test_weights_of_both_signs_give_a_finite_baseline():
+    """A bag's weights may be negative (sparse values): the step's denominator uses
+    their absolute values, so that it cannot vanish (ids weighted +1 beside -2 in 25
+    rows would cancel a signed count of rows plus the shrinkage of 25)."""
+    rng = np.random.default_rng(2)
+    n = 200
+    rows = np.repeat(np.arange(n), 2)
+    # 25 rows hold id 0 at +1 beside id 1 at -2 (a signed total of -1 a row); the
+    # others ids 2 and 3 at +1, and one of ids 2 to 4 at +1
+    cols = np.column_stack([np.where(np.arange(n) < 25, 0, 2),
+                            np.where(np.arange(n) < 25, 1, rng.integers(3, 5, n))]).ravel()
+    vals = np.column_stack([np.ones(n), np.where(np.arange(n) < 25, -2.0, 1.0)]).ravel()
+    bags = sp.csr_matrix((vals, (rows, cols)), shape=(n, 5))
+    X = sp.hstack([sp.csr_matrix(rng.normal(size=(n, 1))), bags]).tocsr()
+    y = rng.normal(size=n) + 5.0
+    est = DLRMRegressor(feature_groups=[np.arange(1, 6)], embedding_dim=4, bottom_mlp=(8,),
+                        top_mlp=(8,), max_iter=2, n_jobs=1, random_state=0).fit(X, y)
+    assert np.isfinite(est.baseline_offsets_).all()
+    assert np.abs(est.baseline_offsets_).max() < 5.0
+    assert np.isfinite(est.predict(X)).all()

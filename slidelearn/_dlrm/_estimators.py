@@ -399,9 +399,11 @@ class _BaseDLRM(BaseEstimator):
 
         Backfitting: each round sets the offsets of one table after another to their
         rows' residual (the target less the mean and the other tables' offsets) summed
-        over the rows, over the rows' count plus ``baseline_shrinkage``. A row's
-        lookups share its residual by their weights (a bag of m ids takes 1/m each),
-        so that multi-hot bags do not overshoot."""
+        over the rows, over the rows' count plus ``baseline_shrinkage``. With bags of
+        several ids (or weights other than 1), an id's weight in a row times the row's
+        total absolute weight stands for the count: a bound on the least-squares
+        curvature, so that a bag's ids share its residual (m ids of weight 1 take 1/m
+        each) and the step cannot overshoot, whatever the weights' signs."""
         self.baseline_mean_ = self.baseline_offsets_ = None
         if not self._baseline_on():
             return
@@ -412,35 +414,36 @@ class _BaseDLRM(BaseEstimator):
         mean = stats[:k] / max(stats[-1], 1.0)
         offsets = self._table_offsets
         n_tables = len(offsets) - 1
-        lookups = [self._table_lookups(bags, t, n) for t in range(n_tables)]
         table = [np.zeros((offsets[t + 1] - offsets[t], k)) for t in range(n_tables)]
-        part = [np.zeros((n, k)) for _ in range(n_tables)]  # each table's share of a row
         resid = Y.astype(np.float64) - mean
+        # one table's lookups at a time, and its share of each row recomputed from its
+        # offsets: memory stays at the residual plus one table's lookups
         for _ in range(_BASELINE_ROUNDS):
-            for t, (ids, rows, w, bag_w) in enumerate(lookups):
+            for t in range(n_tables):
+                ids, rows, w, bag_w = self._table_lookups(bags, t, n)
                 size = len(table[t])
-                resid += part[t]  # the residual of the other tables
+                resid += self._lookup_sum(table[t], ids, rows, w, n)  # the others' residual
                 sums = np.empty((k + 1, size))
                 for j in range(k):
                     sums[j] = np.bincount(ids, w * resid[rows, j], minlength=size)
-                sums[k] = np.bincount(ids, w * bag_w[rows], minlength=size)
+                sums[k] = np.bincount(ids, np.abs(w) * bag_w[rows], minlength=size)
                 if comm is not None:
                     _mpi.allreduce_(comm, sums)
                 table[t] = (sums[:k] / (sums[k] + float(self.baseline_shrinkage))).T
-                part[t] = self._lookup_sum(table[t], ids, rows, w, n)
-                resid -= part[t]
+                resid -= self._lookup_sum(table[t], ids, rows, w, n)
         self.baseline_mean_ = mean.astype(np.float32)
-        self.baseline_offsets_ = np.concatenate(table).astype(np.float32)
+        self.baseline_offsets_ = (np.concatenate(table) if table
+                                  else np.zeros((0, k))).astype(np.float32)
 
     def _table_lookups(self, bags, t, n):
         """Table ``t``'s lookups of ``n`` rows: (local ids, row of each, weight of
-        each, each row's total weight)."""
+        each, each row's total absolute weight)."""
         lo, hi = bags.ptr[t, 0], bags.ptr[t, -1]
         ids = (bags.ids[lo:hi] - self._table_offsets[t]).astype(np.int64)
         rows = np.repeat(np.arange(n), np.diff(bags.ptr[t]))
         w = (bags.wts[lo:hi].astype(np.float64) if bags.wts.size
              else np.ones(hi - lo))
-        return ids, rows, w, np.bincount(rows, w, minlength=n)
+        return ids, rows, w, np.bincount(rows, np.abs(w), minlength=n)
 
     @staticmethod
     def _lookup_sum(table, ids, rows, w, n):
