@@ -38,6 +38,12 @@ def dlrm_examples(draw):
         # only where it applies (one output, two tables); its error: test_dlrm_state
         "factorization_term": draw(st.booleans()) and task == "regression"
         and n_outputs == 1 and T >= 2,
+        # the baseline applies to the regressor only (its error: test_dlrm_baseline)
+        "baseline": draw(st.sampled_from(["auto", False])) if task == "regression"
+        else "auto",
+        # early stopping holds out at least one row, and at least one must remain
+        "early_stopping": draw(st.booleans()) and n >= 2,
+        "validation_pass": draw(st.booleans()),
         "batch_size": draw(st.integers(1, 16)),
         "max_iter": draw(st.integers(1, 2)),
         "n_jobs": draw(st.integers(1, 3)),
