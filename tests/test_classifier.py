@@ -936,7 +936,7 @@ def test_rare_sparse_features_do_not_collapse_the_hidden_layer():
     X, Y = make_extreme_classification(n_samples=16000, n_features=50000, n_labels=200000,
                                        random_state=0)
     for sampling in ("lsh", "log_uniform"):
-        clf = SlideClassifier(max_iter=2, alpha=0.0, learning_rate_decay=1.0, n_jobs=1,
+        clf = SlideClassifier(max_iter=2, alpha=0.0, learning_rate_decay=1.0, n_jobs=2,
                               negative_sampling=sampling, random_state=0).fit(X[:15000],
                                                                               Y[:15000])
         top = clf.predict_topk(X[15000:], k=1)[0][:, 0]
