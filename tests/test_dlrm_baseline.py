@@ -188,3 +188,15 @@ def test_weights_of_both_signs_give_a_finite_baseline():
     assert np.isfinite(est.baseline_offsets_).all()
     assert np.abs(est.baseline_offsets_).max() < 5.0
     assert np.isfinite(est.predict(X)).all()
+
+
+def test_no_shrinkage_leaves_unseen_ids_at_zero(data):
+    """With ``baseline_shrinkage=0`` an id no training row looks up has no count: its
+    offset stays 0 (not 0 / 0), and rows with it predict finite values."""
+    X, y = data
+    est = _est(baseline_shrinkage=0.0, table_sizes=[30, 10]).fit(X, y)
+    assert np.isfinite(est.baseline_offsets_).all()
+    np.testing.assert_array_equal(est.baseline_offsets_[20:30], 0.0)
+    X_new = X[:3].copy()
+    X_new[:, 1] = 25  # an id of the table that no training row had
+    assert np.isfinite(est.predict(X_new)).all()

@@ -30,8 +30,8 @@ _AUTO_EARLY_STOPPING_ROWS = 200
 # memorise their few rows with them (the defaults study, MovieLens and Criteo).
 _AUTO_TABLE_LOOKUPS = 10.0
 _AUTO_TABLE_RATE_MAX = 5.0
-# baseline: rounds of backfitting the per-id offsets (each round updates every table once;
-# the offsets move by less than 1e-3 of the target's spread after a few rounds on MovieLens)
+# baseline: rounds of backfitting the per-id offsets (each updates every table once); a
+# fixed count, not a tolerance, so that the ranks of an MPI fit need not agree on stopping
 _BASELINE_ROUNDS = 10
 # set bits of each byte value (numpy < 2 has no bitwise_count)
 _POPCOUNT = np.array([bin(v).count("1") for v in range(256)], dtype=np.uint8)
@@ -429,7 +429,10 @@ class _BaseDLRM(BaseEstimator):
                 sums[k] = np.bincount(ids, np.abs(w) * bag_w[rows], minlength=size)
                 if comm is not None:
                     _mpi.allreduce_(comm, sums)
-                table[t] = (sums[:k] / (sums[k] + float(self.baseline_shrinkage))).T
+                den = sums[k] + float(self.baseline_shrinkage)
+                # an id no row looks up keeps 0 (0 / 0 with baseline_shrinkage=0)
+                table[t] = np.divide(sums[:k], den, out=np.zeros_like(sums[:k]),
+                                     where=den > 0).T
                 resid -= self._lookup_sum(table[t], ids, rows, w, n)
         self.baseline_mean_ = mean.astype(np.float32)
         self.baseline_offsets_ = (np.concatenate(table) if table
