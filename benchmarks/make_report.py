@@ -1047,9 +1047,12 @@ def make_report(results_dir=RESULTS_DIR, out_dir=DEFAULT_OUT, image_prefix=None)
 
     Examples
     --------
-    >>> import tempfile
-    >>> with tempfile.TemporaryDirectory() as tmp:
-    ...     names = sorted(p.name for p in make_report(out_dir=tmp))
+    One recorded run (the documentation build writes the report of them all):
+
+    >>> import shutil, tempfile
+    >>> with tempfile.TemporaryDirectory() as res, tempfile.TemporaryDirectory() as tmp:
+    ...     _ = shutil.copy(RESULTS_DIR / "slide_amazon670k_2026-11-22.json", res)
+    ...     names = sorted(p.name for p in make_report(res, out_dir=tmp))
     >>> [name for name in names if name.endswith(".inc")]
     ['contention.inc', 'defaults.inc', 'dlrm.inc', 'levels.inc', 'lsh_summary.inc', 'mpi.inc', 'slide.inc', 'tta.inc']
     >>> any(name.startswith("slide_") and name.endswith(".png") for name in names)
@@ -1316,11 +1319,14 @@ def main(argv=None):
 
     Examples
     --------
+    An empty results folder (``make_report``'s example runs the recorded ones):
+
     >>> import io, tempfile, contextlib
-    >>> with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
-    ...     status = main(["--out", tmp])
-    >>> status
-    0
+    >>> with tempfile.TemporaryDirectory() as res, tempfile.TemporaryDirectory() as tmp:
+    ...     with contextlib.redirect_stdout(io.StringIO()) as out:
+    ...         status = main(["--results", res, "--out", tmp])
+    >>> status, sorted(os.path.basename(p) for p in out.getvalue().split())[:2]
+    (0, ['contention.inc', 'defaults.inc'])
     """
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--results", default=str(RESULTS_DIR),

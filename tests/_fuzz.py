@@ -5,15 +5,22 @@ corruption, which may only abort the process at exit, fails the test instead of
 passing unnoticed or killing pytest. ``tools/sanitize.sh`` runs the same tests
 against a build with AddressSanitizer, whose environment the workers inherit.
 
+Those processes are forked from one server process per test session that has imported
+slidelearn already (``_fuzz_worker.py serve``): a fresh interpreter spends seconds
+importing scikit-learn, a fork milliseconds. Where there is no ``os.fork``, each
+example list runs in a new interpreter.
+
 The number of examples is fixed and their draw derandomized, so that CI runs the
 same examples every time; ``SLIDELEARN_FUZZ_EXAMPLES=N`` runs N per test instead
 (more, to search longer locally).
 """
+import atexit
 import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from hypothesis import HealthCheck, Phase, settings
@@ -52,15 +59,67 @@ def describe_status(rc):
     return f"exit status {rc}" + (" (abort)" if rc == 134 else "")
 
 
+class _ForkServer:
+    """The client side of ``_fuzz_worker.py serve``: started on first use, ended with
+    the test session (its stdin closes)."""
+
+    proc = None
+
+    def run(self, request, timeout):
+        """Run one request in a forked child; a CompletedProcess like subprocess.run's."""
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = subprocess.Popen([sys.executable, str(WORKER), "serve"],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         text=True, env=package_env())
+        with tempfile.TemporaryDirectory() as tmp:
+            out, err = os.path.join(tmp, "stdout"), os.path.join(tmp, "stderr")
+            self.proc.stdin.write(json.dumps(dict(request, stdout=out, stderr=err,
+                                                  timeout=timeout)) + "\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"the fuzz fork server ended "
+                                   f"({describe_status(self.proc.wait())})")
+            answer = json.loads(line)
+            if answer.get("timeout"):
+                raise subprocess.TimeoutExpired(request, timeout)
+            with open(out, errors="replace") as f_out, open(err, errors="replace") as f_err:
+                return subprocess.CompletedProcess(request, answer["status"], f_out.read(),
+                                                   f_err.read())
+
+
+    def close(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=30)
+
+
+_SERVER = _ForkServer()
+atexit.register(_SERVER.close)
+
+
+def run_cli(args, cwd, timeout=120):
+    """``python -m slidelearn ARGS`` in ``cwd``, in a forked child (or a new process
+    where there is no fork); a CompletedProcess with text stdout and stderr."""
+    if not hasattr(os, "fork"):
+        return subprocess.run([sys.executable, "-m", "slidelearn", *args], cwd=cwd,
+                              capture_output=True, text=True, timeout=timeout,
+                              env=package_env())
+    return _SERVER.run({"cli": list(args), "cwd": str(cwd)}, timeout)
+
+
 def run_worker(kind, examples, timeout=120):
     """Run ``examples`` in one worker process; return its list of facts.
 
     Fails (AssertionError, with the examples and the end of stderr) when the worker
     does not exit with status 0: an unexpected exception, a crash, an abort at exit, or
     a sanitizer report."""
-    proc = subprocess.run([sys.executable, str(WORKER), kind], input=json.dumps(examples),
-                          capture_output=True, text=True, timeout=timeout,
-                          env=package_env())
+    if hasattr(os, "fork"):
+        proc = _SERVER.run({"kind": kind, "examples": examples}, timeout)
+    else:
+        proc = subprocess.run([sys.executable, str(WORKER), kind],
+                              input=json.dumps(examples), capture_output=True, text=True,
+                              timeout=timeout, env=package_env())
     assert proc.returncode == 0, (
         f"worker {kind} {describe_status(proc.returncode)} on {json.dumps(examples)}\n"
         f"stderr:\n{proc.stderr[-4000:]}")

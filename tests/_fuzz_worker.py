@@ -10,6 +10,15 @@ input raised, ...). The tests assert on those facts and on the exit status: exam
 run here, in a process of their own, so that memory corruption (glibc's abort at exit,
 a segfault, a sanitizer report) shows as a failed exit status instead of killing
 pytest or going unnoticed.
+
+    python tests/_fuzz_worker.py serve
+
+A fork server (``_fuzz.run_worker`` and ``_fuzz.run_cli`` use it): it imports
+slidelearn once, then for each JSON request line on stdin forks a child that runs the
+examples (or the ``slidelearn`` command line) with its stdout and stderr in the files
+the request names, and exits as a worker process would, through the interpreter's
+normal shutdown. The server answers a line with the child's exit status. A worker
+process spends most of its time importing scikit-learn; a fork costs milliseconds.
 """
 import json
 import pickle
@@ -319,10 +328,81 @@ def run_xc(ex):
     return out
 
 
-RUNNERS = {"slide": run_slide, "dlrm": run_dlrm, "xc": run_xc}
+def run_abort(ex):
+    """Dies by SIGABRT, as glibc does on heap corruption (tests of the harness)."""
+    import os
+
+    os.abort()
+
+
+RUNNERS = {"slide": run_slide, "dlrm": run_dlrm, "xc": run_xc, "abort": run_abort}
+
+
+def _child(req):
+    """In the forked child: the request's files as stdin/stdout/stderr, then the run.
+    Raises SystemExit (or the run's exception), which ends the child through the
+    interpreter's shutdown, freeing what the run left, like a worker process's exit."""
+    import io
+    import os
+    import runpy
+
+    for fd, path, mode in ((0, os.devnull, os.O_RDONLY),
+                           (1, req["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
+                           (2, req["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)):
+        new = os.open(path, mode, 0o600)
+        os.dup2(new, fd)
+        os.close(new)
+    os.chdir(req.get("cwd") or os.getcwd())
+    if "cli" in req:  # as ``python -m slidelearn ARGS``
+        sys.argv = ["slidelearn", *req["cli"]]
+        runpy.run_module("slidelearn", run_name="__main__", alter_sys=True)
+        sys.exit(0)
+    sys.argv = [sys.argv[0], req["kind"]]
+    sys.stdin = io.StringIO(json.dumps(req["examples"]))
+    sys.exit(main())
+
+
+def serve():
+    """The fork server (see the module's docstring)."""
+    import os
+    import signal
+    import time
+
+    # What the children need, imported once. Nothing here may start an OpenMP team: a
+    # forked child could not use one its parent started.
+    import sklearn.datasets  # noqa: F401
+    import slidelearn._cli  # noqa: F401
+    from slidelearn import DLRMRegressor, SlideClassifier  # noqa: F401
+    from slidelearn.datasets import load_xc_repository  # noqa: F401
+
+    reply = sys.stdout
+    for line in sys.stdin:
+        req = json.loads(line)
+        reply.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            _child(req)  # never returns
+        deadline = time.monotonic() + req["timeout"]
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                answer = {"status": os.waitstatus_to_exitcode(status)}
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                answer = {"timeout": True}
+                break
+            time.sleep(0.002)
+        reply.write(json.dumps(answer) + "\n")
+        reply.flush()
+    return 0
 
 
 def main():
+    if sys.argv[1] == "serve":
+        return serve()
     kind = sys.argv[1]
     examples = json.load(sys.stdin)
     results = []

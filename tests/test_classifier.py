@@ -935,17 +935,17 @@ def test_rare_sparse_features_do_not_collapse_the_hidden_layer():
     hidden layer keeps the rows apart."""
     X, Y = make_extreme_classification(n_samples=16000, n_features=50000, n_labels=200000,
                                        random_state=0)
-    for sampling in ("lsh", "log_uniform"):
-        clf = SlideClassifier(max_iter=2, alpha=0.0, learning_rate_decay=1.0, n_jobs=2,
-                              negative_sampling=sampling, random_state=0).fit(X[:15000],
-                                                                              Y[:15000])
-        top = clf.predict_topk(X[15000:], k=1)[0][:, 0]
-        assert len(np.unique(top)) >= 10
-        assert clf.score(X[15000:], Y[15000:]) > 0.3
-        if sampling == "lsh":  # SLIDE's sampling, where the collapse was seen
-            H = np.maximum(X[15000:] @ clf.coefs_[0] + clf.intercepts_[0], 0)
-            collapse = np.linalg.norm(H.mean(axis=0)) / np.sqrt((H ** 2).sum(axis=1).mean())
-            assert collapse < 0.9, collapse
+    # SLIDE's sampling, where the collapse was seen. With a Glorot input layer this
+    # problem's collapse measure is 0.95 (0.85 as drawn now); with 20,000 labels, or
+    # log-uniform negatives, neither init collapses, so neither would test anything.
+    clf = SlideClassifier(max_iter=2, alpha=0.0, learning_rate_decay=1.0, n_jobs=2,
+                          negative_sampling="lsh", random_state=0).fit(X[:15000], Y[:15000])
+    top = clf.predict_topk(X[15000:], k=1)[0][:, 0]
+    assert len(np.unique(top)) >= 10
+    assert clf.score(X[15000:], Y[15000:]) > 0.3
+    H = np.maximum(X[15000:] @ clf.coefs_[0] + clf.intercepts_[0], 0)
+    collapse = np.linalg.norm(H.mean(axis=0)) / np.sqrt((H ** 2).sum(axis=1).mean())
+    assert collapse < 0.9, collapse
 
 
 def test_bibtex_precision_at_1(shared_data):

@@ -169,3 +169,5 @@ def test_worker_reports_a_crash_as_a_failure():
     assert describe_status(proc.returncode) == "killed by SIGABRT (-6)"
     with pytest.raises(AssertionError, match="worker slide exit status 3"):
         run_worker("slide", [{"not": "an example"}])
+    with pytest.raises(AssertionError, match=r"worker abort killed by SIGABRT \(-6\)"):
+        run_worker("abort", [{}])

@@ -7,8 +7,6 @@ succeed or exit with status 1 and a one-line error, never a traceback or a crash
 Parsing runs in a worker process and the command line in its own, so that memory
 corruption fails the test through the exit status (see _fuzz.py)."""
 import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -17,7 +15,7 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from _fuzz import describe_status, fuzz_settings, package_env, run_worker
+from _fuzz import describe_status, fuzz_settings, run_cli, run_worker
 
 # --------------------------------------------------------------------------- files
 # Numbers written the ways files in the wild write them; all finite in float32.
@@ -183,10 +181,9 @@ def test_malformed_files_load_or_raise_a_line_error(files):
 
 # --------------------------------------------------------------------------- CLI
 def _cli(args, cwd, timeout=120):
-    """Run ``python -m slidelearn ARGS`` in its own process (cwd: a scratch folder, so
-    that the package comes from PYTHONPATH)."""
-    return subprocess.run([sys.executable, "-m", "slidelearn", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout, env=package_env())
+    """Run ``python -m slidelearn ARGS`` in a process of its own (cwd: a scratch folder,
+    so that the package comes from PYTHONPATH)."""
+    return run_cli(args, cwd, timeout)
 
 
 def _check_clean_outcome(proc, args):
