@@ -131,21 +131,33 @@ html_context = {"default_mode": "light"}
 def _reset_generated():
     """Remove the generated pages of an earlier build (stale autosummary stubs would be
     orphan documents); sphinx-gallery's back-references are kept, it maintains them."""
-    for sub in ("api", "benchmarks"):
-        shutil.rmtree(GENERATED / sub, ignore_errors=True)
+    shutil.rmtree(GENERATED / "api", ignore_errors=True)
     for inc in GENERATED.glob("*.inc"):
         inc.unlink()
     GENERATED.mkdir(exist_ok=True)
 
 
 def _write_benchmark_report():
-    """Tables and figures of the recorded benchmarks, from benchmarks/make_report.py."""
+    """Tables and figures of the recorded benchmarks, from benchmarks/make_report.py;
+    kept from an earlier build whose inputs (names, sizes and times of the scripts and
+    the results) were the same: the figures take a while, and the doctest build
+    after the HTML one would draw them again."""
     script = ROOT / "benchmarks" / "make_report.py"
+    out = GENERATED / "benchmarks"
+    inputs = [*sorted((ROOT / "benchmarks").glob("*.py")),  # it loads other scripts
+              *sorted((ROOT / "benchmarks" / "results").iterdir())]
+    key = "\n".join(f"{p.name} {p.stat().st_size} {p.stat().st_mtime_ns}" for p in inputs)
+    stamp = out / ".inputs"
+    if stamp.is_file() and stamp.read_text(encoding="utf-8") == key:
+        logger.info("[slidelearn] benchmark report: up to date")
+        return
+    shutil.rmtree(out, ignore_errors=True)
     spec = importlib.util.spec_from_file_location("_slidelearn_make_report", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    written = module.make_report(ROOT / "benchmarks" / "results", GENERATED / "benchmarks",
+    written = module.make_report(ROOT / "benchmarks" / "results", out,
                                  image_prefix="/generated/benchmarks/")
+    stamp.write_text(key, encoding="utf-8")
     logger.info(f"[slidelearn] benchmark report: {len(written)} files")
 
 
