@@ -31,7 +31,14 @@ def test_index_partitions_the_labels_and_probes_distinct_clusters():
     for i in range(50):
         chosen = probe[i, :counts[i]]
         assert sizes[chosen].sum() >= 100 and sizes[chosen[:-1]].sum() < 100
-        assert np.all(np.diff(scores[i, probe[i]]) <= 0)
+        assert np.all(np.diff(scores[i, chosen]) <= 0) and len(set(chosen.tolist())) == len(chosen)
+        # the best clusters of the row: none left out scores higher
+        assert scores[i, chosen].min() >= np.delete(scores[i], chosen).max()
+    # rows whose first guess of clusters holds too few labels look at all n_probe
+    small = _ivf._network.probe_clusters(scores.astype(np.float32), index.starts, 30, 100,
+                                         2, first=1)
+    assert all((small[0][i, :small[1][i]] == probe[i, :counts[i]]).all() for i in range(50))
+    assert (small[1] == counts).all()
     with pytest.raises(ValueError, match="n_clusters"):
         _ivf.ClusterIndex(W, b, 701, rng)
 

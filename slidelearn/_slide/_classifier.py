@@ -1403,9 +1403,11 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             with single_threaded_blas():
                 if self.inference_n_probe == "auto":
                     probe, counts = index.probe(Hm, auto_n_probe(index.n_clusters),
-                                                budget=probe_budget(len(self.classes_), k))
+                                                budget=probe_budget(len(self.classes_), k),
+                                                n_threads=n_threads)
                 else:
-                    probe, counts = index.probe(Hm, self.inference_n_probe)
+                    probe, counts = index.probe(Hm, self.inference_n_probe,
+                                                n_threads=n_threads)
             idx, scores, _ = _network.topk_probed(Hm, self._state, index.members,
                                                   index.starts, probe, counts, k,
                                                   self._most_frequent_labels(2 * k),

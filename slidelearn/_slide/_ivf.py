@@ -13,6 +13,7 @@ import math
 import numpy as np
 import scipy.sparse as sp
 
+from slidelearn._slide import _network
 from slidelearn._slide._lsh import mips_rows
 from slidelearn.utils._threads import _get_controller
 
@@ -137,31 +138,22 @@ class ClusterIndex:
         self.centroid_w = np.ascontiguousarray(C[:, :H])
         self.centroid_b = np.ascontiguousarray(C[:, H])
 
-    def probe(self, Hm, n_probe, budget=None):
+    def probe(self, Hm, n_probe, budget=None, n_threads=1):
         """The clusters of highest centroid score for every row of ``Hm``: the
         ``n_probe`` best, or with ``budget`` the fewest best that hold at least that
         many labels, at most ``n_probe``.
 
         Returns
         -------
-        probe : ndarray of shape (n_rows, width), int32
+        probe : ndarray of shape (n_rows, n_probe), int32
             Cluster indices, best first, distinct within a row.
         counts : ndarray of shape (n_rows,), int32
             How many of a row's first entries to score (``n_probe`` for all rows
             without ``budget``).
         """
-        scores = Hm @ self.centroid_w.T + self.centroid_b
-        n = scores.shape[0]
+        scores = np.ascontiguousarray(Hm @ self.centroid_w.T, dtype=np.float32)
+        scores += self.centroid_b
         n_probe = int(min(max(n_probe, 1), self.n_clusters))
-        if n_probe < self.n_clusters:
-            top = np.argpartition(-scores, n_probe - 1, axis=1)[:, :n_probe]
-        else:
-            top = np.broadcast_to(np.arange(self.n_clusters), scores.shape)
-        counts = np.full(n, n_probe, dtype=np.int32)
-        if budget is not None and n:
-            # best first among the n_probe, then the first position holding the budget
-            top = np.take_along_axis(
-                top, np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1), axis=1)
-            held = np.cumsum(np.diff(self.starts)[top], axis=1)
-            counts = np.minimum((held < budget).sum(axis=1) + 1, n_probe).astype(np.int32)
-        return np.ascontiguousarray(top, dtype=np.int32), counts
+        return _network.probe_clusters(scores, self.starts, n_probe,
+                                       0 if budget is None else max(int(budget), 1),
+                                       max(int(n_threads), 1))

@@ -1710,6 +1710,82 @@ def topk_probed(const float[:, ::1] Hm, state, const int32_t[::1] members,
     return idx_np, sc_np, total
 
 
+cdef int _best_clusters(const float* key, int n_clusters, int m, float* best,
+                        int32_t* out) noexcept nogil:
+    """The ``m`` clusters of highest ``key`` into ``out``, best first (their keys into
+    ``best``); returns how many (m, or n_clusters if fewer)."""
+    cdef int c, size = 0
+    for c in range(n_clusters):
+        _heap_push(best, out, &size, m, key[c], c)
+    _heap_sort_desc(best, out, size)
+    return size
+
+
+cdef int _probe_row(const float* key, const int64_t* starts, int n_clusters, int n_probe,
+                    int first, int64_t budget, float* best, int32_t* out) noexcept nogil:
+    """How many of the best clusters the row scores, written best first into ``out``:
+    the fewest holding ``budget`` labels, at most ``n_probe`` (all ``n_probe`` with
+    budget <= 0). The ``first`` best are looked at first, all ``n_probe`` only when
+    they hold too few labels; entries of ``out`` past the count repeat its first."""
+    cdef int c, m = first if budget > 0 else n_probe, size
+    cdef int64_t held
+    while True:
+        size = _best_clusters(key, n_clusters, m, best, out)
+        held = 0
+        if budget > 0:
+            for c in range(size):
+                held += starts[out[c] + 1] - starts[out[c]]
+                if held >= budget:
+                    size = c + 1
+                    break
+        if held >= budget or m >= n_probe:
+            break
+        m = n_probe
+    for c in range(size, n_probe):
+        out[c] = out[0]
+    return size
+
+
+def probe_clusters(const float[:, ::1] scores, const int64_t[::1] starts, int n_probe,
+                   int64_t budget, int n_threads, int first=0):
+    """The clusters of highest score of every row for ``topk_probed``.
+
+    ``scores[i, c]`` is row i's score of cluster c, whose labels are
+    ``members[starts[c]:starts[c + 1]]``. Returns (probe int32 (n_rows, n_probe),
+    counts int32): row i scores the distinct clusters ``probe[i, :counts[i]]``, its
+    best first: the fewest best holding ``budget`` labels, at most ``n_probe``, or all
+    ``n_probe`` with ``budget`` <= 0 (later entries repeat the row's first cluster).
+    With a budget, a row selects its ``first`` best clusters (default: twice as many as
+    hold the budget at the mean size, at least 8) and all ``n_probe`` only when those
+    hold too few labels. A bounded heap per row, in parallel: numpy's
+    partition, sort and gather of the same took longer than scoring the labels.
+    """
+    cdef int n = scores.shape[0], n_clusters = scores.shape[1]
+    cdef int i, tid, T = max(n_threads, 1)
+    if starts.shape[0] != n_clusters + 1:
+        raise ValueError(f"starts needs {n_clusters + 1} entries, one more than the clusters")
+    if n_clusters and (starts[0] != 0 or np.any(np.diff(np.asarray(starts)) < 0)):
+        raise ValueError("starts must rise from 0")
+    if not 1 <= n_probe <= max(n_clusters, 1) or n_clusters == 0:
+        raise ValueError(f"n_probe must be in [1, {n_clusters}], got {n_probe}")
+    if first <= 0:
+        mean_size = max(starts[n_clusters] / n_clusters, 1.0)
+        first = max(8, 2 * int(np.ceil(budget / mean_size)))
+    first = min(first, n_probe)
+    probe_np = np.empty((n, n_probe), dtype=np.int32)
+    counts_np = np.empty(n, dtype=np.int32)
+    best_np = np.empty((T, n_probe), dtype=np.float32)
+    cdef int32_t[:, ::1] probe = probe_np
+    cdef int32_t[::1] counts = counts_np
+    cdef float[:, ::1] best = best_np
+    with nogil:
+        for i in prange(n, schedule="static", num_threads=T):
+            tid = omp_get_thread_num()
+            counts[i] = _probe_row(&scores[i, 0], &starts[0], n_clusters, n_probe, first,
+                                   budget, &best[tid, 0], &probe[i, 0])
+    return probe_np, counts_np
+
+
 # ---------------------------------------------------------------------------
 # Label-parallel training over MPI (see _label_parallel.py): a rank holds a slice of
 # the output neurons and scores it for every sample of the global batch; the softmax
