@@ -7,8 +7,8 @@ against a build with AddressSanitizer, whose environment the workers inherit.
 
 Those processes are forked from one server process per test session that has imported
 slidelearn already (``_fuzz_worker.py serve``): a fresh interpreter spends seconds
-importing scikit-learn, a fork milliseconds. Where there is no ``os.fork``, each
-example list runs in a new interpreter.
+importing scikit-learn, a fork milliseconds. Off Linux (no ``os.fork``, or macOS, where
+system frameworks do not survive a fork), each example list runs in a new interpreter.
 
 The number of examples is fixed and their draw derandomized, so that CI runs the
 same examples every time; ``SLIDELEARN_FUZZ_EXAMPLES=N`` runs N per test instead
@@ -96,12 +96,13 @@ class _ForkServer:
 
 _SERVER = _ForkServer()
 atexit.register(_SERVER.close)
+_FORK = hasattr(os, "fork") and sys.platform.startswith("linux")
 
 
 def run_cli(args, cwd, timeout=120):
     """``python -m slidelearn ARGS`` in ``cwd``, in a forked child (or a new process
     where there is no fork); a CompletedProcess with text stdout and stderr."""
-    if not hasattr(os, "fork"):
+    if not _FORK:
         return subprocess.run([sys.executable, "-m", "slidelearn", *args], cwd=cwd,
                               capture_output=True, text=True, timeout=timeout,
                               env=package_env())
@@ -114,7 +115,7 @@ def run_worker(kind, examples, timeout=120):
     Fails (AssertionError, with the examples and the end of stderr) when the worker
     does not exit with status 0: an unexpected exception, a crash, an abort at exit, or
     a sanitizer report."""
-    if hasattr(os, "fork"):
+    if _FORK:
         proc = _SERVER.run({"kind": kind, "examples": examples}, timeout)
     else:
         proc = subprocess.run([sys.executable, str(WORKER), kind],
