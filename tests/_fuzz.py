@@ -87,7 +87,6 @@ class _ForkServer:
                 return subprocess.CompletedProcess(request, answer["status"], f_out.read(),
                                                    f_err.read())
 
-
     def close(self):
         if self.proc is not None and self.proc.poll() is None:
             self.proc.stdin.close()
@@ -100,8 +99,8 @@ _FORK = hasattr(os, "fork") and sys.platform.startswith("linux")
 
 
 def run_cli(args, cwd, timeout=120):
-    """``python -m slidelearn ARGS`` in ``cwd``, in a forked child (or a new process
-    where there is no fork); a CompletedProcess with text stdout and stderr."""
+    """``python -m slidelearn ARGS`` in ``cwd``, in a forked child (off Linux, a new
+    process); a CompletedProcess with text stdout and stderr."""
     if not _FORK:
         return subprocess.run([sys.executable, "-m", "slidelearn", *args], cwd=cwd,
                               capture_output=True, text=True, timeout=timeout,

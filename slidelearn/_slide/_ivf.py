@@ -146,7 +146,8 @@ class ClusterIndex:
         Returns
         -------
         probe : ndarray of shape (n_rows, n_probe), int32
-            Cluster indices, best first, distinct within a row.
+            Cluster indices, best first; a row's first ``counts`` are distinct, later
+            entries repeat its first (``_network.probe_clusters``).
         counts : ndarray of shape (n_rows,), int32
             How many of a row's first entries to score (``n_probe`` for all rows
             without ``budget``).

@@ -1766,7 +1766,7 @@ def probe_clusters(const float[:, ::1] scores, const int64_t[::1] starts, int n_
         raise ValueError(f"starts needs {n_clusters + 1} entries, one more than the clusters")
     if n_clusters and (starts[0] != 0 or np.any(np.diff(np.asarray(starts)) < 0)):
         raise ValueError("starts must rise from 0")
-    if not 1 <= n_probe <= max(n_clusters, 1) or n_clusters == 0:
+    if n_clusters == 0 or not 1 <= n_probe <= n_clusters:
         raise ValueError(f"n_probe must be in [1, {n_clusters}], got {n_probe}")
     if first <= 0:
         mean_size = max(starts[n_clusters] / n_clusters, 1.0)
