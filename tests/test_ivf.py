@@ -34,13 +34,56 @@ def test_index_partitions_the_labels_and_probes_distinct_clusters():
         assert np.all(np.diff(scores[i, chosen]) <= 0) and len(set(chosen.tolist())) == len(chosen)
         # the best clusters of the row: none left out scores higher
         assert scores[i, chosen].min() >= np.delete(scores[i], chosen).max()
-    # rows whose first guess of clusters holds too few labels look at all n_probe
-    small = _ivf._network.probe_clusters(scores.astype(np.float32), index.starts, 30, 100,
-                                         2, first=1)
-    assert all((small[0][i, :small[1][i]] == probe[i, :counts[i]]).all() for i in range(50))
-    assert (small[1] == counts).all()
     with pytest.raises(ValueError, match="n_clusters"):
         _ivf.ClusterIndex(W, b, 701, rng)
+
+
+def _best_prefix(scores, sizes, n_probe, budget):
+    """The clusters probe_clusters must choose, by brute force: best first (ties by
+    lower index), the fewest holding ``budget`` labels, at most ``n_probe``."""
+    order = np.lexsort((np.arange(scores.size), -scores))[:n_probe]
+    if budget > 0:
+        held = np.cumsum(sizes[order])
+        if held[-1] >= budget:
+            order = order[:int(np.argmax(held >= budget)) + 1]
+    return order
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("n_clusters", [40, 700])
+def test_cluster_choice_is_the_best_prefix(n_clusters, n_threads):
+    # 700 clusters take the histogram path of _probe_row, 40 rank every cluster; ties
+    # (coarse scores), a few labels a cluster or none, and rows whose scores have no
+    # finite range (an infinite score: every cluster ranked) are all drawn
+    rng = np.random.default_rng(n_clusters)
+    sizes = rng.integers(0, 30, size=n_clusters)
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    scores = rng.normal(size=(60, n_clusters)).astype(np.float32)
+    scores[:20] = np.round(scores[:20] * 4) / 4
+    scores[20:25] = rng.exponential(size=(5, n_clusters)) ** 3
+    scores[25, 3] = np.inf
+    scores[26, :] = 1.5
+    no_hidden = np.zeros((1, 1), dtype=np.float32), np.zeros((n_clusters, 1), np.float32)
+    for n_probe, budget in [(1, 0), (7, 0), (n_clusters, 0), (n_clusters // 3, 50),
+                            (n_clusters, 400), (n_clusters, 10 ** 9), (5, 10 ** 9)]:
+        for i in range(60):
+            # a row's scores as the centroid biases of a zero query
+            probe, counts = _network.probe_clusters(*no_hidden, scores[i], starts, n_probe,
+                                                    budget, n_threads)
+            assert probe.shape == (1, n_probe)
+            chosen = probe[0, :counts[0]]
+            want = _best_prefix(scores[i], sizes, n_probe, budget)
+            assert sorted(chosen.tolist()) == sorted(want.tolist()), (n_probe, budget, i)
+            assert (probe[0, counts[0]:] == probe[0, 0]).all()
+    # many rows at once, in blocks over threads: each row as when alone
+    rng_h = rng.normal(size=(200, 8)).astype(np.float32)
+    cw = rng.normal(size=(n_clusters, 8)).astype(np.float32)
+    cb = rng.normal(size=n_clusters).astype(np.float32)
+    probe, counts = _network.probe_clusters(rng_h, cw, cb, starts, 9, 60, n_threads, 7)
+    full = rng_h.astype(np.float64) @ cw.T + cb
+    for i in range(200):
+        want = _best_prefix(full[i], sizes, 9, 60)
+        assert sorted(probe[i, :counts[i]].tolist()) == sorted(want.tolist())
 
 
 @pytest.mark.parametrize("n_threads", [1, 2])
@@ -56,6 +99,31 @@ def test_probing_every_cluster_is_exact_inference(small_xc_model, n_threads):
     np.testing.assert_array_equal(idx, ex_idx)
     np.testing.assert_allclose(sc, ex_sc, rtol=1e-5, atol=1e-5)
     assert total == H.shape[0] * 600
+    # small row and label blocks (more blocks, clusters in several sgemm calls, and
+    # clusters probed by fewer than 4 rows of a block, scored one dot at a time)
+    for row_block, label_block in [(1, 1), (3, 7), (50, 4096)]:
+        got = _network.topk_probed(H, state, index.members, index.starts, probe, counts,
+                                   5, fallback, n_threads, row_block, label_block)
+        np.testing.assert_array_equal(got[0], ex_idx)
+        np.testing.assert_allclose(got[1], ex_sc, rtol=1e-5, atol=1e-5)
+        assert got[2] == total
+
+
+def test_a_cluster_listed_twice_is_read_safely(small_xc_model):
+    # probe_clusters never lists a cluster twice for a row, but the kernel takes any
+    # probe: a block then holds more (row, cluster) pairs than rows, which must not
+    # overrun the block's buffers (scored one dot at a time instead)
+    clf, Xte, _ = small_xc_model
+    H, state = _hidden_and_state(clf, Xte[:16])
+    index = _ivf.ClusterIndex(state.W_out, state.b_out, 5, np.random.default_rng(1))
+    probe = np.zeros((16, 6), dtype=np.int32)
+    counts = np.full(16, 6, dtype=np.int32)
+    idx, sc, total = _network.topk_probed(H, state, index.members, index.starts, probe,
+                                          counts, 3, np.arange(5, dtype=np.int32), 2, 16)
+    size = index.starts[1] - index.starts[0]
+    assert total == 16 * 6 * size
+    members = set(index.members[:size].tolist())
+    assert set(idx.ravel().tolist()) <= members
 
 
 def test_rows_with_few_candidates_are_completed_from_the_fallback(small_xc_model):

@@ -14,8 +14,7 @@ from slidelearn.utils._threads import single_threaded_blas
 
 from slidelearn._slide import _network
 from slidelearn._slide._norm import NormIndex, auto_budget
-from slidelearn._slide._ivf import (ClusterIndex, auto_n_clusters, auto_n_probe,
-                                    probe_budget)
+from slidelearn._slide._ivf import ClusterIndex, auto_n_clusters, probe_budget
 from slidelearn._slide._lsh import LSHIndex, RehashSchedule
 from slidelearn._slide._sampling import LogUniformSampler
 from slidelearn._slide._state import SlideParams, SlideState
@@ -222,9 +221,9 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
     inference_n_probe : int or "auto", default="auto"
         With ``inference="ivf"``: how many clusters, those of highest centroid score,
         each row scores every neuron of. ``"auto"``: the fewest best clusters that
-        hold one label in 200 (at least 20 k), among the best eighth of them. More
-        finds the exact answer more often, at a cost proportional to the labels
-        scored.
+        hold one label in 25 (at least 20 k; see the inference page of the user guide
+        for what it found on text8 and the Amazon-670K law). More finds the exact
+        answer more often, at a cost proportional to the labels scored.
     inference_budget : float in (0, 1] or "auto", default="auto"
         With ``inference="norm"``: the share of the output neurons each row scores,
         those of highest score bound at a typical query (see ``inference``).
@@ -1400,18 +1399,18 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
                 return index.topk(Hm, k, n_threads)
         if mode == "ivf":
             index = self._cluster_index(n_threads)
+            if self.inference_n_probe == "auto":
+                probe, counts = index.probe(Hm, index.n_clusters,
+                                            budget=probe_budget(len(self.classes_), k),
+                                            n_threads=n_threads)
+            else:
+                probe, counts = index.probe(Hm, self.inference_n_probe,
+                                            n_threads=n_threads)
             with single_threaded_blas():
-                if self.inference_n_probe == "auto":
-                    probe, counts = index.probe(Hm, auto_n_probe(index.n_clusters),
-                                                budget=probe_budget(len(self.classes_), k),
-                                                n_threads=n_threads)
-                else:
-                    probe, counts = index.probe(Hm, self.inference_n_probe,
-                                                n_threads=n_threads)
-            idx, scores, _ = _network.topk_probed(Hm, self._state, index.members,
-                                                  index.starts, probe, counts, k,
-                                                  self._most_frequent_labels(2 * k),
-                                                  n_threads)
+                idx, scores, _ = _network.topk_probed(Hm, self._state, index.members,
+                                                      index.starts, probe, counts, k,
+                                                      self._most_frequent_labels(2 * k),
+                                                      n_threads)
             return idx, scores
         if mode == "lsh":
             # Filling a row needs at most 2k - 1 fallback labels (up to k - 1 are skipped

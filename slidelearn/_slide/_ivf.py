@@ -15,9 +15,9 @@ import scipy.sparse as sp
 
 from slidelearn._slide import _network
 from slidelearn._slide._lsh import mips_rows
-from slidelearn.utils._threads import _get_controller
+from slidelearn.utils._threads import _get_controller, single_threaded_blas
 
-__all__ = ["ClusterIndex", "auto_n_clusters", "auto_n_probe", "probe_budget"]
+__all__ = ["ClusterIndex", "auto_n_clusters", "probe_budget"]
 
 # Lloyd iterations on a sample of the rows, then one assignment of every row.
 _KMEANS_ITERATIONS = 10
@@ -31,15 +31,11 @@ def auto_n_clusters(n_labels):
     return int(max(1, min(n_labels, round(4 * math.sqrt(n_labels)))))
 
 
-def auto_n_probe(n_clusters):
-    """The most clusters ``inference_n_probe="auto"`` scores: one in 8, at least one."""
-    return int(max(1, math.ceil(n_clusters / 8)))
-
-
 def probe_budget(n_labels, k):
     """``inference_n_probe="auto"``: a row scores its best clusters until they hold
-    this many labels: one in 200, and at least 20 k."""
-    return int(min(n_labels, max(math.ceil(n_labels / 200), 20 * k)))
+    this many labels: one in 25, and at least 20 k (what budgets found is on the
+    inference page of the user guide)."""
+    return int(min(n_labels, max(math.ceil(n_labels / 25), 20 * k)))
 
 
 def _unit_rows(W, b):
@@ -135,26 +131,38 @@ class ClusterIndex:
         self.starts = np.zeros(self.n_clusters + 1, dtype=np.int64)
         np.cumsum(np.bincount(assign, minlength=self.n_clusters), out=self.starts[1:])
         # a query [h, 1, 0] scores centroid c as h . c[:H] + c[H]
-        self.centroid_w = np.ascontiguousarray(C[:, :H])
-        self.centroid_b = np.ascontiguousarray(C[:, H])
+        self.centroid_w = np.ascontiguousarray(C[:, :H], dtype=np.float32)
+        self.centroid_b = np.ascontiguousarray(C[:, H], dtype=np.float32)
 
     def probe(self, Hm, n_probe, budget=None, n_threads=1):
         """The clusters of highest centroid score for every row of ``Hm``: the
         ``n_probe`` best, or with ``budget`` the fewest best that hold at least that
         many labels, at most ``n_probe``.
 
+        Parameters
+        ----------
+        Hm : ndarray of shape (n_rows, H), float32
+            Hidden rows (the queries).
+        n_probe : int
+            Most clusters a row scores (clipped to [1, n_clusters]).
+        budget : int, default=None
+            Labels the chosen clusters must hold (None: exactly ``n_probe`` clusters).
+        n_threads : int, default=1
+            Threads of the centroid scores and the choice.
+
         Returns
         -------
         probe : ndarray of shape (n_rows, n_probe), int32
-            Cluster indices, best first; a row's first ``counts`` are distinct, later
-            entries repeat its first (``_network.probe_clusters``).
+            Cluster indices; a row's first ``counts`` are its chosen clusters, distinct
+            and in no set order, later entries repeat its first
+            (``_network.probe_clusters``).
         counts : ndarray of shape (n_rows,), int32
             How many of a row's first entries to score (``n_probe`` for all rows
             without ``budget``).
         """
-        scores = np.ascontiguousarray(Hm @ self.centroid_w.T, dtype=np.float32)
-        scores += self.centroid_b
         n_probe = int(min(max(n_probe, 1), self.n_clusters))
-        return _network.probe_clusters(scores, self.starts, n_probe,
-                                       0 if budget is None else max(int(budget), 1),
-                                       max(int(n_threads), 1))
+        with single_threaded_blas():
+            return _network.probe_clusters(
+                np.ascontiguousarray(Hm, dtype=np.float32), self.centroid_w,
+                self.centroid_b, self.starts, n_probe,
+                0 if budget is None else max(int(budget), 1), max(int(n_threads), 1))

@@ -19,7 +19,7 @@ import numpy as np
 
 from cython.parallel import prange
 
-from libc.math cimport expf, logf, log, fabsf, fmaxf, sqrt, INFINITY
+from libc.math cimport expf, logf, log, fabsf, fmaxf, fminf, sqrt, INFINITY
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 from libc.stdlib cimport malloc, calloc, free
@@ -52,6 +52,8 @@ cdef extern from "../utils/_simd.h" nogil:
     void sl_prefetchw_row(float *p, int n)
     void sl_dropout(float *h, int n, uint32_t key, uint32_t thr, float scale)
     uint32_t sl_mix32(uint32_t x)
+    void sl_minmax(const float *x, int n, float *lo, float *hi)
+    void sl_bins(const float *x, int n, float lo, float scale, int top, uint16_t *out)
 
 cdef extern from "_buckets.h" nogil:
     void sl_prefetch_ids(const int32_t *p, int64_t n)
@@ -1647,10 +1649,24 @@ def topk_lsh(const float[:, ::1] Hm, state, lsh, int k, int threshold,
     return idx_np, sc_np, total_cand
 
 
+cdef inline void _score_direct(const float* h, const float[:, ::1] W_out,
+                               const float[::1] b_out, const int32_t* labels, int n_lab,
+                               int d, float* sc, int32_t* ix, int* size,
+                               int k) noexcept nogil:
+    """Push ``b_j + h . w_j`` of every label of ``labels[:n_lab]`` into a row's heap."""
+    cdef int m
+    cdef int32_t j
+    for m in range(n_lab):
+        j = labels[m]
+        if m + PREFETCH < n_lab:
+            sl_prefetch_row(&W_out[labels[m + PREFETCH], 0], d)
+        _heap_push(sc, ix, size, k, b_out[j] + sl_dot(h, &W_out[j, 0], d), j)
+
+
 def topk_probed(const float[:, ::1] Hm, state, const int32_t[::1] members,
                 const int64_t[::1] starts, const int32_t[:, ::1] probe,
                 const int32_t[::1] counts, int k, const int32_t[::1] fallback,
-                int n_threads):
+                int n_threads, int row_block=1024, int label_block=256):
     """Top-k of each row among the output neurons of the clusters it probes.
 
     ``members`` lists the labels cluster by cluster, cluster c being
@@ -1659,14 +1675,27 @@ def topk_probed(const float[:, ::1] Hm, state, const int32_t[::1] members,
     than k candidates are completed from ``fallback`` (labels in decreasing training
     frequency). Returns (indices int32, scores float32, number of scored neurons), best
     first.
+
+    The rows are taken ``row_block`` at a time (in parallel over blocks) and grouped by
+    cluster: a cluster's weights are then read once for all the rows of the block that
+    probe it, ``label_block`` labels at a time, gathered and scored by one sgemm, where
+    reading them once for every row made the scoring bound by memory latency. A cluster
+    probed by few rows, or of few labels, is scored with one dot product a pair instead.
     """
     cdef const float[:, ::1] W_out = state.W_out
     cdef const float[::1] b_out = state.b_out
     cdef int n = Hm.shape[0], d = Hm.shape[1], n_labels = W_out.shape[0]
     cdef int n_clusters = starts.shape[0] - 1, n_probe = probe.shape[1]
-    cdef int i, p, c, size
-    cdef int64_t m, m1, total = 0
-    cdef int32_t j
+    cdef int T = max(n_threads, 1), rb, lb = max(label_block, 1), n_blocks, blk, tid
+    cdef int r0, nr, r, p, c, R, nl, q, i
+    cdef int64_t m0, m1, lo, hi, total = 0
+    cdef int32_t* rows
+    cdef int64_t* ends
+    cdef float* hbuf
+    cdef float* wbuf
+    cdef float* sbuf
+    cdef float one = 1.0, zero = 0.0
+    cdef char transa = b'T', transb = b'N'
     if d != W_out.shape[1]:
         raise ValueError("hidden width does not match the output layer")
     if probe.shape[0] != n or counts.shape[0] != n:
@@ -1691,98 +1720,221 @@ def topk_probed(const float[:, ::1] Hm, state, const int32_t[::1] members,
     cdef float[:, ::1] sc = sc_np
     if n == 0 or k == 0:
         return idx_np, sc_np, 0
+    rb = max(1, min(max(row_block, 1), (n + T - 1) // T))
+    n_blocks = (n + rb - 1) // rb
+    # per thread: the block's rows cluster by cluster (ends[c]: where cluster c's end),
+    # the gathered hidden rows, one label block's gathered weights and its scores
+    sizes_np = np.zeros(n, dtype=np.intc)
+    ends_np = np.empty((T, n_clusters + 1), dtype=np.int64)
+    rows_np = np.empty((T, max(rb * n_probe, 1)), dtype=np.int32)
+    hbuf_np = np.empty((T, rb * d), dtype=np.float32)
+    wbuf_np = np.empty((T, lb * d), dtype=np.float32)
+    sbuf_np = np.empty((T, rb * lb), dtype=np.float32)
+    cdef int[::1] sizes = sizes_np
+    cdef int64_t[:, ::1] ends_v = ends_np
+    cdef int32_t[:, ::1] rows_v = rows_np
+    cdef float[:, ::1] hbuf_v = hbuf_np
+    cdef float[:, ::1] wbuf_v = wbuf_np
+    cdef float[:, ::1] sbuf_v = sbuf_np
     with nogil:
-        for i in prange(n, schedule="dynamic", chunksize=8, num_threads=n_threads):
-            size = 0
-            for p in range(counts[i]):
-                c = probe[i, p]
+        for blk in prange(n_blocks, schedule="dynamic", num_threads=T):
+            tid = omp_get_thread_num()
+            ends = &ends_v[tid, 0]
+            rows = &rows_v[tid, 0]
+            hbuf = &hbuf_v[tid, 0]
+            wbuf = &wbuf_v[tid, 0]
+            sbuf = &sbuf_v[tid, 0]
+            r0 = blk * rb
+            nr = min(rb, n - r0)
+            # counting sort of the block's (row, cluster) pairs by cluster
+            memset(ends, 0, (n_clusters + 1) * sizeof(int64_t))
+            for r in range(r0, r0 + nr):
+                for p in range(counts[r]):
+                    ends[probe[r, p] + 1] += 1
+            for c in range(n_clusters):
+                ends[c + 1] += ends[c]
+            for r in range(r0, r0 + nr):
+                for p in range(counts[r]):
+                    c = probe[r, p]
+                    rows[ends[c]] = r
+                    ends[c] += 1
+            # now ends[c] is where cluster c's rows end; they start at ends[c - 1]
+            for c in range(n_clusters):
+                lo = ends[c - 1] if c > 0 else 0
+                hi = ends[c]
+                R = <int>(hi - lo)
+                m0 = starts[c]
                 m1 = starts[c + 1]
-                for m in range(starts[c], m1):
-                    j = members[m]
-                    if m + PREFETCH < m1:
-                        sl_prefetch_row(&W_out[members[m + PREFETCH], 0], d)
-                    _heap_push(&sc[i, 0], &idx[i, 0], &size, k,
-                               b_out[j] + sl_dot(&Hm[i, 0], &W_out[j, 0], d), j)
-                total += m1 - starts[c]
-            _complete_from(&Hm[i, 0], &W_out[0, 0], &b_out[0], d, fallback, 0,
-                           &sc[i, 0], &idx[i, 0], &size, k)
-            _heap_sort_desc(&sc[i, 0], &idx[i, 0], size)
+                if R == 0 or m1 == m0:
+                    continue
+                total += R * (m1 - m0)
+                # (more rows than the block holds only if a row lists a cluster twice)
+                if R < 2 or R > rb or R * (m1 - m0) < 128:
+                    for q in range(R):
+                        i = rows[lo + q]
+                        _score_direct(&Hm[i, 0], W_out, b_out, &members[m0], <int>(m1 - m0),
+                                      d, &sc[i, 0], &idx[i, 0], &sizes[i], k)
+                    continue
+                for q in range(R):
+                    memcpy(&hbuf[q * d], &Hm[rows[lo + q], 0], d * sizeof(float))
+                while m0 < m1:
+                    nl = <int>min(<int64_t>lb, m1 - m0)
+                    for q in range(nl):
+                        if q + PREFETCH < nl:
+                            sl_prefetch_row(&W_out[members[m0 + q + PREFETCH], 0], d)
+                        memcpy(&wbuf[q * d], &W_out[members[m0 + q], 0], d * sizeof(float))
+                    # sbuf (R x nl, row-major) = hbuf @ wbuf.T
+                    sgemm(&transa, &transb, &nl, &R, &d, &one, wbuf, &d, hbuf, &d, &zero,
+                          sbuf, &nl)
+                    for q in range(R):
+                        i = rows[lo + q]
+                        for p in range(nl):
+                            _heap_push(&sc[i, 0], &idx[i, 0], &sizes[i], k,
+                                       sbuf[q * nl + p] + b_out[members[m0 + p]],
+                                       members[m0 + p])
+                    m0 = m0 + nl
+            for i in range(r0, r0 + nr):
+                _complete_from(&Hm[i, 0], &W_out[0, 0], &b_out[0], d, fallback, 0,
+                               &sc[i, 0], &idx[i, 0], &sizes[i], k)
+                _heap_sort_desc(&sc[i, 0], &idx[i, 0], sizes[i])
     return idx_np, sc_np, total
 
 
-cdef int _best_clusters(const float* key, int n_clusters, int m, float* best,
-                        int32_t* out) noexcept nogil:
-    """The ``m`` clusters of highest ``key`` into ``out``, best first (their keys into
-    ``best``); returns how many (m, or n_clusters if fewer)."""
-    cdef int c, size = 0
-    for c in range(n_clusters):
+cdef int _best_clusters(const float* key, const int32_t* cand, int n_cand, int m,
+                        float* best, int32_t* out) noexcept nogil:
+    """The ``m`` clusters of highest ``key`` among ``cand[:n_cand]`` (all clusters
+    0 .. n_cand - 1 where ``cand`` is NULL) into ``out``, best first (their keys into
+    ``best``); returns how many (m, or n_cand if fewer)."""
+    cdef int q, size = 0
+    cdef int32_t c
+    for q in range(n_cand):
+        c = q if cand == NULL else cand[q]
         _heap_push(best, out, &size, m, key[c], c)
     _heap_sort_desc(best, out, size)
     return size
 
 
+# Score bins of the cluster choice (_probe_row); below this many clusters a heap of
+# them all is as quick.
+cdef int PROBE_BINS = 512
+cdef int PROBE_MIN_CLUSTERS = 64
+
+
 cdef int _probe_row(const float* key, const int64_t* starts, int n_clusters, int n_probe,
-                    int first, int64_t budget, float* best, int32_t* out) noexcept nogil:
-    """How many of the best clusters the row scores, written best first into ``out``:
-    the fewest holding ``budget`` labels, at most ``n_probe`` (all ``n_probe`` with
-    budget <= 0). The ``first`` best are looked at first, all ``n_probe`` only when
-    they hold too few labels; entries of ``out`` past the count repeat its first."""
-    cdef int c, m = first if budget > 0 else n_probe, size
-    cdef int64_t held
-    while True:
-        size = _best_clusters(key, n_clusters, m, best, out)
-        held = 0
-        if budget > 0:
-            for c in range(size):
-                held += starts[out[c] + 1] - starts[out[c]]
-                if held >= budget:
-                    size = c + 1
-                    break
-        if held >= budget or m >= n_probe:
-            break
-        m = n_probe
+                    int64_t budget, float* best, int32_t* out, int64_t* mass,
+                    int32_t* cand, uint16_t* bins) noexcept nogil:
+    """How many of the best clusters the row scores, written into ``out``: the fewest
+    best holding ``budget`` labels, at most ``n_probe`` (the ``n_probe`` best with
+    budget <= 0); entries of ``out`` past the count repeat its first.
+
+    A histogram of the scores over equal bins (label mass and count a bin) finds the
+    highest bin b down to which the clusters hold the budget or number asked for:
+    every cluster above bin b is taken, and only bin b's are ranked (by a heap), where
+    ranking every cluster cost more than scoring their labels. ``mass`` has room for
+    2 * PROBE_BINS counts, ``cand`` and ``bins`` for n_clusters entries; below
+    PROBE_MIN_CLUSTERS clusters (or for scores without a finite range) all are ranked,
+    and ``out`` is then best first."""
+    cdef int c, b, nb = PROBE_BINS, n_cand = 0, size = 0
+    cdef float lo, hi
+    cdef int64_t held = 0, got = 0
+    sl_minmax(key, n_clusters, &lo, &hi)
+    if n_clusters < PROBE_MIN_CLUSTERS or not (hi > lo and hi - lo < INFINITY):
+        size = _best_clusters(key, NULL, n_clusters, n_probe, best, out)
+    else:
+        sl_bins(key, n_clusters, lo, (nb - 1) / (hi - lo), nb - 1, bins)
+        memset(mass, 0, 2 * nb * sizeof(int64_t))
+        for c in range(n_clusters):
+            mass[bins[c]] += starts[c + 1] - starts[c]
+            mass[nb + bins[c]] += 1
+        b = nb - 1
+        while b > 0:
+            if (budget > 0 and held + mass[b] >= budget) or got + mass[nb + b] >= n_probe:
+                break
+            held += mass[b]
+            got += mass[nb + b]
+            b -= 1
+        # the clusters above bin b hold less than asked for: all of them are taken
+        for c in range(n_clusters):
+            out[size] = c
+            size += bins[c] > b
+            cand[n_cand] = c
+            n_cand += bins[c] == b
+        # bin b's, best first, complete the count
+        size += _best_clusters(key, cand, n_cand, n_probe - size, best, out + size)
+        held = 0  # the budget walk below counts from the first entry again
+    if budget > 0:
+        for c in range(size):
+            held += starts[out[c] + 1] - starts[out[c]]
+            if held >= budget:
+                size = c + 1
+                break
     for c in range(size, n_probe):
         out[c] = out[0]
     return size
 
 
-def probe_clusters(const float[:, ::1] scores, const int64_t[::1] starts, int n_probe,
-                   int64_t budget, int n_threads, int first=0):
-    """The clusters of highest score of every row for ``topk_probed``.
+def probe_clusters(const float[:, ::1] Hm, const float[:, ::1] centroid_w,
+                   const float[::1] centroid_b, const int64_t[::1] starts, int n_probe,
+                   int64_t budget, int n_threads, int row_block=64):
+    """The clusters of highest score of every row of ``Hm`` for ``topk_probed``.
 
-    ``scores[i, c]`` is row i's score of cluster c, whose labels are
-    ``members[starts[c]:starts[c + 1]]``. Returns (probe int32 (n_rows, n_probe),
-    counts int32): row i scores the distinct clusters ``probe[i, :counts[i]]``, its
-    best first: the fewest best holding ``budget`` labels, at most ``n_probe``, or all
-    ``n_probe`` with ``budget`` <= 0 (later entries repeat the row's first cluster).
-    With a budget, a row selects its ``first`` best clusters (default: twice as many as
-    hold the budget at the mean size, at least 8) and all ``n_probe`` only when those
-    hold too few labels. A bounded heap per row, in parallel: numpy's
-    partition, sort and gather of the same took longer than scoring the labels.
+    Row i scores cluster c, whose labels are ``members[starts[c]:starts[c + 1]]``, as
+    ``Hm[i] . centroid_w[c] + centroid_b[c]``. Returns (probe int32 (n_rows, n_probe),
+    counts int32): row i scores the distinct clusters ``probe[i, :counts[i]]``: its
+    fewest best (ties by lower index) holding ``budget`` labels, at most ``n_probe``,
+    or its ``n_probe`` best with ``budget`` <= 0; later entries repeat the row's first
+    cluster. The chosen clusters are in no set order (best first below 64 clusters).
+
+    In parallel over blocks of ``row_block`` rows: one single-threaded sgemm scores a
+    block's clusters (call it with BLAS limited to one thread), and a histogram of each
+    row's scores narrows the clusters to rank (``_probe_row``).
     """
-    cdef int n = scores.shape[0], n_clusters = scores.shape[1]
-    cdef int i, tid, T = max(n_threads, 1)
+    cdef int n = Hm.shape[0], d = Hm.shape[1], n_clusters = centroid_w.shape[0]
+    cdef int T = max(n_threads, 1), rb = max(row_block, 1), n_blocks, blk, r0, nr, r
+    cdef int tid
+    cdef float* key
+    cdef float one = 1.0, zero = 0.0
+    cdef char transa = b'T', transb = b'N'
+    if centroid_w.shape[1] != d or centroid_b.shape[0] != n_clusters:
+        raise ValueError(f"centroid_w must be (n_clusters, {d}) and centroid_b "
+                         "(n_clusters,)")
     if starts.shape[0] != n_clusters + 1:
         raise ValueError(f"starts needs {n_clusters + 1} entries, one more than the clusters")
     if n_clusters and (starts[0] != 0 or np.any(np.diff(np.asarray(starts)) < 0)):
         raise ValueError("starts must rise from 0")
     if n_clusters == 0 or not 1 <= n_probe <= n_clusters:
         raise ValueError(f"n_probe must be in [1, {n_clusters}], got {n_probe}")
-    if first <= 0:
-        mean_size = max(starts[n_clusters] / n_clusters, 1.0)
-        first = max(8, 2 * int(np.ceil(budget / mean_size)))
-    first = min(first, n_probe)
     probe_np = np.empty((n, n_probe), dtype=np.int32)
     counts_np = np.empty(n, dtype=np.int32)
+    if n == 0:
+        return probe_np, counts_np
+    n_blocks = (n + rb - 1) // rb
+    sbuf_np = np.empty((T, min(rb, n) * n_clusters), dtype=np.float32)
     best_np = np.empty((T, n_probe), dtype=np.float32)
+    mass_np = np.empty((T, 2 * PROBE_BINS), dtype=np.int64)
+    cand_np = np.empty((T, n_clusters), dtype=np.int32)
+    bins_np = np.empty((T, n_clusters), dtype=np.uint16)
     cdef int32_t[:, ::1] probe = probe_np
     cdef int32_t[::1] counts = counts_np
+    cdef float[:, ::1] sbuf = sbuf_np
     cdef float[:, ::1] best = best_np
+    cdef int64_t[:, ::1] mass = mass_np
+    cdef int32_t[:, ::1] cand = cand_np
+    cdef uint16_t[:, ::1] bins = bins_np
     with nogil:
-        for i in prange(n, schedule="static", num_threads=T):
+        for blk in prange(n_blocks, schedule="dynamic", num_threads=T):
             tid = omp_get_thread_num()
-            counts[i] = _probe_row(&scores[i, 0], &starts[0], n_clusters, n_probe, first,
-                                   budget, &best[tid, 0], &probe[i, 0])
+            r0 = blk * rb
+            nr = min(rb, n - r0)
+            # sbuf (nr x n_clusters, row-major) = Hm[r0:r0+nr] @ centroid_w.T
+            sgemm(&transa, &transb, &n_clusters, &nr, &d, &one, <float*>&centroid_w[0, 0],
+                  &d, <float*>&Hm[r0, 0], &d, &zero, &sbuf[tid, 0], &n_clusters)
+            for r in range(nr):
+                key = &sbuf[tid, r * n_clusters]
+                sl_axpy(1.0, &centroid_b[0], key, n_clusters)
+                counts[r0 + r] = _probe_row(key, &starts[0], n_clusters, n_probe, budget,
+                                            &best[tid, 0], &probe[r0 + r, 0],
+                                            &mass[tid, 0], &cand[tid, 0], &bins[tid, 0])
     return probe_np, counts_np
 
 

@@ -64,6 +64,28 @@ static inline int sl_vec_get_level(void) { return sl_vec_level; }
         h[i] = u < thr ? 0.0f : h[i] * scale;                    \
     }
 
+/* The smallest and largest of x[0:n], n >= 1 (a NaN may be passed over). */
+#define SL_MINMAX_BODY                                           \
+    float mn = x[0], mx = x[0];                                  \
+    _Pragma("omp simd reduction(min:mn) reduction(max:mx)")      \
+    for (int i = 1; i < n; i++) {                                \
+        mn = x[i] < mn ? x[i] : mn;                              \
+        mx = x[i] > mx ? x[i] : mx;                              \
+    }                                                            \
+    *lo = mn;                                                    \
+    *hi = mx;
+/* out[i] = the bin of x[i] among equal bins 0 .. top from lo, scale bins a unit;
+ * clamped as floats first (NaN to 0), so that the conversion is always defined. */
+#define SL_BINS_BODY                                             \
+    const float ftop = (float)top;                               \
+    _Pragma("omp simd")                                          \
+    for (int i = 0; i < n; i++) {                                \
+        float v = (x[i] - lo) * scale;                           \
+        v = v > 0.0f ? v : 0.0f;                                 \
+        v = v < ftop ? v : ftop;                                 \
+        out[i] = (uint16_t)(int)v;                               \
+    }
+
 static inline float sl_dot_generic(const float *a, const float *b, int n) { SL_DOT_BODY }
 static inline void sl_axpy_generic(float alpha, const float *x, float *y, int n) { SL_AXPY_BODY }
 static inline void sl_adam_row_generic(float *w, float *m, float *v, float *g, int n,
@@ -77,6 +99,11 @@ SL_AVX512 static void sl_adam_row_avx512(float *w, float *m, float *v, float *g,
                                          float alpha) { SL_ADAM_BODY }
 SL_AVX512 static void sl_dropout_avx512(float *h, int n, uint32_t key, uint32_t thr,
                                        float scale) { SL_DROPOUT_BODY }
+SL_AVX512 static void sl_minmax_avx512(const float *x, int n, float *lo, float *hi) {
+    SL_MINMAX_BODY
+}
+SL_AVX512 static void sl_bins_avx512(const float *x, int n, float lo, float scale, int top,
+                                     uint16_t *out) { SL_BINS_BODY }
 SL_AVX2 static float sl_dot_avx2(const float *a, const float *b, int n) { SL_DOT_BODY }
 SL_AVX2 static void sl_axpy_avx2(float alpha, const float *x, float *y, int n) { SL_AXPY_BODY }
 SL_AVX2 static void sl_adam_row_avx2(float *w, float *m, float *v, float *g, int n,
@@ -90,6 +117,22 @@ static inline float sl_dot(const float *a, const float *b, int n) {
     if (sl_vec_level == 1) return sl_dot_avx2(a, b, n);
 #endif
     return sl_dot_generic(a, b, n);
+}
+
+static inline void sl_minmax(const float *x, int n, float *lo, float *hi) {
+#if SL_VEC_X86
+    if (sl_vec_level >= 2) { sl_minmax_avx512(x, n, lo, hi); return; }
+#endif
+    SL_MINMAX_BODY
+}
+
+/* top < 65536 */
+static inline void sl_bins(const float *x, int n, float lo, float scale, int top,
+                           uint16_t *out) {
+#if SL_VEC_X86
+    if (sl_vec_level >= 2) { sl_bins_avx512(x, n, lo, scale, top, out); return; }
+#endif
+    SL_BINS_BODY
 }
 
 static inline void sl_dropout(float *h, int n, uint32_t key, uint32_t thr, float scale) {
