@@ -48,6 +48,16 @@ second model.) ``inference="norm"``::
         --out benchmarks/results/lsh_inference_norm_2026-12-03.json
 
 (and with ``--epochs 8 --seed 1``, ``--out`` ``lsh_inference_norm_8epochs_2026-12-03.json``).
+``inference="ivf"`` after its kernels grouped rows by cluster::
+
+    PYTHONPATH=. python benchmarks/bench_lsh_inference.py --data text8,amazon \
+        --settings '[{"inference": "ivf"}, {"inference": "ivf", "inference_n_probe": 20}, \
+        {"inference": "ivf", "inference_n_probe": 80}]' \
+        --out benchmarks/results/lsh_inference_ivf_grouped_2026-12-04.json
+
+(and with ``--seed 1 --hash-family dwta`` and the settings ``[{"inference": "ivf"},
+{"inference": "ivf", "inference_n_clusters": 2000}]``, ``--out``
+``lsh_inference_ivf_grouped_seed1_dwta_2026-12-04.json``).
 """
 import argparse
 import json

@@ -109,6 +109,11 @@ def _topk_facts(clf, X, k, mode, logits):
     return facts, (labels, scores)
 
 
+# every inference mode is checked on the same facts (ivf: clusters chosen and scored
+# by their own kernels; norm: a compact copy of the rows)
+TOPK_MODES = ("exact", "lsh", "ivf", "norm")
+
+
 def run_slide(ex):
     from slidelearn import SlideClassifier
 
@@ -159,7 +164,7 @@ def run_slide(ex):
     out["decision_shape"] = list(dec.shape)
     out["topk"] = {}
     results = {}
-    for mode in ("exact", "lsh"):
+    for mode in TOPK_MODES:
         out["topk"][mode], results[mode] = _topk_facts(clf, X, ex["k"], mode, logits)
 
     if "alt_format" in ex:  # the same rows in another format, index type and dtype
@@ -167,7 +172,7 @@ def run_slide(ex):
         Xa = _to_format(X.toarray() if sp.issparse(X) else np.asarray(X), fmt,
                         np.dtype(index_dtype), np.dtype(dtype))
         same = True
-        for mode in ("exact", "lsh"):
+        for mode in TOPK_MODES:
             labels2, scores2 = clf.predict_topk(Xa, k=ex["k"], inference=mode)
             same &= bool(np.array_equal(labels2, results[mode][0])
                          and np.array_equal(scores2, results[mode][1]))
@@ -175,7 +180,7 @@ def run_slide(ex):
     if ex["pickle"]:
         clone = pickle.loads(pickle.dumps(clf))
         same = bool(np.array_equal(clone.predict_proba(X), proba))
-        for mode in ("exact", "lsh"):
+        for mode in TOPK_MODES:
             labels2, scores2 = clone.predict_topk(X, k=ex["k"], inference=mode)
             same &= bool(np.array_equal(labels2, results[mode][0])
                          and np.array_equal(scores2, results[mode][1]))

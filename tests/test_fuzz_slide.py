@@ -1,8 +1,9 @@
 """Property-based fuzzing of SlideClassifier: random small problems (1 to 30 labels,
 multi-class and multi-label, dense / CSR / CSC / COO input with int32 or int64 indices,
 float32 or float64, rows without features, rows with every label), every hash family,
-both precisions, 1 to 3 threads, fit or partial_fit, then every prediction method, both
-inference modes and a pickle round trip. Each example runs in a worker process (see
+both precisions, 1 to 3 threads, fit or partial_fit, then every prediction method, every
+inference mode (exact, lsh, ivf with few clusters and probes, norm) and a pickle round
+trip. Each example runs in a worker process (see
 _fuzz.py): an out-of-bounds write in the kernels fails the test through the worker's exit
 status (glibc aborts at exit on a corrupted heap; under tools/sanitize.sh ASan aborts at
 the write)."""
@@ -43,6 +44,8 @@ def slide_examples(draw):
         "inference_n_codes": draw(maybe(st.integers(1, 6))),
         "inference_n_tables": draw(maybe(st.integers(1, 8))),
         "inference_bucket_size": draw(maybe(st.integers(1, 8))),
+        "inference_n_clusters": draw(st.sampled_from(["auto", 1, 2, 5])),
+        "inference_n_probe": draw(st.sampled_from(["auto", 1, 2])),
         "rehash_interval": draw(st.integers(1, 64)),
         "rebuild_interval": draw(st.integers(1, 256)),
         "rehash_drift": draw(maybe(st.sampled_from([0.01, 0.3, 1.0]))),
