@@ -204,3 +204,18 @@ def test_ivf_parameters_are_validated(small_xc_model):
                 dict(inference_n_probe="many"), dict(inference="cluster")):
         with pytest.raises(ValueError):
             SlideClassifier(**bad).fit(Xte, Yte)
+
+
+def test_ivf_in_row_chunks_is_the_same(small_xc_model, monkeypatch):
+    # predict probes a bounded number of rows at a time; chunks change nothing
+    clf, Xte, _ = small_xc_model
+    whole = clf.predict_topk(Xte, k=5, inference="ivf")
+    from slidelearn._slide import _classifier
+    monkeypatch.setattr(_classifier, "_IVF_CHUNK_ROWS", 7)
+    chunked = clf.predict_topk(Xte, k=5, inference="ivf")
+    assert Xte.shape[0] > 7 and Xte.shape[0] % 7
+    np.testing.assert_array_equal(chunked[0], whole[0])
+    # a cluster fewer rows probe is scored by dot products instead of one sgemm: the
+    # same sums in another order
+    np.testing.assert_allclose(chunked[1], whole[1], rtol=1e-5, atol=1e-5)
+    assert clf.predict_topk(Xte[:0], k=5, inference="ivf")[0].shape == (0, 5)

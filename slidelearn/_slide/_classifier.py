@@ -48,6 +48,9 @@ _MAX_VALIDATION_ROWS = 10_000
 _DRIFT_PROBE_ROWS = 256
 # training rows whose hidden activations give the mean query of inference="norm"
 _MOMENT_ROWS = 4096
+# rows inference="ivf" probes at a time: its probe list (rows x clusters int32) then
+# stays within tens of MB for a few thousand clusters
+_IVF_CHUNK_ROWS = 4096
 
 
 def _batch_labels(Y_indptr, Y_indices, rows):
@@ -1400,18 +1403,25 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         if mode == "ivf":
             index = self._cluster_index(n_threads)
             if self.inference_n_probe == "auto":
-                probe, counts = index.probe(Hm, index.n_clusters,
-                                            budget=probe_budget(len(self.classes_), k),
-                                            n_threads=n_threads)
+                n_probe = index.n_clusters
+                budget = probe_budget(len(self.classes_), k)
             else:
-                probe, counts = index.probe(Hm, self.inference_n_probe,
-                                            n_threads=n_threads)
-            with single_threaded_blas():
-                idx, scores, _ = _network.topk_probed(Hm, self._state, index.members,
+                n_probe, budget = self.inference_n_probe, None
+            fallback = self._most_frequent_labels(2 * k)
+            parts = []
+            # in chunks of rows: the probe list is rows x n_probe (with "auto", every
+            # cluster), many times the hidden rows themselves
+            for start in range(0, max(Hm.shape[0], 1), _IVF_CHUNK_ROWS):
+                H = Hm[start:start + _IVF_CHUNK_ROWS]
+                probe, counts = index.probe(H, n_probe, budget=budget, n_threads=n_threads)
+                with single_threaded_blas():
+                    parts.append(_network.topk_probed(H, self._state, index.members,
                                                       index.starts, probe, counts, k,
-                                                      self._most_frequent_labels(2 * k),
-                                                      n_threads)
-            return idx, scores
+                                                      fallback, n_threads)[:2])
+            if len(parts) == 1:
+                return parts[0]
+            return (np.concatenate([p[0] for p in parts]),
+                    np.concatenate([p[1] for p in parts]))
         if mode == "lsh":
             # Filling a row needs at most 2k - 1 fallback labels (up to k - 1 are skipped
             # as already found), so only those are ranked, not every label on every call.

@@ -1722,11 +1722,14 @@ def topk_probed(const float[:, ::1] Hm, state, const int32_t[::1] members,
         return idx_np, sc_np, 0
     rb = max(1, min(max(row_block, 1), (n + T - 1) // T))
     n_blocks = (n + rb - 1) // rb
-    # per thread: the block's rows cluster by cluster (ends[c]: where cluster c's end),
-    # the gathered hidden rows, one label block's gathered weights and its scores
+    # per thread: the block's (row, cluster) pairs cluster by cluster (ends[c]: where
+    # cluster c's rows end), the gathered hidden rows, one label block's gathered
+    # weights and its scores
+    pairs = int(np.add.reduceat(np.asarray(counts, dtype=np.int64),
+                                np.arange(0, n, rb)).max())
     sizes_np = np.zeros(n, dtype=np.intc)
     ends_np = np.empty((T, n_clusters + 1), dtype=np.int64)
-    rows_np = np.empty((T, max(rb * n_probe, 1)), dtype=np.int32)
+    rows_np = np.empty((T, max(pairs, 1)), dtype=np.int32)
     hbuf_np = np.empty((T, rb * d), dtype=np.float32)
     wbuf_np = np.empty((T, lb * d), dtype=np.float32)
     sbuf_np = np.empty((T, rb * lb), dtype=np.float32)
