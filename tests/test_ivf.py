@@ -218,4 +218,11 @@ def test_ivf_in_row_chunks_is_the_same(small_xc_model, monkeypatch):
     # a cluster fewer rows probe is scored by dot products instead of one sgemm: the
     # same sums in another order
     np.testing.assert_allclose(chunked[1], whole[1], rtol=1e-5, atol=1e-5)
-    assert clf.predict_topk(Xte[:0], k=5, inference="ivf")[0].shape == (0, 5)
+    # no rows: empty answers from both kernels
+    H, state = _hidden_and_state(clf, Xte[:1])
+    index = clf._ivf
+    probe, counts = index.probe(H[:0], 3, n_threads=2)
+    assert probe.shape == (0, 3) and counts.shape == (0,)
+    idx, sc, total = _network.topk_probed(H[:0], state, index.members, index.starts, probe,
+                                          counts, 5, np.arange(5, dtype=np.int32), 2)
+    assert idx.shape == sc.shape == (0, 5) and total == 0
