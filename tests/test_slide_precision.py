@@ -141,6 +141,22 @@ alpha = rng.standard_normal(200).astype(np.float32)
 out["sum_rows_exact"] = [
     bool(np.array_equal(_testing.sum_rows(alpha, ids, M), _testing.sum_rows(alpha, ids, M, loop=True)))
     for M in (R, _bf16.to_bf16(R))]
+# the softmax kernels' exp at this level against float64: shifted, down to where exp
+# leaves the normal floats, with -inf (a masked logit) and NaN
+x = np.concatenate([rng.uniform(-95.0, 0.0, 20000), [0.0, -1e-30, -87.33, -87.34, -88.0],
+                    -np.logspace(-8, 2, 2000)]).astype(np.float32) + np.float32(3.5)
+x = np.append(x, np.float32(-np.inf))
+e = x.copy()
+total = _testing.exp_shift_sum(e, np.float32(3.5))
+ref = np.exp(x.astype(np.float64) - 3.5)
+normal = ref >= np.finfo(np.float32).tiny
+out["exp_rel_err"] = float(np.max(np.abs(e[normal] - ref[normal]) / ref[normal]))
+out["exp_zero_below"] = bool(np.all(e[~normal] <= ref[~normal] * 1.01 + 1e-44)
+                             and e[-1] == 0.0 and np.all(e[x - 3.5 < -87.34] == 0.0))
+out["exp_sum_rel_err"] = float(abs(total - e.astype(np.float64).sum()) / e.sum())
+nan = np.array([0.0, np.nan, -1.0], np.float32)
+_testing.exp_shift_sum(nan, np.float32(0.0))
+out["exp_nan"] = [bool(np.isnan(v)) for v in nan]
 np.save(sys.argv[1], np.concatenate(arrays))
 print(json.dumps(out))
 '''
@@ -159,6 +175,11 @@ def test_every_level_trains(level, level_runs):
     assert res["level"] == level and res["vector_levels"] == want_vec[level]
     assert res["float32"] > 0.3 and res["bfloat16"] > 0.3  # far above chance (1/40)
     assert res["sum_rows_exact"] == [True, True]
+    # the vectorised exp: within a few float32 ulps, 0 below the normal floats and for
+    # -inf, NaN kept; its sum in lanes within float32 rounding of the float64 sum
+    assert res["exp_rel_err"] < 2.5e-7, res["exp_rel_err"]
+    assert res["exp_zero_below"] and res["exp_nan"] == [False, True, False]
+    assert res["exp_sum_rel_err"] < 1e-5
 
 
 def test_levels_agree(level_runs):

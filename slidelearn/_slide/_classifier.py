@@ -942,9 +942,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         state = self._state
         acts, h = self._hidden_and_dropout(X, rows, n_threads, seed)
         y_ptr, y_idx = _batch_labels(Y_indptr, Y_indices, rows)
-        neg = sampler.draw(np.random.default_rng([seed, 1]))
-        cand = np.union1d(y_idx, neg).astype(np.int32)
-        drawn = np.isin(cand, neg, assume_unique=True)
+        cand, drawn = sampler.candidates(np.random.default_rng([seed, 1]), y_idx)
         offset = np.where(drawn, -sampler.log_q[cand], 0).astype(np.float32)
         masked = (~drawn).astype(np.uint8)  # the other rows' labels that were not drawn
         y_pos = np.searchsorted(cand, y_idx).astype(np.int32)

@@ -53,6 +53,8 @@ cdef extern from "../utils/_simd.h" nogil:
     void sl_dropout(float *h, int n, uint32_t key, uint32_t thr, float scale)
     uint32_t sl_mix32(uint32_t x)
     void sl_minmax(const float *x, int n, float *lo, float *hi)
+    float sl_exp_shift_sum(float *x, int n, float m)
+    float sl_expf_nonpos(float x)
     void sl_bins(const float *x, int n, float lo, float scale, int top, uint16_t *out)
 
 cdef extern from "_buckets.h" nogil:
@@ -633,10 +635,7 @@ cdef double _train_sample(const Net* net, const HashFn* fn, const Tables* tb, Wo
         w.logits[a] = z
         if z > zmax:
             zmax = z
-    total = 0
-    for a in range(n_act):
-        w.logits[a] = expf(w.logits[a] - zmax)
-        total = total + w.logits[a]
+    total = sl_exp_shift_sum(w.logits, n_act, zmax)
     for a in range(m):
         loss -= inv_m * logf(w.logits[a] / total)
     if w.rec_ids != NULL:
@@ -2217,10 +2216,7 @@ def dense_output(const float[:, ::1] H, const int64_t[::1] Y_indptr,
                     dZ[r, j] = dZ[r, j] + b_out[j]
                     if dZ[r, j] > zmax:
                         zmax = dZ[r, j]
-                total = 0
-                for j in range(L):
-                    dZ[r, j] = expf(dZ[r, j] - zmax)
-                    total = total + dZ[r, j]
+                total = sl_exp_shift_sum(&dZ[r, 0], L, zmax)
                 m = Y_indptr[r + 1] - Y_indptr[r]
                 inv_m = 1.0 / m
                 wgt = <float>m if pick_all else 1.0
@@ -2350,10 +2346,7 @@ def shared_output(const float[:, ::1] H, const int64_t[::1] Y_indptr,
                 for j in range(C):
                     if dZ[r, j] > zmax:
                         zmax = dZ[r, j]
-                total = 0
-                for j in range(C):
-                    dZ[r, j] = expf(dZ[r, j] - zmax)
-                    total = total + dZ[r, j]
+                total = sl_exp_shift_sum(&dZ[r, 0], C, zmax)
                 m = Y_indptr[r + 1] - Y_indptr[r]
                 inv_m = 1.0 / m
                 wgt = <float>m if pick_all else 1.0
@@ -2477,6 +2470,14 @@ def hidden_backward(const float[::1] X_data, const index_t[::1] X_indices,
 # dispatched kernels against their portable loops, compiled here with the kernels
 # they check.
 # ---------------------------------------------------------------------------
+
+def exp_shift_sum(float[::1] x, float m):
+    """``x[i] = exp(x[i] - m)`` in place, as the softmax kernels take it (the level's
+    vector loop; ``m`` at least every finite ``x[i]``), and the sum of the results."""
+    if x.shape[0] == 0:
+        return 0.0
+    return sl_exp_shift_sum(&x[0], x.shape[0], m)
+
 
 def vector_levels():
     """The kernel levels in use: ``(vec, bf16)`` as set at import."""

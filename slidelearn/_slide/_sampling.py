@@ -61,8 +61,8 @@ class LogUniformSampler:
         self.log_q = np.empty(n, dtype=np.float32)
         self.log_q[self.by_rank] = log_q
 
-    def draw(self, rng):
-        """Distinct drawn labels of one batch, sorted (int32)."""
+    def _draws(self, rng):
+        """The labels of one batch's draws, with repeats, in draw order (int32)."""
         u = rng.random(self.n_draws)
         # inverse CDF: rank k covers u in [log(k + 1), log(k + 2)) / log(n + 1)
         rank = np.minimum(np.expm1(u * np.log(self.n_labels + 1.0)).astype(np.int64),
@@ -70,4 +70,44 @@ class LogUniformSampler:
         if self.uniform_share > 0:
             uniform = rng.random(self.n_draws) < self.uniform_share
             rank[uniform] = rng.integers(0, self.n_labels, int(uniform.sum()))
-        return np.unique(self.by_rank[rank])
+        return self.by_rank[rank]
+
+    def draw(self, rng):
+        """Distinct drawn labels of one batch, sorted (int32)."""
+        return _sorted_distinct(self._draws(rng))
+
+    def candidates(self, rng, labels):
+        """One batch's candidates: its ``labels`` and the labels drawn for it.
+
+        Draws as :meth:`draw` does, from the same ``rng`` state.
+
+        Returns
+        -------
+        cand : ndarray of int32
+            The distinct labels of both, sorted.
+        drawn : ndarray of bool of shape (len(cand),)
+            Which of them were drawn.
+        """
+        draws = self._draws(rng)
+        cand = _sorted_distinct(np.concatenate([draws, np.asarray(labels, np.int32)]))
+        # a mark per label, set and cleared again, instead of np.isin's sort
+        mark = getattr(self, "_mark", None)
+        if mark is None:
+            mark = self._mark = np.zeros(self.n_labels, dtype=bool)
+        mark[draws] = True
+        drawn = mark[cand]
+        mark[draws] = False
+        return cand, drawn
+
+
+def _sorted_distinct(a):
+    """The distinct values of ``a``, sorted: ``np.unique`` by a sort and a comparison
+    of neighbours (np.unique's hash of integers took several times longer on the
+    thousands of labels of a batch)."""
+    a = np.sort(a)
+    if a.size < 2:
+        return a
+    keep = np.empty(a.size, dtype=bool)
+    keep[0] = True
+    np.not_equal(a[1:], a[:-1], out=keep[1:])
+    return a[keep]

@@ -11,10 +11,12 @@ import numpy as np
 from slidelearn._slide import _network
 from slidelearn._slide._classifier import SlideClassifier
 from slidelearn._slide._hashing import hash_codes
-from slidelearn._slide._network import adam16_records, adam16_rows, sum_rows, vector_levels
+from slidelearn._slide._network import (adam16_records, adam16_rows, exp_shift_sum, sum_rows,
+                                        vector_levels)
 from slidelearn.utils.validation import validate_sparse_X
 
-__all__ = ["adam16_records", "adam16_rows", "buffers", "fail_on_batch", "hash_codes",
+__all__ = ["adam16_records", "adam16_rows", "buffers", "exp_shift_sum", "fail_on_batch",
+           "hash_codes",
            "hidden", "init_model", "label_counts", "label_slice", "lsh", "query_tables", "rehash",
            "reset_gradients", "scattered_output_gradient", "state", "sum_rows", "train_batch",
            "vector_levels", "workspace"]
