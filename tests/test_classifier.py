@@ -468,6 +468,22 @@ def test_log_uniform_sampler_draws_its_law_and_corrects_by_it():
     assert LogUniformSampler(counts, 3).uniform_share == 0.5  # the default mixture
 
 
+@pytest.mark.parametrize("n_draws", [1, 40, 400])
+def test_batch_candidates_are_the_labels_and_the_draws(n_draws):
+    # the candidates of a batch as np.union1d and np.isin give them, from the same draws
+    from slidelearn._slide._sampling import LogUniformSampler
+    counts = np.random.default_rng(0).integers(0, 50, size=300)
+    s = LogUniformSampler(counts, n_draws=n_draws)
+    for seed, labels in [(1, [5, 5, 299, 0]), (2, []), (3, list(range(0, 300, 7)))]:
+        labels = np.array(labels, dtype=np.int32)
+        drawn_ref = s.draw(np.random.default_rng(seed))
+        cand, drawn = s.candidates(np.random.default_rng(seed), labels)
+        np.testing.assert_array_equal(cand, np.union1d(labels, drawn_ref))
+        assert cand.dtype == np.int32
+        np.testing.assert_array_equal(drawn, np.isin(cand, drawn_ref))
+        assert not s._mark.any()  # cleared for the next batch
+
+
 def test_log_uniform_negatives_train_a_large_output_layer():
     X, Y = make_extreme_classification(n_samples=3000, n_features=400, n_labels=12000,
                                        n_nonzeros=20, n_labels_per_sample=2, random_state=1)

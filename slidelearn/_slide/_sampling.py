@@ -79,7 +79,12 @@ class LogUniformSampler:
     def candidates(self, rng, labels):
         """One batch's candidates: its ``labels`` and the labels drawn for it.
 
-        Draws as :meth:`draw` does, from the same ``rng`` state.
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            Draws as :meth:`draw` does: the same state draws the same labels.
+        labels : ndarray of int
+            The batch's labels (repeats allowed).
 
         Returns
         -------
