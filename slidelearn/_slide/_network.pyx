@@ -2316,10 +2316,12 @@ def shared_output(const float[:, ::1] H, const int64_t[::1] Y_indptr,
     Gc_np = np.empty((C, d), dtype=np.float32)
     raw_np = np.empty(max(Y_indptr[n], 1), dtype=np.float32)
     loss_np = np.zeros(n, dtype=np.float64)
+    colsum_np = np.zeros(C, dtype=np.float32)
     cdef float[:, ::1] Wc = Wc_np
     cdef float[:, ::1] Gc = Gc_np
     cdef float[::1] raw = raw_np
     cdef double[::1] row_loss = loss_np
+    cdef float[::1] colsum = colsum_np
     with nogil:
         for j in prange(C, schedule="static", num_threads=n_threads):
             memcpy(&Wc[j, 0], &W_out[cand[j], 0], d * sizeof(float))
@@ -2367,11 +2369,16 @@ def shared_output(const float[:, ::1] H, const int64_t[::1] Y_indptr,
             sgemm(&nt, &tr, &d, &nl, &n, &one, <float*>&H[0, 0], &d, &dZ[0, l0], &C,
                   &zero, &Gc[l0, 0], &d)
             for j in range(l0, l0 + nl):
-                q = cand[j]
-                for r in range(d):
-                    g_out[q, r] += Gc[j, r]
-                for r in range(n):
-                    gb_out[q] += dZ[r, j]
+                if j + PREFETCH < l0 + nl:
+                    sl_prefetchw_row(&g_out[cand[j + PREFETCH], 0], d)
+                sl_axpy(1.0, &Gc[j, 0], &g_out[cand[j], 0], d)
+            # the biases' gradients: dZ's column sums, added row by row along the
+            # contiguous rows (each column in row order, as a column walk would), where
+            # walking each column took a strided load a row
+            for r in range(n):
+                sl_axpy(1.0, &dZ[r, l0], &colsum[l0], nl)
+            for j in range(l0, l0 + nl):
+                gb_out[cand[j]] += colsum[j]
     for j in range(C):
         q = cand[j]
         if out_flag[q] == 0:
