@@ -86,12 +86,9 @@ static inline int sl_vec_get_level(void) { return sl_vec_level; }
         out[i] = (uint16_t)(int)v;                               \
     }
 
-/* exp(x) for x <= 0, as the vector loops below inline it: Cephes' expf (exp(r) on
- * |r| <= ln 2 / 2 by a degree-6 polynomial, times 2^n put into the exponent bits; about
- * 1e-7 relative error), where glibc's expf is a call per element that no loop vectorises.
- * Below -87.3365 (where exp falls under the smallest normal float, and -inf, a masked
- * logit) it is exactly 0; a NaN stays NaN. The rounding to n adds and subtracts 1.5 * 2^23,
- * and n is clamped first, so that no conversion overflows. */
+/* exp(x) for x <= 0 in arithmetic a loop vectorises (glibc's expf is a call per element):
+ * Cephes' polynomial on |r| <= ln 2 / 2 times 2^n in the exponent bits. Exactly 0 below the
+ * normal floats (and for -inf, a masked logit); n is clamped so no conversion overflows. */
 static inline float sl_expf_nonpos(float x) {
     float t = x * 1.44269504088896341f;
     t = t > -126.0f ? t : -126.0f;
