@@ -19,7 +19,7 @@ import numpy as np
 
 from cython.parallel import prange
 
-from libc.math cimport expf, logf, log, fabsf, fmaxf, fminf, sqrt, INFINITY
+from libc.math cimport expf, logf, log, fabsf, fmaxf, sqrt, INFINITY
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 from libc.stdlib cimport malloc, calloc, free
@@ -54,7 +54,6 @@ cdef extern from "../utils/_simd.h" nogil:
     uint32_t sl_mix32(uint32_t x)
     void sl_minmax(const float *x, int n, float *lo, float *hi)
     float sl_exp_shift_sum(float *x, int n, float m)
-    float sl_expf_nonpos(float x)
     void sl_bins(const float *x, int n, float lo, float scale, int top, uint16_t *out)
 
 cdef extern from "_buckets.h" nogil:
