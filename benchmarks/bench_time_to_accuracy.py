@@ -35,7 +35,7 @@ Methods
   a tenth of their entries is out of date (estimated on 256 neurons after each batch)
   instead of every ``rehash_interval`` samples.
 - ``slide-shared``: ``negative_sampling="log_uniform"`` (what ``"auto"``, the default,
-  picks in float32 on one process): the batch's labels and
+  picks on one process): the batch's labels and
   ``min_active`` log-uniform draws shared by its rows, with the log Q correction, one
   matrix product (what ``torch-sampled`` does, in slidelearn).
 - ``slide-full``: every label active (``min_active = n_labels``); up to

@@ -520,10 +520,27 @@ def test_partial_fit_leaves_tables_of_the_final_weights(multilabel_data, params)
     np.testing.assert_array_equal(built.ids, rebuilt.ids)
 
 
-def test_log_uniform_negatives_need_float32(multilabel_data):
-    Xtr, Ytr, _, _ = multilabel_data
-    with pytest.raises(ValueError, match="log_uniform"):
-        _clf(negative_sampling="log_uniform", precision="bfloat16").fit(Xtr, Ytr)
+def test_log_uniform_negatives_in_bfloat16_train_as_float32():
+    """precision="bfloat16" trains with the shared negatives by default (the float32
+    output layer is written back after training), to about the model of float32; with
+    every label active it scores each sample's labels exactly, sample by sample."""
+    X, Y = make_extreme_classification(n_samples=3000, n_features=400, n_labels=12000,
+                                       n_nonzeros=20, n_labels_per_sample=2, random_state=1)
+    kw = dict(hidden_layer_sizes=(32,), max_iter=4, min_active=200, n_jobs=2)
+    f32 = _clf(**kw).fit(X[:2500], Y[:2500])
+    b16 = _clf(precision="bfloat16", **kw).fit(X[:2500], Y[:2500])
+    assert b16._output_mode() == "shared" and b16._negative_sampling() == "log_uniform"
+    assert _testing.state(b16).w16_out is not None  # trained in its halves
+    np.testing.assert_allclose(b16.loss_curve_, f32.loss_curve_, rtol=0.02)
+    assert abs(b16.score(X[2500:], Y[2500:]) - f32.score(X[2500:], Y[2500:])) < 0.03
+    moved = np.abs(b16.coefs_[-1] - f32.coefs_[-1]).mean()
+    assert moved < 0.1 * np.abs(f32.coefs_[-1]).mean()  # the same model, to rounding
+    one = _clf(precision="bfloat16", **dict(kw, n_jobs=1, max_iter=1)).fit(X[:500], Y[:500])
+    two = _clf(precision="bfloat16", **dict(kw, max_iter=1)).fit(X[:500], Y[:500])
+    _assert_same_model(one, two)
+    every = _clf(precision="bfloat16", hidden_layer_sizes=(8,), max_iter=1,
+                 min_active=12000).fit(X[:300], Y[:300])
+    assert every._negative_sampling() == "lsh" and every._output_mode() == "sample"
 
 
 def test_n_jobs_validation(multiclass_data):

@@ -6,6 +6,7 @@ import scipy.sparse as sp
 
 from slidelearn import SlideClassifier
 from slidelearn._slide import _hashing, _network, _testing
+from slidelearn.utils import _bf16
 from slidelearn.utils._threads import single_threaded_blas
 
 
@@ -674,7 +675,7 @@ def _shared_case(seed=11, n_features=30, n_labels=40, n_rows=9, hidden=(8,)):
 
 
 def _shared_once(clf, X, rows, cand, offset, masked, y_ptr, y_pos, n_threads=1,
-                 pick_all=False, row_block=32, label_block=256):
+                 pick_all=False, row_block=32, label_block=256, adam=None):
     st = _testing.state(clf)
     work = _testing.workspace(clf, n_threads, 4, transposed=False)
     acts = np.empty((len(rows), int(np.sum(st.sizes))), dtype=np.float32)
@@ -685,7 +686,7 @@ def _shared_once(clf, X, rows, cand, offset, masked, y_ptr, y_pos, n_threads=1,
     with single_threaded_blas():
         loss = _network.shared_output(h, y_ptr, y_pos, cand, offset, masked, st, work, dZ,
                                       dH, 1.0 / len(rows), pick_all, n_threads, row_block,
-                                      label_block)
+                                      label_block, adam=adam)
     _network.hidden_backward(X.data, X.indices, X.indptr, rows, acts, dH, st, work, n_threads)
     return _testing.buffers(work), loss, h
 
@@ -760,6 +761,101 @@ def test_shared_output_ignores_threads_and_rejects_bad_input():
     with pytest.raises(ValueError, match="inconsistent shapes"):
         call(dZ=np.empty((len(rows), len(cand) + 1), np.float32))
 
+
+
+def _mix32(x):
+    """``sl_mix32`` of ``_simd.h`` (the random bits of a neuron's bfloat16 step)."""
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & 0xFFFFFFFF
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & 0xFFFFFFFF
+    return x ^ (x >> 16)
+
+
+def _shared_bf16_once(clf, X, rows, cand, offset, masked, y_ptr, y_pos, n_threads, adam):
+    """shared_output on a bfloat16 copy of ``clf``'s model, with the activations rounded
+    to bfloat16; returns the copy's state before and after, the loss, dH and h."""
+    b16 = copy.deepcopy(clf).set_params(precision="bfloat16")
+    st = _testing.state(b16)
+    st.set_output_precision("bfloat16", 1)
+    before = copy.deepcopy(st)
+    work = _testing.workspace(b16, n_threads, 4, transposed=True)
+    acts = np.empty((len(rows), int(np.sum(st.sizes))), dtype=np.float32)
+    _network.forward_acts(X.data, X.indices, X.indptr, rows, st, acts, n_threads)
+    h = _bf16.from_bf16(_bf16.to_bf16(np.ascontiguousarray(acts[:, int(st.a_off[-1]):])))
+    dZ = np.empty((len(rows), len(cand)), dtype=np.float32)
+    dH = np.empty((len(rows), h.shape[1]), dtype=np.float32)
+    with single_threaded_blas():
+        loss = _network.shared_output(h, y_ptr, y_pos, cand, offset, masked, st, work, dZ,
+                                      dH, 1.0 / len(rows), False, n_threads, 4, 5, adam=adam)
+    return before, st, loss, dH, h
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_shared_output_bfloat16_steps_the_candidates_as_output_adam(n_threads):
+    """At precision="bfloat16" the shared softmax scores the rounded weights and takes
+    the candidates' Adam step itself: its loss and dH are those of the float32 kernel on
+    the rounded weights, and each candidate's halves and moments those of the bfloat16
+    Adam row on the float32 kernel's gradient, with the random bits output_adam gives
+    each neuron; the biases take float32 Adam; nothing else moves."""
+    clf, X, Y, rows, cand, offset, masked, y_ptr, y_pos = _shared_case(seed=13)
+    lr, b1, b2, eps, alpha, step, seed = 1e-2, 0.9, 0.999, 1e-8, 1e-4, 3, 12345
+    before, st, loss, dH, h = _shared_bf16_once(clf, X, rows, cand, offset, masked, y_ptr,
+                                                y_pos, n_threads,
+                                                (lr, b1, b2, eps, alpha, step, seed))
+    # the float32 kernel on the rounded weights, with the same activations
+    ref = copy.deepcopy(clf)
+    st_ref = _testing.state(ref)
+    st_ref.W_out[:] = _bf16.from_bf16(before.w16_out)
+    work = _testing.workspace(ref, n_threads, 4, transposed=False)
+    dZ = np.empty((len(rows), len(cand)), dtype=np.float32)
+    dH_ref = np.empty_like(dH)
+    with single_threaded_blas():
+        loss_ref = _network.shared_output(h, y_ptr, y_pos, cand, offset, masked, st_ref,
+                                          work, dZ, dH_ref, 1.0 / len(rows), False,
+                                          n_threads, 4, 5)
+    assert loss == loss_ref
+    np.testing.assert_array_equal(dH, dH_ref)
+    g = _testing.buffers(work)
+    H = st.W_out.shape[1]
+    # as the kernels take it: float32 betas, the correction in double
+    f1, f2 = float(np.float32(b1)), float(np.float32(b2))
+    lr_t = np.float32(lr * np.sqrt(1 - f2 ** step) / (1 - f1 ** step))
+    w16, s16 = before.w16_out[cand].copy(), before.s16_out[cand].copy()
+    seed32 = (seed ^ (seed >> 32)) & 0xFFFFFFFF
+    for i, q in enumerate(cand):  # each neuron's random bits, as output_adam draws them
+        _network.adam16_rows(w16[i:i + 1], s16[i:i + 1], g.g_out[q:q + 1], lr_t, b1, b2,
+                             eps, alpha, _mix32(seed32 ^ int(q)))
+    np.testing.assert_array_equal(st.w16_out[cand], w16)
+    np.testing.assert_array_equal(st.s16_out[cand, :3 * H], s16[:, :3 * H])
+    others = np.setdiff1d(np.arange(st.W_out.shape[0]), cand)
+    np.testing.assert_array_equal(st.w16_out[others], before.w16_out[others])
+    np.testing.assert_array_equal(st.s16_out[others], before.s16_out[others])
+    gb = g.gb_out[cand]
+    m = b1 * before.mb_out[cand] + (1 - b1) * gb
+    v = b2 * before.vb_out[cand] + (1 - b2) * gb * gb
+    np.testing.assert_allclose(st.b_out[cand], before.b_out[cand] - lr_t * m / (np.sqrt(v) + eps),
+                               rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(st.mb_out[cand], m, rtol=1e-6, atol=1e-9)
+    np.testing.assert_array_equal(st.b_out[others], before.b_out[others])
+    assert (st.dirty_out[cand // _network.DIRTY_ROWS] == 1).all()
+    assert not np.array_equal(st.w16_out[cand], before.w16_out[cand])
+
+
+def test_shared_output_bfloat16_ignores_threads_and_needs_its_step():
+    case = _shared_case(seed=14)
+    adam = (1e-2, 0.9, 0.999, 1e-8, 0.0, 1, 99)
+    one = _shared_bf16_once(*case[:2], *case[3:], 1, adam)[1]
+    two = _shared_bf16_once(*case[:2], *case[3:], 2, adam)[1]
+    for name in ("w16_out", "s16_out", "b_out", "mb_out", "vb_out", "dirty_out"):
+        np.testing.assert_array_equal(getattr(one, name), getattr(two, name))
+    with pytest.raises(ValueError, match="pass adam"):
+        _shared_bf16_once(*case[:2], *case[3:], 1, None)
+    with pytest.raises(ValueError, match="counts from 1"):
+        _shared_bf16_once(*case[:2], *case[3:], 1, adam[:5] + (0, 99))
+    clf, X, Y, rows, cand, offset, masked, y_ptr, y_pos = case
+    with pytest.raises(ValueError, match="adam= is for"):
+        _shared_once(clf, X, rows, cand, offset, masked, y_ptr, y_pos, adam=adam)
 
 def test_train_batch_empty_rows_and_thread_check():
     clf = _make_clf(6, 4)

@@ -19,7 +19,7 @@ from slidelearn._slide._lsh import LSHIndex, RehashSchedule
 from slidelearn._slide._sampling import LogUniformSampler
 from slidelearn._slide._state import SlideParams, SlideState
 from slidelearn.metrics import precision_at_k
-from slidelearn.utils import _epochs, _mpi
+from slidelearn.utils import _bf16, _epochs, _mpi
 from slidelearn.utils._openmp_helpers import effective_n_threads
 from slidelearn.utils._random import check_seed as _check_seed
 from slidelearn.utils._select import top_n
@@ -177,9 +177,10 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         its rows with the batch's labels, each drawn negative's logit lowered by
         the log of its chance of being drawn (the sampled-softmax correction, so
         that frequent labels are not pushed down for being drawn often), scored
-        with one matrix product; the tables are not used in training. Float32 and
-        a single process only. ``"auto"``: ``"log_uniform"`` in float32 without
-        ``comm``, else ``"lsh"``. On text8 and the Amazon-670K shape it reached
+        with one matrix product; the tables are not used in training. A single
+        process only. ``"auto"``: ``"log_uniform"`` without ``comm``, else
+        ``"lsh"`` (and ``"lsh"`` in bfloat16 when every label is active: each
+        sample then scores all of them). On text8 and the Amazon-670K shape it reached
         a higher P@1 several times sooner than the hash tables (the
         time-to-accuracy benchmark); with every label active neither is used.
     active_threshold : int, default=1
@@ -267,7 +268,10 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         optimizer state per output weight instead of 12. Each sample's logits and
         its gradient with respect to the last hidden layer come from the rounded
         weights and the activations rounded to bfloat16, with float32 accumulation
-        (``vdpbf16ps`` on CPUs with AVX512-BF16); so does rehashing. Prediction uses
+        (``vdpbf16ps`` on CPUs with AVX512-BF16, or one float32 matrix product of
+        the rounded values with the shared negatives of ``negative_sampling``); so
+        does rehashing. On text8 it trained the float32 model's P@1 (the defaults
+        study of the user guide). Prediction uses
         the float32 weights, which are kept as well (written back when training
         returns), so memory is about that of ``"float32"``. Single process only (not
         with ``comm``). See the CPU performance page of the user guide for what it
@@ -916,11 +920,17 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
 
     def _negative_sampling(self):
         """``negative_sampling`` with ``"auto"`` resolved: shared log-uniform negatives
-        in float32 on one process, the tables otherwise."""
+        on one process, the tables otherwise (under ``comm``), and in bfloat16 when
+        every label is active (each sample then scores every label, exactly; float32
+        scores them with ``_dense_output``)."""
         if self.negative_sampling != "auto":
             return self.negative_sampling
-        return ("log_uniform" if self.precision == "float32" and self.comm is None
-                else "lsh")
+        if self.comm is not None:
+            return "lsh"
+        if self.precision == "float32":
+            return "log_uniform"
+        return ("lsh" if self._min_active() >= self._state.W_out.shape[0]
+                else "log_uniform")
 
     def _hidden_and_dropout(self, X, rows, n_threads, seed):
         """Activations of every hidden layer of ``rows``, the last one after dropout
@@ -941,6 +951,14 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         returns the summed loss and the number of candidates."""
         state = self._state
         acts, h = self._hidden_and_dropout(X, rows, n_threads, seed)
+        adam = None
+        if state.w16_out is not None:
+            # bfloat16: logits and gradients from the rounded weights and activations,
+            # as the sample-by-sample path computes them; the output rows' Adam step is
+            # the kernel's (no float32 gradient of the output layer is kept)
+            h = _bf16.from_bf16(_bf16.to_bf16(h))
+            adam = (lr, self.beta_1, self.beta_2, self.epsilon, self.alpha,
+                    state.step + 1, seed)
         y_ptr, y_idx = _batch_labels(Y_indptr, Y_indices, rows)
         cand, drawn = sampler.candidates(np.random.default_rng([seed, 1]), y_idx)
         offset = np.where(drawn, -sampler.log_q[cand], 0).astype(np.float32)
@@ -950,7 +968,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         dH = np.empty((len(rows), h.shape[1]), dtype=np.float32)
         loss = _network.shared_output(h, y_ptr, y_pos, cand, offset, masked, state, work,
                                       dZ, dH, 1.0 / len(rows), self.loss_ == "pick_all",
-                                      n_threads)
+                                      n_threads, adam=adam)
         _network.hidden_backward(X.data, X.indices, X.indptr, rows, acts, dH, state, work,
                                  n_threads, self.dropout, self._input_step(lr))
         return loss, len(cand)
@@ -1018,7 +1036,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
                 work, self._min_active(), self.active_threshold, seed, n_threads,
                 self.dropout, self.loss_ == "pick_all")
         state.step += 1
-        if work.transposed:
+        if work.transposed and mode == "sample":  # (bfloat16 "shared" took its step)
             _network.output_adam(state, work, len(rows), lr, self.beta_1, self.beta_2,
                                  self.epsilon, self.alpha, state.step, n_threads, seed=seed)
         # input and hidden layers (and the output layer without the transposed gradient)
@@ -1040,7 +1058,9 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         the mean active-set size."""
         mode = self._output_mode()
         self._schedule.drift = self.rehash_drift  # set_params between warm fits
-        work = self._get_work(n_threads, self._max_labels, transposed=mode == "sample")
+        # bfloat16 keeps no float32 gradient of the output layer (transposed records)
+        work = self._get_work(n_threads, self._max_labels,
+                              transposed=mode == "sample" or self.precision == "bfloat16")
         sampler = (LogUniformSampler(self._label_counts, self._min_active())
                    if mode == "shared" else None)
         total_loss = 0.0
@@ -1063,9 +1083,6 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         comm = _mpi.check_comm(self.comm)
         if comm is not None:
             return self._fit_mpi(X, y, comm, incremental=incremental, classes=classes)
-        if self.negative_sampling == "log_uniform" and self.precision != "float32":
-            raise ValueError("negative_sampling='log_uniform' trains the float32 output "
-                             f"layer; it does not support precision={self.precision!r}.")
         first = not hasattr(self, "_state") or not (incremental or self.warm_start)
         if getattr(self, "_label_slice", None) is not None:
             if not first:

@@ -95,6 +95,7 @@ cdef extern from "_adam16.h" nogil:
 cdef extern from "../utils/_bf16_split.h" nogil:
     void sl_join_round_n(const uint16_t *hi, const uint16_t *lo, float *out, int64_t n)
     void sl_split_round_n(const float *w, uint16_t *hi, uint16_t *lo, int64_t n)
+    float sl_bf16_to_f32(uint16_t h)
 
 from slidelearn.utils import _cpu
 
@@ -2257,7 +2258,8 @@ def shared_output(const float[:, ::1] H, const int64_t[::1] Y_indptr,
                   const int32_t[::1] Y_pos, const int32_t[::1] cand,
                   const float[::1] offset, const uint8_t[::1] masked, state,
                   Workspace work, float[:, ::1] dZ, float[:, ::1] dH, float inv_batch,
-                  bint pick_all, int n_threads, int row_block=32, int label_block=256):
+                  bint pick_all, int n_threads, int row_block=32, int label_block=256,
+                  adam=None):
     """Softmax of a batch over a set of candidate neurons shared by its rows, with
     sgemm: the sampled softmax of negative_sampling="log_uniform".
 
@@ -2271,6 +2273,15 @@ def shared_output(const float[:, ::1] H, const int64_t[::1] Y_indptr,
     adds the gradients of the candidates' rows to ``g_out`` / ``gb_out`` and lists
     them, as ``train_batch`` does on a Workspace that is not transposed. Fixed blocks:
     the result does not depend on ``n_threads``. Call with single-threaded BLAS.
+
+    With ``state.w16_out`` (precision="bfloat16") the candidates' weights are their
+    bfloat16 halves (``H`` should hold activations rounded to bfloat16, as the
+    sample-by-sample path uses), and the candidates' Adam step is taken here, as
+    ``output_adam`` takes it (``_adam16.h``, the biases in float32), with ``adam`` =
+    ``(lr, beta1, beta2, eps, alpha, step, seed)``: every candidate is distinct, so its
+    gradient row is whole once its block is summed, and no ``(n_labels, H)`` gradient is
+    stored. ``g_out`` is not used, so ``work`` may be transposed (as bfloat16 training
+    makes it); nothing is listed for ``adam_update``.
     Returns the summed loss."""
     cdef const float[:, ::1] W_out = state.W_out
     cdef const float[::1] b_out = state.b_out
@@ -2283,14 +2294,45 @@ def shared_output(const float[:, ::1] H, const int64_t[::1] Y_indptr,
     cdef int blk, r0, nr, l0, nl, r, j, n_blocks
     cdef int64_t p, m
     cdef int32_t q
-    cdef float one = 1.0, zero = 0.0, zmax, total, wgt, inv_m
+    cdef float one = 1.0, zero = 0.0, zmax, total, wgt, inv_m, gb
     cdef char tr = b'T', nt = b'N'
-    if work.transposed:
+    cdef bint bf16 = state.w16_out is not None
+    cdef uint16_t[:, ::1] w16
+    cdef uint16_t[:, ::1] s16
+    cdef uint8_t[::1] dirty
+    cdef float[::1] b_upd
+    cdef float[::1] mb_out
+    cdef float[::1] vb_out
+    cdef float lr_t = 0, beta1 = 0, beta2 = 0, eps = 0, alpha = 0
+    cdef uint32_t seed32 = 0
+    cdef int k, width = bf16_state_width(d)
+    cdef int32_t nxt
+    if bf16:
+        if adam is None:
+            raise ValueError("shared_output: precision='bfloat16' takes the Adam step "
+                             "here; pass adam=(lr, beta1, beta2, eps, alpha, step, seed)")
+        lr, beta1, beta2, eps, alpha, step, seed = adam
+        if step < 1:
+            raise ValueError("shared_output: the Adam step counts from 1")
+        lr_t = lr * sqrt(1.0 - beta2 ** step) / (1.0 - beta1 ** step)
+        seed32 = <uint32_t>((<uint64_t>seed) ^ ((<uint64_t>seed) >> 32))
+        w16 = state.w16_out
+        s16 = state.s16_out
+        dirty = state.dirty_out
+        b_upd = state.b_out
+        mb_out = state.mb_out
+        vb_out = state.vb_out
+        _check_bf16(w16, s16, L, d, dirty.shape[0] == (L + DIRTY - 1) // DIRTY
+                    and mb_out.shape[0] == L and vb_out.shape[0] == L)
+    elif work.transposed:
         raise ValueError("shared_output adds into g_out: it needs a Workspace that is "
                          "not transposed")
+    elif adam is not None:
+        raise ValueError("shared_output: adam= is for precision='bfloat16'; in float32 "
+                         "adam_update takes the step")
     if (d != W_out.shape[1] or Y_indptr.shape[0] != n + 1 or dZ.shape[0] < n
             or dZ.shape[1] != C or dH.shape[0] != n or dH.shape[1] != d
-            or offset.shape[0] != C or masked.shape[0] != C):
+            or offset.shape[0] != C or masked.shape[0] != C or b_out.shape[0] != L):
         raise ValueError("shared_output: inconsistent shapes")
     if n == 0:
         return 0.0
@@ -2309,8 +2351,9 @@ def shared_output(const float[:, ::1] H, const int64_t[::1] Y_indptr,
         for p in range(Y_indptr[r], Y_indptr[r + 1]):
             if Y_pos[p] < 0 or Y_pos[p] >= C:
                 raise ValueError("shared_output: label position out of range")
-    g_out = work.g_out
-    gb_out = work.gb_out
+    if not bf16:
+        g_out = work.g_out
+        gb_out = work.gb_out
     Wc_np = np.empty((C, d), dtype=np.float32)
     Gc_np = np.empty((C, d), dtype=np.float32)
     raw_np = np.empty(max(Y_indptr[n], 1), dtype=np.float32)
@@ -2323,7 +2366,11 @@ def shared_output(const float[:, ::1] H, const int64_t[::1] Y_indptr,
     cdef float[::1] colsum = colsum_np
     with nogil:
         for j in prange(C, schedule="static", num_threads=n_threads):
-            memcpy(&Wc[j, 0], &W_out[cand[j], 0], d * sizeof(float))
+            if bf16:  # the weights training sees: the rounded halves
+                for k in range(d):
+                    Wc[j, k] = sl_bf16_to_f32(w16[cand[j], k])
+            else:
+                memcpy(&Wc[j, 0], &W_out[cand[j], 0], d * sizeof(float))
         n_blocks = (n + row_block - 1) // row_block
         for blk in prange(n_blocks, schedule="dynamic", num_threads=n_threads):
             r0 = blk * row_block
@@ -2367,23 +2414,38 @@ def shared_output(const float[:, ::1] H, const int64_t[::1] Y_indptr,
             # Gc[l0:l0+nl] (nl x d) = dZ[:, l0:l0+nl].T @ H, then into the rows of g_out
             sgemm(&nt, &tr, &d, &nl, &n, &one, <float*>&H[0, 0], &d, &dZ[0, l0], &C,
                   &zero, &Gc[l0, 0], &d)
-            for j in range(l0, l0 + nl):
-                if j + PREFETCH < l0 + nl:
-                    sl_prefetchw_row(&g_out[cand[j + PREFETCH], 0], d)
-                sl_axpy(1.0, &Gc[j, 0], &g_out[cand[j], 0], d)
             # the biases' gradients: dZ's column sums, added row by row along the
             # contiguous rows (each column in row order, as a column walk would), where
             # walking each column took a strided load a row
             for r in range(n):
                 sl_axpy(1.0, &dZ[r, l0], &colsum[l0], nl)
-            for j in range(l0, l0 + nl):
-                gb_out[cand[j]] += colsum[j]
-    for j in range(C):
-        q = cand[j]
-        if out_flag[q] == 0:
-            out_flag[q] = 1
-            out_list[0, out_count[0]] = q
-            out_count[0] += 1
+            if bf16:  # each candidate's whole gradient is here: its step at once
+                for j in range(l0, l0 + nl):
+                    if j + PREFETCH < l0 + nl:
+                        nxt = cand[j + PREFETCH]
+                        sl_prefetchw_row(<float*>&w16[nxt, 0], d // 2)
+                        sl_prefetchw_row(<float*>&s16[nxt, 0], width // 2)
+                    sl_adam16_row(&w16[cand[j], 0], &s16[cand[j], 0], &Gc[j, 0], d, lr_t,
+                                  beta1, beta2, eps, alpha,
+                                  sl_mix32(seed32 ^ <uint32_t>cand[j]))
+                    dirty[cand[j] // DIRTY] = 1
+                    gb = colsum[j]
+                    _adam_scalar(&b_upd[cand[j]], &mb_out[cand[j]], &vb_out[cand[j]], &gb,
+                                 lr_t, beta1, beta2, eps)
+            else:
+                for j in range(l0, l0 + nl):
+                    if j + PREFETCH < l0 + nl:
+                        sl_prefetchw_row(&g_out[cand[j + PREFETCH], 0], d)
+                    sl_axpy(1.0, &Gc[j, 0], &g_out[cand[j], 0], d)
+                for j in range(l0, l0 + nl):
+                    gb_out[cand[j]] += colsum[j]
+    if not bf16:
+        for j in range(C):
+            q = cand[j]
+            if out_flag[q] == 0:
+                out_flag[q] = 1
+                out_list[0, out_count[0]] = q
+                out_count[0] += 1
     return float(loss_np.sum())
 
 
