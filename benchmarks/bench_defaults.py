@@ -397,6 +397,10 @@ def study_configs(which, seeds, threads):
         if "bf16" in which and data in ("bibtex", "text8"):
             configs.append(("defaults bfloat16", data, "slide", {"precision": "bfloat16"},
                             s, two))
+            if data == "text8":  # what bfloat16 trained with before its shared path
+                configs.append(("bfloat16, hash tables", data, "slide",
+                                {"precision": "bfloat16", "negative_sampling": "lsh"},
+                                s, two))
         if "peers" in which:
             configs.append(("label prior", data, "prior", {}, few, two))
             if data != "text8":  # every seed: their fit times are compared with ours
