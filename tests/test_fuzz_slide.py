@@ -1,7 +1,7 @@
 """Property-based fuzzing of SlideClassifier: random small problems (1 to 30 labels,
 multi-class and multi-label, dense / CSR / CSC / COO input with int32 or int64 indices,
 float32 or float64, rows without features, rows with every label), every hash family,
-both precisions, 1 to 3 threads, fit or partial_fit, then every prediction method, every
+every negative sampling, both precisions, 1 to 3 threads, fit or partial_fit, then every prediction method, every
 inference mode (exact, lsh, ivf with few clusters and probes, norm) and a pickle round
 trip. Each example runs in a worker process (see
 _fuzz.py): an out-of-bounds write in the kernels fails the test through the worker's exit
@@ -37,6 +37,7 @@ def slide_examples(draw):
         "bucket_policy": draw(st.sampled_from(["fifo", "reservoir"])),
         # 1000 (the default) puts every label in every active set
         "min_active": draw(st.sampled_from([0, 1, 5, 1000])),
+        "negative_sampling": draw(st.sampled_from(["auto", "lsh", "log_uniform"])),
         "active_threshold": draw(st.integers(1, 3)),
         "inference_threshold": draw(st.integers(1, 2)),
         "inference_max_candidates": draw(maybe(st.integers(1, 10))),
