@@ -1,9 +1,9 @@
 """Property-based fuzzing of SlideClassifier: random small problems (1 to 30 labels,
 multi-class and multi-label, dense / CSR / CSC / COO input with int32 or int64 indices,
 float32 or float64, rows without features, rows with every label), every hash family,
-every negative sampling, both precisions, 1 to 3 threads, fit or partial_fit, then every prediction method, every
-inference mode (exact, lsh, ivf with few clusters and probes, norm) and a pickle round
-trip. Each example runs in a worker process (see
+every negative sampling, both precisions, 1 to 3 threads, fit or partial_fit, then
+every prediction method, every inference mode (exact, lsh, ivf with few clusters and
+probes, norm) and a pickle round trip. Each example runs in a worker process (see
 _fuzz.py): an out-of-bounds write in the kernels fails the test through the worker's exit
 status (glibc aborts at exit on a corrupted heap; under tools/sanitize.sh ASan aborts at
 the write)."""
