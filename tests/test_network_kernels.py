@@ -779,7 +779,10 @@ def _shared_bf16_once(clf, X, rows, cand, offset, masked, y_ptr, y_pos, n_thread
     st = _testing.state(b16)
     st.set_output_precision("bfloat16", 1)
     before = copy.deepcopy(st)
-    work = _testing.workspace(b16, n_threads, 4, transposed=True)
+    # what fit makes for it: no output gradient, no records
+    work = _testing.workspace(b16, n_threads, 4, transposed=False, scatter=False)
+    b = _testing.buffers(work)
+    assert b.g_out.size == b.gb_out.size == b.rec_ids.size == b.Hb16.size == 0
     acts = np.empty((len(rows), int(np.sum(st.sizes))), dtype=np.float32)
     _network.forward_acts(X.data, X.indices, X.indptr, rows, st, acts, n_threads)
     h = _bf16.from_bf16(_bf16.to_bf16(np.ascontiguousarray(acts[:, int(st.a_off[-1]):])))
@@ -856,6 +859,33 @@ def test_shared_output_bfloat16_ignores_threads_and_needs_its_step():
     clf, X, Y, rows, cand, offset, masked, y_ptr, y_pos = case
     with pytest.raises(ValueError, match="adam= is for"):
         _shared_once(clf, X, rows, cand, offset, masked, y_ptr, y_pos, adam=adam)
+
+
+def test_kernels_that_add_into_g_out_refuse_a_workspace_without_it():
+    """A Workspace made for the bfloat16 shared softmax has no g_out: every float32
+    kernel that adds into it must refuse it rather than write past its 0 rows."""
+    clf, X, Y, rows, cand, offset, masked, y_ptr, y_pos = _shared_case(seed=15)
+    work = _testing.workspace(clf, 1, 4, transposed=False, scatter=False)
+    assert not work.scatter and not work.transposed and _testing.buffers(work).g_out.size == 0
+    st = _testing.state(clf)
+    h = np.zeros((len(rows), st.W_out.shape[1]), np.float32)
+    dZ = np.empty((len(rows), len(cand)), np.float32)
+    with pytest.raises(ValueError, match="not transposed"):
+        _network.shared_output(h, y_ptr, y_pos, cand, offset, masked, st, work, dZ,
+                               np.empty_like(h), 1.0, False, 1)
+    y_idx = np.concatenate([Y[r] for r in rows]).astype(np.int32)
+    with pytest.raises(ValueError, match="not transposed"):
+        _network.dense_output(h, y_ptr, y_idx, st, work,
+                              np.empty((len(rows), st.W_out.shape[0]), np.float32),
+                              np.empty_like(h), 1.0, "softmax", 1)
+    Y_indptr = np.concatenate([[0], np.cumsum([len(y) for y in Y])]).astype(np.int64)
+    Y_indices = np.concatenate(Y).astype(np.int32)
+    with pytest.raises(ValueError, match="keeps no output gradient"):
+        _testing.train_batch(clf, X, Y_indptr, Y_indices, rows, work, min_active=4)
+    # adam_update leaves the output layer alone
+    W0 = st.W_out.copy()
+    _network.adam_update(st, work, 0.1, 0.9, 0.999, 1e-8, 0.0, 1, 1)
+    np.testing.assert_array_equal(st.W_out, W0)
 
 def test_train_batch_empty_rows_and_thread_check():
     clf = _make_clf(6, 4)

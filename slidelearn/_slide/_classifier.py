@@ -1006,15 +1006,16 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             dropout=self.dropout, precision=self.precision,
             pick_all=self.loss_ == "pick_all")
 
-    def _get_work(self, n_threads, max_labels, transposed=True):
+    def _get_work(self, n_threads, max_labels, transposed=True, scatter=True):
         """The ``_network.Workspace`` for training with ``n_threads`` threads (kept
         between calls while it fits). ``transposed``: record each batch position's
         output gradient for ``_network.output_adam`` instead of adding it into an
         ``(n_labels, H)`` array, when the records take less memory than that array
-        (or at most 64 MiB); the label-parallel path passes False."""
+        (or at most 64 MiB); the label-parallel path passes False. ``scatter=False``
+        with ``transposed=False``: neither (the bfloat16 shared softmax)."""
         self._work = _network.Workspace.ensure(getattr(self, "_work", None), self._state,
                                                n_threads, max_labels, self._train_params(),
-                                               transposed)
+                                               transposed, scatter)
         return self._work
 
     def _train_batch(self, X, Y_indptr, Y_indices, rows, work, n_threads, lr,
@@ -1036,7 +1037,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
                 work, self._min_active(), self.active_threshold, seed, n_threads,
                 self.dropout, self.loss_ == "pick_all")
         state.step += 1
-        if work.transposed and mode == "sample":  # (bfloat16 "shared" took its step)
+        if work.transposed:
             _network.output_adam(state, work, len(rows), lr, self.beta_1, self.beta_2,
                                  self.epsilon, self.alpha, state.step, n_threads, seed=seed)
         # input and hidden layers (and the output layer without the transposed gradient)
@@ -1058,9 +1059,9 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         the mean active-set size."""
         mode = self._output_mode()
         self._schedule.drift = self.rehash_drift  # set_params between warm fits
-        # bfloat16 keeps no float32 gradient of the output layer (transposed records)
-        work = self._get_work(n_threads, self._max_labels,
-                              transposed=mode == "sample" or self.precision == "bfloat16")
+        # the bfloat16 shared softmax steps its candidates itself: no output gradient
+        work = self._get_work(n_threads, self._max_labels, transposed=mode == "sample",
+                              scatter=not (mode == "shared" and self.precision == "bfloat16"))
         sampler = (LogUniformSampler(self._label_counts, self._min_active())
                    if mode == "shared" else None)
         total_loss = 0.0

@@ -231,7 +231,10 @@ cdef class Workspace:
     or ``Hb16``) for ``output_adam``, instead of the threads adding it into the
     ``(n_labels, H)`` arrays ``g_out`` / ``gb_out`` (the label-parallel path). The
     buffers of the other mode, and ``Hb`` or ``Hb16`` and ``h16`` of the other
-    precision (``bf16``), are empty.
+    precision (``bf16``), are empty. ``scatter``: whether ``g_out`` / ``gb_out`` exist
+    (not transposed, and not made with ``scatter=False``: the bfloat16 shared
+    softmax, which steps its candidates itself, needs neither them nor the records);
+    the kernels that add into ``g_out`` refuse a Workspace without them.
     """
     # activations and their gradients, a row per batch position (_layer_grads)
     cdef readonly float[:, ::1] acts
@@ -278,12 +281,13 @@ cdef class Workspace:
     cdef readonly int n_threads
     cdef readonly int64_t act_cap
     cdef readonly bint transposed
+    cdef readonly bint scatter
     cdef readonly bint bf16
     # the bucket codes of the last rebuild of the training tables (SlideState.hash_output)
     cdef public object hash_buckets
 
     def __init__(self, state, int n_threads, params, int64_t act_cap, bint transposed,
-                 bint bf16, tuple key=None):
+                 bint bf16, tuple key=None, bint scatter=True):
         n_features, H0 = state.W_in.shape
         n_labels, H = state.W_out.shape
         cdef int T = n_threads, L = params.n_tables
@@ -292,6 +296,7 @@ cdef class Workspace:
         self.n_threads = T
         self.act_cap = act_cap
         self.transposed = transposed
+        self.scatter = scatter and not transposed
         self.bf16 = bf16
         self.hash_buckets = None
         self.acts = np.zeros((rows, total), dtype=np.float32)
@@ -314,7 +319,7 @@ cdef class Workspace:
         self.uniq_in = np.zeros(n_features, dtype=np.int32)
         self.g_in = np.zeros((n_features, H0), dtype=np.float32)
         # the buffers of the other mode (and of the other precision) are left empty
-        cdef int64_t out_rows = 0 if transposed else n_labels
+        cdef int64_t out_rows = n_labels if self.scatter else 0
         cdef int64_t rec_rows = rows if transposed else 0, rec_cap = act_cap if transposed else 0
         self.g_out = np.zeros((out_rows, H), dtype=np.float32)
         self.gb_out = np.zeros(out_rows, dtype=np.float32)
@@ -332,11 +337,14 @@ cdef class Workspace:
         self.h16 = np.zeros((T if bf16 else 0, H), dtype=np.uint16)
 
     @staticmethod
-    def ensure(work, state, int n_threads, int64_t max_labels, params, bint transposed=True):
+    def ensure(work, state, int n_threads, int64_t max_labels, params, bint transposed=True,
+               bint scatter=True):
         """``work`` when it was made for the same sizes with room for active sets of
         rows of ``max_labels`` labels, else a new Workspace. ``transposed`` is granted
         only when the gradient records take at most the size of the output layer (or
-        64 MiB); precision="bfloat16" (``params.precision``) needs them."""
+        64 MiB); precision="bfloat16" (``params.precision``) needs them, unless
+        ``scatter`` is False as well (no output gradient kept at all: the bfloat16
+        shared softmax)."""
         n_features, H0 = state.W_in.shape
         n_labels, H = state.W_out.shape
         act_cap = int(active_capacity(n_labels, max_labels, params.n_tables,
@@ -344,16 +352,16 @@ cdef class Workspace:
         rows = int(params.batch_size)
         transposed = transposed and rows * act_cap * 32 <= max(64 << 20, n_labels * H * 4)
         bf16 = params.precision == "bfloat16"
-        if bf16 and not transposed:
+        if bf16 and not transposed and scatter:
             raise ValueError("precision='bfloat16' needs batch_size * (max labels per row "
                              "+ n_tables * bucket_size + min_active) * 32 bytes of "
                              "gradient records at most the size of the output layer; "
                              "lower batch_size or use precision='float32'.")
         key = (n_threads, params.n_tables, params.n_codes, params.bucket_size, n_labels, H,
-               n_features, H0, transposed, rows, bf16)
+               n_features, H0, transposed, rows, bf16, scatter and not transposed)
         if work is not None and work.key == key and work.act_cap >= act_cap:
             return work
-        return Workspace(state, n_threads, params, act_cap, transposed, bf16, key)
+        return Workspace(state, n_threads, params, act_cap, transposed, bf16, key, scatter)
 
     cdef (Py_ssize_t, Py_ssize_t) records_shape(self) noexcept:
         """(rows, width) of the activations the transposed records keep: ``Hb16`` with
@@ -990,6 +998,8 @@ def train_batch(const float[::1] X_data, const index_t[::1] X_indices,
                 or rec_dz.shape[0] != rec_ids.shape[0] or rec_dz.shape[1] != rec_ids.shape[1]
                 or rec_n.shape[0] < n or hb_rows < n or hb_cols != net.h_last):
             raise ValueError("transposed-gradient buffers are too small for this batch")
+    elif not work.scatter:
+        raise ValueError("train_batch: the Workspace keeps no output gradient")
     else:
         g_out = work.g_out
         gb_out = work.gb_out
@@ -1089,7 +1099,7 @@ def adam_update(state, Workspace work, float lr, float beta1, float beta2, float
 
     Rows that received no gradient keep their weights and moments unchanged (lazy
     Adam, as PyTorch's SparseAdam). With ``work.transposed`` the output layer is left
-    to ``output_adam``. ``step`` is the global step used in the bias correction;
+    to ``output_adam``, and without ``work.scatter`` to whichever kernel stepped it. ``step`` is the global step used in the bias correction;
     ``alpha`` is an L2 penalty applied to the updated rows. Returns the number of output
     neurons and input rows updated.
     """
@@ -1108,7 +1118,7 @@ def adam_update(state, Workspace work, float lr, float beta1, float beta2, float
     cdef float[:, ::1] g_in = work.g_in
     cdef float[:, ::1] g_out
     cdef float[::1] gb_out
-    cdef bint has_out = not work.transposed
+    cdef bint has_out = work.scatter
     cdef float[:, ::1] g_dense = work.g_dense
     cdef int32_t[:, ::1] out_list = work.out_list
     cdef int64_t[::1] out_count = work.out_count
@@ -2078,7 +2088,7 @@ def slice_backward(const float[:, ::1] H, const int32_t[:, ::1] act,
     if (dH.shape[0] != n or dH.shape[1] != hd or H.shape[1] != hd
             or inv_m.shape[0] < n or weight.shape[0] < n):
         raise ValueError("slice_backward: inconsistent shapes")
-    if work.transposed:
+    if not work.scatter:
         raise ValueError("slice_backward adds into g_out: it needs a Workspace that is "
                          "not transposed")
     g_out = work.g_out
@@ -2178,7 +2188,7 @@ def dense_output(const float[:, ::1] H, const int64_t[::1] Y_indptr,
         raise ValueError(f"dense_output: unknown loss {loss!r}")
     if row_block < 1 or label_block < 1 or col_block < 1:
         raise ValueError("dense_output: block sizes must be positive")
-    if work.transposed:
+    if not work.scatter:
         raise ValueError("dense_output adds into g_out: it needs a Workspace that is "
                          "not transposed")
     if (d != W_out.shape[1] or Y_indptr.shape[0] != n + 1 or dZ.shape[0] < n
@@ -2280,8 +2290,8 @@ def shared_output(const float[:, ::1] H, const int64_t[::1] Y_indptr,
     ``output_adam`` takes it (``_adam16.h``, the biases in float32), with ``adam`` =
     ``(lr, beta1, beta2, eps, alpha, step, seed)``: every candidate is distinct, so its
     gradient row is whole once its block is summed, and no ``(n_labels, H)`` gradient is
-    stored. ``g_out`` is not used, so ``work`` may be transposed (as bfloat16 training
-    makes it); nothing is listed for ``adam_update``.
+    stored. ``g_out`` is not used (a Workspace made with ``scatter=False`` has none);
+    nothing is listed for ``adam_update``.
     Returns the summed loss."""
     cdef const float[:, ::1] W_out = state.W_out
     cdef const float[::1] b_out = state.b_out
@@ -2324,7 +2334,7 @@ def shared_output(const float[:, ::1] H, const int64_t[::1] Y_indptr,
         vb_out = state.vb_out
         _check_bf16(w16, s16, L, d, dirty.shape[0] == (L + DIRTY - 1) // DIRTY
                     and mb_out.shape[0] == L and vb_out.shape[0] == L)
-    elif work.transposed:
+    elif not work.scatter:
         raise ValueError("shared_output adds into g_out: it needs a Workspace that is "
                          "not transposed")
     elif adam is not None:

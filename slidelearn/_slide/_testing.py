@@ -74,13 +74,13 @@ def rehash(clf, n_threads=1):
     clf._rehash(n_threads)
 
 
-def workspace(clf, n_threads=None, max_labels=None, transposed=True):
+def workspace(clf, n_threads=None, max_labels=None, transposed=True, scatter=True):
     """The ``Workspace`` of the last fit, or with ``n_threads`` one for training on that
     many threads and rows of up to ``max_labels`` labels (kept by ``clf``, as ``fit``
-    keeps it)."""
+    keeps it; ``transposed`` and ``scatter`` as ``Workspace.ensure`` takes them)."""
     if n_threads is None:
         return getattr(clf, "_work", None)
-    return clf._get_work(n_threads, max_labels, transposed=transposed)
+    return clf._get_work(n_threads, max_labels, transposed=transposed, scatter=scatter)
 
 
 def buffers(work):
@@ -116,7 +116,8 @@ def scattered_output_gradient(monkeypatch):
     fixture, which undoes it)."""
     get_work = SlideClassifier._get_work
     monkeypatch.setattr(SlideClassifier, "_get_work",
-                        lambda self, n, m, transposed=True: get_work(self, n, m, False))
+                        lambda self, n, m, transposed=True, scatter=True:
+                        get_work(self, n, m, False, scatter))
 
 
 def fail_on_batch(monkeypatch, n, exc=KeyboardInterrupt):
