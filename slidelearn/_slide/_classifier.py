@@ -160,7 +160,9 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         Maximum neuron ids kept per bucket.
     bucket_policy : {"fifo", "reservoir"}, default="fifo"
         Which ids a full bucket keeps: the last inserted (neurons are inserted in
-        index order), or a uniform random sample.
+        index order), or a uniform random sample. FIFO keeps the highest label
+        indices in every table: where indices follow label frequency, prefer
+        ``"reservoir"`` (see the SLIDE page of the user guide).
     min_active : int or "auto", default="auto"
         Random output neurons are added to each training sample's active set until
         it has at least this many neurons (or all of them). ``"auto"``: every label
