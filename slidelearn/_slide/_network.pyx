@@ -1099,9 +1099,10 @@ def adam_update(state, Workspace work, float lr, float beta1, float beta2, float
 
     Rows that received no gradient keep their weights and moments unchanged (lazy
     Adam, as PyTorch's SparseAdam). With ``work.transposed`` the output layer is left
-    to ``output_adam``, and without ``work.scatter`` to whichever kernel stepped it. ``step`` is the global step used in the bias correction;
-    ``alpha`` is an L2 penalty applied to the updated rows. Returns the number of output
-    neurons and input rows updated.
+    to ``output_adam``, and without ``work.scatter`` to the kernel that stepped it
+    (``shared_output`` in bfloat16). ``step`` is the global step used in the bias
+    correction; ``alpha`` is an L2 penalty applied to the updated rows. Returns the
+    number of output neurons and input rows updated.
     """
     cdef float[:, ::1] W_in = state.W_in
     cdef float[::1] dense = state.dense
