@@ -514,6 +514,25 @@ def test_bfloat16_model_with_bias_tails_trains_on(problem):
                                   _bf16.from_bf16(np.ascontiguousarray(s16[:, H:2 * H])))
 
 
+@pytest.mark.parametrize("sampling", ["lsh", "log_uniform"])
+def test_bfloat16_callback_sees_the_epochs_model(problem, sampling):
+    """A callback that predicts during a bfloat16 fit sees the weights trained so far,
+    not the float32 copy of before the fit (training steps the bfloat16 halves)."""
+    Xtr, Ytr, Xte, _ = problem
+    seen = []
+
+    def callback(est, info):
+        seen.append((est.coefs_[-1].copy(), est.predict_topk(Xte, k=3)[0]))
+
+    clf = SlideClassifier(hidden_layer_sizes=(16,), max_iter=3, random_state=0, n_jobs=2,
+                          min_active=10, negative_sampling=sampling, precision="bfloat16",
+                          early_stopping=False, callback=callback).fit(Xtr, Ytr)
+    assert len(seen) == 3
+    assert not np.array_equal(seen[0][0], seen[2][0])  # each epoch's own weights
+    np.testing.assert_array_equal(seen[-1][0], clf.coefs_[-1])
+    np.testing.assert_array_equal(seen[-1][1], clf.predict_topk(Xte, k=3)[0])
+
+
 def test_bad_precision(problem):
     Xtr, Ytr, _, _ = problem
     with pytest.raises(ValueError, match="precision"):

@@ -1159,6 +1159,10 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             lr = self.learning_rate * self.learning_rate_decay ** epoch
             loss, active = self._run_epoch(X, Y_indptr, Y_indices, order, n_threads, lr)
             self.mean_active_ = active
+            if self.callback is not None:
+                # the callback may predict or read coefs_: both read the float32 W_out,
+                # which bfloat16 training leaves stale until joined from its halves
+                self._state.sync_output(n_threads)
             return loss, {"active neurons/sample": active}
 
         best = _epochs.run_epochs(self, rows, train_epoch, incremental=incremental,
