@@ -3,21 +3,18 @@
 not checked (the benchmark asserts nothing), but the formula of its bound on ideal SimHash
 tables is, against tables drawn at random."""
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_lsh_inference.py"
+from _scripts import load_script, script, script_env
+
+SCRIPT = script("bench_lsh_inference")
 
 
 def test_quick_run_writes_its_result(tmp_path):
-    import slidelearn
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(Path(slidelearn.__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
+    env = script_env()
     out = tmp_path / "lsh.json"
     proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--data", "amazon",
                            "--threads", "1", "--simhash-bound", "--out", str(out)],
@@ -40,12 +37,7 @@ def test_quick_run_writes_its_result(tmp_path):
 
 
 def _module():
-    """The script is not a package module: load it by path."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("bench_lsh_inference", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_lsh_inference")
 
 
 def test_examples():

@@ -2,19 +2,16 @@
 3,000 rows): it writes a result whose figures are consistent. The figures themselves are
 not checked: the benchmark asserts nothing."""
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_table_recall.py"
+from _scripts import script, script_env
+
+SCRIPT = script("bench_table_recall")
 
 
 def test_quick_run_writes_its_result(tmp_path):
-    import slidelearn
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(Path(slidelearn.__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
+    env = script_env()
     out = tmp_path / "recall.json"
     proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--threads", "1",
                            "--settings", '[{}, {"rehash_drift": 0.5}]', "--out", str(out)],

@@ -2,32 +2,23 @@
 --quick`` on bibtex (two methods, each in its own process) writes a result that the
 summary and ``report`` read back. Figures are not checked: the benchmark asserts nothing."""
 import doctest
-import importlib.util
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_time_to_accuracy.py"
+from _scripts import load_script, script, script_env
+
+SCRIPT = script("bench_time_to_accuracy")
 
 
 def _module():
-    """The script is not a package module: load it by path."""
-    spec = importlib.util.spec_from_file_location("bench_time_to_accuracy", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_time_to_accuracy")
 
 
 def _env():
-    import slidelearn
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(Path(slidelearn.__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
-    return env
+    return script_env()
 
 
 def test_examples():

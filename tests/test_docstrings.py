@@ -41,11 +41,6 @@ def test_docstring_examples(name):
 
 def test_benchmark_report_examples():
     """benchmarks/make_report.py is not a package module: load it by path."""
-    import importlib.util
-    from pathlib import Path
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "make_report.py"
-    spec = importlib.util.spec_from_file_location("make_report", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    from _scripts import load_script
+    result = doctest.testmod(load_script("make_report"), optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
