@@ -821,9 +821,10 @@ def test_shared_output_bfloat16_steps_the_candidates_as_output_adam(n_threads):
     np.testing.assert_array_equal(dH, dH_ref)
     g = _testing.buffers(work)
     H = st.W_out.shape[1]
-    # as the kernels take it: float32 betas, the correction in double
-    f1, f2 = float(np.float32(b1)), float(np.float32(b2))
-    lr_t = np.float32(lr * np.sqrt(1 - f2 ** step) / (1 - f1 ** step))
+    # as every Adam kernel takes it (_adam_lr_t): float32 lr, betas and powers
+    f = np.float32
+    lr_t = f(float(f(lr)) * np.sqrt(1 - float(f(b2) ** f(step)))
+             / (1 - float(f(b1) ** f(step))))
     w16, s16 = before.w16_out[cand].copy(), before.s16_out[cand].copy()
     seed32 = (seed ^ (seed >> 32)) & 0xFFFFFFFF
     for i, q in enumerate(cand):  # each neuron's random bits, as output_adam draws them

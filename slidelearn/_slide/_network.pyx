@@ -1065,6 +1065,13 @@ cdef inline void _prefetch_adam(float* w, float* m, float* v, float* g, int n) n
     sl_prefetchw_row(g, n)
 
 
+cdef inline float _adam_lr_t(float lr, float beta1, float beta2, int64_t step) noexcept nogil:
+    """Adam's step size with both bias corrections at global step ``step`` (from 1),
+    in float32 arguments: every Adam kernel takes it from here, so that the paths of
+    one model step alike."""
+    return lr * sqrt(1.0 - beta2 ** <float>step) / (1.0 - beta1 ** <float>step)
+
+
 cdef inline void _adam_scalar(float* w, float* m, float* v, float* g, float lr_t,
                               float b1, float b2, float eps) noexcept nogil:
     cdef float gi = g[0]
@@ -1132,7 +1139,7 @@ def adam_update(state, Workspace work, float lr, float beta1, float beta2, float
     cdef int H = W_out.shape[1], H0 = W_in.shape[1]
     cdef int64_t n_out, n_in, q, n_dense = dense.shape[0]
     cdef int32_t j
-    cdef float lr_t = lr * sqrt(1.0 - beta2 ** step) / (1.0 - beta1 ** step)
+    cdef float lr_t = _adam_lr_t(lr, beta1, beta2, step)
     if has_out:  # else the output layer is output_adam's (transposed gradient)
         g_out = work.g_out
         gb_out = work.gb_out
@@ -1226,7 +1233,7 @@ def output_adam(state, Workspace work, int64_t n_rows, float lr, float beta1,
     cdef int width = bf16_state_width(H)
     cdef int ahead = ADAM_AHEAD_BF16 if bf16 else ADAM_AHEAD
     cdef uint32_t seed32 = <uint32_t>(seed ^ (seed >> 32))
-    cdef float lr_t = lr * sqrt(1.0 - beta2 ** step) / (1.0 - beta1 ** step)
+    cdef float lr_t = _adam_lr_t(lr, beta1, beta2, step)
     if not work.transposed or work.bf16 != bf16:
         raise ValueError("output_adam needs the transposed gradient records of this "
                          "precision")
@@ -2325,7 +2332,7 @@ def shared_output(const float[:, ::1] H, const int64_t[::1] Y_indptr,
         lr, beta1, beta2, eps, alpha, step, seed = adam
         if step < 1:
             raise ValueError("shared_output: the Adam step counts from 1")
-        lr_t = lr * sqrt(1.0 - beta2 ** step) / (1.0 - beta1 ** step)
+        lr_t = _adam_lr_t(lr, beta1, beta2, step)
         seed32 = <uint32_t>((<uint64_t>seed) ^ ((<uint64_t>seed) >> 32))
         w16 = state.w16_out
         s16 = state.s16_out
@@ -2504,7 +2511,7 @@ def hidden_backward(const float[::1] X_data, const index_t[::1] X_indices,
     cdef _InputScratch scratch = _InputScratch(n_entries, n_threads)
     cdef InputAdam step
     cdef float[:, ::1] W_in, m_in, v_in, gbuf
-    cdef float lr, beta1, beta2  # typed as adam_update's, for the same lr_t
+    cdef float lr, beta1, beta2  # float32, as every Adam kernel takes them (_adam_lr_t)
     cdef int64_t t_step
     step.W = NULL
     if adam is not None:
@@ -2524,7 +2531,7 @@ def hidden_backward(const float[::1] X_data, const index_t[::1] X_indices,
         step.m = &m_in[0, 0]
         step.v = &v_in[0, 0]
         step.gbuf = &gbuf[0, 0]
-        step.lr_t = lr * sqrt(1.0 - beta2 ** t_step) / (1.0 - beta1 ** t_step)
+        step.lr_t = _adam_lr_t(lr, beta1, beta2, t_step)
         step.b1 = beta1
         step.b2 = beta2
         step.eps = eps
