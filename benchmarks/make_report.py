@@ -1249,8 +1249,10 @@ def defaults_rst(runs):
     lines : list of str
         One section per run (command, machine) and one table per data set: every
         method and thread count with the mean over seeds and, after ``±``, half the
-        range between the worst and best seed; a last column gives the fewest
-        distinct top-1 labels of any seed (1 is a collapse to one answer).
+        range between the worst and best seed; the last columns give the fewest
+        distinct top-1 labels and distinct ranked top-5 lists of any seed (one top-5
+        list is a collapse to one answer; one top-1 label is not, where one label is in
+        nearly every row).
 
     Examples
     --------
@@ -1288,9 +1290,12 @@ def defaults_rst(runs):
                                + (f" ± {half:.{digits}f}" if len(vals) > 1 else ""))
                 if kind == "xc":
                     row.append(min(r["distinct_top1"] for r in rs))
+                    # recorded since 2026-12-05; earlier runs have only the top-1 count
+                    lists = [r["distinct_top5"] for r in rs if "distinct_top5" in r]
+                    row.append(min(lists) if lists else "-")
                 rows.append(row)
             header = ["method", "threads", "seeds"] + [h for _, h, _ in cols]
-            header += ["distinct top-1 (min)"] if kind == "xc" else []
+            header += ["distinct top-1 (min)", "top-5 lists (min)"] if kind == "xc" else []
             lines += _list_table(header, rows, caption=data)
         if failed:
             lines += ["Runs that failed: " + "; ".join(
