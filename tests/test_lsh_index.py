@@ -1,9 +1,10 @@
 """LSHIndex and RehashSchedule: the hash tables over the output neurons."""
 import numpy as np
+import pytest
 from sklearn.datasets import make_multilabel_classification
 
 from slidelearn import SlideClassifier
-from slidelearn._slide import _testing
+from slidelearn._slide import _hashing, _testing
 from slidelearn._slide._lsh import LSHIndex, RehashSchedule
 
 
@@ -133,7 +134,10 @@ def test_mips_rows_have_one_norm_and_keep_the_score_order():
     np.testing.assert_allclose(R16[:, :-2], (W16.astype(np.uint32) << 16).view(np.float32) - c)
 
 
-def test_mips_query_hash_is_the_hash_of_the_padded_query():
+@pytest.mark.parametrize("dense", [True, False])
+def test_mips_query_hash_is_the_hash_of_the_padded_query(dense, monkeypatch):
+    # both ways of applying the projections: dense (one sgemv) and gathered non-zeros
+    monkeypatch.setattr(_hashing, "_DENSE_SHARE", 10**6 if dense else 0)
     rng = np.random.default_rng(1)
     params = _hashing.draw_hash_functions("mips", 12 + 2, 5, 7, 4, 18, rng)
     for _ in range(20):
@@ -145,6 +149,65 @@ def test_mips_query_hash_is_the_hash_of_the_padded_query():
         np.testing.assert_array_equal(bq, bv)
     with np.testing.assert_raises(ValueError):
         _hashing.hash_codes(params, padded, query=True)  # a query has dim - 2 floats
+
+
+@pytest.mark.parametrize("family", ["mips", "simhash"])
+def test_dense_and_gathered_projections_give_the_same_codes(family, monkeypatch):
+    """The dense projections (written out from the sparse ones) give the codes of the
+    gathered non-zeros wherever a projection is not a float32 near-tie, for rows and
+    for "mips" queries, at every width; the dense matrix is made once, kept with the
+    functions, and made on first use for functions drawn without it (older pickles)."""
+    rng = np.random.default_rng(5)
+    dim = 20
+    for width in (2, 7, dim):
+        params = _hashing.draw_hash_functions(family, dim, 6, 9, width, 18, rng)
+        rows = rng.normal(size=(40, dim)).astype(np.float32)
+        got = {}
+        for mode, share in (("dense", 10**6), ("gathered", 0)):
+            monkeypatch.setattr(_hashing, "_DENSE_SHARE", share)
+            p = dict(params)
+            p.pop("proj", None)
+            got[mode] = [_hashing.hash_codes(p, r)[0] for r in rows]
+            if family == "mips":
+                got[mode] += [_hashing.hash_codes(p, r[:-2], query=True)[0] for r in rows]
+            assert ("proj" in p) == (mode == "dense")
+            if mode == "dense":
+                proj = p["proj"]
+                _hashing.hash_codes(p, rows[0])
+                assert p["proj"] is proj  # kept, not made again
+                ref = np.zeros((params["dims"].shape[0], dim), dtype=np.float32)
+                for i, (d, sgn) in enumerate(zip(params["dims"], params["signs"])):
+                    ref[i, d] = sgn
+                np.testing.assert_array_equal(proj, ref)
+        # the margin of every projection, to leave out float32 near-ties
+        margins = []
+        for r in rows:
+            margins.append(np.abs(ref @ r.astype(np.float64)))
+        if family == "mips":
+            for r in rows:
+                q = np.concatenate([r[:-2], [1.0, 0.0]])
+                margins.append(np.abs(ref @ q))
+        for a, b, m in zip(got["dense"], got["gathered"], margins):
+            clear = m > 1e-4
+            np.testing.assert_array_equal(a[clear], b[clear])
+
+
+def test_classifier_resolves_bin_size_auto_by_family():
+    X, Y = make_multilabel_classification(n_samples=200, n_features=20, n_classes=30,
+                                          random_state=0)
+    common = dict(hidden_layer_sizes=64, min_active=5, negative_sampling="lsh", max_iter=1,
+                  random_state=0)
+    mips = SlideClassifier(hash_family="mips", **common).fit(X, Y)
+    assert mips._lsh.params["width"] == 64 + 2 and "proj" in mips._lsh.params
+    dwta = SlideClassifier(hash_family="dwta", **common).fit(X, Y)
+    assert dwta._lsh.params["width"] == 8
+    # 4 non-zeros in 66 dims: gathered, with no dense copy
+    set_ = SlideClassifier(hash_family="mips", bin_size=4, **common).fit(X, Y)
+    assert set_._lsh.params["width"] == 4 and "proj" not in set_._lsh.params
+    # the inference tables resolve it the same way
+    mips.set_params(inference_n_codes=5)
+    mips._build_inference_tables(1)
+    assert mips._inference_lsh.params["width"] == 66
 
 
 def test_mips_tables_retrieve_the_top_scoring_neuron_far_above_chance():

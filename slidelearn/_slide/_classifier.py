@@ -137,10 +137,10 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         Hash family of the output-layer tables: densified winner-take-all,
         winner-take-all, signed random projections, densified one-permutation
         minhash of the positive coordinates, or ``"mips"``: signed random
-        projections (``bin_size`` non-zeros each, one bit a code, so use a larger
-        ``n_codes``, e.g. 8) of the output rows with their bias and a norm
-        coordinate appended against the queries ``[h, 1, 0]``, so that retrieval
-        follows the scores ``w . h + b`` (maximum inner product search).
+        projections (one bit a code, so use a larger ``n_codes``, e.g. 10) of the
+        output rows with their bias and a norm coordinate appended against the
+        queries ``[h, 1, 0]``, so that retrieval follows the scores ``w . h + b``
+        (maximum inner product search).
     n_codes : int, default=6
         K, hash codes concatenated into one bucket id per table. Larger K makes
         smaller, more selective buckets (fewer neurons retrieved). K=4 retrieves
@@ -150,9 +150,13 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         L, number of hash tables, at most 254 (a neuron's count of the tables that
         retrieve it is kept in one byte, so that a thread's counts over all labels
         stay in the L2 cache).
-    bin_size : int, default=8
+    bin_size : int or "auto", default="auto"
         Coordinates compared by one WTA / DWTA code (must not exceed the last
-        hidden width), or the non-zeros of one ``"mips"`` projection.
+        hidden width), or the non-zeros of one ``"mips"`` projection. ``"auto"``:
+        8 for WTA / DWTA (SLIDE's setting); every coordinate for ``"mips"``, whose
+        dense projections see the bias coordinate in every code and are applied as
+        one matrix-vector product (sparse ones find far fewer of the exact answers:
+        see the inference guide).
     range_pow : int, default=18
         At most ``2**range_pow`` buckets per table; larger code spaces are folded
         by hashing.
@@ -477,7 +481,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         "hash_family": [StrOptions({"dwta", "wta", "simhash", "doph", "mips"})],
         "n_codes": [Interval(Integral, 1, 32, closed="both")],
         "n_tables": [Interval(Integral, 1, _network.MAX_TABLES, closed="both")],
-        "bin_size": [Interval(Integral, 2, None, closed="left")],
+        "bin_size": [Interval(Integral, 2, None, closed="left"), StrOptions({"auto"})],
         "range_pow": [Interval(Integral, 1, 30, closed="both")],
         "bucket_size": [Interval(Integral, 1, _INT_MAX, closed="both")],
         "bucket_policy": [StrOptions({"fifo", "reservoir"})],
@@ -532,7 +536,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         hash_family="dwta",
         n_codes=6,
         n_tables=50,
-        bin_size=8,
+        bin_size="auto",
         range_pow=18,
         bucket_size=128,
         bucket_policy="fifo",
@@ -754,9 +758,10 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         the hash tables are left to the caller."""
         sizes = self._hidden_sizes(n_labels)
         H = sizes[-1]
-        if self.hash_family in ("wta", "dwta") and self.bin_size > H:
-            raise ValueError(f"bin_size={self.bin_size} exceeds the width of the last hidden "
-                             f"layer ({H}).")
+        bin_size = self._bin_size(H)
+        if self.hash_family in ("wta", "dwta") and bin_size > H:
+            raise ValueError(f"bin_size={bin_size} exceeds the width of the last hidden "
+                             f"layer ({H}); set bin_size to at most {H}.")
         # Glorot's bound shrinks with the number of labels: beyond a few thousand the
         # output starts so small that a sampled softmax learns several times slower (the
         # time-to-accuracy benchmark); nn.Linear's bound does not
@@ -778,12 +783,18 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         self.loss_curve_ = []
         self.validation_scores_ = None
         self.best_validation_score_ = None
-        self._lsh = LSHIndex(self.hash_family, H, self.n_codes, self.n_tables, self.bin_size,
+        self._lsh = LSHIndex(self.hash_family, H, self.n_codes, self.n_tables, bin_size,
                              self.range_pow, self._rng)
         if label_slice is None:
             self._rehash(effective_n_threads(self.n_jobs))
         else:  # the draw _rehash makes, so that the stream stays that of a whole model
             self._rng.integers(0, 2**63 - 1)
+
+    def _bin_size(self, H):
+        """``bin_size`` for a last hidden layer of ``H`` units (``"auto"`` resolved)."""
+        if self.bin_size != "auto":
+            return self.bin_size
+        return H + 2 if self.hash_family == "mips" else 8
 
     def _rehash(self, n_threads):
         """Rebuild the training tables from the output layer, or, where training does
@@ -815,7 +826,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
                 self.hash_family, int(self._state.sizes[-1]),
                 self.n_codes if self.inference_n_codes is None else self.inference_n_codes,
                 self.n_tables if self.inference_n_tables is None else self.inference_n_tables,
-                self.bin_size, self.range_pow, rng)
+                self._bin_size(int(self._state.sizes[-1])), self.range_pow, rng)
         else:
             # the training hash functions: training shapes the network so that the true
             # labels collide with the inputs under these very functions

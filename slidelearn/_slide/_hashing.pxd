@@ -17,6 +17,8 @@ cdef struct HashFn:
     int bin_size       # dims per hash (wta/dwta bins, simhash non-zeros)
     const int32_t* dims      # (K * L, bin_size) dims of each hash (simhash, wta, dwta)
     const float* signs       # (K * L, bin_size) simhash projection signs
+    const float* proj        # (K * L, dim) the same projections written out dense, or
+                             # NULL where they are sparse enough to gather (_DENSE_SHARE)
     const int32_t* doph_bin  # (L, dim) bin in [0, K) of every dim, per table
     const uint32_t* doph_rank  # (L, dim) random rank of every dim, per table
     uint64_t code_base      # codes of one hash lie in [0, code_base)

@@ -44,6 +44,8 @@ cdef extern from "../utils/_bfloat16.h" nogil:
     void sl_from_bf16(const uint16_t *h, float *out, int64_t n)
     void sl_bf16_set_level(int level)
 
+from scipy.linalg.cython_blas cimport sgemv
+
 from slidelearn.utils import _cpu
 
 # the batch WTA code runs at the avx512 levels only (_cpu levels 2 and 3)
@@ -54,6 +56,10 @@ FAMILIES = {"simhash": FAMILY_SIMHASH, "wta": FAMILY_WTA, "dwta": FAMILY_DWTA, "
             "mips": FAMILY_MIPS}
 
 cdef int MAX_PROBES = 64
+# SimHash projections with at least one non-zero in _DENSE_SHARE dims are applied as
+# dense dot products, in the vector loop of sl_dot: gathering their non-zeros one by
+# one, behind a branch per non-zero for "mips" queries, cost more than the zeros.
+_DENSE_SHARE = 8
 # build_tables fills every bucket's run of ids one id at a time, thousands of runs
 # interleaved: the first write to each 64-byte line was a miss to memory that stalled
 # the loop (the previous tables' ids are long evicted). A bucket's write also
@@ -91,7 +97,9 @@ cdef void hash_vector(const HashFn* fn, const float* vec, int32_t* codes,
     cdef const int32_t* dims
     cdef const float* signs
     cdef uint32_t r
-    if fn.family == FAMILY_SIMHASH or fn.family == FAMILY_MIPS:
+    if (fn.family == FAMILY_SIMHASH or fn.family == FAMILY_MIPS) and fn.proj != NULL:
+        _dense_codes(fn, vec, codes, False)
+    elif fn.family == FAMILY_SIMHASH or fn.family == FAMILY_MIPS:
         for i in range(n_hashes):
             dims = fn.dims + <int64_t>i * fn.bin_size
             signs = fn.signs + <int64_t>i * fn.bin_size
@@ -148,6 +156,10 @@ cdef void hash_query(const HashFn* fn, const float* h, int32_t* codes,
     if fn.family != FAMILY_MIPS:
         hash_vector(fn, h, codes, buckets)
         return
+    if fn.proj != NULL:
+        _dense_codes(fn, h, codes, True)
+        _buckets(fn, codes, buckets)
+        return
     for i in range(n_hashes):
         dims = fn.dims + <int64_t>i * fn.bin_size
         signs = fn.signs + <int64_t>i * fn.bin_size
@@ -160,6 +172,42 @@ cdef void hash_query(const HashFn* fn, const float* h, int32_t* codes,
                 s = s + signs[j]
         codes[i] = 1 if s >= 0 else 0
     _buckets(fn, codes, buckets)
+
+
+cdef enum:
+    MAX_DENSE_HASHES = 8192  # K * L of the dense path: 32 KB of projections on the stack
+
+
+cdef inline void _project(const HashFn* fn, const float* vec, int n,
+                          float* y) noexcept nogil:
+    """y = the K * L projections of ``vec`` over the first ``n`` dims (one sgemv)."""
+    cdef char trans = b'T'
+    cdef int m = n, k = fn.n_codes * fn.n_tables, lda = fn.dim, inc = 1
+    cdef float one = 1, zero = 0
+    sgemv(&trans, &m, &k, &one, <float*>fn.proj, &lda, <float*>vec, &inc, &zero, y, &inc)
+
+
+cdef inline void _dense_codes(const HashFn* fn, const float* vec, int32_t* codes,
+                              bint query) noexcept nogil:
+    """SimHash bits from the dense projections. "mips" rows end in the bias and the
+    norm-completing coordinate, added after the product over the first dim - 2, so
+    that a query ``h`` (``query``: dim - 2 floats) gets the bits of the padded
+    ``[h, 1, 0]`` bit for bit."""
+    cdef int i, n_hashes = fn.n_codes * fn.n_tables, n = fn.dim
+    cdef float y[MAX_DENSE_HASHES]
+    cdef float s, last, pad
+    cdef const float* p
+    if fn.family == FAMILY_MIPS:
+        n = fn.dim - 2
+    _project(fn, vec, n, y)
+    for i in range(n_hashes):
+        s = y[i]
+        if fn.family == FAMILY_MIPS:
+            p = fn.proj + <int64_t>i * fn.dim
+            last = 1 if query else vec[n]
+            pad = 0 if query else vec[n + 1]
+            s = s + p[n] * last + p[n + 1] * pad
+        codes[i] = 1 if s >= 0 else 0
 
 
 cdef inline void _buckets(const HashFn* fn, const int32_t* codes,
@@ -282,6 +330,18 @@ cdef HashFn make_hash_fn(dict p) except *:
     fn.signs = &signs[0, 0]
     fn.doph_bin = &doph_bin[0, 0]
     fn.doph_rank = &doph_rank[0, 0]
+    fn.proj = NULL
+    cdef const float[:, ::1] proj
+    if (p["family"] in ("simhash", "mips") and p["width"] * _DENSE_SHARE >= p["dim"]
+            and p["dims"].shape[0] <= MAX_DENSE_HASHES):
+        if "proj" not in p:
+            # written out once and kept with the functions (pickled with them; an index
+            # pickled before it existed gets it on its first use)
+            dense = np.zeros((p["dims"].shape[0], p["dim"]), dtype=np.float32)
+            np.put_along_axis(dense, p["dims"].astype(np.intp), p["signs"], axis=1)
+            p["proj"] = dense
+        proj = p["proj"]
+        fn.proj = &proj[0, 0]
     fn.code_base = p["code_base"]
     fn.n_buckets = p["n_buckets"]
     fn.exact_buckets = p["exact_buckets"]
