@@ -294,7 +294,7 @@ def run_data(name, args):
             clf._norm_index = None
             clf._norm_inference_index()  # what fit does at its end with "norm"
         else:
-            clf._build_inference_tables(args.threads)  # what fit does at its end
+            clf._build_inference_tables(args.threads, lazy=False)  # as fit, built now
         build_s = time.perf_counter() - t0
         lsh, t_lsh = _timed(clf, Xte, inference=mode)
         p1, p5 = tta.precisions(Yte, lsh)
@@ -375,7 +375,7 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--hash-family", default="mips",
-                   choices=["dwta", "wta", "simhash", "doph", "mips"])
+                   choices=["auto", "dwta", "wta", "simhash", "doph", "mips"])
     p.add_argument("--settings", type=json.loads, default=None,
                    help="JSON list of dicts of inference_* parameters")
     p.add_argument("--simhash-bound", action="store_true",

@@ -473,7 +473,7 @@ def test_train_choices_come_from_the_parameter_constraints(monkeypatch):
         options = next(c for c in constraints[name] if isinstance(c, StrOptions))
         assert set(actions[name].choices) == options.options, name
     # in the order the docstring's type field lists (and its text explains) them
-    assert actions["hash_family"].choices == ["dwta", "wta", "simhash", "doph", "mips"]
+    assert actions["hash_family"].choices == ["auto", "dwta", "wta", "simhash", "doph", "mips"]
     monkeypatch.setitem(constraints, "hash_family", [StrOptions({"wta", "dwta", "new"})])
     assert _train_actions()["hash_family"].choices == ["dwta", "new", "wta"]
 

@@ -261,7 +261,8 @@ def test_models_that_train_without_tables_build_them_on_first_use():
     import pickle
     X, Y = make_multilabel_classification(n_samples=200, n_features=20, n_classes=12,
                                           random_state=0)
-    clf = SlideClassifier(max_iter=2, n_jobs=1, random_state=0, range_pow=14).fit(X, Y)
+    clf = SlideClassifier(max_iter=2, n_jobs=1, random_state=0, range_pow=14,
+                          hash_family="dwta").fit(X, Y)  # inference on the training tables
     assert _testing.lsh(clf, build=False).offsets is None
     blob = pickle.dumps(clf)
     assert len(blob) < 50 * 2**14 * 4 // 4
@@ -275,3 +276,49 @@ def test_models_that_train_without_tables_build_them_on_first_use():
     copy.set_params(negative_sampling="lsh", min_active=4, loss="softmax").partial_fit(X, Y)
     assert _testing.lsh(copy, build=False).offsets is not None
     assert copy.n_iter_ == clf.n_iter_ + 1
+
+
+def test_auto_family_infers_with_mips_tables_where_training_does_not_use_tables():
+    """hash_family="auto": the training tables are DWTA, drawn as before (the model
+    trains exactly as with "dwta"); where training does not sample from them, LSH
+    inference builds "mips" tables of n_codes x n_tables on first use, from a stream of
+    their own, and a further fit drops them for the next use to rebuild."""
+    import pickle
+    from slidelearn.datasets import make_extreme_classification
+    X, Y = make_extreme_classification(n_samples=500, n_features=200, n_labels=300,
+                                       random_state=1)
+    common = dict(hidden_layer_sizes=(24,), n_codes=5, n_tables=6, max_iter=2, n_jobs=1,
+                  random_state=0, min_active=20)
+    auto = SlideClassifier(**common).fit(X, Y)  # the shared negatives: no tables used
+    dwta = SlideClassifier(**common, hash_family="dwta").fit(X, Y)
+    assert auto._output_mode() == "shared"
+    np.testing.assert_array_equal(auto.coefs_[-1], dwta.coefs_[-1])
+    assert auto._lsh.params["family"] == "dwta"
+    assert _testing.lsh(auto, inference=True) is None  # lazy
+    top, scores = auto.predict_topk(X[:40], 5, inference="lsh")
+    tables = _testing.lsh(auto, inference=True)
+    assert tables.params["family"] == "mips" and tables.params["n_codes"] == 5
+    assert tables.params["n_tables"] == 6 and tables.params["width"] == 24 + 2
+    assert _testing.lsh(auto, build=False).offsets is None  # training tables never built
+    # scored exactly, and the same on a second call and after a pickle round trip
+    z = auto.decision_function(X[:40])
+    np.testing.assert_allclose(scores, np.take_along_axis(z, top, axis=1), rtol=1e-5,
+                               atol=1e-5)
+    np.testing.assert_array_equal(auto.predict_topk(X[:40], 5, inference="lsh")[0], top)
+    again = pickle.loads(pickle.dumps(auto))
+    np.testing.assert_array_equal(again.predict_topk(X[:40], 5, inference="lsh")[0], top)
+    # a further fit drops them; the next LSH predict builds them from the new weights
+    auto.partial_fit(X, Y)
+    assert _testing.lsh(auto, inference=True) is None
+    auto.predict_topk(X[:5], 5, inference="lsh")
+    assert _testing.lsh(auto, inference=True) is not tables
+    # inference_n_codes: mips tables of that K (built on first use too)
+    sep = SlideClassifier(**common, inference_n_codes=7).fit(X, Y)
+    sep.predict_topk(X[:5], 5, inference="lsh")
+    assert _testing.lsh(sep, inference=True).params["n_codes"] == 7
+    assert _testing.lsh(sep, inference=True).params["family"] == "mips"
+    # training that samples from the tables infers with them (DWTA, shared functions)
+    lsh = SlideClassifier(**common, negative_sampling="lsh").fit(X, Y)
+    lsh.predict_topk(X[:5], 5, inference="lsh")
+    assert _testing.lsh(lsh, inference=True) is None
+    assert _testing.lsh(lsh).params["family"] == "dwta"

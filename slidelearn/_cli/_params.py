@@ -197,9 +197,9 @@ class EstimatorOptions:
     >>> options = EstimatorOptions(SlideClassifier)
     >>> action = options.add(parser, "hash_family")
     >>> action.choices, action.default
-    (['dwta', 'wta', 'simhash', 'doph', 'mips'], 'dwta')
+    (['auto', 'dwta', 'wta', 'simhash', 'doph', 'mips'], 'auto')
     >>> action.help  # doctest: +ELLIPSIS
-    'Hash family of the output-layer tables: densified winner-take-all, ... (default: dwta)'
+    'Hash family of the output-layer tables. ... (default: auto)'
     >>> parser.parse_args(["--hash-family", "wta"]).hash_family
     'wta'
     """

@@ -133,12 +133,17 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         thousands) would otherwise dominate the input layer and can make training
         diverge. Scaling keeps X sparse. None: use X as given (put your own scaler,
         e.g. :class:`~sklearn.preprocessing.MaxAbsScaler`, in a pipeline).
-    hash_family : {"dwta", "wta", "simhash", "doph", "mips"}, default="dwta"
-        Hash family of the output-layer tables: densified winner-take-all,
+    hash_family : {"auto", "dwta", "wta", "simhash", "doph", "mips"}, default="auto"
+        Hash family of the output-layer tables. ``"auto"``: ``"dwta"`` for the
+        training tables (SLIDE's), and where training does not sample from them
+        (the default shared negatives, or every label active) ``inference="lsh"``
+        uses ``"mips"`` tables of ``n_codes`` x ``n_tables`` instead, built on first
+        use, whose codes follow the scores inference ranks by (see the inference
+        guide). Otherwise the family of every table: densified winner-take-all,
         winner-take-all, signed random projections, densified one-permutation
         minhash of the positive coordinates, or ``"mips"``: signed random
-        projections (one bit a code, so use a larger ``n_codes``, e.g. 10) of the
-        output rows with their bias and a norm coordinate appended against the
+        projections (one bit a code, where a DWTA code has ``bin_size`` values) of
+        the output rows with their bias and a norm coordinate appended against the
         queries ``[h, 1, 0]``, so that retrieval follows the scores ``w . h + b``
         (maximum inner product search).
     n_codes : int, default=6
@@ -478,7 +483,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         "hidden_layer_sizes": [StrOptions({"auto"}), "array-like",
                                Interval(Integral, 1, None, closed="left")],
         "feature_scaling": [StrOptions({"auto"}), None],
-        "hash_family": [StrOptions({"dwta", "wta", "simhash", "doph", "mips"})],
+        "hash_family": [StrOptions({"auto", "dwta", "wta", "simhash", "doph", "mips"})],
         "n_codes": [Interval(Integral, 1, 32, closed="both")],
         "n_tables": [Interval(Integral, 1, _network.MAX_TABLES, closed="both")],
         "bin_size": [Interval(Integral, 2, None, closed="left"), StrOptions({"auto"})],
@@ -533,7 +538,7 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         hidden_layer_sizes="auto",
         *,
         feature_scaling="auto",
-        hash_family="dwta",
+        hash_family="auto",
         n_codes=6,
         n_tables=50,
         bin_size="auto",
@@ -758,8 +763,9 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         the hash tables are left to the caller."""
         sizes = self._hidden_sizes(n_labels)
         H = sizes[-1]
-        bin_size = self._bin_size(H)
-        if self.hash_family in ("wta", "dwta") and bin_size > H:
+        family = self._training_family()
+        bin_size = self._bin_size(H, family)
+        if family in ("wta", "dwta") and bin_size > H:
             raise ValueError(f"bin_size={bin_size} exceeds the width of the last hidden "
                              f"layer ({H}); set bin_size to at most {H}.")
         # Glorot's bound shrinks with the number of labels: beyond a few thousand the
@@ -783,18 +789,33 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         self.loss_curve_ = []
         self.validation_scores_ = None
         self.best_validation_score_ = None
-        self._lsh = LSHIndex(self.hash_family, H, self.n_codes, self.n_tables, bin_size,
+        self._lsh = LSHIndex(family, H, self.n_codes, self.n_tables, bin_size,
                              self.range_pow, self._rng)
         if label_slice is None:
             self._rehash(effective_n_threads(self.n_jobs))
         else:  # the draw _rehash makes, so that the stream stays that of a whole model
             self._rng.integers(0, 2**63 - 1)
 
-    def _bin_size(self, H):
-        """``bin_size`` for a last hidden layer of ``H`` units (``"auto"`` resolved)."""
+    def _training_family(self):
+        """The training tables' hash family (``"auto"``: SLIDE's DWTA)."""
+        return "dwta" if self.hash_family == "auto" else self.hash_family
+
+    def _inference_family(self):
+        """The hash family of ``inference="lsh"``: with ``"auto"``, "mips" where
+        training does not sample from the tables (one process, and the dense or shared
+        output path), whose codes follow the scores ``w . h + b``; the training
+        tables' family otherwise, so that inference uses the tables training shaped
+        the network for."""
+        if self.hash_family == "auto" and self.comm is None and self._output_mode() != "sample":
+            return "mips"
+        return self._lsh.params["family"]
+
+    def _bin_size(self, H, family):
+        """``bin_size`` for a last hidden layer of ``H`` units and the hash ``family``
+        (``"auto"`` resolved)."""
         if self.bin_size != "auto":
             return self.bin_size
-        return H + 2 if self.hash_family == "mips" else 8
+        return H + 2 if family == "mips" else 8
 
     def _rehash(self, n_threads):
         """Rebuild the training tables from the output layer, or, where training does
@@ -811,22 +832,29 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             self._fill_tables(self._lsh, n_threads, seed=self._lsh.deferred)
         return self._lsh
 
-    def _build_inference_tables(self, n_threads):
+    def _build_inference_tables(self, n_threads, lazy=True):
         """Tables used only by LSH inference, when inference_n_codes/_n_tables or
-        inference_bucket_size ask for them."""
-        new_functions = self.inference_n_codes is not None or self.inference_n_tables is not None
-        if not new_functions and self.inference_bucket_size is None:
+        inference_bucket_size ask for them, or when their hash family is not the
+        training tables' (``_inference_family``; ``lazy``: left for the first LSH
+        predict to build, since most models never use them)."""
+        family = self._inference_family()
+        new_functions = (self.inference_n_codes is not None
+                         or self.inference_n_tables is not None
+                         or family != self._lsh.params["family"])
+        if (not new_functions and self.inference_bucket_size is None) or (
+                lazy and family != self._lsh.params["family"]):
             self._inference_lsh = None
             return
         # A stream of its own (from the model's seed and the number of epochs run), so that
         # asking for inference tables never changes how the model trains.
         rng = np.random.default_rng([self._seed, 1, self.n_iter_])
         if new_functions:
+            H = int(self._state.sizes[-1])
             self._inference_lsh = LSHIndex(
-                self.hash_family, int(self._state.sizes[-1]),
+                family, H,
                 self.n_codes if self.inference_n_codes is None else self.inference_n_codes,
                 self.n_tables if self.inference_n_tables is None else self.inference_n_tables,
-                self._bin_size(int(self._state.sizes[-1])), self.range_pow, rng)
+                self._bin_size(H, family), self.range_pow, rng)
         else:
             # the training hash functions: training shapes the network so that the true
             # labels collide with the inputs under these very functions
@@ -1460,8 +1488,12 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
             # as already found), so only those are ranked, not every label on every call.
             n_head = min(self.inference_head_labels, len(self.classes_))
             order = self._most_frequent_labels(n_head + 2 * k)
-            tables = (getattr(self, "_inference_lsh", None)
-                      or self._training_tables(n_threads))
+            tables = getattr(self, "_inference_lsh", None)
+            if tables is None and self._inference_family() != self._lsh.params["family"]:
+                self._build_inference_tables(n_threads, lazy=False)  # first use
+                tables = self._inference_lsh
+            if tables is None:
+                tables = self._training_tables(n_threads)
             idx, scores, _ = _network.topk_lsh(Hm, self._state, tables, k,
                                                self.inference_threshold, order, n_threads,
                                                self.inference_max_candidates or 0,
