@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from _fuzz import fuzz_settings, run_worker
 
-FAMILIES = ["dwta", "wta", "simhash", "doph", "mips"]
+FAMILIES = ["auto", "dwta", "wta", "simhash", "doph", "mips"]
 
 
 @st.composite
@@ -29,10 +29,11 @@ def slide_examples(draw):
         "hash_family": family,
         "n_codes": draw(st.integers(1, 6)),
         "n_tables": draw(st.integers(1, 8)),
-        # WTA / DWTA compare bin_size coordinates of the last hidden layer ("auto": 8)
-        "bin_size": draw(st.integers(2, min(8, hidden[-1]) if family in ("wta", "dwta")
-                                     else 8)
-                         | (st.just("auto") if family not in ("wta", "dwta")
+        # WTA / DWTA (and "auto"'s training tables) compare bin_size coordinates of the
+        # last hidden layer ("auto": 8)
+        "bin_size": draw(st.integers(2, min(8, hidden[-1])
+                                     if family in ("wta", "dwta", "auto") else 8)
+                         | (st.just("auto") if family not in ("wta", "dwta", "auto")
                             or hidden[-1] >= 8 else st.nothing())),
         "range_pow": draw(st.integers(1, 12)),
         "bucket_size": draw(st.integers(1, 16)),
