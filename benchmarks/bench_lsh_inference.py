@@ -317,6 +317,11 @@ def run_data(name, args):
                               else None)}
 
 
+# setting keys that have a column of the table; any other is listed after the row
+_SHOWN = {"inference", "inference_n_codes", "inference_n_tables", "inference_bucket_size",
+          "inference_n_clusters", "inference_n_probe", "inference_budget"}
+
+
 def table(result):
     """The printed report of one data set's result (a list of lines)."""
     r = result
@@ -345,7 +350,9 @@ def table(result):
                      f"{row['exact_top1_found']:>12.3f} {row['p1_lsh']:>8.4f} "
                      f"{row['p5_lsh']:>8.4f} {row['lsh_rows_s']:>9,.0f} "
                      f"{row['speedup']:>8.1f}x {row['build_s']:>8.2f}  "
-                     f"{'met' if ok else 'NOT met'}")
+                     f"{'met' if ok else 'NOT met'}"
+                     + (f"  ({', '.join(f'{k}={v}' for k, v in s.items() if k not in _SHOWN)})"
+                        if set(s) - _SHOWN else ""))
     bound = r.get("simhash_bound")
     if bound:
         q = ", ".join(f"{v:.3f}" for v in bound["label_cosine_quantiles"])
