@@ -108,7 +108,6 @@ def test_models_pickled_with_dict_tables_still_load_and_train():
 
 
 # --------------------------------------------------------------------------- "mips"
-from slidelearn._slide import _hashing  # noqa: E402
 from slidelearn._slide._lsh import mips_rows  # noqa: E402
 
 

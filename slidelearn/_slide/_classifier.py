@@ -1,5 +1,4 @@
 """SlideClassifier: SLIDE (sub-linear deep learning) behind a scikit-learn estimator."""
-from contextlib import nullcontext
 import math
 from numbers import Integral, Real
 
@@ -1108,7 +1107,9 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
         total_loss = 0.0
         total_active = 0
         bs = self.batch_size
-        with single_threaded_blas() if mode != "sample" else nullcontext():
+        # every path may call BLAS inside its OpenMP loop (the sample path: the dense
+        # SimHash projections of "mips" tables)
+        with single_threaded_blas():
             for start in range(0, len(rows), bs):
                 batch = np.ascontiguousarray(rows[start: start + bs], dtype=np.int64)
                 loss, n_active = self._train_batch(X, Y_indptr, Y_indices, batch, work,
@@ -1494,10 +1495,12 @@ class SlideClassifier(ClassifierMixin, BaseEstimator):
                 tables = self._inference_lsh
             if tables is None:
                 tables = self._training_tables(n_threads)
-            idx, scores, _ = _network.topk_lsh(Hm, self._state, tables, k,
-                                               self.inference_threshold, order, n_threads,
-                                               self.inference_max_candidates or 0,
-                                               min(n_head, len(order)))
+            with single_threaded_blas():  # dense SimHash projections: sgemv per row
+                idx, scores, _ = _network.topk_lsh(Hm, self._state, tables, k,
+                                                   self.inference_threshold, order,
+                                                   n_threads,
+                                                   self.inference_max_candidates or 0,
+                                                   min(n_head, len(order)))
             return idx, scores
         with single_threaded_blas():
             return _network.topk_exact(Hm, self._state, k, n_threads)

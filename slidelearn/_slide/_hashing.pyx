@@ -57,8 +57,9 @@ FAMILIES = {"simhash": FAMILY_SIMHASH, "wta": FAMILY_WTA, "dwta": FAMILY_DWTA, "
 
 cdef int MAX_PROBES = 64
 # SimHash projections with at least one non-zero in _DENSE_SHARE dims are applied as
-# dense dot products, in the vector loop of sl_dot: gathering their non-zeros one by
-# one, behind a branch per non-zero for "mips" queries, cost more than the zeros.
+# one dense matrix-vector product (sgemv; callers limit BLAS to one thread, since it
+# runs inside their OpenMP loops): gathering their non-zeros one by one, behind a
+# branch per non-zero for "mips" queries, costs more than multiplying the zeros.
 _DENSE_SHARE = 8
 # build_tables fills every bucket's run of ids one id at a time, thousands of runs
 # interleaved: the first write to each 64-byte line was a miss to memory that stalled
@@ -175,7 +176,7 @@ cdef void hash_query(const HashFn* fn, const float* h, int32_t* codes,
 
 
 cdef enum:
-    MAX_DENSE_HASHES = 8192  # K * L of the dense path: 32 KB of projections on the stack
+    MAX_DENSE_HASHES = 8192  # K * L of the dense path: 32 KB of projected values on the stack
 
 
 cdef inline void _project(const HashFn* fn, const float* vec, int n,

@@ -145,8 +145,10 @@ def topk(comm, state, lsh, Hm, k, mode, n_threads, *, label_slice, n_labels_tota
         local = label_counts[lo:hi]
         n_head = min(-(-head_labels * (hi - lo) // n_labels_total), hi - lo)
         order = np.argsort(-local, kind="stable")[:n_head + 2 * k_loc].astype(np.int32)
-        idx, sc, _ = _network.topk_lsh(H_all, state, lsh, k_loc, threshold, order,
-                                       n_threads, max_candidates, min(n_head, len(order)))
+        with single_threaded_blas():  # dense SimHash projections: sgemv per row
+            idx, sc, _ = _network.topk_lsh(H_all, state, lsh, k_loc, threshold, order,
+                                           n_threads, max_candidates,
+                                           min(n_head, len(order)))
     else:
         with single_threaded_blas():
             idx, sc = _network.topk_exact(H_all, state, k_loc, n_threads)

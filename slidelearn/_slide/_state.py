@@ -25,6 +25,7 @@ import numpy as np
 from slidelearn._slide import _network
 from slidelearn.utils import _bf16
 from slidelearn.utils._aligned import aligned_empty, aligned_zeros, cache_aligned
+from slidelearn.utils._threads import single_threaded_blas
 
 __all__ = ["SlideParams", "SlideState"]
 
@@ -336,9 +337,12 @@ class SlideState:
         (:meth:`output_rows`), centred on ``center`` (default: their mean). With a
         ``work`` (``_network.Workspace``), the training tables keep their arrays and the
         code buffer between rebuilds; ``probe`` rows are kept for ``lsh.stale_share``."""
-        codes = lsh.fill(self.output_rows(), n_threads, seed, bucket_size, reservoir,
-                         center=center, buckets=None if work is None else work.hash_buckets,
-                         reuse=work is not None, bias=self.b_out, probe=probe)
+        # dense SimHash projections are applied by sgemv inside the OpenMP loop
+        with single_threaded_blas():
+            codes = lsh.fill(self.output_rows(), n_threads, seed, bucket_size, reservoir,
+                             center=center,
+                             buckets=None if work is None else work.hash_buckets,
+                             reuse=work is not None, bias=self.b_out, probe=probe)
         if work is not None:
             work.hash_buckets = codes
 
