@@ -305,7 +305,10 @@ def test_auto_family_infers_with_mips_tables_where_training_does_not_use_tables(
                                atol=1e-5)
     np.testing.assert_array_equal(auto.predict_topk(X[:40], 5, inference="lsh")[0], top)
     again = pickle.loads(pickle.dumps(auto))
+    # the dense projections are not stored (made again on first use)
+    assert "proj" in tables.params and "proj" not in _testing.lsh(again, inference=True).params
     np.testing.assert_array_equal(again.predict_topk(X[:40], 5, inference="lsh")[0], top)
+    assert "proj" in _testing.lsh(again, inference=True).params
     # a further fit drops them; the next LSH predict builds them from the new weights
     auto.partial_fit(X, Y)
     assert _testing.lsh(auto, inference=True) is None

@@ -80,6 +80,14 @@ class LSHIndex:
             c["range_pow"], rng)
         self.probe = None  # codes of the old functions
 
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        if self.params is not None and "proj" in self.params:
+            # the dense projections are the sparse ones written out (H + 2 floats a code
+            # for "mips"): made again on first use rather than stored
+            state["params"] = {k: v for k, v in self.params.items() if k != "proj"}
+        return state
+
     @classmethod
     def sharing_functions(cls, other):
         """A new index (no tables yet) with ``other``'s hash functions."""
