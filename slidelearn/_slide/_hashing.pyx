@@ -44,7 +44,7 @@ cdef extern from "../utils/_bfloat16.h" nogil:
     void sl_from_bf16(const uint16_t *h, float *out, int64_t n)
     void sl_bf16_set_level(int level)
 
-from scipy.linalg.cython_blas cimport sgemv
+from scipy.linalg.cython_blas cimport sgemm, sgemv
 
 from slidelearn.utils import _cpu
 
@@ -437,6 +437,9 @@ def hash_vectors(dict params, V, int n_threads=1, center=None, out=None):
             and sl_wta_block_ok()):
         _hash_blocks16(&fn, &v, c, centered, out_v, n_threads)
         return out
+    if fn.proj != NULL:
+        _hash_dense_blocks(&fn, &v, c, centered, out_v, n_threads)
+        return out
     T = max(n_threads, 1)
     codes_np = np.empty((T, n_hashes), dtype=np.int32)
     buckets_np = np.empty((T, L), dtype=np.uint32)
@@ -511,6 +514,68 @@ cdef void _hash_blocks16(const HashFn* fn, const Rows* v, const float[::1] c,
                 if dwta and (empty >> r) & 1:
                     _densify(fn, &row[tid, 0], 0, n_hashes)
                 _buckets(fn, &row[tid, 0], &buck[tid, 0])
+                for t in range(L):
+                    out_v[t, i0 + r] = buck[tid, t]
+
+
+cdef enum:
+    DENSE_BLOCK = 32  # rows a thread projects with one sgemm
+
+
+cdef void _hash_dense_blocks(const HashFn* fn, const Rows* v, const float[::1] c,
+                             bint centered, uint32_t[:, ::1] out_v,
+                             int n_threads) except *:
+    """``hash_vectors`` for dense SimHash / "mips" projections: DENSE_BLOCK rows at a
+    time (widened from bfloat16 and centred into a buffer) projected by one sgemm, which
+    reads the (K * L, dim) projections once per block where one sgemv a row read them
+    for every row. "mips" rows add their last two coordinates after the product over
+    the first dim - 2, as ``_dense_codes`` does. The order of the sums is sgemm's, so a
+    projection within float32 rounding of zero may take the other bit than
+    ``hash_vector`` gives it."""
+    cdef Py_ssize_t n = v.n, blk, n_blocks = (n + DENSE_BLOCK - 1) // DENSE_BLOCK, i0
+    cdef int L = fn.n_tables, n_hashes = fn.n_codes * fn.n_tables, dim = fn.dim
+    cdef int t, tid, r, j, d, cnt, m = fn.dim
+    cdef bint mips = fn.family == FAMILY_MIPS
+    if mips:
+        m = fn.dim - 2
+    T = max(n_threads, 1)
+    x_np = np.zeros((T, DENSE_BLOCK * dim), dtype=np.float32)
+    y_np = np.zeros((T, DENSE_BLOCK * n_hashes), dtype=np.float32)
+    codes_np = np.empty((T, n_hashes), dtype=np.int32)
+    buckets_np = np.empty((T, L), dtype=np.uint32)
+    cdef float[:, ::1] xb = x_np
+    cdef float[:, ::1] yb = y_np
+    cdef int32_t[:, ::1] codes = codes_np
+    cdef uint32_t[:, ::1] buck = buckets_np
+    cdef const float* x
+    cdef const float* p
+    cdef float* y
+    cdef float s
+    cdef char tr = b'T', nt = b'N'
+    cdef float one = 1, zero = 0
+    with nogil:
+        for blk in prange(n_blocks, schedule="static", num_threads=n_threads):
+            tid = omp_get_thread_num()
+            i0 = blk * DENSE_BLOCK
+            cnt = <int>min(<Py_ssize_t>DENSE_BLOCK, n - i0)
+            x = _rows_at(v, i0, cnt, &xb[tid, 0])  # widened into the buffer if bfloat16
+            if centered:
+                for r in range(cnt):
+                    for d in range(dim):
+                        xb[tid, r * dim + d] = x[r * dim + d] - c[d]
+                x = &xb[tid, 0]
+            # y (K*L x cnt, column-major) = proj[:, :m] . x[:, :m]^T
+            sgemm(&tr, &nt, &n_hashes, &cnt, &m, &one, <float*>fn.proj, &dim,
+                  <float*>x, &dim, &zero, &yb[tid, 0], &n_hashes)
+            for r in range(cnt):
+                y = &yb[tid, r * n_hashes]
+                for j in range(n_hashes):
+                    s = y[j]
+                    if mips:
+                        p = fn.proj + <int64_t>j * dim
+                        s = s + p[m] * x[r * dim + m] + p[m + 1] * x[r * dim + m + 1]
+                    codes[tid, j] = 1 if s >= 0 else 0
+                _buckets(fn, &codes[tid, 0], &buck[tid, 0])
                 for t in range(L):
                     out_v[t, i0 + r] = buck[tid, t]
 
