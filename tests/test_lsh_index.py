@@ -319,6 +319,13 @@ def test_auto_family_infers_with_mips_tables_where_training_does_not_use_tables(
     sep.predict_topk(X[:5], 5, inference="lsh")
     assert _testing.lsh(sep, inference=True).params["n_codes"] == 7
     assert _testing.lsh(sep, inference=True).params["family"] == "mips"
+    # inference_bucket_size: the same tables with sampled buckets of that size
+    small = SlideClassifier(**common, inference_bucket_size=3).fit(X, Y)
+    assert _testing.lsh(small, inference=True) is None
+    small.predict_topk(X[:5], 5, inference="lsh")
+    tables = _testing.lsh(small, inference=True)
+    assert tables.params["family"] == "mips" and tables.bucket_size == 3
+    assert np.diff(tables.offsets, axis=1).max() <= 3
     # training that samples from the tables infers with them (DWTA, shared functions)
     lsh = SlideClassifier(**common, negative_sampling="lsh").fit(X, Y)
     lsh.predict_topk(X[:5], 5, inference="lsh")
