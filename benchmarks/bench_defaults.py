@@ -402,16 +402,16 @@ DLRM_PARTS = [("without baseline", {"baseline": False}),
 XC = ["bibtex", "go-seq", "go-derisi", "text8"]
 
 
-def study_configs(which, seeds, threads):
+def study_configs(which, seeds, threads, text8_seeds=1):
     """Every configuration of the study; ``which`` names the groups to include
     ("defaults", "old", "peers", "bf16", "loss": each ``loss`` on the sets with every
     label active, "fm": each part of DLRM's defaults taken away, ``DLRM_PARTS``). text8
-    (minutes a fit) runs one seed."""
+    (minutes a fit) runs ``text8_seeds`` seeds."""
     few = seeds[:1]
     two = [max(threads)]
     configs = []
     for data in XC:
-        s = few if data == "text8" else seeds
+        s = seeds[:text8_seeds] if data == "text8" else seeds
         if "defaults" in which:
             configs.append(("defaults", data, "slide", {}, s, threads))
         if "old" in which:
@@ -480,7 +480,7 @@ def run_study(args):
     t0 = time.time()
     jobs = []
     for c, (label, data, method, params, run_seeds, run_threads) in enumerate(study_configs(
-            args.which, seeds, args.threads_list)):
+            args.which, seeds, args.threads_list, args.text8_seeds)):
         if args.data and data not in args.data.split(","):
             continue
         for threads in run_threads:
@@ -548,6 +548,9 @@ def main():
                        "this one")
     study.add_argument("--data", default="", help="comma-separated subset of the data sets")
     study.add_argument("--text8-train", type=int, default=200_000)
+    study.add_argument("--text8-seeds", type=int, default=1,
+                       help="seeds of text8's runs (minutes a fit; the other sets run "
+                       "--seeds)")
     log = sub.add_parser("from-log", help="write a study's result from its printed lines")
     log.add_argument("log")
     log.add_argument("--out", required=True)

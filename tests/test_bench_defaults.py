@@ -35,7 +35,7 @@ def test_keep_replaces_only_the_configurations_run_again(tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "machine", lambda: {"cpu": "y"})
     out = tmp_path / "out.json"
     args = types.SimpleNamespace(seeds=1, which="defaults", threads_list=[2], data="bibtex",
-                                 text8_train=10, keep=str(kept), out=str(out))
+                                 text8_train=10, text8_seeds=1, keep=str(kept), out=str(out))
     bench.run_study(args)
     records = json.loads(out.read_text())["records"]
     got = sorted((r["data"], r["label"], r["p@1"]) for r in records)
@@ -43,3 +43,11 @@ def test_keep_replaces_only_the_configurations_run_again(tmp_path, monkeypatch):
     # other set are kept from the earlier result
     assert got == [("bibtex", "defaults", 0.9), ("bibtex", "old defaults", 0.2),
                    ("go-seq", "defaults", 0.3)]
+
+
+def test_text8_runs_its_own_number_of_seeds():
+    def seeds_of(data, **kw):
+        configs = bench.study_configs("defaults", [0, 1, 2, 3, 4], [1, 2], **kw)
+        return next(c[4] for c in configs if c[0] == "defaults" and c[1] == data)
+    assert seeds_of("text8") == [0] and seeds_of("bibtex") == [0, 1, 2, 3, 4]
+    assert seeds_of("text8", text8_seeds=5) == [0, 1, 2, 3, 4]
