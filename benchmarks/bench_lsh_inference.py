@@ -25,8 +25,8 @@ With ``--simhash-bound``, also the least work at which ideal SimHash tables over
 MIPS transform of the output layer would find 90% of the exact top-1 labels
 (:func:`simhash_bound`): from the angles between the rows and the queries, the best that
 any K and L of Gaussian SimHash tables can reach, without bucket caps and not counting
-the reading of the buckets (``hash_family="mips"`` hashes with sparse projections that
-approximate Gaussian ones).
+the reading of the buckets (``hash_family="mips"`` hashes with random +-1 projections,
+dense with the default ``bin_size``, that approximate Gaussian ones).
 
 Prints a table and, with ``--out``, writes it as JSON beside a ``.txt`` copy; nothing is
 asserted.
@@ -199,7 +199,7 @@ def simhash_bound(clf, X, n_threads, target=TARGET_FOUND, max_tables=BOUND_TABLE
     query is projected on, both dot products of the same length, as a share of the
     labels exact inference scores. Its inverse bounds the speed-up over exact
     inference of LSH inference with such tables: reading the buckets, and capping
-    them, only add work or lose labels. (The ``"mips"`` family's sparse projections
+    them, only add work or lose labels. (The ``"mips"`` family's random +-1 projections
     approximate Gaussian ones.)
 
     Parameters

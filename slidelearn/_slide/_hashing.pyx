@@ -194,13 +194,19 @@ cdef inline void _dense_codes(const HashFn* fn, const float* vec, int32_t* codes
     norm-completing coordinate, added after the product over the first dim - 2, so
     that a query ``h`` (``query``: dim - 2 floats) gets the bits of the padded
     ``[h, 1, 0]`` bit for bit."""
-    cdef int i, n_hashes = fn.n_codes * fn.n_tables, n = fn.dim
     cdef float y[MAX_DENSE_HASHES]
+    _project(fn, vec, fn.dim - 2 if fn.family == FAMILY_MIPS else fn.dim, y)
+    _codes_of(fn, y, vec, query, codes)
+
+
+cdef inline void _codes_of(const HashFn* fn, const float* y, const float* vec,
+                           bint query, int32_t* codes) noexcept nogil:
+    """The K * L bits from ``vec``'s projections ``y`` over its first dim (dim - 2 for
+    "mips", whose last two coordinates are added here: ``vec``'s own, or 1 and 0 for
+    a ``query``, which has dim - 2 floats)."""
+    cdef int i, n_hashes = fn.n_codes * fn.n_tables, n = fn.dim - 2
     cdef float s, last, pad
     cdef const float* p
-    if fn.family == FAMILY_MIPS:
-        n = fn.dim - 2
-    _project(fn, vec, n, y)
     for i in range(n_hashes):
         s = y[i]
         if fn.family == FAMILY_MIPS:
@@ -534,10 +540,8 @@ cdef void _hash_dense_blocks(const HashFn* fn, const Rows* v, const float[::1] c
     ``hash_vector`` gives it."""
     cdef Py_ssize_t n = v.n, blk, n_blocks = (n + DENSE_BLOCK - 1) // DENSE_BLOCK, i0
     cdef int L = fn.n_tables, n_hashes = fn.n_codes * fn.n_tables, dim = fn.dim
-    cdef int t, tid, r, j, d, cnt, m = fn.dim
-    cdef bint mips = fn.family == FAMILY_MIPS
-    if mips:
-        m = fn.dim - 2
+    cdef int t, tid, r, d, cnt
+    cdef int m = fn.dim - 2 if fn.family == FAMILY_MIPS else fn.dim  # as _dense_codes
     T = max(n_threads, 1)
     x_np = np.zeros((T, DENSE_BLOCK * dim), dtype=np.float32)
     y_np = np.zeros((T, DENSE_BLOCK * n_hashes), dtype=np.float32)
@@ -548,9 +552,6 @@ cdef void _hash_dense_blocks(const HashFn* fn, const Rows* v, const float[::1] c
     cdef int32_t[:, ::1] codes = codes_np
     cdef uint32_t[:, ::1] buck = buckets_np
     cdef const float* x
-    cdef const float* p
-    cdef float* y
-    cdef float s
     cdef char tr = b'T', nt = b'N'
     cdef float one = 1, zero = 0
     with nogil:
@@ -568,13 +569,7 @@ cdef void _hash_dense_blocks(const HashFn* fn, const Rows* v, const float[::1] c
             sgemm(&tr, &nt, &n_hashes, &cnt, &m, &one, <float*>fn.proj, &dim,
                   <float*>x, &dim, &zero, &yb[tid, 0], &n_hashes)
             for r in range(cnt):
-                y = &yb[tid, r * n_hashes]
-                for j in range(n_hashes):
-                    s = y[j]
-                    if mips:
-                        p = fn.proj + <int64_t>j * dim
-                        s = s + p[m] * x[r * dim + m] + p[m + 1] * x[r * dim + m + 1]
-                    codes[tid, j] = 1 if s >= 0 else 0
+                _codes_of(fn, &yb[tid, r * n_hashes], x + r * dim, False, &codes[tid, 0])
                 _buckets(fn, &codes[tid, 0], &buck[tid, 0])
                 for t in range(L):
                     out_v[t, i0 + r] = buck[tid, t]
